@@ -1,0 +1,56 @@
+"""The ``taxview`` command: one argparse program whose subcommands live in their own modules.
+
+Each module in :data:`COMMAND_MODULES` exposes ``register(sub)`` (and optionally
+``register_bench(bench_sub)`` for ``taxview bench …``); each subcommand sets ``func(args) -> int``.
+User errors (:class:`shared.errors.TaxviewError`) print one line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from shared.errors import TaxviewError
+
+#: Modules that contribute subcommands, in help order.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Assemble the parser from every command module."""
+    parser = argparse.ArgumentParser(
+        prog="taxview",
+        description="Tax-aware direct indexing: ledger, rebalance solve, nightly fleet.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    bench = sub.add_parser("bench", help="benchmarks whose numbers go into the README")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
+    bench_sub.required = True
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``taxview`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc: int = args.func(args)
+    except TaxviewError as exc:
+        print(f"taxview: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("taxview: interrupted", file=sys.stderr)
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Wire schemas: every message that crosses a process boundary, as frozen msgspec Structs.
+
+Rules (msgspec's schema-evolution guide): fields are only ever *added*, always with a default;
+unknown fields are tolerated (no ``forbid_unknown_fields``) so producer and worker images can be
+deployed at different moments.  Money that is reported (basis, proceeds, gains) is ``Decimal`` and
+travels as a JSON string; weights and risk numbers are ``float``.
+
+Encode with :func:`to_wire` (``msgspec.to_builtins``) before Celery's ``json`` serializer and decode
+with :func:`from_wire` (``msgspec.convert``) after it; code past the task edge never sees dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from shared.errors import InputError
+from shared.types import AccountType, Side, Strategy, Term
+
+#: The one task name shared by producer and worker (never derived from a module path).
+TASK_REBALANCE = "taxview.rebalance_account.v1"
+
+#: Bumped only when a field changes meaning; adding a field does not bump it.
+SCHEMA_VERSION = 1
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every wire Struct."""
+
+
+# --------------------------------------------------------------------------------------------
+# Ledger: transactions and lots
+# --------------------------------------------------------------------------------------------
+
+
+class Transaction(_Wire):
+    """One trade of a household, exactly the columns of ``taxview realized``'s input.
+
+    ``lot_id`` names the lot a buy/short creates, or the lot a sell/cover relieves (specific
+    identification); empty means "let the lot method choose" for sells and "use ``id``" for buys.
+    """
+
+    id: str
+    date: dt.date
+    account: str
+    account_type: AccountType = "taxable"
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    lot_id: str = ""
+
+
+class Lot(_Wire):
+    """An open tax lot.
+
+    ``cost_basis_usd`` is the whole lot's basis including wash-sale adjustments (for a short lot:
+    the proceeds of the short sale, less any washed loss carried into it).  ``acquired`` is the
+    holding-period start after tacking (IRC §1223(3)); ``trade_date`` the day it was really bought.
+    """
+
+    account: str
+    symbol: str
+    lot_id: str
+    quantity: Decimal
+    trade_date: dt.date
+    acquired: dt.date
+    cost_basis_usd: Decimal
+    wash_adjustment_usd: Decimal = Decimal(0)
+    short: bool = False
+    account_type: AccountType = "taxable"
+
+
+# --------------------------------------------------------------------------------------------
+# Market
+# --------------------------------------------------------------------------------------------
+
+
+class RiskModel(_Wire):
+    """Factor risk model ``Σ = B F Bᵀ + diag(d)``, annualised, in factor form.
+
+    ``loadings`` is n×k row-major (row i = name ``symbols[i]``), cross-sectionally standardised
+    for style factors; ``factor_cov`` is k×k; ``specific_var`` has n entries.
+    """
+
+    factor_names: list[str]
+    loadings: list[list[float]]
+    factor_cov: list[list[float]]
+    specific_var: list[float]
+
+
+class MarketSnapshot(_Wire):
+    """Everything about the day's market one account's solve needs.
+
+    Aligned arrays: ``symbols[i]`` has price ``prices[i]``, benchmark weight
+    ``benchmark_weights[i]`` and risk-model row ``risk_model.loadings[i]``.
+    """
+
+    as_of: dt.date
+    benchmark: str = "synthetic"
+    symbols: list[str]
+    prices: list[float]
+    benchmark_weights: list[float]
+    sectors: list[str] = []
+    risk_model: RiskModel
+    #: Cross-sectional alpha per name (annualised return units), for the market-neutral sleeve.
+    alpha: list[float] = []
+
+
+# --------------------------------------------------------------------------------------------
+# Account and request
+# --------------------------------------------------------------------------------------------
+
+
+class TaxRates(_Wire):
+    """Marginal rates; NIIT (IRC §1411) is added to both terms."""
+
+    short_term: float = 0.37
+    long_term: float = 0.20
+    niit: float = 0.038
+
+
+class FactorTilt(_Wire):
+    """Active exposure floor ``B_fᵀ(w − w_b) ≥ min_exposure`` (standardised units, sigmas)."""
+
+    factor: str
+    min_exposure: float
+
+
+class LongShortSpec(_Wire):
+    """Long/short book shape, e.g. 130/30: ``long_w=1.3``, ``short_w=0.3`` (net = long − short)."""
+
+    long_w: float = 1.3
+    short_w: float = 0.3
+    gross_limit_w: float | None = None
+
+
+class AccountSpec(_Wire):
+    """One account's settings and constraints."""
+
+    account_id: str
+    household_id: str = ""
+    account_type: AccountType = "taxable"
+    strategy: Strategy = "direct-index"
+    cash_usd: Decimal = Decimal(0)
+    #: Annualised ex-ante tracking-error budget (0.02 = 2%).
+    te_budget: float = 0.02
+    #: Single-name cap as a weight (``c_max``).
+    max_weight: float = 0.10
+    exclusions: list[str] = []
+    tilts: list[FactorTilt] = []
+    lambda_te: float = 1.0
+    lambda_tax: float = 1.0
+    #: One-way trading cost κ in basis points of traded notional.
+    trading_cost_bps: float = 5.0
+    min_cash_w: float = 0.0
+    max_cash_w: float = 0.02
+    turnover_limit_w: float | None = None
+    #: Cap on net realized gains this rebalance (USD), if any.
+    gain_budget_usd: Decimal | None = None
+    fractional_shares: bool = False
+    rates: TaxRates = TaxRates()
+    long_short: LongShortSpec | None = None
+    #: Gross limit for the market-neutral sleeve (sum of |w|), as a fraction of sleeve capital.
+    gross_limit_w: float = 2.0
+    #: Groups of substantially identical securities, e.g. ``[["GOOG", "GOOGL"]]``.
+    identical: list[list[str]] = []
+
+
+class RebalanceRequest(_Wire):
+    """A self-contained request: account, its open lots, the household's recent trades, market.
+
+    ``history`` holds the household's transactions of (at least) the last 31 days, every account
+    included (IRAs too), so the wash-sale restrictions can be derived by the ledger.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    as_of: dt.date
+    account: AccountSpec
+    lots: list[Lot] = []
+    history: list[Transaction] = []
+    market: MarketSnapshot
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome
+# --------------------------------------------------------------------------------------------
+
+TradeReason = Literal["harvest", "rebalance", "exclusion", "tilt", "cash", "cover", "alpha"]
+
+
+class Trade(_Wire):
+    """One order line.  Every sell/cover names its lot; buys and shorts create ``lot_id``."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    notional_usd: Decimal
+    lot_id: str
+    reason: TradeReason
+    #: The factor whose score drove the trade (trade-ticket annotation), if any.
+    driver: str | None = None
+    factor_score: float | None = None
+
+
+class RealizedSlice(_Wire):
+    """Realized P/L of one lot slice sold (or covered) by this rebalance."""
+
+    symbol: str
+    lot_id: str
+    quantity: Decimal
+    proceeds_usd: Decimal
+    cost_basis_usd: Decimal
+    gain_usd: Decimal
+    term: Term
+    date_acquired: dt.date
+    disallowed_loss_usd: Decimal = Decimal(0)
+
+
+class FactorExposure(_Wire):
+    """One row of the risk panel: active exposure against its target (if any)."""
+
+    factor: str
+    active: float
+    target_min: float | None = None
+
+
+class SolverInfo(_Wire):
+    """Which solve produced the trades, and how long each part took."""
+
+    solver: str
+    status: str
+    iterations: int
+    solver_ms: float
+    total_ms: float
+    attempts: list[str] = []
+
+
+class WashSaleIssue(_Wire):
+    """A wash sale the final trade list would create (should be empty), with the reason."""
+
+    symbol: str
+    lot_id: str
+    reason: str
+
+
+class Solved(_Wire, tag="solved", tag_field="kind"):
+    """A solved account.  ``status`` is ``ok``, ``relaxed`` (the relaxation chain ran; see
+    ``relaxations``) or ``held`` (nothing feasible improved on holding)."""
+
+    account_id: str
+    household_id: str = ""
+    as_of: dt.date
+    strategy: Strategy = "direct-index"
+    status: Literal["ok", "relaxed", "held"] = "ok"
+    relaxations: list[str] = []
+    nav_usd: Decimal
+    weights: dict[str, float]
+    cash_w: float
+    trades: list[Trade]
+    realized: list[RealizedSlice]
+    realized_st_usd: Decimal
+    realized_lt_usd: Decimal
+    harvested_loss_usd: Decimal
+    estimated_tax_usd: Decimal
+    te_ex_ante: float
+    te_budget: float
+    factor_exposures: list[FactorExposure]
+    wash_sale_issues: list[WashSaleIssue] = []
+    solver: SolverInfo
+
+
+class Rejected(_Wire, tag="rejected", tag_field="kind"):
+    """Bad input: never retried.  ``field`` names what to fix."""
+
+    account_id: str
+    household_id: str = ""
+    as_of: dt.date
+    field: str = ""
+    reason: str
+    status: Literal["rejected"] = "rejected"
+
+
+class Failed(_Wire, tag="failed", tag_field="kind"):
+    """Gave up after bounded attempts (solver failure, a process that keeps dying)."""
+
+    account_id: str
+    household_id: str = ""
+    as_of: dt.date
+    reason: str
+    attempts: int = 0
+    status: Literal["failed"] = "failed"
+
+
+Outcome = Solved | Rejected | Failed
+
+T = TypeVar("T")
+
+
+def to_wire(obj: msgspec.Struct) -> Any:
+    """Struct → JSON-safe builtins (dates and Decimals become strings)."""
+    return msgspec.to_builtins(obj)
+
+
+def from_wire(data: Any, typ: type[T], *, account: str | None = None) -> T:
+    """Builtins → a validated Struct; a malformed message raises :class:`InputError` naming the
+    path of the bad field (msgspec's ``$.lots[3].quantity``)."""
+    try:
+        return msgspec.convert(data, typ, strict=False)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        field = msg.rsplit("at `", 1)[-1].rstrip("`") if "at `" in msg else "message"
+        raise InputError(msg, account=account, field=field) from exc
+
+
+def decode_json(raw: bytes | str, typ: type[T], *, account: str | None = None) -> T:
+    """JSON bytes → a validated Struct, errors as :class:`InputError`."""
+    try:
+        return msgspec.json.decode(raw, type=typ, strict=False)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        field = msg.rsplit("at `", 1)[-1].rstrip("`") if "at `" in msg else "message"
+        raise InputError(msg, account=account, field=field) from exc
+    except msgspec.DecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", account=account, field="document") from exc
+
+
+def encode_json(obj: Any) -> bytes:
+    """Struct (or builtins) → JSON bytes."""
+    return msgspec.json.encode(obj)
