@@ -74,6 +74,55 @@ class Lot(_Wire):
     account_type: AccountType = "taxable"
 
 
+class PendingLoss(_Wire):
+    """A taxable loss sale still inside its 30-day window (IRC §1091(a)) with shares that no
+    replacement has absorbed yet: a purchase in the next days can still wash them."""
+
+    txn: str
+    account: str
+    symbol: str
+    lot_id: str
+    date_sold: dt.date
+    #: Loss shares not yet matched to a replacement share.
+    quantity: Decimal
+    #: The slice's whole loss (positive USD) and its whole share count, so a partial match
+    #: disallows ``loss_usd * matched / sold_quantity`` (rounded to the cent).
+    loss_usd: Decimal
+    sold_quantity: Decimal
+    #: Holding-period start of the sold shares, for tacking (IRC §1223(3)).
+    acquired: dt.date
+    short: bool = False
+
+
+class RecentPurchase(_Wire):
+    """A purchase (or short sale) inside the last 30 days whose shares can still serve as
+    replacement shares for a loss sale (each replacement share absorbs at most one loss)."""
+
+    txn: str
+    account: str
+    account_type: AccountType = "taxable"
+    symbol: str
+    lot_id: str
+    date: dt.date
+    #: Shares of this purchase not yet used as a replacement.
+    quantity: Decimal
+    short: bool = False
+
+
+class LedgerState(_Wire):
+    """A household's ledger at the close of ``as_of``: open lots of every account (IRAs
+    included, flagged by ``account_type``) plus the wash-sale window memory.  The ledger
+    (``shared.ledger.Ledger.from_state`` / ``.state()``) is the only code that builds one."""
+
+    as_of: dt.date
+    household_id: str = ""
+    lots: list[Lot] = []
+    pending_losses: list[PendingLoss] = []
+    recent_purchases: list[RecentPurchase] = []
+    #: Groups of substantially identical securities declared for this household.
+    identical: list[list[str]] = []
+
+
 # --------------------------------------------------------------------------------------------
 # Market
 # --------------------------------------------------------------------------------------------
@@ -171,16 +220,18 @@ class AccountSpec(_Wire):
 
 
 class RebalanceRequest(_Wire):
-    """A self-contained request: account, its open lots, the household's recent trades, market.
+    """A self-contained request: the account, its household's ledger state, and the market.
 
-    ``history`` holds the household's transactions of (at least) the last 31 days, every account
-    included (IRAs too), so the wash-sale restrictions can be derived by the ledger.
+    ``ledger`` is household-wide (every account's open lots and the wash-sale window memory) so
+    the restrictions of IRC §1091 are derived across accounts; the account's own lots are the
+    ones with ``lot.account == account.account_id``.  ``history`` optionally carries the
+    household's recent transactions for display and audit (the ledger state is what counts).
     """
 
     schema_version: int = SCHEMA_VERSION
     as_of: dt.date
     account: AccountSpec
-    lots: list[Lot] = []
+    ledger: LedgerState
     history: list[Transaction] = []
     market: MarketSnapshot
 
