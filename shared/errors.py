@@ -54,9 +54,7 @@ class LedgerError(InputError):
         account: the account of the row, if known.
     """
 
-    def __init__(
-        self, message: str, *, row: str, field: str, account: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, row: str, field: str, account: str | None = None) -> None:
         self.row = row
         TaxviewError.__init__(self, f"row {row}, field {field}: {message}")
         self.account = account
