@@ -36,7 +36,7 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True):
 # --------------------------------------------------------------------------------------------
 
 
-class Transaction(_Wire, kw_only=True):
+class Transaction(_Wire, frozen=True, kw_only=True):
     """One trade of a household, exactly the columns of ``taxview realized``'s input.
 
     ``lot_id`` names the lot a buy/short creates, or the lot a sell/cover relieves (specific
@@ -54,7 +54,7 @@ class Transaction(_Wire, kw_only=True):
     lot_id: str = ""
 
 
-class Lot(_Wire, kw_only=True):
+class Lot(_Wire, frozen=True, kw_only=True):
     """An open tax lot.
 
     ``cost_basis_usd`` is the whole lot's basis including wash-sale adjustments (for a short lot:
@@ -74,7 +74,7 @@ class Lot(_Wire, kw_only=True):
     account_type: AccountType = "taxable"
 
 
-class PendingLoss(_Wire, kw_only=True):
+class PendingLoss(_Wire, frozen=True, kw_only=True):
     """A taxable loss sale still inside its 30-day window (IRC §1091(a)) with shares that no
     replacement has absorbed yet: a purchase in the next days can still wash them."""
 
@@ -94,7 +94,7 @@ class PendingLoss(_Wire, kw_only=True):
     short: bool = False
 
 
-class RecentPurchase(_Wire, kw_only=True):
+class RecentPurchase(_Wire, frozen=True, kw_only=True):
     """A purchase (or short sale) inside the last 30 days whose shares can still serve as
     replacement shares for a loss sale (each replacement share absorbs at most one loss)."""
 
@@ -109,7 +109,7 @@ class RecentPurchase(_Wire, kw_only=True):
     short: bool = False
 
 
-class LedgerState(_Wire, kw_only=True):
+class LedgerState(_Wire, frozen=True, kw_only=True):
     """A household's ledger at the close of ``as_of``: open lots of every account (IRAs
     included, flagged by ``account_type``) plus the wash-sale window memory.  The ledger
     (``shared.ledger.Ledger.from_state`` / ``.state()``) is the only code that builds one."""
@@ -128,7 +128,7 @@ class LedgerState(_Wire, kw_only=True):
 # --------------------------------------------------------------------------------------------
 
 
-class RiskModel(_Wire, kw_only=True):
+class RiskModel(_Wire, frozen=True, kw_only=True):
     """Factor risk model ``Σ = B F Bᵀ + diag(d)``, annualised, in factor form.
 
     ``loadings`` is n×k row-major (row i = name ``symbols[i]``), cross-sectionally standardised
@@ -141,7 +141,7 @@ class RiskModel(_Wire, kw_only=True):
     specific_var: list[float]
 
 
-class MarketSnapshot(_Wire, kw_only=True):
+class MarketSnapshot(_Wire, frozen=True, kw_only=True):
     """Everything about the day's market one account's solve needs.
 
     Aligned arrays: ``symbols[i]`` has price ``prices[i]``, benchmark weight
@@ -164,7 +164,7 @@ class MarketSnapshot(_Wire, kw_only=True):
 # --------------------------------------------------------------------------------------------
 
 
-class TaxRates(_Wire, kw_only=True):
+class TaxRates(_Wire, frozen=True, kw_only=True):
     """Marginal rates; NIIT (IRC §1411) is added to both terms."""
 
     short_term: float = 0.37
@@ -172,14 +172,14 @@ class TaxRates(_Wire, kw_only=True):
     niit: float = 0.038
 
 
-class FactorTilt(_Wire, kw_only=True):
+class FactorTilt(_Wire, frozen=True, kw_only=True):
     """Active exposure floor ``B_fᵀ(w − w_b) ≥ min_exposure`` (standardised units, sigmas)."""
 
     factor: str
     min_exposure: float
 
 
-class LongShortSpec(_Wire, kw_only=True):
+class LongShortSpec(_Wire, frozen=True, kw_only=True):
     """Long/short book shape, e.g. 130/30: ``long_w=1.3``, ``short_w=0.3`` (net = long − short)."""
 
     long_w: float = 1.3
@@ -187,7 +187,7 @@ class LongShortSpec(_Wire, kw_only=True):
     gross_limit_w: float | None = None
 
 
-class AccountSpec(_Wire, kw_only=True):
+class AccountSpec(_Wire, frozen=True, kw_only=True):
     """One account's settings and constraints."""
 
     account_id: str
@@ -219,7 +219,7 @@ class AccountSpec(_Wire, kw_only=True):
     identical: list[list[str]] = []
 
 
-class RebalanceRequest(_Wire, kw_only=True):
+class RebalanceRequest(_Wire, frozen=True, kw_only=True):
     """A self-contained request: the account, its household's ledger state, and the market.
 
     ``ledger`` is household-wide (every account's open lots and the wash-sale window memory) so
@@ -243,7 +243,7 @@ class RebalanceRequest(_Wire, kw_only=True):
 TradeReason = Literal["harvest", "rebalance", "exclusion", "tilt", "cash", "cover", "alpha"]
 
 
-class Trade(_Wire, kw_only=True):
+class Trade(_Wire, frozen=True, kw_only=True):
     """One order line.  Every sell/cover names its lot; buys and shorts create ``lot_id``."""
 
     symbol: str
@@ -258,7 +258,7 @@ class Trade(_Wire, kw_only=True):
     factor_score: float | None = None
 
 
-class RealizedSlice(_Wire, kw_only=True):
+class RealizedSlice(_Wire, frozen=True, kw_only=True):
     """Realized P/L of one lot slice sold (or covered) by this rebalance."""
 
     symbol: str
@@ -272,7 +272,7 @@ class RealizedSlice(_Wire, kw_only=True):
     disallowed_loss_usd: Decimal = Decimal(0)
 
 
-class FactorExposure(_Wire, kw_only=True):
+class FactorExposure(_Wire, frozen=True, kw_only=True):
     """One row of the risk panel: active exposure against its target (if any)."""
 
     factor: str
@@ -280,7 +280,7 @@ class FactorExposure(_Wire, kw_only=True):
     target_min: float | None = None
 
 
-class SolverInfo(_Wire, kw_only=True):
+class SolverInfo(_Wire, frozen=True, kw_only=True):
     """Which solve produced the trades, and how long each part took."""
 
     solver: str
@@ -291,7 +291,7 @@ class SolverInfo(_Wire, kw_only=True):
     attempts: list[str] = []
 
 
-class WashSaleIssue(_Wire, kw_only=True):
+class WashSaleIssue(_Wire, frozen=True, kw_only=True):
     """A wash sale the final trade list would create (should be empty), with the reason."""
 
     symbol: str
@@ -299,7 +299,7 @@ class WashSaleIssue(_Wire, kw_only=True):
     reason: str
 
 
-class Solved(_Wire, kw_only=True, tag="solved", tag_field="kind"):
+class Solved(_Wire, frozen=True, kw_only=True, tag="solved", tag_field="kind"):
     """A solved account.  ``status`` is ``ok``, ``relaxed`` (the relaxation chain ran; see
     ``relaxations``) or ``held`` (nothing feasible improved on holding)."""
 
@@ -325,7 +325,7 @@ class Solved(_Wire, kw_only=True, tag="solved", tag_field="kind"):
     solver: SolverInfo
 
 
-class Rejected(_Wire, kw_only=True, tag="rejected", tag_field="kind"):
+class Rejected(_Wire, frozen=True, kw_only=True, tag="rejected", tag_field="kind"):
     """Bad input: never retried.  ``field`` names what to fix."""
 
     account_id: str
@@ -336,7 +336,7 @@ class Rejected(_Wire, kw_only=True, tag="rejected", tag_field="kind"):
     status: Literal["rejected"] = "rejected"
 
 
-class Failed(_Wire, kw_only=True, tag="failed", tag_field="kind"):
+class Failed(_Wire, frozen=True, kw_only=True, tag="failed", tag_field="kind"):
     """Gave up after bounded attempts (solver failure, a process that keeps dying)."""
 
     account_id: str
