@@ -1,0 +1,32 @@
+"""Lint, format and type gates run as part of the suite, so CI enforces them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_finds_no_lint_errors() -> None:
+    result = _run(str(BIN / "ruff"), "check", "--quiet", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_every_file_unchanged() -> None:
+    result = _run(str(BIN / "ruff"), "format", "--check", "--quiet", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_mypy_is_clean_and_strict_on_shared() -> None:
+    result = _run(str(BIN / "mypy"), "shared", "worker", "producer")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
