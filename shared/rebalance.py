@@ -1,0 +1,1498 @@
+"""The rebalance use case: one account's request → validated inputs → problem → solve → trades.
+
+Pipeline (``docs/rebalance.md`` has the long form):
+
+1. **Validate** the request (:func:`validate_request`): aligned market arrays, finite positive
+   prices, benchmark weights ≥ 0 summing to 1, a PSD factor covariance, lots of known symbols with
+   quantity > 0 and ``acquired ≤ as_of``, consistent identical groups, strategy fields.  Bad input
+   raises :class:`~shared.errors.InputError` naming the account and the field.
+2. **Arrays**: NAV, current weights, per-lot tax per unit weight sold ``τ_j = rate_j·(p − c_j)/p``
+   with ``rate_j`` short-term (37% + 3.8% NIIT) when the lot is held one year or less and
+   long-term (20% + 3.8%) otherwise (IRC §1222, §1411; holding period from the ledger's helper,
+   tacked per IRC §1223(3)).
+3. **Wash-sale restrictions** of the household from the ledger (IRC §1091, IRS Pub. 550): names
+   with a loss sale in the last 30 days may not be bought; loss lots of names bought in the last
+   30 days give no benefit and may not be sold at a loss (except excluded names, which must go).
+4. **Pre-pass sides**: no name (or substantially identical group) may be both bought and sold at a
+   loss in one rebalance.  A name whose unblocked loss lots are worth harvesting goes to the
+   *harvest* side (buys forbidden); every other name to the *buy* side (loss sales forbidden).
+   This keeps the problem convex with a single solve (Moehle, Kochenderfer, Boyd & Ang,
+   "Tax-Aware Portfolio Construction via Convex Optimization", 2021, §5 fixes the sign pattern
+   of the trades in the same way).
+5. **Solve** (``shared.optimizer.problem.solve``); on :class:`~shared.errors.Infeasible` the
+   relaxation chain runs: drop tilts → TE budget ×1.5 → ×2 → drop turnover and gain budgets →
+   hold (no trades).
+6. **Round** to shares, lot by lot as the optimizer chose; buys rounded down so cash stays above
+   its floor.
+7. **Wash-sale check**: the trades go through a copy of the household ledger; any W-coded slice
+   is a wash sale the trade list would create: the name is locked (no buys, no loss sales) and
+   re-solved, or, when an exclusion forced the sale, reported in ``wash_sale_issues``.
+8. **Outcome**: trades with reasons, realized P/L by term, estimated tax, ex-ante TE of the final
+   (rounded) weights, active factor exposures against their targets, solver diagnostics.
+
+NAV convention: ``NAV = cash + Σ long lot value − Σ short lot value`` where ``cash`` includes the
+proceeds of open short sales (so a 130/30 account's cash is its own cash plus the short proceeds
+and its NAV is its equity).  Weights are fractions of NAV, shorts negative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+
+import numpy as np
+
+from shared.errors import Infeasible, InputError, SolverFailed
+from shared.messages import (
+    AccountSpec,
+    FactorExposure,
+    Lot,
+    MarketSnapshot,
+    RealizedSlice,
+    RebalanceRequest,
+    Solved,
+    SolverInfo,
+    Trade,
+    TradeReason,
+    Transaction,
+    WashSaleIssue,
+)
+from shared.optimizer.data import BoolArray, ProblemData, Solution
+from shared.types import AccountType, FloatArray, IntArray, Side
+
+#: A loss lot goes to the harvest side when selling it saves at least this much tax per USD of
+#: lot value (0.5%: ten times a 5 bps round trip; a 1.2% short-term or 2.1% long-term loss).
+HARVEST_MIN_BENEFIT = 0.005
+
+#: Tolerance of the benchmark weights' sum and of the weight-based checks.
+WEIGHT_TOL = 1e-4
+
+#: Optimizer output below this weight is treated as zero (solver noise).
+WEIGHT_EPS = 1e-9
+
+#: Rounds of "lock the offending names and re-solve" after the post-solve checks.
+MAX_FIX_ROUNDS = 2
+
+#: A tilt constraint is binding when its slack is below this (sigmas).
+TILT_BINDING_TOL = 1e-3
+
+#: Fractional-share accounts trade in 1/10,000 shares; prices carry 4 decimals.
+FRACTION_QUANTUM = Decimal("0.0001")
+PRICE_QUANTUM = Decimal("0.0001")
+CENT = Decimal("0.01")
+
+#: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
+RELAXATION_CHAIN: tuple[str, ...] = ("tilt", "te_budget×1.5", "te_budget×2", "budgets", "hold")
+
+SolveFn = Callable[[ProblemData], Solution]
+
+
+# --------------------------------------------------------------------------------------------
+# Market arrays (converted once per snapshot object)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarketArrays:
+    """A validated :class:`MarketSnapshot` as numpy arrays (prices in USD, weights, risk model)."""
+
+    symbols: tuple[str, ...]
+    index: dict[str, int]
+    prices: FloatArray
+    price_dec: tuple[Decimal, ...]
+    w_bench: FloatArray
+    loadings: FloatArray
+    factor_cov: FloatArray
+    specific_var: FloatArray
+    factor_names: tuple[str, ...]
+    alpha: FloatArray | None
+
+
+_market_cache: list[tuple[MarketSnapshot, MarketArrays]] = []
+
+
+def market_arrays(market: MarketSnapshot, *, account: str | None = None) -> MarketArrays:
+    """Validate a snapshot and convert it to arrays; the last snapshot object is cached.
+
+    Args:
+        market: the day's snapshot.
+        account: named in errors.
+
+    Returns:
+        The arrays.
+
+    Raises:
+        InputError: misaligned arrays, non-finite or non-positive prices, benchmark weights
+            negative or not summing to 1, a non-PSD factor covariance, duplicate symbols.
+    """
+    for cached, arrays in _market_cache:
+        if cached is market:
+            return arrays
+    arrays = _convert_market(market, account)
+    _market_cache[:] = [(market, arrays)]
+    return arrays
+
+
+def _first_bad(mask: np.ndarray[Any, Any]) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays:
+    n = len(market.symbols)
+    if n == 0:
+        raise InputError("the universe is empty", account=account, field="market.symbols")
+    index = {s: i for i, s in enumerate(market.symbols)}
+    if len(index) != n:
+        dup = next(s for i, s in enumerate(market.symbols) if index[s] != i)
+        raise InputError(f"symbol {dup} appears twice", account=account, field="market.symbols")
+    rm = market.risk_model
+    k = len(rm.factor_names)
+    for name, seq in (
+        ("market.prices", market.prices),
+        ("market.benchmark_weights", market.benchmark_weights),
+        ("market.risk_model.loadings", rm.loadings),
+        ("market.risk_model.specific_var", rm.specific_var),
+    ):
+        if len(seq) != n:
+            raise InputError(f"has {len(seq)} entries for {n} symbols", account=account, field=name)
+    if market.sectors and len(market.sectors) != n:
+        raise InputError(
+            f"has {len(market.sectors)} entries for {n} symbols",
+            account=account,
+            field="market.sectors",
+        )
+    if market.alpha and len(market.alpha) != n:
+        raise InputError(
+            f"has {len(market.alpha)} entries for {n} symbols",
+            account=account,
+            field="market.alpha",
+        )
+    prices = np.asarray(market.prices, dtype=np.float64)
+    bad = ~np.isfinite(prices) | (prices <= 0)
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            f"price of {market.symbols[i]} is {prices[i]!r}; prices must be finite and positive",
+            account=account,
+            field=f"market.prices[{i}]",
+        )
+    w_bench = np.asarray(market.benchmark_weights, dtype=np.float64)
+    bad = ~np.isfinite(w_bench) | (w_bench < 0)
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            f"benchmark weight of {market.symbols[i]} is {w_bench[i]!r}; must be finite and ≥ 0",
+            account=account,
+            field=f"market.benchmark_weights[{i}]",
+        )
+    if abs(float(w_bench.sum()) - 1.0) > WEIGHT_TOL:
+        raise InputError(
+            f"benchmark weights sum to {float(w_bench.sum()):.6f}, not 1",
+            account=account,
+            field="market.benchmark_weights",
+        )
+    try:
+        loadings = np.asarray(rm.loadings, dtype=np.float64)
+        factor_cov = np.asarray(rm.factor_cov, dtype=np.float64)
+    except ValueError as exc:
+        raise InputError(
+            f"ragged risk model rows: {exc}", account=account, field="market.risk_model"
+        ) from exc
+    if loadings.shape != (n, k):
+        raise InputError(
+            f"loadings are {loadings.shape}, expected ({n}, {k}) (symbols × factor_names)",
+            account=account,
+            field="market.risk_model.loadings",
+        )
+    if factor_cov.shape != (k, k):
+        raise InputError(
+            f"factor_cov is {factor_cov.shape}, expected ({k}, {k})",
+            account=account,
+            field="market.risk_model.factor_cov",
+        )
+    if not np.isfinite(loadings).all():
+        i = _first_bad(np.asarray(~np.isfinite(loadings).all(axis=1)))
+        raise InputError(
+            f"loadings of {market.symbols[i]} are not finite",
+            account=account,
+            field=f"market.risk_model.loadings[{i}]",
+        )
+    if not np.isfinite(factor_cov).all() or not np.allclose(factor_cov, factor_cov.T, atol=1e-10):
+        raise InputError(
+            "factor covariance must be finite and symmetric",
+            account=account,
+            field="market.risk_model.factor_cov",
+        )
+    if k and float(np.linalg.eigvalsh(factor_cov).min()) < -1e-10 * max(
+        1.0, float(np.abs(factor_cov).max())
+    ):
+        raise InputError(
+            "factor covariance is not positive semidefinite",
+            account=account,
+            field="market.risk_model.factor_cov",
+        )
+    specific = np.asarray(rm.specific_var, dtype=np.float64)
+    bad = ~np.isfinite(specific) | (specific < 0)
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            f"specific variance of {market.symbols[i]} must be finite and ≥ 0",
+            account=account,
+            field=f"market.risk_model.specific_var[{i}]",
+        )
+    alpha: FloatArray | None = None
+    if market.alpha:
+        alpha = np.asarray(market.alpha, dtype=np.float64)
+        if not np.isfinite(alpha).all():
+            i = _first_bad(~np.isfinite(alpha))
+            raise InputError("alpha must be finite", account=account, field=f"market.alpha[{i}]")
+    if len(set(rm.factor_names)) != k:
+        raise InputError(
+            "factor names must be unique", account=account, field="market.risk_model.factor_names"
+        )
+    price_dec = tuple(Decimal(repr(p)).quantize(PRICE_QUANTUM) for p in market.prices)
+    return MarketArrays(
+        symbols=tuple(market.symbols),
+        index=index,
+        prices=prices,
+        price_dec=price_dec,
+        w_bench=w_bench,
+        loadings=loadings,
+        factor_cov=factor_cov,
+        specific_var=specific,
+        factor_names=tuple(rm.factor_names),
+        alpha=alpha,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Request validation
+# --------------------------------------------------------------------------------------------
+
+
+def _finite_dec(x: Decimal) -> bool:
+    return x.is_finite()
+
+
+def _check_float(
+    value: float,
+    *,
+    account: str,
+    field: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> None:
+    ok = math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value <= hi
+    if not ok:
+        bounds = []
+        if lo is not None:
+            bounds.append(f"{'>' if lo_open else '≥'} {lo}")
+        if hi is not None:
+            bounds.append(f"≤ {hi}")
+        raise InputError(
+            f"{value!r} must be finite{' and ' + ' and '.join(bounds) if bounds else ''}",
+            account=account,
+            field=field,
+        )
+
+
+def identical_groups(
+    *sources: Iterable[Sequence[str]], account: str | None = None, field: str = "account.identical"
+) -> list[frozenset[str]]:
+    """Merge declared groups of substantially identical securities (IRS Pub. 550, "Wash Sales").
+
+    Groups that share a symbol are merged (the relation is transitive).
+
+    Args:
+        sources: lists of groups, e.g. the account's and the household ledger's.
+        account: named in errors.
+        field: named in errors.
+
+    Returns:
+        Disjoint groups of at least two symbols.
+
+    Raises:
+        InputError: a group with fewer than two distinct symbols or an empty symbol.
+    """
+    groups: list[set[str]] = []
+    for source in sources:
+        for g, group in enumerate(source):
+            members = set(group)
+            if len(members) < 2 or any(not s for s in members):
+                raise InputError(
+                    f"group {list(group)} needs at least two distinct, non-empty symbols",
+                    account=account,
+                    field=f"{field}[{g}]",
+                )
+            overlapping = [x for x in groups if x & members]
+            for x in overlapping:
+                members |= x
+                groups.remove(x)
+            groups.append(members)
+    return [frozenset(g) for g in groups]
+
+
+def validate_request(request: RebalanceRequest) -> MarketArrays:
+    """Check a request's invariants; returns the market arrays.
+
+    Args:
+        request: the request.
+
+    Returns:
+        The validated market arrays.
+
+    Raises:
+        InputError: naming the account and the offending field.
+    """
+    acct = request.account
+    aid = acct.account_id
+    if not aid:
+        raise InputError("account_id is empty", account=aid, field="account.account_id")
+    if request.market.as_of != request.as_of:
+        raise InputError(
+            f"market snapshot is of {request.market.as_of}, the request of {request.as_of}",
+            account=aid,
+            field="market.as_of",
+        )
+    if request.ledger.as_of > request.as_of:
+        raise InputError(
+            f"ledger state of {request.ledger.as_of} is after the request's {request.as_of}",
+            account=aid,
+            field="ledger.as_of",
+        )
+    if (
+        acct.household_id
+        and request.ledger.household_id
+        and (acct.household_id != request.ledger.household_id)
+    ):
+        raise InputError(
+            f"ledger belongs to household {request.ledger.household_id!r}, "
+            f"account to {acct.household_id!r}",
+            account=aid,
+            field="ledger.household_id",
+        )
+    market = market_arrays(request.market, account=aid)
+    _validate_account(acct, market)
+    identical_groups(acct.identical, account=aid, field="account.identical")
+    identical_groups(request.ledger.identical, account=aid, field="ledger.identical")
+    for i, lot in enumerate(request.ledger.lots):
+        _validate_lot(lot, i, request, market)
+    return market
+
+
+def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
+    aid = acct.account_id
+    if not acct.cash_usd.is_finite():
+        raise InputError(f"{acct.cash_usd} is not a number", account=aid, field="account.cash_usd")
+    if acct.cash_usd < 0 and acct.strategy == "direct-index":
+        raise InputError(
+            "cash must be ≥ 0 for a long-only account (no margin)",
+            account=aid,
+            field="account.cash_usd",
+        )
+    _check_float(acct.te_budget, account=aid, field="account.te_budget", lo=0.0, lo_open=True)
+    _check_float(
+        acct.max_weight, account=aid, field="account.max_weight", lo=0.0, hi=1.0, lo_open=True
+    )
+    _check_float(acct.min_cash_w, account=aid, field="account.min_cash_w", lo=0.0, hi=1.0)
+    _check_float(
+        acct.max_cash_w, account=aid, field="account.max_cash_w", lo=acct.min_cash_w, hi=1.0
+    )
+    _check_float(acct.lambda_te, account=aid, field="account.lambda_te", lo=0.0)
+    _check_float(acct.lambda_tax, account=aid, field="account.lambda_tax", lo=0.0)
+    _check_float(acct.trading_cost_bps, account=aid, field="account.trading_cost_bps", lo=0.0)
+    for name, rate in (
+        ("short_term", acct.rates.short_term),
+        ("long_term", acct.rates.long_term),
+        ("niit", acct.rates.niit),
+    ):
+        _check_float(rate, account=aid, field=f"account.rates.{name}", lo=0.0, hi=1.0)
+    if acct.turnover_limit_w is not None:
+        _check_float(
+            acct.turnover_limit_w,
+            account=aid,
+            field="account.turnover_limit_w",
+            lo=0.0,
+            lo_open=True,
+        )
+    if acct.gain_budget_usd is not None and not acct.gain_budget_usd.is_finite():
+        raise InputError("must be a finite amount", account=aid, field="account.gain_budget_usd")
+    for t, tilt in enumerate(acct.tilts):
+        if tilt.factor not in market.factor_names:
+            raise InputError(
+                f"unknown factor {tilt.factor!r}; the risk model has "
+                f"{', '.join(market.factor_names)}",
+                account=aid,
+                field=f"account.tilts[{t}].factor",
+            )
+        _check_float(tilt.min_exposure, account=aid, field=f"account.tilts[{t}].min_exposure")
+    for e, sym in enumerate(acct.exclusions):
+        if not sym:
+            raise InputError("empty symbol", account=aid, field=f"account.exclusions[{e}]")
+    if acct.strategy == "long-short":
+        spec = acct.long_short
+        if spec is None:
+            raise InputError(
+                "the long-short strategy needs long_short (e.g. long_w 1.3, short_w 0.3)",
+                account=aid,
+                field="account.long_short",
+            )
+        _check_float(spec.long_w, account=aid, field="account.long_short.long_w", lo=1.0)
+        _check_float(spec.short_w, account=aid, field="account.long_short.short_w", lo=0.0)
+        if abs(spec.long_w - spec.short_w - 1.0) > WEIGHT_TOL:
+            raise InputError(
+                f"long_w − short_w = {spec.long_w - spec.short_w:.4f}; the book is 100% net",
+                account=aid,
+                field="account.long_short",
+            )
+        if spec.gross_limit_w is not None:
+            _check_float(
+                spec.gross_limit_w, account=aid, field="account.long_short.gross_limit_w", lo=1.0
+            )
+    if acct.strategy == "market-neutral":
+        if market.alpha is None:
+            raise InputError(
+                "the market-neutral sleeve needs an alpha signal per symbol",
+                account=aid,
+                field="market.alpha",
+            )
+        _check_float(
+            acct.gross_limit_w, account=aid, field="account.gross_limit_w", lo=0.0, lo_open=True
+        )
+
+
+def _validate_lot(lot: Lot, i: int, request: RebalanceRequest, market: MarketArrays) -> None:
+    aid = request.account.account_id
+    field = f"ledger.lots[{i}]"
+    if not lot.quantity.is_finite() or lot.quantity <= 0:
+        raise InputError(
+            f"lot {lot.lot_id} has quantity {lot.quantity}; must be > 0",
+            account=aid,
+            field=f"{field}.quantity",
+        )
+    if not lot.cost_basis_usd.is_finite() or lot.cost_basis_usd < 0:
+        raise InputError(
+            f"lot {lot.lot_id} has cost basis {lot.cost_basis_usd}; must be finite and ≥ 0",
+            account=aid,
+            field=f"{field}.cost_basis_usd",
+        )
+    if lot.acquired > request.as_of or lot.trade_date > request.as_of:
+        raise InputError(
+            f"lot {lot.lot_id} acquired {lot.acquired} / traded {lot.trade_date}, after "
+            f"{request.as_of}",
+            account=aid,
+            field=f"{field}.acquired",
+        )
+    if lot.account != aid:
+        return
+    if lot.symbol not in market.index:
+        raise InputError(
+            f"lot {lot.lot_id} holds {lot.symbol}, which is not in the market snapshot",
+            account=aid,
+            field=f"{field}.symbol",
+        )
+    if lot.account_type != request.account.account_type:
+        raise InputError(
+            f"lot {lot.lot_id} is flagged {lot.account_type}, the account is "
+            f"{request.account.account_type}",
+            account=aid,
+            field=f"{field}.account_type",
+        )
+    if lot.short and request.account.strategy == "direct-index":
+        raise InputError(
+            f"lot {lot.lot_id} is a short lot in a long-only account",
+            account=aid,
+            field=f"{field}.short",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The account's book as arrays
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _LotArrays:
+    lots: tuple[Lot, ...]
+    name: IntArray
+    qty: FloatArray
+    basis_ps: FloatArray  # USD per share
+    value_usd: FloatArray
+    long_term: BoolArray
+    blocked: BoolArray  # restricted by the wash-sale window (no loss sale)
+
+    @property
+    def size(self) -> int:
+        return len(self.lots)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Context:
+    request: RebalanceRequest
+    market: MarketArrays
+    longs: _LotArrays
+    shorts: _LotArrays
+    cash_usd: float
+    nav: float
+    nav_usd: Decimal
+    w0: FloatArray
+    taxable: bool
+    rate_st: float
+    rate_lt: float
+    excluded: BoolArray
+    no_buy: dict[str, str]
+    group: IntArray  # identical-group id per name (own index when in no group)
+    groups: list[frozenset[str]]
+    base: ProblemData
+
+
+def _lot_arrays(
+    lots: list[Lot],
+    market: MarketArrays,
+    long_term_of: Callable[[dt.date], bool],
+    blocked_ids: set[str],
+) -> _LotArrays:
+    idx = market.index
+    name = np.fromiter((idx[lot.symbol] for lot in lots), dtype=np.int64, count=len(lots))
+    qty = np.fromiter((float(lot.quantity) for lot in lots), dtype=np.float64, count=len(lots))
+    basis = np.fromiter(
+        (float(lot.cost_basis_usd) for lot in lots), dtype=np.float64, count=len(lots)
+    )
+    terms: dict[dt.date, bool] = {}
+    long_term = np.fromiter(
+        (
+            terms[a] if a in terms else terms.setdefault(a, long_term_of(a))
+            for a in (lot.acquired for lot in lots)
+        ),
+        dtype=np.bool_,
+        count=len(lots),
+    )
+    blocked = np.fromiter(
+        (lot.lot_id in blocked_ids for lot in lots), dtype=np.bool_, count=len(lots)
+    )
+    return _LotArrays(
+        lots=tuple(lots),
+        name=name,
+        qty=qty,
+        basis_ps=basis / qty if len(lots) else basis,
+        value_usd=qty * market.prices[name],
+        long_term=long_term,
+        blocked=blocked,
+    )
+
+
+def _long_term_fn(as_of: dt.date) -> Callable[[dt.date], bool]:
+    from shared.ledger import is_long_term
+
+    def long_term(acquired: dt.date) -> bool:
+        # IRC §1222(3): long-term means held *more than* one year; the ledger's helper owns the
+        # date arithmetic (anniversary rule, Feb 29).
+        return bool(is_long_term(acquired, as_of))
+
+    return long_term
+
+
+def _context(request: RebalanceRequest, market: MarketArrays) -> tuple[_Context, Any]:
+    from shared.ledger import Ledger
+
+    acct = request.account
+    aid = acct.account_id
+    ledger = Ledger.from_state(request.ledger)
+    restrictions = ledger.restrictions(request.as_of)
+    no_buy: dict[str, str] = dict(restrictions.no_buy)
+    blocked_ids = {lot_id for (a, lot_id) in restrictions.no_loss_sale_lots if a == aid}
+    own = [lot for lot in request.ledger.lots if lot.account == aid]
+    long_term_of = _long_term_fn(request.as_of)
+    longs = _lot_arrays([x for x in own if not x.short], market, long_term_of, blocked_ids)
+    shorts = _lot_arrays([x for x in own if x.short], market, long_term_of, blocked_ids)
+    n = len(market.symbols)
+    cash = float(acct.cash_usd)
+    long_pos = np.bincount(longs.name, weights=longs.value_usd, minlength=n)
+    short_pos = np.bincount(shorts.name, weights=shorts.value_usd, minlength=n)
+    nav = cash + float(long_pos.sum()) - float(short_pos.sum())
+    pd_ = market.price_dec
+    nav_usd = (
+        acct.cash_usd
+        + sum(
+            (lot.quantity * pd_[i] for lot, i in zip(longs.lots, longs.name.tolist(), strict=True)),
+            Decimal(0),
+        )
+        - sum(
+            (
+                lot.quantity * pd_[i]
+                for lot, i in zip(shorts.lots, shorts.name.tolist(), strict=True)
+            ),
+            Decimal(0),
+        )
+    ).quantize(CENT)
+    if not nav > 0:
+        raise InputError(
+            f"net asset value is {nav_usd} USD (cash + longs − shorts); nothing to manage",
+            account=aid,
+            field="account.cash_usd",
+        )
+    w0 = (long_pos - short_pos) / nav
+    taxable = acct.account_type == "taxable"
+    rates = acct.rates
+    # IRC §1(h), §1222, §1411: ordinary rate for short-term, the capital-gain rate for
+    # long-term, NIIT on both.
+    rate_st = rates.short_term + rates.niit
+    rate_lt = rates.long_term + rates.niit
+    excluded = np.zeros(n, dtype=np.bool_)
+    for sym in acct.exclusions:
+        if sym in market.index:
+            excluded[market.index[sym]] = True
+    groups = identical_groups(acct.identical, request.ledger.identical, account=aid)
+    group = np.arange(n, dtype=np.int64)
+    for members in groups:
+        ids = [market.index[s] for s in members if s in market.index]
+        if ids:
+            group[ids] = min(ids)
+    base = _base_problem(
+        acct,
+        market,
+        longs=longs,
+        shorts=shorts,
+        nav=nav,
+        w0=w0,
+        taxable=taxable,
+        rate_st=rate_st,
+        rate_lt=rate_lt,
+        excluded=excluded,
+        no_buy=no_buy,
+    )
+    ctx = _Context(
+        request=request,
+        market=market,
+        longs=longs,
+        shorts=shorts,
+        cash_usd=cash,
+        nav=nav,
+        nav_usd=nav_usd,
+        w0=w0,
+        taxable=taxable,
+        rate_st=rate_st,
+        rate_lt=rate_lt,
+        excluded=excluded,
+        no_buy=no_buy,
+        group=group,
+        groups=groups,
+        base=base,
+    )
+    return ctx, ledger
+
+
+def _tax_per_weight(
+    lots: _LotArrays,
+    market: MarketArrays,
+    *,
+    short: bool,
+    taxable: bool,
+    rate_st: float,
+    rate_lt: float,
+) -> tuple[FloatArray, FloatArray]:
+    """(tax, gain) per unit weight sold (or covered), before wash-sale blocking.
+
+    A long lot sold at ``p`` gains ``(p − c)/p`` per USD of value; a short lot covered at ``p``
+    gains ``(c − p)/p`` where ``c`` is the short sale's proceeds per share.  Covering a short is
+    short-term (IRC §1233(b)); a long lot is long-term when held more than one year (IRC §1222).
+    """
+    p = market.prices[lots.name]
+    gain = (lots.basis_ps - p) / p if short else (p - lots.basis_ps) / p
+    if not taxable:
+        z = np.zeros(lots.size)
+        return z, z
+    rate = np.full(lots.size, rate_st) if short else np.where(lots.long_term, rate_lt, rate_st)
+    return rate * gain, gain
+
+
+def _base_problem(
+    acct: AccountSpec,
+    market: MarketArrays,
+    *,
+    longs: _LotArrays,
+    shorts: _LotArrays,
+    nav: float,
+    w0: FloatArray,
+    taxable: bool,
+    rate_st: float,
+    rate_lt: float,
+    excluded: BoolArray,
+    no_buy: dict[str, str],
+) -> ProblemData:
+    n = len(market.symbols)
+    lot_tax, lot_gain = _tax_per_weight(
+        longs, market, short=False, taxable=taxable, rate_st=rate_st, rate_lt=rate_lt
+    )
+    short_tax, short_gain = _tax_per_weight(
+        shorts, market, short=True, taxable=taxable, rate_st=rate_st, rate_lt=rate_lt
+    )
+    # IRC §1091(a): a loss lot restricted by a purchase in the window has no benefit (the loss
+    # would be disallowed) and counts as zero realized gain for the gain budget.
+    for tax, gain, lots in ((lot_tax, lot_gain, longs), (short_tax, short_gain, shorts)):
+        washed = lots.blocked & (gain < 0)
+        tax[washed] = 0.0
+        gain[washed] = 0.0
+    buy_allowed = ~excluded.copy()
+    for sym in no_buy:
+        i = market.index.get(sym)
+        if i is not None:
+            buy_allowed[i] = False
+    strategy = acct.strategy
+    max_w = np.where(excluded, 0.0, acct.max_weight)
+    if strategy == "direct-index":
+        min_w = np.zeros(n)
+        short_allowed = np.zeros(n, dtype=np.bool_)
+    else:
+        min_w = np.where(excluded, 0.0, -acct.max_weight)
+        short_allowed = buy_allowed.copy()
+    w_bench = market.w_bench
+    te_max: float | None = acct.te_budget
+    net_w, cash_min, cash_max = 1.0, acct.min_cash_w, acct.max_cash_w
+    long_max = short_max = gross_max = None
+    alpha = None
+    factor_neutral = False
+    if strategy == "long-short" and acct.long_short is not None:
+        long_max = acct.long_short.long_w
+        short_max = acct.long_short.short_w
+        gross_max = acct.long_short.gross_limit_w or (long_max + short_max)
+    elif strategy == "market-neutral":
+        # Dollar-neutral sleeve: Σw = 0, the capital sits in cash as collateral; every factor
+        # exposure Bᵀw pinned to zero; the benchmark is cash.
+        w_bench = np.zeros(n)
+        net_w, cash_min, cash_max = 0.0, 0.0, 0.0
+        gross_max = acct.gross_limit_w
+        alpha = market.alpha
+        factor_neutral = True
+    tilts = tuple((market.factor_names.index(t.factor), t.min_exposure) for t in acct.tilts)
+    return ProblemData(
+        symbols=market.symbols,
+        w0=w0,
+        w_bench=w_bench,
+        loadings=market.loadings,
+        factor_cov=market.factor_cov,
+        specific_var=market.specific_var,
+        factor_names=market.factor_names,
+        lot_name=longs.name,
+        lot_w=longs.value_usd / nav,
+        lot_tax=lot_tax,
+        lot_gain=lot_gain,
+        lot_sellable=np.ones(longs.size, dtype=np.bool_),
+        short_name=shorts.name,
+        short_w=shorts.value_usd / nav,
+        short_tax=short_tax,
+        short_gain=short_gain,
+        short_coverable=np.ones(shorts.size, dtype=np.bool_),
+        buy_allowed=buy_allowed,
+        short_allowed=short_allowed,
+        max_w=max_w,
+        min_w=min_w,
+        lambda_te=acct.lambda_te,
+        lambda_tax=acct.lambda_tax,
+        kappa=acct.trading_cost_bps / 1e4,
+        alpha=alpha,
+        te_max=te_max,
+        tilts=tilts,
+        factor_neutral=factor_neutral,
+        net_w=net_w,
+        cash_min_w=cash_min,
+        cash_max_w=cash_max,
+        long_max_w=long_max,
+        short_max_w=short_max,
+        gross_max_w=gross_max,
+        turnover_max_w=acct.turnover_limit_w,
+        gain_budget_w=(
+            float(acct.gain_budget_usd) / nav if acct.gain_budget_usd is not None else None
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-pass: one side per name (or identical group)
+# --------------------------------------------------------------------------------------------
+
+
+def _spread_to_groups(mask: BoolArray, group: IntArray) -> BoolArray:
+    """A flag of any member is a flag of its whole identical group."""
+    hit = np.zeros(len(group), dtype=np.bool_)
+    hit[group[mask]] = True
+    out: BoolArray = hit[group]
+    return out
+
+
+def harvest_sides(ctx: _Context, locked: BoolArray) -> BoolArray:
+    """Decide each name's side before the solve: True = harvest (no buys), False = buy side.
+
+    A name goes to the harvest side when one of its unblocked loss lots would save at least
+    :data:`HARVEST_MIN_BENEFIT` of its value in tax, when it may not be bought anyway (wash
+    window, exclusion), or when it is over its cap so it must be sold.  Sides are per group of
+    substantially identical securities (IRS Pub. 550): a buy of one member and a loss sale of
+    another is a wash sale too (IRC §1091(a)).
+    """
+    base = ctx.base
+    n = base.n
+    worth = (-base.lot_tax * base.lambda_tax >= HARVEST_MIN_BENEFIT) & ~ctx.longs.blocked
+    harvest = np.zeros(n, dtype=np.bool_)
+    harvest[base.lot_name[worth]] = True
+    worth_s = (-base.short_tax * base.lambda_tax >= HARVEST_MIN_BENEFIT) & ~ctx.shorts.blocked
+    harvest[base.short_name[worth_s]] = True
+    harvest |= ~base.buy_allowed
+    harvest |= ctx.w0 > base.max_w + WEIGHT_EPS
+    harvest |= locked
+    return _spread_to_groups(harvest, ctx.group)
+
+
+def _with_sides(ctx: _Context, harvest: BoolArray, locked: BoolArray) -> ProblemData:
+    """The base problem with the pre-pass sides (and the post-solve locks) applied."""
+    base = ctx.base
+    buy_allowed = base.buy_allowed & ~harvest
+    short_allowed = base.short_allowed & ~harvest
+    # Buy side: loss lots may not be sold; locked names: neither buys nor loss sales; lots in
+    # the wash window (IRC §1091) may not be sold at a loss.  Excluded names must be sold
+    # whatever the lot (max_w = 0), so none of this applies to them.
+    no_loss = (~harvest | locked) & ~ctx.excluded
+    long_loss = _tax_loss(ctx, short=False)
+    lot_sellable = ~(long_loss & (no_loss[base.lot_name] | ctx.longs.blocked))
+    lot_sellable |= ctx.excluded[base.lot_name]
+    short_loss = _tax_loss(ctx, short=True)
+    short_sellable = ~(short_loss & (no_loss[base.short_name] | ctx.shorts.blocked))
+    short_sellable |= ctx.excluded[base.short_name]
+    return dataclasses.replace(
+        base,
+        buy_allowed=buy_allowed,
+        short_allowed=short_allowed,
+        lot_sellable=lot_sellable,
+        short_coverable=short_sellable,
+    )
+
+
+def _tax_loss(ctx: _Context, *, short: bool) -> BoolArray:
+    """Lots whose sale (cover) today would realize a reportable loss.  Sales inside an IRA or
+    Roth report nothing, so they never start a wash sale (IRS Pub. 550; Pub. 590-B)."""
+    lots = ctx.shorts if short else ctx.longs
+    if not ctx.taxable:
+        return np.zeros(lots.size, dtype=np.bool_)
+    p = ctx.market.prices[lots.name]
+    out: BoolArray = (p > lots.basis_ps) if short else (p < lots.basis_ps)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Solve with the relaxation chain
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SolveLog:
+    attempts: list[str] = dataclasses.field(default_factory=list)
+    solver_ms: float = 0.0
+    iterations: int = 0
+    solves: int = 0
+
+
+def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | None:
+    """The problem with one more relaxation step, or None when the step changes nothing."""
+    if step == "tilt":
+        return dataclasses.replace(data, tilts=()) if data.tilts else None
+    if step.startswith("te_budget×"):
+        if data.te_max is None:
+            return None
+        factor = float(step.removeprefix("te_budget×"))
+        return dataclasses.replace(data, te_max=te_budget * factor)
+    if step == "budgets":
+        if data.turnover_max_w is None and data.gain_budget_w is None:
+            return None
+        return dataclasses.replace(data, turnover_max_w=None, gain_budget_w=None)
+    return None
+
+
+def _solve_chain(
+    data: ProblemData, solve: SolveFn, log: _SolveLog, te_budget: float
+) -> tuple[Solution | None, list[str]]:
+    """Solve, relaxing on infeasibility; ``(None, [..., "hold"])`` when nothing is feasible.
+
+    Raises:
+        SolverFailed: every solver attempt failed (the optimizer already tried its fallbacks).
+        Unbounded: a missing bound (a bug or bad input).
+    """
+    relaxations: list[str] = []
+    current = data
+    label = "base"
+    next_step = 0
+    while True:
+        try:
+            sol = solve(current)
+        except Infeasible as exc:
+            log.attempts.append(f"{label}: infeasible ({exc})")
+            log.solves += 1
+        else:
+            log.solves += 1
+            log.solver_ms += sol.solver_ms
+            log.iterations += sol.iterations
+            log.attempts.extend(getattr(sol, "attempts", ()) or ())
+            log.attempts.append(
+                f"{label}: {sol.solver} {sol.status} in {sol.iterations} iterations"
+            )
+            return sol, relaxations
+        while True:
+            step = RELAXATION_CHAIN[next_step]
+            next_step += 1
+            if step == "hold":
+                relaxations.append("hold")
+                log.attempts.append("hold: nothing feasible; no trades")
+                return None, relaxations
+            nxt = _relaxed(current, step, te_budget)
+            if nxt is not None:
+                relaxations.append(step)
+                current, label = nxt, step
+                break
+
+
+# --------------------------------------------------------------------------------------------
+# Rounding to shares and the trade list
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Orders:
+    """Rounded orders in shares (floats for arithmetic; exact Decimals for the ticket)."""
+
+    sell_lot: IntArray  # indices into longs
+    sell_qty: list[Decimal]
+    cover_lot: IntArray  # indices into shorts
+    cover_qty: list[Decimal]
+    buy_name: IntArray
+    buy_qty: list[Decimal]
+    short_name: IntArray
+    short_qty: list[Decimal]
+
+
+def _round_lots(
+    weight: FloatArray, lots: _LotArrays, ctx: _Context, fractional: bool
+) -> tuple[IntArray, list[Decimal]]:
+    """Weights sold per lot → shares per lot: whole lot when (nearly) all of it is sold, else
+    whole shares (or 1/10,000 shares) rounded to nearest, never more than the lot holds."""
+    if lots.size == 0:
+        return np.zeros(0, dtype=np.int64), []
+    shares = np.maximum(weight, 0.0) * ctx.nav / ctx.market.prices[lots.name]
+    tol = 1e-4 if fractional else 0.5
+    whole = (shares >= lots.qty - tol) & (weight > WEIGHT_EPS)
+    rounded = np.round(shares, 4) if fractional else np.rint(shares)
+    rounded = np.minimum(rounded, np.floor(lots.qty) if not fractional else lots.qty)
+    take = whole | (rounded > 0)
+    idx = np.flatnonzero(take)
+    qty: list[Decimal] = []
+    for j in idx.tolist():
+        if whole[j]:
+            qty.append(lots.lots[j].quantity)
+        elif fractional:
+            qty.append(Decimal(repr(float(rounded[j]))).quantize(FRACTION_QUANTUM))
+        else:
+            qty.append(Decimal(int(rounded[j])))
+    return idx.astype(np.int64), qty
+
+
+def _round_names(
+    weight: FloatArray, ctx: _Context, fractional: bool
+) -> tuple[IntArray, list[Decimal]]:
+    """Weights bought (or shorted) per name → shares, rounded *down*."""
+    shares = np.maximum(weight, 0.0) * ctx.nav / ctx.market.prices
+    rounded = (np.floor(shares * 1e4 + 1e-6) / 1e4) if fractional else np.floor(shares + 1e-9)
+    idx = np.flatnonzero(rounded > 0)
+    if fractional:
+        qty = [
+            Decimal(repr(float(rounded[i]))).quantize(FRACTION_QUANTUM, ROUND_DOWN)
+            for i in idx.tolist()
+        ]
+    else:
+        qty = [Decimal(int(rounded[i])) for i in idx.tolist()]
+    return idx.astype(np.int64), qty
+
+
+def _orders(sol: Solution, ctx: _Context) -> _Orders:
+    fractional = ctx.request.account.fractional_shares
+    sell_lot, sell_qty = _round_lots(sol.sell, ctx.longs, ctx, fractional)
+    cover_lot, cover_qty = _round_lots(sol.cover, ctx.shorts, ctx, fractional)
+    buy_name, buy_qty = _round_names(sol.buy, ctx, fractional)
+    short_name, short_qty = _round_names(sol.short, ctx, fractional)
+    # Cash after the trades must not fall below its floor (buys rounded down already; the
+    # sells' rounding to nearest can still leave a few dollars short): trim the largest buys.
+    pd_ = ctx.market.price_dec
+    cash = (
+        ctx.request.account.cash_usd
+        + sum(
+            (q * pd_[ctx.longs.name[j]] for j, q in zip(sell_lot.tolist(), sell_qty, strict=True)),
+            Decimal(0),
+        )
+        - sum(
+            (
+                q * pd_[ctx.shorts.name[j]]
+                for j, q in zip(cover_lot.tolist(), cover_qty, strict=True)
+            ),
+            Decimal(0),
+        )
+        - sum((q * pd_[i] for i, q in zip(buy_name.tolist(), buy_qty, strict=True)), Decimal(0))
+        + sum((q * pd_[i] for i, q in zip(short_name.tolist(), short_qty, strict=True)), Decimal(0))
+    )
+    floor = max(Decimal(0), (ctx.nav_usd * Decimal(repr(ctx.base.cash_min_w))).quantize(CENT))
+    floor = min(floor, max(ctx.request.account.cash_usd, Decimal(0)))
+    deficit = floor - cash
+    if deficit > 0 and len(buy_qty):
+        step = FRACTION_QUANTUM if fractional else Decimal(1)
+        order = sorted(range(len(buy_qty)), key=lambda b: -(buy_qty[b] * pd_[buy_name[b]]))
+        for b in order:
+            if deficit <= 0:
+                break
+            price = pd_[buy_name[b]]
+            cut = min(
+                buy_qty[b], ((deficit / price) / step).to_integral_value("ROUND_CEILING") * step
+            )
+            buy_qty[b] -= cut
+            deficit -= cut * price
+        keep = [b for b in range(len(buy_qty)) if buy_qty[b] > 0]
+        buy_name = buy_name[keep]
+        buy_qty = [buy_qty[b] for b in keep]
+    return _Orders(
+        sell_lot=sell_lot,
+        sell_qty=sell_qty,
+        cover_lot=cover_lot,
+        cover_qty=cover_qty,
+        buy_name=buy_name,
+        buy_qty=buy_qty,
+        short_name=short_name,
+        short_qty=short_qty,
+    )
+
+
+def _final_weights(ctx: _Context, orders: _Orders) -> tuple[FloatArray, float]:
+    """Post-trade weights of the rounded orders (fractions of the pre-trade NAV) and cash."""
+    n = len(ctx.market.symbols)
+    p = ctx.market.prices
+    shares = np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
+    shares -= np.bincount(ctx.shorts.name, weights=ctx.shorts.qty, minlength=n)
+    f = np.fromiter((float(q) for q in orders.sell_qty), np.float64, len(orders.sell_qty))
+    np.subtract.at(shares, ctx.longs.name[orders.sell_lot], f)
+    f = np.fromiter((float(q) for q in orders.cover_qty), np.float64, len(orders.cover_qty))
+    np.add.at(shares, ctx.shorts.name[orders.cover_lot], f)
+    f = np.fromiter((float(q) for q in orders.buy_qty), np.float64, len(orders.buy_qty))
+    np.add.at(shares, orders.buy_name, f)
+    f = np.fromiter((float(q) for q in orders.short_qty), np.float64, len(orders.short_qty))
+    np.subtract.at(shares, orders.short_name, f)
+    value = shares * p
+    w = value / ctx.nav
+    cash_w = 1.0 - float(value.sum()) / ctx.nav
+    return w, cash_w
+
+
+def _loss_sale_and_buy(ctx: _Context, orders: _Orders) -> BoolArray:
+    """Names (spread to identical groups) both bought and sold at a loss in the orders —
+    a same-day wash sale (IRC §1091(a): a purchase within 30 days *before or after*)."""
+    n = len(ctx.market.symbols)
+    loss_sold = np.zeros(n, dtype=np.bool_)
+    long_loss = _tax_loss(ctx, short=False)
+    loss_sold[ctx.longs.name[orders.sell_lot[long_loss[orders.sell_lot]]]] = True
+    short_loss = _tax_loss(ctx, short=True)
+    loss_sold[ctx.shorts.name[orders.cover_lot[short_loss[orders.cover_lot]]]] = True
+    bought = np.zeros(n, dtype=np.bool_)
+    bought[orders.buy_name] = True
+    bought[orders.short_name] = True
+    both = _spread_to_groups(loss_sold, ctx.group) & _spread_to_groups(bought, ctx.group)
+    return both & ~ctx.excluded
+
+
+def _tilt_driver(ctx: _Context, w: FloatArray) -> tuple[list[int], FloatArray]:
+    """Binding tilt factors of the final weights, and the loadings matrix rows used."""
+    base = ctx.base
+    if not base.tilts:
+        return [], np.zeros((len(w), 0))
+    active = base.loadings.T @ (w - base.w_bench)
+    binding = [f for f, t in base.tilts if active[f] - t <= TILT_BINDING_TOL]
+    return binding, base.loadings[:, binding]
+
+
+def _trades(ctx: _Context, orders: _Orders, w: FloatArray) -> list[Trade]:
+    """The ticket: sells and covers first (lot by lot), then buys and new shorts.
+
+    Reasons, in priority order: ``exclusion`` (an excluded name), ``harvest`` (a lot sold or
+    covered at a loss), ``tilt`` (the trade raises a binding tilt factor's exposure: a buy of a
+    positive loading or a sale of a negative one; ``driver``/``factor_score`` name it), ``cover``
+    (a long/short cover), ``alpha`` (the market-neutral sleeve), else ``rebalance``.
+    """
+    acct = ctx.request.account
+    aid = acct.account_id
+    as_of = ctx.request.as_of
+    pd_ = ctx.market.price_dec
+    symbols = ctx.market.symbols
+    binding, bload = _tilt_driver(ctx, w)
+    names = [ctx.market.factor_names[f] for f in binding]
+    default: TradeReason = "alpha" if acct.strategy == "market-neutral" else "rebalance"
+    excluded = ctx.excluded
+    trades: list[Trade] = []
+
+    def reason(
+        i: int, direction: int, loss: bool, cover: bool
+    ) -> tuple[TradeReason, str | None, float | None]:
+        if excluded[i]:
+            return "exclusion", None, None
+        if loss:
+            return "harvest", None, None
+        if names:
+            scores = bload[i] * direction
+            f = int(np.argmax(scores))
+            if scores[f] > 0:
+                return "tilt", names[f], float(bload[i, f])
+        if cover:
+            return "cover", None, None
+        return default, None, None
+
+    long_loss = _tax_loss(ctx, short=False)
+    for j, q in zip(orders.sell_lot.tolist(), orders.sell_qty, strict=True):
+        lot = ctx.longs.lots[j]
+        i = int(ctx.longs.name[j])
+        r, drv, score = reason(i, -1, bool(long_loss[j]), False)
+        trades.append(
+            _trade(
+                symbols[i], "sell", q, pd_[i], lot_id=lot.lot_id, reason=r, driver=drv, score=score
+            )
+        )
+    short_loss = _tax_loss(ctx, short=True)
+    for j, q in zip(orders.cover_lot.tolist(), orders.cover_qty, strict=True):
+        lot = ctx.shorts.lots[j]
+        i = int(ctx.shorts.name[j])
+        r, drv, score = reason(i, +1, bool(short_loss[j]), True)
+        trades.append(
+            _trade(
+                symbols[i], "cover", q, pd_[i], lot_id=lot.lot_id, reason=r, driver=drv, score=score
+            )
+        )
+    open_side: Side
+    for open_side, names_idx, qtys, direction in (
+        ("buy", orders.buy_name, orders.buy_qty, +1),
+        ("short", orders.short_name, orders.short_qty, -1),
+    ):
+        for i, q in zip(names_idx.tolist(), qtys, strict=True):
+            r, drv, score = reason(i, direction, False, False)
+            lot_id = f"{as_of}:{aid}:{len(trades)}"
+            trades.append(
+                _trade(
+                    symbols[i],
+                    open_side,
+                    q,
+                    pd_[i],
+                    lot_id=lot_id,
+                    reason=r,
+                    driver=drv,
+                    score=score,
+                )
+            )
+    return trades
+
+
+def _trade(
+    symbol: str,
+    side: Side,
+    qty: Decimal,
+    price: Decimal,
+    *,
+    lot_id: str,
+    reason: TradeReason,
+    driver: str | None,
+    score: float | None,
+) -> Trade:
+    return Trade(
+        symbol=symbol,
+        side=side,
+        quantity=qty,
+        price=price,
+        notional_usd=(qty * price).quantize(CENT, ROUND_HALF_EVEN),
+        lot_id=lot_id,
+        reason=reason,
+        driver=driver,
+        factor_score=score,
+    )
+
+
+def outcome_transactions(outcome: Solved, *, account_type: AccountType) -> list[Transaction]:
+    """The outcome's trades as ledger transactions, in ticket order (sells first).
+
+    Ids are deterministic, ``f"{as_of}:{account}:{n}"`` with ``n`` the trade's position, so a
+    re-run of the same night produces the same rows (at-least-once delivery).  Buys and shorts
+    create the lot the trade names; sells and covers relieve the lot they name (specific
+    identification, Treas. Reg. §1.1012-1(c)).
+
+    Args:
+        outcome: a solved outcome.
+        account_type: the account's type (``taxable``, ``ira``, ``roth``).
+
+    Returns:
+        One transaction per trade.
+    """
+    prefix = f"{outcome.as_of}:{outcome.account_id}"
+    return [
+        Transaction(
+            id=f"{prefix}:{n}",
+            date=outcome.as_of,
+            account=outcome.account_id,
+            account_type=account_type,
+            symbol=t.symbol,
+            side=t.side,
+            quantity=t.quantity,
+            price=t.price,
+            lot_id=t.lot_id,
+        )
+        for n, t in enumerate(outcome.trades)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Post-solve wash-sale check through the ledger
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Checked:
+    realized: list[RealizedSlice]
+    issues: list[WashSaleIssue]
+    offending: set[str]  # symbols whose wash sale was not forced by an exclusion
+
+
+def _wash_check(ctx: _Context, ledger: Any, trades: list[Trade]) -> _Checked:
+    """Run the trades through a copy of the household ledger (the source of truth for IRC §1091,
+    IRS Pub. 550) and collect the realized slices and every W-coded slice."""
+    acct = ctx.request.account
+    book = ledger.copy()
+    sells: set[str] = set()
+    realized: list[RealizedSlice] = []
+    issues: list[WashSaleIssue] = []
+    offending: set[str] = set()
+    excluded = set(acct.exclusions)
+    txns = _transactions(ctx.request, trades, acct.account_type)
+    for txn in txns:
+        slices = book.apply(txn)
+        if txn.side in ("sell", "cover"):
+            sells.add(txn.id)
+        for s in slices:
+            if str(getattr(s, "adjustment_code", "")) == "W":
+                forced = s.symbol in excluded
+                reason = (
+                    f"loss of {getattr(s, 'disallowed_loss', '?')} USD on lot {s.lot_id} "
+                    f"disallowed (IRC §1091) by a purchase within 30 days"
+                    + (": forced, the name is excluded and must be sold" if forced else "")
+                )
+                issues.append(WashSaleIssue(symbol=s.symbol, lot_id=s.lot_id, reason=reason))
+                if not forced:
+                    offending.add(s.symbol)
+            if getattr(s, "txn", None) in sells and s.account == acct.account_id:
+                realized.append(_realized(s))
+    return _Checked(realized=realized, issues=issues, offending=offending)
+
+
+def _realized(s: Any) -> RealizedSlice:
+    return RealizedSlice(
+        symbol=s.symbol,
+        lot_id=s.lot_id,
+        quantity=s.quantity,
+        proceeds_usd=s.proceeds,
+        cost_basis_usd=s.cost_basis,
+        gain_usd=s.gain,
+        term=s.term,
+        date_acquired=s.date_acquired,
+        disallowed_loss_usd=s.disallowed_loss,
+    )
+
+
+def _transactions(
+    request: RebalanceRequest, trades: list[Trade], account_type: AccountType
+) -> list[Transaction]:
+    prefix = f"{request.as_of}:{request.account.account_id}"
+    return [
+        Transaction(
+            id=f"{prefix}:{n}",
+            date=request.as_of,
+            account=request.account.account_id,
+            account_type=account_type,
+            symbol=t.symbol,
+            side=t.side,
+            quantity=t.quantity,
+            price=t.price,
+            lot_id=t.lot_id,
+        )
+        for n, t in enumerate(trades)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# The use case
+# --------------------------------------------------------------------------------------------
+
+
+def _default_solve(data: ProblemData) -> Solution:
+    from shared.optimizer.problem import solve
+
+    return solve(data)
+
+
+def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Solved:
+    """Solve one account: validated request → trades, realized P/L, risk panel, diagnostics.
+
+    Args:
+        request: the self-contained request (account, household ledger state, market).
+        solve: the optimizer (default ``shared.optimizer.problem.solve``); injectable for tests.
+
+    Returns:
+        The solved outcome; ``status`` is ``ok``, ``relaxed`` (``relaxations`` says which
+        steps of :data:`RELAXATION_CHAIN` ran) or ``held`` (no trades).
+
+    Raises:
+        InputError: bad input, naming the account and the field.
+        SolverFailed: every solver attempt failed.
+        Unbounded: the model is missing a bound (a bug).
+    """
+    t0 = time.perf_counter()
+    solve_fn = solve or _default_solve
+    market = validate_request(request)
+    ctx, ledger = _context(request, market)
+    n = len(market.symbols)
+    locked = np.zeros(n, dtype=np.bool_)
+    log = _SolveLog()
+    te_budget = request.account.te_budget
+    relaxations: list[str] = []
+    sol: Solution | None = None
+    trades: list[Trade] = []
+    checked = _Checked(realized=[], issues=[], offending=set())
+    w = ctx.w0
+    cash_w = 1.0 - float(ctx.w0.sum())
+    for _round in range(MAX_FIX_ROUNDS + 1):
+        harvest = harvest_sides(ctx, locked)
+        data = _with_sides(ctx, harvest, locked)
+        sol, relaxations = _solve_chain(data, solve_fn, log, te_budget)
+        if sol is None:
+            trades, checked = [], _Checked(realized=[], issues=[], offending=set())
+            w, cash_w = ctx.w0, 1.0 - float(ctx.w0.sum())
+            break
+        orders = _orders(sol, ctx)
+        conflict = _loss_sale_and_buy(ctx, orders)
+        w, cash_w = _final_weights(ctx, orders)
+        trades = _trades(ctx, orders, w)
+        checked = _wash_check(ctx, ledger, trades)
+        if not conflict.any() and not checked.offending:
+            break
+        if _round == MAX_FIX_ROUNDS:
+            break
+        lock = conflict.copy()
+        for sym in checked.offending:
+            lock[market.index[sym]] = True
+        locked |= _spread_to_groups(lock, ctx.group)
+        log.attempts.append(
+            "wash check: locked "
+            + ", ".join(market.symbols[i] for i in np.flatnonzero(lock).tolist())
+            + "; re-solved"
+        )
+    return _outcome(
+        ctx,
+        sol,
+        relaxations=relaxations,
+        trades=trades,
+        checked=checked,
+        w=w,
+        cash_w=cash_w,
+        log=log,
+        t0=t0,
+    )
+
+
+def _outcome(
+    ctx: _Context,
+    sol: Solution | None,
+    *,
+    relaxations: list[str],
+    trades: list[Trade],
+    checked: _Checked,
+    w: FloatArray,
+    cash_w: float,
+    log: _SolveLog,
+    t0: float,
+) -> Solved:
+    acct = ctx.request.account
+    base = ctx.base
+    st = sum((s.gain_usd for s in checked.realized if s.term == "short"), Decimal(0))
+    lt = sum((s.gain_usd for s in checked.realized if s.term == "long"), Decimal(0))
+    harvested = -sum((s.gain_usd for s in checked.realized if s.gain_usd < 0), Decimal(0))
+    if ctx.taxable:
+        r = acct.rates
+        niit = Decimal(repr(r.niit))
+        tax = st * (Decimal(repr(r.short_term)) + niit) + lt * (Decimal(repr(r.long_term)) + niit)
+    else:
+        tax = Decimal(0)
+    active = w - base.w_bench
+    y = base.loadings.T @ active
+    te = math.sqrt(max(0.0, float(y @ base.factor_cov @ y + base.specific_var @ (active**2))))
+    tilt_min = {f: t for f, t in base.tilts}
+    exposures = [
+        FactorExposure(factor=name, active=float(y[f]), target_min=tilt_min.get(f))
+        for f, name in enumerate(base.factor_names)
+    ]
+    status: Literal["ok", "relaxed", "held"]
+    if sol is None:
+        status = "held"
+    elif relaxations:
+        status = "relaxed"
+    else:
+        status = "ok"
+    nz = np.flatnonzero(np.abs(w) > 1e-12)
+    weights = {ctx.market.symbols[i]: float(w[i]) for i in nz.tolist()}
+    solver = SolverInfo(
+        solver=sol.solver if sol is not None else "none",
+        status=sol.status if sol is not None else "infeasible",
+        iterations=log.iterations,
+        solver_ms=log.solver_ms,
+        total_ms=(time.perf_counter() - t0) * 1e3,
+        attempts=log.attempts,
+    )
+    return Solved(
+        account_id=acct.account_id,
+        household_id=acct.household_id or ctx.request.ledger.household_id,
+        as_of=ctx.request.as_of,
+        strategy=acct.strategy,
+        status=status,
+        relaxations=relaxations,
+        nav_usd=ctx.nav_usd,
+        weights=weights,
+        cash_w=cash_w,
+        trades=trades,
+        realized=checked.realized,
+        realized_st_usd=st.quantize(CENT),
+        realized_lt_usd=lt.quantize(CENT),
+        harvested_loss_usd=harvested.quantize(CENT),
+        estimated_tax_usd=tax.quantize(CENT),
+        te_ex_ante=te,
+        te_budget=acct.te_budget,
+        factor_exposures=exposures,
+        wash_sale_issues=checked.issues,
+        solver=solver,
+    )
+
+
+__all__ = [
+    "HARVEST_MIN_BENEFIT",
+    "RELAXATION_CHAIN",
+    "MarketArrays",
+    "SolverFailed",
+    "harvest_sides",
+    "identical_groups",
+    "market_arrays",
+    "outcome_transactions",
+    "rebalance",
+    "validate_request",
+]
