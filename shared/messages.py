@@ -383,3 +383,29 @@ def decode_json(raw: bytes | str, typ: type[T], *, account: str | None = None) -
 def encode_json(obj: Any) -> bytes:
     """Struct (or builtins) → JSON bytes."""
     return msgspec.json.encode(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# Fleet task message (added by the fleet; add-only)
+# --------------------------------------------------------------------------------------------
+
+
+class AccountTask(_Wire, frozen=True, kw_only=True):
+    """One account's nightly rebalance as it travels on the broker.
+
+    The day's market is not in the message: the producer publishes it once in the results store
+    under ``market_key`` and every worker caches it.  Accounts of one household run in order
+    (``household_index`` 0…``household_size``−1, a Celery chain): the first carries the
+    household's ledger at the previous close in ``ledger``; a later one reads the ledger as
+    updated by its siblings' trades from the results store, so no same-day cross-account wash
+    sale can arise (IRC §1091 applies across a household's accounts, IRAs included).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    as_of: dt.date
+    market_key: str
+    account: AccountSpec
+    household_id: str
+    household_index: int = 0
+    household_size: int = 1
+    ledger: LedgerState | None = None

@@ -1,0 +1,196 @@
+"""Typed settings of the fleet, read once at an entry point (``worker.app``, the producer CLI).
+
+Nothing here reads the environment at import: :meth:`Settings.from_env` takes the mapping to read
+(``os.environ`` at the entry point, a plain dict in tests), validates every value and names the
+variable in the error.  ``shared`` functions never take :class:`Settings`; the worker and producer
+pass the few numbers they need down explicitly.
+
+Environment variables (documented with defaults in ``docs/fleet.md``):
+
+=================================== ============================================================
+``TAXVIEW_BROKER_URL``              Celery broker (``redis://…`` or ``amqp://…``); empty means the
+                                    embedded default of ``taxview nightly``.
+``TAXVIEW_REDIS_URL``               Results store (Redis).  Defaults to the broker URL when that is
+                                    a Redis URL.
+``TAXVIEW_QUEUE``                   Queue the rebalance tasks travel on.
+``TAXVIEW_SOFT_TIME_LIMIT``         Seconds before a solve is interrupted (then retried / failed).
+``TAXVIEW_HARD_TIME_LIMIT``         Seconds before the pool process is killed.
+``TAXVIEW_VISIBILITY_TIMEOUT``      Redis broker: seconds before an unacked task is redelivered.
+``TAXVIEW_RESTORE_INTERVAL``        Redis broker: seconds between unacked-restore sweeps.
+``TAXVIEW_MAX_RETRIES``             Re-deliveries of one account (solver failure, lost process).
+``TAXVIEW_RETRY_BACKOFF``           First retry delay in seconds (doubles, with jitter).
+``TAXVIEW_RETRY_BACKOFF_MAX``       Cap of the retry delay in seconds.
+``TAXVIEW_CONCURRENCY``             Pool processes per worker (0: one per CPU).
+``TAXVIEW_MAX_MEMORY_PER_CHILD_KB`` Resident memory after which a pool process is recycled.
+``TAXVIEW_MAX_TASKS_PER_CHILD``     Tasks after which a pool process is recycled (0: never).
+``TAXVIEW_RESULTS_TTL``             Seconds the results store keeps a night's keys.
+``FLOWER_BASIC_AUTH``               ``user:password[,user:password]`` read by Flower itself.
+=================================== ============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+from shared.errors import InputError
+
+#: Prefix of every taxview variable.
+PREFIX: Final = "TAXVIEW_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a fleet process is configured with.  Build it with :meth:`from_env`."""
+
+    broker_url: str = ""
+    redis_url: str = ""
+    queue: str = "taxview"
+    soft_time_limit_s: int = 120
+    hard_time_limit_s: int = 150
+    #: Must exceed ``hard_time_limit_s`` or a slow (alive) task is delivered twice.
+    visibility_timeout_s: int = 180
+    restore_interval_s: int = 5
+    max_retries: int = 3
+    retry_backoff_s: int = 2
+    retry_backoff_max_s: int = 60
+    concurrency: int = 0
+    max_memory_per_child_kb: int = 1_500_000
+    max_tasks_per_child: int = 0
+    results_ttl_s: int = 7 * 24 * 3600
+    flower_basic_auth: str = ""
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: ``taxview nightly`` runs its own Redis."""
+        return self.broker_url == ""
+
+    @property
+    def broker_is_redis(self) -> bool:
+        """True for ``redis://``/``rediss://`` brokers (the visibility-timeout options apply)."""
+        return self.broker_url.startswith(("redis://", "rediss://", "unix://"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate the settings from ``env``.
+
+        Args:
+            env: the environment to read (``os.environ`` at an entry point).
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            InputError: a variable is not a number, out of range, or the limits are inconsistent;
+                ``field`` names the variable.
+        """
+        default = cls()
+        broker = env.get(f"{PREFIX}BROKER_URL", "").strip()
+        redis_url = env.get(f"{PREFIX}REDIS_URL", "").strip()
+        if not redis_url and broker.startswith(("redis://", "rediss://")):
+            redis_url = broker
+        ints: dict[str, int] = {}
+        for name, var, minimum in _INT_VARS:
+            raw = env.get(f"{PREFIX}{var}", "").strip()
+            if raw == "":
+                ints[name] = getattr(default, name)
+                continue
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise InputError(
+                    f"expected a whole number, got {raw!r}", field=f"{PREFIX}{var}"
+                ) from exc
+            if value < minimum:
+                raise InputError(f"must be at least {minimum}, got {value}", field=f"{PREFIX}{var}")
+            ints[name] = value
+        if f"{PREFIX}VISIBILITY_TIMEOUT" not in env:
+            ints["visibility_timeout_s"] = max(
+                ints["visibility_timeout_s"], ints["hard_time_limit_s"] + 30
+            )
+        settings = cls(
+            broker_url=broker,
+            redis_url=redis_url,
+            queue=env.get(f"{PREFIX}QUEUE", "").strip() or default.queue,
+            flower_basic_auth=env.get("FLOWER_BASIC_AUTH", ""),
+            **ints,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check the relations between settings.
+
+        Raises:
+            InputError: soft ≥ hard time limit, a visibility timeout not above the hard limit, a
+                broker without a results store, or a malformed ``FLOWER_BASIC_AUTH``.
+        """
+        if self.soft_time_limit_s >= self.hard_time_limit_s:
+            raise InputError(
+                f"soft limit {self.soft_time_limit_s}s must be below the hard limit "
+                f"{self.hard_time_limit_s}s so a slow solve is interrupted before it is killed",
+                field=f"{PREFIX}SOFT_TIME_LIMIT",
+            )
+        if self.visibility_timeout_s <= self.hard_time_limit_s:
+            raise InputError(
+                f"visibility timeout {self.visibility_timeout_s}s must exceed the hard time "
+                f"limit {self.hard_time_limit_s}s, or a task still running is delivered twice",
+                field=f"{PREFIX}VISIBILITY_TIMEOUT",
+            )
+        if self.broker_url and not self.redis_url:
+            raise InputError(
+                "a non-Redis broker needs a results store: set TAXVIEW_REDIS_URL=redis://host:6379/1",
+                field=f"{PREFIX}REDIS_URL",
+            )
+        if self.broker_url and not self.broker_url.startswith(
+            ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://", "unix://")
+        ):
+            raise InputError(
+                f"unsupported broker scheme in {self.broker_url.split('://')[0]!r}: "
+                "use redis:// or amqp://",
+                field=f"{PREFIX}BROKER_URL",
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise InputError("the results store must be a redis:// URL", field=f"{PREFIX}REDIS_URL")
+        if self.flower_basic_auth:
+            for pair in self.flower_basic_auth.split(","):
+                user, sep, password = pair.partition(":")
+                if not sep or not user or not password:
+                    raise InputError(
+                        "expected user:password pairs separated by commas",
+                        field="FLOWER_BASIC_AUTH",
+                    )
+
+    def with_urls(self, *, broker_url: str, redis_url: str) -> Settings:
+        """A copy pointing at other servers (the embedded default, a flag on the command line)."""
+        out = msgspec.structs.replace(self, broker_url=broker_url, redis_url=redis_url)
+        out.validate()
+        return out
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {
+            f"{PREFIX}BROKER_URL": self.broker_url,
+            f"{PREFIX}REDIS_URL": self.redis_url,
+            f"{PREFIX}QUEUE": self.queue,
+        }
+        for name, var, _ in _INT_VARS:
+            env[f"{PREFIX}{var}"] = str(getattr(self, name))
+        return env
+
+
+#: (attribute, variable suffix, minimum) of every integer setting.
+_INT_VARS: Final[tuple[tuple[str, str, int], ...]] = (
+    ("soft_time_limit_s", "SOFT_TIME_LIMIT", 1),
+    ("hard_time_limit_s", "HARD_TIME_LIMIT", 2),
+    ("visibility_timeout_s", "VISIBILITY_TIMEOUT", 3),
+    ("restore_interval_s", "RESTORE_INTERVAL", 1),
+    ("max_retries", "MAX_RETRIES", 0),
+    ("retry_backoff_s", "RETRY_BACKOFF", 0),
+    ("retry_backoff_max_s", "RETRY_BACKOFF_MAX", 0),
+    ("concurrency", "CONCURRENCY", 0),
+    ("max_memory_per_child_kb", "MAX_MEMORY_PER_CHILD_KB", 0),
+    ("max_tasks_per_child", "MAX_TASKS_PER_CHILD", 0),
+    ("results_ttl_s", "RESULTS_TTL", 60),
+)

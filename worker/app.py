@@ -1,0 +1,108 @@
+"""The Celery application of the worker fleet: ``celery -A worker.app worker``.
+
+:func:`create_app` builds the app from :class:`shared.config.Settings`; the module-level ``app``
+that the ``celery`` command loads is built from the process environment, which opens no connection
+(Celery connects lazily, when the worker starts consuming or a task is sent).
+
+Delivery is at-least-once, so correctness comes from idempotence (see ``docs/fleet.md``): late
+acks; a task whose pool process dies is sent again like a retry (Celery 5.7's
+``task_retry_on_worker_lost``) and bounded by ``max_retries``, with our own delivery counter in the
+results store as the final bound; prefetch 1; a Redis ``visibility_timeout`` above the hard time
+limit and a restore sweep every few seconds; JSON only (a pickle message is refused, never run).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+from shared.config import Settings
+
+#: Environment that pins BLAS/OpenMP pools to one thread per process (prefork × threaded BLAS
+#: oversubscribes the cores).  Set before any pool process imports numpy.
+ONE_THREAD_ENV: dict[str, str] = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+#: Broker and results store used when neither is configured (a Redis on this host).
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The explicit Celery configuration of the fleet (also used by the producer's client)."""
+    conf: dict[str, Any] = {
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_default_queue": settings.queue,
+        "task_acks_late": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_reject_on_worker_lost": True,
+        "task_retry_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.soft_time_limit_s,
+        "task_time_limit": settings.hard_time_limit_s,
+        "task_ignore_result": True,
+        "task_store_errors_even_if_ignored": False,
+        "result_backend": None,
+        "worker_max_memory_per_child": settings.max_memory_per_child_kb or None,
+        "worker_max_tasks_per_child": settings.max_tasks_per_child or None,
+        "worker_concurrency": settings.concurrency or None,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_heartbeat": 30,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+        "enable_utc": True,
+    }
+    if settings.broker_is_redis or not settings.broker_url:
+        conf["broker_transport_options"] = {
+            # Above the hard time limit, or a task that is still running is delivered twice.
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep the unacked set every few seconds (the default scans every ~100 s), so a dead
+            # worker's task is back on the queue once its visibility timeout has passed.
+            "unacked_restore_interval": settings.restore_interval_s,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 15,
+            "retry_on_timeout": True,
+        }
+    return conf
+
+
+def create_app(settings: Settings) -> Celery:
+    """Build the worker app from settings and register its tasks.
+
+    Args:
+        settings: the fleet settings.
+
+    Returns:
+        The app; nothing has connected yet.
+    """
+    for name, value in ONE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+    broker = settings.broker_url or LOCAL_REDIS
+    if not settings.redis_url:
+        settings = settings.with_urls(broker_url=broker, redis_url=broker)
+    app = Celery("taxview", broker=broker, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    from worker import lifecycle, tasks
+
+    tasks.register(app, settings)
+    lifecycle.connect(settings)
+    return app
+
+
+app = create_app(Settings.from_env(os.environ))

@@ -1,0 +1,254 @@
+"""One account's nightly rebalance, from task message to stored outcome — with no Celery import.
+
+Failures are sorted once, here (STYLE.md (b)4):
+
+- bad input (:class:`~shared.errors.InputError`, a malformed message) → a ``rejected`` outcome
+  naming the field, never retried;
+- :class:`~shared.errors.SolverFailed` (or a soft time limit) → re-raised for the task edge to
+  retry with backoff while attempts remain, then a ``failed`` outcome;
+- any other exception inside the solve → a ``failed`` outcome with the reason (one bad account
+  never stops the night);
+- a task delivered more often than the retry budget allows (its process keeps dying, e.g. a
+  poison account) → ``failed`` without solving again;
+- a task delivered again after its outcome was stored → nothing is recomputed or rewritten.
+
+Results-store errors are left to propagate: the task edge retries them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from shared.errors import InputError, SolverFailed, TaxviewError
+from shared.messages import (
+    AccountTask,
+    Failed,
+    LedgerState,
+    MarketSnapshot,
+    Outcome,
+    RebalanceRequest,
+    Rejected,
+    Solved,
+    from_wire,
+)
+
+log = logging.getLogger(__name__)
+
+Solve = Callable[[RebalanceRequest], Solved]
+Advance = Callable[[LedgerState, Solved, AccountTask], LedgerState]
+
+
+class NotReady(Exception):
+    """A household sibling's ledger is not in the store yet: transient, retried."""
+
+
+class Store(Protocol):
+    """What the handler needs of the results store (``worker.results_writer.ResultsStore``)."""
+
+    def begin_attempt(self, as_of: dt.date, account_id: str) -> int:
+        """Count a delivery."""
+
+    def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
+        """Stored outcome JSON, if any."""
+
+    def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
+        """Household ledger after ``index`` accounts."""
+
+    def put(
+        self, outcome: Outcome, *, next_ledger: tuple[str, int, LedgerState] | None = None
+    ) -> None:
+        """Store an outcome (and the next sibling's ledger)."""
+
+
+class Markets(Protocol):
+    """Snapshot lookup by key (``worker.market_data.MarketCache``)."""
+
+    def get(self, key: str) -> MarketSnapshot:
+        """The snapshot under ``key`` (raises InputError when absent)."""
+
+
+def default_solve(request: RebalanceRequest) -> Solved:
+    """The use case the backtest also runs: ``shared.rebalance.rebalance``."""
+    from shared.rebalance import rebalance
+
+    return rebalance(request)
+
+
+def default_advance(ledger: LedgerState, outcome: Solved, task: AccountTask) -> LedgerState:
+    """The household ledger with this account's trades applied, for its next sibling.
+
+    The ledger applies the full wash-sale rules (IRC §1091, IRS Pub. 550), so a sibling's
+    same-day loss sale or purchase restricts the next account's solve.
+    """
+    from shared.ledger import Ledger
+    from shared.rebalance import outcome_transactions
+
+    ledger_obj = Ledger.from_state(ledger)
+    for txn in outcome_transactions(outcome, account_type=task.account.account_type):
+        ledger_obj.apply(txn)
+    state: LedgerState = ledger_obj.state(task.as_of)
+    return state
+
+
+def decode_task(payload: Any) -> AccountTask | Rejected | None:
+    """Validate a task payload.
+
+    Returns:
+        The task; a ``Rejected`` outcome when the payload is malformed but names its account and
+        date; ``None`` when it cannot even be attributed to an account (logged, dropped).
+    """
+    account_id = _dig(payload, "account", "account_id")
+    try:
+        return from_wire(payload, AccountTask, account=account_id)
+    except InputError as exc:
+        as_of = _dig(payload, "as_of")
+        if not account_id or not as_of:
+            log.error("dropping a task that names no account/date: %s", exc)
+            return None
+        try:
+            day = dt.date.fromisoformat(as_of)
+        except ValueError:
+            log.error("dropping a task with a malformed date %r: %s", as_of, exc)
+            return None
+        return Rejected(
+            account_id=account_id,
+            household_id=str(_dig(payload, "household_id") or ""),
+            as_of=day,
+            field=exc.field or "message",
+            reason=exc.reason,
+        )
+
+
+def _dig(payload: Any, *path: str) -> str | None:
+    node = payload
+    for step in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(step)
+    return node if isinstance(node, str) else None
+
+
+def handle_account(
+    task: AccountTask,
+    *,
+    store: Store,
+    markets: Markets,
+    retries: int,
+    max_retries: int,
+    solve: Solve = default_solve,
+    advance: Advance = default_advance,
+    retryable: tuple[type[BaseException], ...] = (),
+) -> Outcome:
+    """Solve one account and store its outcome exactly once.
+
+    Args:
+        task: the decoded task.
+        store: the results store.
+        markets: the per-process market cache.
+        retries: retries of this task so far (Celery's ``request.retries``).
+        max_retries: retry budget: at most ``max_retries + 1`` solves, then ``failed``.
+        solve: the use case (injected in tests).
+        advance: applies an outcome's trades to the household ledger (injected in tests).
+        retryable: extra exception types treated like :class:`SolverFailed` (the task edge's
+            soft time limit).
+
+    Returns:
+        The stored outcome (the earlier one, unchanged, when this is a redelivery).
+
+    Raises:
+        SolverFailed: the solve failed and retries remain (the caller retries with backoff);
+            also any ``retryable`` exception under the same condition.
+        NotReady: a later household account arrived before its sibling's ledger.
+    """
+    account_id = task.account.account_id
+    attempts = store.begin_attempt(task.as_of, account_id)
+    previous = store.outcome(task.as_of, account_id)
+    if previous is not None:
+        log.info("account %s already has an outcome: redelivery ignored", account_id)
+        done: Outcome = msgspec.json.decode(previous, type=Outcome)  # type: ignore[arg-type]
+        return done
+
+    ledger = _ledger_for(task, store)
+    if attempts > max_retries + 1:
+        outcome: Outcome = _failed(
+            task,
+            f"gave up after {attempts - 1} deliveries: the worker process was lost every time "
+            "while solving this account",
+            attempts - 1,
+        )
+        _store(store, task, outcome, ledger)
+        return outcome
+
+    try:
+        request = RebalanceRequest(
+            as_of=task.as_of,
+            account=task.account,
+            ledger=ledger,
+            market=markets.get(task.market_key),
+        )
+        outcome = solve(request)
+    except InputError as exc:
+        outcome = Rejected(
+            account_id=account_id,
+            household_id=task.household_id,
+            as_of=task.as_of,
+            field=exc.field or "",
+            reason=exc.reason,
+        )
+    except (SolverFailed, *retryable) as exc:
+        if retries < max_retries:
+            raise
+        outcome = _failed(task, f"solver failed on every attempt: {exc}", retries + 1)
+    except Exception as exc:  # one bad account never stops the night
+        log.exception("account %s: unexpected error", account_id)
+        outcome = _failed(task, f"internal error: {type(exc).__name__}: {exc}", retries + 1)
+    _store(store, task, outcome, ledger, advance)
+    return outcome
+
+
+def _ledger_for(task: AccountTask, store: Store) -> LedgerState:
+    if task.household_index == 0:
+        if task.ledger is None:
+            return LedgerState(as_of=task.as_of, household_id=task.household_id)
+        return task.ledger
+    state = store.household_ledger(task.as_of, task.household_id, task.household_index)
+    if state is None:
+        raise NotReady(
+            f"household {task.household_id}: ledger after account {task.household_index - 1} "
+            "is not stored yet"
+        )
+    return state
+
+
+def _store(
+    store: Store,
+    task: AccountTask,
+    outcome: Outcome,
+    ledger: LedgerState,
+    advance: Advance = default_advance,
+) -> None:
+    next_ledger: tuple[str, int, LedgerState] | None = None
+    if task.household_index + 1 < task.household_size:
+        state = ledger
+        if isinstance(outcome, Solved) and outcome.trades:
+            try:
+                state = advance(ledger, outcome, task)
+            except TaxviewError as exc:
+                outcome = _failed(task, f"trades could not be booked: {exc}", 1)
+        next_ledger = (task.household_id, task.household_index + 1, state)
+    store.put(outcome, next_ledger=next_ledger)
+
+
+def _failed(task: AccountTask, reason: str, attempts: int) -> Failed:
+    return Failed(
+        account_id=task.account.account_id,
+        household_id=task.household_id,
+        as_of=task.as_of,
+        reason=reason,
+        attempts=attempts,
+    )

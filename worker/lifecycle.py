@@ -1,0 +1,47 @@
+"""Celery signal hooks: each pool process pins BLAS to one thread and warms the solver."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+_CONNECTED: list[bool] = []
+
+
+def connect(settings: Settings) -> None:
+    """Connect the hooks once per process (idempotent)."""
+    if _CONNECTED:
+        return
+    _CONNECTED.append(True)
+    worker_process_init.connect(_init_process, weak=False)
+
+
+def _init_process(**_: Any) -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # the environment variables set by worker.app still apply
+        pass
+    warm_solver()
+
+
+def warm_solver() -> None:
+    """Import the solver stack and solve one tiny account, so the first real task of a pool
+    process does not pay for imports and first-call set-up."""
+    try:
+        from shared.examples import example_request
+        from shared.rebalance import rebalance
+    except ImportError:
+        log.warning("solver warm-up skipped: shared.rebalance is not available")
+        return
+    try:
+        rebalance(example_request(names=12, seed=0))
+    except Exception:  # a warm-up must never stop the pool process
+        log.exception("solver warm-up failed (the first task pays the set-up)")

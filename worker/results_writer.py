@@ -1,0 +1,107 @@
+"""The worker's only door to the results store (Redis): every key it writes goes through here.
+
+Writes are idempotent overwrites of one hash field per account (``HSET``), made in one
+``MULTI``/``EXEC`` together with the status index and, for a household, the ledger state handed to
+the next sibling, so a redelivered task rewrites the same bytes and changes nothing.  Keys follow
+:mod:`shared.results_keys` and expire after the configured TTL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import msgspec
+import redis
+
+from shared import results_keys as keys
+from shared.messages import LedgerState, MarketSnapshot, Outcome, decode_json, encode_json
+
+
+class ResultsStore:
+    """Redis-backed results store, one client per process (reconnects by itself after a fork).
+
+    Args:
+        url: the results store, ``redis://host:port/db``.
+        ttl_s: seconds every key of a night lives.
+    """
+
+    def __init__(self, url: str, *, ttl_s: int) -> None:
+        self.url = url
+        self.ttl_s = ttl_s
+        self._client: redis.Redis | None = None
+        self._pid = 0
+
+    @property
+    def client(self) -> redis.Redis:
+        """The connection pool of this process (a forked child builds its own)."""
+        if self._client is None or self._pid != os.getpid():
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=15
+            )
+            self._pid = os.getpid()
+        return self._client
+
+    # -- reads (the worker reads its inputs and its own previous work) -----------------------
+
+    def begin_attempt(self, as_of: dt.date, account_id: str) -> int:
+        """Count one more delivery of ``account_id``'s task; returns the count (1 = first)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hincrby(keys.attempts_key(as_of), account_id, 1)
+        pipe.expire(keys.attempts_key(as_of), self.ttl_s)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
+        """The outcome JSON already stored for the account, if any."""
+        raw: Any = self.client.hget(keys.results_key(as_of), account_id)
+        return bytes(raw) if raw is not None else None
+
+    def market(self, key: str) -> MarketSnapshot | None:
+        """The market snapshot published under ``key`` (``None`` if absent)."""
+        raw: Any = self.client.get(key)
+        if raw is None:
+            return None
+        return decode_json(raw, MarketSnapshot)
+
+    def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
+        """The household's ledger after its first ``index`` accounts traded, if written yet."""
+        raw: Any = self.client.hget(keys.ledger_key(as_of, household), str(index))
+        if raw is None:
+            return None
+        return decode_json(raw, LedgerState, account=household)
+
+    # -- the write ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        outcome: Outcome,
+        *,
+        next_ledger: tuple[str, int, LedgerState] | None = None,
+    ) -> None:
+        """Store one account's outcome (overwrite) and, for a household, the ledger that the
+        next account of the household starts from, atomically.
+
+        Args:
+            outcome: the account's outcome.
+            next_ledger: ``(household, k, state)``: the ledger after the household's first ``k``
+                accounts, written in the same transaction.
+        """
+        as_of = outcome.as_of
+        pipe = self.client.pipeline(transaction=True)
+        if next_ledger is not None:
+            household, index, state = next_ledger
+            lkey = keys.ledger_key(as_of, household)
+            pipe.hset(lkey, str(index), encode_json(state))
+            pipe.expire(lkey, self.ttl_s)
+        pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
+        pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
+        pipe.expire(keys.results_key(as_of), self.ttl_s)
+        pipe.expire(keys.status_key(as_of), self.ttl_s)
+        pipe.execute()
+
+
+def outcome_bytes_equal(a: Outcome, b: Outcome) -> bool:
+    """True when two outcomes encode to the same JSON (used by redelivery checks)."""
+    return bool(msgspec.json.encode(a) == msgspec.json.encode(b))

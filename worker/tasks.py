@@ -1,0 +1,82 @@
+"""The fleet's one task: decode → :func:`worker.handlers.handle_account` → stored outcome.
+
+Registered under the explicit name :data:`shared.messages.TASK_REBALANCE` (the producer sends by
+that name).  Retry policy: transient results-store / broker errors and a household sibling that is
+not ready are retried automatically with exponential backoff and jitter, capped; a solver failure
+or soft time limit is retried the same way while attempts remain, then recorded as ``failed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.config import Settings
+from shared.errors import SolverFailed
+from shared.messages import TASK_REBALANCE, AccountTask
+from worker.handlers import NotReady, decode_task, handle_account
+from worker.market_data import MarketCache
+from worker.results_writer import ResultsStore
+
+#: Errors worth another delivery: the store or broker was briefly unreachable.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    NotReady,
+)
+
+
+def register(app: Celery, settings: Settings) -> None:
+    """Register the rebalance task on ``app``."""
+    store = ResultsStore(settings.redis_url, ttl_s=settings.results_ttl_s)
+    markets = MarketCache(store)
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=TASK_REBALANCE,
+        bind=True,
+        # One more delivery than solve attempts: the last one only records `failed`.
+        max_retries=settings.max_retries + 1,
+        autoretry_for=TRANSIENT,
+        retry_backoff=max(settings.retry_backoff_s, 1),
+        retry_backoff_max=settings.retry_backoff_max_s,
+        retry_jitter=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        retry_on_worker_lost=True,
+    )
+    def rebalance_account(self: Task, payload: dict[str, Any]) -> str:
+        task = decode_task(payload)
+        if not isinstance(task, AccountTask):  # malformed: a `rejected` outcome, or dropped
+            if task is not None:
+                store.put(task)
+            return "dropped" if task is None else task.status
+        try:
+            return handle_account(
+                task,
+                store=store,
+                markets=markets,
+                retries=self.request.retries,
+                max_retries=settings.max_retries,
+                retryable=(SoftTimeLimitExceeded,),
+            ).status
+        except (SolverFailed, SoftTimeLimitExceeded) as exc:
+            raise self.retry(exc=exc, countdown=_backoff(settings, self.request.retries)) from exc
+
+
+def _backoff(settings: Settings, retries: int) -> int:
+    """Exponential backoff with full jitter, capped (seconds)."""
+    return int(
+        get_exponential_backoff_interval(
+            max(settings.retry_backoff_s, 1),
+            retries,
+            settings.retry_backoff_max_s,
+            full_jitter=True,
+        )
+    )
