@@ -106,6 +106,9 @@ class ProblemData:
     #: Σ_j gain_j u_j (+ short covers) ≤ gain_budget_w.
     gain_budget_w: float | None = None
 
+    #: Account id, used only to name the account in error messages.
+    account: str = ""
+
     @property
     def n(self) -> int:
         """Number of names."""
@@ -135,3 +138,8 @@ class Solution:
     iterations: int
     solver_ms: float
     setup_ms: float
+    #: Every solve attempt in order, e.g. ``("clarabel: MaxIterations", "clarabel-safe: Solved")``;
+    #: the last one produced the trades (its name is ``solver``).
+    attempts: tuple[str, ...] = ()
+    #: (k,) active factor exposures ``Bᵀ(w − w_b)`` of the solution.
+    active_exposure: FloatArray = field(default_factory=_empty_f)

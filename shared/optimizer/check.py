@@ -1,0 +1,176 @@
+"""Independent checks of a solution: recompute everything from the trades and the raw data.
+
+Nothing here uses the model code (no layout, no affine maps, no CVXPY): the weights are summed
+from the trades lot by lot, the TE is recomputed from the risk model, and every constraint of
+DESIGN.md §2 is tested directly.  :func:`shared.optimizer.problem.solve` runs
+:func:`check_solution` on every answer before trusting it, and the tests use it too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.optimizer.data import ProblemData, Solution
+from shared.types import FloatArray
+
+#: Default absolute tolerance on weights (fractions of NAV): 1e-6 is $1 on a $1M account.
+CHECK_TOL = 1e-6
+
+
+def weights_from_trades(
+    data: ProblemData, sell: FloatArray, buy: FloatArray, cover: FloatArray, short: FloatArray
+) -> FloatArray:
+    """``w = w₀ − A u + β + A_s v − s``, summed lot by lot."""
+    w = np.array(data.w0, dtype=np.float64)
+    np.subtract.at(w, data.lot_name, sell)
+    w += buy
+    if len(data.short_name):
+        np.add.at(w, data.short_name, cover)
+    w -= short
+    return w
+
+
+def long_short_sides(
+    data: ProblemData, sell: FloatArray, buy: FloatArray, cover: FloatArray, short: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Long side ``ℓ₀ − A u + β`` and short side ``σ₀ − A_s v + s`` of every name."""
+    n = data.n
+    long_side = np.bincount(data.lot_name, weights=data.lot_w - sell, minlength=n) + buy
+    short_side = (
+        np.bincount(data.short_name, weights=data.short_w - cover, minlength=n) + short
+        if len(data.short_name)
+        else np.array(short, dtype=np.float64)
+    )
+    return long_side.astype(np.float64), short_side.astype(np.float64)
+
+
+def tracking_error(data: ProblemData, w: FloatArray) -> float:
+    """Annualised ex-ante TE ``√((w−w_b)ᵀ(B F Bᵀ + diag d)(w−w_b))``."""
+    a = w - data.w_bench
+    y = a @ data.loadings
+    var = float(y @ data.factor_cov @ y + a @ (data.specific_var * a))
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def objective_value(
+    data: ProblemData, sell: FloatArray, buy: FloatArray, cover: FloatArray, short: FloatArray
+) -> float:
+    """The objective of DESIGN.md §2 at the given trades."""
+    w = weights_from_trades(data, sell, buy, cover, short)
+    te = tracking_error(data, w)
+    tax = float(data.lot_tax @ sell) + (float(data.short_tax @ cover) if len(cover) else 0.0)
+    traded = float(sell.sum() + buy.sum() + cover.sum() + short.sum())
+    obj = data.lambda_te * te * te + data.lambda_tax * tax + data.kappa * traded
+    if data.alpha is not None:
+        obj -= float(data.alpha @ w)
+    return obj
+
+
+def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) -> list[str]:
+    """Every constraint violated by ``sol`` beyond ``tol``, as readable strings (empty: valid).
+
+    Args:
+        data: the problem.
+        sol: a solution (from either path).
+        tol: absolute tolerance in weight units (TE is compared with ``tol`` too).
+
+    Returns:
+        One line per violated constraint family, naming the first offending name or lot.
+    """
+    out: list[str] = []
+    sym = data.symbols
+
+    def first(mask: np.ndarray, what: str, vals: FloatArray, names: list[str]) -> None:
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            i = int(idx[0])
+            out.append(f"{what}: {names[i]} ({vals[i]:.3g}), {len(idx)} in all")
+
+    lot_names = [f"lot {j} of {sym[i]}" for j, i in enumerate(data.lot_name)]
+    short_names = [f"short lot {j} of {sym[i]}" for j, i in enumerate(data.short_name)]
+    shapes = {
+        "sell": (sol.sell, len(data.lot_name)),
+        "buy": (sol.buy, data.n),
+        "cover": (sol.cover, len(data.short_name)),
+        "short": (sol.short, data.n),
+        "w": (sol.w, data.n),
+    }
+    for name, (arr, size) in shapes.items():
+        if np.shape(arr) != (size,) or not np.all(np.isfinite(arr)):
+            return [f"{name}: wrong shape or not finite"]
+
+    # Trade bounds and permission masks.
+    first(sol.sell < -tol, "sell < 0", sol.sell, lot_names)
+    first(sol.sell > data.lot_w + tol, "sell > lot", sol.sell, lot_names)
+    first(~data.lot_sellable & (sol.sell > tol), "sold an unsellable lot", sol.sell, lot_names)
+    first(sol.buy < -tol, "buy < 0", sol.buy, list(sym))
+    first(~data.buy_allowed & (sol.buy > tol), "bought a blocked name", sol.buy, list(sym))
+    first(sol.short < -tol, "new short < 0", sol.short, list(sym))
+    first(~data.short_allowed & (sol.short > tol), "shorted a blocked name", sol.short, list(sym))
+    if len(data.short_name):
+        first(sol.cover < -tol, "cover < 0", sol.cover, short_names)
+        first(sol.cover > data.short_w + tol, "cover > short lot", sol.cover, short_names)
+        first(
+            ~data.short_coverable & (sol.cover > tol),
+            "covered a blocked short lot",
+            sol.cover,
+            short_names,
+        )
+
+    # Weights: consistent with the trades, within the name bounds.
+    w = weights_from_trades(data, sol.sell, sol.buy, sol.cover, sol.short)
+    first(np.abs(w - sol.w) > tol, "w inconsistent with trades", sol.w, list(sym))
+    first(w > data.max_w + tol, "w > max_w", w, list(sym))
+    first(w < data.min_w - tol, "w < min_w", w, list(sym))
+
+    # Budget and cash.
+    cash = data.net_w - float(w.sum())
+    if abs(cash - sol.cash_w) > tol:
+        out.append(f"cash_w {sol.cash_w:.8f} inconsistent with weights ({cash:.8f})")
+    if cash < data.cash_min_w - tol or cash > data.cash_max_w + tol:
+        out.append(f"cash {cash:.6f} outside [{data.cash_min_w}, {data.cash_max_w}]")
+
+    # Risk: TE budget, tilts, neutrality.
+    te = tracking_error(data, w)
+    if data.te_max is not None and te > data.te_max + tol:
+        out.append(f"TE {te:.6f} > budget {data.te_max:.6f}")
+    active = (w - data.w_bench) @ data.loadings
+    for f, t in data.tilts:
+        if active[f] < t - tol:
+            out.append(f"tilt {data.factor_names[f]}: active {active[f]:.6f} < {t:.6f}")
+    if data.factor_neutral:
+        expo = w @ data.loadings
+        bad = np.flatnonzero(np.abs(expo) > tol)
+        if len(bad):
+            f = int(bad[0])
+            out.append(f"not factor neutral: {data.factor_names[f]} exposure {expo[f]:.3g}")
+
+    # Long/short/gross limits on the long and short sides (which bound Σw⁺, Σw⁻, Σ|w|).
+    long_side, short_side = long_short_sides(data, sol.sell, sol.buy, sol.cover, sol.short)
+    gross_w = float(np.abs(w).sum())
+    if data.long_max_w is not None and (
+        long_side.sum() > data.long_max_w + tol or np.clip(w, 0, None).sum() > data.long_max_w + tol
+    ):
+        out.append(f"long side {long_side.sum():.6f} > {data.long_max_w}")
+    if data.short_max_w is not None and (
+        short_side.sum() > data.short_max_w + tol
+        or np.clip(-w, 0, None).sum() > data.short_max_w + tol
+    ):
+        out.append(f"short side {short_side.sum():.6f} > {data.short_max_w}")
+    if data.gross_max_w is not None and (
+        long_side.sum() + short_side.sum() > data.gross_max_w + tol
+        or gross_w > data.gross_max_w + tol
+    ):
+        out.append(f"gross {long_side.sum() + short_side.sum():.6f} > {data.gross_max_w}")
+
+    # Turnover and realized-gain budgets.
+    traded = float(sol.sell.sum() + sol.buy.sum() + sol.cover.sum() + sol.short.sum())
+    if data.turnover_max_w is not None and traded > data.turnover_max_w + tol:
+        out.append(f"turnover {traded:.6f} > {data.turnover_max_w}")
+    if data.gain_budget_w is not None:
+        gain = float(data.lot_gain @ sol.sell)
+        if len(data.short_name):
+            gain += float(data.short_gain @ sol.cover)
+        if gain > data.gain_budget_w + tol:
+            out.append(f"realized gain {gain:.6f} > budget {data.gain_budget_w}")
+    return out

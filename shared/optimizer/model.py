@@ -1,0 +1,206 @@
+"""The decision variables of DESIGN.md §2, laid out once for both compile targets.
+
+Variables, all in weight units (fractions of NAV, which keeps the problem well scaled):
+
+* ``u_j ∈ [0, lot_w_j]`` sold from long lot ``j`` (only for sellable lots),
+* ``β_i ≥ 0`` bought of name ``i`` (only where buys are allowed),
+* ``v_j ∈ [0, short_w_j]`` covered of short lot ``j`` (only for coverable short lots),
+* ``s_i ≥ 0`` new shorts of name ``i`` (only where shorting is allowed),
+
+and the post-trade weights ``w = w₀ − A u + β + A_s v − s`` (``A`` sums lots into names).  The
+long side of a name is ``ℓ = ℓ₀ − A u + β ≥ 0`` and its short side ``σ = σ₀ − A_s v + s ≥ 0``,
+so ``w = ℓ − σ`` and the long/short/gross limits are linear in ``(ℓ, σ)``: the split
+``w = w⁺ − w⁻`` is carried by the lot variables, which keeps the model convex.
+
+:class:`Layout` holds the permission masks as index arrays (a forbidden trade simply has no
+variable in the direct Clarabel problem) plus the factor square root ``G`` with ``F = G Gᵀ``.
+:class:`ConicContext` and :class:`CvxContext` are what terms and constraints compile against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared.errors import InputError
+from shared.optimizer.conic import Affine, ConicBuilder
+from shared.optimizer.data import ProblemData
+from shared.types import FloatArray, IntArray
+
+#: |w₀ − (A·lot_w − A_s·short_w)| above this means the lots do not describe the holdings.
+W0_TOLERANCE = 1e-6
+
+
+def factor_sqrt(F: FloatArray) -> FloatArray:
+    """A square root ``G`` with ``F = G Gᵀ`` (eigen-decomposition, so a PSD-singular ``F`` works).
+
+    Raises:
+        InputError: ``F`` is not symmetric positive semidefinite.
+    """
+    k = F.shape[0]
+    if k == 0:
+        return np.zeros((0, 0))
+    Fs = 0.5 * (F + F.T)
+    vals, vecs = np.linalg.eigh(Fs)
+    scale = max(1.0, float(np.abs(vals).max()))
+    if vals.min() < -1e-10 * scale:
+        raise InputError(
+            f"factor covariance is not positive semidefinite (min eigenvalue {vals.min():.3g})",
+            field="factor_cov",
+        )
+    return np.asarray(vecs * np.sqrt(np.clip(vals, 0.0, None)), dtype=np.float64)
+
+
+def _check_vec(data: ProblemData, name: str, arr: Any, size: int) -> None:
+    a = np.asarray(arr)
+    if a.shape != (size,):
+        raise InputError(
+            f"expected shape ({size},), got {a.shape}", account=data.account or None, field=name
+        )
+    if a.dtype != np.bool_ and not np.all(np.isfinite(a[np.abs(a) != np.inf])):
+        raise InputError("contains NaN", account=data.account or None, field=name)
+
+
+def validate(data: ProblemData) -> None:
+    """Check shapes, finiteness and the consistency of the holdings with the lots.
+
+    Raises:
+        InputError: naming the account and the offending field.
+    """
+    acct = data.account or None
+    n, k, L, S = data.n, len(data.factor_names), len(data.lot_name), len(data.short_name)
+    for name, size in (
+        ("w0", n),
+        ("w_bench", n),
+        ("specific_var", n),
+        ("buy_allowed", n),
+        ("short_allowed", n),
+        ("max_w", n),
+        ("min_w", n),
+        ("lot_w", L),
+        ("lot_tax", L),
+        ("lot_gain", L),
+        ("lot_sellable", L),
+        ("short_w", S),
+        ("short_tax", S),
+        ("short_gain", S),
+        ("short_coverable", S),
+    ):
+        _check_vec(data, name, getattr(data, name), size)
+    if data.lot_name.shape != (L,) or (L and (data.lot_name.min() < 0 or data.lot_name.max() >= n)):
+        raise InputError("lot name index out of range", account=acct, field="lot_name")
+    if S and (data.short_name.min() < 0 or data.short_name.max() >= n):
+        raise InputError("short lot name index out of range", account=acct, field="short_name")
+    if data.loadings.shape != (n, k):
+        raise InputError(f"expected shape ({n}, {k})", account=acct, field="loadings")
+    if data.factor_cov.shape != (k, k):
+        raise InputError(f"expected shape ({k}, {k})", account=acct, field="factor_cov")
+    for name in ("w0", "w_bench", "specific_var", "lot_w", "lot_tax", "lot_gain", "loadings"):
+        if not np.all(np.isfinite(getattr(data, name))):
+            raise InputError("must be finite", account=acct, field=name)
+    if np.any(data.specific_var < 0):
+        raise InputError("specific variance must be ≥ 0", account=acct, field="specific_var")
+    if np.any(data.lot_w < 0) or np.any(data.short_w < 0):
+        raise InputError("lot weights must be ≥ 0", account=acct, field="lot_w")
+    if np.any(data.min_w > data.max_w):
+        i = int(np.flatnonzero(data.min_w > data.max_w)[0])
+        raise InputError(f"min_w > max_w for {data.symbols[i]}", account=acct, field=f"min_w[{i}]")
+    if data.alpha is not None:
+        _check_vec(data, "alpha", data.alpha, n)
+    for f, t in data.tilts:
+        if not 0 <= f < k or not np.isfinite(t):
+            raise InputError(f"bad tilt ({f}, {t})", account=acct, field="tilts")
+    if data.cash_min_w > data.cash_max_w:
+        raise InputError("cash_min_w > cash_max_w", account=acct, field="cash_min_w")
+    for name in ("lambda_te", "lambda_tax", "kappa"):
+        v = getattr(data, name)
+        if not np.isfinite(v) or v < 0:
+            raise InputError("must be finite and ≥ 0", account=acct, field=name)
+    held = np.bincount(data.lot_name, weights=data.lot_w, minlength=n) - np.bincount(
+        data.short_name, weights=data.short_w, minlength=n
+    )
+    gap = np.abs(held - data.w0)
+    if gap.max(initial=0.0) > W0_TOLERANCE:
+        i = int(np.argmax(gap))
+        raise InputError(
+            f"w0 of {data.symbols[i]} ({data.w0[i]:.8f}) differs from its lots ({held[i]:.8f}); "
+            "every holding must be described by its lots",
+            account=acct,
+            field=f"w0[{i}]",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Which trades have a variable, and the static pieces every compile target needs."""
+
+    #: Long lots with a sell variable, names with a buy variable, coverable short lots, names
+    #: with a new-short variable.
+    sell_idx: IntArray
+    buy_idx: IntArray
+    cover_idx: IntArray
+    short_idx: IntArray
+    #: (n,) long side ℓ₀ and short side σ₀ (positive) of the current holdings.
+    long0: FloatArray
+    short0: FloatArray
+    #: (k, k) with F = G Gᵀ.
+    G: FloatArray
+
+    @staticmethod
+    def from_data(data: ProblemData) -> Layout:
+        """Derive the layout (permission masks → index arrays) from the problem data."""
+        n = data.n
+        return Layout(
+            sell_idx=np.flatnonzero(data.lot_sellable & (data.lot_w > 0)).astype(np.int64),
+            buy_idx=np.flatnonzero(data.buy_allowed).astype(np.int64),
+            cover_idx=np.flatnonzero(data.short_coverable & (data.short_w > 0)).astype(np.int64),
+            short_idx=np.flatnonzero(data.short_allowed).astype(np.int64),
+            long0=np.bincount(data.lot_name, weights=data.lot_w, minlength=n).astype(np.float64),
+            short0=np.bincount(data.short_name, weights=data.short_w, minlength=n).astype(
+                np.float64
+            ),
+            G=factor_sqrt(np.asarray(data.factor_cov, dtype=np.float64)),
+        )
+
+    @property
+    def has_short_side(self) -> bool:
+        """Whether any short position exists or can be opened."""
+        return bool(len(self.cover_idx) or len(self.short_idx) or np.any(self.short0 > 0))
+
+
+@dataclass(slots=True)
+class ConicContext:
+    """Affine expressions of the direct Clarabel problem that pieces compile against."""
+
+    data: ProblemData
+    layout: Layout
+    builder: ConicBuilder
+    #: Trade variables (one row per *existing* variable; see ``Layout`` for their indices).
+    sell: Affine
+    buy: Affine
+    cover: Affine
+    short: Affine
+    #: (n,) post-trade weights, long side and short side.
+    w: Affine
+    long_side: Affine
+    short_side: Affine
+    #: (k,) active factor exposures ``Bᵀ(w − w_b)``, a variable block, or None if unused.
+    y: Affine | None
+
+
+@dataclass(slots=True)
+class CvxContext:
+    """CVXPY variables and expressions of the reference formulation (full-size variables;
+    forbidden trades are pinned to zero by :class:`~shared.optimizer.constraints.TradeBounds`)."""
+
+    data: ProblemData
+    layout: Layout
+    sell: Any
+    buy: Any
+    cover: Any
+    short: Any
+    w: Any
+    long_side: Any
+    short_side: Any

@@ -1,0 +1,535 @@
+"""ProblemData → Solution: the direct Clarabel path, the CVXPY reference, and the fallbacks.
+
+:func:`solve` assembles the conic problem of DESIGN.md §2 directly (``shared.optimizer.conic``:
+sparse COO → CSC once, no CVXPY canonicalisation, no n×n matrix) and calls Clarabel.  The chain
+when Clarabel does not return ``Solved``:
+
+1. ``clarabel`` — the caller's settings (default: :class:`SolveSettings`);
+2. ``clarabel-safe`` — more regularisation, longer iterative refinement, more equilibration and
+   iterations;
+3. ``cvxpy-clarabel`` — the independent reference formulation (:func:`solve_cvxpy`), which
+   CVXPY canonicalises differently;
+4. ``cvxpy-scs`` — another solver altogether (tight tolerances).
+
+Every answer, whichever attempt produced it, must pass :func:`~shared.optimizer.check.
+check_solution` (recomputed from the trades, independent of the model code) or it counts as a
+failure: the chain never silently returns a worse portfolio.  ``Solution.solver`` names the
+attempt that produced the trades and ``Solution.attempts`` lists every attempt.  A certificate
+of infeasibility raises :class:`~shared.errors.Infeasible` naming the constraint families whose
+removal alone makes the problem feasible; dual infeasibility raises
+:class:`~shared.errors.Unbounded`; when every attempt fails, :class:`~shared.errors.SolverFailed`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import clarabel
+import cvxpy
+import numpy as np
+import scipy.sparse as sp
+
+from shared.errors import Infeasible, SolverFailed, Unbounded
+from shared.optimizer.check import CHECK_TOL, check_solution, tracking_error
+from shared.optimizer.conic import Affine, ConicBuilder, ConicProblem
+from shared.optimizer.constraints import Constraint, model_constraints
+from shared.optimizer.data import ProblemData, Solution
+from shared.optimizer.model import ConicContext, CvxContext, Layout, validate
+from shared.optimizer.terms import Term, TrackingError, objective_terms
+from shared.types import FloatArray
+
+#: CVXPY's public API is untyped for mypy (no explicit re-exports); used as Any.
+cp: Any = cvxpy
+
+#: Tiny solver noise below this is clipped to the bound (weights).
+CLIP_TOL = 1e-9
+
+_INFEASIBLE = {"PrimalInfeasible", "AlmostPrimalInfeasible"}
+_UNBOUNDED = {"DualInfeasible", "AlmostDualInfeasible"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolveSettings:
+    """Knobs of the direct Clarabel solve and its fallback chain."""
+
+    #: Clarabel's gap and feasibility tolerances.
+    tol_gap: float = 1e-8
+    tol_feas: float = 1e-8
+    max_iter: int = 200
+    #: Clarabel's sparse LDL backend: "qdldl" or "faer".
+    direct_solve_method: str = "qdldl"
+    time_limit_s: float = float("inf")
+    #: Post-trade weights as variables (with one defining equality per name) instead of
+    #: substituting ``w = w₀ − A u + β`` into every row.  Measured faster (bench/solve_core.py).
+    w_variables: bool = True
+    #: Re-solve with safe settings and the CVXPY fallbacks when Clarabel does not say Solved.
+    fallback: bool = True
+    #: Solvers of the CVXPY fallback, in order (installed ones only).
+    fallback_solvers: tuple[str, ...] = ("CLARABEL", "SCS")
+    #: Tolerance of the independent post-solve check (weights).
+    check_tol: float = CHECK_TOL
+    #: On infeasibility, re-solve without each constraint family to name the binding one.
+    diagnose_infeasible: bool = True
+
+
+#: Settings of the second attempt: regularise harder, refine longer, equilibrate more.
+SAFE_SETTINGS = SolveSettings(max_iter=1000)
+
+
+def _clarabel_settings(s: SolveSettings, *, safe: bool) -> Any:
+    cs = clarabel.DefaultSettings()
+    cs.verbose = False
+    cs.tol_gap_abs = s.tol_gap
+    cs.tol_gap_rel = s.tol_gap
+    cs.tol_feas = s.tol_feas
+    cs.max_iter = s.max_iter
+    cs.direct_solve_method = s.direct_solve_method
+    cs.time_limit = s.time_limit_s
+    cs.max_threads = 1
+    if safe:
+        cs.max_iter = max(s.max_iter, SAFE_SETTINGS.max_iter)
+        cs.direct_solve_method = "qdldl"
+        cs.static_regularization_constant = 1e-7
+        cs.dynamic_regularization_eps = 1e-12
+        cs.dynamic_regularization_delta = 1e-6
+        cs.iterative_refinement_enable = True
+        cs.iterative_refinement_max_iter = 50
+        cs.iterative_refinement_reltol = 1e-14
+        cs.iterative_refinement_abstol = 1e-14
+        cs.iterative_refinement_stop_ratio = 2.0
+        cs.equilibrate_enable = True
+        cs.equilibrate_max_iter = 50
+        cs.max_step_fraction = 0.95
+    return cs
+
+
+# ------------------------------------------------------------------------------------------
+# Direct assembly
+# ------------------------------------------------------------------------------------------
+
+
+def _needs_exposures(terms: Sequence[Term], constraints: Sequence[Constraint]) -> bool:
+    return any(isinstance(t, TrackingError) for t in terms) or any(
+        c.family in ("tracking-error budget", "factor tilt", "factor neutrality")
+        for c in constraints
+    )
+
+
+def assemble(
+    data: ProblemData,
+    layout: Layout,
+    terms: Sequence[Term],
+    constraints: Sequence[Constraint],
+    *,
+    w_variables: bool = True,
+) -> ConicProblem:
+    """Build Clarabel's ``(P, q, A, b, cones)`` for the given terms and constraints."""
+    n, k = data.n, len(data.factor_names)
+    b = ConicBuilder()
+    o_u = b.var("sell", len(layout.sell_idx))
+    o_b = b.var("buy", len(layout.buy_idx))
+    o_v = b.var("cover", len(layout.cover_idx))
+    o_s = b.var("short", len(layout.short_idx))
+    sell = Affine.identity(o_u, len(layout.sell_idx))
+    buy = Affine.identity(o_b, len(layout.buy_idx))
+    cover = Affine.identity(o_v, len(layout.cover_idx))
+    short = Affine.identity(o_s, len(layout.short_idx))
+    # Long side moves by −A u + β, short side by −A_s v + s (A sums lots into names).
+    d_long = Affine.scatter(n, data.lot_name[layout.sell_idx], o_u, -1.0) + Affine.scatter(
+        n, layout.buy_idx, o_b, 1.0
+    )
+    d_short = Affine.scatter(n, data.short_name[layout.cover_idx], o_v, -1.0) + Affine.scatter(
+        n, layout.short_idx, o_s, 1.0
+    )
+    long_side = d_long.shift(layout.long0)
+    short_side = d_short.shift(layout.short0)
+    w_expr = (d_long - d_short).shift(np.asarray(data.w0, dtype=np.float64))
+    if w_variables:
+        o_w = b.var("w", n)
+        w = Affine.identity(o_w, n)
+        b.eq(w - w_expr)
+    else:
+        w = w_expr
+    y: Affine | None = None
+    if k and _needs_exposures(terms, constraints):
+        o_y = b.var("y", k)
+        y = Affine.identity(o_y, k)
+        # y = Bᵀ(w − w_b): k rows, the only dense block (k·n), never n×n.
+        b.eq(y - w.shift(-data.w_bench).left_mul(np.ascontiguousarray(data.loadings.T)))
+    ctx = ConicContext(
+        data=data,
+        layout=layout,
+        builder=b,
+        sell=sell,
+        buy=buy,
+        cover=cover,
+        short=short,
+        w=w,
+        long_side=long_side,
+        short_side=short_side,
+        y=y,
+    )
+    for term in terms:
+        term.conic(ctx)
+    for con in constraints:
+        con.conic(ctx)
+    return b.build()
+
+
+def _extract(
+    data: ProblemData, layout: Layout, prob: ConicProblem, x: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Full-size trade vectors from Clarabel's ``x``, tiny noise clipped to the bounds."""
+    sell = np.zeros(len(data.lot_name))
+    buy = np.zeros(data.n)
+    cover = np.zeros(len(data.short_name))
+    short = np.zeros(data.n)
+    sell[layout.sell_idx] = prob.part(x, "sell")
+    buy[layout.buy_idx] = prob.part(x, "buy")
+    cover[layout.cover_idx] = prob.part(x, "cover")
+    short[layout.short_idx] = prob.part(x, "short")
+    return _clip(data, sell, buy, cover, short)
+
+
+def _clip(
+    data: ProblemData, sell: FloatArray, buy: FloatArray, cover: FloatArray, short: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    for arr in (sell, buy, cover, short):
+        arr[(arr < 0) & (arr > -CLIP_TOL)] = 0.0
+    over = (sell > data.lot_w) & (sell < data.lot_w + CLIP_TOL)
+    sell[over] = data.lot_w[over]
+    if len(cover):
+        over_c = (cover > data.short_w) & (cover < data.short_w + CLIP_TOL)
+        cover[over_c] = data.short_w[over_c]
+    return sell, buy, cover, short
+
+
+def _make_solution(
+    data: ProblemData,
+    sell: FloatArray,
+    buy: FloatArray,
+    cover: FloatArray,
+    short: FloatArray,
+    *,
+    solver: str,
+    status: str,
+    iterations: int,
+    solver_ms: float,
+    setup_ms: float,
+    attempts: tuple[str, ...],
+) -> Solution:
+    from shared.optimizer.check import objective_value, weights_from_trades
+
+    w = weights_from_trades(data, sell, buy, cover, short)
+    return Solution(
+        w=w,
+        sell=sell,
+        buy=buy,
+        cover=cover,
+        short=short,
+        cash_w=float(data.net_w - w.sum()),
+        te=tracking_error(data, w),
+        objective=objective_value(data, sell, buy, cover, short),
+        solver=solver,
+        status=status,
+        iterations=iterations,
+        solver_ms=solver_ms,
+        setup_ms=setup_ms,
+        attempts=attempts,
+        active_exposure=np.asarray((w - data.w_bench) @ data.loadings, dtype=np.float64),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    name: str
+    status: str
+    solution: Solution | None
+    note: str = ""
+
+    def line(self) -> str:
+        return f"{self.name}: {self.status}" + (f" ({self.note})" if self.note else "")
+
+
+def _run_clarabel(
+    data: ProblemData,
+    layout: Layout,
+    terms: Sequence[Term],
+    constraints: Sequence[Constraint],
+    settings: SolveSettings,
+    *,
+    safe: bool,
+    name: str,
+) -> _Attempt:
+    t0 = time.perf_counter()
+    prob = assemble(data, layout, terms, constraints, w_variables=settings.w_variables)
+    solver = clarabel.DefaultSolver(
+        prob.P, prob.q, prob.A, prob.b, prob.cones, _clarabel_settings(settings, safe=safe)
+    )
+    t1 = time.perf_counter()
+    res = solver.solve()
+    status = str(res.status)
+    if status != "Solved":
+        return _Attempt(name, status, None)
+    sell, buy, cover, short = _extract(data, layout, prob, np.asarray(res.x))
+    sol = _make_solution(
+        data,
+        sell,
+        buy,
+        cover,
+        short,
+        solver=name,
+        status=status,
+        iterations=int(res.iterations),
+        solver_ms=float(res.solve_time) * 1e3,
+        setup_ms=(t1 - t0) * 1e3,
+        attempts=(),
+    )
+    return _Attempt(name, status, sol)
+
+
+# ------------------------------------------------------------------------------------------
+# CVXPY reference
+# ------------------------------------------------------------------------------------------
+
+
+def build_cvxpy(
+    data: ProblemData,
+    terms: Sequence[Term] | None = None,
+    constraints: Sequence[Constraint] | None = None,
+) -> tuple[cp.Problem, CvxContext]:
+    """The reference formulation as a ``cp.Problem`` (full-size variables; masks as
+    constraints), checked DCP with the offending piece named."""
+    layout = Layout.from_data(data)
+    terms = objective_terms(data) if terms is None else terms
+    constraints = model_constraints(data) if constraints is None else constraints
+    n, L, S = data.n, len(data.lot_name), len(data.short_name)
+    sell = cp.Variable(L, name="sell")
+    buy = cp.Variable(n, name="buy")
+    cover = cp.Variable(S, name="cover") if S else None
+    short = cp.Variable(n, name="short")
+    A = sp.csr_array((np.ones(L), (data.lot_name, np.arange(L))), shape=(n, L))
+    long_side = layout.long0 - A @ sell + buy
+    short_side = layout.short0 + short
+    if cover is not None:
+        As = sp.csr_array((np.ones(S), (data.short_name, np.arange(S))), shape=(n, S))
+        short_side = short_side - As @ cover
+    w = data.w0 - A @ sell + buy - short
+    if cover is not None:
+        w = w + As @ cover
+    ctx = CvxContext(
+        data=data,
+        layout=layout,
+        sell=sell,
+        buy=buy,
+        cover=cover if cover is not None else np.zeros(0),
+        short=short,
+        w=w,
+        long_side=long_side,
+        short_side=short_side,
+    )
+    objective: Any = 0
+    for term in terms:
+        expr = term.cvxpy(ctx)
+        if not expr.is_convex():
+            raise ValueError(f"objective term {type(term).__name__} is not convex (DCP)")
+        objective = objective + expr
+    cons: list[Any] = []
+    for con in constraints:
+        parts = con.cvxpy(ctx)
+        for c in parts:
+            if not c.is_dcp():
+                raise ValueError(f"constraint {type(con).__name__} is not DCP")
+        cons += parts
+    return cp.Problem(cp.Minimize(objective), cons), ctx
+
+
+def _cvxpy_attempt(data: ProblemData, solver: str, *, check_tol: float) -> _Attempt:
+    name = f"cvxpy-{solver.lower()}"
+    if solver not in cp.installed_solvers():
+        return _Attempt(name, "NotInstalled", None)
+    t0 = time.perf_counter()
+    prob, ctx = build_cvxpy(data)
+    opts: dict[str, Any] = {}
+    if solver == "SCS":
+        opts = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}
+    try:
+        prob.solve(solver=solver, **opts)
+    except cp.error.SolverError as exc:
+        return _Attempt(name, "SolverError", None, str(exc).splitlines()[0][:80])
+    t1 = time.perf_counter()
+    status = str(prob.status)
+    if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+        return _Attempt(name, "PrimalInfeasible", None)
+    if status in (cp.UNBOUNDED, cp.UNBOUNDED_INACCURATE):
+        return _Attempt(name, "DualInfeasible", None)
+    if status != cp.OPTIMAL:
+        return _Attempt(name, status, None)
+
+    def val(v: Any, size: int) -> FloatArray:
+        if size == 0:
+            return np.zeros(0)
+        return np.asarray(v.value, dtype=np.float64).copy()
+
+    sell, buy, cover, short = _clip(
+        data,
+        val(ctx.sell, len(data.lot_name)),
+        val(ctx.buy, data.n),
+        val(ctx.cover, len(data.short_name)),
+        val(ctx.short, data.n),
+    )
+    stats = prob.solver_stats
+    solve_s = stats.solve_time if stats and stats.solve_time is not None else t1 - t0
+    sol = _make_solution(
+        data,
+        sell,
+        buy,
+        cover,
+        short,
+        solver=name,
+        status=status,
+        iterations=int(stats.num_iters or 0) if stats else 0,
+        solver_ms=float(solve_s) * 1e3,
+        setup_ms=max((t1 - t0) - float(solve_s), 0.0) * 1e3,
+        attempts=(),
+    )
+    return _Attempt(name, "Solved", sol)
+
+
+def solve_cvxpy(data: ProblemData, *, solver: str = "CLARABEL") -> Solution:
+    """Solve the reference CVXPY formulation (tests, and the fallback of :func:`solve`).
+
+    Raises:
+        InputError: malformed data (names the account and field).
+        Infeasible: the constraints cannot all hold.
+        Unbounded: the objective is unbounded below.
+        SolverFailed: the solver stopped without an optimal answer, or its answer fails the
+            independent check.
+    """
+    validate(data)
+    att = _cvxpy_attempt(data, solver, check_tol=CHECK_TOL)
+    acct = data.account or None
+    if att.status == "PrimalInfeasible":
+        raise Infeasible(f"{att.name}: the constraints cannot all hold", account=acct)
+    if att.status == "DualInfeasible":
+        raise Unbounded(f"{att.name}: objective unbounded below", account=acct)
+    if att.solution is None:
+        raise SolverFailed(f"{att.line()}", account=acct)
+    bad = check_solution(data, att.solution)
+    if bad:
+        raise SolverFailed(f"{att.name}: answer fails the check: {bad[0]}", account=acct)
+    return replace(att.solution, attempts=(att.line(),))
+
+
+# ------------------------------------------------------------------------------------------
+# The chain
+# ------------------------------------------------------------------------------------------
+
+
+def _diagnose(
+    data: ProblemData,
+    layout: Layout,
+    terms: Sequence[Term],
+    constraints: Sequence[Constraint],
+    settings: SolveSettings,
+) -> list[str]:
+    """Constraint families whose removal alone makes the problem feasible."""
+    families: list[str] = []
+    for c in constraints:
+        if c.family not in families and c.family != "trade permissions":
+            families.append(c.family)
+    binding: list[str] = []
+    quick = replace(settings, max_iter=200)
+    for fam in families:
+        rest = [c for c in constraints if c.family != fam]
+        att = _run_clarabel(data, layout, terms, rest, quick, safe=False, name="diagnose")
+        if att.status in ("Solved", "AlmostSolved"):
+            binding.append(fam)
+    return binding
+
+
+def solve(data: ProblemData, *, settings: SolveSettings | None = None) -> Solution:
+    """Solve one account's rebalance on the direct Clarabel path, with fallbacks.
+
+    Args:
+        data: the problem in weights (see :class:`~shared.optimizer.data.ProblemData`).
+        settings: solver knobs; ``None`` for the defaults.
+
+    Returns:
+        The solution; ``solver`` names the attempt that produced it, ``attempts`` all of them,
+        ``solver_ms`` is Clarabel's own solve time and ``setup_ms`` the assembly time.
+
+    Raises:
+        InputError: malformed data (names the account and field).
+        Infeasible: the constraints cannot all hold (the message names the likely binding
+            constraint families).
+        Unbounded: the objective is unbounded below (a missing bound).
+        SolverFailed: every attempt failed or produced an answer that fails the check.
+    """
+    settings = settings or SolveSettings()
+    t0 = time.perf_counter()
+    validate(data)
+    layout = Layout.from_data(data)
+    terms = objective_terms(data)
+    constraints = model_constraints(data)
+    t_prep = (time.perf_counter() - t0) * 1e3
+    acct = data.account or None
+    attempts: list[_Attempt] = []
+
+    def finish(att: _Attempt) -> Solution | None:
+        if att.solution is None:
+            attempts.append(att)
+            return None
+        bad = check_solution(data, att.solution, tol=settings.check_tol)
+        if bad:
+            attempts.append(replace(att, status="CheckFailed", note=bad[0]))
+            return None
+        attempts.append(att)
+        sol = att.solution
+        return replace(
+            sol,
+            attempts=tuple(a.line() for a in attempts),
+            setup_ms=sol.setup_ms + t_prep,
+        )
+
+    def infeasible() -> Infeasible:
+        hint = ""
+        if settings.diagnose_infeasible:
+            binding = _diagnose(data, layout, terms, constraints, settings)
+            if binding:
+                hint = "; likely binding: " + ", ".join(binding) + " (relax one of them)"
+        return Infeasible(f"the constraints cannot all hold{hint}", account=acct)
+
+    att = _run_clarabel(data, layout, terms, constraints, settings, safe=False, name="clarabel")
+    sol = finish(att)
+    if sol is not None:
+        return sol
+    if att.status == "PrimalInfeasible":
+        raise infeasible()
+    if att.status == "DualInfeasible":
+        raise Unbounded("objective unbounded below: a bound is missing", account=acct)
+    if settings.fallback:
+        att = _run_clarabel(
+            data, layout, terms, constraints, settings, safe=True, name="clarabel-safe"
+        )
+        sol = finish(att)
+        if sol is not None:
+            return sol
+        if att.status in _INFEASIBLE:
+            raise infeasible()
+        if att.status in _UNBOUNDED:
+            raise Unbounded("objective unbounded below: a bound is missing", account=acct)
+        for solver in settings.fallback_solvers:
+            att = _cvxpy_attempt(data, solver, check_tol=settings.check_tol)
+            sol = finish(att)
+            if sol is not None:
+                return sol
+            if att.status == "PrimalInfeasible" and solver == "CLARABEL":
+                raise infeasible()
+    raise SolverFailed(
+        "no attempt produced a trustworthy answer: " + "; ".join(a.line() for a in attempts),
+        account=acct,
+    )
