@@ -72,6 +72,9 @@ class Lot(_Wire, frozen=True, kw_only=True):
     wash_adjustment_usd: Decimal = Decimal(0)
     short: bool = False
     account_type: AccountType = "taxable"
+    #: These shares already absorbed a loss as wash-sale replacement shares (each replacement
+    #: share absorbs at most one loss, Treas. Reg. §1.1091-1(c)-(d)); set by the ledger.
+    replacement_used: bool = False
 
 
 class PendingLoss(_Wire, frozen=True, kw_only=True):
