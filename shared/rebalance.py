@@ -597,8 +597,8 @@ def _long_term_fn(as_of: dt.date) -> Callable[[dt.date], bool]:
 
     def long_term(acquired: dt.date) -> bool:
         # IRC §1222(3): long-term means held *more than* one year; the ledger's helper owns the
-        # date arithmetic (anniversary rule, Feb 29).
-        return bool(is_long_term(acquired, as_of))
+        # date arithmetic (IRS Pub. 550 holding period, Rev. Rul. 66-7, Feb 29).
+        return is_long_term(acquired, as_of)
 
     return long_term
 
@@ -611,6 +611,7 @@ def _context(request: RebalanceRequest, market: MarketArrays) -> tuple[_Context,
     ledger = Ledger.from_state(request.ledger)
     restrictions = ledger.restrictions(request.as_of)
     no_buy: dict[str, str] = dict(restrictions.no_buy)
+    no_short: dict[str, str] = dict(restrictions.no_short)
     blocked_ids = {lot_id for (a, lot_id) in restrictions.no_loss_sale_lots if a == aid}
     own = [lot for lot in request.ledger.lots if lot.account == aid]
     long_term_of = _long_term_fn(request.as_of)
@@ -671,6 +672,7 @@ def _context(request: RebalanceRequest, market: MarketArrays) -> tuple[_Context,
         rate_lt=rate_lt,
         excluded=excluded,
         no_buy=no_buy,
+        no_short=no_short,
     )
     ctx = _Context(
         request=request,
@@ -730,6 +732,7 @@ def _base_problem(
     rate_lt: float,
     excluded: BoolArray,
     no_buy: dict[str, str],
+    no_short: dict[str, str],
 ) -> ProblemData:
     n = len(market.symbols)
     lot_tax, lot_gain = _tax_per_weight(
@@ -756,7 +759,12 @@ def _base_problem(
         short_allowed = np.zeros(n, dtype=np.bool_)
     else:
         min_w = np.where(excluded, 0.0, -acct.max_weight)
-        short_allowed = buy_allowed.copy()
+        # IRC §1091(e): a short sale within 30 days of a loss on a cover washes that loss.
+        short_allowed = ~excluded.copy()
+        for sym in no_short:
+            i = market.index.get(sym)
+            if i is not None:
+                short_allowed[i] = False
     w_bench = market.w_bench
     te_max: float | None = acct.te_budget
     net_w, cash_min, cash_max = 1.0, acct.min_cash_w, acct.max_cash_w
@@ -812,6 +820,7 @@ def _base_problem(
         short_max_w=short_max,
         gross_max_w=gross_max,
         turnover_max_w=acct.turnover_limit_w,
+        account=acct.account_id,
         gain_budget_w=(
             float(acct.gain_budget_usd) / nav if acct.gain_budget_usd is not None else None
         ),
@@ -940,10 +949,9 @@ def _solve_chain(
             log.solves += 1
             log.solver_ms += sol.solver_ms
             log.iterations += sol.iterations
-            log.attempts.extend(getattr(sol, "attempts", ()) or ())
-            log.attempts.append(
-                f"{label}: {sol.solver} {sol.status} in {sol.iterations} iterations"
-            )
+            log.attempts.extend(f"{label}: {a}" for a in sol.attempts)
+            if not sol.attempts:
+                log.attempts.append(f"{label}: {sol.solver} {sol.status}")
             return sol, relaxations
         while True:
             step = RELAXATION_CHAIN[next_step]
@@ -1269,32 +1277,41 @@ class _Checked:
 
 def _wash_check(ctx: _Context, ledger: Any, trades: list[Trade]) -> _Checked:
     """Run the trades through a copy of the household ledger (the source of truth for IRC §1091,
-    IRS Pub. 550) and collect the realized slices and every W-coded slice."""
+    IRS Pub. 550) and collect the realized slices and every wash sale they create.
+
+    A wash sale created here is a new loss-to-replacement match: a loss sale of this ticket
+    matched with a purchase in the window (ours or the household's), or a buy of this ticket
+    matched with a loss sale of the last 30 days.
+    """
     acct = ctx.request.account
     book = ledger.copy()
-    sells: set[str] = set()
-    realized: list[RealizedSlice] = []
-    issues: list[WashSaleIssue] = []
-    offending: set[str] = set()
-    excluded = set(acct.exclusions)
+    matches_before = len(book.wash_matches)
     txns = _transactions(ctx.request, trades, acct.account_type)
     for txn in txns:
-        slices = book.apply(txn)
-        if txn.side in ("sell", "cover"):
-            sells.add(txn.id)
-        for s in slices:
-            if str(getattr(s, "adjustment_code", "")) == "W":
-                forced = s.symbol in excluded
-                reason = (
-                    f"loss of {getattr(s, 'disallowed_loss', '?')} USD on lot {s.lot_id} "
-                    f"disallowed (IRC §1091) by a purchase within 30 days"
-                    + (": forced, the name is excluded and must be sold" if forced else "")
-                )
-                issues.append(WashSaleIssue(symbol=s.symbol, lot_id=s.lot_id, reason=reason))
-                if not forced:
-                    offending.add(s.symbol)
-            if getattr(s, "txn", None) in sells and s.account == acct.account_id:
-                realized.append(_realized(s))
+        book.apply(txn)
+    sell_ids = {t.id for t in txns if t.side in ("sell", "cover")}
+    symbol_of_lot = {t.lot_id: t.symbol for t in trades}
+    excluded = set(acct.exclusions)
+    issues: list[WashSaleIssue] = []
+    offending: set[str] = set()
+    for m in book.wash_matches[matches_before:]:
+        ours_loss = m.loss_account == acct.account_id and m.loss_lot_id in symbol_of_lot
+        ours_buy = m.replacement_account == acct.account_id and m.replacement_lot_id in (
+            symbol_of_lot
+        )
+        symbol = symbol_of_lot.get(m.loss_lot_id if ours_loss else m.replacement_lot_id, "?")
+        forced = ours_loss and symbol in excluded and not ours_buy
+        where = "an IRA/Roth purchase: lost for good" if m.permanent else "a purchase"
+        reason = (
+            f"loss of {m.disallowed_usd} USD on {m.quantity} sh (lot {m.loss_lot_id}, acct "
+            f"{m.loss_account}, sold {m.date_sold}) disallowed by {where} of lot "
+            f"{m.replacement_lot_id} in acct {m.replacement_account} on {m.replacement_date} "
+            f"(IRC §1091)" + ("; forced: the name is excluded and must be sold" if forced else "")
+        )
+        issues.append(WashSaleIssue(symbol=symbol, lot_id=m.loss_lot_id, reason=reason))
+        if not forced and symbol in ctx.market.index:
+            offending.add(symbol)
+    realized = [_realized(x) for x in book.sales if x.txn in sell_ids]
     return _Checked(realized=realized, issues=issues, offending=offending)
 
 

@@ -1,0 +1,259 @@
+"""``taxview rebalance``, ``taxview example-request``, ``taxview schema``, ``taxview bench solve``.
+
+Exit codes of ``taxview rebalance``: 0 the account was solved (status ok, relaxed or held),
+1 the outcome is ``rejected`` (bad input, the JSON names the field) or ``failed`` (every solver
+attempt failed), 2 the request file cannot be read or is not a request at all.  The outcome JSON
+is printed in every case but the last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REBALANCE_EPILOG = (
+    "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
+    "1 rejected (bad input: the outcome names the account and field) or failed (every solver "
+    "attempt failed); 2 the file is unreadable or not JSON."
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rebalance``, ``example-request`` and ``schema`` to the ``taxview`` parser."""
+    p = sub.add_parser(
+        "rebalance",
+        help="solve one account from a self-contained request and print the outcome JSON",
+        description="Solve one account from a self-contained request (account, household "
+        "ledger state, market) and print the outcome JSON.",
+        epilog=REBALANCE_EPILOG,
+    )
+    p.add_argument("request", metavar="REQUEST.json", help="the request file ('-' for stdin)")
+    p.add_argument("--indent", action="store_true", help="pretty-print the outcome")
+    p.set_defaults(func=cmd_rebalance)
+
+    e = sub.add_parser(
+        "example-request",
+        help="write a realistic self-contained rebalance request",
+        description="Generate a realistic request: a taxable account funded 1-3 years ago with "
+        "lots at several dates, a household IRA, recent trades so the wash-sale rules bite, the "
+        "day's synthetic market and its true risk model.",
+    )
+    e.add_argument("--names", type=_positive_int, default=100, help="universe size (default 100)")
+    e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    e.add_argument(
+        "--strategy",
+        choices=("direct-index", "long-short", "market-neutral"),
+        default="direct-index",
+    )
+    e.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default fixed)")
+    e.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
+    e.set_defaults(func=cmd_example_request)
+
+    s = sub.add_parser(
+        "schema",
+        help="print the JSON Schemas of the request and the outcome",
+        description="Print the JSON Schemas (msgspec-generated) of RebalanceRequest and the "
+        "Outcome union (solved | rejected | failed), with shared $defs.",
+    )
+    s.set_defaults(func=cmd_schema)
+
+
+def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``bench solve``."""
+    b = bench_sub.add_parser(
+        "solve",
+        help="time whole rebalances of M accounts on one N-name universe",
+        description="Run M different accounts on one universe in this process and print one "
+        'JSON line: {"names","lots","p50_ms","p95_ms","solver_p50_ms","peak_rss_mb",...}. '
+        "Times are whole rebalances (validation, pre-pass, solve, trade list, wash check).",
+    )
+    b.add_argument("--names", type=_positive_int, default=500)
+    b.add_argument("--accounts", type=_positive_int, default=20)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--warmup", type=int, default=1, help="untimed rebalances first (default 1)")
+    b.set_defaults(func=cmd_bench_solve)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from exc
+
+
+def _read_request_bytes(path: str) -> bytes:
+    from shared.errors import InputError
+
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", field="REQUEST.json") from exc
+
+
+def cmd_rebalance(args: argparse.Namespace) -> int:
+    """Solve one request file; see :data:`REBALANCE_EPILOG` for the exit codes."""
+    import msgspec
+
+    from shared.errors import InputError, OptimizationError
+    from shared.messages import Failed, Outcome, RebalanceRequest, Rejected, decode_json
+    from shared.rebalance import rebalance
+
+    raw = _read_request_bytes(args.request)
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", field="REQUEST.json") from exc
+    if not isinstance(doc, dict):
+        raise InputError("a request is a JSON object", field="REQUEST.json")
+    acct = doc.get("account") if isinstance(doc.get("account"), dict) else {}
+    account_id = str(acct.get("account_id", "")) if acct else ""
+    as_of = _as_of(doc.get("as_of"))
+    outcome: Outcome
+    try:
+        request = decode_json(raw, RebalanceRequest, account=account_id or None)
+        outcome = rebalance(request)
+    except InputError as exc:
+        outcome = Rejected(
+            account_id=account_id,
+            household_id=str(acct.get("household_id", "")) if acct else "",
+            as_of=as_of,
+            field=exc.field or "",
+            reason=exc.reason,
+        )
+    except OptimizationError as exc:
+        outcome = Failed(account_id=account_id, as_of=as_of, reason=str(exc), attempts=1)
+    out = msgspec.json.encode(outcome)
+    if args.indent:
+        out = msgspec.json.format(out, indent=2)
+    sys.stdout.buffer.write(out + b"\n")
+    sys.stdout.flush()
+    return 1 if isinstance(outcome, Rejected | Failed) else 0
+
+
+def _as_of(value: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return dt.date(1970, 1, 1)
+
+
+def cmd_example_request(args: argparse.Namespace) -> int:
+    """Write an example request (stdout or ``--out``)."""
+    import msgspec
+    from shared.examples import example_request
+
+    request = example_request(
+        names=args.names, seed=args.seed, as_of=args.as_of, strategy=args.strategy
+    )
+    data = msgspec.json.format(msgspec.json.encode(request), indent=1) + b"\n"
+    if args.out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        args.out.write_bytes(data)
+    return 0
+
+
+def schemas() -> dict[str, Any]:
+    """JSON Schemas of the request and the outcome union, with shared ``$defs``."""
+    import msgspec
+
+    from shared.messages import Outcome, RebalanceRequest
+
+    (request_schema, outcome_schema), defs = msgspec.json.schema_components(
+        [RebalanceRequest, Outcome], ref_template="#/$defs/{name}"
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "taxview messages",
+        "request": request_schema,
+        "outcome": outcome_schema,
+        "$defs": defs,
+    }
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print :func:`schemas` as JSON."""
+    print(json.dumps(schemas(), indent=2, sort_keys=True))
+    return 0
+
+
+def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) -> dict[str, Any]:
+    """Time whole rebalances of ``accounts`` synthetic accounts on one ``names``-name universe.
+
+    Every account is a different book (:func:`shared.examples.synthetic_book`) on the same
+    market snapshot object, as a worker sees a night: the market's validation and array
+    conversion are cached per snapshot, everything else (the account's validation, ledger
+    restrictions, pre-pass, solve, rounding, trade list, wash check, outcome) is timed.
+
+    Returns:
+        ``names, lots, p50_ms, p95_ms, solver_p50_ms, peak_rss_mb`` then extras.
+    """
+    import resource
+    import time
+
+    import numpy as np
+    from shared.examples import DEFAULT_AS_OF, synthetic_book
+
+    from shared.messages import RebalanceRequest
+    from shared.rebalance import rebalance
+
+    market, book = synthetic_book(accounts=accounts, names=names, seed=seed, as_of=DEFAULT_AS_OF)
+    requests = [
+        RebalanceRequest(as_of=market.as_of, account=spec, ledger=state, market=market)
+        for spec, state in book
+    ]
+    for request in requests[: max(0, warmup)]:
+        rebalance(request)
+    total_ms: list[float] = []
+    solver_ms: list[float] = []
+    lots: list[int] = []
+    statuses: dict[str, int] = {}
+    for request in requests:
+        t0 = time.perf_counter()
+        outcome = rebalance(request)
+        total_ms.append((time.perf_counter() - t0) * 1e3)
+        solver_ms.append(outcome.solver.solver_ms)
+        aid = request.account.account_id
+        lots.append(sum(1 for lot in request.ledger.lots if lot.account == aid))
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    total = np.asarray(total_ms)
+    solver = np.asarray(solver_ms)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "names": names,
+        "lots": round(float(np.mean(lots))),
+        "p50_ms": round(float(np.percentile(total, 50)), 2),
+        "p95_ms": round(float(np.percentile(total, 95)), 2),
+        "solver_p50_ms": round(float(np.percentile(solver, 50)), 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "accounts": accounts,
+        "overhead_p50_ms": round(float(np.percentile(total - solver, 50)), 2),
+        "ratio_p50": round(
+            float(np.percentile(total, 50) / max(np.percentile(solver, 50), 1e-9)), 3
+        ),
+        "statuses": statuses,
+    }
+
+
+def cmd_bench_solve(args: argparse.Namespace) -> int:
+    """Print :func:`bench_solve` as one JSON line."""
+    result = bench_solve(
+        names=args.names, accounts=args.accounts, seed=args.seed, warmup=args.warmup
+    )
+    print(json.dumps(result))
+    return 0
