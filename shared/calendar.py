@@ -97,6 +97,21 @@ def trading_days_array(start: dt.date, end: dt.date) -> DayArray:
     return out
 
 
+def trading_days_before(d: dt.date, n: int) -> DayArray:
+    """The ``n`` NYSE sessions strictly before ``d``, oldest first (``datetime64[D]``).
+
+    Raises:
+        InputError: not enough sessions in the calendar before ``d``.
+    """
+    _check_bounds(d)
+    s = _sessions()
+    hi = int(np.searchsorted(s, _d64(d), side="left"))
+    if n < 0 or hi - n < 0:
+        raise InputError(f"need {n} NYSE sessions before {d}; the calendar has {hi}", field="date")
+    out: DayArray = s[hi - n : hi].copy()
+    return out
+
+
 def is_trading_day(d: dt.date) -> bool:
     """Whether the NYSE is open on ``d``.
 
