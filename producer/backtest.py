@@ -1,0 +1,919 @@
+"""The daily backtest: replay the nightly rebalance, day by day, through the ledger and the taxes.
+
+One simulated taxable account (:class:`Book`: an ``AccountSpec``'s cash, a
+:class:`shared.ledger.Ledger` kept across days, a share-count mirror for fast valuation, and a
+:class:`producer.taxes.TaxAccountant`) is driven by a :class:`Policy`:
+
+* :class:`OptimizerPolicy` — the product: on every rebalance day it builds the very
+  :class:`shared.messages.RebalanceRequest` the workers receive (``ledger.state(day)`` and the
+  day's market snapshot), calls :func:`shared.rebalance.rebalance` in-process and turns the
+  outcome into ledger transactions with :func:`shared.rebalance.outcome_transactions`;
+* the baselines of :mod:`producer.baselines` (hold the index; threshold harvester).
+
+Conventions (documented in docs/runner.md):
+
+* Fills at the day's close, at the snapshot's prices; no spread unless ``trading_cost_bps`` is set,
+  in which case the cost is paid from cash on the day.
+* Day one invests the capital: the optimizer runs *the same solve* starting from all cash (so
+  exclusions and tilts hold from the first day); the baselines buy the benchmark weights directly.
+* Taxes are accrued daily and settled outside the account (see :mod:`producer.taxes`), so the
+  pre-tax NAV is the account's own value and the after-tax NAV is pre-tax NAV − net tax.
+* Every trading day between ``start`` and ``end`` (NYSE calendar) is marked to market; the account
+  rebalances daily, weekly (first session of each week) or monthly (first session of each month).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import msgspec
+import numpy as np
+from tqdm import tqdm
+
+from producer.taxes import Rates, TaxAccountant, TaxNetting, cents
+from shared.errors import InputError
+from shared.messages import (
+    AccountSpec,
+    FactorTilt,
+    MarketSnapshot,
+    RebalanceRequest,
+    Solved,
+    TaxRates,
+    Transaction,
+)
+from shared.types import FloatArray, Strategy
+
+Frequency = Literal["daily", "weekly", "monthly"]
+
+#: Trading days per year, for annualising.
+DAYS_PER_YEAR = 252
+
+#: The simulated account and household.
+ACCOUNT_ID = "backtest"
+HOUSEHOLD_ID = "backtest-household"
+
+_ZERO = Decimal(0)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+class MarketData(Protocol):
+    """What the backtest reads from a market history (``shared.market.MarketHistory`` or the
+    sample dataset of :mod:`producer.datasets`)."""
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Universe, aligned with the columns of ``prices``."""
+        ...
+
+    @property
+    def dates(self) -> tuple[dt.date, ...]:
+        """Trading days, aligned with the rows of ``prices``."""
+        ...
+
+    @property
+    def prices(self) -> FloatArray:
+        """T×n close prices, NaN while a name is not listed."""
+        ...
+
+    @property
+    def benchmark_weights(self) -> FloatArray:
+        """T×n benchmark weights (rows sum to 1; 0 outside the index)."""
+        ...
+
+    @property
+    def benchmark_level(self) -> FloatArray:
+        """(T,) total-return level of the benchmark."""
+        ...
+
+    def snapshot(self, d: dt.date) -> MarketSnapshot:
+        """The market of one day, risk model included."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    """Every setting of a run; all of it is written to ``summary.json``."""
+
+    start: dt.date
+    end: dt.date
+    strategy: Strategy = "direct-index"
+    universe: str = "synthetic:500"
+    seed: int = 0
+    capital_usd: Decimal = Decimal(1_000_000)
+    te_budget: float = 0.02
+    lambda_tax: float = 1.0
+    lambda_te: float = 1.0
+    tilts: tuple[FactorTilt, ...] = ()
+    exclusions: tuple[str, ...] = ()
+    #: Single-name cap; ``None``: max(10%, 1.25 × the largest benchmark weight in the window).
+    max_weight: float | None = None
+    rebalance: Frequency = "daily"
+    tax_netting: TaxNetting = "daily"
+    rates: TaxRates = field(default_factory=TaxRates)
+    #: Cost charged on every fill, bps of notional (0: fills exactly at the close).
+    trading_cost_bps: float = 0.0
+    #: The threshold harvester sells lots down more than this fraction of their basis.
+    harvest_threshold: float = 0.10
+    #: Reconcile the share mirror with the ledger's open lots every day (tests; slower).
+    audit: bool = False
+
+    def account_spec(self, cash_usd: Decimal) -> AccountSpec:
+        """The account settings the optimizer is given (cash as of the day)."""
+        return AccountSpec(
+            account_id=ACCOUNT_ID,
+            household_id=HOUSEHOLD_ID,
+            account_type="taxable",
+            strategy=self.strategy,
+            cash_usd=cash_usd,
+            te_budget=self.te_budget,
+            max_weight=0.10 if self.max_weight is None else self.max_weight,
+            exclusions=list(self.exclusions),
+            tilts=list(self.tilts),
+            lambda_te=self.lambda_te,
+            lambda_tax=self.lambda_tax,
+            rates=self.rates,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-safe dump of every setting (reproducibility)."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, dt.date):
+                out[key] = value.isoformat()
+            elif isinstance(value, Decimal):
+                out[key] = str(value)
+            elif isinstance(value, msgspec.Struct):
+                out[key] = msgspec.to_builtins(value)
+            elif isinstance(value, tuple):
+                out[key] = [msgspec.to_builtins(v) for v in value]
+            else:
+                out[key] = value
+        return out
+
+
+def rebalance_mask(dates: Sequence[dt.date], frequency: Frequency) -> np.ndarray:
+    """Which days rebalance: every day, the first session of each ISO week, or of each month.
+
+    The first day always trades (it invests the capital).
+
+    Raises:
+        InputError: unknown frequency.
+    """
+    n = len(dates)
+    if frequency == "daily":
+        mask = np.ones(n, dtype=bool)
+    elif frequency == "weekly":
+        keys = [d.isocalendar()[:2] for d in dates]
+        mask = np.array([i == 0 or keys[i] != keys[i - 1] for i in range(n)], dtype=bool)
+    elif frequency == "monthly":
+        mask = np.array(
+            [
+                i == 0 or (dates[i].year, dates[i].month) != (dates[i - 1].year, dates[i - 1].month)
+                for i in range(n)
+            ],
+            dtype=bool,
+        )
+    else:
+        raise InputError(f"unknown rebalance frequency {frequency!r}", field="rebalance")
+    if n:
+        mask[0] = True
+    return mask
+
+
+def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
+    """Row indices ``[t0, t1]`` of the trading days of ``market`` inside ``[start, end]``.
+
+    Raises:
+        InputError: the window is empty, reversed, or outside the market's history.
+    """
+    if end < start:
+        raise InputError(f"--end {end} is before --start {start}", field="end")
+    dates = market.dates
+    if not dates or start > dates[-1] or end < dates[0]:
+        span = f"{dates[0]}..{dates[-1]}" if dates else "no dates"
+        raise InputError(
+            f"window {start}..{end} is outside the market data ({span})", field="start"
+        )
+    ordinals = np.fromiter((d.toordinal() for d in dates), dtype=np.int64, count=len(dates))
+    t0 = int(np.searchsorted(ordinals, start.toordinal(), side="left"))
+    t1 = int(np.searchsorted(ordinals, end.toordinal(), side="right")) - 1
+    if t1 - t0 < 1:
+        raise InputError(
+            f"window {start}..{end} has fewer than two trading days of data", field="end"
+        )
+    return t0, t1
+
+
+# --------------------------------------------------------------------------------------------
+# The simulated account
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fill:
+    """What one day's trades did to the account."""
+
+    realized_st: Decimal
+    realized_lt: Decimal
+    losses: Decimal
+    bought_usd: Decimal
+    sold_usd: Decimal
+    cost_usd: Decimal
+    washed: int
+
+
+class Book:
+    """One simulated taxable account: cash, ledger, share mirror and taxes.
+
+    Args:
+        symbols: the universe (column order of the market's price matrix).
+        capital_usd: starting cash.
+        rates: tax rates.
+        netting: tax-netting mode.
+        trading_cost_bps: cost charged on fills.
+        account_id: the account's id in the ledger.
+    """
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        *,
+        capital_usd: Decimal,
+        rates: TaxRates,
+        netting: TaxNetting = "daily",
+        trading_cost_bps: float = 0.0,
+        account_id: str = ACCOUNT_ID,
+    ) -> None:
+        from shared.ledger import Ledger
+
+        if capital_usd <= 0:
+            raise InputError("capital must be positive", account=account_id, field="capital")
+        self.account_id = account_id
+        self.symbols = tuple(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self.ledger = Ledger(lot_method="fifo", household_id=HOUSEHOLD_ID)
+        self.cash = capital_usd
+        self.shares: FloatArray = np.zeros(len(self.symbols), dtype=np.float64)
+        self.taxes = TaxAccountant(Rates.from_wire(rates), netting=netting)
+        self._cost_rate = Decimal(repr(trading_cost_bps)) / Decimal(10_000)
+        #: Realized losses harvested (positive USD) by calendar year of the sale.
+        self.harvested_by_year: dict[int, Decimal] = defaultdict(lambda: _ZERO)
+        self.bought_usd = _ZERO
+        self.sold_usd = _ZERO
+        self.costs_usd = _ZERO
+        self.trades = 0
+        self._lt_cache: dict[dt.date, int] = {}
+
+    def apply(self, txns: Sequence[Transaction]) -> Fill:
+        """Fill the day's transactions: ledger, share mirror, cash.
+
+        Raises:
+            LedgerError: the ledger refused a transaction (names the row and field).
+            InputError: a transaction names a symbol outside the universe.
+        """
+        st = lt = losses = bought = sold = _ZERO
+        washed = 0
+        for txn in txns:
+            i = self.index.get(txn.symbol)
+            if i is None:
+                raise InputError(
+                    f"trade in {txn.symbol!r}, which is not in the universe",
+                    account=self.account_id,
+                    field="symbol",
+                )
+            slices = self.ledger.apply(txn)
+            notional = txn.quantity * txn.price
+            q = float(txn.quantity)
+            if txn.side in ("buy", "cover"):
+                self.shares[i] += q
+                self.cash -= notional
+                bought += notional
+            else:
+                self.shares[i] -= q
+                self.cash += notional
+                sold += notional
+            for s in slices:
+                if s.account_type != "taxable":
+                    continue
+                if s.term == "long":
+                    lt += s.gain
+                else:
+                    st += s.gain
+                if s.gain < 0:
+                    losses -= s.gain
+                    self.harvested_by_year[s.date_sold.year] -= s.gain
+                if s.adjustment_code == "W":
+                    washed += 1
+        cost = cents((bought + sold) * self._cost_rate) if self._cost_rate else _ZERO
+        self.cash -= cost
+        self.costs_usd += cost
+        self.bought_usd += bought
+        self.sold_usd += sold
+        self.trades += len(txns)
+        return Fill(
+            realized_st=st,
+            realized_lt=lt,
+            losses=losses,
+            bought_usd=bought,
+            sold_usd=sold,
+            cost_usd=cost,
+            washed=washed,
+        )
+
+    def value(self, prices: FloatArray) -> float:
+        """Pre-tax NAV at ``prices`` (NaN prices must be zeroed by the caller)."""
+        return float(self.cash) + float(self.shares @ prices)
+
+    def unrealized(self, day: dt.date, prices: FloatArray) -> tuple[float, float]:
+        """Unrealized (short-term, long-term) gain of the open taxable lots at ``prices``.
+
+        Short lots are always short-term when covered (IRC §1233(b)).
+        """
+        lots = self.ledger.open_lots(self.account_id)
+        if not lots:
+            return 0.0, 0.0
+        n = len(lots)
+        idx = np.empty(n, dtype=np.int64)
+        qty = np.empty(n)
+        basis = np.empty(n)
+        lt_from = np.empty(n, dtype=np.int64)
+        sign = np.empty(n)
+        from shared.ledger import long_term_from  # IRC §1222(3): held more than one year
+
+        cache = self._lt_cache
+        for k, lot in enumerate(lots):
+            idx[k] = self.index[lot.symbol]
+            qty[k] = float(lot.quantity)
+            basis[k] = float(lot.cost_basis_usd)
+            if lot.short:
+                sign[k] = -1.0
+                lt_from[k] = 1 << 40
+            else:
+                sign[k] = 1.0
+                lt = cache.get(lot.acquired)
+                if lt is None:
+                    lt = cache[lot.acquired] = long_term_from(lot.acquired).toordinal()
+                lt_from[k] = lt
+        gain = sign * (qty * prices[idx] - basis)
+        is_lt = lt_from <= day.toordinal()
+        return float(gain[~is_lt].sum()), float(gain[is_lt].sum())
+
+    def audit(self, day: dt.date) -> None:
+        """Check that the share mirror equals the ledger's open lots, name by name.
+
+        Raises:
+            AssertionError: they disagree (a bookkeeping bug, never user input).
+        """
+        ledger_shares = np.zeros(len(self.symbols))
+        for lot in self.ledger.open_lots(self.account_id):
+            q = float(lot.quantity)
+            ledger_shares[self.index[lot.symbol]] += -q if lot.short else q
+        if not np.allclose(ledger_shares, self.shares, atol=1e-9):
+            bad = np.flatnonzero(~np.isclose(ledger_shares, self.shares, atol=1e-9))
+            names = [self.symbols[i] for i in bad[:5]]
+            raise AssertionError(f"{day}: share mirror and ledger disagree on {names}")
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class DayContext:
+    """What a policy sees on one day."""
+
+    t: int
+    day: dt.date
+    first: bool
+    rebalance: bool
+    prices: FloatArray
+    book: Book
+    market: MarketData
+    config: BacktestConfig
+    _snapshot: MarketSnapshot | None = None
+
+    def snapshot(self) -> MarketSnapshot:
+        """The day's market snapshot (built once, on demand)."""
+        if self._snapshot is None:
+            self._snapshot = self.market.snapshot(self.day)
+        return self._snapshot
+
+
+class Policy(Protocol):
+    """A trading rule: given the day, the transactions to fill at the close."""
+
+    name: str
+
+    def decide(self, ctx: DayContext) -> list[Transaction]:
+        """The day's transactions (empty on days it does not trade)."""
+        ...
+
+
+@dataclass
+class TicketSample:
+    """A small deterministic sample of trade tickets per reason (for the report)."""
+
+    per_reason: int = 6
+    seed: int = 0
+    seen: Counter[str] = field(default_factory=Counter)
+    tickets: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def offer(self, day: dt.date, trade: Any) -> None:
+        """Reservoir-sample one trade (``shared.messages.Trade``)."""
+        reason = str(trade.reason)
+        self.seen[reason] += 1
+        k = self.seen[reason]
+        row = {
+            "date": day.isoformat(),
+            "symbol": trade.symbol,
+            "side": trade.side,
+            "quantity": str(trade.quantity),
+            "price": str(trade.price),
+            "notional_usd": str(cents(trade.notional_usd)),
+            "lot_id": trade.lot_id,
+            "reason": reason,
+            "driver": trade.driver,
+            "factor_score": trade.factor_score,
+        }
+        bucket = self.tickets[reason]
+        if len(bucket) < self.per_reason:
+            bucket.append(row)
+        else:
+            j = self._rng.randrange(k)
+            if j < self.per_reason:
+                bucket[j] = row
+
+
+class OptimizerPolicy:
+    """The product: the nightly rebalance solve, in-process (STYLE.md convention 1)."""
+
+    name = "optimizer"
+
+    def __init__(self, config: BacktestConfig) -> None:
+        from shared.rebalance import outcome_transactions, rebalance
+
+        self._rebalance = rebalance
+        self._transactions = outcome_transactions
+        self.config = config
+        self.statuses: Counter[str] = Counter()
+        self.solvers: Counter[str] = Counter()
+        self.relaxations: Counter[str] = Counter()
+        self.solve_ms: list[float] = []
+        self.te_ex_ante: list[float] = []
+        self.exposure_dates: list[dt.date] = []
+        self.exposure_names: list[str] = []
+        self.exposures: list[list[float]] = []
+        self.targets: dict[str, float] = {}
+        self.wash_issues = 0
+        self.reasons: Counter[str] = Counter()
+        self.tickets = TicketSample(seed=config.seed)
+
+    def decide(self, ctx: DayContext) -> list[Transaction]:
+        """Solve the day's request and return the outcome's transactions."""
+        if not ctx.rebalance:
+            return []
+        book = ctx.book
+        request = RebalanceRequest(
+            as_of=ctx.day,
+            account=ctx.config.account_spec(book.cash),
+            ledger=book.ledger.state(ctx.day),
+            market=ctx.snapshot(),
+        )
+        t0 = time.perf_counter()
+        outcome: Solved = self._rebalance(request)
+        self.solve_ms.append((time.perf_counter() - t0) * 1000.0)
+        self._record(ctx.day, outcome)
+        return list(self._transactions(outcome, account_type="taxable"))
+
+    def _record(self, day: dt.date, outcome: Solved) -> None:
+        self.statuses[outcome.status] += 1
+        self.solvers[outcome.solver.solver] += 1
+        for r in outcome.relaxations:
+            self.relaxations[r] += 1
+        self.wash_issues += len(outcome.wash_sale_issues)
+        self.te_ex_ante.append(outcome.te_ex_ante)
+        if not self.exposure_names:
+            self.exposure_names = [e.factor for e in outcome.factor_exposures]
+        by_name = {e.factor: e for e in outcome.factor_exposures}
+        self.exposures.append(
+            [by_name[f].active if f in by_name else math.nan for f in self.exposure_names]
+        )
+        for e in outcome.factor_exposures:
+            if e.target_min is not None:
+                self.targets[e.factor] = e.target_min
+        self.exposure_dates.append(day)
+        for trade in outcome.trades:
+            self.reasons[trade.reason] += 1
+            self.tickets.offer(day, trade)
+
+    def report(self) -> dict[str, Any]:
+        """Diagnostics for ``summary.json``."""
+        ms = np.asarray(self.solve_ms) if self.solve_ms else np.zeros(1)
+        return {
+            "statuses": dict(self.statuses),
+            "solvers": dict(self.solvers),
+            "relaxations": dict(self.relaxations),
+            "wash_sale_issues": self.wash_issues,
+            "trade_reasons": dict(self.reasons),
+            "rebalance_ms_p50": float(np.percentile(ms, 50)),
+            "rebalance_ms_p95": float(np.percentile(ms, 95)),
+            "te_ex_ante_mean": float(np.mean(self.te_ex_ante)) if self.te_ex_ante else 0.0,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """Daily series and totals of one policy's run."""
+
+    policy: str
+    dates: list[dt.date]
+    pre_tax_nav: FloatArray
+    after_tax_nav: FloatArray
+    benchmark_nav: FloatArray
+    liquidation_nav: FloatArray
+    cash: list[Decimal]
+    positions_usd: FloatArray
+    cum_realized_st: list[Decimal]
+    cum_realized_lt: list[Decimal]
+    taxes_paid: list[Decimal]
+    tax_saved: list[Decimal]
+    net_tax: list[Decimal]
+    book: Book
+    rebalances: int
+    wash_sales_created: int
+    seconds: float
+    policy_obj: Any = None
+    #: The settings actually used (``max_weight`` resolved).
+    config: BacktestConfig | None = None
+
+
+def simulate(
+    market: MarketData,
+    policy: Policy,
+    config: BacktestConfig,
+    *,
+    progress: bool = False,
+    liquidation_every: int = 1,
+) -> RunResult:
+    """Run one policy over the configured window.
+
+    Args:
+        market: the market history.
+        policy: the trading rule.
+        config: the run's settings.
+        progress: show a progress bar on stderr.
+        liquidation_every: compute the liquidation value every this many days (carried forward in
+            between; the last day is always computed).
+
+    Returns:
+        The daily series and the account.
+
+    Raises:
+        InputError: bad window or settings.
+    """
+    started = time.perf_counter()
+    t0, t1 = window(market, config.start, config.end)
+    dates = list(market.dates[t0 : t1 + 1])
+    T = len(dates)
+    prices = np.nan_to_num(np.asarray(market.prices[t0 : t1 + 1], dtype=np.float64), nan=0.0)
+    level = np.asarray(market.benchmark_level[t0 : t1 + 1], dtype=np.float64)
+    if not np.all(np.isfinite(level)) or np.any(level <= 0):
+        raise InputError("benchmark level must be positive and finite", field="benchmark_level")
+    if config.max_weight is None:
+        bench_max = float(np.nanmax(market.benchmark_weights[t0 : t1 + 1]))
+        config = replace(config, max_weight=round(max(0.10, 1.25 * bench_max), 4))
+    capital = float(config.capital_usd)
+    if config.strategy == "market-neutral":
+        # The dollar-neutral sleeve's benchmark is cash: its active return is its return.
+        benchmark_nav = np.full(T, capital)
+    else:
+        benchmark_nav = capital * level / level[0]
+    mask = rebalance_mask(dates, config.rebalance)
+    book = Book(
+        market.symbols,
+        capital_usd=config.capital_usd,
+        rates=config.rates,
+        netting=config.tax_netting,
+        trading_cost_bps=config.trading_cost_bps,
+    )
+    pre = np.empty(T)
+    pos = np.empty(T)
+    liq = np.empty(T)
+    cash: list[Decimal] = []
+    cum_st: list[Decimal] = []
+    cum_lt: list[Decimal] = []
+    paid: list[Decimal] = []
+    saved: list[Decimal] = []
+    net: list[Decimal] = []
+    rebalances = 0
+    liq_tax = 0.0
+    bar = tqdm(
+        total=T, desc=policy.name, unit="day", file=sys.stderr, disable=not progress, leave=False
+    )
+    for k in range(T):
+        day = dates[k]
+        px = prices[k]
+        ctx = DayContext(
+            t=t0 + k,
+            day=day,
+            first=k == 0,
+            rebalance=bool(mask[k]),
+            prices=px,
+            book=book,
+            market=market,
+            config=config,
+        )
+        txns = policy.decide(ctx)
+        if ctx.rebalance:
+            rebalances += 1
+        fill = book.apply(txns)
+        book.taxes.record(day.year, fill.realized_st, fill.realized_lt)
+        totals = book.taxes.totals()
+        if config.audit:
+            book.audit(day)
+        pos[k] = float(book.shares @ px)
+        pre[k] = float(book.cash) + pos[k]
+        if k % liquidation_every == 0 or k == T - 1:
+            liq_tax = book.taxes.liquidation_tax(*book.unrealized(day, px))
+        liq[k] = pre[k] - float(totals.net_tax) - liq_tax
+        cash.append(book.cash)
+        cum_st.append(totals.realized_short_term)
+        cum_lt.append(totals.realized_long_term)
+        paid.append(totals.taxes_paid)
+        saved.append(totals.tax_saved)
+        net.append(totals.net_tax)
+        bar.update(1)
+    bar.close()
+    book.taxes.close_year()
+    after = pre - np.asarray([float(x) for x in net])
+    washed = sum(
+        1 for s in book.ledger.sales if s.account_type == "taxable" and s.adjustment_code == "W"
+    )
+    return RunResult(
+        policy=policy.name,
+        dates=dates,
+        pre_tax_nav=pre,
+        after_tax_nav=after,
+        benchmark_nav=benchmark_nav,
+        liquidation_nav=liq,
+        cash=cash,
+        positions_usd=pos,
+        cum_realized_st=cum_st,
+        cum_realized_lt=cum_lt,
+        taxes_paid=paid,
+        tax_saved=saved,
+        net_tax=net,
+        book=book,
+        rebalances=rebalances,
+        wash_sales_created=washed,
+        seconds=time.perf_counter() - started,
+        policy_obj=policy,
+        config=config,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------
+
+
+def annualised_return(nav: FloatArray) -> float:
+    """Geometric annual return of a NAV path of trading days (252 per year)."""
+    years = (len(nav) - 1) / DAYS_PER_YEAR
+    if years <= 0 or nav[0] <= 0 or nav[-1] <= 0:
+        return 0.0
+    return float((nav[-1] / nav[0]) ** (1.0 / years) - 1.0)
+
+
+def daily_returns(nav: FloatArray) -> FloatArray:
+    """Simple daily returns of a NAV path."""
+    return np.asarray(nav[1:] / nav[:-1] - 1.0, dtype=np.float64)
+
+
+def realized_te(portfolio_nav: FloatArray, benchmark_nav: FloatArray) -> float:
+    """Annualised standard deviation of daily active returns (portfolio − benchmark)."""
+    active = daily_returns(portfolio_nav) - daily_returns(benchmark_nav)
+    if len(active) < 2:
+        return 0.0
+    return float(np.std(active, ddof=1) * math.sqrt(DAYS_PER_YEAR))
+
+
+def _year_slices(dates: Sequence[dt.date]) -> dict[int, tuple[int, int]]:
+    """For each calendar year, (index of the previous year-end or the start, last index)."""
+    out: dict[int, tuple[int, int]] = {}
+    for i, d in enumerate(dates):
+        if d.year not in out:
+            out[d.year] = (max(i - 1, 0), i)
+        else:
+            out[d.year] = (out[d.year][0], i)
+    return out
+
+
+def by_year(run: RunResult) -> dict[str, dict[str, float]]:
+    """Per calendar year: after-tax, pre-tax and benchmark return, tax alpha and realized TE."""
+    out: dict[str, dict[str, float]] = {}
+    for year, (a, b) in _year_slices(run.dates).items():
+        if b <= a:
+            continue
+        at = run.after_tax_nav[b] / run.after_tax_nav[a] - 1.0
+        pt = run.pre_tax_nav[b] / run.pre_tax_nav[a] - 1.0
+        bm = run.benchmark_nav[b] / run.benchmark_nav[a] - 1.0
+        out[str(year)] = {
+            "after_tax_return": float(at),
+            "pre_tax_return": float(pt),
+            "benchmark_return": float(bm),
+            "tax_alpha": float(at - bm),
+            "pre_tax_active_return": float(pt - bm),
+            "realized_te": realized_te(run.pre_tax_nav[a : b + 1], run.benchmark_nav[a : b + 1]),
+        }
+    return out
+
+
+def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
+    """The per-policy block of ``summary.json``."""
+    book = run.book
+    after = annualised_return(run.after_tax_nav)
+    pre = annualised_return(run.pre_tax_nav)
+    bench = annualised_return(run.benchmark_nav)
+    liq = annualised_return(run.liquidation_nav)
+    years = max((len(run.dates) - 1) / DAYS_PER_YEAR, 1e-9)
+    avg_nav = float(np.mean(run.pre_tax_nav))
+    # One-way turnover, annualised, excluding the first day's investment of the capital.
+    first_day_buys = float(config.capital_usd) - float(run.cash[0]) if run.cash else 0.0
+    traded = float(book.bought_usd + book.sold_usd) - max(first_day_buys, 0.0)
+    turnover = traded / 2.0 / avg_nav / years if avg_nav > 0 else 0.0
+    totals = book.taxes.totals()
+    out: dict[str, Any] = {
+        "policy": run.policy,
+        "annual_tax_alpha": after - bench,
+        "realized_te": realized_te(run.pre_tax_nav, run.benchmark_nav),
+        "pre_tax_active_return": pre - bench,
+        "after_tax_return": after,
+        "pre_tax_return": pre,
+        "benchmark_return": bench,
+        "liquidation_return": liq,
+        "liquidation_tax_alpha": liq - bench,
+        "harvested_losses": {
+            str(y): str(cents(v)) for y, v in sorted(book.harvested_by_year.items())
+        },
+        "turnover": turnover,
+        "wash_sales_created": run.wash_sales_created,
+        "rebalances": run.rebalances,
+        "trades": book.trades,
+        "seconds": run.seconds,
+        "final": {
+            "pre_tax_nav": str(cents(Decimal(repr(float(run.pre_tax_nav[-1]))))),
+            "after_tax_nav": str(cents(Decimal(repr(float(run.after_tax_nav[-1]))))),
+            "liquidation_nav": str(cents(Decimal(repr(float(run.liquidation_nav[-1]))))),
+            "benchmark_nav": str(cents(Decimal(repr(float(run.benchmark_nav[-1]))))),
+            "cash": str(cents(run.cash[-1])),
+            "realized_st": str(cents(totals.realized_short_term)),
+            "realized_lt": str(cents(totals.realized_long_term)),
+            "taxes_paid": str(totals.taxes_paid),
+            "tax_saved": str(totals.tax_saved),
+            "net_tax": str(totals.net_tax),
+            "trading_costs": str(book.costs_usd),
+        },
+        "by_year": by_year(run),
+    }
+    if book.taxes.netting == "annual":
+        carry_st, carry_lt = book.taxes.carry_forward
+        out["final"]["carry_forward_st"] = str(carry_st)
+        out["final"]["carry_forward_lt"] = str(carry_lt)
+    report = getattr(run.policy_obj, "report", None)
+    if callable(report):
+        out["diagnostics"] = report()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Frontier and comparison
+# --------------------------------------------------------------------------------------------
+
+SweepParam = Literal["lambda_tax", "te_budget"]
+
+
+def parse_sweep(text: str) -> tuple[SweepParam, list[float]]:
+    """Parse ``lambda_tax=0.5,1,2`` or ``te_budget=0.01,0.02``.
+
+    Raises:
+        InputError: malformed text (field ``sweep``).
+    """
+    name, sep, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or name not in ("lambda_tax", "te_budget"):
+        raise InputError(f"{text!r}: expected lambda_tax=a,b,c or te_budget=a,b,c", field="sweep")
+    try:
+        points = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"{text!r}: values must be numbers", field="sweep") from exc
+    if not points or any(not math.isfinite(v) or v < 0 for v in points):
+        raise InputError(f"{text!r}: give one or more non-negative numbers", field="sweep")
+    param: SweepParam = "lambda_tax" if name == "lambda_tax" else "te_budget"
+    return param, points
+
+
+def sweep(
+    market: MarketData,
+    config: BacktestConfig,
+    param: SweepParam,
+    values: Sequence[float],
+    *,
+    progress: bool = False,
+    on_run: Callable[[float, RunResult], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the optimizer once per setting: one frontier point (TE, tax alpha) each."""
+    points = []
+    for value in values:
+        cfg = (
+            replace(config, lambda_tax=value)
+            if param == "lambda_tax"
+            else replace(config, te_budget=value)
+        )
+        run = simulate(market, OptimizerPolicy(cfg), cfg, progress=progress)
+        if on_run is not None:
+            on_run(value, run)
+        s = summarize(run, cfg)
+        points.append(
+            {
+                param: value,
+                "annual_tax_alpha": s["annual_tax_alpha"],
+                "realized_te": s["realized_te"],
+                "pre_tax_active_return": s["pre_tax_active_return"],
+                "turnover": s["turnover"],
+                "wash_sales_created": s["wash_sales_created"],
+                "seconds": s["seconds"],
+            }
+        )
+    return points
+
+
+def compare_at_equal_te(
+    optimizer: Sequence[tuple[float, float]], harvester: tuple[float, float]
+) -> dict[str, Any]:
+    """Does the optimizer beat the threshold harvester at equal tracking error?
+
+    Args:
+        optimizer: (realized TE, annual tax alpha) of every optimizer run (main run and sweep).
+        harvester: (realized TE, annual tax alpha) of the threshold harvester.
+
+    Returns:
+        ``{"beats": bool | None, "optimizer_alpha_at_te": float | None, "verdict": str}``;
+        the optimizer's alpha at the harvester's TE is interpolated linearly along the frontier
+        (sorted by TE) when the harvester's TE lies inside it; otherwise the optimizer point
+        with TE at or below the harvester's is used, and if there is none the verdict says that
+        the comparison is not at equal TE.
+    """
+    h_te, h_alpha = harvester
+    pts = sorted(optimizer)
+    at_te: float | None = None
+    if len(pts) >= 2 and pts[0][0] <= h_te <= pts[-1][0]:
+        at_te = float(np.interp(h_te, [p[0] for p in pts], [p[1] for p in pts]))
+        how = "interpolated on the optimizer frontier"
+    else:
+        below = [a for te, a in pts if te <= h_te * 1.05]
+        if below:
+            at_te = max(below)
+            how = "optimizer run at equal or lower TE"
+    if at_te is None:
+        lo = pts[0][0] if pts else math.nan
+        return {
+            "beats": None,
+            "optimizer_alpha_at_te": None,
+            "verdict": (
+                f"NOT COMPARABLE: every optimizer run has higher realized TE ({lo:.2%}) than the "
+                f"threshold harvester ({h_te:.2%}); sweep te_budget lower to compare."
+            ),
+        }
+    beats = at_te > h_alpha
+    word = "BEATS" if beats else "DOES NOT BEAT"
+    return {
+        "beats": beats,
+        "optimizer_alpha_at_te": at_te,
+        "verdict": (
+            f"The optimizer {word} the threshold harvester at equal TE ({how}): tax alpha "
+            f"{at_te:.2%}/y vs {h_alpha:.2%}/y at realized TE {h_te:.2%}."
+        ),
+    }

@@ -1,0 +1,274 @@
+"""Baselines run next to the optimizer in the same backtest (``taxview-runner --baselines``).
+
+* :class:`HoldIndexPolicy` — buy the benchmark on day one and hold it, never harvesting.  The
+  only trades afterwards follow the index's own reconstitution: a name that leaves the index is
+  sold (its lots, oldest first, deferred while a loss sale would be washed) and a name that joins
+  is bought at its benchmark weight with the cash on hand.
+* :class:`ThresholdHarvestPolicy` — the same, plus the classic rule of thumb: on every rebalance day
+  sell every lot whose price is more than ``threshold`` (default 10%) below its basis per share,
+  and put the proceeds of each name sold into the *most correlated* name (by the risk model's
+  covariance ``B F Bᵀ + diag(d)``) that may be bought.  It respects the ledger's wash-sale
+  restrictions (IRC §1091, IRS Pub 550): a lot whose loss would be washed by a purchase of the
+  last 30 days is not sold, a name sold at a loss in the last 30 days is not bought, and a name
+  is never bought on a day it is sold at a loss.
+
+The selection logic is on plain arrays (:func:`harvest_mask`, :func:`correlations`,
+:func:`most_correlated`) so it is tested without a market or a ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from producer.backtest import ACCOUNT_ID, DayContext
+from shared.errors import InputError
+from shared.messages import Lot, RiskModel, Transaction
+from shared.types import FloatArray
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+def harvest_mask(
+    price: FloatArray, basis_per_share: FloatArray, threshold: float, blocked: BoolArray
+) -> BoolArray:
+    """Lots to harvest: price more than ``threshold`` below basis per share, and not blocked.
+
+    Args:
+        price: (L,) today's price of each lot's name.
+        basis_per_share: (L,) each lot's basis per share (after wash-sale adjustments).
+        threshold: the loss fraction that triggers a sale, in (0, 1).
+        blocked: (L,) True when a loss sale of the lot would be washed (IRC §1091).
+
+    Returns:
+        (L,) True for the lots to sell.
+
+    Raises:
+        InputError: threshold outside (0, 1).
+    """
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"threshold {threshold} must be in (0, 1)", field="harvest_threshold")
+    return np.asarray((price > 0) & (price < (1.0 - threshold) * basis_per_share) & ~blocked)
+
+
+def correlations(
+    i: int, loadings: FloatArray, factor_cov: FloatArray, spec: FloatArray
+) -> FloatArray:
+    """Correlation of name ``i`` with every name under ``Σ = B F Bᵀ + diag(d)``.
+
+    Costs O(n·k²), never O(n²): only row ``i`` of Σ and its diagonal are formed.
+    """
+    BF = loadings @ factor_cov
+    var = np.einsum("ij,ij->i", BF, loadings) + spec
+    row = BF @ loadings[i]
+    row[i] += spec[i]
+    denom = np.sqrt(np.maximum(var * var[i], 1e-300))
+    return np.asarray(row / denom, dtype=np.float64)
+
+
+def most_correlated(corr: FloatArray, allowed: BoolArray) -> int | None:
+    """Index of the highest correlation among ``allowed`` names, or ``None`` if none is."""
+    if not allowed.any():
+        return None
+    masked = np.where(allowed, corr, -np.inf)
+    return int(np.argmax(masked))
+
+
+def _whole(x: float) -> Decimal:
+    return Decimal(max(math.floor(x + 1e-9), 0))
+
+
+def _price(x: float) -> Decimal:
+    # The close as the ledger sees it: the float's shortest repr, rounded to 1/10,000 of a cent.
+    return Decimal(repr(float(x))).quantize(Decimal("0.000001"))
+
+
+class HoldIndexPolicy:
+    """Buy the benchmark on day one, then only follow index adds and drops (no harvesting)."""
+
+    name = "hold-index"
+
+    def __init__(self) -> None:
+        self._members: BoolArray | None = None
+        self._n = 0
+
+    def _txn(
+        self,
+        day: dt.date,
+        symbol: str,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        *,
+        lot: str = "",
+    ) -> Transaction:
+        self._n += 1
+        tid = f"{self.name}:{day}:{self._n}"
+        return Transaction(
+            id=tid,
+            date=day,
+            account=ACCOUNT_ID,
+            account_type="taxable",
+            symbol=symbol,
+            side="buy" if side == "buy" else "sell",
+            quantity=quantity,
+            price=price,
+            lot_id=lot or tid,
+        )
+
+    def _buy_weights(
+        self, ctx: DayContext, weights: FloatArray, budget_usd: float
+    ) -> list[Transaction]:
+        """Whole-share buys of ``weights × budget`` (never spending more than ``budget``)."""
+        out = []
+        symbols = ctx.book.symbols
+        spent = 0.0
+        for i in np.flatnonzero(weights > 0):
+            p = float(ctx.prices[i])
+            if p <= 0:
+                continue
+            q = _whole(weights[i] * budget_usd / p)
+            if q > 0 and spent + float(q) * p <= budget_usd + 1e-6:
+                spent += float(q) * p
+                out.append(self._txn(ctx.day, symbols[i], "buy", q, _price(p)))
+        return out
+
+    def decide(self, ctx: DayContext) -> list[Transaction]:
+        """Day one: buy the benchmark; later: follow reconstitutions (and harvest, if any)."""
+        w = np.asarray(ctx.market.benchmark_weights[ctx.t], dtype=np.float64)
+        members = w > 0
+        if ctx.first or self._members is None:
+            self._members = members
+            return self._buy_weights(ctx, w, float(ctx.book.cash))
+        txns: list[Transaction] = []
+        if ctx.rebalance and (members != self._members).any():
+            txns, pending = self._reconstitute(ctx, w, members)
+            # A change that could not be completed today (wash-sale window) stays pending.
+            self._members = np.where(pending, self._members, members)
+        return txns + self.harvest(ctx)
+
+    def _reconstitute(
+        self, ctx: DayContext, w: FloatArray, members: BoolArray
+    ) -> tuple[list[Transaction], BoolArray]:
+        assert self._members is not None
+        book = ctx.book
+        dropped = self._members & ~members
+        added = members & ~self._members
+        pending = np.zeros(len(members), dtype=bool)
+        out: list[Transaction] = []
+        restrictions = book.ledger.restrictions(ctx.day)
+        cash = float(book.cash)
+        if dropped.any():
+            for lot in book.ledger.open_lots(book.account_id):
+                i = book.index[lot.symbol]
+                if not dropped[i] or lot.short:
+                    continue
+                p = float(ctx.prices[i])
+                at_loss = float(lot.quantity) * p < float(lot.cost_basis_usd)
+                if at_loss and (book.account_id, lot.lot_id) in restrictions.no_loss_sale_lots:
+                    pending[i] = True  # sold on a later day, once the loss would not be washed
+                    continue
+                out.append(
+                    self._txn(ctx.day, lot.symbol, "sell", lot.quantity, _price(p), lot=lot.lot_id)
+                )
+                cash += float(lot.quantity) * p
+        if added.any():
+            blocked = np.array([restrictions.is_blocked_buy(s) for s in book.symbols])
+            pending |= added & blocked
+            want = np.where(added & ~blocked, w, 0.0)
+            budget = min(cash, float(want.sum()) * book.value(ctx.prices))
+            if budget > 0:
+                out += self._buy_weights(ctx, want / want.sum(), budget)
+        return out, pending
+
+    def harvest(self, ctx: DayContext) -> list[Transaction]:
+        """No harvesting in the hold-the-index baseline."""
+        return []
+
+
+class ThresholdHarvestPolicy(HoldIndexPolicy):
+    """Hold the index and harvest every lot down more than ``threshold`` into its closest peer.
+
+    Args:
+        threshold: loss fraction of the basis that triggers a sale (0.10 = down more than 10%).
+    """
+
+    def __init__(self, threshold: float = 0.10) -> None:
+        super().__init__()
+        if not 0.0 < threshold < 1.0:
+            raise InputError(f"threshold {threshold} must be in (0, 1)", field="harvest_threshold")
+        self.threshold = threshold
+        self.name = "threshold-harvest"
+
+    def harvest(self, ctx: DayContext) -> list[Transaction]:
+        """Sell lots down more than the threshold; buy the most correlated allowed name."""
+        if not ctx.rebalance or ctx.first:
+            return []
+        book = ctx.book
+        lots: list[Lot] = [lot for lot in book.ledger.open_lots(book.account_id) if not lot.short]
+        if not lots:
+            return []
+        idx = np.fromiter((book.index[lot.symbol] for lot in lots), dtype=np.int64, count=len(lots))
+        qty = np.fromiter((float(lot.quantity) for lot in lots), dtype=np.float64, count=len(lots))
+        basis = np.fromiter(
+            (float(lot.cost_basis_usd) for lot in lots), dtype=np.float64, count=len(lots)
+        )
+        price = ctx.prices[idx]
+        candidates = harvest_mask(price, basis / qty, self.threshold, np.zeros(len(lots), bool))
+        if not candidates.any():
+            return []
+        restrictions = book.ledger.restrictions(ctx.day)
+        blocked = np.array(
+            [(book.account_id, lot.lot_id) in restrictions.no_loss_sale_lots for lot in lots]
+        )
+        sell = candidates & ~blocked
+        if not sell.any():
+            return []
+        out: list[Transaction] = []
+        proceeds: dict[int, float] = defaultdict(float)
+        for j in np.flatnonzero(sell):
+            lot = lots[j]
+            i = int(idx[j])
+            out.append(
+                self._txn(
+                    ctx.day, lot.symbol, "sell", lot.quantity, _price(price[j]), lot=lot.lot_id
+                )
+            )
+            proceeds[i] += float(lot.quantity) * float(price[j])
+        # Replacement: the most correlated name that is listed, in the benchmark, not sold at a
+        # loss today and not inside a wash-sale window.
+        snap = ctx.snapshot()
+        cols = np.fromiter((book.index[s] for s in snap.symbols), dtype=np.int64)
+        pos = {int(c): k for k, c in enumerate(cols)}
+        rm: RiskModel = snap.risk_model
+        B = np.asarray(rm.loadings, dtype=np.float64).reshape(len(cols), -1)
+        F = np.asarray(rm.factor_cov, dtype=np.float64)
+        d = np.asarray(rm.specific_var, dtype=np.float64)
+        w = np.asarray(snap.benchmark_weights, dtype=np.float64)
+        sold_today = np.zeros(len(cols), dtype=bool)
+        for i in proceeds:
+            if i in pos:
+                sold_today[pos[i]] = True
+        allowed = (
+            (w > 0)
+            & ~sold_today
+            & np.array([not restrictions.is_blocked_buy(s) for s in snap.symbols])
+            & (np.asarray(snap.prices) > 0)
+        )
+        for i, usd in sorted(proceeds.items(), key=lambda kv: -kv[1]):
+            if i not in pos:
+                continue
+            corr = correlations(pos[i], B, F, d)
+            best = most_correlated(corr, allowed)
+            if best is None:
+                continue
+            p = float(snap.prices[best])
+            q = _whole(usd / p)
+            if q > 0:
+                out.append(self._txn(ctx.day, snap.symbols[best], "buy", q, _price(p)))
+        return out
