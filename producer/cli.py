@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from shared.errors import TaxviewError
 
 #: Modules that contribute subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("producer.realized",)
+COMMAND_MODULES: tuple[str, ...] = ("producer.realized", "producer.fleet_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,296 @@
+"""Aggregate a night: completeness check, firm-wide P/L, reports and the next day's book.
+
+The fold is :func:`shared.pnl.combine` (associative and commutative), so no Celery chord is
+needed: outcomes are read from the results store whenever the night is complete.  A night with
+accounts missing is refused — naming them — unless ``allow_partial`` is set.
+
+Outputs (``out/``): ``firm_pnl.json``, ``pnl_by_account.csv``, ``pnl_by_household.csv``,
+``pnl_by_strategy.csv``, ``outcomes.jsonl``, ``trades.csv`` (lot level), ``realized.csv`` (lot
+slices), ``not_ok.csv`` and, when the book is given, ``next_book/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+from producer.book import Book, write_book
+from producer.results_reader import ManifestEntry
+from shared import pnl
+from shared.errors import InputError
+from shared.messages import Outcome, Rejected, Solved, Transaction, encode_json
+
+#: Accounts named in full in an "incomplete night" error before it says "and N more".
+NAMED_MISSING = 20
+
+
+class IncompleteNight(InputError):
+    """Accounts of the manifest have no outcome; the night is not published."""
+
+    def __init__(self, as_of: dt.date, missing: list[str]) -> None:
+        self.missing = missing
+        shown = ", ".join(missing[:NAMED_MISSING])
+        more = f" and {len(missing) - NAMED_MISSING} more" if len(missing) > NAMED_MISSING else ""
+        super().__init__(
+            f"night {as_of}: {len(missing)} account(s) have no outcome: {shown}{more}; "
+            "run `taxview sweep` to re-enqueue them, or pass --allow-partial",
+            field="outcomes",
+        )
+
+
+class NightSummary(msgspec.Struct, kw_only=True):
+    """What the aggregator publishes as ``firm_pnl.json``."""
+
+    as_of: dt.date
+    complete: bool
+    expected: int
+    received: int
+    missing: list[str]
+    totals: dict[str, str | int]
+    by_strategy: dict[str, dict[str, str | int]]
+    out_dir: str
+
+
+def check_complete(
+    as_of: dt.date,
+    expected: Mapping[str, ManifestEntry],
+    outcomes: Mapping[str, Outcome],
+    *,
+    allow_partial: bool,
+) -> list[str]:
+    """The missing accounts (sorted).
+
+    Raises:
+        IncompleteNight: some are missing and ``allow_partial`` is false.
+        InputError: no manifest for the night (the producer never ran).
+    """
+    if not expected:
+        raise InputError(
+            f"no manifest for {as_of}: run `taxview enqueue --date {as_of}` first",
+            field="manifest",
+        )
+    missing = sorted(set(expected) - set(outcomes))
+    if missing and not allow_partial:
+        raise IncompleteNight(as_of, missing)
+    return missing
+
+
+def aggregate(
+    as_of: dt.date,
+    expected: Mapping[str, ManifestEntry],
+    outcomes: Mapping[str, Outcome],
+    out: Path,
+    *,
+    book: Book | None = None,
+    allow_partial: bool = False,
+) -> NightSummary:
+    """Check, fold and write a night's reports.
+
+    Args:
+        as_of: the night.
+        expected: the manifest (account → household/strategy).
+        outcomes: the stored outcomes by account.
+        out: output directory (created).
+        book: the book the night started from; when given, ``out/next_book`` is written.
+        allow_partial: publish even though accounts are missing (they are listed in
+            ``not_ok.csv`` as ``missing``).
+
+    Returns:
+        The summary written to ``firm_pnl.json``.
+
+    Raises:
+        IncompleteNight: accounts are missing and ``allow_partial`` is false.
+    """
+    missing = check_complete(as_of, expected, outcomes, allow_partial=allow_partial)
+    present = [outcomes[a] for a in sorted(outcomes) if a in expected]
+    out.mkdir(parents=True, exist_ok=True)
+
+    def household(o: Outcome) -> str:
+        return expected[o.account_id].household
+
+    def strategy(o: Outcome) -> str:
+        return expected[o.account_id].strategy
+
+    by_account = pnl.group_by(present, lambda o: o.account_id)
+    by_household = pnl.group_by(present, household)
+    by_strategy = pnl.group_by(present, strategy)
+    totals = pnl.fold(by_account.values())
+    _write_pnl(out / "pnl_by_account.csv", "account_id", by_account)
+    _write_pnl(out / "pnl_by_household.csv", "household_id", by_household)
+    _write_pnl(out / "pnl_by_strategy.csv", "strategy", by_strategy)
+    with (out / "outcomes.jsonl").open("wb") as fh:
+        for o in present:
+            fh.write(encode_json(o) + b"\n")
+    _write_trades(out, as_of, present, expected)
+    _write_not_ok(out / "not_ok.csv", present, missing, expected)
+    if book is not None:
+        write_book(out / "next_book", next_book(book, as_of, outcomes))
+    summary = NightSummary(
+        as_of=as_of,
+        complete=not missing,
+        expected=len(expected),
+        received=len(present),
+        missing=missing,
+        totals=totals.row(),
+        by_strategy={k: v.row() for k, v in by_strategy.items()},
+        out_dir=str(out),
+    )
+    (out / "firm_pnl.json").write_text(
+        json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n"
+    )
+    return summary
+
+
+def _write_pnl(path: Path, key: str, groups: Mapping[str, pnl.PnL]) -> None:
+    rows = [{key: k, **v.row()} for k, v in groups.items()]
+    columns = [key, *pnl.ZERO.row().keys()]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_trades(
+    out: Path, as_of: dt.date, present: list[Outcome], expected: Mapping[str, ManifestEntry]
+) -> None:
+    trade_cols = [
+        "as_of",
+        "account_id",
+        "household_id",
+        "strategy",
+        "symbol",
+        "side",
+        "quantity",
+        "price",
+        "notional_usd",
+        "lot_id",
+        "reason",
+        "driver",
+        "factor_score",
+    ]
+    real_cols = [
+        "as_of",
+        "account_id",
+        "household_id",
+        "symbol",
+        "lot_id",
+        "quantity",
+        "date_acquired",
+        "term",
+        "proceeds_usd",
+        "cost_basis_usd",
+        "disallowed_loss_usd",
+        "gain_usd",
+    ]
+    with (
+        (out / "trades.csv").open("w", newline="") as tf,
+        (out / "realized.csv").open("w", newline="") as rf,
+    ):
+        tw, rw = csv.writer(tf), csv.writer(rf)
+        tw.writerow(trade_cols)
+        rw.writerow(real_cols)
+        for o in present:
+            if not isinstance(o, Solved):
+                continue
+            entry = expected[o.account_id]
+            for t in o.trades:
+                tw.writerow(
+                    [
+                        as_of,
+                        o.account_id,
+                        entry.household,
+                        entry.strategy,
+                        t.symbol,
+                        t.side,
+                        t.quantity,
+                        t.price,
+                        t.notional_usd,
+                        t.lot_id,
+                        t.reason,
+                        t.driver or "",
+                        "" if t.factor_score is None else repr(t.factor_score),
+                    ]
+                )
+            for s in o.realized:
+                rw.writerow(
+                    [
+                        as_of,
+                        o.account_id,
+                        entry.household,
+                        s.symbol,
+                        s.lot_id,
+                        s.quantity,
+                        s.date_acquired,
+                        s.term,
+                        s.proceeds_usd,
+                        s.cost_basis_usd,
+                        s.disallowed_loss_usd,
+                        s.gain_usd,
+                    ]
+                )
+
+
+def _write_not_ok(
+    path: Path, present: list[Outcome], missing: list[str], expected: Mapping[str, ManifestEntry]
+) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["account_id", "household_id", "status", "field", "reason"])
+        for o in present:
+            if o.status == "ok":
+                continue
+            if isinstance(o, Solved):
+                reason = (
+                    "relaxed: " + ", ".join(o.relaxations)
+                    if o.status == "relaxed"
+                    else "held: no feasible trade list improved on holding"
+                )
+                writer.writerow([o.account_id, o.household_id, o.status, "", reason])
+            else:
+                field = o.field if isinstance(o, Rejected) else ""
+                writer.writerow([o.account_id, o.household_id, o.status, field, o.reason])
+        for account in missing:
+            writer.writerow(
+                [account, expected[account].household, "missing", "", "no outcome stored"]
+            )
+
+
+def next_book(book: Book, as_of: dt.date, outcomes: Mapping[str, Outcome]) -> Book:
+    """The book at the close of ``as_of``: every solved account's trades booked through the
+    household ledger (full wash-sale rules, IRC §1091) in the order the accounts ran, cash moved
+    by the traded notional, the transactions appended to the history."""
+    from shared.ledger import Ledger
+    from shared.rebalance import outcome_transactions
+
+    ledgers = {}
+    new_history: list[Transaction] = []
+    cash: dict[str, Decimal] = {}
+    for household, specs in book.households().items():
+        ledger = Ledger.from_state(book.ledgers[household])
+        for spec in specs:
+            outcome = outcomes.get(spec.account_id)
+            if not isinstance(outcome, Solved) or not outcome.trades:
+                continue
+            for txn in outcome_transactions(outcome, account_type=spec.account_type):
+                ledger.apply(txn)
+                new_history.append(txn)
+            flow = Decimal(0)
+            for t in outcome.trades:
+                flow += t.notional_usd if t.side in ("sell", "short") else -t.notional_usd
+            cash[spec.account_id] = pnl.cents(spec.cash_usd + flow)
+        ledgers[household] = ledger.state(as_of)
+    for household, state in book.ledgers.items():
+        ledgers.setdefault(household, state)
+    accounts = [
+        msgspec.structs.replace(a, cash_usd=cash[a.account_id]) if a.account_id in cash else a
+        for a in book.accounts
+    ]
+    return Book(
+        as_of=as_of, accounts=accounts, ledgers=ledgers, history=[*book.history, *new_history]
+    )

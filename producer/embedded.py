@@ -1,0 +1,381 @@
+"""The embedded default: a private Redis and local worker processes for ``taxview nightly``.
+
+With no broker configured, the nightly run starts a real ``redis-server`` on a free local port (a
+temporary directory, no persistence needed: the book in and the reports out are the durable truth)
+or, when no ``redis-server`` is installed, a fakeredis TCP server with ``TCP_NODELAY`` on its
+sockets.  Workers are ordinary ``celery -A worker.app worker`` processes pointed at it — the same
+producer, tasks, store and aggregator as a deployed fleet, never eager mode.  Everything is torn
+down on exit, Ctrl-C included.  The reliability tests use the same classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from shared.config import Settings
+from shared.errors import TaxviewError
+
+#: Environment pinning BLAS/OpenMP to one thread per pool process.
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+class EmbeddedError(TaxviewError):
+    """A local server or worker could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_redis(url: str, timeout_s: float = 10.0) -> None:
+    """Block until the Redis at ``url`` answers PING.
+
+    Raises:
+        EmbeddedError: it did not within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1)
+    while True:
+        try:
+            if client.ping():
+                return
+        except redis.exceptions.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise EmbeddedError(f"Redis at {url} did not answer within {timeout_s:.0f}s")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """A private ``redis-server`` process (or fakeredis TCP server when none is installed).
+
+    Args:
+        port: port to listen on (a free one by default).
+        directory: data directory (a temporary one by default).
+        appendonly: AOF persistence (the reliability tests restart a killed server from it).
+        fsync_always: ``appendfsync always`` (no acknowledged write lost on SIGKILL).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        directory: Path | None = None,
+        appendonly: bool = False,
+        fsync_always: bool = False,
+    ) -> None:
+        self.port = port or free_port()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if directory is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="taxview-redis-")
+            directory = Path(self._tmp.name)
+        self.directory = directory
+        self.appendonly = appendonly
+        self.fsync_always = fsync_always
+        self.binary = shutil.which("redis-server")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._fake: Any = None
+        self._fake_thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:port``."""
+        return f"redis://127.0.0.1:{self.port}"
+
+    @property
+    def kind(self) -> str:
+        """``redis-server`` or ``fakeredis``."""
+        return "redis-server" if self.binary else "fakeredis"
+
+    def start(self) -> RedisServer:
+        """Start (or restart) the server and wait until it answers."""
+        if self.binary:
+            args = [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ]
+            if self.fsync_always:
+                args += ["--appendfsync", "always"]
+            self.proc = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        else:
+            self._start_fake()
+        wait_for_redis(self.url)
+        return self
+
+    def _start_fake(self) -> None:
+        from fakeredis import TcpFakeServer
+
+        class _NoDelayServer(TcpFakeServer):  # type: ignore[misc]
+            """Nagle's algorithm on small request/reply traffic caps a fleet at ~11 tasks/s."""
+
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                conn, addr = super().get_request()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return conn, addr
+
+        self._fake = _NoDelayServer(("127.0.0.1", self.port), server_type="redis")
+        self._fake_thread = threading.Thread(target=self._fake.serve_forever, daemon=True)
+        self._fake_thread.start()
+
+    def kill(self) -> None:
+        """SIGKILL the server (reliability tests); :meth:`start` brings it back from the AOF."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the server and remove its temporary directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._fake is not None:
+            self._fake.shutdown()
+            self._fake.server_close()
+            self._fake = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class WorkerProcess:
+    """One ``celery -A worker.app worker`` process (prefork pool) with a given environment.
+
+    Args:
+        settings: what the worker connects to (passed as ``TAXVIEW_*`` variables).
+        concurrency: pool processes.
+        name: node name (``-n``), unique per host.
+        extra_env: more environment (tests).
+        log_path: where the worker's output goes (discarded by default).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        concurrency: int,
+        name: str = "taxview",
+        extra_env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self.name = name
+        self.extra_env = dict(extra_env or {})
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    def command(self) -> list[str]:
+        """The command line (the same one compose.yaml runs)."""
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool",
+            "prefork",
+            "-c",
+            str(self.concurrency),
+            "-Q",
+            self.settings.queue,
+            "-n",
+            f"{self.name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO" if self.log_path else "WARNING",
+        ]
+
+    def env(self) -> dict[str, str]:
+        """The worker's environment: ours, the settings, one BLAS thread."""
+        env = {**os.environ, **ONE_THREAD_ENV, **self.settings.to_env(), **self.extra_env}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def start(self) -> WorkerProcess:
+        """Start the process (tasks queue up until its pool is ready)."""
+        out: Any = subprocess.DEVNULL
+        if self.log_path is not None:
+            self._log = self.log_path.open("ab")
+            out = self._log
+        self.proc = subprocess.Popen(
+            self.command(), env=self.env(), stdout=out, stderr=subprocess.STDOUT
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The main worker process id."""
+        if self.proc is None:
+            raise EmbeddedError("worker not started")
+        return self.proc.pid
+
+    def children(self) -> list[int]:
+        """Pids of the pool processes (from /proc)."""
+        kids: list[int] = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    kids.append(int(entry.name))
+        return sorted(kids)
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        kids = self.children()
+        self.proc.kill()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it lingers."""
+        if self.proc is not None and self.proc.poll() is None:
+            kids = self.children()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            for pid in kids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class EmbeddedFleet:
+    """A private Redis (broker db 0, results db 1) plus ``workers`` local worker processes.
+
+    Args:
+        base: settings to start from (limits, retries); the URLs are replaced.
+        workers: worker processes.
+        concurrency: pool processes per worker.
+        log_dir: where worker logs go (discarded when ``None``).
+    """
+
+    def __init__(
+        self,
+        base: Settings,
+        *,
+        workers: int = 1,
+        concurrency: int = 2,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.base = base
+        self.n_workers = workers
+        self.concurrency = concurrency
+        self.log_dir = log_dir
+        self.redis = RedisServer()
+        self.workers: list[WorkerProcess] = []
+        self.settings = base
+
+    def __enter__(self) -> EmbeddedFleet:
+        self.redis.start()
+        self.settings = self.base.with_urls(
+            broker_url=f"{self.redis.url}/0", redis_url=f"{self.redis.url}/1"
+        )
+        try:
+            for i in range(self.n_workers):
+                log = self.log_dir / f"worker{i}.log" if self.log_dir else None
+                self.workers.append(
+                    WorkerProcess(
+                        self.settings, concurrency=self.concurrency, name=f"w{i}", log_path=log
+                    ).start()
+                )
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop the workers, then the server."""
+        for w in self.workers:
+            w.stop(timeout_s=10)
+        self.redis.stop()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def embedded_fleet(
+    base: Settings, *, workers: int, concurrency: int, log_dir: Path | None = None
+) -> Iterator[EmbeddedFleet]:
+    """Context manager form of :class:`EmbeddedFleet`."""
+    fleet = EmbeddedFleet(base, workers=workers, concurrency=concurrency, log_dir=log_dir)
+    with fleet:
+        yield fleet

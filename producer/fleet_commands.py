@@ -1,0 +1,351 @@
+"""Fleet subcommands: ``nightly``, ``enqueue``, ``aggregate``, ``sweep``, ``preflight`` and
+``bench fleet``.  Settings are read once here, from the environment and the flags."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from producer import results_reader as reader
+from producer.book import Book, book_from_pairs, read_book, read_market, write_book, write_market
+from producer.broker import client_app
+from producer.embedded import EmbeddedFleet
+from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
+from producer.nightly import finish_night, run_night
+from shared.config import Settings
+from shared.errors import InputError
+from shared.messages import MarketSnapshot
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_urls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker-url", help="Celery broker (default: $TAXVIEW_BROKER_URL)")
+    p.add_argument("--redis-url", help="results store (default: $TAXVIEW_REDIS_URL)")
+
+
+def _add_inputs(p: argparse.ArgumentParser, *, synthetic_default: int | None) -> None:
+    p.add_argument("--date", type=_date, help="the night (default: the market's / book's day)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--book", type=Path, help="book directory (see docs/book-format.md)")
+    src.add_argument(
+        "--synthetic-accounts",
+        type=_positive,
+        default=synthetic_default,
+        help="generate a synthetic book of N accounts"
+        + (f" (default {synthetic_default} without --book)" if synthetic_default else ""),
+    )
+    p.add_argument("--market", type=Path, help="market snapshot JSON or market directory")
+    p.add_argument("--names", type=_positive, default=500, help="synthetic universe size")
+    p.add_argument("--seed", type=int, default=7, help="synthetic seed")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the fleet subcommands."""
+    p = sub.add_parser(
+        "nightly",
+        help="run the night: enqueue every account, wait, aggregate (embedded fleet by default)",
+        description="Load the book and market, enqueue one rebalance per account, wait with a "
+        "progress bar, check completeness and write the firm-wide P/L, outcomes, trades, "
+        "not-ok list and next day's book.  With no broker configured it starts its own Redis "
+        "and worker processes.",
+    )
+    _add_inputs(p, synthetic_default=200)
+    _add_urls(p)
+    p.add_argument("--out", type=Path, help="output directory (default ./taxview-nightly/DATE)")
+    p.add_argument("--workers", type=_positive, default=1, help="embedded worker processes")
+    p.add_argument(
+        "--concurrency", type=_positive, default=os.cpu_count() or 1, help="pool size per worker"
+    )
+    p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
+    p.add_argument("--window", type=_positive, default=2000, help="accounts in flight at most")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="next_book format")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("enqueue", help="publish the market and manifest, send one task/account")
+    _add_inputs(p, synthetic_default=None)
+    _add_urls(p)
+    p.add_argument("--resend", action="store_true", help="also send accounts that have outcomes")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("aggregate", help="check completeness and write the night's reports")
+    p.add_argument("--date", type=_date, required=True, help="the night")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--book", type=Path, help="the night's input book: writes out/next_book")
+    p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
+    _add_urls(p)
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("sweep", help="re-enqueue the accounts of a night that have no outcome")
+    _add_inputs(p, synthetic_default=None)
+    _add_urls(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("preflight", help="check the results store and broker before a night")
+    _add_urls(p)
+    p.set_defaults(func=cmd_preflight)
+
+
+def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``taxview bench fleet``."""
+    p = bench_sub.add_parser(
+        "fleet", help="fleet throughput vs an in-process loop; prints one JSON line"
+    )
+    p.add_argument("--accounts", type=_positive, default=1000)
+    p.add_argument("--names", type=_positive, default=500)
+    p.add_argument("--workers", type=_positive, default=2, help="solving processes")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--inline-sample",
+        type=_positive,
+        default=200,
+        help="accounts solved in the plain loop to time it (scaled to --accounts)",
+    )
+    p.set_defaults(func=cmd_bench_fleet)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(os.environ)
+    broker = getattr(args, "broker_url", None)
+    store = getattr(args, "redis_url", None)
+    if broker or store:
+        broker = broker or settings.broker_url
+        store = store or settings.redis_url or (broker if broker.startswith("redis") else "")
+        settings = settings.with_urls(broker_url=broker, redis_url=store)
+    return settings
+
+
+def _require_fleet(settings: Settings, command: str) -> None:
+    if settings.embedded:
+        raise InputError(
+            f"`taxview {command}` drives a deployed fleet: set TAXVIEW_BROKER_URL and "
+            "TAXVIEW_REDIS_URL (or --broker-url/--redis-url); `taxview nightly` runs embedded",
+            field="TAXVIEW_BROKER_URL",
+        )
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
+    """The book and the night's market from the flags (a synthetic book by default)."""
+    if args.book is None:
+        if not args.synthetic_accounts:
+            raise InputError("give --book DIR or --synthetic-accounts N", field="--book")
+        from shared.calendar import trading_day_on_or_before
+        from shared.examples import synthetic_book
+
+        day = args.date or trading_day_on_or_before(dt.date.today() - dt.timedelta(days=1))
+        market, pairs = synthetic_book(
+            accounts=args.synthetic_accounts, names=args.names, seed=args.seed, as_of=day
+        )
+        return book_from_pairs(market.as_of, pairs), market
+    book = read_book(args.book)
+    market_path = args.market or _default_market(args.book)
+    if args.date is None and market_path.is_file():
+        from shared.messages import decode_json
+
+        day = decode_json(market_path.read_bytes(), MarketSnapshot).as_of
+    else:
+        from shared.calendar import next_trading_day
+
+        day = args.date or next_trading_day(book.as_of)
+    return book, read_market(market_path, day)
+
+
+def _default_market(book_dir: Path) -> Path:
+    for candidate in (book_dir / "market.json", book_dir / "market"):
+        if candidate.exists():
+            return candidate
+    raise InputError(
+        f"no market given and none in {book_dir} (market.json or market/): pass --market",
+        field="--market",
+    )
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """``taxview nightly``."""
+    settings = _settings(args)
+    book, market = load_inputs(args)
+    out: Path = args.out or Path("taxview-nightly") / market.as_of.isoformat()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.book is None:  # keep the synthetic input next to its outputs
+        write_book(out / "book", book, fmt=args.format)
+        write_market(out / "book" / "market.json", market)
+    progress = None if args.quiet else sys.stderr
+    if settings.embedded:
+        print(
+            f"taxview: no broker configured: embedded fleet ({args.workers} worker(s) × "
+            f"{args.concurrency} processes)",
+            file=sys.stderr,
+        )
+        with EmbeddedFleet(
+            settings, workers=args.workers, concurrency=args.concurrency, log_dir=out
+        ) as fleet:
+            print(f"taxview: embedded {fleet.redis.kind} at {fleet.redis.url}", file=sys.stderr)
+            summary, stats = _run(
+                settings=fleet.settings,
+                book=book,
+                market=market,
+                out=out,
+                args=args,
+                progress=progress,
+            )
+    else:
+        summary, stats = _run(
+            settings=settings, book=book, market=market, out=out, args=args, progress=progress
+        )
+    totals = summary.totals
+    print(
+        f"night {summary.as_of}: {summary.received}/{summary.expected} accounts in "
+        f"{stats.wall_s:.1f}s ({stats.accounts_per_s:.1f}/s); realized ST "
+        f"{totals['st_net_usd']} LT {totals['lt_net_usd']}, harvested "
+        f"{totals['harvested_loss_usd']}, tax saved {totals['tax_saved_usd']}; "
+        f"rejected {totals['rejected']}, failed {totals['failed']}"
+    )
+    print(f"outputs: {out}/ (firm_pnl.json, trades.csv, not_ok.csv, next_book/)")
+    return 0 if summary.complete else 1
+
+
+def _run(
+    *,
+    settings: Settings,
+    book: Book,
+    market: MarketSnapshot,
+    out: Path,
+    args: argparse.Namespace,
+    progress: Any,
+) -> tuple[Any, Any]:
+    client = reader.connect(settings.redis_url)
+    app = client_app(settings)
+    try:
+        stats = run_night(
+            client=client,
+            app=app,
+            book=book,
+            market=market,
+            ttl_s=settings.results_ttl_s,
+            window=args.window,
+            stall_s=max(60.0, settings.visibility_timeout_s * 1.5),
+            progress_out=progress,
+        )
+        summary = finish_night(
+            client, market.as_of, out, book=book, allow_partial=args.allow_partial
+        )
+    finally:
+        app.close()
+        client.close()
+    return summary, stats
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    """``taxview enqueue``."""
+    settings = _settings(args)
+    _require_fleet(settings, "enqueue")
+    book, market = load_inputs(args)
+    client = reader.connect(settings.redis_url)
+    reader.preflight(client)
+    app = client_app(settings)
+    try:
+        expected, sent = enqueue_night(
+            client,
+            app,
+            book,
+            market,
+            ttl_s=settings.results_ttl_s,
+            skip_done=not args.resend,
+        )
+    finally:
+        app.close()
+    print(json.dumps({"as_of": market.as_of.isoformat(), "expected": expected, "sent": sent}))
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    """``taxview aggregate``."""
+    settings = _settings(args)
+    _require_fleet(settings, "aggregate")
+    client = reader.connect(settings.redis_url)
+    book = read_book(args.book) if args.book else None
+    summary = finish_night(client, args.date, args.out, book=book, allow_partial=args.allow_partial)
+    print(
+        json.dumps(
+            {
+                "as_of": summary.as_of.isoformat(),
+                "complete": summary.complete,
+                "expected": summary.expected,
+                "received": summary.received,
+                "out": str(args.out),
+            }
+        )
+    )
+    return 0 if summary.complete else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``taxview sweep``: re-enqueue accounts without an outcome."""
+    settings = _settings(args)
+    _require_fleet(settings, "sweep")
+    book, market = load_inputs(args)
+    client = reader.connect(settings.redis_url)
+    if client.exists(f"taxview:market:{market.as_of.isoformat()}") == 0:
+        raise InputError(
+            f"nothing was enqueued for {market.as_of}: run `taxview enqueue` first",
+            field="--date",
+        )
+    app = client_app(settings)
+    try:
+        todo = pending_chains(client, market.as_of, plan_night(book, market.as_of))
+        sent = send_chains(app, todo)
+    finally:
+        app.close()
+    print(json.dumps({"as_of": market.as_of.isoformat(), "resent": sent}))
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """``taxview preflight``."""
+    settings = _settings(args)
+    _require_fleet(settings, "preflight")
+    reader.preflight(reader.connect(settings.redis_url))
+    if settings.broker_is_redis:
+        reader.preflight(reader.connect(settings.broker_url), what="broker")
+    print("preflight ok: results store and broker never evict keys")
+    return 0
+
+
+def cmd_bench_fleet(args: argparse.Namespace) -> int:
+    """``taxview bench fleet``: one JSON line."""
+    from producer.fleet_bench import bench_fleet
+
+    result = bench_fleet(
+        accounts=args.accounts,
+        names=args.names,
+        workers=args.workers,
+        seed=args.seed,
+        inline_sample=args.inline_sample,
+        settings=Settings.from_env(os.environ),
+    )
+    print(json.dumps(result))
+    return 0

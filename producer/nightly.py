@@ -1,0 +1,155 @@
+"""The nightly run: pre-flight, publish, enqueue (windowed), wait with progress, sweep, aggregate.
+
+Sending is windowed: at most ``window`` accounts are in flight (sent, no outcome yet), which
+bounds the broker's memory for a large book.  If no outcome arrives for ``stall_s`` seconds while
+accounts are still missing, the accounts without an outcome are re-enqueued (the same as
+``taxview sweep``; a duplicate of a task still queued is harmless: outcomes are overwrites and a
+redelivery of a finished account changes nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+import redis
+from celery import Celery
+
+from producer import results_reader as reader
+from producer.aggregate import NightSummary, aggregate
+from producer.book import Book
+from producer.enqueue import (
+    pending_chains,
+    plan_night,
+    publish_market,
+    send_chains,
+    write_manifest,
+)
+from shared.messages import MarketSnapshot
+
+
+class NightStats(msgspec.Struct, kw_only=True):
+    """Timings and counts of one run."""
+
+    accounts: int
+    wall_s: float
+    accounts_per_s: float
+    swept: int
+    progress: reader.Progress
+    redis_peak_mb: float
+
+
+def run_night(
+    *,
+    client: redis.Redis,
+    app: Celery,
+    book: Book,
+    market: MarketSnapshot,
+    ttl_s: int,
+    window: int = 2000,
+    stall_s: float = 300.0,
+    poll_s: float = 0.25,
+    progress_out: TextIO | None = sys.stderr,
+    timeout_s: float | None = None,
+    on_poll: Callable[[reader.Progress], None] | None = None,
+) -> NightStats:
+    """Enqueue the night and wait until every account has an outcome.
+
+    Args:
+        client: the results store.
+        app: the producer's Celery client.
+        book: the book at the previous close.
+        market: the night's market (its ``as_of`` is the night).
+        ttl_s: lifetime of the night's keys.
+        window: accounts in flight at most.
+        stall_s: seconds without progress before missing accounts are re-enqueued.
+        poll_s: progress polling period.
+        progress_out: where the progress line goes (``None``: silent).
+        timeout_s: give up waiting after this long (the aggregator then names what is missing).
+        on_poll: called with each progress sample (tests inject faults here).
+
+    Returns:
+        Counts and timings.
+    """
+    as_of = market.as_of
+    reader.preflight(client)
+    started = time.monotonic()
+    chains = plan_night(book, as_of)
+    publish_market(client, market, ttl_s=ttl_s)
+    expected = write_manifest(client, as_of, chains, ttl_s=ttl_s)
+    queue = pending_chains(client, as_of, chains)
+    sent = sum(len(c) for c in chains) - sum(len(c) for c in queue)
+    position = 0
+    swept = 0
+    last_done, last_change = -1, time.monotonic()
+    while True:
+        prog = reader.progress(client, as_of, expected)
+        while position < len(queue) and sent - prog.done < window:
+            sent += send_chains(app, [queue[position]])
+            position += 1
+        now = time.monotonic()
+        if prog.done != last_done:
+            last_done, last_change = prog.done, now
+        if progress_out is not None:
+            _progress_line(progress_out, prog, now - started)
+        if on_poll is not None:
+            on_poll(prog)
+        if prog.done >= expected:
+            break
+        if timeout_s is not None and now - started > timeout_s:
+            break
+        if position >= len(queue) and now - last_change > stall_s:
+            todo = pending_chains(client, as_of, chains)
+            swept += send_chains(app, todo)
+            last_change = now
+        time.sleep(poll_s)
+    wall = time.monotonic() - started
+    if progress_out is not None:
+        _progress_line(progress_out, prog, wall)
+        progress_out.write("\n")
+        progress_out.flush()
+    return NightStats(
+        accounts=expected,
+        wall_s=wall,
+        accounts_per_s=prog.done / wall if wall > 0 else 0.0,
+        swept=swept,
+        progress=prog,
+        redis_peak_mb=reader.used_memory_mb(client),
+    )
+
+
+def _progress_line(out: TextIO, p: reader.Progress, elapsed: float) -> None:
+    rate = p.done / elapsed if elapsed > 0 else 0.0
+    width = 30
+    filled = int(width * p.done / p.expected) if p.expected else width
+    bar = "#" * filled + "-" * (width - filled)
+    out.write(
+        f"\r[{bar}] {p.done}/{p.expected} done (ok {p.ok + p.relaxed + p.held}, rejected "
+        f"{p.rejected}, failed {p.failed}, retried {p.retried}) {rate:.1f} accounts/s "
+        f"{elapsed:.0f}s"
+    )
+    out.flush()
+
+
+def finish_night(
+    client: redis.Redis,
+    as_of: dt.date,
+    out: Path,
+    *,
+    book: Book | None,
+    allow_partial: bool,
+) -> NightSummary:
+    """Read the night back from the store and aggregate it into ``out``."""
+    return aggregate(
+        as_of,
+        reader.manifest(client, as_of),
+        reader.outcomes(client, as_of),
+        out,
+        book=book,
+        allow_partial=allow_partial,
+    )

@@ -1,0 +1,129 @@
+"""The producer's reads of the results store: manifest, outcomes, progress counts, pre-flight.
+
+Read-only, except nothing: the writes of the producer (market, manifest) live in
+:mod:`producer.enqueue`, the outcome writes in ``worker.results_writer``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from typing import Any
+
+import msgspec
+import redis
+
+from shared import results_keys as keys
+from shared.errors import InputError
+from shared.messages import Outcome
+
+#: maxmemory policies under which Redis never drops our keys.
+SAFE_POLICIES = frozenset({"noeviction"})
+
+
+class ManifestEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One expected account: its household and its place in the household's chain."""
+
+    household: str
+    index: int = 0
+    size: int = 1
+    strategy: str = "direct-index"
+    account_type: str = "taxable"
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts for the progress line."""
+
+    expected: int
+    done: int
+    ok: int
+    relaxed: int
+    held: int
+    rejected: int
+    failed: int
+    retried: int
+
+
+def connect(url: str) -> redis.Redis:
+    """A client of the results store (connects on first command)."""
+    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+
+
+def preflight(client: redis.Redis, *, what: str = "results store") -> None:
+    """Refuse a Redis that may evict our keys or is unreachable.
+
+    Raises:
+        InputError: the server is unreachable, or its ``maxmemory-policy`` evicts keys (set it to
+            ``noeviction``); ``field`` names the setting.
+    """
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+    except redis.exceptions.ConnectionError as exc:
+        raise InputError(f"{what} is unreachable: {exc}", field="TAXVIEW_REDIS_URL") from exc
+    except redis.exceptions.ResponseError as exc:
+        raise InputError(
+            f"{what} refuses CONFIG GET ({exc}); cannot verify that it never evicts keys",
+            field="maxmemory-policy",
+        ) from exc
+    if isinstance(policy, bytes):
+        policy = policy.decode()
+    if policy not in SAFE_POLICIES:
+        raise InputError(
+            f"{what} has maxmemory-policy {policy!r}: it may evict outcomes mid-night; "
+            "set `maxmemory-policy noeviction`",
+            field="maxmemory-policy",
+        )
+
+
+def manifest(client: redis.Redis, as_of: dt.date) -> dict[str, ManifestEntry]:
+    """Expected accounts of the night (empty when the producer never ran)."""
+    raw: Any = client.hgetall(keys.manifest_key(as_of))
+    return {k.decode(): msgspec.json.decode(v, type=ManifestEntry) for k, v in sorted(raw.items())}
+
+
+def outcomes(client: redis.Redis, as_of: dt.date) -> dict[str, Outcome]:
+    """Every stored outcome of the night, by account id (sorted)."""
+    raw: Any = client.hgetall(keys.results_key(as_of))
+    decoder = msgspec.json.Decoder(Outcome)
+    return {k.decode(): decoder.decode(v) for k, v in sorted(raw.items())}
+
+
+def done_accounts(client: redis.Redis, as_of: dt.date) -> set[str]:
+    """Accounts that have an outcome."""
+    raw: Any = client.hkeys(keys.status_key(as_of))
+    return {k.decode() for k in raw}
+
+
+def progress(client: redis.Redis, as_of: dt.date, expected: int) -> Progress:
+    """Counts of outcomes by status and of accounts delivered more than once."""
+    statuses: Any = client.hvals(keys.status_key(as_of))
+    counts = Counter(s.decode() for s in statuses)
+    attempts: Any = client.hvals(keys.attempts_key(as_of))
+    return Progress(
+        expected=expected,
+        done=sum(counts.values()),
+        ok=counts["ok"],
+        relaxed=counts["relaxed"],
+        held=counts["held"],
+        rejected=counts["rejected"],
+        failed=counts["failed"],
+        retried=sum(1 for a in attempts if int(a) > 1),
+    )
+
+
+def attempts(client: redis.Redis, as_of: dt.date) -> dict[str, int]:
+    """Deliveries started per account."""
+    raw: Any = client.hgetall(keys.attempts_key(as_of))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def used_memory_mb(client: redis.Redis) -> float:
+    """Peak memory the server has used (``used_memory_peak``), in MB."""
+    info: Any = client.info("memory")
+    return float(info["used_memory_peak"]) / 1e6
+
+
+def manifest_json(entry: ManifestEntry) -> str:
+    """The stored form of a manifest entry."""
+    return json.dumps(msgspec.to_builtins(entry), sort_keys=True)
