@@ -21,13 +21,15 @@ def weights_from_trades(
     data: ProblemData, sell: FloatArray, buy: FloatArray, cover: FloatArray, short: FloatArray
 ) -> FloatArray:
     """``w = w₀ − A u + β + A_s v − s``, summed lot by lot."""
-    w = np.array(data.w0, dtype=np.float64)
-    np.subtract.at(w, data.lot_name, sell)
+    n = data.n
+    w = np.asarray(data.w0, dtype=np.float64) - np.bincount(
+        data.lot_name, weights=sell, minlength=n
+    )
     w += buy
     if len(data.short_name):
-        np.add.at(w, data.short_name, cover)
+        w += np.bincount(data.short_name, weights=cover, minlength=n)
     w -= short
-    return w
+    return np.asarray(w, dtype=np.float64)
 
 
 def long_short_sides(
@@ -80,14 +82,19 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
     out: list[str] = []
     sym = data.symbols
 
-    def first(mask: np.ndarray, what: str, vals: FloatArray, names: list[str]) -> None:
+    def first(mask: np.ndarray, what: str, vals: FloatArray, kind: str) -> None:
         idx = np.flatnonzero(mask)
         if len(idx):
             i = int(idx[0])
-            out.append(f"{what}: {names[i]} ({vals[i]:.3g}), {len(idx)} in all")
+            if kind == "lot":
+                label = f"lot {i} of {sym[int(data.lot_name[i])]}"
+            elif kind == "short lot":
+                label = f"short lot {i} of {sym[int(data.short_name[i])]}"
+            else:
+                label = sym[i]
+            out.append(f"{what}: {label} ({vals[i]:.3g}), {len(idx)} in all")
 
-    lot_names = [f"lot {j} of {sym[i]}" for j, i in enumerate(data.lot_name)]
-    short_names = [f"short lot {j} of {sym[i]}" for j, i in enumerate(data.short_name)]
+    lot_names, short_names, names = "lot", "short lot", "name"
     shapes = {
         "sell": (sol.sell, len(data.lot_name)),
         "buy": (sol.buy, data.n),
@@ -103,10 +110,10 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
     first(sol.sell < -tol, "sell < 0", sol.sell, lot_names)
     first(sol.sell > data.lot_w + tol, "sell > lot", sol.sell, lot_names)
     first(~data.lot_sellable & (sol.sell > tol), "sold an unsellable lot", sol.sell, lot_names)
-    first(sol.buy < -tol, "buy < 0", sol.buy, list(sym))
-    first(~data.buy_allowed & (sol.buy > tol), "bought a blocked name", sol.buy, list(sym))
-    first(sol.short < -tol, "new short < 0", sol.short, list(sym))
-    first(~data.short_allowed & (sol.short > tol), "shorted a blocked name", sol.short, list(sym))
+    first(sol.buy < -tol, "buy < 0", sol.buy, names)
+    first(~data.buy_allowed & (sol.buy > tol), "bought a blocked name", sol.buy, names)
+    first(sol.short < -tol, "new short < 0", sol.short, names)
+    first(~data.short_allowed & (sol.short > tol), "shorted a blocked name", sol.short, names)
     if len(data.short_name):
         first(sol.cover < -tol, "cover < 0", sol.cover, short_names)
         first(sol.cover > data.short_w + tol, "cover > short lot", sol.cover, short_names)
@@ -119,9 +126,9 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
 
     # Weights: consistent with the trades, within the name bounds.
     w = weights_from_trades(data, sol.sell, sol.buy, sol.cover, sol.short)
-    first(np.abs(w - sol.w) > tol, "w inconsistent with trades", sol.w, list(sym))
-    first(w > data.max_w + tol, "w > max_w", w, list(sym))
-    first(w < data.min_w - tol, "w < min_w", w, list(sym))
+    first(np.abs(w - sol.w) > tol, "w inconsistent with trades", sol.w, names)
+    first(w > data.max_w + tol, "w > max_w", w, names)
+    first(w < data.min_w - tol, "w < min_w", w, names)
 
     # Budget and cash.
     cash = data.net_w - float(w.sum())

@@ -219,6 +219,15 @@ class ConicBuilder:
         block, the lots of one name).
         """
         w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (expr.m,))
+        self._const += float(expr.const @ (w * expr.const))
+        if len(expr.rows) == expr.m and np.array_equal(expr.rows, np.arange(expr.m)):
+            # One variable per row (a variable block): P is diagonal, no sparse product.
+            self._p_rows.append(expr.cols)
+            self._p_cols.append(expr.cols)
+            self._p_vals.append(2.0 * w * expr.vals * expr.vals)
+            self._q_cols.append(expr.cols)
+            self._q_vals.append(2.0 * w * expr.vals * expr.const)
+            return
         # ½xᵀPx with P = 2·MᵀWM; q += 2·MᵀWc; const += cᵀWc.
         M = expr.to_csr(self.n)
         MtW = (M.T @ sp.diags_array(w)).tocsr()
@@ -230,7 +239,6 @@ class ConicBuilder:
         nzq = np.flatnonzero(lin)
         self._q_cols.append(nzq.astype(np.int64))
         self._q_vals.append(2.0 * lin[nzq])
-        self._const += float(expr.const @ (w * expr.const))
 
     def add_quadratic_form(self, expr: Affine, Q: FloatArray) -> None:
         """Objective ``+= exprᵀ Q expr`` for a small dense PSD ``Q`` and an ``expr`` that is a

@@ -136,7 +136,9 @@ class Solution:
     solver: str
     status: str
     iterations: int
+    #: The producing solver's own time (Clarabel's ``solve_time``: its setup and iterations).
     solver_ms: float
+    #: Everything else ``solve()`` spent: validation, assembly, extraction, the check.
     setup_ms: float
     #: Every solve attempt in order, e.g. ``("clarabel: MaxIterations", "clarabel-safe: Solved")``;
     #: the last one produced the trades (its name is ``solver``).
