@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -77,8 +77,8 @@ class MarketHistory:
     factor_names: tuple[str, ...]
     risk_source: RiskSource | None = None
     benchmark: str = "synthetic"
-    _index: dict[dt.date, int] = field(default_factory=dict, repr=False)
-    _risk_cache: dict[int, RiskModel] = field(default_factory=dict, repr=False)
+    _index: dict[dt.date, int] = field(init=False, repr=False)
+    _risk_cache: dict[int, RiskModel] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         T, n = len(self.dates), len(self.symbols)
@@ -111,7 +111,12 @@ class MarketHistory:
                 f"{self.symbols[i]} has benchmark weight on {self.dates[t]} but no price",
                 field="benchmark_weights",
             )
-        self._index.update({d: t for t, d in enumerate(self.dates)})
+        object.__setattr__(self, "_index", {d: t for t, d in enumerate(self.dates)})
+        object.__setattr__(self, "_risk_cache", {})
+
+    def with_risk_source(self, source: RiskSource | None) -> MarketHistory:
+        """The same data with another risk source (``None``: estimate from trailing returns)."""
+        return replace(self, risk_source=source)
 
     # ---------------------------------------------------------------- lookups
 
