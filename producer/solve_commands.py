@@ -75,6 +75,12 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
     b.add_argument("--accounts", type=_positive_int, default=20)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--warmup", type=int, default=1, help="untimed rebalances first (default 1)")
+    b.add_argument(
+        "--fresh",
+        action="store_true",
+        help="freshly transferred-in books (every drawn loss kept; the first rebalance harvests "
+        "hundreds of lots) instead of steady-state books",
+    )
     b.set_defaults(func=cmd_bench_solve)
 
 
@@ -154,6 +160,7 @@ def _as_of(value: Any) -> dt.date:
 def cmd_example_request(args: argparse.Namespace) -> int:
     """Write an example request (stdout or ``--out``)."""
     import msgspec
+
     from shared.examples import example_request
 
     request = example_request(
@@ -192,7 +199,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) -> dict[str, Any]:
+def bench_solve(
+    *, names: int, accounts: int, seed: int = 0, warmup: int = 1, fresh: bool = False
+) -> dict[str, Any]:
     """Time whole rebalances of ``accounts`` synthetic accounts on one ``names``-name universe.
 
     Every account is a different book (:func:`shared.examples.synthetic_book`) on the same
@@ -207,12 +216,14 @@ def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) ->
     import time
 
     import numpy as np
-    from shared.examples import DEFAULT_AS_OF, synthetic_book
 
+    from shared.examples import DEFAULT_AS_OF, synthetic_book
     from shared.messages import RebalanceRequest
     from shared.rebalance import rebalance
 
-    market, book = synthetic_book(accounts=accounts, names=names, seed=seed, as_of=DEFAULT_AS_OF)
+    market, book = synthetic_book(
+        accounts=accounts, names=names, seed=seed, as_of=DEFAULT_AS_OF, steady_state=not fresh
+    )
     requests = [
         RebalanceRequest(as_of=market.as_of, account=spec, ledger=state, market=market)
         for spec, state in book
@@ -222,6 +233,7 @@ def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) ->
     total_ms: list[float] = []
     solver_ms: list[float] = []
     lots: list[int] = []
+    trades: list[int] = []
     statuses: dict[str, int] = {}
     for request in requests:
         t0 = time.perf_counter()
@@ -231,6 +243,7 @@ def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) ->
         aid = request.account.account_id
         lots.append(sum(1 for lot in request.ledger.lots if lot.account == aid))
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        trades.append(len(outcome.trades))
     total = np.asarray(total_ms)
     solver = np.asarray(solver_ms)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -246,6 +259,8 @@ def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) ->
         "ratio_p50": round(
             float(np.percentile(total, 50) / max(np.percentile(solver, 50), 1e-9)), 3
         ),
+        "trades_p50": float(np.percentile(trades, 50)),
+        "book": "fresh" if fresh else "steady-state",
         "statuses": statuses,
     }
 
@@ -253,7 +268,11 @@ def bench_solve(*, names: int, accounts: int, seed: int = 0, warmup: int = 1) ->
 def cmd_bench_solve(args: argparse.Namespace) -> int:
     """Print :func:`bench_solve` as one JSON line."""
     result = bench_solve(
-        names=args.names, accounts=args.accounts, seed=args.seed, warmup=args.warmup
+        names=args.names,
+        accounts=args.accounts,
+        seed=args.seed,
+        warmup=args.warmup,
+        fresh=args.fresh,
     )
     print(json.dumps(result))
     return 0

@@ -39,6 +39,12 @@ TILT_FACTORS = ("quality", "momentum", "value", "low_vol", "lowvol", "low-vol")
 
 _CENT = Decimal("0.01")
 
+#: Steady-state books: the largest loss (fraction of price) left on a lot older than 30 days.
+STEADY_STATE_MAX_LOSS = 0.01
+
+#: Steady-state books: share of lots carrying a fresh, harvestable dip.
+STEADY_STATE_FRESH_DIP = 0.03
+
 
 def _market_history(names: int, seed: int, as_of: dt.date) -> object:
     from shared.synthetic import synthetic_market
@@ -211,7 +217,15 @@ def example_request(
         ledger.apply(txn)
     state = ledger.state(as_of)
     cash = max(book.cash[acct], Decimal(0)).quantize(_CENT)
-    spec = _account_spec(strategy, acct, household, cash, rng, snapshot, state)
+    spec = _account_spec(
+        strategy,
+        acct=acct,
+        household=household,
+        cash=cash,
+        rng=rng,
+        snapshot=snapshot,
+        state=state,
+    )
     return RebalanceRequest(
         as_of=as_of,
         account=spec,
@@ -300,6 +314,7 @@ def _recent_trades(
 
 def _account_spec(
     strategy: Strategy,
+    *,
     acct: str,
     household: str,
     cash: Decimal,
@@ -354,7 +369,7 @@ def _account_spec(
 
 
 def synthetic_book(
-    *, accounts: int, names: int, seed: int, as_of: dt.date
+    *, accounts: int, names: int, seed: int, as_of: dt.date, steady_state: bool = True
 ) -> tuple[MarketSnapshot, list[tuple[AccountSpec, LedgerState]]]:
     """Many accounts on one universe, generated directly (no ledger replay).
 
@@ -363,6 +378,12 @@ def synthetic_book(
     (a recent loss sale and a recent purchase in about half of them).  Each taxable account
     holds ~90% of the names in ~4 lots each, bought over the last three years at prices drawn
     around today's (so gains and losses, short- and long-term terms all occur).
+
+    With ``steady_state`` (the default) the book looks like one that taxview has managed every
+    night: losses older than the wash window that were worth harvesting are gone (capped at
+    :data:`STEADY_STATE_MAX_LOSS`) except for :data:`STEADY_STATE_FRESH_DIP` of the lots (today's
+    dips).  ``steady_state=False`` keeps every drawn loss: a freshly transferred-in book, whose
+    first rebalance harvests hundreds of lots.
 
     Args:
         accounts: number of accounts.
@@ -396,7 +417,19 @@ def synthetic_book(
             aid = f"A{seed:03d}-{made + m:06d}"
             atype: AccountType = "taxable" if m == 0 or rng.random() < 0.5 else "ira"
             members.append((aid, atype))
-            lots.extend(_account_lots(rng, aid, atype, prices, w_b, symbols, days, n))
+            lots.extend(
+                _account_lots(
+                    rng,
+                    aid=aid,
+                    atype=atype,
+                    prices=prices,
+                    w_b=w_b,
+                    symbols=symbols,
+                    days=days,
+                    n=n,
+                    steady_state=steady_state,
+                )
+            )
         pending, recent = _window_memory(rng, members, lots, prices, symbols, days)
         state = LedgerState(
             as_of=as_of,
@@ -437,6 +470,7 @@ def _account_values(lots: list[Lot], prices: FloatArray, index: dict[str, int]) 
 
 def _account_lots(
     rng: np.random.Generator,
+    *,
     aid: str,
     atype: AccountType,
     prices: FloatArray,
@@ -444,6 +478,7 @@ def _account_lots(
     symbols: list[str],
     days: list[dt.date],
     n: int,
+    steady_state: bool,
 ) -> list[Lot]:
     value = float(rng.uniform(2e5, 5e6))
     held = rng.random(n) < (0.9 if atype == "taxable" else 0.3)
@@ -460,6 +495,12 @@ def _account_lots(
     years = age / 365.25
     # Basis around today's price: a drift of ~8%/yr with 30% annual volatility.
     basis_ps = prices[name] * np.exp(-0.08 * years + 0.3 * np.sqrt(years) * rng.standard_normal(L))
+    if steady_state:
+        p = prices[name]
+        old = age > 30
+        keep = rng.random(L) < STEADY_STATE_FRESH_DIP
+        cap = p * (1 + STEADY_STATE_MAX_LOSS * rng.random(L))
+        basis_ps = np.where(old & ~keep, np.minimum(basis_ps, cap), basis_ps)
     cents = np.round(basis_ps * qty * 100).astype(np.int64)
     return [
         Lot(

@@ -46,12 +46,14 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 
 from shared.errors import Infeasible, InputError, SolverFailed
 from shared.messages import (
     AccountSpec,
     FactorExposure,
+    LedgerState,
     Lot,
     MarketSnapshot,
     RealizedSlice,
@@ -387,7 +389,9 @@ def validate_request(request: RebalanceRequest) -> MarketArrays:
     identical_groups(acct.identical, account=aid, field="account.identical")
     identical_groups(request.ledger.identical, account=aid, field="ledger.identical")
     for i, lot in enumerate(request.ledger.lots):
-        _validate_lot(lot, i, request, market)
+        # Other accounts' older lots never reach the solve or the ledger (see reduced_state).
+        if lot.account == aid or (request.as_of - lot.trade_date).days <= WINDOW_DAYS:
+            _validate_lot(lot, i, request, market)
     return market
 
 
@@ -603,13 +607,53 @@ def _long_term_fn(as_of: dt.date) -> Callable[[dt.date], bool]:
     return long_term
 
 
-def _context(request: RebalanceRequest, market: MarketArrays) -> tuple[_Context, Any]:
+#: Other accounts' lots older than this (calendar days) cannot be replacement shares for a
+#: loss sale today nor be washed by a buy today (IRC §1091(a): 30 days before or after).
+WINDOW_DAYS = 30
+
+
+def reduced_state(
+    request: RebalanceRequest, groups: list[frozenset[str]], symbols: Iterable[str] | None
+) -> LedgerState:
+    """The household ledger state reduced to what one account's rebalance can touch.
+
+    Kept: every lot bought in the last :data:`WINDOW_DAYS` days in any account of the household
+    (possible replacement shares, IRC §1091(a)), all pending losses and recent purchases, and
+    the account's own lots of the substantially identical groups that matter: those of
+    ``symbols`` (the names a ticket trades) plus those with a lot in the window (whose loss lots
+    the window restricts).  ``symbols=None`` keeps only the latter (enough for the
+    restrictions).  Every other lot can neither wash nor be washed by today's trades of this
+    account, so the restrictions and the wash check are those of the whole household, at a
+    fraction of the cost.  The merged identical groups (account and household) go into the
+    state so the ledger sees both.
+    """
+    state = request.ledger
+    aid = request.account.account_id
+    as_of = request.as_of
+    key = {sym: min(g) for g in groups for sym in g}
+    recent = [lot for lot in state.lots if (as_of - lot.trade_date).days <= WINDOW_DAYS]
+    wanted = {key.get(lot.symbol, lot.symbol) for lot in recent}
+    wanted |= {key.get(p.symbol, p.symbol) for p in state.recent_purchases}
+    if symbols is not None:
+        wanted |= {key.get(sym, sym) for sym in symbols}
+    lots = [
+        lot
+        for lot in state.lots
+        if (as_of - lot.trade_date).days <= WINDOW_DAYS
+        or (lot.account == aid and key.get(lot.symbol, lot.symbol) in wanted)
+    ]
+    return msgspec.structs.replace(state, lots=lots, identical=[sorted(g) for g in groups])
+
+
+def _context(request: RebalanceRequest, market: MarketArrays) -> _Context:
     from shared.ledger import Ledger
 
     acct = request.account
     aid = acct.account_id
-    ledger = Ledger.from_state(request.ledger)
-    restrictions = ledger.restrictions(request.as_of)
+    groups = identical_groups(acct.identical, request.ledger.identical, account=aid)
+    restrictions = Ledger.from_state(reduced_state(request, groups, None)).restrictions(
+        request.as_of
+    )
     no_buy: dict[str, str] = dict(restrictions.no_buy)
     no_short: dict[str, str] = dict(restrictions.no_short)
     blocked_ids = {lot_id for (a, lot_id) in restrictions.no_loss_sale_lots if a == aid}
@@ -654,7 +698,6 @@ def _context(request: RebalanceRequest, market: MarketArrays) -> tuple[_Context,
     for sym in acct.exclusions:
         if sym in market.index:
             excluded[market.index[sym]] = True
-    groups = identical_groups(acct.identical, request.ledger.identical, account=aid)
     group = np.arange(n, dtype=np.int64)
     for members in groups:
         ids = [market.index[s] for s in members if s in market.index]
@@ -692,7 +735,7 @@ def _context(request: RebalanceRequest, market: MarketArrays) -> tuple[_Context,
         groups=groups,
         base=base,
     )
-    return ctx, ledger
+    return ctx
 
 
 def _tax_per_weight(
@@ -1275,16 +1318,19 @@ class _Checked:
     offending: set[str]  # symbols whose wash sale was not forced by an exclusion
 
 
-def _wash_check(ctx: _Context, ledger: Any, trades: list[Trade]) -> _Checked:
-    """Run the trades through a copy of the household ledger (the source of truth for IRC §1091,
-    IRS Pub. 550) and collect the realized slices and every wash sale they create.
+def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
+    """Run the trades through the household ledger (the source of truth for IRC §1091, IRS
+    Pub. 550; built from :func:`reduced_state`) and collect the realized slices and every wash
+    sale they create.
 
     A wash sale created here is a new loss-to-replacement match: a loss sale of this ticket
     matched with a purchase in the window (ours or the household's), or a buy of this ticket
     matched with a loss sale of the last 30 days.
     """
+    from shared.ledger import Ledger
+
     acct = ctx.request.account
-    book = ledger.copy()
+    book = Ledger.from_state(reduced_state(ctx.request, ctx.groups, {t.symbol for t in trades}))
     matches_before = len(book.wash_matches)
     txns = _transactions(ctx.request, trades, acct.account_type)
     for txn in txns:
@@ -1379,7 +1425,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     t0 = time.perf_counter()
     solve_fn = solve or _default_solve
     market = validate_request(request)
-    ctx, ledger = _context(request, market)
+    ctx = _context(request, market)
     n = len(market.symbols)
     locked = np.zeros(n, dtype=np.bool_)
     log = _SolveLog()
@@ -1402,7 +1448,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         conflict = _loss_sale_and_buy(ctx, orders)
         w, cash_w = _final_weights(ctx, orders)
         trades = _trades(ctx, orders, w)
-        checked = _wash_check(ctx, ledger, trades)
+        checked = _wash_check(ctx, trades)
         if not conflict.any() and not checked.offending:
             break
         if _round == MAX_FIX_ROUNDS:
