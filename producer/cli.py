@@ -15,7 +15,11 @@ from collections.abc import Sequence
 from shared.errors import TaxviewError
 
 #: Modules that contribute subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("producer.realized", "producer.fleet_commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "producer.realized",
+    "producer.fleet_commands",
+    "producer.solve_commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
