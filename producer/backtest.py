@@ -478,8 +478,7 @@ class OptimizerPolicy:
         self.solve_ms: list[float] = []
         self.te_ex_ante: list[float] = []
         self.exposure_dates: list[dt.date] = []
-        self.exposure_names: list[str] = []
-        self.exposures: list[list[float]] = []
+        self.exposure_rows: list[dict[str, float]] = []
         self.targets: dict[str, float] = {}
         self.wash_issues = 0
         self.reasons: Counter[str] = Counter()
@@ -509,12 +508,7 @@ class OptimizerPolicy:
             self.relaxations[r] += 1
         self.wash_issues += len(outcome.wash_sale_issues)
         self.te_ex_ante.append(outcome.te_ex_ante)
-        if not self.exposure_names:
-            self.exposure_names = [e.factor for e in outcome.factor_exposures]
-        by_name = {e.factor: e for e in outcome.factor_exposures}
-        self.exposures.append(
-            [by_name[f].active if f in by_name else math.nan for f in self.exposure_names]
-        )
+        self.exposure_rows.append({e.factor: e.active for e in outcome.factor_exposures})
         for e in outcome.factor_exposures:
             if e.target_min is not None:
                 self.targets[e.factor] = e.target_min
@@ -522,6 +516,18 @@ class OptimizerPolicy:
         for trade in outcome.trades:
             self.reasons[trade.reason] += 1
             self.tickets.offer(day, trade)
+
+    def exposure_matrix(self) -> tuple[list[str], FloatArray]:
+        """Active exposures per rebalance day: (factor names, days × factors; NaN if absent)."""
+        names: list[str] = []
+        for row in self.exposure_rows:
+            names += [f for f in row if f not in names]
+        out = np.full((len(self.exposure_rows), len(names)), np.nan)
+        for k, row in enumerate(self.exposure_rows):
+            for j, f in enumerate(names):
+                if f in row:
+                    out[k, j] = row[f]
+        return names, out
 
     def report(self) -> dict[str, Any]:
         """Diagnostics for ``summary.json``."""

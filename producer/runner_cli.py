@@ -1,0 +1,321 @@
+"""``taxview-runner``: the daily after-tax backtest (DESIGN.md §5).
+
+Writes ``OUT/nav.csv``, ``OUT/summary.json``, ``OUT/nav.png`` and ``OUT/report.html`` (plus
+``OUT/tradeoff.png`` with ``--baselines`` or ``--sweep``, and ``OUT/risk.png``).  User errors
+(bad dates, unknown universe, bad data) print one line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import sys
+import time
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from shared.errors import TaxviewError
+
+PROG = "taxview-runner"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _money(text: str) -> Decimal:
+    try:
+        value = Decimal(text.replace(",", "").replace("_", ""))
+    except InvalidOperation as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount") from exc
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive amount")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if math.isnan(value) or not 0.0 <= value < 10.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return value
+
+
+def _tilt(text: str) -> tuple[str, float]:
+    name, sep, sigmas = text.partition(":")
+    try:
+        value = float(sigmas)
+    except ValueError:
+        value = float("nan")
+    if not sep or not name or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FACTOR:SIGMAS, e.g. quality:0.3")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``taxview-runner`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Replay the nightly tax-aware rebalance day by day (NYSE sessions) and report "
+            "after-tax NAV against the benchmark: nav.csv, summary.json, nav.png, report.html."
+        ),
+    )
+    p.add_argument("--start", type=_date, required=True, help="first day (YYYY-MM-DD)")
+    p.add_argument("--end", type=_date, required=True, help="last day (YYYY-MM-DD)")
+    p.add_argument(
+        "--strategy",
+        choices=("direct-index", "long-short", "market-neutral"),
+        default="direct-index",
+        help="strategy of the account (default direct-index)",
+    )
+    p.add_argument(
+        "--universe",
+        default="synthetic:500",
+        help="synthetic:N (deterministic from --seed), sp500-sample (bundled with skfolio: "
+        "the 'data' extra), or a market-data directory (docs/formats.md); default synthetic:500",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic market (default 0)")
+    p.add_argument(
+        "--capital", type=_money, default=Decimal(1_000_000), help="starting cash, USD (1000000)"
+    )
+    p.add_argument(
+        "--te-budget", type=_fraction, default=0.02, help="annualised ex-ante TE cap (0.02 = 2%%)"
+    )
+    p.add_argument("--lambda-tax", type=_fraction, default=1.0, help="weight of the tax term (1)")
+    p.add_argument(
+        "--tilt",
+        type=_tilt,
+        action="append",
+        default=[],
+        metavar="FACTOR:SIGMAS",
+        help="minimum active exposure to a factor, in standardised units (repeatable)",
+    )
+    p.add_argument(
+        "--exclude", action="append", default=[], metavar="SYMBOL", help="never hold SYMBOL"
+    )
+    p.add_argument(
+        "--max-weight",
+        type=_fraction,
+        default=None,
+        help="single-name cap (default max(10%%, 1.25 × largest benchmark weight))",
+    )
+    p.add_argument(
+        "--rebalance",
+        choices=("daily", "weekly", "monthly"),
+        default="daily",
+        help="how often the account rebalances (every session is marked to market)",
+    )
+    p.add_argument(
+        "--tax-netting",
+        choices=("daily", "annual"),
+        default="daily",
+        help="daily: each day's ST/LT gains taxed and losses credited at the rates (default); "
+        "annual: Schedule D netting, $3,000 ordinary offset, carry-forward "
+        "(IRC §1211(b), §1212(b))",
+    )
+    p.add_argument("--st-rate", type=_fraction, default=0.37, help="short-term rate (0.37)")
+    p.add_argument("--lt-rate", type=_fraction, default=0.20, help="long-term rate (0.20)")
+    p.add_argument("--niit", type=_fraction, default=0.038, help="NIIT added to both (0.038)")
+    p.add_argument(
+        "--cost-bps", type=_fraction, default=0.0, help="trading cost charged on fills, bps (0)"
+    )
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also run hold-the-index and the threshold harvester and compare on tax alpha vs TE",
+    )
+    p.add_argument(
+        "--harvest-threshold",
+        type=_fraction,
+        default=0.10,
+        help="threshold harvester: sell lots down more than this fraction (0.10)",
+    )
+    p.add_argument(
+        "--sweep",
+        default=None,
+        metavar="PARAM=a,b,c",
+        help="frontier: lambda_tax=a,b,c or te_budget=a,b,c (one optimizer run per value)",
+    )
+    p.add_argument("--out", type=Path, default=Path("runner-out"), help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from producer.backtest import BacktestConfig
+    from shared.messages import FactorTilt, TaxRates
+
+    return BacktestConfig(
+        start=args.start,
+        end=args.end,
+        strategy=args.strategy,
+        universe=args.universe,
+        seed=args.seed,
+        capital_usd=args.capital,
+        te_budget=args.te_budget,
+        lambda_tax=args.lambda_tax,
+        tilts=tuple(FactorTilt(factor=f, min_exposure=s) for f, s in args.tilt),
+        exclusions=tuple(args.exclude),
+        max_weight=args.max_weight,
+        rebalance=args.rebalance,
+        tax_netting=args.tax_netting,
+        rates=TaxRates(short_term=args.st_rate, long_term=args.lt_rate, niit=args.niit),
+        trading_cost_bps=args.cost_bps,
+        harvest_threshold=args.harvest_threshold,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the backtest described by ``args`` and write the outputs.
+
+    Raises:
+        TaxviewError: bad input (dates, universe, data, settings).
+    """
+    from producer import reports
+    from producer.backtest import (
+        OptimizerPolicy,
+        compare_at_equal_te,
+        parse_sweep,
+        simulate,
+        summarize,
+        sweep,
+    )
+    from producer.baselines import HoldIndexPolicy, ThresholdHarvestPolicy
+    from producer.datasets import load_universe
+
+    started = time.perf_counter()
+    progress = not args.quiet
+    config = _config(args)
+    sweep_spec = parse_sweep(args.sweep) if args.sweep else None
+    market, reference = load_universe(
+        config.universe, start=config.start, end=config.end, seed=config.seed
+    )
+    load_seconds = time.perf_counter() - started
+
+    policy = OptimizerPolicy(config)
+    main = simulate(market, policy, config, progress=progress)
+    used = main.config or config
+    opt = summarize(main, used)
+    solvers = opt.get("diagnostics", {}).get("solvers", {})
+    solver = max(solvers, key=solvers.get) if solvers else "none"
+
+    baselines: dict[str, Any] = {}
+    if args.baselines:
+        for base in (HoldIndexPolicy(), ThresholdHarvestPolicy(config.harvest_threshold)):
+            baselines[base.name] = summarize(simulate(market, base, used, progress=progress), used)
+    frontier: list[dict[str, Any]] = []
+    if sweep_spec is not None:
+        frontier = sweep(market, used, sweep_spec[0], sweep_spec[1], progress=progress)
+
+    comparison: dict[str, Any] = {}
+    if "threshold-harvest" in baselines:
+        h = baselines["threshold-harvest"]
+        pts = [(opt["realized_te"], opt["annual_tax_alpha"])]
+        pts += [(p["realized_te"], p["annual_tax_alpha"]) for p in frontier]
+        comparison = compare_at_equal_te(pts, (h["realized_te"], h["annual_tax_alpha"]))
+
+    seconds = time.perf_counter() - started
+    contract = (
+        "annual_tax_alpha",
+        "realized_te",
+        "pre_tax_active_return",
+        "harvested_losses",
+        "turnover",
+        "wash_sales_created",
+        "rebalances",
+    )
+    summary: dict[str, Any] = {k: opt[k] for k in contract}
+    summary["seconds"] = seconds
+    summary["seconds_optimizer_run"] = opt["seconds"]
+    summary["seconds_market_load"] = load_seconds
+    summary["te_budget"] = used.te_budget
+    summary["solver"] = solver
+    summary["window"] = {
+        "start": main.dates[0].isoformat(),
+        "end": main.dates[-1].isoformat(),
+        "sessions": len(main.dates),
+    }
+    summary["settings"] = used.settings()
+    summary["optimizer"] = opt
+    if reference is not None:
+        ref = reference[-len(main.dates) :]
+        summary["reference_index_return"] = float(ref[-1] / ref[0] - 1.0)
+    if baselines:
+        summary["baselines"] = baselines
+    if frontier:
+        summary["frontier"] = frontier
+    if comparison:
+        summary["comparison"] = comparison
+
+    out: Path = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TaxviewError(f"cannot create --out {out}: {exc.strerror}") from exc
+    title = reports.chart_title(used.strategy, main.dates[0], main.dates[-1], solver)
+    reports.write_nav_csv(out / "nav.csv", main)
+    reports.write_summary(out / "summary.json", summary)
+    reports.save_nav_png(out / "nav.png", main, title)
+    tradeoff = None
+    if baselines or frontier:
+        pts = [{"label": "optimizer", **opt}] + [
+            {"label": name, **block} for name, block in baselines.items()
+        ]
+        tradeoff = reports.tradeoff_figure(
+            pts, f"Tax alpha vs realized TE · {title}", frontier=frontier
+        )
+        reports.save_figure(out / "tradeoff.png", tradeoff)
+        tradeoff = reports.tradeoff_figure(
+            pts, f"Tax alpha vs realized TE · {title}", frontier=frontier
+        )
+    names, exposures = policy.exposure_matrix()
+    risk = None
+    if names:
+        risk = reports.risk_panel_figure(policy.exposure_dates, names, exposures, policy.targets)
+        reports.save_figure(out / "risk.png", risk)
+        risk = reports.risk_panel_figure(policy.exposure_dates, names, exposures, policy.targets)
+    reports.write_report_html(
+        out / "report.html",
+        title=title,
+        summary=summary,
+        nav_fig=reports.nav_figure(main, title),
+        risk_fig=risk,
+        tradeoff_fig=tradeoff,
+        tickets=policy.tickets.tickets,
+    )
+    line = (
+        f"{title}: tax alpha {opt['annual_tax_alpha']:+.2%}/y, realized TE "
+        f"{opt['realized_te']:.2%} (budget {used.te_budget:.2%}), wash sales "
+        f"{opt['wash_sales_created']}, {opt['rebalances']} rebalances, {seconds:.1f}s → {out}"
+    )
+    print(line)
+    if comparison:
+        print(comparison["verdict"])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``taxview-runner`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except TaxviewError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
