@@ -189,7 +189,7 @@ class WashRestrictions:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Lot:
     """An open (sub-)lot.  Splits of one purchase share ``lot_id``.
 
@@ -210,12 +210,15 @@ class _Lot:
     used: bool
     seq: int
     txn: str = ""
+    #: Order among the splits of one purchase: a carved-off part takes the current position
+    #: and the remainder moves one step later, so (seq, sub) order is creation order.
+    sub: int = 0
 
     def clone(self) -> _Lot:
         return replace(self)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Pending:
     """A taxable loss slice inside its 30-day window with shares not yet matched."""
 
@@ -420,22 +423,25 @@ class Ledger:
         """
         lots: list[Lot] = []
         recent: list[RecentPurchase] = []
-        for key in sorted(self._lots):
-            for lot in self._lots[key]:
-                lots.append(self._lot_out(lot))
-                if not lot.used and 0 <= (as_of - lot.trade_date).days <= WASH_WINDOW_DAYS:
-                    recent.append(
-                        RecentPurchase(
-                            txn=lot.txn,
-                            account=lot.account,
-                            account_type=lot.account_type,
-                            symbol=lot.symbol,
-                            lot_id=lot.lot_id,
-                            date=lot.trade_date,
-                            quantity=lot.quantity,
-                            short=lot.short,
-                        )
+        # In creation order, so a resumed ledger orders same-day lots exactly as this one.
+        ordered = sorted(
+            (lot for group in self._lots.values() for lot in group), key=lambda x: (x.seq, x.sub)
+        )
+        for lot in ordered:
+            lots.append(self._lot_out(lot))
+            if not lot.used and 0 <= (as_of - lot.trade_date).days <= WASH_WINDOW_DAYS:
+                recent.append(
+                    RecentPurchase(
+                        txn=lot.txn,
+                        account=lot.account,
+                        account_type=lot.account_type,
+                        symbol=lot.symbol,
+                        lot_id=lot.lot_id,
+                        date=lot.trade_date,
+                        quantity=lot.quantity,
+                        short=lot.short,
                     )
+                )
         pending = [
             PendingLoss(
                 txn=p.txn,
@@ -449,8 +455,9 @@ class Ledger:
                 acquired=p.acquired,
                 short=p.short,
             )
-            for group in sorted(self._pending)
-            for p in self._pending[group]
+            for p in sorted(
+                (p for group in self._pending.values() for p in group), key=lambda x: x.seq
+            )
             if p.unmatched > 0 and 0 <= (as_of - p.date_sold).days <= WASH_WINDOW_DAYS
         ]
         return LedgerState(
@@ -731,7 +738,8 @@ class Ledger:
         ``lot_id``, pro-rata basis rounded to the cent, the remainder staying on ``lot``)."""
         basis = _share(lot.basis, quantity, lot.quantity)
         adj = _share(lot.wash_adj, quantity, lot.quantity)
-        part = replace(lot, quantity=quantity, basis=basis, wash_adj=adj, seq=self._next_seq())
+        part = replace(lot, quantity=quantity, basis=basis, wash_adj=adj)
+        lot.sub += 1
         lot.quantity -= quantity
         lot.basis -= basis
         lot.wash_adj -= adj
@@ -943,7 +951,7 @@ class Ledger:
             and (pending.short or not lot.short)
             and not _same_purchase(lot, sold)
         ]
-        candidates.sort(key=lambda x: (x.trade_date, x.seq))
+        candidates.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
         for lot in candidates:
             if pending.unmatched <= 0:
                 break
@@ -1035,10 +1043,10 @@ class Ledger:
             )
 
 
-def _fifo_key(lot: _Lot) -> tuple[dt.date, dt.date, int]:
+def _fifo_key(lot: _Lot) -> tuple[dt.date, dt.date, int, int]:
     """First in, first out (Treas. Reg. §1.1012-1(c)(1)): by purchase date; within one purchase
     split by a wash sale, the replacement part with the tacked (earlier) holding period first."""
-    return (lot.trade_date, lot.acquired, lot.seq)
+    return (lot.trade_date, lot.acquired, lot.seq, lot.sub)
 
 
 def _same_purchase(a: _Lot, b: _Lot) -> bool:

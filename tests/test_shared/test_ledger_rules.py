@@ -1,0 +1,502 @@
+"""Table tests of the ledger's tax rules, built from IRS Pub. 550 examples and IRC §1091/§1222/
+§1223/§1233.  Each test states the rule it checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+
+import pytest
+
+from shared.errors import InputError, LedgerError
+from shared.ledger import Ledger, is_long_term, long_term_from
+from shared.messages import Transaction
+
+D = Decimal
+_ids = itertools.count(1)
+
+
+def tx(
+    date: str,
+    side: str,
+    qty: str,
+    price: str,
+    *,
+    sym: str = "X",
+    acct: str = "A",
+    kind: str = "taxable",
+    lot: str = "",
+    tid: str | None = None,
+) -> Transaction:
+    return Transaction(
+        id=tid or f"r{next(_ids)}",
+        date=dt.date.fromisoformat(date),
+        account=acct,
+        account_type=kind,  # type: ignore[arg-type]
+        symbol=sym,
+        side=side,  # type: ignore[arg-type]
+        quantity=D(qty),
+        price=D(price),
+        lot_id=lot,
+    )
+
+
+def d(s: str) -> dt.date:
+    return dt.date.fromisoformat(s)
+
+
+# ------------------------------------------------------------------ holding period (§1222, §1223)
+
+
+@pytest.mark.parametrize(
+    ("acquired", "sold", "long"),
+    [
+        # IRS Pub. 550: bought Feb 5, sold Feb 5 next year → not more than one year.
+        ("2020-02-05", "2021-02-05", False),
+        ("2020-02-05", "2021-02-06", True),
+        # Last day of a month: long-term from the 1st of the 13th month (Rev. Rul. 66-7).
+        ("2023-02-28", "2024-02-29", False),
+        ("2023-02-28", "2024-03-01", True),
+        # Bought on a leap day: the anniversary does not exist, long-term from Mar 1.
+        ("2024-02-29", "2025-02-28", False),
+        ("2024-02-29", "2025-03-01", True),
+        ("2024-02-28", "2025-02-28", False),
+        ("2024-02-28", "2025-03-01", True),
+        ("2025-01-31", "2026-01-31", False),
+        ("2025-01-31", "2026-02-01", True),
+        ("2024-12-31", "2025-12-31", False),
+        ("2024-12-31", "2026-01-01", True),
+    ],
+)
+def test_a_lot_is_long_term_only_when_held_more_than_one_year(
+    acquired: str, sold: str, long: bool
+) -> None:
+    assert is_long_term(d(acquired), d(sold)) is long
+
+
+def test_the_long_term_threshold_is_the_first_anniversary_of_the_day_after_acquisition() -> None:
+    assert long_term_from(d("2020-02-05")) == d("2021-02-06")
+    assert long_term_from(d("2024-02-29")) == d("2025-03-01")
+
+
+def test_a_sale_on_the_anniversary_is_reported_short_term_and_the_day_after_long_term() -> None:
+    led = Ledger()
+    led.apply(tx("2023-02-28", "buy", "10", "100"))
+    led.apply(tx("2024-02-29", "sell", "5", "120"))
+    led.apply(tx("2024-03-01", "sell", "5", "120"))
+    assert [s.term for s in led.sales] == ["short", "long"]
+
+
+# ------------------------------------------------------------------ lot relief (Reg. §1.1012-1(c))
+
+
+def _three_lots(method: str) -> Ledger:
+    led = Ledger(lot_method=method)  # type: ignore[arg-type]
+    led.apply(tx("2024-01-02", "buy", "10", "100", lot="L1"))
+    led.apply(tx("2024-01-03", "buy", "10", "130", lot="L2"))
+    led.apply(tx("2024-01-04", "buy", "10", "110", lot="L3"))
+    return led
+
+
+def test_fifo_relieves_the_earliest_lot_first() -> None:
+    led = _three_lots("fifo")
+    slices = led.apply(tx("2024-06-03", "sell", "15", "140"))
+    assert [(s.lot_id, s.quantity) for s in slices] == [("L1", D(10)), ("L2", D(5))]
+
+
+def test_hifo_relieves_the_highest_basis_per_share_first() -> None:
+    led = _three_lots("hifo")
+    slices = led.apply(tx("2024-06-03", "sell", "15", "140"))
+    assert [(s.lot_id, s.quantity) for s in slices] == [("L2", D(10)), ("L3", D(5))]
+    assert sum(s.gain for s in slices) == D("250.00")
+
+
+def test_a_sell_that_names_a_lot_relieves_that_lot_whatever_the_method() -> None:
+    for method in ("fifo", "hifo", "specific"):
+        led = _three_lots(method)
+        slices = led.apply(tx("2024-06-03", "sell", "4", "140", lot="L3"))
+        assert [(s.lot_id, s.quantity, s.cost_basis) for s in slices] == [("L3", D(4), D("440.00"))]
+
+
+def test_specific_identification_without_a_lot_id_is_an_error_naming_the_row() -> None:
+    led = _three_lots("specific")
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-06-03", "sell", "4", "140", tid="s9"))
+    assert err.value.row == "s9" and err.value.field == "lot_id"
+
+
+def test_fractional_shares_split_basis_to_the_cent_and_the_remainder_stays_on_the_lot() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "3", "33.33", lot="F"))  # basis 99.99
+    first = led.apply(tx("2024-02-01", "sell", "1.5", "40"))
+    second = led.apply(tx("2024-02-02", "sell", "1.5", "40"))
+    assert first[0].cost_basis + second[0].cost_basis == D("99.99")
+    assert first[0].proceeds == D("60.00")
+    assert led.open_lots() == []
+
+
+def test_one_sell_across_lots_splits_its_proceeds_to_the_cent_exactly() -> None:
+    led = Ledger()
+    for lot in ("a", "b", "c"):
+        led.apply(tx("2024-01-02", "buy", "1", "10", lot=lot))
+    slices = led.apply(tx("2024-02-01", "sell", "3", "10.01"))
+    assert sum(s.proceeds for s in slices) == D("30.03")
+    assert all(s.proceeds in (D("10.01"), D("10.00"), D("10.02")) for s in slices)
+
+
+# ------------------------------------------------------------------ wash sales (§1091, Pub. 550)
+
+
+def test_pub550_example_1_the_replacement_takes_the_disallowed_loss_into_its_basis() -> None:
+    # Buy 100 for $1,000, sell for $750, buy 100 within 30 days for $800: basis $1,050.
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "100", "10"))
+    led.apply(tx("2024-03-01", "sell", "100", "7.50"))
+    led.apply(tx("2024-03-20", "buy", "100", "8", lot="NEW"))
+    (s,) = led.sales
+    assert (s.adjustment_code, s.disallowed_loss, s.gain) == ("W", D("250.00"), D("0.00"))
+    (lot,) = led.open_lots()
+    assert lot.cost_basis_usd == D("1050.00") and lot.wash_adjustment_usd == D("250.00")
+
+
+def test_pub550_example_2_a_purchase_before_the_sale_washes_part_of_the_loss() -> None:
+    # 100 sh bought 2020-09-24 for $5,000; 50 sh bought 2020-12-21 for $2,750; the 100 sold
+    # 2020-12-28 for $4,000: $500 of the $1,000 loss disallowed, new basis $3,250.
+    led = Ledger()
+    led.apply(tx("2020-09-24", "buy", "100", "50", lot="OLD"))
+    led.apply(tx("2020-12-21", "buy", "50", "55", lot="NEW"))
+    led.apply(tx("2020-12-28", "sell", "100", "40", lot="OLD"))
+    (s,) = led.sales
+    assert s.disallowed_loss == D("500.00") and s.gain == D("-500.00")
+    (lot,) = led.open_lots()
+    assert lot.cost_basis_usd == D("3250.00")
+    # Holding period tacked: the 95 days the old shares were held move the start back.
+    assert lot.acquired == d("2020-12-21") - (d("2020-12-28") - d("2020-09-24"))
+
+
+def test_pub550_example_3_replacements_are_matched_in_acquisition_order() -> None:
+    # Loss of $1,000 on 100 sh; 50 sh bought on each of 4 following days: half the loss goes
+    # to the first 50, half to the second 50, none to the rest.
+    led = Ledger()
+    led.apply(tx("2020-09-24", "buy", "100", "50", lot="OLD"))
+    led.apply(tx("2021-02-03", "sell", "100", "40", lot="OLD"))
+    for day in ("10", "11", "12", "13"):
+        led.apply(tx(f"2021-02-{day}", "buy", "50", "41", lot=f"B{day}"))
+    adj = {lot.lot_id: lot.wash_adjustment_usd for lot in led.open_lots()}
+    assert adj == {"B10": D("500.00"), "B11": D("500.00"), "B12": D("0"), "B13": D("0")}
+    assert led.sales[0].gain == D("0.00")
+
+
+def test_a_purchase_31_days_after_the_sale_does_not_wash_it_but_30_days_does() -> None:
+    for days, washed in ((30, True), (31, False)):
+        led = Ledger()
+        led.apply(tx("2024-01-02", "buy", "10", "10"))
+        led.apply(tx("2024-03-01", "sell", "10", "8"))
+        buy_day = (d("2024-03-01") + dt.timedelta(days=days)).isoformat()
+        led.apply(tx(buy_day, "buy", "10", "8"))
+        assert (led.sales[0].adjustment_code == "W") is washed
+
+
+def test_a_purchase_30_days_before_the_sale_washes_it_but_31_days_does_not() -> None:
+    for days, washed in ((30, True), (31, False)):
+        led = Ledger()
+        led.apply(tx("2023-01-03", "buy", "10", "10", lot="OLD"))
+        buy_day = d("2024-03-01") - dt.timedelta(days=days)
+        led.apply(tx(buy_day.isoformat(), "buy", "10", "9", lot="NEW"))
+        led.apply(tx("2024-03-01", "sell", "10", "8", lot="OLD"))
+        assert (led.sales[0].adjustment_code == "W") is washed
+
+
+def test_a_loss_sale_is_washed_by_a_purchase_in_another_taxable_account_of_the_household() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", acct="A"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", acct="A"))
+    led.apply(tx("2024-03-05", "buy", "10", "8", acct="B", lot="B1"))
+    assert led.sales[0].disallowed_loss == D("20.00")
+    assert led.open_lots("B")[0].cost_basis_usd == D("100.00")
+
+
+def test_a_loss_sale_is_washed_by_a_purchase_in_an_ira_for_good() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10"))
+    led.apply(tx("2024-03-01", "sell", "10", "8"))
+    led.apply(tx("2024-03-05", "buy", "4", "8", acct="IRA", kind="ira", lot="I1"))
+    (s,) = led.sales
+    assert s.adjustment_code == "W"
+    assert s.disallowed_loss == D("8.00") and s.permanently_disallowed == D("8.00")
+    assert s.gain == D("-12.00")
+    (ira,) = led.open_lots("IRA")
+    assert ira.cost_basis_usd == D("32.00") and ira.wash_adjustment_usd == 0
+
+
+def test_a_roth_replacement_also_disallows_the_loss_for_good() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10"))
+    led.apply(tx("2024-02-20", "buy", "10", "8", acct="R", kind="roth"))
+    led.apply(tx("2024-03-01", "sell", "10", "8"))
+    assert led.sales[0].permanently_disallowed == D("20.00")
+
+
+def test_a_sale_inside_an_ira_is_not_reported_and_never_starts_a_wash_sale() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", acct="IRA", kind="ira"))
+    out = led.apply(tx("2024-03-01", "sell", "10", "8", acct="IRA", kind="ira"))
+    led.apply(tx("2024-03-02", "buy", "10", "8", acct="A", lot="T1"))
+    assert led.sales == [] and out[0].account_type == "ira"
+    assert led.open_lots("A")[0].wash_adjustment_usd == 0
+    assert led.restrictions(d("2024-03-02")).no_buy == {}
+
+
+def test_gains_and_break_even_sales_never_wash() -> None:
+    for price in ("12", "10"):
+        led = Ledger()
+        led.apply(tx("2024-01-02", "buy", "10", "10"))
+        led.apply(tx("2024-03-01", "sell", "10", price))
+        led.apply(tx("2024-03-02", "buy", "10", "8"))
+        assert led.sales[0].adjustment_code == ""
+        assert led.open_lots()[0].wash_adjustment_usd == 0
+
+
+def test_the_sold_shares_are_never_their_own_replacement() -> None:
+    led = Ledger()
+    led.apply(tx("2024-02-20", "buy", "10", "10"))
+    led.apply(tx("2024-03-01", "sell", "10", "8"))
+    assert led.sales[0].adjustment_code == ""
+
+
+def test_the_unsold_rest_of_the_same_purchase_is_not_a_replacement() -> None:
+    led = Ledger()
+    led.apply(tx("2024-02-20", "buy", "100", "10", lot="P"))
+    led.apply(tx("2024-03-01", "sell", "40", "8", lot="P"))
+    assert led.sales[0].adjustment_code == ""
+    assert led.open_lots()[0].wash_adjustment_usd == 0
+
+
+def test_a_partial_replacement_splits_the_replacement_lot() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "40", "10", lot="OLD"))
+    led.apply(tx("2024-03-01", "sell", "40", "8", lot="OLD"))
+    led.apply(tx("2024-03-10", "buy", "100", "9", lot="NEW"))
+    lots = led.open_lots()
+    assert [(x.quantity, x.cost_basis_usd, x.wash_adjustment_usd) for x in lots] == [
+        (D(40), D("440.00"), D("80.00")),
+        (D(60), D("540.00"), D("0.00")),
+    ]
+    assert lots[0].acquired == d("2024-03-10") - (d("2024-03-01") - d("2024-01-02"))
+    assert lots[1].acquired == d("2024-03-10")
+
+
+def test_a_partial_replacement_disallows_the_loss_pro_rata_to_the_cent() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "3", "10", lot="OLD"))
+    led.apply(tx("2024-03-01", "sell", "3", "9.99", lot="OLD"))  # loss 0.03
+    led.apply(tx("2024-03-02", "buy", "1", "9", lot="N1"))
+    led.apply(tx("2024-03-03", "buy", "1", "9", lot="N2"))
+    led.apply(tx("2024-03-04", "buy", "5", "9", lot="N3"))
+    assert led.sales[0].disallowed_loss == D("0.03")
+    assert sum(x.wash_adjustment_usd for x in led.open_lots()) == D("0.03")
+
+
+def test_each_replacement_share_absorbs_at_most_one_loss() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L1"))
+    led.apply(tx("2024-01-03", "buy", "10", "10", lot="L2"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", lot="L1"))
+    led.apply(tx("2024-03-02", "sell", "10", "8", lot="L2"))
+    led.apply(tx("2024-03-05", "buy", "10", "8", lot="R"))
+    first, second = led.sales
+    assert first.disallowed_loss == D("20.00") and second.disallowed_loss == 0
+    (lot,) = led.open_lots()
+    assert lot.wash_adjustment_usd == D("20.00")
+
+
+def test_a_replacement_bought_before_the_sale_is_used_once_then_later_purchases_take_over() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "20", "10", lot="OLD"))
+    led.apply(tx("2024-02-25", "buy", "5", "9", lot="B1"))
+    led.apply(tx("2024-03-01", "sell", "20", "8", lot="OLD"))  # loss 40, 2/sh
+    led.apply(tx("2024-03-10", "buy", "10", "8", lot="B2"))
+    adj = {x.lot_id: x.wash_adjustment_usd for x in led.open_lots()}
+    assert adj == {"B1": D("10.00"), "B2": D("20.00")}
+    assert led.sales[0].disallowed_loss == D("30.00")
+
+
+def test_a_later_purchase_updates_the_earlier_sale_slice() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10"))
+    out = led.apply(tx("2024-03-01", "sell", "10", "8"))
+    assert out[0].adjustment_code == ""
+    led.apply(tx("2024-03-30", "buy", "10", "8"))
+    assert led.sales[0].adjustment_code == "W"
+
+
+def test_a_replacement_later_sold_at_a_loss_is_washed_again_and_the_chain_tacks() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L1"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", lot="L1"))  # loss 20
+    led.apply(tx("2024-03-05", "buy", "10", "8", lot="L2"))  # basis 100, acq 2024-01-06
+    led.apply(tx("2024-03-20", "sell", "10", "7", lot="L2"))  # loss 30
+    led.apply(tx("2024-03-25", "buy", "10", "7", lot="L3"))
+    (lot,) = led.open_lots()
+    assert lot.cost_basis_usd == D("100.00") and lot.wash_adjustment_usd == D("30.00")
+    held = (d("2024-03-01") - d("2024-01-02")) + (d("2024-03-20") - d("2024-03-05"))
+    assert lot.acquired == d("2024-03-25") - held
+    assert [s.disallowed_loss for s in led.sales] == [D("20.00"), D("30.00")]
+
+
+def test_a_tacked_holding_period_can_make_the_replacement_long_term() -> None:
+    led = Ledger()
+    led.apply(tx("2023-01-03", "buy", "10", "10", lot="L1"))
+    led.apply(tx("2023-12-20", "sell", "10", "8", lot="L1"))
+    led.apply(tx("2023-12-28", "buy", "10", "8", lot="L2"))
+    led.apply(tx("2024-01-20", "sell", "10", "12", lot="L2"))
+    assert led.sales[1].term == "long" and led.sales[1].gain == D("20.00")
+
+
+def test_a_declared_substantially_identical_security_washes_the_loss() -> None:
+    for identical, washed in (([["GOOG", "GOOGL"]], True), ([], False)):
+        led = Ledger(identical=identical)
+        led.apply(tx("2024-01-02", "buy", "10", "10", sym="GOOG"))
+        led.apply(tx("2024-03-01", "sell", "10", "8", sym="GOOG"))
+        led.apply(tx("2024-03-02", "buy", "10", "8", sym="GOOGL", lot="G"))
+        assert (led.sales[0].adjustment_code == "W") is washed
+
+
+def test_overlapping_identical_groups_are_merged() -> None:
+    led = Ledger(identical=[["SPY", "VOO"], ["VOO", "IVV"]])
+    assert led.group("SPY") == led.group("IVV") == led.group("VOO")
+
+
+def test_a_same_day_purchase_before_the_loss_sale_in_file_order_washes_it() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="OLD"))
+    led.apply(tx("2024-03-01", "buy", "10", "8", lot="NEW"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", lot="OLD"))
+    assert led.sales[0].disallowed_loss == D("20.00")
+
+
+# ------------------------------------------------------------------ short sales (§1233, §1091(e))
+
+
+def test_covering_a_short_realizes_a_short_term_gain_measured_from_its_proceeds() -> None:
+    led = Ledger()
+    led.apply(tx("2023-01-03", "short", "10", "50", lot="S"))
+    (lot,) = led.open_lots()
+    assert lot.short and lot.cost_basis_usd == D("500.00")
+    (s,) = led.apply(tx("2024-06-03", "cover", "10", "40"))
+    assert (s.short, s.term, s.proceeds, s.cost_basis, s.gain) == (
+        True,
+        "short",
+        D("500.00"),
+        D("400.00"),
+        D("100.00"),
+    )
+    assert s.date_acquired == d("2023-01-03")
+
+
+def test_a_loss_on_covering_is_washed_by_a_new_short_sale_lowering_its_basis() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "short", "10", "50", lot="S1"))
+    led.apply(tx("2024-02-01", "cover", "10", "55", lot="S1"))  # loss 50
+    led.apply(tx("2024-02-15", "short", "10", "54", lot="S2"))
+    assert led.sales[0].disallowed_loss == D("50.00")
+    (lot,) = led.open_lots()
+    assert lot.cost_basis_usd == D("490.00") and lot.wash_adjustment_usd == D("50.00")
+    (s,) = led.apply(tx("2024-03-01", "cover", "10", "50", lot="S2"))
+    assert s.gain == D("-10.00")
+
+
+def test_a_loss_on_covering_is_washed_by_a_purchase_too() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "short", "10", "50"))
+    led.apply(tx("2024-02-01", "cover", "10", "55"))
+    led.apply(tx("2024-02-15", "buy", "10", "54", lot="B"))
+    assert led.open_lots()[0].cost_basis_usd == D("590.00")
+
+
+def test_a_new_short_sale_does_not_wash_a_loss_on_a_long_sale() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "50"))
+    led.apply(tx("2024-02-01", "sell", "10", "45"))
+    led.apply(tx("2024-02-02", "short", "10", "45"))
+    assert led.sales[0].adjustment_code == ""
+
+
+def test_a_cover_of_more_than_is_short_is_an_error() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "short", "10", "50"))
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-02-01", "cover", "11", "55", tid="c1"))
+    assert (err.value.row, err.value.field) == ("c1", "quantity")
+
+
+# ------------------------------------------------------------------ bad transactions
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"side": "hold"}, "side"),
+        ({"quantity": D("-1")}, "quantity"),
+        ({"quantity": D("0")}, "quantity"),
+        ({"price": D("-1")}, "price"),
+        ({"price": D("NaN")}, "price"),
+        ({"account_type": "401k"}, "account_type"),
+        ({"date": d("2024-01-01")}, "date"),
+    ],
+)
+def test_a_bad_transaction_raises_naming_the_row_and_the_field(bad: dict, field: str) -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L"))
+    good = tx("2024-01-03", "sell", "1", "10", tid="bad1")
+    fields = {f: getattr(good, f) for f in good.__struct_fields__} | bad
+    before = led.state(d("2024-01-03"))
+    with pytest.raises(LedgerError) as err:
+        led.apply(Transaction(**fields))
+    assert (err.value.row, err.value.field) == ("bad1", field)
+    assert "row bad1, field " + field in str(err.value)
+    assert led.state(d("2024-01-03")) == before
+
+
+def test_a_sell_of_more_than_is_held_changes_nothing() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L"))
+    led.apply(tx("2024-01-02", "buy", "5", "10", lot="M"))
+    before = led.state(d("2024-01-03"))
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-01-03", "sell", "16", "9", tid="x"))
+    assert err.value.field == "quantity"
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-01-03", "sell", "6", "9", lot="M", tid="y"))
+    assert err.value.field == "quantity" and "lot M" in str(err.value)
+    assert led.state(d("2024-01-03")) == before and led.sales == []
+
+
+def test_an_unknown_lot_id_is_an_error_naming_the_lot_id_field() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L"))
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-01-03", "sell", "1", "9", lot="NOPE", tid="z"))
+    assert (err.value.row, err.value.field) == ("z", "lot_id")
+
+
+def test_a_buy_that_reuses_an_open_lot_id_is_an_error() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L"))
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-01-03", "buy", "1", "9", lot="L"))
+    assert err.value.field == "lot_id"
+
+
+def test_an_account_cannot_change_type() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", acct="A"))
+    with pytest.raises(LedgerError) as err:
+        led.apply(tx("2024-01-03", "buy", "1", "9", acct="A", kind="ira"))
+    assert err.value.field == "account_type"
+
+
+def test_an_unknown_lot_method_is_an_input_error() -> None:
+    with pytest.raises(InputError):
+        Ledger(lot_method="lifo")  # type: ignore[arg-type]
