@@ -136,9 +136,7 @@ class RedisServer:
             ]
             if self.fsync_always:
                 args += ["--appendfsync", "always"]
-            self.proc = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             self._start_fake()
         wait_for_redis(self.url)
@@ -147,7 +145,7 @@ class RedisServer:
     def _start_fake(self) -> None:
         from fakeredis import TcpFakeServer
 
-        class _NoDelayServer(TcpFakeServer):  # type: ignore[misc]
+        class _NoDelayServer(TcpFakeServer):
             """Nagle's algorithm on small request/reply traffic caps a fleet at ~11 tasks/s."""
 
             allow_reuse_address = True

@@ -53,7 +53,7 @@ def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
     return chains
 
 
-def publish_market(client: redis.Redis, market: MarketSnapshot, *, ttl_s: int) -> str:
+def publish_market(client: redis.Redis[bytes], market: MarketSnapshot, *, ttl_s: int) -> str:
     """Store the day's market snapshot once; returns its key."""
     key = keys.market_key(market.as_of)
     client.set(key, encode_json(market), ex=ttl_s)
@@ -61,7 +61,7 @@ def publish_market(client: redis.Redis, market: MarketSnapshot, *, ttl_s: int) -
 
 
 def write_manifest(
-    client: redis.Redis, as_of: dt.date, chains: list[list[AccountTask]], *, ttl_s: int
+    client: redis.Redis[bytes], as_of: dt.date, chains: list[list[AccountTask]], *, ttl_s: int
 ) -> int:
     """Record every expected account (before any task is sent); returns the count."""
     mapping: dict[str, Any] = {}
@@ -87,7 +87,7 @@ def write_manifest(
 
 
 def pending_chains(
-    client: redis.Redis, as_of: dt.date, chains: list[list[AccountTask]]
+    client: redis.Redis[bytes], as_of: dt.date, chains: list[list[AccountTask]]
 ) -> list[list[AccountTask]]:
     """The part of each chain that has no outcome yet (a household resumes at its first
     account without one; the store holds the ledger it starts from)."""
@@ -118,7 +118,7 @@ def send_chains(
 
 
 def enqueue_night(
-    client: redis.Redis,
+    client: redis.Redis[bytes],
     app: Celery,
     book: Book,
     market: MarketSnapshot,

@@ -46,7 +46,7 @@ class NightStats(msgspec.Struct, kw_only=True):
 
 def run_night(
     *,
-    client: redis.Redis,
+    client: redis.Redis[bytes],
     app: Celery,
     book: Book,
     market: MarketSnapshot,
@@ -137,7 +137,7 @@ def _progress_line(out: TextIO, p: reader.Progress, elapsed: float) -> None:
 
 
 def finish_night(
-    client: redis.Redis,
+    client: redis.Redis[bytes],
     as_of: dt.date,
     out: Path,
     *,

@@ -45,12 +45,12 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     retried: int
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str) -> redis.Redis[bytes]:
     """A client of the results store (connects on first command)."""
     return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
 
 
-def preflight(client: redis.Redis, *, what: str = "results store") -> None:
+def preflight(client: redis.Redis[bytes], *, what: str = "results store") -> None:
     """Refuse a Redis that may evict our keys or is unreachable.
 
     Raises:
@@ -76,26 +76,26 @@ def preflight(client: redis.Redis, *, what: str = "results store") -> None:
         )
 
 
-def manifest(client: redis.Redis, as_of: dt.date) -> dict[str, ManifestEntry]:
+def manifest(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, ManifestEntry]:
     """Expected accounts of the night (empty when the producer never ran)."""
     raw: Any = client.hgetall(keys.manifest_key(as_of))
     return {k.decode(): msgspec.json.decode(v, type=ManifestEntry) for k, v in sorted(raw.items())}
 
 
-def outcomes(client: redis.Redis, as_of: dt.date) -> dict[str, Outcome]:
+def outcomes(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, Outcome]:
     """Every stored outcome of the night, by account id (sorted)."""
     raw: Any = client.hgetall(keys.results_key(as_of))
     decoder = msgspec.json.Decoder(Outcome)
     return {k.decode(): decoder.decode(v) for k, v in sorted(raw.items())}
 
 
-def done_accounts(client: redis.Redis, as_of: dt.date) -> set[str]:
+def done_accounts(client: redis.Redis[bytes], as_of: dt.date) -> set[str]:
     """Accounts that have an outcome."""
     raw: Any = client.hkeys(keys.status_key(as_of))
     return {k.decode() for k in raw}
 
 
-def progress(client: redis.Redis, as_of: dt.date, expected: int) -> Progress:
+def progress(client: redis.Redis[bytes], as_of: dt.date, expected: int) -> Progress:
     """Counts of outcomes by status and of accounts delivered more than once."""
     statuses: Any = client.hvals(keys.status_key(as_of))
     counts = Counter(s.decode() for s in statuses)
@@ -112,13 +112,13 @@ def progress(client: redis.Redis, as_of: dt.date, expected: int) -> Progress:
     )
 
 
-def attempts(client: redis.Redis, as_of: dt.date) -> dict[str, int]:
+def attempts(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, int]:
     """Deliveries started per account."""
     raw: Any = client.hgetall(keys.attempts_key(as_of))
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
-def used_memory_mb(client: redis.Redis) -> float:
+def used_memory_mb(client: redis.Redis[bytes]) -> float:
     """Peak memory the server has used (``used_memory_peak``), in MB."""
     info: Any = client.info("memory")
     return float(info["used_memory_peak"]) / 1e6

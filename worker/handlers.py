@@ -170,7 +170,7 @@ def handle_account(
     previous = store.outcome(task.as_of, account_id)
     if previous is not None:
         log.info("account %s already has an outcome: redelivery ignored", account_id)
-        done: Outcome = msgspec.json.decode(previous, type=Outcome)  # type: ignore[arg-type]
+        done: Outcome = msgspec.json.decode(previous, type=Outcome)
         return done
 
     ledger = _ledger_for(task, store)
@@ -200,13 +200,15 @@ def handle_account(
             field=exc.field or "",
             reason=exc.reason,
         )
-    except (SolverFailed, *retryable) as exc:
+    except Exception as exc:
+        if not isinstance(exc, (SolverFailed, *retryable)):
+            log.exception("account %s: unexpected error", account_id)
+            outcome = _failed(task, f"internal error: {type(exc).__name__}: {exc}", retries + 1)
+            _store(store, task, outcome, ledger, advance)
+            return outcome
         if retries < max_retries:
             raise
         outcome = _failed(task, f"solver failed on every attempt: {exc}", retries + 1)
-    except Exception as exc:  # one bad account never stops the night
-        log.exception("account %s: unexpected error", account_id)
-        outcome = _failed(task, f"internal error: {type(exc).__name__}: {exc}", retries + 1)
     _store(store, task, outcome, ledger, advance)
     return outcome
 

@@ -30,11 +30,11 @@ class ResultsStore:
     def __init__(self, url: str, *, ttl_s: int) -> None:
         self.url = url
         self.ttl_s = ttl_s
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis[bytes] | None = None
         self._pid = 0
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis[bytes]:
         """The connection pool of this process (a forked child builds its own)."""
         if self._client is None or self._pid != os.getpid():
             self._client = redis.Redis.from_url(

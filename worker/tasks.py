@@ -41,6 +41,7 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(  # type: ignore[untyped-decorator]
         name=TASK_REBALANCE,
         bind=True,
+        shared=False,  # this app only: each create_app(settings) gets its own task
         # One more delivery than solve attempts: the last one only records `failed`.
         max_retries=settings.max_retries + 1,
         autoretry_for=TRANSIENT,

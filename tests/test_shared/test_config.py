@@ -1,0 +1,82 @@
+"""Settings are read from an explicit mapping, validated, and name the bad variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import Settings
+from shared.errors import InputError
+
+
+def test_an_empty_environment_means_the_embedded_default_with_safe_limits() -> None:
+    s = Settings.from_env({})
+    assert s.embedded
+    assert s.soft_time_limit_s < s.hard_time_limit_s < s.visibility_timeout_s
+    assert s.max_retries == 3
+
+
+def test_a_redis_broker_doubles_as_the_results_store_unless_one_is_given() -> None:
+    s = Settings.from_env({"TAXVIEW_BROKER_URL": "redis://h:6379/0"})
+    assert s.redis_url == "redis://h:6379/0" and s.broker_is_redis
+    s = Settings.from_env(
+        {"TAXVIEW_BROKER_URL": "redis://h:6379/0", "TAXVIEW_REDIS_URL": "redis://r:6379/1"}
+    )
+    assert s.redis_url == "redis://r:6379/1"
+
+
+def test_a_rabbitmq_broker_needs_a_redis_results_store() -> None:
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_BROKER_URL": "amqp://guest:guest@localhost:5672//"})
+    assert err.value.field == "TAXVIEW_REDIS_URL"
+    s = Settings.from_env(
+        {
+            "TAXVIEW_BROKER_URL": "amqp://guest:guest@localhost:5672//",
+            "TAXVIEW_REDIS_URL": "redis://localhost:6379/1",
+        }
+    )
+    assert not s.broker_is_redis
+
+
+def test_a_non_numeric_limit_names_the_variable() -> None:
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_HARD_TIME_LIMIT": "ten"})
+    assert err.value.field == "TAXVIEW_HARD_TIME_LIMIT"
+
+
+def test_a_soft_limit_at_or_above_the_hard_limit_is_refused() -> None:
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_SOFT_TIME_LIMIT": "60", "TAXVIEW_HARD_TIME_LIMIT": "60"})
+    assert err.value.field == "TAXVIEW_SOFT_TIME_LIMIT"
+
+
+def test_the_visibility_timeout_follows_the_hard_limit_and_an_explicit_one_must_exceed_it() -> None:
+    s = Settings.from_env({"TAXVIEW_SOFT_TIME_LIMIT": "500", "TAXVIEW_HARD_TIME_LIMIT": "600"})
+    assert s.visibility_timeout_s > 600
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_HARD_TIME_LIMIT": "600", "TAXVIEW_VISIBILITY_TIMEOUT": "300"})
+    assert err.value.field == "TAXVIEW_VISIBILITY_TIMEOUT"
+
+
+def test_a_malformed_flower_basic_auth_is_refused() -> None:
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"FLOWER_BASIC_AUTH": "admin"})
+    assert err.value.field == "FLOWER_BASIC_AUTH"
+    assert Settings.from_env({"FLOWER_BASIC_AUTH": "a:b,c:d"}).flower_basic_auth == "a:b,c:d"
+
+
+def test_settings_round_trip_through_a_child_process_environment() -> None:
+    s = Settings.from_env(
+        {
+            "TAXVIEW_BROKER_URL": "redis://h:1/0",
+            "TAXVIEW_REDIS_URL": "redis://h:1/1",
+            "TAXVIEW_MAX_RETRIES": "5",
+            "TAXVIEW_CONCURRENCY": "3",
+        }
+    )
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_an_unknown_broker_scheme_is_refused() -> None:
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_BROKER_URL": "sqs://x", "TAXVIEW_REDIS_URL": "redis://h/1"})
+    assert err.value.field == "TAXVIEW_BROKER_URL"

@@ -1,0 +1,73 @@
+"""The results store: one outcome per account by overwrite, status index, TTL, sibling ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import fakeredis
+import pytest
+
+from shared import results_keys as keys
+from shared.messages import Failed, LedgerState, MarketSnapshot, Rejected, RiskModel, encode_json
+from worker.market_data import MarketCache
+from worker.results_writer import ResultsStore
+
+DAY = dt.date(2025, 6, 2)
+
+
+@pytest.fixture
+def store() -> ResultsStore:
+    s = ResultsStore("redis://unused", ttl_s=3600)
+    s._client = fakeredis.FakeRedis()
+    s._pid = __import__("os").getpid()
+    return s
+
+
+def test_writing_the_same_outcome_twice_leaves_one_identical_field(store: ResultsStore) -> None:
+    outcome = Rejected(account_id="A1", as_of=DAY, field="cash_usd", reason="negative")
+    store.put(outcome)
+    store.put(outcome)
+    client = store.client
+    assert client.hlen(keys.results_key(DAY)) == 1
+    assert client.hget(keys.results_key(DAY), "A1") == encode_json(outcome)
+    assert client.hget(keys.status_key(DAY), "A1") == b"rejected"
+    assert 0 < client.ttl(keys.results_key(DAY)) <= 3600
+
+
+def test_a_later_outcome_overwrites_the_earlier_one(store: ResultsStore) -> None:
+    store.put(Failed(account_id="A1", as_of=DAY, reason="first"))
+    store.put(Rejected(account_id="A1", as_of=DAY, reason="second"))
+    assert store.client.hget(keys.status_key(DAY), "A1") == b"rejected"
+    assert store.client.hlen(keys.results_key(DAY)) == 1
+
+
+def test_the_next_siblings_ledger_is_written_with_the_outcome(store: ResultsStore) -> None:
+    state = LedgerState(as_of=DAY, household_id="H")
+    store.put(Failed(account_id="A1", as_of=DAY, reason="x"), next_ledger=("H", 1, state))
+    assert store.household_ledger(DAY, "H", 1) == state
+    assert store.household_ledger(DAY, "H", 2) is None
+
+
+def test_deliveries_are_counted_per_account(store: ResultsStore) -> None:
+    assert [store.begin_attempt(DAY, "A1") for _ in range(3)] == [1, 2, 3]
+    assert store.begin_attempt(DAY, "A2") == 1
+
+
+def test_the_market_is_read_once_per_process_and_a_missing_one_names_the_key(
+    store: ResultsStore,
+) -> None:
+    snap = MarketSnapshot(
+        as_of=DAY,
+        symbols=["AAA"],
+        prices=[1.0],
+        benchmark_weights=[1.0],
+        risk_model=RiskModel(
+            factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
+        ),
+    )
+    store.client.set(keys.market_key(DAY), encode_json(snap))
+    cache = MarketCache(store)
+    assert cache.get(keys.market_key(DAY)) == snap == cache.get(keys.market_key(DAY))
+    assert cache.loads == 1
+    with pytest.raises(Exception, match="taxview enqueue"):
+        cache.get(keys.market_key(dt.date(2025, 6, 3)))
