@@ -55,8 +55,11 @@ _UNBOUNDED = {"DualInfeasible", "AlmostDualInfeasible"}
 class SolveSettings:
     """Knobs of the direct Clarabel solve and its fallback chain."""
 
-    #: Clarabel's gap and feasibility tolerances.
-    tol_gap: float = 1e-8
+    #: Clarabel's gap and feasibility tolerances.  Objectives are small numbers (weights ×
+    #: costs, often 1e-5..1e-3), so the absolute gap tolerance is tighter than Clarabel's 1e-8
+    #: default, which would stop a 1e-5 objective at 0.1% accuracy.
+    tol_gap: float = 1e-10
+    tol_gap_abs: float = 1e-10
     tol_feas: float = 1e-8
     max_iter: int = 200
     #: Clarabel's sparse LDL backend: "qdldl" or "faer".
@@ -87,7 +90,7 @@ SAFE_SETTINGS = SolveSettings(max_iter=1000)
 def _clarabel_settings(s: SolveSettings, *, safe: bool) -> Any:
     cs = clarabel.DefaultSettings()
     cs.verbose = False
-    cs.tol_gap_abs = s.tol_gap
+    cs.tol_gap_abs = s.tol_gap_abs
     cs.tol_gap_rel = s.tol_gap
     cs.tol_feas = s.tol_feas
     cs.max_iter = s.max_iter
