@@ -1,0 +1,133 @@
+"""Malformed requests are rejected with the account and the field named."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+
+from shared.errors import InputError
+from shared.examples import example_request
+from shared.messages import FactorTilt, RebalanceRequest
+from shared.rebalance import rebalance, validate_request
+
+Edit = Callable[[RebalanceRequest], RebalanceRequest]
+
+
+@functools.cache
+def _request() -> RebalanceRequest:
+    return example_request(names=20, seed=11)
+
+
+def _account(**changes: Any) -> Edit:
+    return lambda r: msgspec.structs.replace(
+        r, account=msgspec.structs.replace(r.account, **changes)
+    )
+
+
+def _market(**changes: Any) -> Edit:
+    return lambda r: msgspec.structs.replace(r, market=msgspec.structs.replace(r.market, **changes))
+
+
+def _own_lot(i: int, **changes: Any) -> Edit:
+    def edit(r: RebalanceRequest) -> RebalanceRequest:
+        lots = list(r.ledger.lots)
+        j = [k for k, x in enumerate(lots) if x.account == r.account.account_id][i]
+        lots[j] = msgspec.structs.replace(lots[j], **changes)
+        return msgspec.structs.replace(r, ledger=msgspec.structs.replace(r.ledger, lots=lots))
+
+    return edit
+
+
+def _own_index(r: RebalanceRequest, i: int) -> int:
+    return [k for k, x in enumerate(r.ledger.lots) if x.account == r.account.account_id][i]
+
+
+def _prices(r: RebalanceRequest, i: int, value: float) -> list[float]:
+    p = list(r.market.prices)
+    p[i] = value
+    return p
+
+
+CASES: list[tuple[str, Edit, str]] = [
+    ("nan price", lambda r: _market(prices=_prices(r, 3, float("nan")))(r), "market.prices[3]"),
+    ("zero price", lambda r: _market(prices=_prices(r, 0, 0.0))(r), "market.prices[0]"),
+    ("short prices", lambda r: _market(prices=r.market.prices[:-1])(r), "market.prices"),
+    (
+        "benchmark not summing to one",
+        lambda r: _market(benchmark_weights=[w * 2 for w in r.market.benchmark_weights])(r),
+        "market.benchmark_weights",
+    ),
+    (
+        "negative benchmark weight",
+        lambda r: _market(benchmark_weights=[-0.01, *r.market.benchmark_weights[1:]])(r),
+        "market.benchmark_weights[0]",
+    ),
+    (
+        "market of another day",
+        lambda r: _market(as_of=r.ledger.lots[0].trade_date)(r),
+        "market.as_of",
+    ),
+    ("zero quantity", _own_lot(0, quantity=Decimal(0)), "ledger.lots[{own0}].quantity"),
+    ("nan basis", _own_lot(1, cost_basis_usd=Decimal("NaN")), "ledger.lots[{own1}].cost_basis_usd"),
+    ("unknown symbol", _own_lot(0, symbol="NOPE"), "ledger.lots[{own0}].symbol"),
+    (
+        "acquired after as_of",
+        lambda r: _own_lot(2, acquired=r.as_of.replace(year=r.as_of.year + 1))(r),
+        "ledger.lots[{own2}].acquired",
+    ),
+    ("short lot in a long-only account", _own_lot(0, short=True), "ledger.lots[{own0}].short"),
+    (
+        "unknown tilt factor",
+        _account(tilts=[FactorTilt(factor="astrology", min_exposure=0.1)]),
+        "account.tilts[0].factor",
+    ),
+    ("zero TE budget", _account(te_budget=0.0), "account.te_budget"),
+    ("cap above one", _account(max_weight=1.5), "account.max_weight"),
+    ("min cash above max", _account(min_cash_w=0.5, max_cash_w=0.1), "account.max_cash_w"),
+    ("negative cash", _account(cash_usd=Decimal(-5)), "account.cash_usd"),
+    ("one-name identical group", _account(identical=[["AAA"]]), "account.identical[0]"),
+    ("long-short without its spec", _account(strategy="long-short"), "account.long_short"),
+    (
+        "market-neutral without alpha",
+        lambda r: _account(strategy="market-neutral")(_market(alpha=[])(r)),
+        "market.alpha",
+    ),
+    (
+        "infinite gain budget",
+        _account(gain_budget_usd=Decimal("Infinity")),
+        "account.gain_budget_usd",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "edit", "field"), CASES, ids=[c[0] for c in CASES])
+def test_a_malformed_request_is_rejected_naming_the_account_and_the_field(
+    what: str, edit: Edit, field: str
+) -> None:
+    request = edit(_request())
+    field = field.format(**{f"own{i}": _own_index(request, i) for i in range(3)})
+    with pytest.raises(InputError) as info:
+        rebalance(request)
+    assert info.value.account == request.account.account_id, what
+    assert info.value.field == field, str(info.value)
+    assert request.account.account_id in str(info.value)
+
+
+def test_a_well_formed_request_passes_validation() -> None:
+    arrays = validate_request(_request())
+    assert arrays.prices.shape == (len(_request().market.symbols),)
+
+
+def test_a_non_psd_factor_covariance_is_rejected() -> None:
+    r = _request()
+    k = len(r.market.risk_model.factor_names)
+    cov = [[-1.0 if i == j else 0.0 for j in range(k)] for i in range(k)]
+    rm = msgspec.structs.replace(r.market.risk_model, factor_cov=cov)
+    with pytest.raises(InputError, match="positive semidefinite") as info:
+        rebalance(_market(risk_model=rm)(r))
+    assert info.value.field == "market.risk_model.factor_cov"
