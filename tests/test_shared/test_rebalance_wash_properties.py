@@ -1,0 +1,137 @@
+"""Wash-sale properties of the rebalance over random households (hypothesis).
+
+Whatever the household did in the last 30 days (loss sales, purchases in an IRA, identical
+groups, exclusions), the trade list never buys a name barred by a recent loss sale, never buys
+and sells at a loss one name or identical group, and replaying it through the ledger creates no
+wash sale except the ones an exclusion forces, which the outcome reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from decimal import Decimal
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.examples import DEFAULT_AS_OF, synthetic_book
+from shared.ledger import Ledger
+from shared.messages import (
+    AccountSpec,
+    LedgerState,
+    Lot,
+    MarketSnapshot,
+    PendingLoss,
+    RebalanceRequest,
+    RecentPurchase,
+)
+from shared.rebalance import outcome_transactions, rebalance
+
+
+@functools.cache
+def _book() -> tuple[MarketSnapshot, list[tuple[AccountSpec, LedgerState]]]:
+    return synthetic_book(accounts=10, names=30, seed=4, as_of=DEFAULT_AS_OF)
+
+
+@st.composite
+def households(draw: st.DrawFn) -> RebalanceRequest:
+    market, book = _book()
+    spec, state = book[draw(st.integers(0, len(book) - 1))]
+    spec = msgspec.structs.replace(spec, tilts=[])
+    symbols = market.symbols
+    as_of = market.as_of
+    pick = st.sampled_from(symbols)
+    pending = list(state.pending_losses)
+    for k, sym in enumerate(draw(st.lists(pick, max_size=4, unique=True))):
+        ago = draw(st.integers(0, 35))
+        qty = Decimal(draw(st.integers(1, 50)))
+        pending.append(
+            PendingLoss(
+                txn=f"P{k}",
+                account=spec.account_id,
+                symbol=sym,
+                lot_id=f"PL{k}",
+                date_sold=as_of - dt.timedelta(days=ago),
+                quantity=qty,
+                loss_usd=Decimal(100),
+                sold_quantity=qty,
+                acquired=as_of - dt.timedelta(days=400),
+            )
+        )
+    lots = list(state.lots)
+    recent = list(state.recent_purchases)
+    for k, sym in enumerate(draw(st.lists(pick, max_size=4, unique=True))):
+        day = as_of - dt.timedelta(days=draw(st.integers(0, 35)))
+        i = symbols.index(sym)
+        qty = Decimal(draw(st.integers(1, 20)))
+        lot = Lot(
+            account="HX-IRA",
+            symbol=sym,
+            lot_id=f"R{k}",
+            quantity=qty,
+            trade_date=day,
+            acquired=day,
+            cost_basis_usd=(qty * Decimal(repr(market.prices[i]))).quantize(Decimal("0.01")),
+            account_type="ira",
+        )
+        lots.append(lot)
+        recent.append(
+            RecentPurchase(
+                txn=f"R{k}",
+                account="HX-IRA",
+                account_type="ira",
+                symbol=sym,
+                lot_id=f"R{k}",
+                date=day,
+                quantity=qty,
+            )
+        )
+    identical = [
+        list(g)
+        for g in draw(st.lists(st.lists(pick, min_size=2, max_size=2, unique=True), max_size=1))
+    ]
+    if identical and len(set(identical[0])) < 2:
+        identical = []
+    exclusions = draw(st.lists(pick, max_size=1))
+    spec = msgspec.structs.replace(spec, identical=identical, exclusions=exclusions)
+    state = msgspec.structs.replace(
+        state, lots=lots, pending_losses=pending, recent_purchases=recent
+    )
+    return RebalanceRequest(as_of=as_of, account=spec, ledger=state, market=market)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(households())
+def test_random_households_never_get_a_wash_sale_from_the_ticket(request: RebalanceRequest) -> None:
+    out = rebalance(request)
+    acct = request.account
+    key = {s: min(g) for g in acct.identical for s in g}
+    ledger = Ledger.from_state(msgspec.structs.replace(request.ledger, identical=acct.identical))
+    no_buy = ledger.restrictions(request.as_of).no_buy
+    own = {x.lot_id: x for x in request.ledger.lots if x.account == acct.account_id}
+    price = dict(zip(request.market.symbols, request.market.prices, strict=True))
+
+    bought = {t.symbol for t in out.trades if t.side == "buy"}
+    assert not bought & set(no_buy), "a buy inside the window of a recent loss sale"
+    loss_sold = {
+        t.symbol
+        for t in out.trades
+        if t.side == "sell"
+        and float(t.quantity) * price[t.symbol]
+        < float(own[t.lot_id].cost_basis_usd * t.quantity / own[t.lot_id].quantity)
+    }
+    groups_bought = {key.get(s, s) for s in bought}
+    assert not {key.get(s, s) for s in loss_sold} & groups_bought, "buy and loss sale"
+
+    before = len(ledger.wash_matches)
+    for txn in outcome_transactions(out, account_type=acct.account_type):
+        ledger.apply(txn)
+    new = ledger.wash_matches[before:]
+    forced = {i.lot_id for i in out.wash_sale_issues if "excluded" in i.reason}
+    assert {m.loss_lot_id for m in new} == forced
+    for m in new:
+        assert own[m.loss_lot_id].symbol in acct.exclusions
