@@ -1,0 +1,100 @@
+"""Example requests and synthetic books are realistic, deterministic and fast."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from shared.examples import DEFAULT_AS_OF, example_request, synthetic_book
+from shared.ledger import Ledger, is_long_term
+from shared.messages import RebalanceRequest
+
+
+@functools.cache
+def _request(seed: int) -> RebalanceRequest:
+    return example_request(names=30, seed=seed)
+
+
+def test_the_same_seed_gives_the_same_request() -> None:
+    assert example_request(names=30, seed=7) == _request(7)
+
+
+def test_an_example_account_has_gains_losses_short_and_long_term_lots() -> None:
+    r = _request(7)
+    price = dict(zip(r.market.symbols, r.market.prices, strict=True))
+    own = [x for x in r.ledger.lots if x.account == r.account.account_id]
+    held = {x.symbol for x in own}
+    assert len(own) >= 3 * len(held)  # ~4 lots per held name
+    gains = [float(x.quantity) * price[x.symbol] - float(x.cost_basis_usd) for x in own]
+    assert any(g > 0 for g in gains)
+    assert any(g < 0 for g in gains)
+    terms = {is_long_term(x.acquired, r.as_of) for x in own}
+    assert terms == {True, False}
+
+
+def test_the_wash_sale_restrictions_bite_in_an_example_household() -> None:
+    for seed in (1, 2, 7):
+        r = _request(seed)
+        restrictions = Ledger.from_state(r.ledger).restrictions(r.as_of)
+        assert restrictions.no_buy, seed
+        assert restrictions.no_loss_sale_lots, seed
+        assert {x.account_type for x in r.ledger.lots} == {"taxable", "ira"}
+        assert r.history
+
+
+def test_the_example_market_is_the_day_snapshot_with_the_true_risk_model() -> None:
+    r = _request(1)
+    assert r.market.as_of == r.as_of == r.ledger.as_of
+    assert len(r.market.risk_model.loadings) == len(r.market.symbols)
+
+
+def test_long_short_and_market_neutral_examples_carry_their_fields_and_short_lots() -> None:
+    ls = example_request(names=30, seed=2, strategy="long-short")
+    assert ls.account.long_short is not None
+    assert any(x.short for x in ls.ledger.lots)
+    mn = example_request(names=30, seed=2, strategy="market-neutral")
+    assert mn.market.alpha
+    assert any(x.short for x in mn.ledger.lots)
+
+
+def test_a_synthetic_book_shares_ledger_state_within_a_household() -> None:
+    market, book = synthetic_book(accounts=30, names=40, seed=3, as_of=DEFAULT_AS_OF)
+    assert len(book) == 30
+    assert len({spec.account_id for spec, _ in book}) == 30
+    by_household: dict[str, list[object]] = {}
+    for spec, state in book:
+        assert state.household_id == spec.household_id
+        assert any(x.account == spec.account_id for x in state.lots) or spec.account_type == "ira"
+        by_household.setdefault(spec.household_id, []).append(state)
+    assert any(len(v) > 1 for v in by_household.values())
+    for states in by_household.values():
+        assert all(s is states[0] for s in states)
+    known = set(market.symbols)
+    assert all(x.symbol in known for _, s in book for x in s.lots)
+
+
+def test_a_steady_state_book_has_few_harvestable_old_losses() -> None:
+    market, book = synthetic_book(accounts=10, names=60, seed=5, as_of=DEFAULT_AS_OF)
+    fresh_market, fresh = synthetic_book(
+        accounts=10, names=60, seed=5, as_of=DEFAULT_AS_OF, steady_state=False
+    )
+    price = dict(zip(market.symbols, market.prices, strict=True))
+
+    def deep_losses(pairs: list) -> int:  # type: ignore[type-arg]
+        return sum(
+            1
+            for spec, s in pairs
+            for x in s.lots
+            if x.account == spec.account_id
+            and float(x.cost_basis_usd) > 1.05 * float(x.quantity) * price[x.symbol]
+        )
+
+    assert deep_losses(book) < deep_losses(fresh) / 3
+
+
+def test_a_synthetic_book_takes_about_a_millisecond_per_account() -> None:
+    synthetic_book(accounts=5, names=100, seed=1, as_of=DEFAULT_AS_OF)  # market generation
+    t0 = time.perf_counter()
+    _, book = synthetic_book(accounts=400, names=100, seed=1, as_of=DEFAULT_AS_OF)
+    per_account_ms = (time.perf_counter() - t0) * 1e3 / len(book)
+    assert per_account_ms < 3.0
