@@ -75,7 +75,7 @@ def test_a_synthetic_book_shares_ledger_state_within_a_household() -> None:
 
 def test_a_steady_state_book_has_few_harvestable_old_losses() -> None:
     market, book = synthetic_book(accounts=10, names=60, seed=5, as_of=DEFAULT_AS_OF)
-    fresh_market, fresh = synthetic_book(
+    _, fresh = synthetic_book(
         accounts=10, names=60, seed=5, as_of=DEFAULT_AS_OF, steady_state=False
     )
     price = dict(zip(market.symbols, market.prices, strict=True))

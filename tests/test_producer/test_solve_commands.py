@@ -1,0 +1,94 @@
+"""``taxview rebalance``, ``example-request``, ``schema`` and ``bench solve``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from producer.cli import main
+
+
+@pytest.fixture(scope="module")
+def request_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("req") / "request.json"
+    assert main(["example-request", "--names", "25", "--seed", "4", "--out", str(path)]) == 0
+    return path
+
+
+def test_example_request_writes_a_request_that_rebalance_solves(
+    request_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["rebalance", str(request_file)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "solved"
+    assert out["status"] in {"ok", "relaxed", "held"}
+    assert out["account_id"] == json.loads(request_file.read_text())["account"]["account_id"]
+    assert {"trades", "realized", "factor_exposures", "solver", "te_ex_ante"} <= set(out)
+
+
+def test_a_malformed_request_prints_a_rejected_outcome_and_exits_1(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(request_file.read_text())
+    doc["market"]["prices"][2] = -1.0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "rejected"
+    assert out["field"] == "market.prices[2]"
+    assert out["account_id"] == doc["account"]["account_id"]
+
+
+def test_a_request_of_the_wrong_shape_is_rejected_naming_the_field(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(request_file.read_text())
+    doc["account"]["te_budget"] = "wide"
+    bad = tmp_path / "shape.json"
+    bad.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "rejected"
+    assert out["field"] == "$.account.te_budget"
+
+
+def test_an_unreadable_request_is_one_line_on_stderr_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rebalance", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.json" in err
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    assert main(["rebalance", str(junk)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_schema_prints_the_request_and_outcome_json_schemas(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["schema"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["request"] == {"$ref": "#/$defs/RebalanceRequest"}
+    kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in doc["outcome"]["anyOf"]}
+    assert kinds == {"Solved", "Rejected", "Failed"}
+    assert "Trade" in doc["$defs"]
+
+
+def test_bench_solve_prints_one_json_line_with_the_contract_keys_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "solve", "--names", "30", "--accounts", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    doc = json.loads(lines[0])
+    assert list(doc)[:6] == ["names", "lots", "p50_ms", "p95_ms", "solver_p50_ms", "peak_rss_mb"]
+    assert doc["names"] == 30
+    assert doc["lots"] > 0
+    assert 0 < doc["solver_p50_ms"] <= doc["p50_ms"] <= doc["p95_ms"]
