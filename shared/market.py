@@ -45,8 +45,10 @@ WEIGHT_SUM_TOL = 1e-6
 class RiskSource(Protocol):
     """Where a history's per-date risk model (and alpha) comes from."""
 
-    #: ``"synthetic"`` (the generator's true model), ``"loaded"`` or ``"estimated"``.
-    kind: str
+    @property
+    def kind(self) -> str:
+        """``"synthetic"`` (the generator's true model), ``"loaded"`` or ``"estimated"``."""
+        ...
 
     def risk_model(self, history: MarketHistory, t: int, names: IntArray) -> RiskModel:
         """The annualised model at row ``t`` over columns ``names`` (in that order)."""

@@ -1,0 +1,680 @@
+"""Read (and write) a market-data directory in CSV or Parquet; the formats are in docs/formats.md.
+
+A directory holds, each as ``NAME.csv`` or ``NAME.parquet`` (never both):
+
+=====================  ========  ===========================================================
+file                   required  columns
+=====================  ========  ===========================================================
+``prices``             yes       ``date,symbol,price`` (long) or ``date,<SYM>,<SYM>…`` (wide)
+``benchmark_weights``  yes       ``date,symbol,weight`` (long) or ``date,<SYM>…`` (wide)
+``sectors``            no        ``symbol,sector``
+``factor_loadings``    no [1]_   ``symbol,factor,loading`` (long) or ``symbol,<FACTOR>…``
+``factor_covariance``  no [1]_   ``factor,<FACTOR>…`` (k×k, annualised)
+``specific_variance``  no [1]_   ``symbol,specific_var`` (annualised)
+``factor_returns``     no        ``date,<FACTOR>…`` (daily simple returns)
+=====================  ========  ===========================================================
+
+.. [1] all three or none.  Without them the risk model of each date is estimated from the
+   trailing daily returns (regressions on ``factor_returns`` if given, else a statistical model).
+
+Every problem raises :class:`~shared.errors.InputError` whose message starts with the file and
+the 1-based data row (the header is not counted: row 1 is line 2 of a CSV) and whose ``field``
+is ``"<file>:<column>"``, e.g. ``prices.csv row 17: price 'abc' is not a number``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from shared.calendar import CALENDAR_END, CALENDAR_START, trading_days_array
+from shared.errors import InputError
+from shared.market import EstimatedRiskSource, MarketHistory, RiskSource, StaticRiskSource
+from shared.messages import RiskModel
+from shared.risk_model import PSD_TOL, make_risk_model, risk_model_arrays, validate_risk_model
+from shared.types import FloatArray
+
+#: Benchmark weights of a date may sum to 1 ± this; they are then rescaled to sum to exactly 1.
+WEIGHT_SUM_TOLERANCE = 0.01
+#: File stems of a market directory.
+PRICES, WEIGHTS, SECTORS = "prices", "benchmark_weights", "sectors"
+LOADINGS, COVARIANCE, SPECIFIC, FACTOR_RETURNS = (
+    "factor_loadings",
+    "factor_covariance",
+    "specific_variance",
+    "factor_returns",
+)
+#: Sector of a name when the directory has no ``sectors`` file.
+UNKNOWN_SECTOR = "Unknown"
+
+Format = Literal["csv", "parquet"]
+Sign = Literal["positive", "nonnegative", "any"]
+DateArray = npt.NDArray[np.datetime64]
+
+
+# ------------------------------------------------------------------------------ reading tables
+
+
+def find_file(directory: Path, stem: str, *, required: bool) -> Path | None:
+    """``directory/stem.csv`` or ``directory/stem.parquet``.
+
+    Raises:
+        InputError: both exist, or neither and ``required``.
+    """
+    found = [directory / f"{stem}.{ext}" for ext in ("csv", "parquet")]
+    found = [p for p in found if p.is_file()]
+    if len(found) > 1:
+        raise InputError(
+            f"{directory}: both {stem}.csv and {stem}.parquet exist; keep one", field=stem
+        )
+    if not found:
+        if required:
+            raise InputError(f"{directory}: {stem}.csv or {stem}.parquet is required", field=stem)
+        return None
+    return found[0]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (every cell read as text) or Parquet file as a DataFrame, columns stripped.
+
+    Raises:
+        InputError: the file cannot be parsed, or it has duplicate or empty column names.
+    """
+    try:
+        if path.suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        else:
+            df = pd.read_parquet(path)
+    except Exception as exc:  # pandas/pyarrow raise many types; all mean "unreadable file"
+        raise InputError(f"{path.name}: cannot be read: {exc}", field=path.name) from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    if any(c == "" for c in df.columns):
+        raise InputError(f"{path.name}: a column has an empty header", field=path.name)
+    if len(set(df.columns)) != len(df.columns):
+        dup = next(c for c in df.columns if list(df.columns).count(c) > 1)
+        raise InputError(f"{path.name}: column {dup!r} appears twice", field=f"{path.name}:{dup}")
+    return df
+
+
+def _err(fname: str, row: int | None, column: str, what: str) -> InputError:
+    where = f"{fname} row {row}" if row is not None else fname
+    return InputError(f"{where}: {what}", field=f"{fname}:{column}")
+
+
+def _require(df: pd.DataFrame, fname: str, columns: Sequence[str]) -> None:
+    for c in columns:
+        if c not in df.columns:
+            raise _err(fname, None, c, f"missing column {c!r} (has {list(df.columns)})")
+
+
+def parse_dates(values: pd.Series, fname: str, column: str = "date") -> DateArray:
+    """A column of ``YYYY-MM-DD`` dates (or Parquet date/timestamp values) as ``datetime64[D]``.
+
+    Raises:
+        InputError: naming the first row that is not a date.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = pd.Series(values)
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_localize(None)
+        ok = parsed.notna().to_numpy()
+        days = parsed.to_numpy().astype("datetime64[D]")
+    else:
+        # Few distinct dates in a long file: parse each distinct value once.
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        text = [v.isoformat() if isinstance(v, dt.date) else str(v).strip() for v in uniques]
+        uparsed = pd.to_datetime(pd.Series(text, dtype=object), format="%Y-%m-%d", errors="coerce")
+        uok = uparsed.notna().to_numpy()
+        udays = uparsed.to_numpy().astype("datetime64[D]")
+        ok = uok[codes]
+        days = udays[codes]
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        i = int(bad[0])
+        raise _err(fname, i + 1, column, f"{column} {values.iloc[i]!r} is not a YYYY-MM-DD date")
+    out: DateArray = days
+    return out
+
+
+def parse_numbers(
+    values: pd.Series, fname: str, column: str, *, allow_empty: bool = False
+) -> FloatArray:
+    """A column of numbers as floats; empty cells are NaN when ``allow_empty``.
+
+    Raises:
+        InputError: naming the first row that is not a number (or is empty, or infinite).
+    """
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        out = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        empty = np.isnan(out)
+    else:
+        text = values.astype(str).str.strip()
+        empty = (text == "").to_numpy() | values.isna().to_numpy()
+        out = pd.to_numeric(text.mask(empty, "nan"), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        bad = np.flatnonzero(np.isnan(out) & ~empty & (text.str.lower() != "nan").to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise _err(fname, i + 1, column, f"{column} {values.iloc[i]!r} is not a number")
+        empty = empty | np.isnan(out)
+    if not allow_empty and empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise _err(fname, i + 1, column, f"{column} is empty")
+    inf = np.flatnonzero(np.isinf(out))
+    if inf.size:
+        i = int(inf[0])
+        raise _err(fname, i + 1, column, f"{column} {values.iloc[i]!r} is not finite")
+    result: FloatArray = out
+    return result
+
+
+def _symbols(values: pd.Series, fname: str, column: str = "symbol") -> list[str]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    utext = np.array(
+        ["" if v is None or v is pd.NA else str(v).strip() for v in uniques], dtype=object
+    )
+    text = utext[codes]
+    empty = np.flatnonzero(text == "")
+    if empty.size:
+        raise _err(fname, int(empty[0]) + 1, column, f"{column} is empty")
+    return [str(x) for x in text]
+
+
+def _is_long(df: pd.DataFrame, key: str, value: str) -> bool:
+    return key in df.columns and value in df.columns and len(df.columns) == 3
+
+
+def _check_sign(vals: FloatArray, fname: str, column: str, label: str, sign: Sign) -> None:
+    bad = vals <= 0 if sign == "positive" else vals < 0 if sign == "nonnegative" else None
+    if bad is None:
+        return
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        i = int(rows[0])
+        need = "> 0" if sign == "positive" else ">= 0"
+        raise _err(fname, i + 1, column, f"{label} {vals[i]:g} must be {need}")
+
+
+def read_panel(
+    path: Path, *, value: str, allow_empty_wide: bool = True, sign: Sign = "any"
+) -> tuple[DateArray, list[str], FloatArray]:
+    """A date×symbol table in long (``date,symbol,<value>``) or wide (``date,<SYM>…``) layout.
+
+    Returns:
+        Sorted unique dates, symbols (sorted), and the D×S values (NaN where absent).
+
+    Raises:
+        InputError: bad cells (file, row, column), duplicate (date, symbol) rows or dates.
+    """
+    fname = path.name
+    df = read_table(path)
+    _require(df, fname, ["date"])
+    if len(df) == 0:
+        raise _err(fname, None, "date", "has no rows")
+    dates = parse_dates(df["date"], fname)
+    if _is_long(df, "symbol", value):
+        syms = _symbols(df["symbol"], fname)
+        vals = parse_numbers(df[value], fname, value)
+        _check_sign(vals, fname, value, value, sign)
+        key = pd.DataFrame({"d": dates, "s": syms})
+        dup = np.flatnonzero(key.duplicated().to_numpy())
+        if dup.size:
+            i = int(dup[0])
+            raise _err(
+                fname, i + 1, "symbol", f"{syms[i]} on {dates[i]} appears twice (second time here)"
+            )
+        udates = np.unique(dates)
+        usyms = sorted(set(syms))
+        di = np.searchsorted(udates, dates)
+        si = pd.Index(usyms).get_indexer(pd.Index(syms))
+        out = np.full((len(udates), len(usyms)), np.nan)
+        out[di, si] = vals
+        return udates, usyms, out
+    cols = [c for c in df.columns if c != "date"]
+    if not cols:
+        raise _err(fname, None, "date", f"needs symbol columns (wide) or date,symbol,{value}")
+    if "symbol" in cols:
+        raise _err(fname, None, "symbol", f"long layout needs exactly date,symbol,{value}")
+    order = np.argsort(dates, kind="stable")
+    sd = dates[order]
+    dup = np.flatnonzero(sd[1:] == sd[:-1])
+    if dup.size:
+        i = int(order[dup[0] + 1])
+        raise _err(fname, i + 1, "date", f"date {dates[i]} appears twice")
+    columns = []
+    for c in cols:
+        vals = parse_numbers(df[c], fname, c, allow_empty=allow_empty_wide)
+        _check_sign(vals, fname, c, f"{value} of {c}", sign)
+        columns.append(vals)
+    out = np.column_stack(columns)[order]
+    symbols = sorted(cols)
+    return sd, symbols, out[:, [cols.index(s) for s in symbols]]
+
+
+# ------------------------------------------------------------------------------ market pieces
+
+
+def _check_sessions(dates: DateArray, fname: str) -> None:
+    first = dt.date.fromisoformat(str(dates[0]))
+    last = dt.date.fromisoformat(str(dates[-1]))
+    if first < CALENDAR_START or last > CALENDAR_END:
+        raise _err(fname, None, "date", f"dates must lie in {CALENDAR_START}..{CALENDAR_END}")
+    sessions = trading_days_array(first, last)
+    extra = np.setdiff1d(dates, sessions)
+    if extra.size:
+        raise _err(fname, None, "date", f"{extra[0]} is not an NYSE trading day")
+    missing = np.setdiff1d(sessions, dates)
+    if missing.size:
+        raise _err(
+            fname,
+            None,
+            "date",
+            f"NYSE trading day {missing[0]} is missing ({missing.size} missing between "
+            f"{first} and {last}); every session in the range needs a row",
+        )
+
+
+def load_prices(path: Path) -> tuple[DateArray, list[str], FloatArray]:
+    """Prices (USD per share, > 0) on every NYSE session of their range.
+
+    A name's prices must be one contiguous run of sessions: NaN before its listing and after its
+    delisting, never a gap in between.
+
+    Raises:
+        InputError: see :func:`read_panel`, plus non-positive prices, missing or non-trading
+            dates, gaps, names with no price.
+    """
+    fname = path.name
+    dates, symbols, P = read_panel(path, value="price", sign="positive")
+    _check_sessions(dates, fname)
+    listed = np.isfinite(P)
+    for i in np.flatnonzero(~listed.all(axis=0)):
+        rows = np.flatnonzero(listed[:, i])
+        if rows.size == 0:
+            raise _err(fname, None, symbols[i], f"{symbols[i]} has no price")
+        gap = np.flatnonzero(~listed[rows[0] : rows[-1] + 1, i])
+        if gap.size:
+            t = int(rows[0] + gap[0])
+            raise _err(
+                fname,
+                None,
+                "price",
+                f"{symbols[i]} has no price on {dates[t]} between its first ({dates[rows[0]]}) "
+                f"and last ({dates[rows[-1]]}) price; fill the gap",
+            )
+    return dates, symbols, P
+
+
+def load_benchmark_weights(
+    path: Path, dates: DateArray, symbols: list[str], P: FloatArray
+) -> FloatArray:
+    """Daily benchmark weights (T×n) from weights given on some dates.
+
+    Rules (docs/formats.md): a given row summing to 1 ± :data:`WEIGHT_SUM_TOLERANCE` is
+    rescaled to 1 (else rejected); between and around given dates the weights drift with prices
+    like a cap-weighted index with fixed shares (``w_t ∝ w_{t−1}·P_t/P_{t−1}``, backwards before
+    the first given date); a name that stops trading leaves with its weight spread pro rata.
+
+    Raises:
+        InputError: unknown symbols or dates, negative weights, bad sums, weight on a name with
+            no price that day.
+    """
+    fname = path.name
+    wdates, wsyms, Wg = read_panel(path, value="weight", sign="nonnegative")
+    Wg = np.nan_to_num(Wg, nan=0.0)
+    unknown = sorted(set(wsyms) - set(symbols))
+    if unknown:
+        raise _err(fname, None, "symbol", f"symbol {unknown[0]} has no prices")
+    bad_dates = np.setdiff1d(wdates, dates)
+    if bad_dates.size:
+        raise _err(fname, None, "date", f"{bad_dates[0]} is not a date of the prices file")
+    T, n = P.shape
+    given = np.zeros((len(wdates), n))
+    given[:, pd.Index(symbols).get_indexer(pd.Index(wsyms))] = Wg
+    rows = np.searchsorted(dates, wdates)
+    for g, t in enumerate(rows):
+        s = given[g].sum()
+        if abs(s - 1.0) > WEIGHT_SUM_TOLERANCE:
+            hint = " (percentages? give fractions)" if abs(s - 100.0) < 1.0 else ""
+            raise _err(
+                fname,
+                None,
+                "weight",
+                f"weights on {wdates[g]} sum to {s:.6g}; they must sum to 1 "
+                f"(±{WEIGHT_SUM_TOLERANCE}){hint}",
+            )
+        unpriced = np.flatnonzero((given[g] > 0) & ~np.isfinite(P[t]))
+        if unpriced.size:
+            raise _err(
+                fname,
+                None,
+                "weight",
+                f"{symbols[int(unpriced[0])]} has weight on {wdates[g]} but no price that day",
+            )
+        given[g] /= s
+    W = np.full((T, n), np.nan)
+    W[rows] = given
+    growth = np.nan_to_num(P[1:] / P[:-1], nan=0.0)  # 0: the name does not trade on both days
+    for t in range(rows[0] + 1, T):
+        if np.isnan(W[t, 0]):
+            W[t] = _renorm(W[t - 1] * growth[t - 1])
+    for t in range(rows[0] - 1, -1, -1):
+        inv = np.divide(1.0, growth[t], out=np.zeros(n), where=growth[t] > 0)
+        W[t] = _renorm(W[t + 1] * inv)
+    return W
+
+
+def _renorm(w: FloatArray) -> FloatArray:
+    s = w.sum()
+    if s <= 0:
+        raise InputError(
+            "every benchmark name stopped trading; give weights on a later date",
+            field="benchmark_weights:weight",
+        )
+    out: FloatArray = w / s
+    return out
+
+
+def load_sectors(path: Path | None, symbols: list[str]) -> tuple[str, ...]:
+    """Sector per symbol (``symbol,sector``); all :data:`UNKNOWN_SECTOR` without a file.
+
+    Raises:
+        InputError: missing columns, duplicate symbols, a priced symbol without a sector.
+    """
+    if path is None:
+        return tuple(UNKNOWN_SECTOR for _ in symbols)
+    fname = path.name
+    df = read_table(path)
+    _require(df, fname, ["symbol", "sector"])
+    syms = _symbols(df["symbol"], fname)
+    sectors = _symbols(df["sector"], fname, "sector")
+    table = _unique_map(syms, sectors, fname)
+    missing = [s for s in symbols if s not in table]
+    if missing:
+        raise _err(fname, None, "symbol", f"no sector for {missing[0]} ({len(missing)} missing)")
+    return tuple(table[s] for s in symbols)
+
+
+def _unique_map(keys: list[str], values: list[str], fname: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+        if k in out:
+            raise _err(fname, i + 1, "symbol", f"{k} appears twice")
+        out[k] = v
+    return out
+
+
+def load_risk_model(directory: Path, symbols: list[str]) -> RiskModel | None:
+    """The vendor model of the directory over ``symbols`` (in that order), or ``None``.
+
+    Raises:
+        InputError: only some of the three files, misaligned factors, missing symbols,
+            a covariance that is not square, symmetric and PSD, negative specific variance.
+    """
+    paths = {s: find_file(directory, s, required=False) for s in (LOADINGS, COVARIANCE, SPECIFIC)}
+    present = [s for s, p in paths.items() if p is not None]
+    if not present:
+        return None
+    if len(present) < 3:
+        absent = [s for s, p in paths.items() if p is None]
+        raise InputError(
+            f"{directory}: {', '.join(present)} given without {', '.join(absent)}; a risk model "
+            "needs factor_loadings, factor_covariance and specific_variance",
+            field=absent[0],
+        )
+    factors, F = _load_covariance(_present(paths[COVARIANCE]))
+    B = _load_loadings(_present(paths[LOADINGS]), symbols, factors)
+    d = _load_specific(_present(paths[SPECIFIC]), symbols)
+    rm = make_risk_model(factors, B, F, d)
+    validate_risk_model(rm, len(symbols))
+    return rm
+
+
+def _present(path: Path | None) -> Path:
+    if path is None:  # callers check presence first; this only narrows the type
+        raise InputError("a required market file is missing", field="market_dir")
+    return path
+
+
+def _load_covariance(path: Path) -> tuple[list[str], FloatArray]:
+    fname = path.name
+    df = read_table(path)
+    _require(df, fname, ["factor"])
+    rows = _symbols(df["factor"], fname, "factor")
+    cols = [c for c in df.columns if c != "factor"]
+    if rows != cols:
+        raise _err(
+            fname,
+            None,
+            "factor",
+            f"rows {rows} and columns {cols} must name the same factors in the same order",
+        )
+    F = np.column_stack([parse_numbers(df[c], fname, c) for c in cols])
+    scale = max(float(np.abs(F).max()), 1e-300)
+    asym = np.argwhere(np.abs(F - F.T) > 1e-8 * scale)
+    if asym.size:
+        i, j = (int(x) for x in asym[0])
+        raise _err(
+            fname, i + 1, cols[j], f"not symmetric: {rows[i]}/{cols[j]} != {cols[j]}/{rows[i]}"
+        )
+    eig = np.linalg.eigvalsh(F)
+    if eig[0] < -PSD_TOL * max(float(np.abs(eig).max()), 1e-300):
+        raise _err(fname, None, "factor", f"not positive semidefinite (eigenvalue {eig[0]:.3g})")
+    return rows, F
+
+
+def _load_loadings(path: Path, symbols: list[str], factors: list[str]) -> FloatArray:
+    fname = path.name
+    df = read_table(path)
+    _require(df, fname, ["symbol"])
+    if _is_long(df, "factor", "loading"):
+        syms = _symbols(df["symbol"], fname)
+        facs = _symbols(df["factor"], fname, "factor")
+        vals = parse_numbers(df["loading"], fname, "loading")
+        unknown = np.flatnonzero(pd.Index(factors).get_indexer(pd.Index(facs)) < 0)
+        if unknown.size:
+            i = int(unknown[0])
+            raise _err(fname, i + 1, "factor", f"factor {facs[i]} is not in factor_covariance")
+        key = pd.DataFrame({"s": syms, "f": facs})
+        dup = np.flatnonzero(key.duplicated().to_numpy())
+        if dup.size:
+            i = int(dup[0])
+            raise _err(fname, i + 1, "factor", f"{syms[i]}/{facs[i]} appears twice")
+        table = pd.DataFrame({"s": syms, "f": facs, "v": vals}).pivot(
+            index="s", columns="f", values="v"
+        )
+    else:
+        cols = [c for c in df.columns if c != "symbol"]
+        if sorted(cols) != sorted(factors):
+            raise _err(
+                fname,
+                None,
+                "symbol",
+                f"factor columns {cols} do not match factor_covariance {factors}",
+            )
+        syms = _symbols(df["symbol"], fname)
+        _unique_map(syms, syms, fname)
+        table = pd.DataFrame({c: parse_numbers(df[c], fname, c) for c in cols}, index=syms)
+    missing = [s for s in symbols if s not in table.index]
+    if missing:
+        raise _err(fname, None, "symbol", f"no loadings for {missing[0]} ({len(missing)} missing)")
+    B = table.reindex(index=symbols, columns=factors).to_numpy(dtype=np.float64)
+    if np.isnan(B).any():
+        i, j = (int(x) for x in np.argwhere(np.isnan(B))[0])
+        raise _err(fname, None, "loading", f"no {factors[j]} loading for {symbols[i]}")
+    return B
+
+
+def _load_specific(path: Path, symbols: list[str]) -> FloatArray:
+    fname = path.name
+    df = read_table(path)
+    _require(df, fname, ["symbol", "specific_var"])
+    syms = _symbols(df["symbol"], fname)
+    vals = parse_numbers(df["specific_var"], fname, "specific_var")
+    neg = np.flatnonzero(vals < 0)
+    if neg.size:
+        i = int(neg[0])
+        raise _err(fname, i + 1, "specific_var", f"specific_var {vals[i]} is negative")
+    table = dict(zip(_unique_map(syms, syms, fname), vals, strict=True))
+    missing = [s for s in symbols if s not in table]
+    if missing:
+        raise _err(
+            fname, None, "symbol", f"no specific_var for {missing[0]} ({len(missing)} missing)"
+        )
+    return np.array([table[s] for s in symbols], dtype=np.float64)
+
+
+def load_factor_returns(path: Path, dates: DateArray) -> tuple[list[str], FloatArray]:
+    """Daily factor returns (``date,<FACTOR>…``) aligned with the price dates.
+
+    Raises:
+        InputError: bad cells, or a price date without factor returns.
+    """
+    fname = path.name
+    fdates, factors, X = read_panel(path, value="return", allow_empty_wide=False)
+    missing = np.setdiff1d(dates, fdates)
+    if missing.size:
+        raise _err(fname, None, "date", f"no factor returns on {missing[0]} (a prices date)")
+    return factors, X[np.searchsorted(fdates, dates)]
+
+
+# ------------------------------------------------------------------------------ the directory
+
+
+def load_market_dir(
+    path: str | Path,
+    *,
+    lookback: int = 252,
+    halflife: float | None = 126.0,
+    n_factors: int = 10,
+    standardise: Sequence[str] = (),
+) -> MarketHistory:
+    """Load a market directory (see the module docstring and docs/formats.md).
+
+    Args:
+        path: the directory.
+        lookback: days of returns per estimate when the risk model is estimated.
+        halflife: exponential weighting of those returns (days).
+        n_factors: factors of the statistical model (no factor returns given).
+        standardise: factor names whose estimated loadings are standardised cross-sectionally.
+
+    Returns:
+        The history; its risk source is the loaded model (used on every date) if the directory
+        has one, else an estimate from the trailing ``lookback`` days.
+
+    Raises:
+        InputError: naming the file, row and column of the first problem found.
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise InputError(f"{directory} is not a directory", field="market_dir")
+    dates, symbols, P = load_prices(_present(find_file(directory, PRICES, required=True)))
+    W = load_benchmark_weights(
+        _present(find_file(directory, WEIGHTS, required=True)), dates, symbols, P
+    )
+    sectors = load_sectors(find_file(directory, SECTORS, required=False), symbols)
+    rm = load_risk_model(directory, symbols)
+    source: RiskSource
+    factor_names: tuple[str, ...]
+    if rm is not None:
+        source = StaticRiskSource(model=rm)
+        factor_names = tuple(rm.factor_names)
+    else:
+        fr_path = find_file(directory, FACTOR_RETURNS, required=False)
+        if fr_path is None:
+            source = EstimatedRiskSource(lookback=lookback, halflife=halflife, n_factors=n_factors)
+            factor_names = ()
+        else:
+            names, X = load_factor_returns(fr_path, dates)
+            source = EstimatedRiskSource(
+                lookback=lookback,
+                halflife=halflife,
+                factor_returns=X,
+                factor_names=tuple(names),
+                standardise=tuple(standardise),
+            )
+            factor_names = tuple(names)
+    ret = np.nan_to_num(P[1:] / P[:-1] - 1.0, nan=0.0)
+    level = 100.0 * np.concatenate([[1.0], np.cumprod(1.0 + (W[:-1] * ret).sum(axis=1))])
+    return MarketHistory(
+        symbols=tuple(symbols),
+        sectors=sectors,
+        dates=tuple(dt.date.fromisoformat(str(d)) for d in dates),
+        prices=P,
+        benchmark_weights=W,
+        benchmark_level=level,
+        factor_names=factor_names,
+        risk_source=source,
+        benchmark=directory.name,
+    )
+
+
+def write_market_dir(
+    history: MarketHistory,
+    path: str | Path,
+    *,
+    fmt: Format = "csv",
+    layout: Literal["long", "wide"] = "long",
+    risk_model: bool = True,
+) -> Path:
+    """Write a history in the directory format (e.g. a synthetic market, as an example).
+
+    The risk model written is the history's model on its last date; it needs every symbol
+    listed on that date.
+
+    Raises:
+        InputError: ``risk_model`` requested but some symbol is not listed on the last date.
+    """
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    dates = [d.isoformat() for d in history.dates]
+    syms = list(history.symbols)
+
+    def panel(values: FloatArray, name: str) -> pd.DataFrame:
+        wide = pd.DataFrame(values, columns=syms)
+        wide.insert(0, "date", dates)
+        if layout == "wide":
+            return wide
+        long = wide.melt(id_vars="date", var_name="symbol", value_name=name)
+        keep = np.isfinite(long[name].to_numpy(dtype=np.float64))
+        kept: pd.DataFrame = long.loc[keep].reset_index(drop=True)
+        return kept
+
+    weights = np.where(history.benchmark_weights > 0, history.benchmark_weights, np.nan)
+    tables = {
+        PRICES: panel(history.prices, "price"),
+        WEIGHTS: panel(weights, "weight"),
+        SECTORS: pd.DataFrame({"symbol": syms, "sector": list(history.sectors)}),
+    }
+    if risk_model:
+        last = history.dates[-1]
+        if len(history.listed(len(history.dates) - 1)) != len(syms):
+            raise InputError(
+                f"cannot write one risk model for all symbols: some are not listed on {last}",
+                field="risk_model",
+            )
+        rm = history.risk_model(last)
+        B, F, d = risk_model_arrays(rm)
+        loadings = pd.DataFrame(B, columns=rm.factor_names)
+        loadings.insert(0, "symbol", syms)
+        if layout == "long":
+            loadings = loadings.melt(id_vars="symbol", var_name="factor", value_name="loading")
+        cov = pd.DataFrame(F, columns=rm.factor_names)
+        cov.insert(0, "factor", rm.factor_names)
+        tables[LOADINGS] = loadings
+        tables[COVARIANCE] = cov
+        tables[SPECIFIC] = pd.DataFrame({"symbol": syms, "specific_var": d})
+    for stem, df in tables.items():
+        target = out / f"{stem}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(target, index=False, float_format="%.12g")
+        else:
+            df.to_parquet(target, index=False)
+    return out

@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.errors import InputError
+from shared.loaders import load_market_dir, write_market_dir
+from shared.market import MarketHistory
+from shared.risk_model import risk_model_arrays
+from shared.synthetic import synthetic_market
+
+DAYS = ["2024-07-01", "2024-07-02", "2024-07-03", "2024-07-05", "2024-07-08"]
+
+
+@pytest.fixture(scope="module")
+def small() -> MarketHistory:
+    return synthetic_market(
+        n_names=30, start=dt.date(2024, 1, 1), end=dt.date(2024, 6, 28), seed=2, events_per_year=8
+    )
+
+
+def write_csv(path: Path, text: str) -> None:
+    path.write_text(text.strip() + "\n")
+
+
+def tiny_dir(tmp_path: Path, prices: str | None = None, weights: str | None = None) -> Path:
+    rows = ["date,symbol,price"]
+    for i, d in enumerate(DAYS):
+        rows += [f"{d},AAA,{100 + i}", f"{d},BBB,{50 - i}"]
+    write_csv(tmp_path / "prices.csv", prices or "\n".join(rows))
+    write_csv(
+        tmp_path / "benchmark_weights.csv",
+        weights or "date,symbol,weight\n2024-07-01,AAA,0.6\n2024-07-01,BBB,0.4",
+    )
+    return tmp_path
+
+
+def rejects(path: Path, match: str, field: str | None = None) -> InputError:
+    with pytest.raises(InputError, match=re.escape(match)) as info:
+        load_market_dir(path)
+    if field is not None:
+        assert info.value.field == field
+    return info.value
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("layout", ["long", "wide"])
+def test_a_written_market_reads_back_identically(small, tmp_path, fmt, layout):
+    assert small.n_names > 30  # the fixture has index changes
+    write_market_dir(small, tmp_path, fmt=fmt, layout=layout)
+    got = load_market_dir(tmp_path)
+    order = np.argsort(small.symbols)  # loaders sort symbols
+    assert got.symbols == tuple(np.array(small.symbols)[order])
+    assert got.dates == small.dates
+    assert got.sectors == tuple(np.array(small.sectors)[order])
+    np.testing.assert_allclose(got.prices, small.prices[:, order], rtol=1e-11)
+    np.testing.assert_allclose(got.benchmark_weights, small.benchmark_weights[:, order], atol=1e-12)
+    np.testing.assert_allclose(got.benchmark_level, small.benchmark_level, rtol=1e-10)
+    d = small.dates[-1]
+    B0, F0, d0 = risk_model_arrays(small.risk_model(d))
+    B1, F1, d1 = risk_model_arrays(got.risk_model(d))
+    np.testing.assert_allclose(B1, B0[order], atol=1e-10)
+    np.testing.assert_allclose(F1, F0, rtol=1e-10)
+    np.testing.assert_allclose(d1, d0[order], rtol=1e-10)
+    snap = got.snapshot(small.dates[10])
+    assert len(snap.symbols) == len(snap.risk_model.loadings) < got.n_names
+
+
+def test_parquet_date_and_timestamp_columns_are_read(tmp_path):
+    dates = pd.to_datetime(DAYS)
+    pd.DataFrame({"date": dates.date, "AAA": [1.0, 2, 3, 4, 5]}).to_parquet(
+        tmp_path / "prices.parquet"
+    )
+    pd.DataFrame({"date": dates[:1], "AAA": [1.0]}).to_parquet(
+        tmp_path / "benchmark_weights.parquet"
+    )
+    hist = load_market_dir(tmp_path)
+    assert hist.dates[0] == dt.date(2024, 7, 1)
+    np.testing.assert_array_equal(hist.benchmark_weights, 1.0)
+
+
+def test_a_price_that_is_not_a_number_names_the_file_row_and_column(tmp_path):
+    text = "date,symbol,price\n2024-07-01,AAA,100\n2024-07-01,BBB,abc\n"
+    err = rejects(tiny_dir(tmp_path, prices=text), "prices.csv row 2: price 'abc' is not a number")
+    assert err.field == "prices.csv:price"
+
+
+def test_a_wide_price_file_names_the_symbol_column_of_a_bad_cell(tmp_path):
+    text = "date,AAA,BBB\n" + "\n".join(f"{d},1,2" for d in DAYS[:3]) + f"\n{DAYS[3]},1,-2\n"
+    text += f"{DAYS[4]},1,2\n"
+    rejects(
+        tiny_dir(tmp_path, prices=text),
+        "prices.csv row 4: price of BBB -2 must be > 0",
+        "prices.csv:BBB",
+    )
+
+
+def test_dates_must_be_every_nyse_session_of_the_range_and_nothing_else(tmp_path):
+    base = "date,AAA\n" + "\n".join(f"{d},1" for d in DAYS)
+    rejects(
+        tiny_dir(tmp_path, prices=base + "\n2024-07-04,1"),
+        "2024-07-04 is not an NYSE trading day",
+        "prices.csv:date",
+    )
+    missing = "date,AAA\n" + "\n".join(f"{d},1" for d in DAYS if d != "2024-07-03")
+    rejects(tiny_dir(tmp_path, prices=missing), "trading day 2024-07-03 is missing")
+    bad_date = "date,AAA\n2024-07-01,1\n07/02/2024,1"
+    rejects(
+        tiny_dir(tmp_path, prices=bad_date), "row 2: date '07/02/2024' is not a YYYY-MM-DD date"
+    )
+
+
+def test_duplicate_rows_and_gaps_in_a_listing_are_rejected(tmp_path):
+    dup = "date,symbol,price\n2024-07-01,AAA,1\n2024-07-01,AAA,2"
+    rejects(tiny_dir(tmp_path, prices=dup), "row 2: AAA on 2024-07-01 appears twice")
+    gap = "date,AAA,BBB\n" + "\n".join(f"{d},1,{'' if d == '2024-07-03' else 2}" for d in DAYS)
+    rejects(tiny_dir(tmp_path, prices=gap), "BBB has no price on 2024-07-03")
+
+
+def test_names_before_listing_are_nan_and_get_no_weight(tmp_path):
+    prices = "date,AAA,BBB\n" + "\n".join(
+        f"{d},{10 + i},{'' if i < 2 else 20 + i}" for i, d in enumerate(DAYS)
+    )
+    weights = "date,symbol,weight\n2024-07-01,AAA,1\n2024-07-05,AAA,0.5\n2024-07-05,BBB,0.5"
+    hist = load_market_dir(tiny_dir(tmp_path, prices=prices, weights=weights))
+    assert np.isnan(hist.prices[:2, 1]).all()
+    np.testing.assert_array_equal(hist.benchmark_weights[:3, 1], 0.0)
+    np.testing.assert_allclose(hist.benchmark_weights[3], [0.5, 0.5])
+    assert hist.listed(0).tolist() == [0]
+    snap = hist.snapshot(dt.date(2024, 7, 8))
+    assert snap.symbols == ["AAA", "BBB"]
+    assert len(snap.risk_model.specific_var) == 2
+    # With no model and no history before the first date, the snapshot says what to supply.
+    with pytest.raises(InputError, match="supply factor_loadings") as info:
+        hist.snapshot(dt.date(2024, 7, 1))
+    assert info.value.field == "risk_model"
+
+
+def test_weights_between_given_dates_drift_with_prices(tmp_path):
+    hist = load_market_dir(tiny_dir(tmp_path))
+    W, P = hist.benchmark_weights, hist.prices
+    np.testing.assert_allclose(W[0], [0.6, 0.4])
+    for t in range(1, len(DAYS)):
+        drifted = W[t - 1] * P[t] / P[t - 1]
+        np.testing.assert_allclose(W[t], drifted / drifted.sum())
+    # Given only on the last date, earlier weights drift backwards the same way.
+    weights = "date,symbol,weight\n2024-07-08,AAA,0.5\n2024-07-08,BBB,0.5"
+    hist = load_market_dir(tiny_dir(tmp_path, weights=weights))
+    W, P = hist.benchmark_weights, hist.prices
+    for t in range(len(DAYS) - 1):
+        back = W[t + 1] * P[t] / P[t + 1]
+        np.testing.assert_allclose(W[t], back / back.sum())
+    level = hist.benchmark_level
+    assert level[1] == pytest.approx(100 * (1 + W[0] @ (P[1] / P[0] - 1)))
+
+
+def test_weight_sums_near_one_are_rescaled_and_others_rejected(tmp_path):
+    near = "date,symbol,weight\n2024-07-01,AAA,0.6\n2024-07-01,BBB,0.396"
+    hist = load_market_dir(tiny_dir(tmp_path, weights=near))
+    assert hist.benchmark_weights[0].sum() == pytest.approx(1.0)
+    assert hist.benchmark_weights[0, 0] == pytest.approx(0.6 / 0.996)
+    off = "date,symbol,weight\n2024-07-01,AAA,0.6\n2024-07-01,BBB,0.3"
+    rejects(
+        tiny_dir(tmp_path, weights=off),
+        "weights on 2024-07-01 sum to 0.9",
+        "benchmark_weights.csv:weight",
+    )
+    pct = "date,symbol,weight\n2024-07-01,AAA,60\n2024-07-01,BBB,40"
+    rejects(tiny_dir(tmp_path, weights=pct), "percentages")
+    neg = "date,symbol,weight\n2024-07-01,AAA,1.1\n2024-07-01,BBB,-0.1"
+    rejects(tiny_dir(tmp_path, weights=neg), "row 2: weight -0.1 must be >= 0")
+    unknown = "date,symbol,weight\n2024-07-01,ZZZ,1"
+    rejects(tiny_dir(tmp_path, weights=unknown), "symbol ZZZ has no prices")
+    late = "date,symbol,weight\n2024-07-09,AAA,1"
+    rejects(tiny_dir(tmp_path, weights=late), "2024-07-09 is not a date of the prices file")
+
+
+def write_model(
+    path: Path, cov: str, spec: str = "symbol,specific_var\nAAA,0.04\nBBB,0.09"
+) -> None:
+    write_csv(path / "factor_loadings.csv", "symbol,market,value\nAAA,1.1,0.5\nBBB,0.9,-0.5")
+    write_csv(path / "factor_covariance.csv", cov)
+    write_csv(path / "specific_variance.csv", spec)
+
+
+GOOD_COV = "factor,market,value\nmarket,0.0256,0.001\nvalue,0.001,0.0016"
+
+
+def test_a_vendor_model_is_loaded_and_used_on_every_date(tmp_path):
+    path = tiny_dir(tmp_path)
+    write_model(path, GOOD_COV)
+    hist = load_market_dir(path)
+    rm = hist.snapshot(dt.date(2024, 7, 3)).risk_model
+    assert rm.factor_names == ["market", "value"]
+    assert rm.loadings == [[1.1, 0.5], [0.9, -0.5]]
+    assert rm.specific_var == [0.04, 0.09]
+
+
+def test_a_bad_vendor_model_is_rejected_naming_the_file(tmp_path):
+    path = tiny_dir(tmp_path)
+    write_model(path, "factor,market,value\nmarket,0.01,0.05\nvalue,0.05,0.01")
+    rejects(
+        path, "factor_covariance.csv: not positive semidefinite", "factor_covariance.csv:factor"
+    )
+    write_model(path, "factor,market,value\nmarket,0.01,0.0\nvalue,0.001,0.01")
+    rejects(path, "not symmetric")
+    write_model(path, "factor,value,market\nvalue,0.01,0\nmarket,0,0.01")
+    load_market_dir(path)  # any factor order, as long as rows and columns agree
+    write_model(path, GOOD_COV, spec="symbol,specific_var\nAAA,0.04\nBBB,-0.01")
+    rejects(path, "specific_variance.csv row 2: specific_var -0.01 is negative")
+    write_model(path, GOOD_COV, spec="symbol,specific_var\nAAA,0.04")
+    rejects(path, "no specific_var for BBB")
+    (path / "specific_variance.csv").unlink()
+    rejects(
+        path, "needs factor_loadings, factor_covariance and specific_variance", "specific_variance"
+    )
+
+
+def test_factor_returns_drive_the_estimated_model_when_no_model_is_given(tmp_path, small):
+    write_market_dir(small, tmp_path, fmt="parquet", layout="wide", risk_model=False)
+    rng = np.random.default_rng(0)
+    fr = pd.DataFrame(rng.normal(0, 0.01, (len(small.dates), 2)), columns=["mkt", "val"])
+    fr.insert(0, "date", [d.isoformat() for d in small.dates])
+    fr.to_csv(tmp_path / "factor_returns.csv", index=False)
+    hist = load_market_dir(tmp_path)
+    rm = hist.risk_model(small.dates[-1])
+    assert rm.factor_names == ["mkt", "val"]
+    fr.iloc[:-1].to_csv(tmp_path / "factor_returns.csv", index=False)
+    rejects(tmp_path, f"no factor returns on {small.dates[-1]}")
+
+
+def test_a_directory_with_both_csv_and_parquet_of_one_file_is_ambiguous(tmp_path):
+    path = tiny_dir(tmp_path)
+    pd.read_csv(path / "prices.csv").to_parquet(path / "prices.parquet")
+    rejects(path, "both prices.csv and prices.parquet exist")
+    with pytest.raises(
+        InputError, match=re.escape("benchmark_weights.csv or benchmark_weights.parquet")
+    ):
+        (path / "benchmark_weights.csv").unlink()
+        (path / "prices.parquet").unlink()
+        load_market_dir(path)
