@@ -33,7 +33,7 @@ from shared.types import FloatArray, IntArray
 W0_TOLERANCE = 1e-6
 
 
-def factor_sqrt(F: FloatArray) -> FloatArray:
+def factor_sqrt(F: FloatArray, *, account: str | None = None) -> FloatArray:
     """A square root ``G`` with ``F = G Gᵀ`` (eigen-decomposition, so a PSD-singular ``F`` works).
 
     Raises:
@@ -48,6 +48,7 @@ def factor_sqrt(F: FloatArray) -> FloatArray:
     if vals.min() < -1e-10 * scale:
         raise InputError(
             f"factor covariance is not positive semidefinite (min eigenvalue {vals.min():.3g})",
+            account=account,
             field="factor_cov",
         )
     return np.asarray(vecs * np.sqrt(np.clip(vals, 0.0, None)), dtype=np.float64)
@@ -161,7 +162,9 @@ class Layout:
             short0=np.bincount(data.short_name, weights=data.short_w, minlength=n).astype(
                 np.float64
             ),
-            G=factor_sqrt(np.asarray(data.factor_cov, dtype=np.float64)),
+            G=factor_sqrt(
+                np.asarray(data.factor_cov, dtype=np.float64), account=data.account or None
+            ),
         )
 
     @property

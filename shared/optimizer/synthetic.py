@@ -88,12 +88,18 @@ def random_problem(
     lots_per_name: float = 4.0,
     strategy: StrategyName = "direct-index",
     seed: int = 0,
-    te_max: float | None = 0.02,
+    te_max: float | Literal["auto"] | None = "auto",
     tilts: tuple[tuple[int, float], ...] = (),
     turnover_max_w: float | None = None,
     gain_budget_w: float | None = None,
 ) -> ProblemData:
-    """A random problem of ``n`` names, ``k`` factors, about ``lots_per_name·n`` lots."""
+    """A random problem of ``n`` names, ``k`` factors, about ``lots_per_name·n`` lots.
+
+    ``te_max="auto"`` is 2% for direct indexing, 4% for long/short (the shorts themselves cost
+    TE) and no cap for the market-neutral sleeve (no benchmark; risk is in the objective).
+    """
+    if te_max == "auto":
+        te_max = {"direct-index": 0.02, "long-short": 0.04}.get(strategy)
     rng = np.random.default_rng(seed)
     symbols = tuple(f"S{i:04d}" for i in range(n))
     B, F, d, fnames = _risk_model(rng, n, k)
@@ -148,7 +154,6 @@ def random_problem(
         min_w = np.minimum(np.full(n, -cap_w), -short_hold)
         short_allowed = np.ones(n, dtype=np.bool_)
         lambda_te = 5.0
-        te_max = None
 
     lot_name, lot_w, lot_tax, lot_gain = _lots(rng, long_hold, lots_per_name)
     if short_hold.any():

@@ -1,0 +1,169 @@
+"""Failure handling: infeasible and unbounded problems, solver failures, fallbacks, bad input."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from shared.errors import Infeasible, InputError, SolverFailed, Unbounded
+from shared.optimizer import problem
+from shared.optimizer.check import check_solution
+from shared.optimizer.problem import SolveSettings, solve, solve_cvxpy
+from shared.optimizer.synthetic import random_problem
+
+
+def test_a_tilt_out_of_reach_under_the_te_cap_is_infeasible_and_names_both_families():
+    # Feasible with either the 3% TE cap or the 0.8σ quality tilt, not with both.
+    data = replace(random_problem(40, k=6, seed=0, te_max=0.03), tilts=((1, 0.8),))
+    assert solve(replace(data, tilts=())).te <= 0.03 + 1e-9
+    assert solve(replace(data, te_max=None)).active_exposure[1] >= 0.8 - 1e-6
+    with pytest.raises(Infeasible) as exc:
+        solve(data)
+    msg = str(exc.value)
+    assert "SYN-direct-index-40-0" in msg
+    assert "factor tilt" in msg and "tracking-error budget" in msg
+    assert exc.value.account == "SYN-direct-index-40-0"
+
+
+def test_the_reference_path_agrees_that_the_problem_is_infeasible():
+    data = replace(random_problem(40, k=6, seed=0, te_max=0.03), tilts=((1, 0.8),))
+    with pytest.raises(Infeasible):
+        solve_cvxpy(data)
+
+
+def test_an_unsellable_lot_above_its_cap_is_infeasible_and_blames_the_name_bounds():
+    data = random_problem(40, k=6, seed=2)
+    j = 0
+    i = int(data.lot_name[j])
+    sellable = data.lot_sellable.copy()
+    sellable[data.lot_name == i] = False
+    max_w = data.max_w.copy()
+    max_w[i] = 0.5 * data.lot_w[j]
+    with pytest.raises(Infeasible, match="name bounds"):
+        solve(replace(data, lot_sellable=sellable, max_w=max_w))
+
+
+def test_a_sleeve_without_risk_or_bounds_is_unbounded():
+    data = random_problem(20, k=3, strategy="market-neutral", seed=0)
+    data = replace(
+        data,
+        lambda_te=0.0,
+        gross_max_w=None,
+        max_w=np.full(data.n, np.inf),
+        min_w=np.full(data.n, -np.inf),
+    )
+    with pytest.raises(Unbounded):
+        solve(data)
+
+
+def test_a_solver_stopped_after_one_iteration_is_re_solved_with_safe_settings():
+    data = random_problem(60, k=6, seed=1)
+    sol = solve(data, settings=SolveSettings(max_iter=1))
+    assert sol.solver == "clarabel-safe"
+    assert sol.attempts == ("clarabel: MaxIterations", "clarabel-safe: Solved")
+    assert check_solution(data, sol) == []
+    assert sol.objective == pytest.approx(solve(data).objective, rel=1e-6)
+
+
+def _failing_clarabel(monkeypatch, fail: set[str]):
+    real = problem._run_clarabel
+
+    def fake(data, layout, terms, constraints, settings, *, safe, name):
+        if name in fail:
+            return problem._Attempt(name, "NumericalError", None)
+        return real(data, layout, terms, constraints, settings, safe=safe, name=name)
+
+    monkeypatch.setattr(problem, "_run_clarabel", fake)
+
+
+def test_when_both_clarabel_attempts_fail_the_cvxpy_fallback_produces_the_trades(monkeypatch):
+    data = random_problem(30, k=4, seed=2)
+    expected = solve(data)
+    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-safe"})
+    sol = solve(data)
+    assert sol.solver == "cvxpy-clarabel"
+    assert sol.attempts == (
+        "clarabel: NumericalError",
+        "clarabel-safe: NumericalError",
+        "cvxpy-clarabel: Solved",
+    )
+    assert np.max(np.abs(sol.w - expected.w)) <= 1e-5
+
+
+def test_scs_is_the_last_resort_and_its_answer_must_still_pass_the_check(monkeypatch):
+    data = random_problem(15, k=3, seed=3, te_max=None)
+    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-safe"})
+    sol = solve(data, settings=SolveSettings(fallback_solvers=("SCS",)))
+    assert sol.solver == "cvxpy-scs"
+    assert sol.attempts[-1] == "cvxpy-scs: Solved"
+    assert check_solution(data, sol) == []
+
+
+def test_every_attempt_failing_raises_solver_failed_listing_them(monkeypatch):
+    data = random_problem(15, k=3, seed=4, te_max=None)
+    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-safe"})
+    with pytest.raises(SolverFailed) as exc:
+        solve(data, settings=SolveSettings(fallback_solvers=()))
+    assert "clarabel: NumericalError" in str(exc.value)
+    assert "clarabel-safe: NumericalError" in str(exc.value)
+
+
+def test_without_fallback_a_failed_solve_is_not_retried(monkeypatch):
+    data = random_problem(15, k=3, seed=4, te_max=None)
+    with pytest.raises(SolverFailed, match="clarabel: MaxIterations"):
+        solve(data, settings=SolveSettings(max_iter=1, fallback=False))
+
+
+def test_an_answer_that_fails_the_independent_check_is_never_returned(monkeypatch):
+    data = random_problem(30, k=4, seed=5)
+    real = problem._run_clarabel
+
+    def corrupt(data, layout, terms, constraints, settings, *, safe, name):
+        att = real(data, layout, terms, constraints, settings, safe=safe, name=name)
+        if name == "clarabel" and att.solution is not None:
+            bad = replace(att.solution, buy=att.solution.buy + 0.05, w=att.solution.w + 0.05)
+            return replace(att, solution=bad)
+        return att
+
+    monkeypatch.setattr(problem, "_run_clarabel", corrupt)
+    sol = solve(data)
+    assert sol.solver == "clarabel-safe"
+    assert sol.attempts[0].startswith("clarabel: CheckFailed")
+    assert check_solution(data, sol) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"w0": np.zeros(3)}, "w0"),
+        ({"lot_w": np.array([0.33, 0.33])}, "lot_w"),
+        ({"specific_var": np.array([0.04, np.nan, 0.04])}, "specific_var"),
+        ({"min_w": np.array([0.0, 0.7, 0.0])}, "min_w[1]"),
+        ({"tilts": ((5, 0.1),)}, "tilts"),
+        ({"factor_cov": np.array([[-0.04]])}, "factor_cov"),
+        ({"kappa": -1.0}, "kappa"),
+    ],
+)
+def test_bad_problem_data_raises_an_input_error_naming_the_account_and_field(change, field):
+    from shared.optimizer.synthetic import random_problem as _rp
+
+    base = _rp(3, k=1, seed=0, te_max=None)
+    base = replace(
+        base,
+        w0=np.array([0.33, 0.33, 0.33]),
+        lot_name=np.array([0, 1, 2]),
+        lot_w=np.array([0.33, 0.33, 0.33]),
+        lot_tax=np.zeros(3),
+        lot_gain=np.zeros(3),
+        lot_sellable=np.ones(3, dtype=bool),
+        min_w=np.zeros(3),
+        max_w=np.full(3, 0.6),
+        account="ACC-1",
+    )
+    solve(base)  # the base problem itself is fine
+    with pytest.raises(InputError) as exc:
+        solve(replace(base, **change))
+    assert exc.value.field is not None and exc.value.field.startswith(field)
+    assert exc.value.account == "ACC-1"

@@ -1,0 +1,196 @@
+"""The direct Clarabel path against the CVXPY reference, and each strategy's defining property.
+
+Problems come from :func:`shared.optimizer.synthetic.random_problem` (seeded); every solution is
+checked with the naive, model-independent checker in ``_optimizer_checks.py`` (the TE with the
+full n×n covariance).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.errors import Infeasible
+from shared.optimizer.check import check_solution
+from shared.optimizer.problem import SolveSettings, solve, solve_cvxpy
+from shared.optimizer.synthetic import random_problem
+
+_spec = importlib.util.spec_from_file_location(
+    "_optimizer_checks", Path(__file__).with_name("_optimizer_checks.py")
+)
+assert _spec is not None and _spec.loader is not None
+_checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_checks)
+assert_every_constraint_holds = _checks.assert_every_constraint_holds
+full_te = _checks.full_te
+
+STRATEGIES = ("direct-index", "long-short", "market-neutral")
+
+
+def _agree(data, *, obj_rel=1e-6, w_abs=1e-5):
+    sol = solve(data)
+    ref = solve_cvxpy(data)
+    assert sol.solver == "clarabel"
+    assert ref.solver == "cvxpy-clarabel"
+    scale = max(abs(ref.objective), 1e-4)
+    assert abs(sol.objective - ref.objective) <= obj_rel * scale, (sol.objective, ref.objective)
+    assert np.max(np.abs(sol.w - ref.w)) <= w_abs
+    return sol, ref
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_direct_path_matches_the_cvxpy_reference_on_small_accounts(strategy, seed):
+    data = random_problem(20, k=5, strategy=strategy, seed=seed)
+    sol, ref = _agree(data)
+    assert_every_constraint_holds(data, sol)
+    assert_every_constraint_holds(data, ref)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_direct_path_matches_the_cvxpy_reference_on_mid_size_accounts(strategy):
+    data = random_problem(200, k=12, strategy=strategy, seed=7)
+    sol, _ = _agree(data)
+    assert_every_constraint_holds(data, sol)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_paths_agree_with_tilts_turnover_and_a_gain_budget_all_active(seed):
+    base = random_problem(40, k=6, seed=seed, te_max=0.03)
+    data = replace(base, tilts=((1, 0.15), (3, 0.10)), turnover_max_w=0.30, gain_budget_w=-0.002)
+    sol, _ = _agree(data)
+    assert_every_constraint_holds(data, sol)
+    active = data.loadings.T @ (sol.w - data.w_bench)
+    assert active[1] >= 0.15 - 1e-6 and active[3] >= 0.10 - 1e-6
+    # The budgets are meant to bind here: a net loss of 0.2% of NAV must be realized.
+    assert float(data.lot_gain @ sol.sell) <= -0.002 + 1e-6
+
+
+def test_the_paths_agree_when_the_direct_problem_substitutes_the_weights():
+    data = random_problem(60, k=6, strategy="long-short", seed=5)
+    sol = solve(data, settings=SolveSettings(w_variables=False))
+    ref = solve_cvxpy(data)
+    assert np.max(np.abs(sol.w - ref.w)) <= 1e-5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_direct_indexing_is_long_only_and_fully_invested_within_the_cash_band(seed):
+    data = random_problem(100, k=8, seed=seed)
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    assert np.all(sol.w >= -1e-8)
+    assert np.all(sol.short == 0) and len(sol.cover) == 0
+    assert data.cash_min_w - 1e-8 <= 1.0 - sol.w.sum() <= data.cash_max_w + 1e-8
+    assert sol.te <= 0.02 + 1e-8
+    assert sol.te == pytest.approx(full_te(data, sol.w), abs=1e-9)
+
+
+def test_excluded_names_are_sold_out_in_direct_indexing():
+    data = random_problem(100, k=8, seed=11)
+    excluded = np.flatnonzero(data.max_w == 0)
+    assert len(excluded) and np.any(data.w0[excluded] > 0)
+    sol = solve(data)
+    assert np.all(np.abs(sol.w[excluded]) <= 1e-7)
+
+
+def test_a_130_30_book_keeps_its_long_short_and_gross_limits_and_net_exposure():
+    data = random_problem(120, k=8, strategy="long-short", seed=2)
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    longs = np.clip(sol.w, 0, None).sum()
+    shorts = np.clip(-sol.w, 0, None).sum()
+    assert longs <= 1.3 + 1e-6
+    assert shorts <= 0.3 + 1e-6
+    assert longs + shorts <= 1.6 + 1e-6
+    assert longs - shorts == pytest.approx(1.0 - sol.cash_w, abs=1e-7)
+    assert np.any(sol.w < -1e-4), "the book should keep some shorts"
+
+
+def test_shorts_reach_a_tilt_that_a_long_only_book_cannot():
+    # A momentum tilt far beyond what reweighting longs under the caps can deliver.
+    base = random_problem(60, k=6, strategy="long-short", seed=8, te_max=None)
+    tilt = ((3, 1.4),)
+    long_only = replace(
+        base,
+        tilts=tilt,
+        min_w=np.zeros(base.n),
+        short_allowed=np.zeros(base.n, dtype=bool),
+        short_name=np.zeros(0, dtype=np.int64),
+        short_w=np.zeros(0),
+        short_tax=np.zeros(0),
+        short_gain=np.zeros(0),
+        short_coverable=np.zeros(0, dtype=bool),
+        w0=np.bincount(base.lot_name, weights=base.lot_w, minlength=base.n),
+        net_w=float(base.lot_w.sum()) + 0.01,
+        long_max_w=None,
+        short_max_w=None,
+        gross_max_w=None,
+    )
+    with pytest.raises(Infeasible):
+        solve(long_only, settings=SolveSettings(diagnose_infeasible=False))
+    data = replace(base, tilts=tilt, min_w=np.where(base.min_w < 0, -0.05, 0.0))
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    assert (data.loadings[:, 3] @ (sol.w - data.w_bench)) >= 1.4 - 1e-6
+    assert sol.short.sum() > 1e-3
+
+
+def test_covering_a_short_lot_at_a_loss_is_a_harvest():
+    # One short lot whose price rose 40% since the short sale: covering realizes a short-term
+    # loss (IRC §1233(b)), worth 0.408·0.4 per unit covered, so it is covered even though the
+    # short was on target; the name may be shorted again (not substantially identical here).
+    base = random_problem(30, k=4, strategy="long-short", seed=3)
+    j = 0
+    tax = base.short_tax.copy()
+    gain = base.short_gain.copy()
+    tax[:] = 0.0
+    gain[:] = 0.0
+    tax[j], gain[j] = -0.408 * 0.4, -0.4
+    data = replace(base, short_tax=tax, short_gain=gain)
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    assert sol.cover[j] == pytest.approx(data.short_w[j], abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_market_neutral_sleeve_is_dollar_and_factor_neutral_within_its_gross_limit(seed):
+    data = random_problem(80, k=8, strategy="market-neutral", seed=seed)
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    assert abs(sol.w.sum()) <= 1e-7
+    assert np.max(np.abs(data.loadings.T @ sol.w)) <= 1e-6
+    assert np.abs(sol.w).sum() <= 2.0 + 1e-6
+    assert float(data.alpha @ sol.w) > 0.0
+
+
+def test_the_market_neutral_sleeve_follows_its_alpha():
+    # Doubling the alpha signal (same risk and costs) can only raise the expected alpha.
+    data = random_problem(80, k=8, strategy="market-neutral", seed=4)
+    low = solve(data)
+    high = solve(replace(data, alpha=2.0 * data.alpha))
+    assert float(data.alpha @ high.w) >= float(data.alpha @ low.w) - 1e-9
+
+
+def test_a_tilt_floor_is_met_exactly_when_it_binds():
+    base = random_problem(80, k=8, seed=6, te_max=0.05)
+    free = solve(base)
+    target = float(free.active_exposure[2]) + 0.1
+    data = replace(base, tilts=((2, target),))
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    assert sol.active_exposure[2] == pytest.approx(target, abs=1e-6)
+
+
+def test_the_built_in_check_agrees_with_the_naive_checker_on_a_violation():
+    data = random_problem(30, k=4, seed=1)
+    sol = solve(data)
+    assert check_solution(data, sol) == []
+    broken = replace(sol, buy=sol.buy + 0.01, w=sol.w + 0.01, cash_w=sol.cash_w - 0.3)
+    problems = check_solution(data, broken)
+    assert any("cash" in p for p in problems)
+    with pytest.raises(AssertionError):
+        assert_every_constraint_holds(data, broken)
