@@ -81,6 +81,7 @@ class MarketHistory:
     benchmark: str = "synthetic"
     _index: dict[dt.date, int] = field(init=False, repr=False)
     _risk_cache: dict[int, RiskModel] = field(init=False, repr=False)
+    _returns: list[FloatArray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         T, n = len(self.dates), len(self.symbols)
@@ -115,6 +116,7 @@ class MarketHistory:
             )
         object.__setattr__(self, "_index", {d: t for t, d in enumerate(self.dates)})
         object.__setattr__(self, "_risk_cache", {})
+        object.__setattr__(self, "_returns", [])
 
     def with_risk_source(self, source: RiskSource | None) -> MarketHistory:
         """The same data with another risk source (``None``: estimate from trailing returns)."""
@@ -148,10 +150,16 @@ class MarketHistory:
         return out
 
     def returns(self) -> FloatArray:
-        """T×n daily simple returns; row 0 and days around a listing gap are NaN."""
-        out = np.full_like(self.prices, np.nan)
-        out[1:] = self.prices[1:] / self.prices[:-1] - 1.0
-        return out
+        """T×n daily simple returns; row 0 and a name's days without two prices are NaN.
+
+        Computed once and cached: treat the result as read-only.
+        """
+        if not self._returns:
+            out = np.full_like(self.prices, np.nan)
+            out[1:] = self.prices[1:] / self.prices[:-1] - 1.0
+            out.flags.writeable = False
+            self._returns.append(out)
+        return self._returns[0]
 
     # ---------------------------------------------------------------- risk and alpha
 
