@@ -122,3 +122,34 @@ def test_a_turnover_cap_limits_how_much_of_the_loss_is_harvested():
     traded = sol.sell.sum() + sol.buy.sum()
     assert traded == pytest.approx(0.2, abs=1e-6)
     assert 0.0 < sol.sell[0] < 0.33
+
+
+def test_a_new_all_cash_account_keeps_only_the_cash_whose_te_cost_equals_the_trading_cost():
+    data = three_names(
+        w0=np.zeros(3),
+        lot_name=np.zeros(0, dtype=np.int64),
+        lot_w=np.zeros(0),
+        lot_tax=np.zeros(0),
+        lot_gain=np.zeros(0),
+        lot_sellable=np.zeros(0, dtype=bool),
+        buy_allowed=np.ones(3, dtype=bool),
+    )
+    sol = solve(data)
+    ref = solve_cvxpy(data)
+    assert_every_constraint_holds(data, sol)
+    # Holding cash c (spread evenly short of each name) costs TE² = 0.04c² + 3·0.04(c/3)²;
+    # its marginal 2(0.04 + 0.04/3)c equals the trading cost κ saved at the optimum.
+    c = data.kappa / (2 * (0.04 + 0.04 / 3))
+    assert sol.cash_w == pytest.approx(c, abs=1e-7)
+    assert np.allclose(sol.buy, (1 - c) / 3, atol=1e-7)
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6, abs=1e-9)
+
+
+def test_a_risk_model_without_factors_tracks_on_specific_risk_alone():
+    data = three_names(
+        loadings=np.zeros((3, 0)), factor_cov=np.zeros((0, 0)), factor_names=(), te_max=0.2
+    )
+    sol = solve(data)
+    ref = solve_cvxpy(data)
+    assert_every_constraint_holds(data, sol)
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
