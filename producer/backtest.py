@@ -275,6 +275,8 @@ class Book:
         self.sold_usd = _ZERO
         self.costs_usd = _ZERO
         self.trades = 0
+        #: Every transaction filled, in order (the trade log the ledger replays).
+        self.log: list[Transaction] = []
         self._lt_cache: dict[dt.date, int] = {}
 
     def apply(self, txns: Sequence[Transaction]) -> Fill:
@@ -295,6 +297,7 @@ class Book:
                     field="symbol",
                 )
             slices = self.ledger.apply(txn)
+            self.log.append(txn)
             notional = txn.quantity * txn.price
             q = float(txn.quantity)
             if txn.side in ("buy", "cover"):

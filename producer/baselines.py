@@ -7,10 +7,11 @@
 * :class:`ThresholdHarvestPolicy` — the same, plus the classic rule of thumb: on every rebalance day
   sell every lot whose price is more than ``threshold`` (default 10%) below its basis per share,
   and put the proceeds of each name sold into the *most correlated* name (by the risk model's
-  covariance ``B F Bᵀ + diag(d)``) that may be bought.  It respects the ledger's wash-sale
-  restrictions (IRC §1091, IRS Pub 550): a lot whose loss would be washed by a purchase of the
-  last 30 days is not sold, a name sold at a loss in the last 30 days is not bought, and a name
-  is never bought on a day it is sold at a loss.
+  covariance ``B F Bᵀ + diag(d)``) that may be bought; after the 30-day window the replacement
+  is swapped back into the original name (``swap_back``, default on).  It respects the ledger's
+  wash-sale restrictions (IRC §1091, IRS Pub 550): a lot whose loss would be washed by a purchase
+  of the last 30 days is not sold, a name sold at a loss in the last 30 days is not bought, and a
+  name is never bought on a day it is sold at a loss.
 
 The selection logic is on plain arrays (:func:`harvest_mask`, :func:`correlations`,
 :func:`most_correlated`) so it is tested without a market or a ledger.
@@ -194,43 +195,68 @@ class HoldIndexPolicy:
 class ThresholdHarvestPolicy(HoldIndexPolicy):
     """Hold the index and harvest every lot down more than ``threshold`` into its closest peer.
 
+    With ``swap_back`` (the default, the usual practice of harvest-and-replace programmes), a
+    replacement lot is sold again once the original name is buyable again — more than 30 days
+    after its loss sale (IRC §1091(a)) — and the proceeds buy back the original name, so the
+    account keeps tracking its index instead of drifting into a chain of peers.
+
     Args:
         threshold: loss fraction of the basis that triggers a sale (0.10 = down more than 10%).
+        swap_back: return to the original name after the wash-sale window.
     """
 
-    def __init__(self, threshold: float = 0.10) -> None:
+    def __init__(self, threshold: float = 0.10, *, swap_back: bool = True) -> None:
         super().__init__()
         if not 0.0 < threshold < 1.0:
             raise InputError(f"threshold {threshold} must be in (0, 1)", field="harvest_threshold")
         self.threshold = threshold
+        self.swap_back = swap_back
         self.name = "threshold-harvest"
+        #: Replacement lot id → (the original name it stands in for, the day it was bought).
+        self.origin: dict[str, tuple[str, dt.date]] = {}
+        #: Ids of the swap-back sales (not harvests), for audit.
+        self.swap_back_sales: set[str] = set()
 
     def harvest(self, ctx: DayContext) -> list[Transaction]:
-        """Sell lots down more than the threshold; buy the most correlated allowed name."""
+        """Harvest lots down more than the threshold into their closest peers; swap back."""
         if not ctx.rebalance or ctx.first:
             return []
         book = ctx.book
         lots: list[Lot] = [lot for lot in book.ledger.open_lots(book.account_id) if not lot.short]
         if not lots:
             return []
-        idx = np.fromiter((book.index[lot.symbol] for lot in lots), dtype=np.int64, count=len(lots))
-        qty = np.fromiter((float(lot.quantity) for lot in lots), dtype=np.float64, count=len(lots))
+        n_lots = len(lots)
+        idx = np.fromiter((book.index[lot.symbol] for lot in lots), dtype=np.int64, count=n_lots)
+        qty = np.fromiter((float(lot.quantity) for lot in lots), dtype=np.float64, count=n_lots)
         basis = np.fromiter(
-            (float(lot.cost_basis_usd) for lot in lots), dtype=np.float64, count=len(lots)
+            (float(lot.cost_basis_usd) for lot in lots), dtype=np.float64, count=n_lots
         )
         price = ctx.prices[idx]
-        candidates = harvest_mask(price, basis / qty, self.threshold, np.zeros(len(lots), bool))
-        if not candidates.any():
+        candidates = harvest_mask(price, basis / qty, self.threshold, np.zeros(n_lots, bool))
+        due = np.array(
+            [
+                self.swap_back
+                and lot.lot_id in self.origin
+                and (ctx.day - self.origin[lot.lot_id][1]).days > 30
+                for lot in lots
+            ],
+            dtype=bool,
+        )
+        if not candidates.any() and not due.any():
             return []
         restrictions = book.ledger.restrictions(ctx.day)
-        blocked = np.array(
-            [(book.account_id, lot.lot_id) in restrictions.no_loss_sale_lots for lot in lots]
+        at_loss = price * qty < basis
+        blocked = (
+            np.array(
+                [(book.account_id, lot.lot_id) in restrictions.no_loss_sale_lots for lot in lots]
+            )
+            & at_loss
         )
         sell = candidates & ~blocked
-        if not sell.any():
-            return []
         out: list[Transaction] = []
         proceeds: dict[int, float] = defaultdict(float)
+        anchor: dict[int, str] = {}
+        loss_names: set[str] = set()
         for j in np.flatnonzero(sell):
             lot = lots[j]
             i = int(idx[j])
@@ -240,8 +266,39 @@ class ThresholdHarvestPolicy(HoldIndexPolicy):
                 )
             )
             proceeds[i] += float(lot.quantity) * float(price[j])
-        # Replacement: the most correlated name that is listed, in the benchmark, not sold at a
-        # loss today and not inside a wash-sale window.
+            anchor[i] = self.origin.pop(lot.lot_id, (lot.symbol, ctx.day))[0]
+            loss_names.add(lot.symbol)
+        # Swap back: sell the replacement, buy the original (never a name sold at a loss today,
+        # never a name inside its wash-sale window).
+        swap: dict[str, float] = defaultdict(float)
+        for j in np.flatnonzero(due & ~sell & ~blocked):
+            lot = lots[j]
+            original = self.origin[lot.lot_id][0]
+            if original in loss_names or restrictions.is_blocked_buy(original):
+                continue
+            k = book.index.get(original)
+            if k is None or not ctx.prices[k] > 0:
+                continue
+            txn = self._txn(
+                ctx.day, lot.symbol, "sell", lot.quantity, _price(price[j]), lot=lot.lot_id
+            )
+            out.append(txn)
+            self.swap_back_sales.add(txn.id)
+            del self.origin[lot.lot_id]
+            swap[original] += float(lot.quantity) * float(price[j])
+            if at_loss[j]:
+                loss_names.add(lot.symbol)
+        for original, usd in swap.items():
+            if original in loss_names:
+                continue
+            p = float(ctx.prices[book.index[original]])
+            q = _whole(usd / p)
+            if q > 0:
+                out.append(self._txn(ctx.day, original, "buy", q, _price(p)))
+        if not proceeds:
+            return out
+        # Replacement: the most correlated name that is listed, in the benchmark, not sold today
+        # and not inside a wash-sale window.
         snap = ctx.snapshot()
         cols = np.fromiter((book.index[s] for s in snap.symbols), dtype=np.int64)
         pos = {int(c): k for k, c in enumerate(cols)}
@@ -250,14 +307,10 @@ class ThresholdHarvestPolicy(HoldIndexPolicy):
         F = np.asarray(rm.factor_cov, dtype=np.float64)
         d = np.asarray(rm.specific_var, dtype=np.float64)
         w = np.asarray(snap.benchmark_weights, dtype=np.float64)
-        sold_today = np.zeros(len(cols), dtype=bool)
-        for i in proceeds:
-            if i in pos:
-                sold_today[pos[i]] = True
+        sold = {t.symbol for t in out if t.side == "sell"} | loss_names
         allowed = (
             (w > 0)
-            & ~sold_today
-            & np.array([not restrictions.is_blocked_buy(s) for s in snap.symbols])
+            & np.array([s not in sold and not restrictions.is_blocked_buy(s) for s in snap.symbols])
             & (np.asarray(snap.prices) > 0)
         )
         for i, usd in sorted(proceeds.items(), key=lambda kv: -kv[1]):
@@ -270,5 +323,7 @@ class ThresholdHarvestPolicy(HoldIndexPolicy):
             p = float(snap.prices[best])
             q = _whole(usd / p)
             if q > 0:
-                out.append(self._txn(ctx.day, snap.symbols[best], "buy", q, _price(p)))
+                txn = self._txn(ctx.day, snap.symbols[best], "buy", q, _price(p))
+                out.append(txn)
+                self.origin[txn.lot_id] = (anchor[i], ctx.day)
         return out

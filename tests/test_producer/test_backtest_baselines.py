@@ -1,0 +1,146 @@
+"""Baselines: hold-the-index and the threshold harvester behave as defined."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from producer.backtest import BacktestConfig, simulate, window
+from producer.baselines import (
+    HoldIndexPolicy,
+    ThresholdHarvestPolicy,
+    correlations,
+    harvest_mask,
+    most_correlated,
+)
+from shared.errors import InputError
+from shared.synthetic import synthetic_market
+
+START, END = dt.date(2022, 1, 3), dt.date(2022, 6, 30)
+
+
+def test_a_lot_is_harvested_only_when_down_more_than_the_threshold_and_not_blocked() -> None:
+    price = np.array([89.0, 90.0, 95.0, 50.0, 0.0])
+    basis = np.array([100.0, 100.0, 100.0, 100.0, 100.0])
+    blocked = np.array([False, False, False, True, False])
+    assert harvest_mask(price, basis, 0.10, blocked).tolist() == [True, False, False, False, False]
+
+
+def test_a_threshold_outside_zero_and_one_is_rejected() -> None:
+    with pytest.raises(InputError, match="harvest_threshold"):
+        harvest_mask(np.ones(1), np.ones(1), 1.5, np.zeros(1, bool))
+
+
+def test_correlations_match_the_dense_covariance() -> None:
+    rng = np.random.default_rng(3)
+    B = rng.normal(size=(12, 4))
+    A = rng.normal(size=(4, 4))
+    F = A @ A.T / 10
+    d = rng.uniform(0.01, 0.05, 12)
+    S = B @ F @ B.T + np.diag(d)
+    dense = S[5] / np.sqrt(S[5, 5] * np.diag(S))
+    assert np.allclose(correlations(5, B, F, d), dense)
+    assert correlations(5, B, F, d)[5] == pytest.approx(1.0)
+
+
+def test_the_most_correlated_allowed_name_is_chosen() -> None:
+    corr = np.array([1.0, 0.9, 0.95, 0.2])
+    allowed = np.array([False, True, False, True])
+    assert most_correlated(corr, allowed) == 1
+    assert most_correlated(corr, np.zeros(4, bool)) is None
+
+
+@pytest.fixture(scope="module")
+def market():
+    return synthetic_market(n_names=40, start=START, end=END, seed=11)
+
+
+@pytest.fixture(scope="module")
+def config() -> BacktestConfig:
+    return BacktestConfig(start=START, end=END, seed=11, audit=True, harvest_threshold=0.10)
+
+
+def test_holding_the_index_trades_only_on_day_one_and_on_index_changes(market, config) -> None:
+    run = simulate(market, HoldIndexPolicy(), config)
+    t0, t1 = window(market, START, END)
+    members = market.benchmark_weights[t0 : t1 + 1] > 0
+    change_days = {
+        run.dates[k] for k in range(1, len(run.dates)) if (members[k] != members[k - 1]).any()
+    }
+    trade_days = {t.date for t in run.book.log}
+    assert trade_days <= {run.dates[0], *change_days}
+    assert run.wash_sales_created == 0
+    # Without index changes it tracks the benchmark almost exactly (whole-share rounding).
+    if not change_days:
+        assert run.book.harvested_by_year == {}
+    day_one = [t for t in run.book.log if t.date == run.dates[0]]
+    assert all(t.side == "buy" for t in day_one)
+    assert float(run.cash[0]) < 0.02 * 1_000_000
+
+
+def test_the_threshold_harvester_sells_only_losers_and_buys_their_closest_peer(
+    market, config
+) -> None:
+    policy = ThresholdHarvestPolicy(0.10)
+    run = simulate(market, policy, config)
+    assert run.wash_sales_created == 0
+    sells = [t for t in run.book.log if t.side == "sell"]
+    assert sells, "a half-year of a 40-name market should give some lot a 10% loss"
+    for s in run.book.ledger.sales:
+        if s.txn not in policy.swap_back_sales:
+            # every harvest sale lost more than 10% of its basis
+            assert s.proceeds < Decimal("0.9") * s.cost_basis
+    by_day: dict[dt.date, list] = {}
+    for t in run.book.log:
+        by_day.setdefault(t.date, []).append(t)
+    for day, txns in by_day.items():
+        if day == run.dates[0]:
+            continue
+        sold = {t.symbol for t in txns if t.side == "sell" and t.id not in policy.swap_back_sales}
+        bought = {t.symbol for t in txns if t.side == "buy"}
+        assert not sold & bought, f"{day}: bought a name it sold at a loss"
+        if not sold:
+            continue
+        snap = market.snapshot(day)
+        B = np.asarray(snap.risk_model.loadings)
+        F = np.asarray(snap.risk_model.factor_cov)
+        d = np.asarray(snap.risk_model.specific_var)
+        pos = {s: k for k, s in enumerate(snap.symbols)}
+        for name in sold - bought:
+            corr = correlations(pos[name], B, F, d)
+            # the replacement is never less correlated than the name's median peer
+            best = max((corr[pos[b]] for b in bought), default=None)
+            if best is not None:
+                assert best >= np.median(np.delete(corr, pos[name]))
+    assert sum(run.book.harvested_by_year.values()) > 0
+
+
+def test_the_threshold_harvester_harvests_more_than_holding_the_index(market, config) -> None:
+    hold = simulate(market, HoldIndexPolicy(), config)
+    harvest = simulate(market, ThresholdHarvestPolicy(0.10), config)
+    assert harvest.net_tax[-1] < hold.net_tax[-1]
+    assert harvest.after_tax_nav[-1] - harvest.pre_tax_nav[-1] > 0
+
+
+def test_the_threshold_harvester_swaps_back_after_the_wash_window(market, config) -> None:
+    policy = ThresholdHarvestPolicy(0.10)
+    run = simulate(market, policy, config)
+    log = {t.id: t for t in run.book.log}
+    assert policy.swap_back_sales, "a half-year should see a replacement swapped back"
+    for tid in policy.swap_back_sales:
+        sale = log[tid]
+        bought = next(t for t in run.book.log if t.lot_id == sale.lot_id and t.side == "buy")
+        assert (sale.date - bought.date).days > 30
+    assert run.wash_sales_created == 0
+
+
+def test_without_swap_back_the_replacements_are_kept(market, config) -> None:
+    policy = ThresholdHarvestPolicy(0.10, swap_back=False)
+    run = simulate(market, policy, config)
+    assert policy.swap_back_sales == set()
+    assert policy.origin, "replacement lots stay open"
+    held = {lot.lot_id for lot in run.book.ledger.open_lots()}
+    assert set(policy.origin) <= held
