@@ -292,6 +292,11 @@ class SolverInfo(_Wire, frozen=True, kw_only=True):
     solver_ms: float
     total_ms: float
     attempts: list[str] = []
+    #: Problem assembly time of the optimizer (ms), summed over the solves like ``solver_ms``.
+    setup_ms: float = 0.0
+    #: Wall time inside the optimizer (assembly, every attempt, the solution check), ms;
+    #: ``total_ms − optimizer_ms`` is the use case's own work (validation, ledger, trade list).
+    optimizer_ms: float = 0.0
 
 
 class WashSaleIssue(_Wire, frozen=True, kw_only=True):

@@ -357,6 +357,15 @@ def validate_request(request: RebalanceRequest) -> MarketArrays:
     Raises:
         InputError: naming the account and the offending field.
     """
+    return _validate(request)[0]
+
+
+def _validate(request: RebalanceRequest) -> tuple[MarketArrays, _Scan]:
+    """:func:`validate_request`, also returning the scan of the household's lots.
+
+    Raises:
+        InputError: naming the account and the offending field.
+    """
     acct = request.account
     aid = acct.account_id
     if not aid:
@@ -388,11 +397,7 @@ def validate_request(request: RebalanceRequest) -> MarketArrays:
     _validate_account(acct, market)
     identical_groups(acct.identical, account=aid, field="account.identical")
     identical_groups(request.ledger.identical, account=aid, field="ledger.identical")
-    for i, lot in enumerate(request.ledger.lots):
-        # Other accounts' older lots never reach the solve or the ledger (see reduced_state).
-        if lot.account == aid or (request.as_of - lot.trade_date).days <= WINDOW_DAYS:
-            _validate_lot(lot, i, request, market)
-    return market
+    return market, _scan_lots(request, market)
 
 
 def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
@@ -476,49 +481,91 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
         )
 
 
-def _validate_lot(lot: Lot, i: int, request: RebalanceRequest, market: MarketArrays) -> None:
+@dataclass(frozen=True, kw_only=True)
+class _Scan:
+    """One pass over the household's lots: the account's own lots as arrays, and which lots
+    are in the wash-sale window."""
+
+    own: list[int]  # indices into request.ledger.lots of the account's lots
+    recent: list[int]  # indices of lots bought in the last WINDOW_DAYS days (any account)
+    name: IntArray  # (own) market index
+    qty: FloatArray  # (own) shares
+    basis: FloatArray  # (own) USD, whole lot
+    acquired: IntArray  # (own) proleptic ordinal of the holding-period start
+    short: BoolArray  # (own)
+
+
+def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
+    """Validate the lots that can reach the solve or the ledger and convert the account's own
+    lots to arrays in the same pass.  Other accounts' lots older than the wash-sale window never
+    do (see :func:`reduced_state`), so they are not looked at.
+
+    Raises:
+        InputError: naming the account and ``ledger.lots[i].<field>``.
+    """
     aid = request.account.account_id
-    field = f"ledger.lots[{i}]"
-    if not lot.quantity.is_finite() or lot.quantity <= 0:
-        raise InputError(
-            f"lot {lot.lot_id} has quantity {lot.quantity}; must be > 0",
-            account=aid,
-            field=f"{field}.quantity",
-        )
-    if not lot.cost_basis_usd.is_finite() or lot.cost_basis_usd < 0:
-        raise InputError(
-            f"lot {lot.lot_id} has cost basis {lot.cost_basis_usd}; must be finite and ≥ 0",
-            account=aid,
-            field=f"{field}.cost_basis_usd",
-        )
-    if lot.acquired > request.as_of or lot.trade_date > request.as_of:
-        raise InputError(
-            f"lot {lot.lot_id} acquired {lot.acquired} / traded {lot.trade_date}, after "
-            f"{request.as_of}",
-            account=aid,
-            field=f"{field}.acquired",
-        )
-    if lot.account != aid:
-        return
-    if lot.symbol not in market.index:
-        raise InputError(
-            f"lot {lot.lot_id} holds {lot.symbol}, which is not in the market snapshot",
-            account=aid,
-            field=f"{field}.symbol",
-        )
-    if lot.account_type != request.account.account_type:
-        raise InputError(
-            f"lot {lot.lot_id} is flagged {lot.account_type}, the account is "
-            f"{request.account.account_type}",
-            account=aid,
-            field=f"{field}.account_type",
-        )
-    if lot.short and request.account.strategy == "direct-index":
-        raise InputError(
-            f"lot {lot.lot_id} is a short lot in a long-only account",
-            account=aid,
-            field=f"{field}.short",
-        )
+    as_of = request.as_of
+    lots = request.ledger.lots
+    cut = as_of - dt.timedelta(days=WINDOW_DAYS)
+    own = [i for i, lot in enumerate(lots) if lot.account == aid]
+    recent = [i for i, lot in enumerate(lots) if lot.trade_date >= cut]
+    check = sorted(set(own).union(recent)) if recent else own
+    chk = [lots[i] for i in check]
+    qty = np.array([float(x.quantity) for x in chk], dtype=np.float64)
+    basis = np.array([float(x.cost_basis_usd) for x in chk], dtype=np.float64)
+
+    def fail(mask: BoolArray | list[bool], what: str, field: str) -> None:
+        if np.any(mask):
+            k = _first_bad(np.asarray(mask))
+            lot = chk[k]
+            raise InputError(
+                what.format(lot=lot), account=aid, field=f"ledger.lots[{check[k]}].{field}"
+            )
+
+    fail(
+        ~np.isfinite(qty) | (qty <= 0),
+        "lot {lot.lot_id} has quantity {lot.quantity}; must be > 0",
+        "quantity",
+    )
+    fail(
+        ~np.isfinite(basis) | (basis < 0),
+        "lot {lot.lot_id} has cost basis {lot.cost_basis_usd}; must be finite and ≥ 0",
+        "cost_basis_usd",
+    )
+    fail(
+        [x.acquired > as_of or x.trade_date > as_of for x in chk],
+        f"lot {{lot.lot_id}} acquired {{lot.acquired}} / traded {{lot.trade_date}}, after {as_of}",
+        "acquired",
+    )
+    own_pos = np.searchsorted(np.asarray(check), np.asarray(own, dtype=np.int64))
+    mine = [chk[k] for k in own_pos.tolist()]
+    index = market.index
+    name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)
+    chk = mine
+    check = own
+    fail(
+        name < 0,
+        "lot {lot.lot_id} holds {lot.symbol}, which is not in the market snapshot",
+        "symbol",
+    )
+    atype = request.account.account_type
+    fail(
+        [x.account_type != atype for x in mine],
+        f"lot {{lot.lot_id}} is flagged {{lot.account_type}}, the account is {atype}",
+        "account_type",
+    )
+    short = np.array([x.short for x in mine], dtype=np.bool_)
+    if request.account.strategy == "direct-index":
+        fail(short, "lot {lot.lot_id} is a short lot in a long-only account", "short")
+    return _Scan(
+        own=own,
+        recent=recent,
+        name=name,
+        qty=qty[own_pos],
+        basis=basis[own_pos],
+        acquired=np.array([x.acquired.toordinal() for x in mine], dtype=np.int64),
+        short=short,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,52 +606,52 @@ class _Context:
     group: IntArray  # identical-group id per name (own index when in no group)
     groups: list[frozenset[str]]
     base: ProblemData
+    scan: _Scan
 
 
 def _lot_arrays(
-    lots: list[Lot],
+    request: RebalanceRequest,
+    scan: _Scan,
+    *,
+    mask: BoolArray,
     market: MarketArrays,
-    long_term_of: Callable[[dt.date], bool],
+    long_term_cut: int,
     blocked_ids: set[str],
 ) -> _LotArrays:
-    idx = market.index
-    name = np.fromiter((idx[lot.symbol] for lot in lots), dtype=np.int64, count=len(lots))
-    qty = np.fromiter((float(lot.quantity) for lot in lots), dtype=np.float64, count=len(lots))
-    basis = np.fromiter(
-        (float(lot.cost_basis_usd) for lot in lots), dtype=np.float64, count=len(lots)
-    )
-    terms: dict[dt.date, bool] = {}
-    long_term = np.fromiter(
-        (
-            terms[a] if a in terms else terms.setdefault(a, long_term_of(a))
-            for a in (lot.acquired for lot in lots)
-        ),
-        dtype=np.bool_,
-        count=len(lots),
-    )
-    blocked = np.fromiter(
-        (lot.lot_id in blocked_ids for lot in lots), dtype=np.bool_, count=len(lots)
+    sel = np.flatnonzero(mask)
+    lots = tuple(request.ledger.lots[scan.own[k]] for k in sel.tolist())
+    name = scan.name[sel]
+    qty = scan.qty[sel]
+    blocked = (
+        np.array([x.lot_id in blocked_ids for x in lots], dtype=np.bool_)
+        if blocked_ids
+        else np.zeros(len(lots), dtype=np.bool_)
     )
     return _LotArrays(
-        lots=tuple(lots),
+        lots=lots,
         name=name,
         qty=qty,
-        basis_ps=basis / qty if len(lots) else basis,
+        basis_ps=scan.basis[sel] / qty,
         value_usd=qty * market.prices[name],
-        long_term=long_term,
+        long_term=scan.acquired[sel] <= long_term_cut,
         blocked=blocked,
     )
 
 
-def _long_term_fn(as_of: dt.date) -> Callable[[dt.date], bool]:
+def long_term_cutoff(as_of: dt.date) -> int:
+    """The last holding-period start (as a date ordinal) that is long-term on ``as_of``.
+
+    IRC §1222(3): long-term means held *more than* one year; the ledger's
+    :func:`~shared.ledger.is_long_term` owns the date arithmetic (IRS Pub. 550 holding period,
+    Rev. Rul. 66-7, Feb 29).  It is monotone in the acquisition date, so asking it about the
+    few dates around the anniversary finds the cut once and every lot is classified with one
+    vectorised comparison.
+    """
     from shared.ledger import is_long_term
 
-    def long_term(acquired: dt.date) -> bool:
-        # IRC §1222(3): long-term means held *more than* one year; the ledger's helper owns the
-        # date arithmetic (IRS Pub. 550 holding period, Rev. Rul. 66-7, Feb 29).
-        return is_long_term(acquired, as_of)
-
-    return long_term
+    candidates = [as_of - dt.timedelta(days=d) for d in range(362, 372)]
+    long_ones = [d.toordinal() for d in candidates if is_long_term(d, as_of)]
+    return max(long_ones)
 
 
 #: Other accounts' lots older than this (calendar days) cannot be replacement shares for a
@@ -613,7 +660,12 @@ WINDOW_DAYS = 30
 
 
 def reduced_state(
-    request: RebalanceRequest, groups: list[frozenset[str]], symbols: Iterable[str] | None
+    request: RebalanceRequest,
+    groups: list[frozenset[str]],
+    symbols: Iterable[str] | None,
+    *,
+    own: Sequence[int] | None = None,
+    recent: Sequence[int] | None = None,
 ) -> LedgerState:
     """The household ledger state reduced to what one account's rebalance can touch.
 
@@ -626,61 +678,63 @@ def reduced_state(
     account, so the restrictions and the wash check are those of the whole household, at a
     fraction of the cost.  The merged identical groups (account and household) go into the
     state so the ledger sees both.
+
+    Args:
+        request: the request.
+        groups: the merged identical groups.
+        symbols: the names a ticket trades, or None.
+        own: indices of the account's lots in ``request.ledger.lots`` (computed if None).
+        recent: indices of the lots in the window (computed if None).
+
+    Returns:
+        The reduced state.
     """
     state = request.ledger
-    aid = request.account.account_id
-    as_of = request.as_of
+    lots = state.lots
+    if own is None:
+        own = [i for i, x in enumerate(lots) if x.account == request.account.account_id]
+    if recent is None:
+        cut = request.as_of - dt.timedelta(days=WINDOW_DAYS)
+        recent = [i for i, x in enumerate(lots) if x.trade_date >= cut]
     key = {sym: min(g) for g in groups for sym in g}
-    recent = [lot for lot in state.lots if (as_of - lot.trade_date).days <= WINDOW_DAYS]
-    wanted = {key.get(lot.symbol, lot.symbol) for lot in recent}
+    wanted = {key.get(lots[i].symbol, lots[i].symbol) for i in recent}
     wanted |= {key.get(p.symbol, p.symbol) for p in state.recent_purchases}
     if symbols is not None:
         wanted |= {key.get(sym, sym) for sym in symbols}
-    lots = [
-        lot
-        for lot in state.lots
-        if (as_of - lot.trade_date).days <= WINDOW_DAYS
-        or (lot.account == aid and key.get(lot.symbol, lot.symbol) in wanted)
-    ]
-    return msgspec.structs.replace(state, lots=lots, identical=[sorted(g) for g in groups])
+    keep = set(recent)
+    keep.update(i for i in own if key.get(lots[i].symbol, lots[i].symbol) in wanted)
+    return msgspec.structs.replace(
+        state, lots=[lots[i] for i in sorted(keep)], identical=[sorted(g) for g in groups]
+    )
 
 
-def _context(request: RebalanceRequest, market: MarketArrays) -> _Context:
+def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _Context:
     from shared.ledger import Ledger
 
     acct = request.account
     aid = acct.account_id
     groups = identical_groups(acct.identical, request.ledger.identical, account=aid)
-    restrictions = Ledger.from_state(reduced_state(request, groups, None)).restrictions(
-        request.as_of
-    )
+    restrictions = Ledger.from_state(
+        reduced_state(request, groups, None, own=scan.own, recent=scan.recent)
+    ).restrictions(request.as_of)
     no_buy: dict[str, str] = dict(restrictions.no_buy)
     no_short: dict[str, str] = dict(restrictions.no_short)
     blocked_ids = {lot_id for (a, lot_id) in restrictions.no_loss_sale_lots if a == aid}
-    own = [lot for lot in request.ledger.lots if lot.account == aid]
-    long_term_of = _long_term_fn(request.as_of)
-    longs = _lot_arrays([x for x in own if not x.short], market, long_term_of, blocked_ids)
-    shorts = _lot_arrays([x for x in own if x.short], market, long_term_of, blocked_ids)
+    cut = long_term_cutoff(request.as_of)
+    longs = _lot_arrays(
+        request, scan, mask=~scan.short, market=market, long_term_cut=cut, blocked_ids=blocked_ids
+    )
+    shorts = _lot_arrays(
+        request, scan, mask=scan.short, market=market, long_term_cut=cut, blocked_ids=blocked_ids
+    )
     n = len(market.symbols)
     cash = float(acct.cash_usd)
     long_pos = np.bincount(longs.name, weights=longs.value_usd, minlength=n)
     short_pos = np.bincount(shorts.name, weights=shorts.value_usd, minlength=n)
     nav = cash + float(long_pos.sum()) - float(short_pos.sum())
-    pd_ = market.price_dec
-    nav_usd = (
-        acct.cash_usd
-        + sum(
-            (lot.quantity * pd_[i] for lot, i in zip(longs.lots, longs.name.tolist(), strict=True)),
-            Decimal(0),
-        )
-        - sum(
-            (
-                lot.quantity * pd_[i]
-                for lot, i in zip(shorts.lots, shorts.name.tolist(), strict=True)
-            ),
-            Decimal(0),
-        )
-    ).quantize(CENT)
+    nav_usd = (acct.cash_usd + _exact_value(longs, market) - _exact_value(shorts, market)).quantize(
+        CENT
+    )
     if not nav > 0:
         raise InputError(
             f"net asset value is {nav_usd} USD (cash + longs − shorts); nothing to manage",
@@ -734,8 +788,18 @@ def _context(request: RebalanceRequest, market: MarketArrays) -> _Context:
         group=group,
         groups=groups,
         base=base,
+        scan=scan,
     )
     return ctx
+
+
+def _exact_value(lots: _LotArrays, market: MarketArrays) -> Decimal:
+    """Σ quantity × price of the lots, exact in Decimal (shares summed per name first)."""
+    shares: dict[int, Decimal] = {}
+    for lot, i in zip(lots.lots, lots.name.tolist(), strict=True):
+        shares[i] = shares.get(i, Decimal(0)) + lot.quantity
+    pd_ = market.price_dec
+    return sum((q * pd_[i] for i, q in shares.items()), Decimal(0))
 
 
 def _tax_per_weight(
@@ -949,6 +1013,8 @@ def _tax_loss(ctx: _Context, *, short: bool) -> BoolArray:
 class _SolveLog:
     attempts: list[str] = dataclasses.field(default_factory=list)
     solver_ms: float = 0.0
+    setup_ms: float = 0.0
+    optimizer_ms: float = 0.0
     iterations: int = 0
     solves: int = 0
 
@@ -983,14 +1049,18 @@ def _solve_chain(
     label = "base"
     next_step = 0
     while True:
+        t0 = time.perf_counter()
         try:
             sol = solve(current)
         except Infeasible as exc:
+            log.optimizer_ms += (time.perf_counter() - t0) * 1e3
             log.attempts.append(f"{label}: infeasible ({exc})")
             log.solves += 1
         else:
+            log.optimizer_ms += (time.perf_counter() - t0) * 1e3
             log.solves += 1
             log.solver_ms += sol.solver_ms
+            log.setup_ms += sol.setup_ms
             log.iterations += sol.iterations
             log.attempts.extend(f"{label}: {a}" for a in sol.attempts)
             if not sol.attempts:
@@ -1330,7 +1400,14 @@ def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
     from shared.ledger import Ledger
 
     acct = ctx.request.account
-    book = Ledger.from_state(reduced_state(ctx.request, ctx.groups, {t.symbol for t in trades}))
+    state = reduced_state(
+        ctx.request,
+        ctx.groups,
+        {t.symbol for t in trades},
+        own=ctx.scan.own,
+        recent=ctx.scan.recent,
+    )
+    book = Ledger.from_state(state)
     matches_before = len(book.wash_matches)
     txns = _transactions(ctx.request, trades, acct.account_type)
     for txn in txns:
@@ -1424,8 +1501,8 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     """
     t0 = time.perf_counter()
     solve_fn = solve or _default_solve
-    market = validate_request(request)
-    ctx = _context(request, market)
+    market, scan = _validate(request)
+    ctx = _context(request, market, scan)
     n = len(market.symbols)
     locked = np.zeros(n, dtype=np.bool_)
     log = _SolveLog()
@@ -1520,6 +1597,8 @@ def _outcome(
         status=sol.status if sol is not None else "infeasible",
         iterations=log.iterations,
         solver_ms=log.solver_ms,
+        setup_ms=log.setup_ms,
+        optimizer_ms=log.optimizer_ms,
         total_ms=(time.perf_counter() - t0) * 1e3,
         attempts=log.attempts,
     )
