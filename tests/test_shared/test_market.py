@@ -203,3 +203,15 @@ def test_a_snapshot_rejects_a_risk_model_that_does_not_fit_the_universe(hist):
     with pytest.raises(InputError) as info:
         hist.snapshot(d, risk_model=other)
     assert info.value.field == "risk_model.loadings"
+
+
+@pytest.mark.parametrize("n_sectors", [3, 13])
+def test_the_number_of_sectors_shapes_the_factor_set(n_sectors):
+    hist = synthetic_market(
+        n_names=40, start=dt.date(2024, 1, 1), end=dt.date(2024, 2, 1), n_sectors=n_sectors
+    )
+    sector_factors = [f for f in hist.factor_names if f.startswith("sector:")]
+    assert len(sector_factors) == n_sectors
+    assert {f"sector:{s}" for s in hist.sectors} <= set(sector_factors)
+    rm = hist.true_risk_model(hist.dates[-1])
+    validate_risk_model(rm, len(hist.listed(len(hist.dates) - 1)))

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import InputError
 from shared.messages import RiskModel
@@ -207,3 +209,27 @@ def test_a_history_without_a_model_estimates_one_close_to_the_generators_own():
     true = np.sqrt(w @ Bt @ Ft @ Bt.T @ w + w**2 @ dt_)
     assert 0.7 < est / true < 1.3
     assert np.corrcoef(de, dt_)[0, 1] > 0.5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    T=st.integers(min_value=5, max_value=80),
+    n=st.integers(min_value=1, max_value=25),
+    k=st.integers(min_value=0, max_value=4),
+    seed=st.integers(min_value=0, max_value=2**31),
+    missing=st.floats(min_value=0.0, max_value=0.9),
+)
+def test_any_estimate_is_a_valid_model_with_floored_specific_variance(T, n, k, seed, missing):
+    rng = np.random.default_rng(seed)
+    R = rng.standard_t(4, (T, n)) * 0.02
+    late = rng.random(n) < missing
+    starts = rng.integers(0, T, n)
+    for i in np.flatnonzero(late):
+        R[: starts[i], i] = np.nan
+    R[:, 0] = rng.standard_normal(T) * 0.02  # at least one complete name
+    f = rng.standard_normal((T, k)) * 0.01 if k else None
+    rm = estimate_risk_model(R, f, halflife=20.0, n_factors=3, min_obs=10)
+    validate_risk_model(rm, n)
+    _, F, d = risk_model_arrays(rm)
+    assert (d >= 0.05**2 - 1e-15).all()
+    assert np.linalg.eigvalsh(F).min() >= -1e-12
