@@ -859,6 +859,8 @@ class Ledger:
         plan = self._select(txn, short=short)
         total = cents(txn.quantity * txn.price)
         out: list[SaleSlice] = []
+        indices: list[int] = []
+        losses: list[_Pending] = []
         done = _ZERO
         allotted = _ZERO.quantize(CENT)
         for lot, take in plan:
@@ -907,33 +909,39 @@ class Ledger:
                 out.append(s)
                 continue
             self._sales.append(s)
-            index = len(self._sales) - 1
+            indices.append(len(self._sales) - 1)
             loss = cost - proceeds
             if loss > 0:
                 # IRC §1091(a): only a loss can be washed; gains and break-even never are.
-                pending = _Pending(
-                    txn=txn.id,
-                    account=txn.account,
-                    symbol=txn.symbol,
-                    lot_id=lot.lot_id,
-                    date_sold=txn.date,
-                    unmatched=take,
-                    loss=loss,
-                    sold_qty=take,
-                    acquired=acquired,
-                    short=short,
-                    seq=self._next_seq(),
-                    slice_index=index,
+                losses.append(
+                    _Pending(
+                        txn=txn.id,
+                        account=txn.account,
+                        symbol=txn.symbol,
+                        lot_id=lot.lot_id,
+                        date_sold=txn.date,
+                        unmatched=take,
+                        loss=loss,
+                        sold_qty=take,
+                        acquired=acquired,
+                        short=short,
+                        seq=self._next_seq(),
+                        slice_index=len(self._sales) - 1,
+                    )
                 )
-                self._replace_backward(pending, sold=lot)
-                if pending.unmatched > 0:
-                    self._pending.setdefault(self.group(txn.symbol), []).append(pending)
-            out.append(self._sales[index])
+        # Wash matching runs after every lot of this sale is relieved: shares sold by this same
+        # sale are never replacement shares for one another (IRC §1091(a) asks for shares
+        # acquired, and these are disposed of in the very sale).
+        for pending in losses:
+            self._replace_backward(pending)
+            if pending.unmatched > 0:
+                self._pending.setdefault(self.group(txn.symbol), []).append(pending)
+        out.extend(self._sales[i] for i in indices)
         return out
 
     # ---------------------------------------------------------------- internals: wash sales
 
-    def _replace_backward(self, pending: _Pending, *, sold: _Lot) -> None:
+    def _replace_backward(self, pending: _Pending) -> None:
         """Match a new loss slice with replacement shares bought in the 30 days before it (or
         earlier the same day), in acquisition order (Treas. Reg. §1.1091-1(c)).
 
@@ -949,7 +957,11 @@ class Ledger:
             if not lot.used
             and lot.trade_date >= start
             and (pending.short or not lot.short)
-            and not _same_purchase(lot, sold)
+            and not (
+                lot.account == pending.account
+                and lot.symbol == pending.symbol
+                and lot.lot_id == pending.lot_id
+            )
         ]
         candidates.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
         for lot in candidates:

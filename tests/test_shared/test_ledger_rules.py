@@ -500,3 +500,22 @@ def test_an_account_cannot_change_type() -> None:
 def test_an_unknown_lot_method_is_an_input_error() -> None:
     with pytest.raises(InputError):
         Ledger(lot_method="lifo")  # type: ignore[arg-type]
+
+
+def test_shares_sold_in_the_same_sale_never_replace_one_another() -> None:
+    led = Ledger()
+    led.apply(tx("2024-02-01", "buy", "100", "10", lot="L1"))
+    led.apply(tx("2024-02-05", "buy", "100", "10", lot="L2"))
+    first, second = led.apply(tx("2024-02-20", "sell", "200", "8"))
+    assert first.adjustment_code == second.adjustment_code == ""
+
+
+def test_the_unsold_rest_of_another_purchase_replaces_a_lot_sold_in_the_same_sale() -> None:
+    led = Ledger()
+    led.apply(tx("2024-02-01", "buy", "100", "10", lot="L1"))
+    led.apply(tx("2024-02-05", "buy", "100", "10", lot="L2"))
+    first, second = led.apply(tx("2024-02-20", "sell", "150", "8"))
+    assert (first.lot_id, first.disallowed_loss) == ("L1", D("100.00"))
+    assert (second.lot_id, second.disallowed_loss) == ("L2", D("0.00"))
+    (rest,) = led.open_lots()
+    assert (rest.lot_id, rest.quantity, rest.cost_basis_usd) == ("L2", D(50), D("600.00"))
