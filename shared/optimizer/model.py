@@ -148,16 +148,31 @@ class Layout:
     short0: FloatArray
     #: (k, k) with F = G Gᵀ.
     G: FloatArray
+    #: Variable scaling of the direct problem, per block ("sell", "buy", "cover", "short"):
+    #: the solver's variable is trade / scale.  Sells and covers are fractions of their lot
+    #: (lot weights are ~1e-4 at n=3000; scaling cut Clarabel's iterations 23 → 18).
+    scales: dict[str, FloatArray]
 
     @staticmethod
     def from_data(data: ProblemData) -> Layout:
         """Derive the layout (permission masks → index arrays) from the problem data."""
         n = data.n
+        sell_idx = np.flatnonzero(data.lot_sellable & (data.lot_w > 0)).astype(np.int64)
+        buy_idx = np.flatnonzero(data.buy_allowed).astype(np.int64)
+        cover_idx = np.flatnonzero(data.short_coverable & (data.short_w > 0)).astype(np.int64)
+        short_idx = np.flatnonzero(data.short_allowed).astype(np.int64)
+        scales = {
+            "sell": np.asarray(data.lot_w[sell_idx], dtype=np.float64),
+            "buy": np.ones(len(buy_idx)),
+            "cover": np.asarray(data.short_w[cover_idx], dtype=np.float64),
+            "short": np.ones(len(short_idx)),
+        }
         return Layout(
-            sell_idx=np.flatnonzero(data.lot_sellable & (data.lot_w > 0)).astype(np.int64),
-            buy_idx=np.flatnonzero(data.buy_allowed).astype(np.int64),
-            cover_idx=np.flatnonzero(data.short_coverable & (data.short_w > 0)).astype(np.int64),
-            short_idx=np.flatnonzero(data.short_allowed).astype(np.int64),
+            sell_idx=sell_idx,
+            buy_idx=buy_idx,
+            cover_idx=cover_idx,
+            short_idx=short_idx,
+            scales=scales,
             long0=np.bincount(data.lot_name, weights=data.lot_w, minlength=n).astype(np.float64),
             short0=np.bincount(data.short_name, weights=data.short_w, minlength=n).astype(
                 np.float64

@@ -142,17 +142,19 @@ def assemble(
     o_b = b.var("buy", len(layout.buy_idx))
     o_v = b.var("cover", len(layout.cover_idx))
     o_s = b.var("short", len(layout.short_idx))
-    sell = Affine.identity(o_u, len(layout.sell_idx))
-    buy = Affine.identity(o_b, len(layout.buy_idx))
-    cover = Affine.identity(o_v, len(layout.cover_idx))
-    short = Affine.identity(o_s, len(layout.short_idx))
+    # Variables are scaled (sell/cover as fractions of their lot): x = trade / scale.
+    sc = layout.scales
+    sell = Affine.identity(o_u, len(layout.sell_idx)).scale(sc["sell"])
+    buy = Affine.identity(o_b, len(layout.buy_idx)).scale(sc["buy"])
+    cover = Affine.identity(o_v, len(layout.cover_idx)).scale(sc["cover"])
+    short = Affine.identity(o_s, len(layout.short_idx)).scale(sc["short"])
     # Long side moves by −A u + β, short side by −A_s v + s (A sums lots into names).
-    d_long = Affine.scatter(n, data.lot_name[layout.sell_idx], o_u, -1.0) + Affine.scatter(
-        n, layout.buy_idx, o_b, 1.0
+    d_long = Affine.scatter(n, data.lot_name[layout.sell_idx], o_u, -sc["sell"]) + Affine.scatter(
+        n, layout.buy_idx, o_b, sc["buy"]
     )
-    d_short = Affine.scatter(n, data.short_name[layout.cover_idx], o_v, -1.0) + Affine.scatter(
-        n, layout.short_idx, o_s, 1.0
-    )
+    d_short = Affine.scatter(
+        n, data.short_name[layout.cover_idx], o_v, -sc["cover"]
+    ) + Affine.scatter(n, layout.short_idx, o_s, sc["short"])
     long_side = d_long.shift(layout.long0)
     short_side = d_short.shift(layout.short0)
     w_expr = (d_long - d_short).shift(np.asarray(data.w0, dtype=np.float64))
@@ -196,10 +198,11 @@ def _extract(
     buy = np.zeros(data.n)
     cover = np.zeros(len(data.short_name))
     short = np.zeros(data.n)
-    sell[layout.sell_idx] = prob.part(x, "sell")
-    buy[layout.buy_idx] = prob.part(x, "buy")
-    cover[layout.cover_idx] = prob.part(x, "cover")
-    short[layout.short_idx] = prob.part(x, "short")
+    sc = layout.scales
+    sell[layout.sell_idx] = prob.part(x, "sell") * sc["sell"]
+    buy[layout.buy_idx] = prob.part(x, "buy") * sc["buy"]
+    cover[layout.cover_idx] = prob.part(x, "cover") * sc["cover"]
+    short[layout.short_idx] = prob.part(x, "short") * sc["short"]
     return _clip(data, sell, buy, cover, short)
 
 
