@@ -277,7 +277,9 @@ class Book:
         self.trades = 0
         #: Every transaction filled, in order (the trade log the ledger replays).
         self.log: list[Transaction] = []
-        self._lt_cache: dict[dt.date, int] = {}
+        self._rows: dict[tuple[str, dt.date], tuple[Decimal, Decimal, Any]] = {}
+        self._table: FloatArray | None = None
+        self._dirty = True
 
     def apply(self, txns: Sequence[Transaction]) -> Fill:
         """Fill the day's transactions: ledger, share mirror, cash.
@@ -298,6 +300,7 @@ class Book:
                 )
             slices = self.ledger.apply(txn)
             self.log.append(txn)
+            self._dirty = True
             notional = txn.quantity * txn.price
             q = float(txn.quantity)
             if txn.side in ("buy", "cover"):
@@ -340,38 +343,49 @@ class Book:
         """Pre-tax NAV at ``prices`` (NaN prices must be zeroed by the caller)."""
         return float(self.cash) + float(self.shares @ prices)
 
+    def _lot_table(self) -> FloatArray:
+        """Open taxable lots as an L×5 array: name index, shares, basis, first long-term day
+        (ordinal), sign (−1 for a short lot).  Rebuilt only after the ledger changed, reusing
+        each unchanged lot's converted row."""
+        if self._table is not None and not self._dirty:
+            return self._table
+        from shared.ledger import long_term_from  # IRC §1222(3): held more than one year
+
+        rows: list[tuple[float, float, float, float, float]] = []
+        old, new = self._rows, {}
+        for lot in self.ledger.open_lots(self.account_id):
+            key = (lot.lot_id, lot.acquired)
+            cached = old.get(key)
+            if cached is None or cached[0] != lot.quantity or cached[1] != lot.cost_basis_usd:
+                # Covering a short is always short-term (IRC §1233(b)).
+                lt = 1e12 if lot.short else float(long_term_from(lot.acquired).toordinal())
+                row = (
+                    float(self.index[lot.symbol]),
+                    float(lot.quantity),
+                    float(lot.cost_basis_usd),
+                    lt,
+                    -1.0 if lot.short else 1.0,
+                )
+                cached = (lot.quantity, lot.cost_basis_usd, row)
+            new[key] = cached
+            rows.append(cached[2])
+        self._rows = new
+        self._table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+        self._dirty = False
+        return self._table
+
     def unrealized(self, day: dt.date, prices: FloatArray) -> tuple[float, float]:
         """Unrealized (short-term, long-term) gain of the open taxable lots at ``prices``.
 
-        Short lots are always short-term when covered (IRC §1233(b)).
+        Long-term means held more than one year (IRC §1222(3), the ledger's ``long_term_from``);
+        short lots are always short-term when covered (IRC §1233(b)).
         """
-        lots = self.ledger.open_lots(self.account_id)
-        if not lots:
+        table = self._lot_table()
+        if not len(table):
             return 0.0, 0.0
-        n = len(lots)
-        idx = np.empty(n, dtype=np.int64)
-        qty = np.empty(n)
-        basis = np.empty(n)
-        lt_from = np.empty(n, dtype=np.int64)
-        sign = np.empty(n)
-        from shared.ledger import long_term_from  # IRC §1222(3): held more than one year
-
-        cache = self._lt_cache
-        for k, lot in enumerate(lots):
-            idx[k] = self.index[lot.symbol]
-            qty[k] = float(lot.quantity)
-            basis[k] = float(lot.cost_basis_usd)
-            if lot.short:
-                sign[k] = -1.0
-                lt_from[k] = 1 << 40
-            else:
-                sign[k] = 1.0
-                lt = cache.get(lot.acquired)
-                if lt is None:
-                    lt = cache[lot.acquired] = long_term_from(lot.acquired).toordinal()
-                lt_from[k] = lt
-        gain = sign * (qty * prices[idx] - basis)
-        is_lt = lt_from <= day.toordinal()
+        idx = table[:, 0].astype(np.int64)
+        gain = table[:, 4] * (table[:, 1] * prices[idx] - table[:, 2])
+        is_lt = table[:, 3] <= day.toordinal()
         return float(gain[~is_lt].sum()), float(gain[is_lt].sum())
 
     def audit(self, day: dt.date) -> None:
@@ -749,7 +763,9 @@ def by_year(run: RunResult) -> dict[str, dict[str, float]]:
         at = run.after_tax_nav[b] / run.after_tax_nav[a] - 1.0
         pt = run.pre_tax_nav[b] / run.pre_tax_nav[a] - 1.0
         bm = run.benchmark_nav[b] / run.benchmark_nav[a] - 1.0
+        saved = float(run.net_tax[a] - run.net_tax[b]) if b > a else 0.0
         out[str(year)] = {
+            "tax_savings_pct_nav": saved / float(np.mean(run.pre_tax_nav[a : b + 1])),
             "after_tax_return": float(at),
             "pre_tax_return": float(pt),
             "benchmark_return": float(bm),
@@ -783,6 +799,9 @@ def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
         "pre_tax_return": pre,
         "benchmark_return": bench,
         "liquidation_return": liq,
+        # Net tax saved per year as a fraction of the average NAV (the literature's "tax alpha":
+        # the value of harvested losses, before the credits compound).
+        "tax_savings_pct_nav": -float(totals.net_tax) / avg_nav / years if avg_nav > 0 else 0.0,
         "liquidation_tax_alpha": liq - bench,
         "harvested_losses": {
             str(y): str(cents(v)) for y, v in sorted(book.harvested_by_year.items())
