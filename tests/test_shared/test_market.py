@@ -227,3 +227,18 @@ def test_the_number_of_sectors_shapes_the_factor_set(n_sectors):
     assert {f"sector:{s}" for s in hist.sectors} <= set(sector_factors)
     rm = hist.true_risk_model(hist.dates[-1])
     validate_risk_model(rm, len(hist.listed(len(hist.dates) - 1)))
+
+
+def test_the_true_risk_model_forecasts_the_tracking_error_that_is_realised(hist):
+    R = np.nan_to_num(hist.returns(), nan=0.0)
+    rng = np.random.default_rng(1)
+    predicted, realised = [], []
+    for t0 in range(0, len(hist.dates) - 64, 63):
+        cols = hist.listed(t0)
+        active = -hist.benchmark_weights[t0, cols]
+        active[rng.choice(len(cols), 50, replace=False)] += 1 / 50
+        B, F, d = risk_model_arrays(hist.true_risk_model(hist.dates[t0]))
+        predicted.append(active @ B @ F @ B.T @ active + active**2 @ d)
+        realised.append((R[t0 + 1 : t0 + 64][:, cols] @ active).var() * 252)
+    bias = np.sqrt(np.mean(realised) / np.mean(predicted))
+    assert 0.85 < bias < 1.15
