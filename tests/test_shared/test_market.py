@@ -238,7 +238,8 @@ def test_the_true_risk_model_forecasts_the_tracking_error_that_is_realised(hist)
         active = -hist.benchmark_weights[t0, cols]
         active[rng.choice(len(cols), 50, replace=False)] += 1 / 50
         B, F, d = risk_model_arrays(hist.true_risk_model(hist.dates[t0]))
-        predicted.append(active @ B @ F @ B.T @ active + active**2 @ d)
+        y = B.T @ active  # factor form: never n×n
+        predicted.append(y @ F @ y + active**2 @ d)
         realised.append((R[t0 + 1 : t0 + 64][:, cols] @ active).var() * 252)
     bias = np.sqrt(np.mean(realised) / np.mean(predicted))
     assert 0.85 < bias < 1.15
