@@ -3,8 +3,10 @@
 For each size, ``--problems`` different problems (different seeds) are built with
 :func:`shared.optimizer.synthetic.random_problem` (≈4 lots per name, k factors) and solved
 once each after one warm-up solve.  Reported per size: total ``solve()`` wall time p50/p95
-(validation + assembly + Clarabel + extraction + the independent check), Clarabel's own solve
-time p50/p95, the overhead ratio total/Clarabel, and the process's peak RSS.
+(validation + assembly + Clarabel + extraction + the independent check) and the same in process
+CPU time (robust to other processes on a shared machine: the solve is single-threaded),
+Clarabel's own time p50/p95 (its ``solve_time``: setup + iterations), the overhead ratio
+total/Clarabel, and the process's peak RSS.
 
 Usage::
 
@@ -48,14 +50,16 @@ def bench_size(
     ]
     solve(datas[0], settings=settings)  # warm-up (imports, allocator)
     total: list[float] = []
+    cpu: list[float] = []
     clar: list[float] = []
     setup: list[float] = []
     iters: list[int] = []
     solvers: set[str] = set()
     for d in datas:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sol = solve(d, settings=settings)
         total.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
         clar.append(sol.solver_ms)
         setup.append(sol.setup_ms)
         iters.append(sol.iterations)
@@ -68,6 +72,8 @@ def bench_size(
         "problems": problems,
         "total_p50_ms": round(_pct(total, 50), 2),
         "total_p95_ms": round(_pct(total, 95), 2),
+        "cpu_p50_ms": round(_pct(cpu, 50), 2),
+        "cpu_p95_ms": round(_pct(cpu, 95), 2),
         "clarabel_p50_ms": round(_pct(clar, 50), 2),
         "clarabel_p95_ms": round(_pct(clar, 95), 2),
         "setup_p50_ms": round(_pct(setup, 50), 2),
@@ -90,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 3000])
     p.add_argument("--problems", type=int, default=20)
-    p.add_argument("--strategy", default="direct-index")
+    p.add_argument(
+        "--strategy",
+        default="direct-index",
+        choices=["direct-index", "long-short", "market-neutral", "all"],
+    )
     p.add_argument("-k", "--factors", type=int, default=18)
     p.add_argument("--method", default="qdldl", help="Clarabel direct_solve_method")
     p.add_argument("--eliminate-w", action="store_true", help="substitute w instead of vars")
@@ -99,11 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = replace(
         SolveSettings(), direct_solve_method=args.method, w_variables=not args.eliminate_w
     )
-    for n in args.sizes:
+    strategies = (
+        ["direct-index", "long-short", "market-neutral"]
+        if args.strategy == "all"
+        else [args.strategy]
+    )
+    for n, strategy in [(n, s) for s in strategies for n in args.sizes]:
         res = bench_size(
             n,
             problems=args.problems,
-            strategy=args.strategy,
+            strategy=strategy,
             k=args.factors,
             settings=settings,
             compare_cvxpy=args.compare_cvxpy,
