@@ -15,6 +15,9 @@ from shared.calendar import (
 )
 from shared.errors import InputError
 
+# exchange_calendars 4.x trips pandas 3 deprecation warnings when it builds a calendar.
+pytestmark = pytest.mark.filterwarnings("ignore:Series.values returning an ndarray")
+
 
 def test_independence_day_is_closed_and_the_day_after_thanksgiving_is_open():
     assert not is_trading_day(dt.date(2024, 7, 4))
