@@ -563,27 +563,28 @@ class Ledger:
                     if p.short:
                         no_short.setdefault(sym, reason)
         blocked: dict[tuple[str, str], str] = {}
-        for keys in self._keys_by_group.values():
-            lots = [lot for key in sorted(keys) for lot in self._lots.get(key, [])]
+        window_start = as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
+        for group in sorted(self._keys_by_group):
+            lots = [lot for key in sorted(self._keys_by_group[group]) for lot in self._lots[key]]
             recent = [
-                lot
-                for lot in lots
-                if not lot.used and 0 <= (as_of - lot.trade_date).days <= WASH_WINDOW_DAYS
+                lot for lot in lots if not lot.used and window_start <= lot.trade_date <= as_of
             ]
             if not recent:
                 continue
+            recent.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
+            reasons = [
+                f"{'short sale' if r.short else 'purchase'} of {_qty(r.quantity)} sh {r.symbol} "
+                f"in acct {r.account} on {r.trade_date} (IRC §1091)"
+                for r in recent
+            ]
             for lot in lots:
-                if lot.account_type != TAXABLE:
+                key = (lot.account, lot.lot_id)
+                if lot.account_type != TAXABLE or key in blocked:
                     continue
-                for r in recent:
-                    if _same_purchase(r, lot) or (r.short and not lot.short):
+                for r, reason in zip(recent, reasons, strict=True):
+                    if (r.short and not lot.short) or _same_purchase(r, lot):
                         continue
-                    what = "short sale" if r.short else "purchase"
-                    blocked.setdefault(
-                        (lot.account, lot.lot_id),
-                        f"{what} of {_qty(r.quantity)} sh {r.symbol} in acct {r.account} on "
-                        f"{r.trade_date} (IRC §1091)",
-                    )
+                    blocked[key] = reason
                     break
         return WashRestrictions(
             as_of=as_of, no_buy=no_buy, no_short=no_short, no_loss_sale_lots=blocked
