@@ -619,13 +619,15 @@ class Ledger:
                 transaction, a sell of more than is held, an unknown lot.
         """
         side, account_type = self._validate(txn)
-        if self._last_date is None or txn.date > self._last_date:
-            self._prune(txn.date)
+        advanced = self._last_date is None or txn.date > self._last_date
         out: list[SaleSlice] = []
         if side in ("buy", "short"):
             self._open(txn, account_type, short=side == "short")
         else:
             out = self._close(txn, account_type, short=side == "cover")
+        # Only after success, so a refused row leaves the window memory untouched.
+        if advanced:
+            self._prune(txn.date)
         self._last_date = txn.date
         self._account_types.setdefault(txn.account, account_type)
         return out

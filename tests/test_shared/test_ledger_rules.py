@@ -519,3 +519,13 @@ def test_the_unsold_rest_of_another_purchase_replaces_a_lot_sold_in_the_same_sal
     assert (second.lot_id, second.disallowed_loss) == ("L2", D("0.00"))
     (rest,) = led.open_lots()
     assert (rest.lot_id, rest.quantity, rest.cost_basis_usd) == ("L2", D(50), D("600.00"))
+
+
+def test_a_refused_later_row_does_not_forget_a_pending_loss() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="L1"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", lot="L1"))
+    with pytest.raises(LedgerError):
+        led.apply(tx("2024-05-01", "sell", "1", "8", lot="L1"))
+    led.apply(tx("2024-03-20", "buy", "10", "8", lot="L2"))
+    assert led.sales[0].disallowed_loss == D("20.00")
