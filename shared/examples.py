@@ -12,8 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import msgspec
 import numpy as np
 
+from shared.ledger import Ledger
+from shared.market import MarketHistory
 from shared.messages import (
     AccountSpec,
     FactorTilt,
@@ -26,7 +29,8 @@ from shared.messages import (
     RecentPurchase,
     Transaction,
 )
-from shared.types import AccountType, FloatArray, Strategy
+from shared.optimizer.data import BoolArray
+from shared.types import AccountType, FloatArray, Side, Strategy
 
 #: The default date of examples and benchmarks (an NYSE session), fixed so a seed is a request.
 DEFAULT_AS_OF = dt.date(2026, 6, 30)
@@ -46,16 +50,16 @@ STEADY_STATE_MAX_LOSS = 0.01
 STEADY_STATE_FRESH_DIP = 0.03
 
 
-def _market_history(names: int, seed: int, as_of: dt.date) -> object:
+def _market_history(names: int, seed: int, as_of: dt.date) -> MarketHistory:
     from shared.synthetic import synthetic_market
 
     start = dt.date(as_of.year - HISTORY_YEARS, as_of.month, 1) - dt.timedelta(days=40)
     return synthetic_market(n_names=names, start=start, end=as_of, seed=seed)
 
 
-def _session(history: object, d: dt.date) -> dt.date:
+def _session(history: MarketHistory, d: dt.date) -> dt.date:
     """``d`` itself when it is a session of the history, else the last one before it."""
-    dates: tuple[dt.date, ...] = history.dates  # type: ignore[attr-defined]
+    dates = history.dates
     t = int(np.searchsorted(np.array(dates, dtype="datetime64[D]"), np.datetime64(d), "right"))
     return dates[max(0, t - 1)]
 
@@ -76,7 +80,7 @@ class _Book:
         account: str,
         account_type: AccountType,
         symbol: str,
-        side: str,
+        side: Side,
         qty: int,
         price: float,
         lot_id: str = "",
@@ -90,7 +94,7 @@ class _Book:
                 account=account,
                 account_type=account_type,
                 symbol=symbol,
-                side=side,  # type: ignore[arg-type]
+                side=side,
                 quantity=Decimal(qty),
                 price=px,
                 lot_id=lot_id or tid,
@@ -128,18 +132,16 @@ def example_request(
         InputError: ``names`` < 10.
     """
     from shared.errors import InputError
-    from shared.ledger import Ledger
 
     if names < 10:
         raise InputError(f"{names} names is too few for an example (≥ 10)", field="names")
     history = _market_history(names, seed, as_of or DEFAULT_AS_OF)
     as_of = _session(history, as_of or DEFAULT_AS_OF)
-    hist: object = history
-    dates: tuple[dt.date, ...] = hist.dates  # type: ignore[attr-defined]
-    prices: FloatArray = hist.prices  # type: ignore[attr-defined]
-    bw: FloatArray = hist.benchmark_weights  # type: ignore[attr-defined]
-    symbols: tuple[str, ...] = hist.symbols  # type: ignore[attr-defined]
-    snapshot: MarketSnapshot = hist.snapshot(as_of)  # type: ignore[attr-defined]
+    dates = history.dates
+    prices = history.prices
+    bw = history.benchmark_weights
+    symbols = history.symbols
+    snapshot = history.snapshot(as_of)
     rng = np.random.default_rng([seed, 20_26])
     t_end = dates.index(as_of)
     acct = f"ACC-{seed:04d}"
@@ -161,7 +163,11 @@ def example_request(
     for t, frac in zip(tranche_t, split, strict=True):
         amount = capital * frac
         book.cash[acct] += Decimal(repr(round(amount, 2)))
-        for side, mask, gross in (("buy", longs, gross_long), ("short", shorts, gross_short)):
+        opening: tuple[tuple[Side, BoolArray, float], ...] = (
+            ("buy", longs, gross_long),
+            ("short", shorts, gross_short),
+        )
+        for side, mask, gross in opening:
             if gross == 0:
                 continue
             listed = np.isfinite(prices[t]) & mask
@@ -235,7 +241,7 @@ def example_request(
     )
 
 
-def _sides(strategy: Strategy, n: int, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
+def _sides(strategy: Strategy, n: int, rng: np.random.Generator) -> tuple[BoolArray, BoolArray]:
     if strategy == "direct-index":
         return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
     short = rng.random(n) < (0.2 if strategy == "long-short" else 0.5)
@@ -243,7 +249,7 @@ def _sides(strategy: Strategy, n: int, rng: np.random.Generator) -> tuple[FloatA
 
 
 def _recent_trades(
-    ledger: object,
+    ledger: Ledger,
     book: _Book,
     rng: np.random.Generator,
     *,
@@ -258,7 +264,7 @@ def _recent_trades(
     """Sell at a loss a few days ago (→ no buys today), buy a week ago (→ its loss lots are in
     the window), and buy one name in the IRA (a household purchase washes too, Rev. Rul. 2008-5).
     """
-    open_lots = [x for x in ledger.open_lots(acct) if not x.short]  # type: ignore[attr-defined]
+    open_lots = [x for x in ledger.open_lots(acct) if not x.short]
     index = {s: i for i, s in enumerate(symbols)}
     before = len(book.txns)
     t_sell = t_end - int(rng.integers(3, 12))
@@ -334,33 +340,35 @@ def _account_spec(
         ]
     held = sorted({x.symbol for x in state.lots if x.account == acct})
     exclusions = [held[int(rng.integers(len(held)))]] if held and rng.random() < 0.5 else []
-    common = {
-        "account_id": acct,
-        "household_id": household,
-        "account_type": "taxable",
-        "strategy": strategy,
-        "cash_usd": cash,
-        "exclusions": exclusions,
-        "tilts": tilts,
-    }
+    spec = AccountSpec(
+        account_id=acct,
+        household_id=household,
+        account_type="taxable",
+        strategy=strategy,
+        cash_usd=cash,
+        exclusions=exclusions,
+        tilts=tilts,
+        te_budget=0.02,
+        max_weight=name_cap(snapshot),
+    )
     if strategy == "long-short":
-        return AccountSpec(
-            **common,
+        return msgspec.structs.replace(
+            spec,
             te_budget=0.04,
-            max_weight=0.08,  # type: ignore[arg-type]
             long_short=LongShortSpec(long_w=1.3, short_w=0.3),
             max_cash_w=0.05,
         )
     if strategy == "market-neutral":
-        return AccountSpec(
-            **common,
-            te_budget=0.06,
-            max_weight=0.05,  # type: ignore[arg-type]
-            gross_limit_w=2.0,
-            lambda_te=1.0,
-            max_cash_w=1.0,
+        return msgspec.structs.replace(
+            spec, te_budget=0.06, max_weight=0.05, gross_limit_w=2.0, max_cash_w=1.0
         )
-    return AccountSpec(**common, te_budget=0.02, max_weight=0.10)  # type: ignore[arg-type]
+    return spec
+
+
+def name_cap(snapshot: MarketSnapshot) -> float:
+    """A single-name cap the benchmark itself satisfies with room to spare: 10%, or the largest
+    benchmark weight plus 5 points when that is larger (a small universe is concentrated)."""
+    return max(0.10, round(max(snapshot.benchmark_weights) + 0.05, 2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,13 +404,14 @@ def synthetic_book(
     """
     history = _market_history(names, seed, as_of)
     as_of = _session(history, as_of)
-    snapshot: MarketSnapshot = history.snapshot(as_of)  # type: ignore[attr-defined]
+    snapshot = history.snapshot(as_of)
     rng = np.random.default_rng([seed, 7])
     prices = np.asarray(snapshot.prices)
     w_b = np.asarray(snapshot.benchmark_weights)
     symbols = snapshot.symbols
     n = len(symbols)
     index = {s: i for i, s in enumerate(symbols)}
+    cap = name_cap(snapshot)
     days = [as_of - dt.timedelta(days=k) for k in range(0, 3 * 366 + 1)]
     out: list[tuple[AccountSpec, LedgerState]] = []
     made = 0
@@ -430,7 +439,9 @@ def synthetic_book(
                     steady_state=steady_state,
                 )
             )
-        pending, recent = _window_memory(rng, members, lots, prices, symbols, days)
+        pending, recent = _window_memory(
+            rng, members=members, lots=lots, prices=prices, symbols=symbols, days=days
+        )
         state = LedgerState(
             as_of=as_of,
             household_id=household,
@@ -453,6 +464,7 @@ def synthetic_book(
                 cash_usd=Decimal(repr(round(float(cash_w[m]) * values[aid], 2))),
                 tilts=tilt,
                 exclusions=[symbols[int(rng.integers(n))]] if rng.random() < 0.2 else [],
+                max_weight=cap,
             )
             out.append((spec, state))
         made += size
@@ -521,6 +533,7 @@ def _account_lots(
 
 def _window_memory(
     rng: np.random.Generator,
+    *,
     members: list[tuple[str, AccountType]],
     lots: list[Lot],
     prices: FloatArray,

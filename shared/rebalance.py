@@ -969,15 +969,23 @@ def harvest_sides(ctx: _Context, locked: BoolArray) -> BoolArray:
     return _spread_to_groups(harvest, ctx.group)
 
 
-def _with_sides(ctx: _Context, harvest: BoolArray, locked: BoolArray) -> ProblemData:
-    """The base problem with the pre-pass sides (and the post-solve locks) applied."""
+def _with_sides(
+    ctx: _Context, harvest: BoolArray, locked: BoolArray, *, free: bool = False
+) -> ProblemData:
+    """The base problem with the sides (and the post-solve locks) applied.
+
+    ``free=True`` drops the side constraints (buys and loss sales both allowed, locks and the
+    wash window still apply): the convex relaxation used by the side search.
+    """
     base = ctx.base
-    buy_allowed = base.buy_allowed & ~harvest
-    short_allowed = base.short_allowed & ~harvest
+    if free:
+        harvest = harvest & (locked | ~base.buy_allowed)
+    buy_allowed = base.buy_allowed & ~harvest & ~locked
+    short_allowed = base.short_allowed & ~harvest & ~locked
     # Buy side: loss lots may not be sold; locked names: neither buys nor loss sales; lots in
     # the wash window (IRC §1091) may not be sold at a loss.  Excluded names must be sold
     # whatever the lot (max_w = 0), so none of this applies to them.
-    no_loss = (~harvest | locked) & ~ctx.excluded
+    no_loss = ((~harvest & ~np.bool_(free)) | locked) & ~ctx.excluded
     long_loss = _tax_loss(ctx, short=False)
     lot_sellable = ~(long_loss & (no_loss[base.lot_name] | ctx.longs.blocked))
     lot_sellable |= ctx.excluded[base.lot_name]
@@ -1035,37 +1043,92 @@ def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | No
     return None
 
 
-def _solve_chain(
-    data: ProblemData, solve: SolveFn, log: _SolveLog, te_budget: float
-) -> tuple[Solution | None, list[str]]:
-    """Solve, relaxing on infeasibility; ``(None, [..., "hold"])`` when nothing is feasible.
+def _try_solve(data: ProblemData, solve: SolveFn, log: _SolveLog, label: str) -> Solution | None:
+    """One optimizer call; None when infeasible.  Logs attempts and times.
 
     Raises:
         SolverFailed: every solver attempt failed (the optimizer already tried its fallbacks).
         Unbounded: a missing bound (a bug or bad input).
     """
+    t0 = time.perf_counter()
+    try:
+        sol = solve(data)
+    except Infeasible as exc:
+        log.optimizer_ms += (time.perf_counter() - t0) * 1e3
+        log.attempts.append(f"{label}: infeasible ({exc})")
+        log.solves += 1
+        return None
+    log.optimizer_ms += (time.perf_counter() - t0) * 1e3
+    log.solves += 1
+    log.solver_ms += sol.solver_ms
+    log.setup_ms += sol.setup_ms
+    log.iterations += sol.iterations
+    log.attempts.extend(f"{label}: {a}" for a in sol.attempts)
+    if not sol.attempts:
+        log.attempts.append(f"{label}: {sol.solver} {sol.status}")
+    return sol
+
+
+def sides_from_solution(ctx: _Context, sol: Solution, locked: BoolArray) -> BoolArray:
+    """Sides read off a solve without side constraints (the side search).
+
+    A name the free solve sold at a loss goes to the harvest side, unless it also bought at
+    least as much of it (then the purchase is what the portfolio wants: buy side, its loss lots
+    kept).  Names it bought, and names it left alone, go to the buy side.  Sides spread to
+    substantially identical groups as in :func:`harvest_sides`.
+    """
+    n = ctx.base.n
+    loss = _tax_loss(ctx, short=False)
+    loss_sold = np.bincount(
+        ctx.base.lot_name[loss], weights=sol.sell[loss], minlength=n
+    ) + np.bincount(
+        ctx.base.short_name[_tax_loss(ctx, short=True)],
+        weights=sol.cover[_tax_loss(ctx, short=True)],
+        minlength=n,
+    )
+    opened = sol.buy + sol.short
+    harvest = (loss_sold > WEIGHT_EPS) & ~(opened >= loss_sold)
+    harvest |= ~ctx.base.buy_allowed | locked
+    return _spread_to_groups(harvest, ctx.group)
+
+
+def _solve_chain(
+    ctx: _Context, locked: BoolArray, solve: SolveFn, log: _SolveLog
+) -> tuple[Solution | None, list[str]]:
+    """Solve, searching sides and relaxing on infeasibility.
+
+    At each level of the chain (the account as given, then each applicable step of
+    :data:`RELAXATION_CHAIN`): first the pre-pass sides (one solve); if infeasible, the side
+    search: the same problem without side constraints, whose solution fixes the sides
+    (:func:`sides_from_solution`) for one more solve.  The side search changes no account
+    constraint, so it is not a relaxation; it is recorded in the attempts.  ``(None, [...,
+    "hold"])`` when nothing is feasible.
+
+    Raises:
+        SolverFailed: every solver attempt failed (the optimizer already tried its fallbacks).
+        Unbounded: a missing bound (a bug or bad input).
+    """
+    te_budget = ctx.request.account.te_budget
     relaxations: list[str] = []
-    current = data
+    pre = harvest_sides(ctx, locked)
+    transform: Callable[[ProblemData], ProblemData] = lambda d: d  # noqa: E731
     label = "base"
     next_step = 0
     while True:
-        t0 = time.perf_counter()
-        try:
-            sol = solve(current)
-        except Infeasible as exc:
-            log.optimizer_ms += (time.perf_counter() - t0) * 1e3
-            log.attempts.append(f"{label}: infeasible ({exc})")
-            log.solves += 1
-        else:
-            log.optimizer_ms += (time.perf_counter() - t0) * 1e3
-            log.solves += 1
-            log.solver_ms += sol.solver_ms
-            log.setup_ms += sol.setup_ms
-            log.iterations += sol.iterations
-            log.attempts.extend(f"{label}: {a}" for a in sol.attempts)
-            if not sol.attempts:
-                log.attempts.append(f"{label}: {sol.solver} {sol.status}")
+        sol = _try_solve(transform(_with_sides(ctx, pre, locked)), solve, log, label)
+        if sol is not None:
             return sol, relaxations
+        free = _try_solve(
+            transform(_with_sides(ctx, pre, locked, free=True)), solve, log, f"{label}/free sides"
+        )
+        if free is not None:
+            sides = sides_from_solution(ctx, free, locked)
+            sol = _try_solve(
+                transform(_with_sides(ctx, sides, locked)), solve, log, f"{label}/searched sides"
+            )
+            if sol is not None:
+                return sol, relaxations
+        probe = transform(ctx.base)
         while True:
             step = RELAXATION_CHAIN[next_step]
             next_step += 1
@@ -1073,11 +1136,22 @@ def _solve_chain(
                 relaxations.append("hold")
                 log.attempts.append("hold: nothing feasible; no trades")
                 return None, relaxations
-            nxt = _relaxed(current, step, te_budget)
-            if nxt is not None:
+            if _relaxed(probe, step, te_budget) is not None:
                 relaxations.append(step)
-                current, label = nxt, step
+                transform = _chain_transform(relaxations, te_budget)
+                label = step
                 break
+
+
+def _chain_transform(steps: list[str], te_budget: float) -> Callable[[ProblemData], ProblemData]:
+    """The problem with every relaxation step in ``steps`` applied (cumulative)."""
+
+    def apply(data: ProblemData) -> ProblemData:
+        for step in steps:
+            data = _relaxed(data, step, te_budget) or data
+        return data
+
+    return apply
 
 
 # --------------------------------------------------------------------------------------------
@@ -1184,6 +1258,8 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
         keep = [b for b in range(len(buy_qty)) if buy_qty[b] > 0]
         buy_name = buy_name[keep]
         buy_qty = [buy_qty[b] for b in keep]
+    elif deficit < 0 and ctx.base.cash_max_w > 0:
+        buy_name, buy_qty = _top_up(sol, ctx, buy_name, buy_qty, cash=cash, fractional=fractional)
     return _Orders(
         sell_lot=sell_lot,
         sell_qty=sell_qty,
@@ -1194,6 +1270,45 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
         short_name=short_name,
         short_qty=short_qty,
     )
+
+
+def _top_up(
+    sol: Solution,
+    ctx: _Context,
+    buy_name: IntArray,
+    buy_qty: list[Decimal],
+    *,
+    cash: Decimal,
+    fractional: bool,
+) -> tuple[IntArray, list[Decimal]]:
+    """Spend what rounding the buys down left above the solver's cash, one share (or 1/10,000
+    share) at a time on the names the solver bought, most-rounded-down first, never above the
+    name's cap, so cash does not end above its maximum because of rounding alone."""
+    nav = ctx.nav
+    target = Decimal(repr(max(sol.cash_w, ctx.base.cash_min_w) * nav)).quantize(CENT)
+    surplus = cash - target
+    if surplus <= 0:
+        return buy_name, buy_qty
+    pd_ = ctx.market.price_dec
+    p = ctx.market.prices
+    qty = dict(zip(buy_name.tolist(), buy_qty, strict=True))
+    wanted = np.maximum(sol.buy, 0.0) * nav / p
+    step = FRACTION_QUANTUM if fractional else Decimal(1)
+    have = np.zeros(len(p))
+    for i, q in qty.items():
+        have[i] = float(q)
+    short_by = wanted - have
+    w_after = sol.w + (have - wanted) * p / nav
+    for i in np.argsort(-short_by, kind="stable").tolist():
+        if short_by[i] <= 1e-9:
+            break
+        price = pd_[i]
+        if price * step > surplus or w_after[i] + float(step) * p[i] / nav > ctx.base.max_w[i]:
+            continue
+        qty[i] = qty.get(i, Decimal(0)) + step
+        surplus -= price * step
+    names = sorted(qty)
+    return np.asarray(names, dtype=np.int64), [qty[i] for i in names]
 
 
 def _final_weights(ctx: _Context, orders: _Orders) -> tuple[FloatArray, float]:
@@ -1414,14 +1529,15 @@ def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
         book.apply(txn)
     sell_ids = {t.id for t in txns if t.side in ("sell", "cover")}
     symbol_of_lot = {t.lot_id: t.symbol for t in trades}
+    bought = {t.lot_id for t in trades if t.side in ("buy", "short")}
     excluded = set(acct.exclusions)
     issues: list[WashSaleIssue] = []
     offending: set[str] = set()
     for m in book.wash_matches[matches_before:]:
         ours_loss = m.loss_account == acct.account_id and m.loss_lot_id in symbol_of_lot
-        ours_buy = m.replacement_account == acct.account_id and m.replacement_lot_id in (
-            symbol_of_lot
-        )
+        # A replacement we *bought* today makes the wash avoidable; a recent lot we also sell
+        # today (an excluded name sold whole) does not.
+        ours_buy = m.replacement_account == acct.account_id and m.replacement_lot_id in bought
         symbol = symbol_of_lot.get(m.loss_lot_id if ours_loss else m.replacement_lot_id, "?")
         forced = ours_loss and symbol in excluded and not ours_buy
         where = "an IRA/Roth purchase: lost for good" if m.permanent else "a purchase"
@@ -1506,7 +1622,6 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     n = len(market.symbols)
     locked = np.zeros(n, dtype=np.bool_)
     log = _SolveLog()
-    te_budget = request.account.te_budget
     relaxations: list[str] = []
     sol: Solution | None = None
     trades: list[Trade] = []
@@ -1514,9 +1629,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     w = ctx.w0
     cash_w = 1.0 - float(ctx.w0.sum())
     for _round in range(MAX_FIX_ROUNDS + 1):
-        harvest = harvest_sides(ctx, locked)
-        data = _with_sides(ctx, harvest, locked)
-        sol, relaxations = _solve_chain(data, solve_fn, log, te_budget)
+        sol, relaxations = _solve_chain(ctx, locked, solve_fn, log)
         if sol is None:
             trades, checked = [], _Checked(realized=[], issues=[], offending=set())
             w, cash_w = ctx.w0, 1.0 - float(ctx.w0.sum())

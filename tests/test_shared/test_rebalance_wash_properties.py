@@ -104,7 +104,7 @@ def households(draw: st.DrawFn) -> RebalanceRequest:
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(households())
 def test_random_households_never_get_a_wash_sale_from_the_ticket(request: RebalanceRequest) -> None:
     out = rebalance(request)
@@ -117,10 +117,12 @@ def test_random_households_never_get_a_wash_sale_from_the_ticket(request: Rebala
 
     bought = {t.symbol for t in out.trades if t.side == "buy"}
     assert not bought & set(no_buy), "a buy inside the window of a recent loss sale"
+    # A sale inside an IRA reports no loss, so it starts no wash sale (IRS Pub. 550).
     loss_sold = {
         t.symbol
         for t in out.trades
-        if t.side == "sell"
+        if acct.account_type == "taxable"
+        and t.side == "sell"
         and float(t.quantity) * price[t.symbol]
         < float(own[t.lot_id].cost_basis_usd * t.quantity / own[t.lot_id].quantity)
     }
@@ -132,6 +134,6 @@ def test_random_households_never_get_a_wash_sale_from_the_ticket(request: Rebala
         ledger.apply(txn)
     new = ledger.wash_matches[before:]
     forced = {i.lot_id for i in out.wash_sale_issues if "excluded" in i.reason}
-    assert {m.loss_lot_id for m in new} == forced
+    assert {m.loss_lot_id for m in new} == forced, (new, out.wash_sale_issues, out.solver.attempts)
     for m in new:
         assert own[m.loss_lot_id].symbol in acct.exclusions
