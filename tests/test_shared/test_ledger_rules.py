@@ -529,3 +529,22 @@ def test_a_refused_later_row_does_not_forget_a_pending_loss() -> None:
         led.apply(tx("2024-05-01", "sell", "1", "8", lot="L1"))
     led.apply(tx("2024-03-20", "buy", "10", "8", lot="L2"))
     assert led.sales[0].disallowed_loss == D("20.00")
+
+
+def test_shares_bought_before_the_sold_shares_within_30_days_still_replace_them() -> None:
+    led = Ledger()
+    led.apply(tx("2011-01-03", "buy", "100", "10", lot="JAN3"))
+    led.apply(tx("2011-01-18", "buy", "100", "10", lot="JAN18"))
+    led.apply(tx("2011-01-31", "sell", "100", "9", lot="JAN18"))
+    assert led.sales[0].disallowed_loss == D("100.00")
+    (lot,) = led.open_lots()
+    assert (lot.lot_id, lot.cost_basis_usd) == ("JAN3", D("1100.00"))
+
+
+def test_replacement_shares_sold_before_the_loss_sale_do_not_absorb_it() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10", "10", lot="OLD"))
+    led.apply(tx("2024-02-20", "buy", "10", "9", lot="FLIP"))
+    led.apply(tx("2024-02-22", "sell", "10", "9.5", lot="FLIP"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", lot="OLD"))
+    assert [s.adjustment_code for s in led.sales] == ["", ""]
