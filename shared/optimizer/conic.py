@@ -243,6 +243,9 @@ class ConicBuilder:
     def add_quadratic_form(self, expr: Affine, Q: FloatArray) -> None:
         """Objective ``+= exprᵀ Q expr`` for a small dense PSD ``Q`` and an ``expr`` that is a
         variable block plus a constant (e.g. factor exposures ``y`` with ``Q = λF``)."""
+        if len(expr.rows) == 0:
+            self._const += float(expr.const @ Q @ expr.const)
+            return
         if len(expr.rows) != expr.m or not np.array_equal(expr.rows, np.arange(expr.m)):
             raise ValueError("add_quadratic_form needs one variable per row (a variable block)")
         cols = expr.cols

@@ -177,11 +177,9 @@ class FactorNeutral:
         return [ctx.w @ ctx.data.loadings == 0]
 
     def conic(self, ctx: ConicContext) -> None:
-        if ctx.y is None:
-            raise ValueError("FactorNeutral needs the exposure block y")
-        # y = Bᵀ(w − w_b), so Bᵀw = 0  ⇔  y = −Bᵀw_b.
-        d = ctx.data
-        ctx.builder.eq(ctx.y, -(d.w_bench @ d.loadings))
+        # k dense rows on the weights; the assembly then treats y = Bᵀ(w − w_b) = −Bᵀw_b as
+        # a constant.
+        ctx.builder.eq(ctx.w.left_mul(np.ascontiguousarray(ctx.data.loadings.T)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,9 @@ def validate(data: ProblemData) -> None:
         ("short_coverable", S),
     ):
         _check_vec(data, name, getattr(data, name), size)
+    for name in ("lot_name", "short_name"):
+        if not np.issubdtype(np.asarray(getattr(data, name)).dtype, np.integer):
+            raise InputError("must be integer name indices", account=acct, field=name)
     if data.lot_name.shape != (L,) or (L and (data.lot_name.min() < 0 or data.lot_name.max() >= n)):
         raise InputError("lot name index out of range", account=acct, field="lot_name")
     if S and (data.short_name.min() < 0 or data.short_name.max() >= n):

@@ -65,11 +65,14 @@ class SolveSettings:
     #: Clarabel's sparse LDL backend: "qdldl" or "faer".
     direct_solve_method: str = "qdldl"
     time_limit_s: float = float("inf")
-    #: Clarabel's iterative refinement of each KKT solve.  Off on the first attempt: it cost
-    #: 40% of the solve time in bench/solve_core.py (n=500: 25 → 14.5 ms; n=3000: 235 → 141 ms)
-    #: for identical optima, and a "Solved" status is judged on the residuals whatever the
-    #: linear-solve accuracy.  The safe re-solve turns it on with more steps.
-    iterative_refinement: bool = False
+    #: Clarabel's iterative refinement of each KKT solve.  ``None`` (auto): off, except for a
+    #: factor-neutral problem with a TE cap.  Off, the solve is 40% faster (bench/solve_core.py,
+    #: n=500: 25 → 14.5 ms; n=3000: 235 → 141 ms) with identical optima, and "Solved" is judged
+    #: on the residuals whatever the linear-solve accuracy.  But a market-neutral sleeve whose
+    #: risk cap binds (w_b = 0, so the SOC is total risk) stopped AlmostSolved in 17 of 60
+    #: random cases without it (primal residual ~1e-6), and 0 of 60 with it.  The safe
+    #: re-solve always turns it on, with more steps.
+    iterative_refinement: bool | None = None
     #: Post-trade weights as variables (with one defining equality per name) instead of
     #: substituting ``w = w₀ − A u + β`` into every row.  Measured faster (bench/solve_core.py).
     w_variables: bool = True
@@ -87,7 +90,7 @@ class SolveSettings:
 SAFE_SETTINGS = SolveSettings(max_iter=1000)
 
 
-def _clarabel_settings(s: SolveSettings, *, safe: bool) -> Any:
+def _clarabel_settings(s: SolveSettings, *, safe: bool, refine: bool = False) -> Any:
     cs = clarabel.DefaultSettings()
     cs.verbose = False
     cs.tol_gap_abs = s.tol_gap_abs
@@ -97,7 +100,9 @@ def _clarabel_settings(s: SolveSettings, *, safe: bool) -> Any:
     cs.direct_solve_method = s.direct_solve_method
     cs.time_limit = s.time_limit_s
     cs.max_threads = 1
-    cs.iterative_refinement_enable = s.iterative_refinement
+    cs.iterative_refinement_enable = (
+        refine if s.iterative_refinement is None else s.iterative_refinement
+    )
     if safe:
         cs.max_iter = max(s.max_iter, SAFE_SETTINGS.max_iter)
         cs.direct_solve_method = "qdldl"
@@ -165,7 +170,12 @@ def assemble(
     else:
         w = w_expr
     y: Affine | None = None
-    if _needs_exposures(terms, constraints):
+    if any(c.family == "factor neutrality" for c in constraints):
+        # Bᵀw = 0 (added by FactorNeutral) makes the active exposure a constant, −Bᵀw_b: no
+        # exposure variables, and the TE's factor part is a constant.  (Pinning variables y
+        # by equality left Clarabel short of primal accuracy without iterative refinement.)
+        y = Affine.constant(-(np.asarray(data.w_bench) @ data.loadings))
+    elif _needs_exposures(terms, constraints):
         o_y = b.var("y", k)
         y = Affine.identity(o_y, k)
         # y = Bᵀ(w − w_b): k rows, the only dense block (k·n), never n×n.
@@ -278,8 +288,14 @@ def _run_clarabel(
 ) -> _Attempt:
     t0 = time.perf_counter()
     prob = assemble(data, layout, terms, constraints, w_variables=settings.w_variables)
+    refine = data.factor_neutral and any(c.family == "tracking-error budget" for c in constraints)
     solver = clarabel.DefaultSolver(
-        prob.P, prob.q, prob.A, prob.b, prob.cones, _clarabel_settings(settings, safe=safe)
+        prob.P,
+        prob.q,
+        prob.A,
+        prob.b,
+        prob.cones,
+        _clarabel_settings(settings, safe=safe, refine=refine),
     )
     t1 = time.perf_counter()
     res = solver.solve()
@@ -366,7 +382,11 @@ def _cvxpy_attempt(data: ProblemData, solver: str) -> _Attempt:
     t0 = time.perf_counter()
     prob, ctx = build_cvxpy(data)
     opts: dict[str, Any] = {}
-    if solver == "SCS":
+    if solver == "CLARABEL":
+        # The same accuracy as the direct path (objectives are small numbers; see
+        # SolveSettings.tol_gap), so the two can be compared at 1e-6.
+        opts = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10}
+    elif solver == "SCS":
         # First-order method: tight tolerances so its answer can pass the 1e-6 check, and a
         # time limit so a last resort never stalls the worker.
         opts = {"eps_abs": 1e-8, "eps_rel": 1e-8, "max_iters": 50_000, "time_limit_secs": 60.0}

@@ -96,10 +96,10 @@ def random_problem(
     """A random problem of ``n`` names, ``k`` factors, about ``lots_per_name·n`` lots.
 
     ``te_max="auto"`` is 2% for direct indexing, 4% for long/short (the shorts themselves cost
-    TE) and no cap for the market-neutral sleeve (no benchmark; risk is in the objective).
+    TE) and 5% for the market-neutral sleeve (no benchmark: a cap on total risk).
     """
     if te_max == "auto":
-        te_max = {"direct-index": 0.02, "long-short": 0.04}.get(strategy)
+        te_max = {"direct-index": 0.02, "long-short": 0.04, "market-neutral": 0.05}[strategy]
     rng = np.random.default_rng(seed)
     symbols = tuple(f"S{i:04d}" for i in range(n))
     B, F, d, fnames = _risk_model(rng, n, k)

@@ -46,7 +46,7 @@ def test_an_unsellable_lot_above_its_cap_is_infeasible_and_blames_the_name_bound
 
 
 def test_a_sleeve_without_risk_or_bounds_is_unbounded():
-    data = random_problem(20, k=3, strategy="market-neutral", seed=0)
+    data = random_problem(20, k=3, strategy="market-neutral", seed=0, te_max=None)
     data = replace(
         data,
         lambda_te=0.0,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.errors import Infeasible
 from shared.optimizer.check import check_solution
@@ -194,3 +196,27 @@ def test_the_built_in_check_agrees_with_the_naive_checker_on_a_violation():
     assert any("cash" in p for p in problems)
     with pytest.raises(AssertionError):
         assert_every_constraint_holds(data, broken)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 100_000),
+    strategy=st.sampled_from(STRATEGIES),
+    n=st.integers(8, 40),
+    te_max=st.sampled_from([None, 0.02, 0.05]),
+    tilt=st.sampled_from([None, 0.1, 0.5]),
+)
+def test_both_paths_agree_on_feasibility_and_on_the_optimum(seed, strategy, n, te_max, tilt):
+    data = random_problem(n, k=4, strategy=strategy, seed=seed, te_max=te_max)
+    if tilt is not None:
+        data = replace(data, tilts=((1, tilt),))
+    try:
+        sol = solve(data, settings=SolveSettings(diagnose_infeasible=False))
+    except Infeasible:
+        with pytest.raises(Infeasible):
+            solve_cvxpy(data)
+        return
+    ref = solve_cvxpy(data)
+    assert abs(sol.objective - ref.objective) <= 1e-6 * max(abs(ref.objective), 1e-4)
+    assert np.max(np.abs(sol.w - ref.w)) <= 1e-5
+    assert_every_constraint_holds(data, sol)
