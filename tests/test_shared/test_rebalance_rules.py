@@ -1,0 +1,216 @@
+"""Targeted rules of the rebalance: identical groups, tilt annotations, rounding, IRAs, the
+other strategies, the post-solve lock, and failures that must not be hidden."""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+import pytest
+
+from shared.errors import Infeasible, SolverFailed
+from shared.examples import example_request
+from shared.messages import FactorTilt, RebalanceRequest
+from shared.optimizer.data import ProblemData, Solution
+from shared.optimizer.problem import solve
+from shared.rebalance import rebalance
+
+
+@functools.cache
+def _request(seed: int = 1, strategy: str = "direct-index") -> RebalanceRequest:
+    return example_request(names=40, seed=seed, strategy=strategy)  # type: ignore[arg-type]
+
+
+def _with_account(request: RebalanceRequest, **changes: object) -> RebalanceRequest:
+    return msgspec.structs.replace(
+        request, account=msgspec.structs.replace(request.account, **changes)
+    )
+
+
+def _loss_symbols(request: RebalanceRequest) -> list[str]:
+    price = dict(zip(request.market.symbols, request.market.prices, strict=True))
+    out = []
+    for x in request.ledger.lots:
+        if x.account == request.account.account_id and (
+            float(x.cost_basis_usd) > 1.1 * float(x.quantity) * price[x.symbol]
+        ):
+            out.append(x.symbol)
+    return sorted(set(out))
+
+
+def test_a_harvested_name_blocks_buys_of_its_substantially_identical_twin() -> None:
+    request = _request(2)
+    harvested = [t.symbol for t in rebalance(request).trades if t.reason == "harvest"]
+    bought = [t.symbol for t in rebalance(request).trades if t.side == "buy"]
+    assert harvested and bought
+    pairs = [[h, b] for h in harvested for b in bought if h != b][:3]
+    out = rebalance(_with_account(request, identical=pairs))
+    sold_at_loss = {t.symbol for t in out.trades if t.reason == "harvest"}
+    for group in pairs:
+        if sold_at_loss & set(group):
+            assert not {t.symbol for t in out.trades if t.side == "buy"} & set(group)
+
+
+def test_a_binding_tilt_annotates_its_trades_with_the_factor_and_the_score() -> None:
+    request = _request(3)
+    factor = (
+        "momentum"
+        if "momentum" in request.market.risk_model.factor_names
+        else (request.market.risk_model.factor_names[-1])
+    )
+    tilted = _with_account(request, tilts=[FactorTilt(factor=factor, min_exposure=0.25)])
+    out = rebalance(tilted)
+    assert out.status in {"ok", "relaxed"}
+    exposure = {f.factor: f for f in out.factor_exposures}[factor]
+    assert exposure.target_min == 0.25
+    if "tilt" in out.relaxations:
+        pytest.skip("tilt relaxed for this book")
+    tilt_trades = [t for t in out.trades if t.reason == "tilt"]
+    assert tilt_trades
+    f = list(request.market.risk_model.factor_names).index(factor)
+    loading = dict(
+        zip(
+            request.market.symbols,
+            (row[f] for row in request.market.risk_model.loadings),
+            strict=True,
+        )
+    )
+    for t in tilt_trades:
+        assert t.driver == factor
+        assert t.factor_score == pytest.approx(loading[t.symbol])
+        direction = 1 if t.side == "buy" else -1
+        assert direction * loading[t.symbol] > 0
+
+
+def test_fractional_accounts_trade_ten_thousandths_and_whole_share_accounts_shares() -> None:
+    whole = rebalance(_request(1))
+    frac = rebalance(_with_account(_request(1), fractional_shares=True))
+    lots = {x.lot_id: x for x in _request(1).ledger.lots}
+    for t in whole.trades:
+        if t.side == "buy" or (t.side == "sell" and t.quantity != lots[t.lot_id].quantity):
+            assert t.quantity == t.quantity.to_integral_value()
+    assert any(t.quantity != t.quantity.to_integral_value() for t in frac.trades)
+    for t in frac.trades:
+        assert t.quantity == t.quantity.quantize(Decimal("0.0001"))
+
+
+def test_rounding_never_spends_cash_the_account_does_not_have() -> None:
+    for seed in (1, 2, 3):
+        request = _request(seed)
+        out = rebalance(request)
+        cash = request.account.cash_usd
+        for t in out.trades:
+            cash += t.notional_usd if t.side == "sell" else -t.notional_usd
+        assert cash >= 0
+        assert out.cash_w <= request.account.max_cash_w + 2e-3
+
+
+def test_an_ira_account_has_no_tax_and_no_harvest_but_keeps_the_household_no_buy_list() -> None:
+    request = _request(1)
+    ira_lots = [
+        msgspec.structs.replace(x, account_type="ira")
+        for x in request.ledger.lots
+        if x.account == request.account.account_id
+    ]
+    others = [x for x in request.ledger.lots if x.account != request.account.account_id]
+    ledger = msgspec.structs.replace(request.ledger, lots=[*others, *ira_lots])
+    ira = msgspec.structs.replace(
+        _with_account(request, account_type="ira", exclusions=[]), ledger=ledger
+    )
+    out = rebalance(ira)
+    assert out.realized == []
+    assert out.estimated_tax_usd == 0
+    assert all(t.reason != "harvest" for t in out.trades)
+    from shared.ledger import Ledger
+
+    no_buy = Ledger.from_state(ledger).restrictions(request.as_of).no_buy
+    assert not {t.symbol for t in out.trades if t.side == "buy"} & set(no_buy)
+
+
+def test_the_long_short_book_stays_within_its_long_short_and_gross_limits() -> None:
+    request = _request(1, "long-short")
+    out = rebalance(request)
+    w = np.array(list(out.weights.values()))
+    spec = request.account.long_short
+    assert spec is not None
+    assert w[w > 0].sum() <= spec.long_w + 2e-3
+    assert -w[w < 0].sum() <= spec.short_w + 2e-3
+    assert {t.side for t in out.trades} <= {"buy", "sell", "short", "cover"}
+    lots = {x.lot_id: x for x in request.ledger.lots}
+    for t in out.trades:
+        if t.side == "cover":
+            assert lots[t.lot_id].short
+            assert t.reason in {"cover", "harvest", "exclusion", "tilt"}
+
+
+def test_the_market_neutral_sleeve_is_dollar_and_factor_neutral() -> None:
+    request = _request(1, "market-neutral")
+    out = rebalance(request)
+    w = np.array([out.weights.get(s, 0.0) for s in request.market.symbols])
+    assert abs(w.sum()) < 5e-3
+    assert np.abs(w).sum() <= request.account.gross_limit_w + 5e-3
+    for f in out.factor_exposures:
+        assert abs(f.active) < 5e-3, f
+    assert any(t.reason == "alpha" for t in out.trades)
+
+
+def test_a_solver_failure_is_raised_not_hidden_behind_a_worse_portfolio() -> None:
+    def failing(data: ProblemData) -> Solution:
+        raise SolverFailed("clarabel: NumericalError; clarabel-safe: NumericalError")
+
+    with pytest.raises(SolverFailed):
+        rebalance(_request(1), solve=failing)
+
+
+def test_a_ticket_the_ledger_finds_washing_is_locked_and_re_solved() -> None:
+    request = _request(1)
+    first = rebalance(request)
+    victim = next(t for t in first.trades if t.reason == "harvest")
+    calls: list[ProblemData] = []
+
+    def sloppy(data: ProblemData) -> Solution:
+        # An optimizer that ignores the side constraints on the victim for its first answer:
+        # it buys the name it harvests, which the wash check must catch and fix.
+        calls.append(data)
+        sol = solve(data)
+        if len(calls) == 1:
+            i = data.symbols.index(victim.symbol)
+            buy = sol.buy.copy()
+            buy[i] += 0.002
+            w = sol.w.copy()
+            w[i] += 0.002
+            return msgspec_replace(sol, buy=buy, w=w, cash_w=sol.cash_w - 0.002)
+        return sol
+
+    out = rebalance(request, solve=sloppy)
+    assert len(calls) >= 2
+    assert any("locked" in a and victim.symbol in a for a in out.solver.attempts)
+    bought = {t.symbol for t in out.trades if t.side == "buy"}
+    assert victim.symbol not in bought
+    assert out.wash_sale_issues == []
+
+
+def msgspec_replace(sol: Solution, **changes: object) -> Solution:
+    import dataclasses
+
+    return dataclasses.replace(sol, **changes)  # type: ignore[arg-type]
+
+
+def test_infeasible_never_escapes_the_relaxation_chain() -> None:
+    def never(data: ProblemData) -> Solution:
+        raise Infeasible("no")
+
+    request = _with_account(
+        _request(1),
+        tilts=[FactorTilt(factor=_request(1).market.risk_model.factor_names[-1], min_exposure=0.1)],
+        gain_budget_usd=Decimal(1000),
+    )
+    out = rebalance(request, solve=never)
+    assert out.status == "held"
+    assert out.trades == []
+    assert out.relaxations == ["tilt", "te_budget×1.5", "te_budget×2", "budgets", "hold"]
+    assert out.solver.solver == "none"
+    plain = rebalance(_with_account(_request(1), tilts=[]), solve=never)
+    assert plain.relaxations == ["te_budget×1.5", "te_budget×2", "hold"]
