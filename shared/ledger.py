@@ -974,8 +974,8 @@ class Ledger:
 
     def _replace_forward(self, lot: _Lot) -> None:
         """A new purchase (short sale) replaces loss shares sold in the 30 days before it that
-        no earlier replacement absorbed, in the order of the loss sales (IRC §1091(a);
-        Treas. Reg. §1.1091-1(c)-(d))."""
+        no earlier replacement absorbed, in the order of the loss sales, earliest first
+        (IRC §1091(a); Treas. Reg. §1.1091-1(b)-(d))."""
         group = self.group(lot.symbol)
         pend = self._pending.get(group)
         if not pend:
