@@ -17,17 +17,25 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import sys
-import time
-from dataclasses import replace
+import os
 
-import numpy as np
+# One BLAS/OpenMP thread, as in the worker image (prefork workers × threaded BLAS oversubscribe
+# the cores; on this 2-core machine OpenBLAS threads cost 2× CPU for a slower solve).  Set
+# before numpy is imported; an explicit environment setting wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from shared.optimizer.problem import SolveSettings, solve, solve_cvxpy
-from shared.optimizer.synthetic import random_problem
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from shared.optimizer.problem import SolveSettings, solve, solve_cvxpy  # noqa: E402
+from shared.optimizer.synthetic import random_problem  # noqa: E402
 
 
 def _pct(xs: list[float], q: float) -> float:
