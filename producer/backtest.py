@@ -908,40 +908,45 @@ def compare_at_equal_te(
         harvester: (realized TE, annual tax alpha) of the threshold harvester.
 
     Returns:
-        ``{"beats": bool | None, "optimizer_alpha_at_te": float | None, "verdict": str}``;
-        the optimizer's alpha at the harvester's TE is interpolated linearly along the frontier
-        (sorted by TE) when the harvester's TE lies inside it; otherwise the optimizer point
-        with TE at or below the harvester's is used, and if there is none the verdict says that
-        the comparison is not at equal TE.
+        ``{"beats": bool | None, "optimizer_alpha_at_te": float | None, "verdict": str}``.
+        When the optimizer's runs bracket the harvester's TE, the optimizer's alpha at that TE
+        is interpolated linearly along the frontier (sorted by TE) and compared.  Otherwise only
+        dominance decides: an optimizer run with no more TE (5% tolerance) and more alpha beats
+        it; a run with no less TE and less alpha does not; anything else is *not comparable*
+        and the verdict says which way to sweep ``te_budget``.
     """
     h_te, h_alpha = harvester
     pts = sorted(optimizer)
-    at_te: float | None = None
     if len(pts) >= 2 and pts[0][0] <= h_te <= pts[-1][0]:
         at_te = float(np.interp(h_te, [p[0] for p in pts], [p[1] for p in pts]))
+        beats = at_te > h_alpha
         how = "interpolated on the optimizer frontier"
     else:
-        below = [a for te, a in pts if te <= h_te * 1.05]
-        if below:
-            at_te = max(below)
-            how = "optimizer run at equal or lower TE"
-    if at_te is None:
-        lo = pts[0][0] if pts else math.nan
-        return {
-            "beats": None,
-            "optimizer_alpha_at_te": None,
-            "verdict": (
-                f"NOT COMPARABLE: every optimizer run has higher realized TE ({lo:.2%}) than the "
-                f"threshold harvester ({h_te:.2%}); sweep te_budget lower to compare."
-            ),
-        }
-    beats = at_te > h_alpha
+        dominating = [a for te, a in pts if te <= h_te * 1.05 and a > h_alpha]
+        dominated = [a for te, a in pts if te >= h_te * 0.95 and a <= h_alpha]
+        if dominating:
+            at_te, beats, how = max(dominating), True, "with equal or lower TE"
+        elif dominated:
+            at_te, beats, how = max(dominated), False, "even with equal or higher TE"
+        else:
+            lo, hi = (pts[0][0], pts[-1][0]) if pts else (math.nan, math.nan)
+            side = "higher" if hi < h_te else "lower"
+            return {
+                "beats": None,
+                "optimizer_alpha_at_te": None,
+                "verdict": (
+                    f"NOT COMPARABLE at equal TE: the threshold harvester ran at realized TE "
+                    f"{h_te:.2%} (tax alpha {h_alpha:.2%}/y), the optimizer runs at "
+                    f"{lo:.2%}–{hi:.2%} with less alpha; sweep te_budget {side} "
+                    "(--sweep te_budget=…) to place it on the frontier."
+                ),
+            }
     word = "BEATS" if beats else "DOES NOT BEAT"
     return {
         "beats": beats,
         "optimizer_alpha_at_te": at_te,
         "verdict": (
-            f"The optimizer {word} the threshold harvester at equal TE ({how}): tax alpha "
-            f"{at_te:.2%}/y vs {h_alpha:.2%}/y at realized TE {h_te:.2%}."
+            f"The optimizer {word} the threshold harvester ({how}): tax alpha "
+            f"{at_te:.2%}/y vs {h_alpha:.2%}/y at the harvester's realized TE {h_te:.2%}."
         ),
     }

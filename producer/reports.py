@@ -285,12 +285,14 @@ def write_report_html(
             f"<td>{e(label)}</td><td>{_pct(block.get('annual_tax_alpha'))}</td>"
             f"<td>{_pct(block.get('realized_te'))}</td>"
             f"<td>{_pct(block.get('pre_tax_active_return'))}</td>"
+            f"<td>{_pct(block.get('tax_savings_pct_nav'))}</td>"
             f"<td>{_pct(block.get('turnover'))}</td>"
             f"<td>{e(str(block.get('wash_sales_created', '')))}</td></tr>"
         )
     years = summary.get("optimizer", {}).get("by_year", {})
     year_rows = "".join(
-        f"<tr><td>{e(y)}</td><td>{_pct(v['tax_alpha'])}</td><td>{_pct(v['realized_te'])}</td>"
+        f"<tr><td>{e(y)}</td><td>{_pct(v['tax_alpha'])}</td>"
+        f"<td>{_pct(v['tax_savings_pct_nav'])}</td><td>{_pct(v['realized_te'])}</td>"
         f"<td>{_pct(v['pre_tax_active_return'])}</td>"
         f"<td>{e(summary.get('optimizer', {}).get('harvested_losses', {}).get(y, '0.00'))}</td>"
         "</tr>"
@@ -330,7 +332,8 @@ def write_report_html(
         f"<h1>{e(title)}</h1>",
         f"<img alt='NAV' src='data:image/png;base64,{_png_b64(nav_fig)}'>",
         "<h2>Policies</h2><table><tr><th>policy</th><th>annual tax alpha</th>"
-        "<th>realized TE</th><th>pre-tax active</th><th>turnover</th><th>wash sales</th></tr>",
+        "<th>realized TE</th><th>pre-tax active</th><th>tax saved % NAV/y</th><th>turnover</th>"
+        "<th>wash sales</th></tr>",
         *rows,
         "</table>",
     ]
@@ -341,7 +344,8 @@ def write_report_html(
             f"<img alt='tax alpha vs TE' src='data:image/png;base64,{_png_b64(tradeoff_fig)}'>"
         )
     parts += [
-        "<h2>Optimizer by year</h2><table><tr><th>year</th><th>tax alpha</th><th>realized TE</th>"
+        "<h2>Optimizer by year</h2><table><tr><th>year</th><th>tax alpha</th>"
+        "<th>tax saved % NAV</th><th>realized TE</th>"
         "<th>pre-tax active</th><th>harvested losses (USD)</th></tr>",
         year_rows,
         "</table>",

@@ -174,6 +174,12 @@ def test_the_comparison_interpolates_the_frontier_at_the_harvesters_te() -> None
     worse = compare_at_equal_te([(0.01, 0.010), (0.03, 0.020)], (0.02, 0.018))
     assert worse["beats"] is False
     assert "DOES NOT BEAT" in worse["verdict"]
-    higher = compare_at_equal_te([(0.05, 0.03)], (0.02, 0.01))
-    assert higher["beats"] is None
-    assert "NOT COMPARABLE" in higher["verdict"]
+
+
+def test_the_comparison_decides_outside_the_frontier_only_by_dominance() -> None:
+    assert compare_at_equal_te([(0.01, 0.02)], (0.03, 0.01))["beats"] is True
+    assert compare_at_equal_te([(0.05, 0.01)], (0.03, 0.02))["beats"] is False
+    lower_te_less_alpha = compare_at_equal_te([(0.01, 0.005)], (0.07, 0.03))
+    assert lower_te_less_alpha["beats"] is None
+    assert "NOT COMPARABLE" in lower_te_less_alpha["verdict"]
+    assert "sweep te_budget higher" in lower_te_less_alpha["verdict"]
