@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -493,6 +494,12 @@ class _Scan:
     basis: FloatArray  # (own) USD, whole lot
     acquired: IntArray  # (own) proleptic ordinal of the holding-period start
     short: BoolArray  # (own)
+    in_window: BoolArray  # (own) bought in the last WINDOW_DAYS days
+
+
+_LOT_COLUMNS = operator.attrgetter(
+    "quantity", "cost_basis_usd", "acquired", "trade_date", "symbol", "account_type", "short"
+)
 
 
 def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
@@ -509,17 +516,24 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     cut = as_of - dt.timedelta(days=WINDOW_DAYS)
     own = [i for i, lot in enumerate(lots) if lot.account == aid]
     recent = [i for i, lot in enumerate(lots) if lot.trade_date >= cut]
-    check = sorted(set(own).union(recent)) if recent else own
+    others = sorted(set(recent).difference(own)) if recent else []
+    check = own + others  # the account's lots first, in ledger order
     chk = [lots[i] for i in check]
-    qty = np.array([float(x.quantity) for x in chk], dtype=np.float64)
-    basis = np.array([float(x.cost_basis_usd) for x in chk], dtype=np.float64)
+    m = len(own)
+    if chk:
+        q, b, acq, trd, sym, atype, shrt = zip(*map(_LOT_COLUMNS, chk), strict=True)
+    else:
+        q = b = acq = trd = sym = atype = shrt = ()
+    qty = np.array(list(map(float, q)), dtype=np.float64)
+    basis = np.array(list(map(float, b)), dtype=np.float64)
+    acquired = np.array(list(map(dt.date.toordinal, acq)), dtype=np.int64)
+    traded = np.array(list(map(dt.date.toordinal, trd)), dtype=np.int64)
 
-    def fail(mask: BoolArray | list[bool], what: str, field: str) -> None:
-        if np.any(mask):
-            k = _first_bad(np.asarray(mask))
-            lot = chk[k]
+    def fail(mask: BoolArray, what: str, field: str) -> None:
+        if mask.any():
+            k = _first_bad(mask)
             raise InputError(
-                what.format(lot=lot), account=aid, field=f"ledger.lots[{check[k]}].{field}"
+                what.format(lot=chk[k]), account=aid, field=f"ledger.lots[{check[k]}].{field}"
             )
 
     fail(
@@ -533,38 +547,35 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         "cost_basis_usd",
     )
     fail(
-        [x.acquired > as_of or x.trade_date > as_of for x in chk],
+        (acquired > as_of.toordinal()) | (traded > as_of.toordinal()),
         f"lot {{lot.lot_id}} acquired {{lot.acquired}} / traded {{lot.trade_date}}, after {as_of}",
         "acquired",
     )
-    own_pos = np.searchsorted(np.asarray(check), np.asarray(own, dtype=np.int64))
-    mine = [chk[k] for k in own_pos.tolist()]
     index = market.index
-    name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)
-    chk = mine
-    check = own
+    name = np.array([index.get(x, -1) for x in sym[:m]], dtype=np.int64)
     fail(
         name < 0,
         "lot {lot.lot_id} holds {lot.symbol}, which is not in the market snapshot",
         "symbol",
     )
-    atype = request.account.account_type
+    account_type = request.account.account_type
     fail(
-        [x.account_type != atype for x in mine],
-        f"lot {{lot.lot_id}} is flagged {{lot.account_type}}, the account is {atype}",
+        np.array([x != account_type for x in atype[:m]], dtype=np.bool_),
+        f"lot {{lot.lot_id}} is flagged {{lot.account_type}}, the account is {account_type}",
         "account_type",
     )
-    short = np.array([x.short for x in mine], dtype=np.bool_)
+    short = np.array(shrt[:m], dtype=np.bool_)
     if request.account.strategy == "direct-index":
         fail(short, "lot {lot.lot_id} is a short lot in a long-only account", "short")
     return _Scan(
         own=own,
         recent=recent,
         name=name,
-        qty=qty[own_pos],
-        basis=basis[own_pos],
-        acquired=np.array([x.acquired.toordinal() for x in mine], dtype=np.int64),
+        qty=qty[:m],
+        basis=basis[:m],
+        acquired=acquired[:m],
         short=short,
+        in_window=traded[:m] >= cut.toordinal(),
     )
 
 
@@ -616,17 +627,12 @@ def _lot_arrays(
     mask: BoolArray,
     market: MarketArrays,
     long_term_cut: int,
-    blocked_ids: set[str],
+    blocked: BoolArray,
 ) -> _LotArrays:
     sel = np.flatnonzero(mask)
     lots = tuple(request.ledger.lots[scan.own[k]] for k in sel.tolist())
     name = scan.name[sel]
     qty = scan.qty[sel]
-    blocked = (
-        np.array([x.lot_id in blocked_ids for x in lots], dtype=np.bool_)
-        if blocked_ids
-        else np.zeros(len(lots), dtype=np.bool_)
-    )
     return _LotArrays(
         lots=lots,
         name=name,
@@ -634,7 +640,7 @@ def _lot_arrays(
         basis_ps=scan.basis[sel] / qty,
         value_usd=qty * market.prices[name],
         long_term=scan.acquired[sel] <= long_term_cut,
-        blocked=blocked,
+        blocked=blocked[sel],
     )
 
 
@@ -708,26 +714,83 @@ def reduced_state(
     )
 
 
-def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _Context:
+def household_restrictions(
+    request: RebalanceRequest,
+    groups: list[frozenset[str]],
+    scan: _Scan,
+    group: IntArray,
+    market: MarketArrays,
+) -> tuple[dict[str, str], dict[str, str], BoolArray]:
+    """The household's wash-sale restrictions on ``as_of`` from the ledger (IRC §1091; IRS Pub.
+    550): ``no_buy``, ``no_short`` (symbol → reason) and which of the account's lots may not be
+    sold (covered) at a loss, aligned with ``scan``.
+
+    The ledger is built from the lots in the window (any account), the window memory (pending
+    losses, recent purchases) and, per substantially identical group with a lot in the window,
+    one *probe*: an older long lot (and an older short lot) of the account.  Whether an older lot
+    is blocked depends only on its group, side and account type (a lot in the window other than
+    its own purchase), so the probe's answer is every older lot's answer in its group, and the
+    ledger is built from a few hundred lots instead of the whole household.
+    """
     from shared.ledger import Ledger
 
+    state = request.ledger
+    lots = state.lots
+    aid = request.account.account_id
+    index = market.index
+    n = len(market.symbols)
+    wanted_group = np.zeros(n, dtype=np.bool_)
+
+    def mark(sym: str) -> None:
+        members = next((g for g in groups if sym in g), (sym,))
+        for x in members:
+            if x in index:
+                wanted_group[group[index[x]]] = True
+
+    for sym in {lots[i].symbol for i in scan.recent} | {p.symbol for p in state.recent_purchases}:
+        mark(sym)
+    wanted = wanted_group[group]
+    gid = group[scan.name] if len(scan.name) else np.zeros(0, dtype=np.int64)
+    probe_key = gid * 2 + scan.short.astype(np.int64)
+    candidates = np.flatnonzero(~scan.in_window & wanted[scan.name]) if len(gid) else gid
+    _, first = np.unique(probe_key[candidates], return_index=True)
+    probes = candidates[first]
+    keep = sorted({*scan.recent, *(scan.own[k] for k in probes.tolist())})
+    reduced = msgspec.structs.replace(
+        state, lots=[lots[i] for i in keep], identical=[sorted(g) for g in groups]
+    )
+    r = Ledger.from_state(reduced).restrictions(request.as_of)
+    blocked_ids = {lot_id for (a, lot_id) in r.no_loss_sale_lots if a == aid}
+    blocked = np.zeros(len(scan.own), dtype=np.bool_)
+    if blocked_ids:
+        probe_blocked = np.zeros(2 * n, dtype=np.bool_)
+        for k in probes.tolist():
+            if lots[scan.own[k]].lot_id in blocked_ids:
+                probe_blocked[probe_key[k]] = True
+        blocked = probe_blocked[probe_key] & ~scan.in_window
+        for k in np.flatnonzero(scan.in_window).tolist():
+            blocked[k] = lots[scan.own[k]].lot_id in blocked_ids
+    return dict(r.no_buy), dict(r.no_short), blocked
+
+
+def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _Context:
     acct = request.account
     aid = acct.account_id
     groups = identical_groups(acct.identical, request.ledger.identical, account=aid)
-    restrictions = Ledger.from_state(
-        reduced_state(request, groups, None, own=scan.own, recent=scan.recent)
-    ).restrictions(request.as_of)
-    no_buy: dict[str, str] = dict(restrictions.no_buy)
-    no_short: dict[str, str] = dict(restrictions.no_short)
-    blocked_ids = {lot_id for (a, lot_id) in restrictions.no_loss_sale_lots if a == aid}
+    n = len(market.symbols)
+    group = np.arange(n, dtype=np.int64)
+    for members in groups:
+        ids = [market.index[s] for s in members if s in market.index]
+        if ids:
+            group[ids] = min(ids)
+    no_buy, no_short, blocked = household_restrictions(request, groups, scan, group, market)
     cut = long_term_cutoff(request.as_of)
     longs = _lot_arrays(
-        request, scan, mask=~scan.short, market=market, long_term_cut=cut, blocked_ids=blocked_ids
+        request, scan, mask=~scan.short, market=market, long_term_cut=cut, blocked=blocked
     )
     shorts = _lot_arrays(
-        request, scan, mask=scan.short, market=market, long_term_cut=cut, blocked_ids=blocked_ids
+        request, scan, mask=scan.short, market=market, long_term_cut=cut, blocked=blocked
     )
-    n = len(market.symbols)
     cash = float(acct.cash_usd)
     long_pos = np.bincount(longs.name, weights=longs.value_usd, minlength=n)
     short_pos = np.bincount(shorts.name, weights=shorts.value_usd, minlength=n)
@@ -752,11 +815,6 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
     for sym in acct.exclusions:
         if sym in market.index:
             excluded[market.index[sym]] = True
-    group = np.arange(n, dtype=np.int64)
-    for members in groups:
-        ids = [market.index[s] for s in members if s in market.index]
-        if ids:
-            group[ids] = min(ids)
     base = _base_problem(
         acct,
         market,

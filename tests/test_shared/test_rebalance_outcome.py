@@ -228,3 +228,20 @@ def test_a_loss_lot_of_a_name_bought_last_week_is_not_sold_at_a_loss() -> None:
                 assert t.symbol in request.account.exclusions or t.notional_usd >= (
                     lots[t.lot_id].cost_basis_usd * t.quantity / lots[t.lot_id].quantity
                 )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 7])
+def test_the_reduced_ledger_restrictions_match_the_replayed_household(seed: int) -> None:
+    from shared.rebalance import _context, _scan_lots, household_restrictions, validate_request
+
+    request = _request(seed)
+    market = validate_request(request)
+    scan = _scan_lots(request, market)
+    ctx = _context(request, market, scan)
+    no_buy, no_short, blocked = household_restrictions(request, ctx.groups, scan, ctx.group, market)
+    full = Ledger.from_state(request.ledger).restrictions(request.as_of)
+    aid = request.account.account_id
+    assert (no_buy, no_short) == (full.no_buy, full.no_short)
+    own = [x for x in request.ledger.lots if x.account == aid]
+    assert blocked.tolist() == [(aid, x.lot_id) in full.no_loss_sale_lots for x in own]
+    assert blocked.any()

@@ -28,7 +28,15 @@ from shared.messages import (
     RebalanceRequest,
     RecentPurchase,
 )
-from shared.rebalance import outcome_transactions, rebalance
+from shared.rebalance import (
+    _context,
+    _scan_lots,
+    household_restrictions,
+    identical_groups,
+    outcome_transactions,
+    rebalance,
+    validate_request,
+)
 
 
 @functools.cache
@@ -137,3 +145,25 @@ def test_random_households_never_get_a_wash_sale_from_the_ticket(request: Rebala
     assert {m.loss_lot_id for m in new} == forced, (new, out.wash_sale_issues, out.solver.attempts)
     for m in new:
         assert own[m.loss_lot_id].symbol in acct.exclusions
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(households())
+def test_the_reduced_ledger_restrictions_equal_the_whole_household_ledger(
+    request: RebalanceRequest,
+) -> None:
+    market = validate_request(request)
+    scan = _scan_lots(request, market)
+    groups = identical_groups(request.account.identical, request.ledger.identical)
+    ctx = _context(request, market, scan)
+    no_buy, no_short, blocked = household_restrictions(request, groups, scan, ctx.group, market)
+    full = Ledger.from_state(
+        msgspec.structs.replace(request.ledger, identical=[sorted(g) for g in groups])
+    ).restrictions(request.as_of)
+    aid = request.account.account_id
+    assert no_buy == full.no_buy
+    assert no_short == full.no_short
+    own = [x for x in request.ledger.lots if x.account == aid]
+    expected = [(aid, x.lot_id) in full.no_loss_sale_lots for x in own]
+    assert blocked.tolist() == expected
