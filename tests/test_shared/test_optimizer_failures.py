@@ -167,3 +167,15 @@ def test_bad_problem_data_raises_an_input_error_naming_the_account_and_field(cha
         solve(replace(base, **change))
     assert exc.value.field is not None and exc.value.field.startswith(field)
     assert exc.value.account == "ACC-1"
+
+
+def test_an_almost_solved_answer_is_not_accepted_but_re_solved_with_refinement():
+    # A market-neutral sleeve whose risk cap binds: without iterative refinement Clarabel stops
+    # "AlmostSolved" (primal residual ~1e-6); the safe attempt refines and solves it.
+    data = random_problem(67, k=0, strategy="market-neutral", seed=98418, te_max=0.05)
+    sol = solve(data, settings=SolveSettings(iterative_refinement=False))
+    assert sol.attempts == ("clarabel: AlmostSolved", "clarabel-safe: Solved")
+    assert sol.solver == "clarabel-safe"
+    auto = solve(data)
+    assert auto.attempts == ("clarabel: Solved",)
+    assert np.max(np.abs(sol.w - auto.w)) <= 1e-6

@@ -220,3 +220,22 @@ def test_both_paths_agree_on_feasibility_and_on_the_optimum(seed, strategy, n, t
     assert abs(sol.objective - ref.objective) <= 1e-6 * max(abs(ref.objective), 1e-4)
     assert np.max(np.abs(sol.w - ref.w)) <= 1e-5
     assert_every_constraint_holds(data, sol)
+
+
+def test_the_direct_problem_grows_with_names_times_factors_never_names_squared():
+    from shared.optimizer.constraints import model_constraints
+    from shared.optimizer.model import Layout
+    from shared.optimizer.problem import assemble
+    from shared.optimizer.terms import objective_terms
+
+    sizes = {}
+    for n in (400, 1600):
+        data = random_problem(n, k=10, seed=0)
+        prob = assemble(
+            data, Layout.from_data(data), objective_terms(data), model_constraints(data)
+        )
+        lots = len(data.lot_name)
+        sizes[n] = prob.A.nnz + prob.P.nnz
+        assert sizes[n] <= 4 * (n * 10 + lots + n) + 200
+        assert prob.P.nnz <= n + 10 * 10 + 10  # diag(d) on w and F on y, nothing n×n
+    assert sizes[1600] / sizes[400] < 4.5  # linear, not quadratic, growth
