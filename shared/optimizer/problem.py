@@ -33,7 +33,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from shared.errors import Infeasible, SolverFailed, Unbounded
-from shared.optimizer.check import CHECK_TOL, check_solution, tracking_error
+from shared.optimizer.check import (
+    CHECK_TOL,
+    check_solution,
+    objective_value,
+    tracking_error,
+    weights_from_trades,
+)
 from shared.optimizer.conic import Affine, ConicBuilder, ConicProblem
 from shared.optimizer.constraints import Constraint, model_constraints
 from shared.optimizer.data import ProblemData, Solution
@@ -55,9 +61,11 @@ _UNBOUNDED = {"DualInfeasible", "AlmostDualInfeasible"}
 class SolveSettings:
     """Knobs of the direct Clarabel solve and its fallback chain."""
 
-    #: Clarabel's gap and feasibility tolerances.  Objectives are small numbers (weights ×
-    #: costs, often 1e-5..1e-3), so the absolute gap tolerance is tighter than Clarabel's 1e-8
-    #: default, which would stop a 1e-5 objective at 0.1% accuracy.
+    #: Clarabel's relative and absolute gap tolerances and feasibility tolerance.  Objectives
+    #: are small numbers (weights × costs, 1e-5..1e-1) and Clarabel's relative gap divides by
+    #: max(1, |objective|), so both gaps act as absolute ones: at Clarabel's default 1e-8 a
+    #: binding weight stopped 1.3e-6 short of its bound (duals are ~1e-3); at 1e-10, 1e-8.
+    #: Costs about one more iteration.
     tol_gap: float = 1e-10
     tol_gap_abs: float = 1e-10
     tol_feas: float = 1e-8
@@ -86,8 +94,9 @@ class SolveSettings:
     diagnose_infeasible: bool = True
 
 
-#: Settings of the second attempt: regularise harder, refine longer, equilibrate more.
-SAFE_SETTINGS = SolveSettings(max_iter=1000)
+#: Iteration cap of the second ("safe") attempt, which also regularises harder, refines longer
+#: and equilibrates more.
+SAFE_MAX_ITER = 1000
 
 
 def _clarabel_settings(s: SolveSettings, *, safe: bool, refine: bool = False) -> Any:
@@ -104,7 +113,7 @@ def _clarabel_settings(s: SolveSettings, *, safe: bool, refine: bool = False) ->
         refine if s.iterative_refinement is None else s.iterative_refinement
     )
     if safe:
-        cs.max_iter = max(s.max_iter, SAFE_SETTINGS.max_iter)
+        cs.max_iter = max(s.max_iter, SAFE_MAX_ITER)
         cs.direct_solve_method = "qdldl"
         cs.static_regularization_constant = 1e-7
         cs.dynamic_regularization_eps = 1e-12
@@ -243,8 +252,6 @@ def _make_solution(
     setup_ms: float,
     attempts: tuple[str, ...],
 ) -> Solution:
-    from shared.optimizer.check import objective_value, weights_from_trades
-
     w = weights_from_trades(data, sell, buy, cover, short)
     return Solution(
         w=w,
@@ -289,16 +296,19 @@ def _run_clarabel(
     t0 = time.perf_counter()
     prob = assemble(data, layout, terms, constraints, w_variables=settings.w_variables)
     refine = data.factor_neutral and any(c.family == "tracking-error budget" for c in constraints)
-    solver = clarabel.DefaultSolver(
-        prob.P,
-        prob.q,
-        prob.A,
-        prob.b,
-        prob.cones,
-        _clarabel_settings(settings, safe=safe, refine=refine),
-    )
-    t1 = time.perf_counter()
-    res = solver.solve()
+    try:
+        solver = clarabel.DefaultSolver(
+            prob.P,
+            prob.q,
+            prob.A,
+            prob.b,
+            prob.cones,
+            _clarabel_settings(settings, safe=safe, refine=refine),
+        )
+        t1 = time.perf_counter()
+        res = solver.solve()
+    except Exception as exc:  # a solver error is one failed attempt, not the end of the chain
+        return _Attempt(name, "SolverError", None, f"{type(exc).__name__}: {exc}"[:120])
     status = str(res.status)
     if status != "Solved":
         return _Attempt(name, status, None)
