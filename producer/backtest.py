@@ -44,6 +44,7 @@ from shared.errors import InputError
 from shared.messages import (
     AccountSpec,
     FactorTilt,
+    LongShortSpec,
     MarketSnapshot,
     RebalanceRequest,
     Solved,
@@ -123,6 +124,8 @@ class BacktestConfig:
     rebalance: Frequency = "daily"
     tax_netting: TaxNetting = "daily"
     rates: TaxRates = field(default_factory=TaxRates)
+    #: Long/short book shape for the ``long-short`` strategy (default 130/30).
+    long_short: LongShortSpec | None = None
     #: Cost charged on every fill, bps of notional (0: fills exactly at the close).
     trading_cost_bps: float = 0.0
     #: The threshold harvester sells lots down more than this fraction of their basis.
@@ -145,6 +148,9 @@ class BacktestConfig:
             lambda_te=self.lambda_te,
             lambda_tax=self.lambda_tax,
             rates=self.rates,
+            long_short=(self.long_short or LongShortSpec())
+            if self.strategy == "long-short"
+            else None,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -155,7 +161,7 @@ class BacktestConfig:
                 out[key] = value.isoformat()
             elif isinstance(value, Decimal):
                 out[key] = str(value)
-            elif isinstance(value, msgspec.Struct):
+            elif value is None or isinstance(value, msgspec.Struct):
                 out[key] = msgspec.to_builtins(value)
             elif isinstance(value, tuple):
                 out[key] = [msgspec.to_builtins(v) for v in value]

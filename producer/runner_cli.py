@@ -60,6 +60,19 @@ def _tilt(text: str) -> tuple[str, float]:
     return name, value
 
 
+def _long_short(text: str) -> tuple[float, float]:
+    long_text, sep, short_text = text.partition("/")
+    try:
+        long_pct, short_pct = float(long_text), float(short_text)
+    except ValueError:
+        long_pct = short_pct = math.nan
+    if not sep or not (100 <= long_pct <= 400 and 0 <= short_pct <= 300):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LONG/SHORT percent, e.g. 130/30")
+    if not math.isclose(long_pct - short_pct, 100.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: long − short must be 100 (net 100%)")
+    return long_pct / 100.0, short_pct / 100.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``taxview-runner`` argument parser."""
     p = argparse.ArgumentParser(
@@ -98,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FACTOR:SIGMAS",
         help="minimum active exposure to a factor, in standardised units (repeatable)",
+    )
+    p.add_argument(
+        "--long-short",
+        type=_long_short,
+        default=None,
+        metavar="LONG/SHORT",
+        help="book shape of the long-short strategy in percent, e.g. 130/30 (the default)",
     )
     p.add_argument(
         "--exclude", action="append", default=[], metavar="SYMBOL", help="never hold SYMBOL"
@@ -152,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Any:
     from producer.backtest import BacktestConfig
-    from shared.messages import FactorTilt, TaxRates
+    from shared.messages import FactorTilt, LongShortSpec, TaxRates
 
     return BacktestConfig(
         start=args.start,
@@ -171,6 +191,9 @@ def _config(args: argparse.Namespace) -> Any:
         rates=TaxRates(short_term=args.st_rate, long_term=args.lt_rate, niit=args.niit),
         trading_cost_bps=args.cost_bps,
         harvest_threshold=args.harvest_threshold,
+        long_short=None
+        if args.long_short is None
+        else LongShortSpec(long_w=args.long_short[0], short_w=args.long_short[1]),
     )
 
 
@@ -267,15 +290,14 @@ def run(args: argparse.Namespace) -> int:
     reports.save_nav_png(out / "nav.png", main, title)
     tradeoff = None
     if baselines or frontier:
-        pts = [{"label": "optimizer", **opt}] + [
-            {"label": name, **block} for name, block in baselines.items()
-        ]
+        policies: list[dict[str, Any]] = [{"label": "optimizer", **opt}]
+        policies += [{"label": name, **block} for name, block in baselines.items()]
         tradeoff = reports.tradeoff_figure(
-            pts, f"Tax alpha vs realized TE · {title}", frontier=frontier
+            policies, f"Tax alpha vs realized TE · {title}", frontier=frontier
         )
         reports.save_figure(out / "tradeoff.png", tradeoff)
         tradeoff = reports.tradeoff_figure(
-            pts, f"Tax alpha vs realized TE · {title}", frontier=frontier
+            policies, f"Tax alpha vs realized TE · {title}", frontier=frontier
         )
     names, exposures = policy.exposure_matrix()
     risk = None

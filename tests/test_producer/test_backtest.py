@@ -183,3 +183,30 @@ def test_the_comparison_decides_outside_the_frontier_only_by_dominance() -> None
     assert lower_te_less_alpha["beats"] is None
     assert "NOT COMPARABLE" in lower_te_less_alpha["verdict"]
     assert "sweep te_budget higher" in lower_te_less_alpha["verdict"]
+
+
+def test_annual_netting_accrues_the_years_schedule_d_tax_across_a_year_end() -> None:
+    start, end = dt.date(2021, 11, 1), dt.date(2022, 2, 28)
+    m = synthetic_market(n_names=30, start=start, end=end, seed=5)
+    cfg = BacktestConfig(start=start, end=end, seed=5, tax_netting="annual", rebalance="weekly")
+    run = simulate(m, OptimizerPolicy(cfg), cfg)
+    taxes = run.book.taxes
+    assert 2021 in taxes.years
+    y2021 = taxes.years[2021]
+    last_2021 = max(k for k, d in enumerate(run.dates) if d.year == 2021)
+    assert run.net_tax[last_2021] == y2021.tax
+    # The 2021 netting never credits more than the $3,000 ordinary offset at the ST rate.
+    assert y2021.tax >= -Decimal(3000) * Decimal("0.408")
+    assert run.taxes_paid[-1] - run.tax_saved[-1] == run.net_tax[-1]
+    assert run.wash_sales_created == 0
+
+
+def test_a_long_short_book_keeps_cash_plus_positions_equal_to_nav_with_short_lots() -> None:
+    start, end = dt.date(2021, 1, 4), dt.date(2021, 2, 26)
+    m = synthetic_market(n_names=30, start=start, end=end, seed=9)
+    cfg = BacktestConfig(start=start, end=end, seed=9, strategy="long-short", audit=True)
+    run = simulate(m, OptimizerPolicy(cfg), cfg)
+    assert (run.book.shares < 0).any(), "a 130/30 book holds short positions"
+    cash = np.array([float(c) for c in run.cash])
+    assert np.allclose(cash + run.positions_usd, run.pre_tax_nav, atol=1e-6)
+    assert run.wash_sales_created == 0

@@ -116,3 +116,11 @@ def test_a_run_writes_the_contract_files(tmp_path, capsys) -> None:
     report = (out / "report.html").read_text()
     assert "Risk panel" in report
     assert "Sample trade tickets" in report
+
+
+def test_the_long_short_shape_must_net_to_one_hundred_percent() -> None:
+    base = ["--start", "2020-01-02", "--end", "2020-02-03"]
+    args = build_parser().parse_args([*base, "--long-short", "150/50"])
+    assert args.long_short == (1.5, 0.5)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--long-short", "130/20"])
