@@ -204,6 +204,7 @@ class WorkerProcess:
         name: node name (``-n``), unique per host.
         extra_env: more environment (tests).
         log_path: where the worker's output goes (discarded by default).
+        extra_args: more ``celery worker`` arguments (e.g. ``--include`` in tests).
     """
 
     def __init__(
@@ -214,8 +215,10 @@ class WorkerProcess:
         name: str = "taxview",
         extra_env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.settings = settings
+        self.extra_args = list(extra_args or [])
         self.concurrency = concurrency
         self.name = name
         self.extra_env = dict(extra_env or {})
@@ -244,6 +247,7 @@ class WorkerProcess:
             "--without-mingle",
             "--loglevel",
             "INFO" if self.log_path else "WARNING",
+            *self.extra_args,
         ]
 
     def env(self) -> dict[str, str]:

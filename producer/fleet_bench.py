@@ -85,6 +85,7 @@ def bench_fleet(
             market=market,
             ttl_s=fleet.settings.results_ttl_s,
             progress_out=None,
+            check_store=False,
         )
         app.close()
         client.close()

@@ -211,6 +211,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
                 out=out,
                 args=args,
                 progress=progress,
+                embedded=True,
             )
     else:
         summary, stats = _run(
@@ -236,6 +237,7 @@ def _run(
     out: Path,
     args: argparse.Namespace,
     progress: Any,
+    embedded: bool = False,
 ) -> tuple[Any, Any]:
     client = reader.connect(settings.redis_url)
     app = client_app(settings)
@@ -249,6 +251,7 @@ def _run(
             window=args.window,
             stall_s=max(60.0, settings.visibility_timeout_s * 1.5),
             progress_out=progress,
+            check_store=not embedded,
         )
         summary = finish_night(
             client, market.as_of, out, book=book, allow_partial=args.allow_partial

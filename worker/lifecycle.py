@@ -1,11 +1,17 @@
-"""Celery signal hooks: each pool process pins BLAS to one thread and warms the solver."""
+"""Celery signal hooks.
+
+- ``worker_init`` (main process, before the pool forks): import the solver stack and solve one
+  tiny account, so every pool process is forked warm (the first solve of a cold process costs
+  seconds of imports and first-call set-up, longer than a short visibility timeout).
+- ``worker_process_init`` (each pool process): pin BLAS/OpenMP pools to one thread.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from shared.config import Settings
 
@@ -19,7 +25,12 @@ def connect(settings: Settings) -> None:
     if _CONNECTED:
         return
     _CONNECTED.append(True)
+    worker_init.connect(_init_worker, weak=False)
     worker_process_init.connect(_init_process, weak=False)
+
+
+def _init_worker(**_: Any) -> None:
+    warm_solver()
 
 
 def _init_process(**_: Any) -> None:
@@ -29,12 +40,11 @@ def _init_process(**_: Any) -> None:
         threadpool_limits(1)
     except ImportError:  # the environment variables set by worker.app still apply
         pass
-    warm_solver()
 
 
 def warm_solver() -> None:
-    """Import the solver stack and solve one tiny account, so the first real task of a pool
-    process does not pay for imports and first-call set-up."""
+    """Import the solver stack and solve one tiny account, so the first real task does not pay
+    for imports and first-call set-up."""
     try:
         from shared.examples import example_request
         from shared.rebalance import rebalance

@@ -14,9 +14,20 @@ from typing import Any
 
 import msgspec
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared import results_keys as keys
 from shared.messages import LedgerState, MarketSnapshot, Outcome, decode_json, encode_json
+
+#: Reconnect attempts of one store operation (exponential backoff capped at 2 s: ~45 s in all),
+#: so a task rides out a Redis restart instead of failing while the broker is down too.
+STORE_RETRIES = 25
+
+
+def store_retry() -> Retry:
+    """The retry policy of every results-store command."""
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), STORE_RETRIES)
 
 
 class ResultsStore:
@@ -38,7 +49,11 @@ class ResultsStore:
         """The connection pool of this process (a forked child builds its own)."""
         if self._client is None or self._pid != os.getpid():
             self._client = redis.Redis.from_url(
-                self.url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=15
+                self.url,
+                socket_timeout=30,
+                socket_connect_timeout=5,
+                health_check_interval=15,
+                retry=store_retry(),
             )
             self._pid = os.getpid()
         return self._client

@@ -44,6 +44,8 @@ def register(app: Celery, settings: Settings) -> None:
         shared=False,  # this app only: each create_app(settings) gets its own task
         # One more delivery than solve attempts: the last one only records `failed`.
         max_retries=settings.max_retries + 1,
+        # Delay of the retry sent when a pool process dies (Celery's default is 180 s).
+        default_retry_delay=settings.retry_backoff_s,
         autoretry_for=TRANSIENT,
         retry_backoff=max(settings.retry_backoff_s, 1),
         retry_backoff_max=settings.retry_backoff_max_s,

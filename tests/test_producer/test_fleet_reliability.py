@@ -1,0 +1,405 @@
+"""Reliability of the fleet under real faults: real ``redis-server`` processes on their own ports
+(AOF on, fsync always), real ``celery -A worker.app worker`` processes, real SIGKILLs.
+
+Each fault test asserts that every account has exactly one outcome and that the firm P/L is
+identical to the fault-free run, and prints the time to recover (copied into docs/fleet.md).
+Faults inside a solve come from ``tests/fleet_support/fleet_faults.py``, loaded into the worker
+with ``--include`` (the production code knows nothing about it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+
+from producer import results_reader as reader
+from producer.book import Book, book_from_pairs, write_book, write_market
+from producer.broker import client_app
+from producer.embedded import RedisServer, WorkerProcess, wait_for_redis
+from producer.enqueue import enqueue_night, plan_night, publish_market, send_chains, write_manifest
+from shared import pnl
+from shared import results_keys as keys
+from shared.config import Settings
+from shared.examples import synthetic_book
+from shared.messages import TASK_REBALANCE, AccountTask, Failed, MarketSnapshot, Rejected, to_wire
+from worker.handlers import handle_account
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+FAULTS = ROOT / "tests" / "fleet_support"
+DAY = dt.date(2025, 6, 2)
+ACCOUNTS, NAMES = 24, 40
+MALFORMED = 3  # index of the account given an impossible max_weight
+DEADLINE_S = 90.0
+
+
+def _base_env() -> dict[str, str]:
+    return {
+        "TAXVIEW_SOFT_TIME_LIMIT": "8",
+        "TAXVIEW_HARD_TIME_LIMIT": "10",
+        "TAXVIEW_VISIBILITY_TIMEOUT": "12",
+        "TAXVIEW_RESTORE_INTERVAL": "1",
+        "TAXVIEW_MAX_RETRIES": "2",
+        "TAXVIEW_RETRY_BACKOFF": "1",
+        "TAXVIEW_RETRY_BACKOFF_MAX": "2",
+    }
+
+
+@pytest.fixture(scope="module")
+def night() -> tuple[Book, MarketSnapshot]:
+    market, pairs = synthetic_book(accounts=ACCOUNTS, names=NAMES, seed=21, as_of=DAY)
+    spec, state = pairs[MALFORMED]
+    pairs[MALFORMED] = (msgspec.structs.replace(spec, max_weight=-0.5), state)
+    return book_from_pairs(market.as_of, pairs), market
+
+
+class Fleet:
+    """A private Redis (broker db 0, store db 1) and worker processes, torn down by the test."""
+
+    def __init__(self, tmp: Path, *, broker_url: str | None = None, queue: str = "taxview"):
+        self.tmp = tmp
+        self.redis = RedisServer(directory=tmp, appendonly=True, fsync_always=True).start()
+        env = {**_base_env(), "TAXVIEW_QUEUE": queue}
+        self.settings = Settings.from_env(env).with_urls(
+            broker_url=broker_url or f"{self.redis.url}/0", redis_url=f"{self.redis.url}/1"
+        )
+        self.client = reader.connect(self.settings.redis_url)
+        self.app = client_app(self.settings)
+        self.workers: list[WorkerProcess] = []
+        self.pid_dir = tmp / "pids"
+        self.pid_dir.mkdir(exist_ok=True)
+
+    def worker(self, name: str, *, slow: str = "", poison: str = "", slow_s: float = 3.0):
+        w = WorkerProcess(
+            self.settings,
+            concurrency=2,
+            name=name,
+            log_path=self.tmp / f"{name}.log",
+            extra_args=["--include", "fleet_faults"],
+            extra_env={
+                "PYTHONPATH": f"{FAULTS}{os.pathsep}{ROOT}",
+                "TAXVIEW_FAULT_SLOW": slow,
+                "TAXVIEW_FAULT_SLOW_S": str(slow_s),
+                "TAXVIEW_FAULT_POISON": poison,
+                "TAXVIEW_FAULT_PID_DIR": str(self.pid_dir),
+            },
+        ).start()
+        self.workers.append(w)
+        return w
+
+    def enqueue(self, book: Book, market: MarketSnapshot) -> int:
+        expected, _ = enqueue_night(self.client, self.app, book, market, ttl_s=3600)
+        return expected
+
+    def progress(self) -> reader.Progress | None:
+        try:
+            return reader.progress(self.client, DAY, ACCOUNTS)
+        except redis.exceptions.ConnectionError:
+            return None
+
+    def wait_done(self, timeout_s: float = DEADLINE_S) -> float:
+        """Seconds until every account has an outcome."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            p = self.progress()
+            if p is not None and p.done >= ACCOUNTS:
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise AssertionError(f"night incomplete after {timeout_s}s: {self.progress()}")
+
+    def wait_pid(self, account: str, timeout_s: float = 60.0) -> int:
+        path = self.pid_dir / f"{account}.pid"
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if path.exists() and path.read_text():
+                return int(path.read_text())
+            time.sleep(0.05)
+        raise AssertionError(f"{account} never started solving")
+
+    def outcomes(self) -> dict[str, object]:
+        return dict(reader.outcomes(self.client, DAY))
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.tmp.glob("*.log"))
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop(timeout_s=5)
+        self.app.close()
+        self.client.close()
+        self.redis.stop()
+
+
+def _slow_accounts(book: Book, n: int = 2) -> list[str]:
+    """First accounts of single-account households, so their solve runs early and alone."""
+    singles = [specs[0].account_id for specs in book.households().values() if len(specs) == 1]
+    return [a for a in singles if a != book.accounts[MALFORMED].account_id][:n]
+
+
+def _firm(outcomes: dict[str, object]) -> tuple[pnl.PnL, dict[str, pnl.PnL]]:
+    per = {a: pnl.account_pnl(o) for a, o in outcomes.items()}  # type: ignore[arg-type]
+    return pnl.fold(per.values()), per
+
+
+class _MemoryStore:
+    """The results store as a dict, for the in-process reference run."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, object] = {}
+        self.ledgers: dict[tuple[str, int], object] = {}
+
+    def begin_attempt(self, as_of, account_id):
+        return 1
+
+    def outcome(self, as_of, account_id):
+        return None
+
+    def household_ledger(self, as_of, household, index):
+        return self.ledgers.get((household, index))
+
+    def put(self, outcome, *, next_ledger=None):
+        self.outcomes[outcome.account_id] = outcome
+        if next_ledger is not None:
+            self.ledgers[next_ledger[:2]] = next_ledger[2]
+
+
+class _OneMarket:
+    def __init__(self, market: MarketSnapshot) -> None:
+        self.market = market
+
+    def get(self, key: str) -> MarketSnapshot:
+        return self.market
+
+
+def inline_night(book: Book, market: MarketSnapshot) -> dict[str, object]:
+    """The fault-free reference: the same handler, chains in order, in this process, with the
+    code as it is now (the workers of the test import the same code)."""
+    store = _MemoryStore()
+    for chain in plan_night(book, market.as_of):
+        for task in chain:
+            handle_account(task, store=store, markets=_OneMarket(market), retries=0, max_retries=0)
+    return store.outcomes
+
+
+def _assert_same_night(fleet: Fleet, baseline: dict[str, object]) -> None:
+    got = fleet.outcomes()
+    assert sorted(got) == sorted(reader.manifest(fleet.client, DAY)), "exactly one per account"
+    assert len(got) == ACCOUNTS
+    assert _firm(got) == _firm(baseline)
+
+
+@pytest.fixture(scope="module")
+def baseline(night, tmp_path_factory) -> Iterator[tuple[Fleet, dict[str, object], float]]:
+    """The fault-free run, kept running for the redelivery and pickle tests."""
+    book, market = night
+    fleet = Fleet(tmp_path_factory.mktemp("baseline"))
+    try:
+        fleet.worker("base")
+        start = time.monotonic()
+        fleet.enqueue(book, market)
+        fleet.wait_done()
+        wall = time.monotonic() - start
+        print(f"\nfault-free night: {ACCOUNTS} accounts in {wall:.1f}s (incl. worker start)")
+        yield fleet, inline_night(book, market), wall
+    finally:
+        fleet.close()
+
+
+def test_a_fault_free_night_has_one_outcome_per_account_and_rejects_the_malformed_one(
+    night, baseline
+) -> None:
+    book, _ = night
+    fleet, reference, _ = baseline
+    _assert_same_night(fleet, reference)
+    outcomes = fleet.outcomes()
+    assert sorted(outcomes) == sorted(a.account_id for a in book.accounts)
+    bad = outcomes[book.accounts[MALFORMED].account_id]
+    assert isinstance(bad, Rejected) and "max_weight" in bad.field and "-0.5" in bad.reason
+    assert reader.attempts(fleet.client, DAY)[bad.account_id] == 1, "rejected: never retried"
+    others = [o for a, o in outcomes.items() if a != bad.account_id]
+    assert all(o.status in {"ok", "relaxed", "held"} for o in others)  # type: ignore[attr-defined]
+
+
+def test_a_task_that_runs_twice_changes_nothing(night, baseline) -> None:
+    book, market = night
+    fleet, reference, _ = baseline
+    before = fleet.client.hgetall(keys.results_key(DAY))
+    send_chains(fleet.app, plan_night(book, market.as_of))  # every account delivered again
+    start = time.monotonic()
+    while min(reader.attempts(fleet.client, DAY).values()) < 2:
+        assert time.monotonic() - start < DEADLINE_S
+        time.sleep(0.1)
+    assert fleet.client.hgetall(keys.results_key(DAY)) == before
+    _assert_same_night(fleet, reference)
+
+
+def test_a_pickle_encoded_message_is_refused_and_never_executed(night, baseline) -> None:
+    book, _ = night
+    fleet, _, _ = baseline
+    spec = msgspec.structs.replace(book.accounts[0], account_id="PICKLED", household_id="PICKLED")
+    task = AccountTask(
+        as_of=DAY,
+        market_key=keys.market_key(DAY),
+        account=spec,
+        household_id="PICKLED",
+        ledger=book.ledgers[book.accounts[0].household_id],
+    )
+    fleet.app.send_task(
+        TASK_REBALANCE, args=(to_wire(task),), task_id=f"{DAY}:PICKLED", serializer="pickle"
+    )
+    # A JSON task sent after it is executed, so the worker has consumed the pickle one.
+    marker = msgspec.structs.replace(task, account=msgspec.structs.replace(spec, account_id="JSON"))
+    fleet.app.send_task(TASK_REBALANCE, args=(to_wire(marker),), task_id=f"{DAY}:JSON")
+    start = time.monotonic()
+    while fleet.client.hget(keys.status_key(DAY), "JSON") is None:
+        assert time.monotonic() - start < 30
+        time.sleep(0.1)
+    assert fleet.client.hget(keys.attempts_key(DAY), "PICKLED") is None
+    assert fleet.client.hget(keys.results_key(DAY), "PICKLED") is None
+    assert "pickle" in fleet.log() and "ContentDisallowed" in fleet.log()
+
+
+def test_sigkill_of_a_pool_process_mid_solve_loses_nothing(night, baseline, tmp_path) -> None:
+    book, market = night
+    slow = _slow_accounts(book)
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.worker("w0", slow=",".join(slow))
+        fleet.enqueue(book, market)
+        victim = fleet.wait_pid(slow[0])
+        (fleet.pid_dir / f"{slow[0]}.pid").unlink()
+        os.kill(victim, signal.SIGKILL)
+        recovered = fleet.wait_done()
+        print(f"\npool process SIGKILLed mid-solve: recovered in {recovered:.1f}s")
+        _assert_same_night(fleet, inline_night(book, market))
+        assert reader.attempts(fleet.client, DAY)[slow[0]] == 2
+    finally:
+        fleet.close()
+
+
+def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(night, baseline, tmp_path) -> None:
+    book, market = night
+    slow = _slow_accounts(book)
+    fleet = Fleet(tmp_path)
+    try:
+        first = fleet.worker("w0", slow=",".join(slow))
+        fleet.enqueue(book, market)
+        fleet.wait_pid(slow[0])
+        first.kill()
+        fleet.worker("w1")
+        recovered = fleet.wait_done()
+        print(
+            f"\nwhole worker SIGKILLed: recovered in {recovered:.1f}s "
+            f"(visibility timeout {fleet.settings.visibility_timeout_s}s)"
+        )
+        _assert_same_night(fleet, inline_night(book, market))
+    finally:
+        fleet.close()
+
+
+def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, baseline, tmp_path) -> None:
+    book, market = night
+    slow = _slow_accounts(book)
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.worker("w0", slow=",".join(slow), slow_s=1.0)
+        fleet.enqueue(book, market)
+        fleet.wait_pid(slow[0])
+        fleet.redis.kill()
+        time.sleep(10)
+        fleet.redis.start()
+        wait_for_redis(fleet.redis.url)
+        recovered = fleet.wait_done()
+        print(f"\nRedis SIGKILLed for 10 s: recovered {recovered:.1f}s after restart")
+        _assert_same_night(fleet, inline_night(book, market))
+    finally:
+        fleet.close()
+
+
+def test_a_producer_that_crashes_half_way_is_simply_run_again(night, baseline, tmp_path) -> None:
+    book, market = night
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.worker("w0")
+        chains = plan_night(book, market.as_of)
+        publish_market(fleet.client, market, ttl_s=3600)
+        write_manifest(fleet.client, market.as_of, chains, ttl_s=3600)
+        send_chains(fleet.app, chains[: len(chains) // 2])  # ... and the producer dies here
+        book_dir = tmp_path / "book"
+        write_book(book_dir, book)
+        write_market(book_dir / "market.json", market)
+        start = time.monotonic()
+        rerun = subprocess.run(
+            [sys.executable, "-m", "producer", "enqueue", "--book", str(book_dir)],
+            env={**os.environ, **fleet.settings.to_env()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        fleet.wait_done()
+        recovered = time.monotonic() - start
+        print(f"\nproducer crashed half-way, re-run: night complete {recovered:.1f}s later")
+        _assert_same_night(fleet, inline_night(book, market))
+    finally:
+        fleet.close()
+
+
+def test_a_poison_account_fails_after_bounded_attempts_while_the_rest_finishes(
+    night, baseline, tmp_path
+) -> None:
+    book, market = night
+    poison = _slow_accounts(book, 1)[0]
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.worker("w0", poison=poison)
+        fleet.enqueue(book, market)
+        took = fleet.wait_done()
+        got = fleet.outcomes()
+        bad = got[poison]
+        assert isinstance(bad, Failed) and "lost every time" in bad.reason
+        max_retries = fleet.settings.max_retries
+        assert reader.attempts(fleet.client, DAY)[poison] == max_retries + 2
+        print(f"\npoison account: failed after {max_retries + 1} lost processes, night {took:.1f}s")
+        rest = {a: o for a, o in got.items() if a != poison}
+        expected = {a: o for a, o in inline_night(book, market).items() if a != poison}
+        assert _firm(rest) == _firm(expected)
+    finally:
+        fleet.close()
+
+
+def _rabbitmq_up() -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", 5672)) == 0
+
+
+@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_rabbitmq_works_as_the_broker(night, baseline, tmp_path) -> None:
+    book, market = night
+    queue = f"taxview-test-{os.getpid()}-{int(time.time())}"
+    fleet = Fleet(tmp_path, broker_url="amqp://guest:guest@127.0.0.1:5672//", queue=queue)
+    try:
+        fleet.worker("w0")
+        fleet.enqueue(book, market)
+        took = fleet.wait_done()
+        print(f"\nRabbitMQ broker: {ACCOUNTS} accounts in {took:.1f}s (incl. worker start)")
+        _assert_same_night(fleet, inline_night(book, market))
+    finally:
+        with fleet.app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+        fleet.close()
