@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import pnl
-from shared.messages import Failed, RealizedSlice, Rejected, SolverInfo, Solved, Trade
+from shared.messages import Failed, RealizedSlice, Rejected, Solved, SolverInfo, Trade
 
 DAY = dt.date(2025, 6, 2)
 

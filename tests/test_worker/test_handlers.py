@@ -23,10 +23,10 @@ from shared.messages import (
     MarketSnapshot,
     Outcome,
     RebalanceRequest,
-    RiskModel,
     Rejected,
-    SolverInfo,
+    RiskModel,
     Solved,
+    SolverInfo,
     encode_json,
     to_wire,
 )
