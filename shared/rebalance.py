@@ -521,7 +521,7 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     chk = [lots[i] for i in check]
     m = len(own)
     if chk:
-        q, b, acq, trd, sym, atype, shrt = zip(*map(_LOT_COLUMNS, chk), strict=True)
+        q, b, acq, trd, sym, atype, shrt = zip(*list(map(_LOT_COLUMNS, chk)), strict=True)
     else:
         q = b = acq = trd = sym = atype = shrt = ()
     qty = np.array(list(map(float, q)), dtype=np.float64)
