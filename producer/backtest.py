@@ -283,7 +283,9 @@ class Book:
         self.trades = 0
         #: Every transaction filled, in order (the trade log the ledger replays).
         self.log: list[Transaction] = []
-        self._rows: dict[tuple[str, dt.date], tuple[Decimal, Decimal, Any]] = {}
+        #: Lot mirror for the liquidation value: lot id → [name, shares, basis, LT day, sign].
+        self._lots: dict[str, list[float]] | None = {}
+        self._matches = 0
         self._table: FloatArray | None = None
         self._dirty = True
 
@@ -307,6 +309,7 @@ class Book:
             slices = self.ledger.apply(txn)
             self.log.append(txn)
             self._dirty = True
+            self._mirror(txn, i, slices)
             notional = txn.quantity * txn.price
             q = float(txn.quantity)
             if txn.side in ("buy", "cover"):
@@ -349,33 +352,92 @@ class Book:
         """Pre-tax NAV at ``prices`` (NaN prices must be zeroed by the caller)."""
         return float(self.cash) + float(self.shares @ prices)
 
-    def _lot_table(self) -> FloatArray:
-        """Open taxable lots as an L×5 array: name index, shares, basis, first long-term day
-        (ordinal), sign (−1 for a short lot).  Rebuilt only after the ledger changed, reusing
-        each unchanged lot's converted row."""
-        if self._table is not None and not self._dirty:
-            return self._table
+    def _mirror(self, txn: Transaction, i: int, slices: Sequence[Any]) -> None:
+        """Keep the lot mirror (lot id → [name, shares, basis, first long-term day, sign]) in
+        step with one filled transaction, from the ledger's own slices.  A wash-sale match
+        (which moves basis and holding periods between lots) forces a rebuild from the ledger."""
         from shared.ledger import long_term_from  # IRC §1222(3): held more than one year
 
-        rows: list[tuple[float, float, float, float, float]] = []
-        old, new = self._rows, {}
-        for lot in self.ledger.open_lots(self.account_id):
-            key = (lot.lot_id, lot.acquired)
-            cached = old.get(key)
-            if cached is None or cached[0] != lot.quantity or cached[1] != lot.cost_basis_usd:
+        matches = len(self.ledger.wash_matches)
+        if matches != self._matches:
+            self._matches = matches
+            self._lots = None
+        if self._lots is None:
+            return
+        if txn.side in ("buy", "short"):
+            short = txn.side == "short"
+            lot_id = txn.lot_id or txn.id
+            if lot_id in self._lots:
+                self._lots = None  # a lot id reused: let the ledger say what it holds
+                return
+            self._lots[lot_id] = [
+                float(i),
+                float(txn.quantity),
+                float(txn.quantity * txn.price),
                 # Covering a short is always short-term (IRC §1233(b)).
-                lt = 1e12 if lot.short else float(long_term_from(lot.acquired).toordinal())
-                row = (
+                1e12 if short else float(long_term_from(txn.date).toordinal()),
+                -1.0 if short else 1.0,
+            ]
+            return
+        for sl in slices:
+            row = self._lots.get(sl.lot_id)
+            if row is None:
+                self._lots = None
+                return
+            row[1] -= float(sl.quantity)
+            # A covered short's "proceeds" is the short lot's basis relieved (Form 8949 layout).
+            row[2] -= float(sl.proceeds if sl.short else sl.cost_basis)
+            if row[1] <= 1e-12:
+                del self._lots[sl.lot_id]
+
+    def _lot_table(self) -> FloatArray:
+        """Open taxable lots as an L×5 array: name index, shares, basis, first long-term day
+        (ordinal), sign (−1 for a short lot), from the mirror (rebuilt from the ledger's open
+        lots only when the mirror cannot follow a change)."""
+        if self._table is not None and not self._dirty:
+            return self._table
+        if self._lots is None:
+            from shared.ledger import long_term_from
+
+            self._lots = {}
+            for lot in self.ledger.open_lots(self.account_id):
+                if lot.lot_id in self._lots:  # sub-lots of one purchase after a wash split
+                    row = self._lots[lot.lot_id]
+                    row[1] += float(lot.quantity)
+                    row[2] += float(lot.cost_basis_usd)
+                    # a split lot with mixed holding periods: no single long-term day, so keep
+                    # the mirror off until the ledger is consulted again
+                    acquired = float(long_term_from(lot.acquired).toordinal())
+                    if not lot.short and acquired != row[3]:
+                        self._lots = None
+                        return self._table_from_ledger()
+                    continue
+                self._lots[lot.lot_id] = [
                     float(self.index[lot.symbol]),
                     float(lot.quantity),
                     float(lot.cost_basis_usd),
-                    lt,
+                    1e12 if lot.short else float(long_term_from(lot.acquired).toordinal()),
                     -1.0 if lot.short else 1.0,
-                )
-                cached = (lot.quantity, lot.cost_basis_usd, row)
-            new[key] = cached
-            rows.append(cached[2])
-        self._rows = new
+                ]
+        rows = list(self._lots.values())
+        self._table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
+        self._dirty = False
+        return self._table
+
+    def _table_from_ledger(self) -> FloatArray:
+        """The lot table straight from the ledger's open lots (slow path, exact)."""
+        from shared.ledger import long_term_from
+
+        rows = [
+            (
+                float(self.index[lot.symbol]),
+                float(lot.quantity),
+                float(lot.cost_basis_usd),
+                1e12 if lot.short else float(long_term_from(lot.acquired).toordinal()),
+                -1.0 if lot.short else 1.0,
+            )
+            for lot in self.ledger.open_lots(self.account_id)
+        ]
         self._table = np.array(rows, dtype=np.float64).reshape(len(rows), 5)
         self._dirty = False
         return self._table
@@ -404,6 +466,15 @@ class Book:
         for lot in self.ledger.open_lots(self.account_id):
             q = float(lot.quantity)
             ledger_shares[self.index[lot.symbol]] += -q if lot.short else q
+        table = self._lot_table()
+        exact = self._table_from_ledger()
+        self._dirty = True
+        if not (
+            np.allclose(np.sort(table[:, 1] * table[:, 4]), np.sort(exact[:, 1] * exact[:, 4]))
+            and np.isclose(table[:, 2].sum(), exact[:, 2].sum(), atol=1e-4)
+            and np.isclose((table[:, 3] * table[:, 1]).sum(), (exact[:, 3] * exact[:, 1]).sum())
+        ):
+            raise AssertionError(f"{day}: lot mirror and ledger disagree")
         if not np.allclose(ledger_shares, self.shares, atol=1e-9):
             bad = np.flatnonzero(~np.isclose(ledger_shares, self.shares, atol=1e-9))
             names = [self.symbols[i] for i in bad[:5]]
