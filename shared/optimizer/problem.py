@@ -64,10 +64,11 @@ class SolveSettings:
     #: Clarabel's relative and absolute gap tolerances and feasibility tolerance.  Objectives
     #: are small numbers (weights × costs, 1e-5..1e-1) and Clarabel's relative gap divides by
     #: max(1, |objective|), so both gaps act as absolute ones: at Clarabel's default 1e-8 a
-    #: binding weight stopped 1.3e-6 short of its bound (duals are ~1e-3); at 1e-10, 1e-8.
-    #: Costs about one more iteration.
-    tol_gap: float = 1e-10
-    tol_gap_abs: float = 1e-10
+    #: binding weight stopped 1.3e-6 short of its bound (duals are ~1e-3); at 1e-9, ~1e-7.
+    #: 1e-10 was tried and dropped: it stalled some market-neutral solves at AlmostSolved for
+    #: digits nobody trades (1e-9 of NAV is $0.001 on $1M).
+    tol_gap: float = 1e-9
+    tol_gap_abs: float = 1e-9
     tol_feas: float = 1e-8
     max_iter: int = 200
     #: Clarabel's sparse LDL backend: "qdldl" or "faer".

@@ -139,9 +139,11 @@ def test_a_new_all_cash_account_keeps_only_the_cash_whose_te_cost_equals_the_tra
     assert_every_constraint_holds(data, sol)
     # Holding cash c (spread evenly short of each name) costs TE² = 0.04c² + 3·0.04(c/3)²;
     # its marginal 2(0.04 + 0.04/3)c equals the trading cost κ saved at the optimum.
+    # The optimum is interior and the objective flat around it (curvature ~0.1), so a 1e-9
+    # optimality gap pins the weights to ~1e-6 only; the objective itself to 1e-9.
     c = data.kappa / (2 * (0.04 + 0.04 / 3))
-    assert sol.cash_w == pytest.approx(c, abs=1e-7)
-    assert np.allclose(sol.buy, (1 - c) / 3, atol=1e-7)
+    assert sol.cash_w == pytest.approx(c, abs=3e-6)
+    assert np.allclose(sol.buy, (1 - c) / 3, atol=3e-6)
     assert sol.objective == pytest.approx(ref.objective, rel=1e-6, abs=1e-9)
 
 
