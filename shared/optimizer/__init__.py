@@ -36,16 +36,17 @@ Choices made here (measured with ``bench/solve_core.py``, n=500 with ≈2,000 lo
 Measured on the shared 2-core machine (``bench/solve_core.py``, 20 problems each, one BLAS
 thread), total ``solve()`` wall time p50/p95 and Clarabel's own ``solve_time`` p50:
 
-=================  =========  ===================  ==============  ============
-strategy           n (lots)   solve() p50 / p95    Clarabel p50    iterations
-=================  =========  ===================  ==============  ============
-direct index       500 (2k)   15.5 / 17.2 ms       12.1 ms         14
-direct index       3000 (12k) 141 / 148 ms         124 ms          17
-long/short 130/30  500        22.0 / 24.3 ms       17.6 ms         18
-long/short 130/30  3000       237 / 268 ms         216 ms          23
-market-neutral     500        26.9 / 30.5 ms       22.7 ms         18
-market-neutral     3000       289 / 411 ms         274 ms          27
-=================  =========  ===================  ==============  ============
+=================  ==========  ===================  ==============  ============
+strategy           n (lots)    solve() p50 / p95    Clarabel p50    iterations
+=================  ==========  ===================  ==============  ============
+direct index       500 (2k)    15.5 / 17.2 ms       12.1 ms         14
+direct index       3000 (12k)  141 / 148 ms         124 ms          17
+long/short 130/30  500         22.0 / 24.3 ms       17.6 ms         18
+long/short 130/30  3000        237 / 268 ms         216 ms          23
+market-neutral     500         26.9 / 30.5 ms       22.7 ms         18
+market-neutral     3000        289 / 411 ms         274 ms          27
+=================  ==========  ===================  ==============  ============
 
 Peak RSS of the whole benchmark process (n=3000 included): 182 MB.  The CVXPY reference took
 ~420 ms at n=500.
+"""
