@@ -1,0 +1,35 @@
+# One image for every fleet role: worker, flower, producer (enqueue/sweep/nightly), aggregator.
+# Dependencies come from the committed, hash-pinned lockfile before the source is copied, so a
+# code change does not reinstall them.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # One BLAS/OpenMP thread per process: prefork pools × threaded BLAS oversubscribe the cores.
+    OMP_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1 \
+    VECLIB_MAXIMUM_THREADS=1 \
+    NUMEXPR_NUM_THREADS=1
+
+WORKDIR /app
+
+RUN groupadd --system --gid 10001 taxview \
+    && useradd --system --uid 10001 --gid taxview --home-dir /app --shell /usr/sbin/nologin taxview
+
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY worker ./worker
+COPY producer ./producer
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && mkdir -p /data \
+    && chown taxview:taxview /data
+
+USER 10001:10001
+
+# The default role; compose.yaml sets the command of each service.
+CMD ["celery", "-A", "worker.app", "worker", "--loglevel", "INFO"]

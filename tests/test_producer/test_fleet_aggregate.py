@@ -1,0 +1,168 @@
+"""The aggregator: completeness check naming what is missing, exact folds, reports and the next
+day's book with the night's trades booked through the ledger."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from producer.aggregate import IncompleteNight, aggregate
+from producer.book import book_from_pairs, read_book
+from producer.cli import main
+from producer.embedded import RedisServer
+from producer.enqueue import plan_night, write_manifest
+from producer.results_reader import ManifestEntry, connect
+from shared import pnl
+from shared.examples import synthetic_book
+from shared.messages import Solved
+from worker.handlers import handle_account
+
+DAY = dt.date(2025, 6, 2)
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.outcomes: dict = {}
+        self.ledgers: dict = {}
+
+    def begin_attempt(self, as_of, account_id):
+        return 1
+
+    def outcome(self, as_of, account_id):
+        return None
+
+    def household_ledger(self, as_of, household, index):
+        return self.ledgers.get((household, index))
+
+    def put(self, outcome, *, next_ledger=None):
+        self.outcomes[outcome.account_id] = outcome
+        if next_ledger is not None:
+            self.ledgers[next_ledger[:2]] = next_ledger[2]
+
+
+class _Markets:
+    def __init__(self, market) -> None:
+        self.market = market
+
+    def get(self, key):
+        return self.market
+
+
+@pytest.fixture(scope="module")
+def night():
+    market, pairs = synthetic_book(accounts=6, names=15, seed=4, as_of=DAY)
+    book = book_from_pairs(market.as_of, pairs)
+    store = _Store()
+    manifest = {}
+    for chain in plan_night(book, market.as_of):
+        for task in chain:
+            handle_account(task, store=store, markets=_Markets(market), retries=0, max_retries=0)
+            manifest[task.account.account_id] = ManifestEntry(
+                household=task.household_id,
+                index=task.household_index,
+                size=task.household_size,
+                strategy=task.account.strategy,
+            )
+    return book, market, manifest, store.outcomes
+
+
+def test_a_night_with_a_missing_account_is_refused_and_the_account_named(night, tmp_path) -> None:
+    book, market, manifest, outcomes = night
+    missing = sorted(outcomes)[2]
+    partial = {a: o for a, o in outcomes.items() if a != missing}
+    with pytest.raises(IncompleteNight) as err:
+        aggregate(market.as_of, manifest, partial, tmp_path / "out")
+    assert missing in str(err.value) and err.value.missing == [missing]
+    assert not (tmp_path / "out" / "firm_pnl.json").exists()
+
+    summary = aggregate(market.as_of, manifest, partial, tmp_path / "out", allow_partial=True)
+    assert not summary.complete and summary.missing == [missing]
+    rows = list(csv.DictReader((tmp_path / "out" / "not_ok.csv").open()))
+    assert {"account_id": missing, "status": "missing"}.items() <= next(
+        r for r in rows if r["account_id"] == missing
+    ).items()
+
+
+def test_the_reports_add_up_to_the_firm_total(night, tmp_path) -> None:
+    book, market, manifest, outcomes = night
+    summary = aggregate(market.as_of, manifest, outcomes, tmp_path, book=book)
+    firm = json.loads((tmp_path / "firm_pnl.json").read_text())
+    assert firm["complete"] and firm["received"] == 6
+    total = pnl.fold(pnl.account_pnl(o) for o in outcomes.values())
+    assert summary.totals == total.row() == firm["totals"]
+    for name, key in (
+        ("pnl_by_account.csv", "account_id"),
+        ("pnl_by_household.csv", "household_id"),
+    ):
+        rows = list(csv.DictReader((tmp_path / name).open()))
+        assert sum(Decimal(r["st_net_usd"]) for r in rows) == total.st_net_usd
+        assert sum(int(r["accounts"]) for r in rows) == 6, key
+    trades = list(csv.DictReader((tmp_path / "trades.csv").open()))
+    solved = [o for o in outcomes.values() if isinstance(o, Solved)]
+    assert len(trades) == sum(len(o.trades) for o in solved) == total.trades
+    assert all(t["lot_id"] for t in trades), "every trade names its lot"
+    assert len((tmp_path / "outcomes.jsonl").read_text().splitlines()) == 6
+
+
+def test_the_next_book_holds_the_nights_trades(night, tmp_path) -> None:
+    book, market, manifest, outcomes = night
+    aggregate(market.as_of, manifest, outcomes, tmp_path, book=book)
+    nxt = read_book(tmp_path / "next_book")
+
+    def shares(b) -> dict[tuple[str, str], Decimal]:
+        out: dict[tuple[str, str], Decimal] = {}
+        for state in b.ledgers.values():
+            for lot in state.lots:
+                key = (lot.account, lot.symbol)
+                out[key] = out.get(key, Decimal(0)) + (-lot.quantity if lot.short else lot.quantity)
+        return out
+
+    before, after = shares(book), shares(nxt)
+    expected = dict(before)
+    for o in outcomes.values():
+        if isinstance(o, Solved):
+            for t in o.trades:
+                sign = 1 if t.side in ("buy", "cover") else -1
+                key = (o.account_id, t.symbol)
+                expected[key] = expected.get(key, Decimal(0)) + sign * t.quantity
+    assert {k: v for k, v in expected.items() if v} == {k: v for k, v in after.items() if v}
+    traded = [o for o in outcomes.values() if isinstance(o, Solved) and o.trades]
+    assert traded, "the night must trade for this test to mean anything"
+    cash = {a.account_id: a.cash_usd for a in nxt.accounts}
+    for o in traded:
+        old = next(a.cash_usd for a in book.accounts if a.account_id == o.account_id)
+        flow = sum(
+            (t.notional_usd if t.side in ("sell", "short") else -t.notional_usd for t in o.trades),
+            Decimal(0),
+        )
+        assert cash[o.account_id] == pnl.cents(old + flow)
+
+
+def test_taxview_aggregate_exits_2_naming_the_missing_account(night, tmp_path, capsys) -> None:
+    book, market, _, _ = night
+    with RedisServer() as server:
+        client = connect(f"{server.url}/1")
+        write_manifest(client, market.as_of, plan_night(book, market.as_of), ttl_s=600)
+        rc = main(
+            [
+                "aggregate",
+                "--date",
+                market.as_of.isoformat(),
+                "--out",
+                str(tmp_path / "agg"),
+                "--broker-url",
+                f"{server.url}/0",
+                "--redis-url",
+                f"{server.url}/1",
+            ]
+        )
+        client.close()
+    err = capsys.readouterr().err
+    assert rc == 2 and "6 account(s) have no outcome" in err
+    assert sorted(a.account_id for a in book.accounts)[0] in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
