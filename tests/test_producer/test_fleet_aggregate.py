@@ -7,7 +7,6 @@ import csv
 import datetime as dt
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -72,7 +71,7 @@ def night():
 
 
 def test_a_night_with_a_missing_account_is_refused_and_the_account_named(night, tmp_path) -> None:
-    book, market, manifest, outcomes = night
+    _, market, manifest, outcomes = night
     missing = sorted(outcomes)[2]
     partial = {a: o for a, o in outcomes.items() if a != missing}
     with pytest.raises(IncompleteNight) as err:

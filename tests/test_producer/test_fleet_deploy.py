@@ -185,7 +185,7 @@ def test_the_redis_service_command_persists_and_never_evicts(deployment: Deploym
     assert client.config_get("appendonly")["appendonly"] == "yes"
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     client.close()
-    with pytest.raises(Exception, match="(?i)auth"):
+    with pytest.raises(Exception, match=r"(?i)auth"):
         connect(f"redis://127.0.0.1:{deployment.port}/1").ping()
 
 
