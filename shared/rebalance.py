@@ -505,7 +505,7 @@ _LOT_COLUMNS = operator.attrgetter(
 def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     """Validate the lots that can reach the solve or the ledger and convert the account's own
     lots to arrays in the same pass.  Other accounts' lots older than the wash-sale window never
-    do (see :func:`reduced_state`), so they are not looked at.
+    do (see :func:`wash_check_state`), so they are not looked at.
 
     Raises:
         InputError: naming the account and ``ledger.lots[i].<field>``.
@@ -665,52 +665,35 @@ def long_term_cutoff(as_of: dt.date) -> int:
 WINDOW_DAYS = 30
 
 
-def reduced_state(
-    request: RebalanceRequest,
-    groups: list[frozenset[str]],
-    symbols: Iterable[str] | None,
-    *,
-    own: Sequence[int] | None = None,
-    recent: Sequence[int] | None = None,
+def wash_check_state(
+    request: RebalanceRequest, groups: list[frozenset[str]], scan: _Scan, sold: set[str]
 ) -> LedgerState:
-    """The household ledger state reduced to what one account's rebalance can touch.
+    """The household ledger state reduced to what one ticket can touch (IRC §1091(a)).
 
     Kept: every lot bought in the last :data:`WINDOW_DAYS` days in any account of the household
-    (possible replacement shares, IRC §1091(a)), all pending losses and recent purchases, and
-    the account's own lots of the substantially identical groups that matter: those of
-    ``symbols`` (the names a ticket trades) plus those with a lot in the window (whose loss lots
-    the window restricts).  ``symbols=None`` keeps only the latter (enough for the
-    restrictions).  Every other lot can neither wash nor be washed by today's trades of this
-    account, so the restrictions and the wash check are those of the whole household, at a
-    fraction of the cost.  The merged identical groups (account and household) go into the
-    state so the ledger sees both.
+    (the replacement shares a loss sale today can be matched with), the window memory (pending
+    losses a buy today can wash, recent purchases) and the account's lots the ticket sells or
+    covers (named, so relieved exactly).  No other lot can wash or be washed by today's ticket,
+    so the matches and the realized slices are those of the whole household.  The merged
+    identical groups (account and household) go into the state so the ledger sees both.
 
     Args:
         request: the request.
         groups: the merged identical groups.
-        symbols: the names a ticket trades, or None.
-        own: indices of the account's lots in ``request.ledger.lots`` (computed if None).
-        recent: indices of the lots in the window (computed if None).
+        scan: the scan of the household's lots.
+        sold: lot ids of the account the ticket sells or covers.
 
     Returns:
         The reduced state.
     """
-    state = request.ledger
-    lots = state.lots
-    if own is None:
-        own = [i for i, x in enumerate(lots) if x.account == request.account.account_id]
-    if recent is None:
-        cut = request.as_of - dt.timedelta(days=WINDOW_DAYS)
-        recent = [i for i, x in enumerate(lots) if x.trade_date >= cut]
-    key = {sym: min(g) for g in groups for sym in g}
-    wanted = {key.get(lots[i].symbol, lots[i].symbol) for i in recent}
-    wanted |= {key.get(p.symbol, p.symbol) for p in state.recent_purchases}
-    if symbols is not None:
-        wanted |= {key.get(sym, sym) for sym in symbols}
-    keep = set(recent)
-    keep.update(i for i in own if key.get(lots[i].symbol, lots[i].symbol) in wanted)
+    lots = request.ledger.lots
+    keep = set(scan.recent)
+    if sold:
+        keep.update(i for i in scan.own if lots[i].lot_id in sold)
     return msgspec.structs.replace(
-        state, lots=[lots[i] for i in sorted(keep)], identical=[sorted(g) for g in groups]
+        request.ledger,
+        lots=[lots[i] for i in sorted(keep)],
+        identical=[sorted(g) for g in groups],
     )
 
 
@@ -853,10 +836,10 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
 
 def _exact_value(lots: _LotArrays, market: MarketArrays) -> Decimal:
     """Σ quantity × price of the lots, exact in Decimal (shares summed per name first)."""
+    pd_ = market.price_dec
     shares: dict[int, Decimal] = {}
     for lot, i in zip(lots.lots, lots.name.tolist(), strict=True):
         shares[i] = shares.get(i, Decimal(0)) + lot.quantity
-    pd_ = market.price_dec
     return sum((q * pd_[i] for i, q in shares.items()), Decimal(0))
 
 
@@ -1563,7 +1546,7 @@ class _Checked:
 
 def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
     """Run the trades through the household ledger (the source of truth for IRC §1091, IRS
-    Pub. 550; built from :func:`reduced_state`) and collect the realized slices and every wash
+    Pub. 550; built from :func:`wash_check_state`) and collect the realized slices and every wash
     sale they create.
 
     A wash sale created here is a new loss-to-replacement match: a loss sale of this ticket
@@ -1573,14 +1556,8 @@ def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
     from shared.ledger import Ledger
 
     acct = ctx.request.account
-    state = reduced_state(
-        ctx.request,
-        ctx.groups,
-        {t.symbol for t in trades},
-        own=ctx.scan.own,
-        recent=ctx.scan.recent,
-    )
-    book = Ledger.from_state(state)
+    sold = {t.lot_id for t in trades if t.side in ("sell", "cover")}
+    book = Ledger.from_state(wash_check_state(ctx.request, ctx.groups, ctx.scan, sold))
     matches_before = len(book.wash_matches)
     txns = _transactions(ctx.request, trades, acct.account_type)
     for txn in txns:
