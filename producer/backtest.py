@@ -917,26 +917,34 @@ def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
 # Frontier and comparison
 # --------------------------------------------------------------------------------------------
 
-SweepParam = Literal["lambda_tax", "te_budget"]
+SweepParam = Literal["lambda_tax", "lambda_te", "te_budget"]
 
 
 def parse_sweep(text: str) -> tuple[SweepParam, list[float]]:
-    """Parse ``lambda_tax=0.5,1,2`` or ``te_budget=0.01,0.02``.
+    """Parse ``lambda_tax=0.5,1,2``, ``lambda_te=0.1,1`` or ``te_budget=0.01,0.02``.
 
     Raises:
         InputError: malformed text (field ``sweep``).
     """
     name, sep, values = text.partition("=")
     name = name.strip().replace("-", "_")
-    if not sep or name not in ("lambda_tax", "te_budget"):
-        raise InputError(f"{text!r}: expected lambda_tax=a,b,c or te_budget=a,b,c", field="sweep")
+    if not sep or name not in ("lambda_tax", "lambda_te", "te_budget"):
+        raise InputError(
+            f"{text!r}: expected lambda_tax=a,b,c, lambda_te=a,b,c or te_budget=a,b,c",
+            field="sweep",
+        )
     try:
         points = [float(v) for v in values.split(",") if v.strip()]
     except ValueError as exc:
         raise InputError(f"{text!r}: values must be numbers", field="sweep") from exc
     if not points or any(not math.isfinite(v) or v < 0 for v in points):
         raise InputError(f"{text!r}: give one or more non-negative numbers", field="sweep")
-    param: SweepParam = "lambda_tax" if name == "lambda_tax" else "te_budget"
+    params: dict[str, SweepParam] = {
+        "lambda_tax": "lambda_tax",
+        "lambda_te": "lambda_te",
+        "te_budget": "te_budget",
+    }
+    param = params[name]
     return param, points
 
 
@@ -952,11 +960,12 @@ def sweep(
     """Run the optimizer once per setting: one frontier point (TE, tax alpha) each."""
     points = []
     for value in values:
-        cfg = (
-            replace(config, lambda_tax=value)
-            if param == "lambda_tax"
-            else replace(config, te_budget=value)
-        )
+        if param == "lambda_tax":
+            cfg = replace(config, lambda_tax=value)
+        elif param == "lambda_te":
+            cfg = replace(config, lambda_te=value)
+        else:
+            cfg = replace(config, te_budget=value)
         run = simulate(market, OptimizerPolicy(cfg), cfg, progress=progress)
         if on_run is not None:
             on_run(value, run)
@@ -1015,7 +1024,7 @@ def compare_at_equal_te(
                     f"NOT COMPARABLE at equal TE: the threshold harvester ran at realized TE "
                     f"{h_te:.2%} (tax alpha {h_alpha:.2%}/y), the optimizer runs at "
                     f"{lo:.2%}–{hi:.2%} with less alpha; sweep te_budget {side} "
-                    "(--sweep te_budget=…) to place it on the frontier."
+                    "(or --sweep lambda_te=… lower) to place it on the frontier."
                 ),
             }
     word = "BEATS" if beats else "DOES NOT BEAT"

@@ -166,7 +166,7 @@ def tradeoff_figure(
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
     if frontier:
         fr = sorted(frontier, key=lambda p: p["realized_te"])
-        key = next(k for k in fr[0] if k in ("lambda_tax", "te_budget"))
+        key = next(k for k in fr[0] if k in ("lambda_tax", "lambda_te", "te_budget"))
         ax.plot(
             [p["realized_te"] for p in fr],
             [p["annual_tax_alpha"] for p in fr],

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--te-budget", type=_fraction, default=0.02, help="annualised ex-ante TE cap (0.02 = 2%%)"
     )
     p.add_argument("--lambda-tax", type=_fraction, default=1.0, help="weight of the tax term (1)")
+    p.add_argument("--lambda-te", type=_fraction, default=1.0, help="weight of the TE² term (1)")
     p.add_argument(
         "--tilt",
         type=_tilt,
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep",
         default=None,
         metavar="PARAM=a,b,c",
-        help="frontier: lambda_tax=a,b,c or te_budget=a,b,c (one optimizer run per value)",
+        help="frontier: lambda_tax=a,b,c, lambda_te=a,b,c or te_budget=a,b,c "
+        "(one optimizer run per value)",
     )
     p.add_argument("--out", type=Path, default=Path("runner-out"), help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -183,6 +185,7 @@ def _config(args: argparse.Namespace) -> Any:
         capital_usd=args.capital,
         te_budget=args.te_budget,
         lambda_tax=args.lambda_tax,
+        lambda_te=args.lambda_te,
         tilts=tuple(FactorTilt(factor=f, min_exposure=s) for f, s in args.tilt),
         exclusions=tuple(args.exclude),
         max_weight=args.max_weight,

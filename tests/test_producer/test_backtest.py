@@ -161,6 +161,7 @@ def test_realized_te_annualises_the_daily_active_return_deviation() -> None:
 def test_sweep_text_is_parsed_or_rejected_naming_the_field() -> None:
     assert parse_sweep("lambda_tax=0.5,1,2") == ("lambda_tax", [0.5, 1.0, 2.0])
     assert parse_sweep("te-budget=0.01") == ("te_budget", [0.01])
+    assert parse_sweep("lambda_te=0.1,1") == ("lambda_te", [0.1, 1.0])
     with pytest.raises(InputError, match="sweep"):
         parse_sweep("kappa=1")
     with pytest.raises(InputError, match="sweep"):
