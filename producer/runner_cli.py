@@ -49,6 +49,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _bps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if math.isnan(value) or not 0.0 <= value <= 1000.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1000 bps")
+    return value
+
+
 def _tilt(text: str) -> tuple[str, float]:
     name, sep, sigmas = text.partition(":")
     try:
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lt-rate", type=_fraction, default=0.20, help="long-term rate (0.20)")
     p.add_argument("--niit", type=_fraction, default=0.038, help="NIIT added to both (0.038)")
     p.add_argument(
-        "--cost-bps", type=_fraction, default=0.0, help="trading cost charged on fills, bps (0)"
+        "--cost-bps", type=_bps, default=0.0, help="trading cost charged on fills, bps (0)"
     )
     p.add_argument(
         "--baselines",

@@ -211,3 +211,30 @@ def test_a_long_short_book_keeps_cash_plus_positions_equal_to_nav_with_short_lot
     cash = np.array([float(c) for c in run.cash])
     assert np.allclose(cash + run.positions_usd, run.pre_tax_nav, atol=1e-6)
     assert run.wash_sales_created == 0
+
+
+def test_fills_move_cash_exactly_and_charge_the_trading_cost() -> None:
+    from producer.backtest import Book
+    from shared.messages import TaxRates, Transaction
+
+    book = Book(["AAA", "BBB"], capital_usd=Decimal(10_000), rates=TaxRates(), trading_cost_bps=10)
+    day1, day2 = dt.date(2024, 3, 1), dt.date(2024, 3, 4)
+    buy = Transaction(
+        id="t1", date=day1, account=book.account_id, symbol="AAA", side="buy",
+        quantity=Decimal(10), price=Decimal("100.25"), lot_id="L1",
+    )  # fmt: skip
+    fill = book.apply([buy])
+    assert fill.cost_usd == Decimal("1.00")  # 10 bps of 1,002.50, to the cent
+    assert book.cash == Decimal(10_000) - Decimal("1002.50") - Decimal("1.00")
+    sell = Transaction(
+        id="t2", date=day2, account=book.account_id, symbol="AAA", side="sell",
+        quantity=Decimal(4), price=Decimal("90"), lot_id="L1",
+    )  # fmt: skip
+    fill = book.apply([sell])
+    assert fill.realized_st == Decimal("-41.00")  # 4 × (90 − 100.25)
+    assert book.harvested_by_year[2024] == Decimal("41.00")
+    assert book.shares.tolist() == [6.0, 0.0]
+    st, lt = book.unrealized(day2, np.array([95.0, 0.0]))
+    assert st == pytest.approx(6 * (95 - 100.25))
+    assert lt == 0.0
+    book.audit(day2)
