@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -497,11 +496,6 @@ class _Scan:
     in_window: BoolArray  # (own) bought in the last WINDOW_DAYS days
 
 
-_LOT_COLUMNS = operator.attrgetter(
-    "quantity", "cost_basis_usd", "acquired", "trade_date", "symbol", "account_type", "short"
-)
-
-
 def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     """Validate the lots that can reach the solve or the ledger and convert the account's own
     lots to arrays in the same pass.  Other accounts' lots older than the wash-sale window never
@@ -520,14 +514,11 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     check = own + others  # the account's lots first, in ledger order
     chk = [lots[i] for i in check]
     m = len(own)
-    if chk:
-        q, b, acq, trd, sym, atype, shrt = zip(*list(map(_LOT_COLUMNS, chk)), strict=True)
-    else:
-        q = b = acq = trd = sym = atype = shrt = ()
-    qty = np.array(list(map(float, q)), dtype=np.float64)
-    basis = np.array(list(map(float, b)), dtype=np.float64)
-    acquired = np.array(list(map(dt.date.toordinal, acq)), dtype=np.int64)
-    traded = np.array(list(map(dt.date.toordinal, trd)), dtype=np.int64)
+    qty = np.array([float(x.quantity) for x in chk], dtype=np.float64)
+    basis = np.array([float(x.cost_basis_usd) for x in chk], dtype=np.float64)
+    acquired = np.array([x.acquired.toordinal() for x in chk], dtype=np.int64)
+    traded = np.array([x.trade_date.toordinal() for x in chk], dtype=np.int64)
+    mine = chk[:m]
 
     def fail(mask: BoolArray, what: str, field: str) -> None:
         if mask.any():
@@ -552,7 +543,7 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         "acquired",
     )
     index = market.index
-    name = np.array([index.get(x, -1) for x in sym[:m]], dtype=np.int64)
+    name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)
     fail(
         name < 0,
         "lot {lot.lot_id} holds {lot.symbol}, which is not in the market snapshot",
@@ -560,11 +551,11 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     )
     account_type = request.account.account_type
     fail(
-        np.array([x != account_type for x in atype[:m]], dtype=np.bool_),
+        np.array([x.account_type != account_type for x in mine], dtype=np.bool_),
         f"lot {{lot.lot_id}} is flagged {{lot.account_type}}, the account is {account_type}",
         "account_type",
     )
-    short = np.array(shrt[:m], dtype=np.bool_)
+    short = np.array([x.short for x in mine], dtype=np.bool_)
     if request.account.strategy == "direct-index":
         fail(short, "lot {lot.lot_id} is a short lot in a long-only account", "short")
     return _Scan(
