@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -826,12 +827,14 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
 
 
 def _exact_value(lots: _LotArrays, market: MarketArrays) -> Decimal:
-    """Σ quantity × price of the lots, exact in Decimal (shares summed per name first)."""
+    """Σ quantity × price of the lots (USD), exact in Decimal."""
     pd_ = market.price_dec
-    shares: dict[int, Decimal] = {}
-    for lot, i in zip(lots.lots, lots.name.tolist(), strict=True):
-        shares[i] = shares.get(i, Decimal(0)) + lot.quantity
-    return sum((q * pd_[i] for i, q in shares.items()), Decimal(0))
+    return sum(
+        map(
+            operator.mul, [lot.quantity for lot in lots.lots], [pd_[i] for i in lots.name.tolist()]
+        ),
+        Decimal(0),
+    )
 
 
 def _tax_per_weight(
