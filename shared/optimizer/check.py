@@ -107,6 +107,12 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
             return [f"{name}: wrong shape or not finite"]
 
     # Trade bounds and permission masks.
+    if data.lot_sell_min is not None:
+        first(sol.sell < data.lot_sell_min - tol, "forced sale not made", sol.sell, lot_names)
+    if data.short_cover_min is not None and len(data.short_name):
+        first(
+            sol.cover < data.short_cover_min - tol, "forced cover not made", sol.cover, short_names
+        )
     first(sol.sell < -tol, "sell < 0", sol.sell, lot_names)
     first(sol.sell > data.lot_w + tol, "sell > lot", sol.sell, lot_names)
     first(~data.lot_sellable & (sol.sell > tol), "sold an unsellable lot", sol.sell, lot_names)
@@ -180,4 +186,25 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
             gain += float(data.short_gain @ sol.cover)
         if gain > data.gain_budget_w + tol:
             out.append(f"realized gain {gain:.6f} > budget {data.gain_budget_w}")
+    return out
+
+
+def constructive_sales(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) -> list[str]:
+    """Names the trades leave held both long and short through a trade of this solve.
+
+    A short sale of a name while long lots of it are still held (a short "against the box"),
+    or a purchase while short lots are still open, is a constructive sale of the appreciated
+    position (IRC §1259(c)(1)(A) and (D)) and restarts holding periods (IRC §1233(b)): the tax
+    the model saved by not selling would be due anyway.  Positions held both ways *before*
+    the solve are not counted; only those the solve's own shorts or buys create.
+
+    Returns:
+        One line per offending name (empty: none).
+    """
+    long_side, short_side = long_short_sides(data, sol.sell, sol.buy, sol.cover, sol.short)
+    out: list[str] = []
+    for i in np.flatnonzero((sol.short > tol) & (long_side > tol)):
+        out.append(f"{data.symbols[i]}: new short {sol.short[i]:.3g} against long lots held")
+    for i in np.flatnonzero((sol.buy > tol) & (short_side > tol)):
+        out.append(f"{data.symbols[i]}: buy {sol.buy[i]:.3g} against open short lots")
     return out

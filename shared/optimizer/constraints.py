@@ -40,7 +40,8 @@ class Constraint(Protocol):
 class TradeBounds:
     """Lot and name permission masks: ``0 ≤ u ≤ lot_w`` on sellable lots, ``β ≥ 0`` where buys
     are allowed, ``0 ≤ v ≤ short_w`` on coverable short lots, ``s ≥ 0`` where shorts are allowed,
-    and every forbidden trade is zero (wash-sale windows of IRC §1091, exclusions, the pre-pass).
+    and every forbidden trade is zero (wash-sale windows of IRC §1091, exclusions, the pre-pass);
+    plus the optional forced sales ``u ≥ lot_sell_min`` and covers ``v ≥ short_cover_min``.
 
     In the direct problem a forbidden trade has no variable at all (see :class:`Layout`).
     """
@@ -61,6 +62,10 @@ class TradeBounds:
             out.append(ctx.short[np.flatnonzero(~d.short_allowed)] == 0)
         if len(d.short_name):
             out += [ctx.cover >= 0, ctx.cover <= np.where(d.short_coverable, d.short_w, 0.0)]
+        if d.lot_sell_min is not None and np.any(d.lot_sell_min > 0):
+            out.append(ctx.sell >= d.lot_sell_min)
+        if d.short_cover_min is not None and np.any(d.short_cover_min > 0) and len(d.short_name):
+            out.append(ctx.cover >= d.short_cover_min)
         return out
 
     def conic(self, ctx: ConicContext) -> None:
@@ -72,6 +77,15 @@ class TradeBounds:
             b.le(ctx.sell, d.lot_w[lay.sell_idx])
         if ctx.cover.m:
             b.le(ctx.cover, d.short_w[lay.cover_idx])
+        # Forced sales/covers: rows only where the floor is positive.
+        for part, lo, idx in (
+            (ctx.sell, d.lot_sell_min, lay.sell_idx),
+            (ctx.cover, d.short_cover_min, lay.cover_idx),
+        ):
+            if lo is not None and part.m:
+                rows = np.flatnonzero(lo[idx] > 0)
+                if len(rows):
+                    b.ge(part.take(rows), lo[idx][rows])
 
 
 @dataclass(frozen=True, slots=True)

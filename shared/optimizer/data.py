@@ -106,6 +106,12 @@ class ProblemData:
     #: Σ_j gain_j u_j (+ short covers) ≤ gain_budget_w.
     gain_budget_w: float | None = None
 
+    #: Optional forced sales/covers (L,) / (S,): u_j ≥ lot_sell_min_j, v_j ≥ short_cover_min_j.
+    #: Set by the constructive-sale guard of ``shared.optimizer.problem.solve`` when a name
+    #: flips sides; a caller may set them too (e.g. a lot that must go today).
+    lot_sell_min: FloatArray | None = None
+    short_cover_min: FloatArray | None = None
+
     #: Account id, used only to name the account in error messages.
     account: str = ""
 

@@ -122,6 +122,22 @@ def validate(data: ProblemData) -> None:
         v = getattr(data, name)
         if not np.isfinite(v) or v < 0:
             raise InputError("must be finite and ≥ 0", account=acct, field=name)
+    for name, upper, allowed in (
+        ("lot_sell_min", data.lot_w, data.lot_sellable),
+        ("short_cover_min", data.short_w, data.short_coverable),
+    ):
+        lo = getattr(data, name)
+        if lo is None:
+            continue
+        _check_vec(data, name, lo, len(upper))
+        bad = (lo < 0) | (lo > upper + 1e-12) | ((lo > 0) & ~allowed)
+        if np.any(bad):
+            j = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                "a forced sale must be within its lot, and the lot tradable",
+                account=acct,
+                field=f"{name}[{j}]",
+            )
     held = np.bincount(data.lot_name, weights=data.lot_w, minlength=n) - np.bincount(
         data.short_name, weights=data.short_w, minlength=n
     )

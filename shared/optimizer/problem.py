@@ -23,7 +23,7 @@ removal alone makes the problem feasible; dual infeasibility raises
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,13 +36,14 @@ from shared.errors import Infeasible, SolverFailed, Unbounded
 from shared.optimizer.check import (
     CHECK_TOL,
     check_solution,
+    long_short_sides,
     objective_value,
     tracking_error,
     weights_from_trades,
 )
 from shared.optimizer.conic import Affine, ConicBuilder, ConicProblem
 from shared.optimizer.constraints import Constraint, model_constraints
-from shared.optimizer.data import ProblemData, Solution
+from shared.optimizer.data import BoolArray, ProblemData, Solution
 from shared.optimizer.model import ConicContext, CvxContext, Layout, validate
 from shared.optimizer.terms import Term, TrackingError, objective_terms
 from shared.types import FloatArray
@@ -93,6 +94,8 @@ class SolveSettings:
     check_tol: float = CHECK_TOL
     #: On infeasibility, re-solve without each constraint family to name the binding one.
     diagnose_infeasible: bool = True
+    #: Never hold a name both long and short through a new trade (IRC §1259; see _guarded).
+    constructive_sale_guard: bool = True
 
 
 #: Iteration cap of the second ("safe") attempt, which also regularises harder, refines longer
@@ -444,17 +447,7 @@ def _cvxpy_attempt(data: ProblemData, solver: str) -> _Attempt:
     return _Attempt(name, "Solved", sol)
 
 
-def solve_cvxpy(data: ProblemData, *, solver: str = "CLARABEL") -> Solution:
-    """Solve the reference CVXPY formulation (tests, and the fallback of :func:`solve`).
-
-    Raises:
-        InputError: malformed data (names the account and field).
-        Infeasible: the constraints cannot all hold.
-        Unbounded: the objective is unbounded below.
-        SolverFailed: the solver stopped without an optimal answer, or its answer fails the
-            independent check.
-    """
-    validate(data)
+def _cvxpy_once(data: ProblemData, solver: str) -> Solution:
     att = _cvxpy_attempt(data, solver)
     acct = data.account or None
     if att.status == "PrimalInfeasible":
@@ -467,6 +460,26 @@ def solve_cvxpy(data: ProblemData, *, solver: str = "CLARABEL") -> Solution:
     if bad:
         raise SolverFailed(f"{att.name}: answer fails the check: {bad[0]}", account=acct)
     return replace(att.solution, attempts=(att.line(),))
+
+
+def solve_cvxpy(
+    data: ProblemData, *, solver: str = "CLARABEL", constructive_sale_guard: bool = True
+) -> Solution:
+    """Solve the reference CVXPY formulation (tests, and the fallback of :func:`solve`).
+
+    The constructive-sale guard is the same as :func:`solve`'s, so the two are comparable.
+
+    Raises:
+        InputError: malformed data (names the account and field).
+        Infeasible: the constraints cannot all hold.
+        Unbounded: the objective is unbounded below.
+        SolverFailed: the solver stopped without an optimal answer, or its answer fails the
+            independent check.
+    """
+    validate(data)
+    if constructive_sale_guard:
+        return _guarded(data, lambda d: _cvxpy_once(d, solver))
+    return _cvxpy_once(data, solver)
 
 
 # ------------------------------------------------------------------------------------------
@@ -501,27 +514,13 @@ def _diagnose(
     return binding
 
 
-def solve(data: ProblemData, *, settings: SolveSettings | None = None) -> Solution:
-    """Solve one account's rebalance on the direct Clarabel path, with fallbacks.
-
-    Args:
-        data: the problem in weights (see :class:`~shared.optimizer.data.ProblemData`).
-        settings: solver knobs; ``None`` for the defaults.
-
-    Returns:
-        The solution; ``solver`` names the attempt that produced it, ``attempts`` all of them,
-        ``solver_ms`` is Clarabel's own solve time and ``setup_ms`` the assembly time.
+def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
+    """One problem through the attempt chain (validated data; no constructive-sale guard).
 
     Raises:
-        InputError: malformed data (names the account and field).
-        Infeasible: the constraints cannot all hold (the message names the likely binding
-            constraint families).
-        Unbounded: the objective is unbounded below (a missing bound).
-        SolverFailed: every attempt failed or produced an answer that fails the check.
+        Infeasible, Unbounded, SolverFailed: as :func:`solve`.
     """
-    settings = settings or SolveSettings()
     t0 = time.perf_counter()
-    validate(data)
     layout = Layout.from_data(data)
     terms = objective_terms(data)
     constraints = model_constraints(data)
@@ -585,3 +584,158 @@ def solve(data: ProblemData, *, settings: SolveSettings | None = None) -> Soluti
         "no attempt produced a trustworthy answer: " + "; ".join(a.line() for a in attempts),
         account=acct,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Constructive-sale guard (IRC §1259) and the public entry points
+# ------------------------------------------------------------------------------------------
+
+
+def _per_name(data: ProblemData) -> tuple[FloatArray, FloatArray, BoolArray, BoolArray]:
+    """Long and short weight held per name, and whether every long (short) lot is tradable."""
+    n = data.n
+    long0 = np.bincount(data.lot_name, weights=data.lot_w, minlength=n)
+    short0 = np.bincount(data.short_name, weights=data.short_w, minlength=n)
+    stuck_long = np.bincount(data.lot_name, weights=(~data.lot_sellable).astype(float), minlength=n)
+    stuck_short = np.bincount(
+        data.short_name, weights=(~data.short_coverable).astype(float), minlength=n
+    )
+    return (
+        long0.astype(np.float64),
+        short0.astype(np.float64),
+        np.asarray(stuck_long == 0, dtype=np.bool_),
+        np.asarray(stuck_short == 0, dtype=np.bool_),
+    )
+
+
+def _flip(data: ProblemData, to_short: BoolArray, to_long: BoolArray) -> ProblemData:
+    """Let ``to_short`` names go short by selling every long lot first (no buys), and
+    ``to_long`` names go long by covering every short lot first (no new shorts)."""
+    sell_min = (
+        np.zeros(len(data.lot_name)) if data.lot_sell_min is None else data.lot_sell_min.copy()
+    )
+    forced = to_short[data.lot_name]
+    sell_min[forced] = data.lot_w[forced]
+    cover_min = (
+        np.zeros(len(data.short_name))
+        if data.short_cover_min is None
+        else data.short_cover_min.copy()
+    )
+    forced_c = to_long[data.short_name]
+    cover_min[forced_c] = data.short_w[forced_c]
+    return replace(
+        data,
+        short_allowed=(data.short_allowed | to_short) & ~to_long,
+        buy_allowed=(data.buy_allowed | to_long) & ~to_short,
+        lot_sell_min=sell_min,
+        short_cover_min=cover_min,
+    )
+
+
+def _guarded(data: ProblemData, once: Callable[[ProblemData], Solution]) -> Solution:
+    """Solve without ever holding a name both long and short through a new trade.
+
+    A new short while long lots are held (a short against the box), or a buy while short lots
+    are open, is a constructive sale of the appreciated position (IRC §1259(c)(1)(A), (D)): the
+    model would book a deferral the tax code does not give.  No convex constraint says "short
+    only once every lot is sold", so the guard works in two solves:
+
+    1. forbid new shorts in names held long and buys in names held short (convex, legal);
+    2. names whose lots that solve sold (covered) entirely may then flip: their lots are forced
+       sold (covered) and the other direction is opened.  The first solution is feasible for
+       the second problem, so the second is never worse.
+
+    If step 1 is infeasible (e.g. a tilt needs shorts of names held long), the unguarded
+    solution picks the names to flip (those it leaves net short while shorting them, and vice
+    versa).  ``Solution.attempts`` records each step.
+    """
+    tol = CHECK_TOL
+    long0, short0, all_long_sellable, all_short_coverable = _per_name(data)
+    block_short = data.short_allowed & (long0 > 0)
+    block_buy = data.buy_allowed & (short0 > 0)
+    if not block_short.any() and not block_buy.any():
+        return once(data)
+    d1 = replace(
+        data,
+        short_allowed=data.short_allowed & ~block_short,
+        buy_allowed=data.buy_allowed & ~block_buy,
+    )
+    notes = [
+        f"guard (IRC §1259): no new shorts in {int(block_short.sum())} names held long, "
+        f"no buys in {int(block_buy.sum())} names held short"
+    ]
+    first: Solution | None
+    try:
+        first = once(d1)
+    except Infeasible:
+        first = None
+    if first is not None:
+        long_after, short_after = long_short_sides(
+            d1, first.sell, first.buy, first.cover, first.short
+        )
+        to_short = block_short & (long_after <= tol) & (first.buy <= tol)
+        to_long = block_buy & (short_after <= tol) & (first.short <= tol)
+    else:
+        free = once(data)  # infeasible here too: the problem is infeasible, not the guard
+        notes.append("guard: infeasible without flips; the unguarded solve picks the flips")
+        to_short = block_short & all_long_sellable & (free.short > tol) & (free.w < -tol)
+        to_long = block_buy & all_short_coverable & (free.buy > tol) & (free.w > tol)
+    if not to_short.any() and not to_long.any():
+        if first is None:
+            raise Infeasible(
+                "only holding a name both long and short (a constructive sale, IRC §1259) "
+                "would satisfy the constraints",
+                account=data.account or None,
+            )
+        return _merge([first], notes)
+    notes.append(f"guard: {int(to_short.sum())} names flip to short, {int(to_long.sum())} to long")
+    second = once(_flip(d1, to_short, to_long))
+    if first is not None and first.objective < second.objective:
+        notes.append("guard: the flips did not improve; first solve kept")
+        return _merge([second, first], notes)
+    return _merge([first, second] if first is not None else [second], notes)
+
+
+def _merge(sols: list[Solution], notes: list[str]) -> Solution:
+    """The last solution, with every step's attempts, the notes, and summed solver time."""
+    attempts: list[str] = []
+    for sol in sols[:-1]:
+        attempts += list(sol.attempts)
+    attempts += notes
+    attempts += list(sols[-1].attempts)
+    return replace(
+        sols[-1],
+        attempts=tuple(attempts),
+        solver_ms=sum(s.solver_ms for s in sols),
+        iterations=sum(s.iterations for s in sols),
+    )
+
+
+def solve(data: ProblemData, *, settings: SolveSettings | None = None) -> Solution:
+    """Solve one account's rebalance on the direct Clarabel path, with fallbacks.
+
+    Args:
+        data: the problem in weights (see :class:`~shared.optimizer.data.ProblemData`).
+        settings: solver knobs; ``None`` for the defaults.
+
+    Returns:
+        The solution; ``solver`` names the attempt that produced it, ``attempts`` all of them
+        (and the constructive-sale guard's steps), ``solver_ms`` is Clarabel's own solve time
+        (summed over the guard's solves) and ``setup_ms`` everything else.
+
+    Raises:
+        InputError: malformed data (names the account and field).
+        Infeasible: the constraints cannot all hold (the message names the likely binding
+            constraint families).
+        Unbounded: the objective is unbounded below (a missing bound).
+        SolverFailed: every attempt failed or produced an answer that fails the check.
+    """
+    settings = settings or SolveSettings()
+    t0 = time.perf_counter()
+    validate(data)
+    if settings.constructive_sale_guard:
+        sol = _guarded(data, lambda d: _solve_chain(d, settings))
+    else:
+        sol = _solve_chain(data, settings)
+    total_ms = (time.perf_counter() - t0) * 1e3
+    return replace(sol, setup_ms=max(total_ms - sol.solver_ms, 0.0))

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import Infeasible
-from shared.optimizer.check import check_solution
+from shared.optimizer.check import check_solution, constructive_sales
 from shared.optimizer.problem import SolveSettings, solve, solve_cvxpy
 from shared.optimizer.synthetic import random_problem
 
@@ -239,3 +239,49 @@ def test_the_direct_problem_grows_with_names_times_factors_never_names_squared()
         assert sizes[n] <= 4 * (n * 10 + lots + n) + 200
         assert prob.P.nnz <= n + 10 * 10 + 10  # diag(d) on w and F on y, nothing n×n
     assert sizes[1600] / sizes[400] < 4.5  # linear, not quadratic, growth
+
+
+@pytest.mark.parametrize("strategy", ["long-short", "market-neutral"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_trade_leaves_a_name_held_both_long_and_short(strategy, seed):
+    # A short against the box (or a buy against an open short) is a constructive sale, IRC
+    # §1259: the unguarded model does it to dodge the tax on appreciated lots; the guard never.
+    data = random_problem(150, k=8, strategy=strategy, seed=seed)
+    free = solve(data, settings=SolveSettings(constructive_sale_guard=False))
+    assert constructive_sales(data, free), "the unguarded model should want some boxes here"
+    sol = solve(data)
+    assert constructive_sales(data, sol) == []
+    assert_every_constraint_holds(data, sol)
+    assert any(a.startswith("guard (IRC §1259)") for a in sol.attempts)
+
+
+def test_a_name_held_long_flips_to_short_only_by_selling_every_lot_first():
+    # A momentum tilt only a short of A (loading −2, held long at a gain) can reach: the
+    # unguarded model shorts A while keeping its appreciated lot; the guard sells the lot.
+    base = _checks.three_names()
+    data = replace(
+        base,
+        loadings=np.array([[1.0, -2.0], [1.0, 1.0], [1.0, 1.0]]),
+        factor_cov=np.diag([0.04, 0.01]),
+        factor_names=("market", "momentum"),
+        lot_tax=np.array([0.238 * 0.4, 0.0, 0.0]),
+        lot_gain=np.array([0.4, 0.0, 0.0]),
+        buy_allowed=np.ones(3, dtype=bool),
+        short_allowed=np.array([True, False, False]),
+        min_w=np.array([-0.2, 0.0, 0.0]),
+        tilts=((1, 1.2),),
+        long_max_w=1.3,
+        short_max_w=0.3,
+        gross_max_w=1.6,
+    )
+    free = solve(data, settings=SolveSettings(constructive_sale_guard=False))
+    assert constructive_sales(data, free)
+    sol = solve(data)
+    ref = solve_cvxpy(data)
+    assert constructive_sales(data, sol) == []
+    assert_every_constraint_holds(data, sol)
+    assert sol.sell[0] == pytest.approx(0.33, abs=1e-6)
+    assert sol.short[0] > 0.06
+    assert sol.buy[0] <= 1e-8
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
+    assert sol.objective >= free.objective - 1e-9  # the legal book costs the tax it owes
