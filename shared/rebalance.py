@@ -91,7 +91,16 @@ PRICE_QUANTUM = Decimal("0.0001")
 CENT = Decimal("0.01")
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
-RELAXATION_CHAIN: tuple[str, ...] = ("tilt", "te_budget×1.5", "te_budget×2", "budgets", "hold")
+#: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
+#: budgets outrank a tracking target the book cannot meet.
+RELAXATION_CHAIN: tuple[str, ...] = (
+    "tilt",
+    "te_budget×1.5",
+    "te_budget×2",
+    "no_te_budget",
+    "budgets",
+    "hold",
+)
 
 SolveFn = Callable[[ProblemData], Solution]
 
@@ -1066,6 +1075,8 @@ def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | No
     """The problem with one more relaxation step, or None when the step changes nothing."""
     if step == "tilt":
         return dataclasses.replace(data, tilts=()) if data.tilts else None
+    if step == "no_te_budget":
+        return dataclasses.replace(data, te_max=None) if data.te_max is not None else None
     if step.startswith("te_budget×"):
         if data.te_max is None:
             return None

@@ -210,7 +210,14 @@ def test_infeasible_never_escapes_the_relaxation_chain() -> None:
     out = rebalance(request, solve=never)
     assert out.status == "held"
     assert out.trades == []
-    assert out.relaxations == ["tilt", "te_budget×1.5", "te_budget×2", "budgets", "hold"]
+    assert out.relaxations == [
+        "tilt",
+        "te_budget×1.5",
+        "te_budget×2",
+        "no_te_budget",
+        "budgets",
+        "hold",
+    ]
     assert out.solver.solver == "none"
     plain = rebalance(_with_account(_request(1), tilts=[]), solve=never)
-    assert plain.relaxations == ["te_budget×1.5", "te_budget×2", "hold"]
+    assert plain.relaxations == ["te_budget×1.5", "te_budget×2", "no_te_budget", "hold"]
