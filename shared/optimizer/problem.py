@@ -478,7 +478,7 @@ def solve_cvxpy(
     """
     validate(data)
     if constructive_sale_guard:
-        return _guarded(data, lambda d: _cvxpy_once(d, solver))
+        return _guarded(data, lambda d, _diagnose: _cvxpy_once(d, solver))
     return _cvxpy_once(data, solver)
 
 
@@ -632,7 +632,7 @@ def _flip(data: ProblemData, to_short: BoolArray, to_long: BoolArray) -> Problem
     )
 
 
-def _guarded(data: ProblemData, once: Callable[[ProblemData], Solution]) -> Solution:
+def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -> Solution:
     """Solve without ever holding a name both long and short through a new trade.
 
     A new short while long lots are held (a short against the box), or a buy while short lots
@@ -654,7 +654,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData], Solution]) -> Solu
     block_short = data.short_allowed & (long0 > 0)
     block_buy = data.buy_allowed & (short0 > 0)
     if not block_short.any() and not block_buy.any():
-        return once(data)
+        return once(data, True)
     d1 = replace(
         data,
         short_allowed=data.short_allowed & ~block_short,
@@ -666,7 +666,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData], Solution]) -> Solu
     ]
     first: Solution | None
     try:
-        first = once(d1)
+        first = once(d1, False)  # no infeasibility diagnosis here: the unguarded solve follows
     except Infeasible:
         first = None
     if first is not None:
@@ -676,7 +676,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData], Solution]) -> Solu
         to_short = block_short & (long_after <= tol) & (first.buy <= tol)
         to_long = block_buy & (short_after <= tol) & (first.short <= tol)
     else:
-        free = once(data)  # infeasible here too: the problem is infeasible, not the guard
+        free = once(data, True)  # infeasible here too: the problem is infeasible, not the guard
         notes.append("guard: infeasible without flips; the unguarded solve picks the flips")
         to_short = block_short & all_long_sellable & (free.short > tol) & (free.w < -tol)
         to_long = block_buy & all_short_coverable & (free.buy > tol) & (free.w > tol)
@@ -689,7 +689,15 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData], Solution]) -> Solu
             )
         return _merge([first], notes)
     notes.append(f"guard: {int(to_short.sum())} names flip to short, {int(to_long.sum())} to long")
-    second = once(_flip(d1, to_short, to_long))
+    try:
+        second = once(_flip(d1, to_short, to_long), first is None)
+    except (Infeasible, SolverFailed) as exc:
+        if first is None:
+            raise
+        # The first solution is feasible for the flip problem, so this is numerical trouble:
+        # keep the first (legal) solution and say so.
+        notes.append(f"guard: the flip solve failed ({type(exc).__name__}); first solve kept")
+        return _merge([first], notes)
     if first is not None and first.objective < second.objective:
         notes.append("guard: the flips did not improve; first solve kept")
         return _merge([second, first], notes)
@@ -734,7 +742,12 @@ def solve(data: ProblemData, *, settings: SolveSettings | None = None) -> Soluti
     t0 = time.perf_counter()
     validate(data)
     if settings.constructive_sale_guard:
-        sol = _guarded(data, lambda d: _solve_chain(d, settings))
+        sol = _guarded(
+            data,
+            lambda d, diagnose: _solve_chain(
+                d, replace(settings, diagnose_infeasible=settings.diagnose_infeasible and diagnose)
+            ),
+        )
     else:
         sol = _solve_chain(data, settings)
     total_ms = (time.perf_counter() - t0) * 1e3
