@@ -55,9 +55,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     s = sub.add_parser(
         "schema",
-        help="print the JSON Schemas of the request and the outcome",
-        description="Print the JSON Schemas (msgspec-generated) of RebalanceRequest and the "
-        "Outcome union (solved | rejected | failed), with shared $defs.",
+        help="print the JSON Schemas of the request, the outcome and every wire message",
+        description="Print the JSON Schemas (msgspec-generated) of RebalanceRequest, the "
+        "Outcome union (solved | rejected | failed) and every message of shared.messages, "
+        "with shared $defs.",
     )
     s.set_defaults(func=cmd_schema)
 
@@ -176,19 +177,36 @@ def cmd_example_request(args: argparse.Namespace) -> int:
 
 
 def schemas() -> dict[str, Any]:
-    """JSON Schemas of the request and the outcome union, with shared ``$defs``."""
+    """JSON Schemas of the request, the outcome union and every wire message, sharing ``$defs``.
+
+    ``request`` and ``outcome`` are the two documents ``taxview rebalance`` reads and writes;
+    ``messages`` references every Struct of :mod:`shared.messages` by name.
+    """
     import msgspec
 
+    from shared import messages
     from shared.messages import Outcome, RebalanceRequest
 
-    (request_schema, outcome_schema), defs = msgspec.json.schema_components(
-        [RebalanceRequest, Outcome], ref_template="#/$defs/{name}"
+    structs = sorted(
+        (
+            obj
+            for obj in vars(messages).values()
+            if isinstance(obj, type)
+            and issubclass(obj, msgspec.Struct)
+            and obj.__module__ == messages.__name__
+            and not obj.__name__.startswith("_")
+        ),
+        key=lambda t: t.__name__,
+    )
+    (request_schema, outcome_schema, *each), defs = msgspec.json.schema_components(
+        [RebalanceRequest, Outcome, *structs], ref_template="#/$defs/{name}"
     )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "taxview messages",
         "request": request_schema,
         "outcome": outcome_schema,
+        "messages": {t.__name__: ref for t, ref in zip(structs, each, strict=True)},
         "$defs": defs,
     }
 

@@ -79,6 +79,9 @@ def test_schema_prints_the_request_and_outcome_json_schemas(
     kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in doc["outcome"]["anyOf"]}
     assert kinds == {"Solved", "Rejected", "Failed"}
     assert "Trade" in doc["$defs"]
+    assert {"Transaction", "LedgerState", "Solved", "Rejected", "Failed"} <= set(doc["messages"])
+    for ref in doc["messages"].values():
+        assert ref["$ref"].rsplit("/", 1)[-1] in doc["$defs"]
 
 
 def test_bench_solve_prints_one_json_line_with_the_contract_keys_first(
