@@ -122,6 +122,7 @@ def test_summary_has_the_contract_fields_and_reproducible_settings(run, config) 
     assert (run.config or config).settings()["seed"] == 7
 
 
+@pytest.mark.slow
 def test_a_second_run_with_the_same_settings_is_identical(market, config, run) -> None:
     again = simulate(market, OptimizerPolicy(config), config)
     assert np.array_equal(again.after_tax_nav, run.after_tax_nav)
@@ -202,15 +203,51 @@ def test_annual_netting_accrues_the_years_schedule_d_tax_across_a_year_end() -> 
     assert run.wash_sales_created == 0
 
 
-def test_a_long_short_book_keeps_cash_plus_positions_equal_to_nav_with_short_lots() -> None:
+@pytest.mark.slow
+def test_a_long_short_run_keeps_cash_plus_positions_equal_to_nav() -> None:
     start, end = dt.date(2021, 1, 4), dt.date(2021, 2, 26)
     m = synthetic_market(n_names=30, start=start, end=end, seed=9)
     cfg = BacktestConfig(start=start, end=end, seed=9, strategy="long-short", audit=True)
     run = simulate(m, OptimizerPolicy(cfg), cfg)
-    assert (run.book.shares < 0).any(), "a 130/30 book holds short positions"
     cash = np.array([float(c) for c in run.cash])
     assert np.allclose(cash + run.positions_usd, run.pre_tax_nav, atol=1e-6)
     assert run.wash_sales_created == 0
+
+
+def test_a_short_lot_is_valued_and_covered_as_short_term() -> None:
+    from producer.backtest import Book
+    from shared.messages import TaxRates, Transaction
+
+    book = Book(["AAA", "BBB"], capital_usd=Decimal(10_000), rates=TaxRates())
+    opened, covered = dt.date(2023, 1, 3), dt.date(2024, 3, 1)
+    book.apply(
+        [
+            Transaction(
+                id="s1", date=opened, account=book.account_id, symbol="BBB", side="short",
+                quantity=Decimal(10), price=Decimal(50), lot_id="S1",
+            )
+        ]
+    )  # fmt: skip
+    assert book.cash == Decimal(10_500)
+    assert book.shares.tolist() == [0.0, -10.0]
+    assert book.value(np.array([0.0, 40.0])) == pytest.approx(10_100.0)
+    # more than a year later the open short is still short-term (IRC §1233(b))
+    st, lt = book.unrealized(covered, np.array([0.0, 40.0]))
+    assert (st, lt) == (pytest.approx(100.0), 0.0)
+    book.audit(covered)
+    fill = book.apply(
+        [
+            Transaction(
+                id="c1", date=covered, account=book.account_id, symbol="BBB", side="cover",
+                quantity=Decimal(10), price=Decimal(40), lot_id="S1",
+            )
+        ]
+    )  # fmt: skip
+    assert fill.realized_st == Decimal("100.00")
+    assert fill.realized_lt == 0
+    assert book.cash == Decimal(10_100)
+    assert book.shares.tolist() == [0.0, 0.0]
+    book.audit(covered)
 
 
 def test_fills_move_cash_exactly_and_charge_the_trading_cost() -> None:
