@@ -1,5 +1,9 @@
 """Enqueue a night: publish the market once, write the manifest, send one task per account.
 
+Messages stay small: the household's ledger (every account's lots, often hundreds of KB) is
+staged in the results store under ``ledger:{date}:{household}`` field ``0`` just before its
+chain is sent, and each task carries only a reference (its household and place in the chain).
+
 Accounts of one household go as one Celery chain (in account-id order), so their solves see each
 other's same-day trades and never create a cross-account wash sale (IRC §1091, household-wide).
 Task ids are ``date:account``; re-running the producer re-sends the same ids, and accounts that
@@ -9,7 +13,7 @@ already have an outcome are skipped, so a crashed producer is simply run again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
@@ -19,7 +23,7 @@ from producer.book import Book
 from producer.broker import send_household
 from producer.results_reader import ManifestEntry, done_accounts, manifest_json
 from shared import results_keys as keys
-from shared.messages import AccountTask, MarketSnapshot, encode_json
+from shared.messages import AccountTask, LedgerState, MarketSnapshot, encode_json
 
 
 def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
@@ -30,12 +34,11 @@ def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
         as_of: the night's date.
 
     Returns:
-        Household chains; the first task of each carries the household's ledger.
+        Household chains (the ledgers are staged in the store by :func:`send_chains`).
     """
     market_key = keys.market_key(as_of)
     chains: list[list[AccountTask]] = []
     for household, specs in book.households().items():
-        ledger = book.ledgers.get(household)
         chains.append(
             [
                 AccountTask(
@@ -45,7 +48,6 @@ def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
                     household_id=household,
                     household_index=k,
                     household_size=len(specs),
-                    ledger=ledger if k == 0 else None,
                 )
                 for k, spec in enumerate(specs)
             ]
@@ -103,17 +105,28 @@ def pending_chains(
 
 def send_chains(
     app: Celery,
-    chains: Iterator[list[AccountTask]] | list[list[AccountTask]],
+    client: redis.Redis[bytes],
+    chains: Iterable[list[AccountTask]],
+    ledgers: Mapping[str, LedgerState],
     *,
-    on_sent: Callable[[list[AccountTask]], None] | None = None,
+    ttl_s: int,
 ) -> int:
-    """Send household chains; returns the number of accounts sent."""
+    """Stage each household's ledger (for a chain starting at its first account) and send the
+    chain; returns the number of accounts sent."""
     sent = 0
     for chain in chains:
+        first = chain[0]
+        if first.household_index == 0:
+            key = keys.ledger_key(first.as_of, first.household_id)
+            state = ledgers.get(first.household_id) or LedgerState(
+                as_of=first.as_of, household_id=first.household_id
+            )
+            pipe = client.pipeline(transaction=True)
+            pipe.hset(key, "0", encode_json(state))
+            pipe.expire(key, ttl_s)
+            pipe.execute()
         send_household(app, chain)
         sent += len(chain)
-        if on_sent is not None:
-            on_sent(chain)
     return sent
 
 
@@ -136,4 +149,4 @@ def enqueue_night(
     publish_market(client, market, ttl_s=ttl_s)
     expected = write_manifest(client, as_of, chains, ttl_s=ttl_s)
     todo = pending_chains(client, as_of, chains) if skip_done else chains
-    return expected, send_chains(app, todo)
+    return expected, send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)

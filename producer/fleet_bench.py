@@ -8,19 +8,18 @@ stops when the last outcome is stored.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 from typing import Any
 
-from producer.book import book_from_pairs
+from producer.book import Book, book_from_pairs
 from producer.broker import client_app
 from producer.embedded import EmbeddedFleet
 from producer.nightly import run_night
-from producer.results_reader import connect
+from producer.results_reader import connect, outcomes
 from shared.config import Settings
 from shared.errors import TaxviewError
-from shared.messages import RebalanceRequest
+from shared.messages import MarketSnapshot, RebalanceRequest
 
 
 def wait_for_workers(app: Any, expected: int, timeout_s: float = 120.0) -> None:
@@ -37,6 +36,43 @@ def wait_for_workers(app: Any, expected: int, timeout_s: float = 120.0) -> None:
     raise TaxviewError(f"only some of {expected} workers answered within {timeout_s:.0f}s")
 
 
+def _inline_seconds_per_account(book: Book, market: MarketSnapshot, sample: int) -> float:
+    """The plain loop: the same work per account as a worker does (solve, and for all but a
+    household's last account, book the trades into the household ledger for the next one), in
+    this process, no broker, no store."""
+    from shared.ledger import Ledger
+    from shared.rebalance import outcome_transactions, rebalance
+
+    households = list(book.households().items())
+    first = households[0][1][0]
+    rebalance(  # warm-up, as each worker does before it forks its pool
+        RebalanceRequest(
+            as_of=market.as_of, account=first, ledger=book.ledgers[households[0][0]], market=market
+        )
+    )
+    done = 0
+    t0 = time.perf_counter()
+    for household, specs in households:
+        ledger = book.ledgers[household]
+        for k, spec in enumerate(specs):
+            if done >= sample:
+                break
+            done += 1
+            request = RebalanceRequest(
+                as_of=market.as_of, account=spec, ledger=ledger, market=market
+            )
+            try:
+                outcome = rebalance(request)
+            except TaxviewError:
+                continue  # a rejected/failed account costs its time in both runs
+            if k + 1 < len(specs) and outcome.trades:
+                ledger_obj = Ledger.from_state(ledger)
+                for txn in outcome_transactions(outcome, account_type=spec.account_type):
+                    ledger_obj.apply(txn)
+                ledger = ledger_obj.state(market.as_of)
+    return (time.perf_counter() - t0) / max(done, 1)
+
+
 def bench_fleet(
     *,
     accounts: int,
@@ -49,30 +85,10 @@ def bench_fleet(
 ) -> dict[str, Any]:
     """Run the benchmark; returns the JSON line's fields."""
     from shared.examples import synthetic_book
-    from shared.rebalance import rebalance
 
     market, pairs = synthetic_book(accounts=accounts, names=names, seed=seed, as_of=as_of)
     book = book_from_pairs(market.as_of, pairs)
-    sample = book.accounts[: min(inline_sample, len(book.accounts))]
-    rebalance(  # warm-up, as each pool process does at start
-        RebalanceRequest(
-            as_of=market.as_of,
-            account=sample[0],
-            ledger=book.ledgers[sample[0].household_id or sample[0].account_id],
-            market=market,
-        )
-    )
-    t0 = time.perf_counter()
-    for spec in sample:
-        household = spec.household_id or spec.account_id
-        # A rejected/failed account costs its time in both runs.
-        with contextlib.suppress(TaxviewError):
-            rebalance(
-                RebalanceRequest(
-                    as_of=market.as_of, account=spec, ledger=book.ledgers[household], market=market
-                )
-            )
-    inline_per_account = (time.perf_counter() - t0) / len(sample)
+    inline_per_account = _inline_seconds_per_account(book, market, inline_sample)
 
     with EmbeddedFleet(settings, workers=1, concurrency=workers) as fleet:
         app = client_app(fleet.settings)
@@ -87,6 +103,11 @@ def bench_fleet(
             progress_out=None,
             check_store=False,
         )
+        not_ok = [
+            f"{a}: {o.status}: {getattr(o, 'reason', '')}"
+            for a, o in outcomes(client, market.as_of).items()
+            if o.status in ("failed", "rejected")
+        ]
         app.close()
         client.close()
     inline_wall = inline_per_account * accounts / workers
@@ -102,4 +123,5 @@ def bench_fleet(
         "done": stats.progress.done,
         "rejected": stats.progress.rejected,
         "failed": stats.progress.failed,
+        "first_not_ok": not_ok[:1],
     }

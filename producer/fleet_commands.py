@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--concurrency", type=_positive, default=os.cpu_count() or 1, help="pool size per worker"
     )
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
-    p.add_argument("--window", type=_positive, default=2000, help="accounts in flight at most")
+    p.add_argument("--window", type=_positive, default=500, help="accounts in flight at most")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="next_book format")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_nightly)
@@ -320,7 +320,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     app = client_app(settings)
     try:
         todo = pending_chains(client, market.as_of, plan_night(book, market.as_of))
-        sent = send_chains(app, todo)
+        sent = send_chains(app, client, todo, book.ledgers, ttl_s=settings.results_ttl_s)
     finally:
         app.close()
     print(json.dumps({"as_of": market.as_of.isoformat(), "resent": sent}))

@@ -112,6 +112,11 @@ def progress(client: redis.Redis[bytes], as_of: dt.date, expected: int) -> Progr
     )
 
 
+def done_count(client: redis.Redis[bytes], as_of: dt.date) -> int:
+    """How many accounts have an outcome (one ``HLEN``: cheap enough to poll often)."""
+    return int(client.hlen(keys.status_key(as_of)))
+
+
 def attempts(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, int]:
     """Deliveries started per account."""
     raw: Any = client.hgetall(keys.attempts_key(as_of))

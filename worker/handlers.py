@@ -60,9 +60,13 @@ class Store(Protocol):
         """Household ledger after ``index`` accounts."""
 
     def put(
-        self, outcome: Outcome, *, next_ledger: tuple[str, int, LedgerState] | None = None
+        self,
+        outcome: Outcome,
+        *,
+        next_ledger: tuple[str, int, LedgerState] | None = None,
+        release: str | None = None,
     ) -> None:
-        """Store an outcome (and the next sibling's ledger)."""
+        """Store an outcome (and the next sibling's ledger, or release the household's)."""
 
 
 class Markets(Protocol):
@@ -214,14 +218,14 @@ def handle_account(
 
 
 def _ledger_for(task: AccountTask, store: Store) -> LedgerState:
-    if task.household_index == 0:
-        if task.ledger is None:
-            return LedgerState(as_of=task.as_of, household_id=task.household_id)
+    """The household ledger this account starts from: carried in the message (a self-contained
+    task), else staged in the store by the producer (``k = 0``) or by the previous sibling."""
+    if task.ledger is not None:
         return task.ledger
     state = store.household_ledger(task.as_of, task.household_id, task.household_index)
     if state is None:
         raise NotReady(
-            f"household {task.household_id}: ledger after account {task.household_index - 1} "
+            f"household {task.household_id}: ledger for account {task.household_index} "
             "is not stored yet"
         )
     return state
@@ -243,7 +247,9 @@ def _store(
             except TaxviewError as exc:
                 outcome = _failed(task, f"trades could not be booked: {exc}", 1)
         next_ledger = (task.household_id, task.household_index + 1, state)
-    store.put(outcome, next_ledger=next_ledger)
+        store.put(outcome, next_ledger=next_ledger)
+    else:  # the household's last account: its staged ledgers are no longer needed
+        store.put(outcome, release=task.household_id)
 
 
 def _failed(task: AccountTask, reason: str, attempts: int) -> Failed:

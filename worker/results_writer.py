@@ -12,7 +12,6 @@ import datetime as dt
 import os
 from typing import Any
 
-import msgspec
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -94,6 +93,7 @@ class ResultsStore:
         outcome: Outcome,
         *,
         next_ledger: tuple[str, int, LedgerState] | None = None,
+        release: str | None = None,
     ) -> None:
         """Store one account's outcome (overwrite) and, for a household, the ledger that the
         next account of the household starts from, atomically.
@@ -102,9 +102,13 @@ class ResultsStore:
             outcome: the account's outcome.
             next_ledger: ``(household, k, state)``: the ledger after the household's first ``k``
                 accounts, written in the same transaction.
+            release: a household whose last account this is: its staged ledgers are deleted in
+                the same transaction (a redelivery finds the outcome first and reads none).
         """
         as_of = outcome.as_of
         pipe = self.client.pipeline(transaction=True)
+        if release is not None:
+            pipe.delete(keys.ledger_key(as_of, release))
         if next_ledger is not None:
             household, index, state = next_ledger
             lkey = keys.ledger_key(as_of, household)
@@ -115,8 +119,3 @@ class ResultsStore:
         pipe.expire(keys.results_key(as_of), self.ttl_s)
         pipe.expire(keys.status_key(as_of), self.ttl_s)
         pipe.execute()
-
-
-def outcome_bytes_equal(a: Outcome, b: Outcome) -> bool:
-    """True when two outcomes encode to the same JSON (used by redelivery checks)."""
-    return bool(msgspec.json.encode(a) == msgspec.json.encode(b))

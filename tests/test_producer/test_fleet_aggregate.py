@@ -38,7 +38,7 @@ class _Store:
     def household_ledger(self, as_of, household, index):
         return self.ledgers.get((household, index))
 
-    def put(self, outcome, *, next_ledger=None):
+    def put(self, outcome, *, next_ledger=None, release=None):
         self.outcomes[outcome.account_id] = outcome
         if next_ledger is not None:
             self.ledgers[next_ledger[:2]] = next_ledger[2]
@@ -59,6 +59,7 @@ def night():
     store = _Store()
     manifest = {}
     for chain in plan_night(book, market.as_of):
+        store.ledgers[(chain[0].household_id, 0)] = book.ledgers[chain[0].household_id]
         for task in chain:
             handle_account(task, store=store, markets=_Markets(market), retries=0, max_retries=0)
             manifest[task.account.account_id] = ManifestEntry(

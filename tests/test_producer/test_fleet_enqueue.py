@@ -35,7 +35,7 @@ def test_every_account_is_planned_once_and_households_run_in_order(night) -> Non
     for chain in chains:
         assert [t.household_index for t in chain] == list(range(len(chain)))
         assert {t.household_size for t in chain} == {len(chain)}
-        assert chain[0].ledger is not None and all(t.ledger is None for t in chain[1:])
+        assert all(t.ledger is None for t in chain), "ledgers travel by reference"
     assert any(len(c) > 1 for c in chains), "the synthetic book has multi-account households"
     assert keys.task_id(market.as_of, "A-1") == f"{market.as_of.isoformat()}:A-1"
 
@@ -55,6 +55,8 @@ def test_the_manifest_and_market_are_written_and_tasks_sent_by_household(
     assert expected == n == 12
     assert set(manifest(client, market.as_of)) == {a.account_id for a in book.accounts}
     assert client.exists(keys.market_key(market.as_of))
+    for chain in enqueue.plan_night(book, market.as_of):  # each household's ledger is staged
+        assert client.hexists(keys.ledger_key(market.as_of, chain[0].household_id), "0")
 
     # Accounts with an outcome are skipped on a re-run; a household resumes at its first gap.
     first_chain = next(c for c in sent if len(c) > 1)

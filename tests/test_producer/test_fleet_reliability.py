@@ -168,7 +168,7 @@ class _MemoryStore:
     def household_ledger(self, as_of, household, index):
         return self.ledgers.get((household, index))
 
-    def put(self, outcome, *, next_ledger=None):
+    def put(self, outcome, *, next_ledger=None, release=None):
         self.outcomes[outcome.account_id] = outcome
         if next_ledger is not None:
             self.ledgers[next_ledger[:2]] = next_ledger[2]
@@ -187,6 +187,7 @@ def inline_night(book: Book, market: MarketSnapshot) -> dict[str, object]:
     code as it is now (the workers of the test import the same code)."""
     store = _MemoryStore()
     for chain in plan_night(book, market.as_of):
+        store.ledgers[(chain[0].household_id, 0)] = book.ledgers[chain[0].household_id]
         for task in chain:
             handle_account(task, store=store, markets=_OneMarket(market), retries=0, max_retries=0)
     return store.outcomes
@@ -235,7 +236,8 @@ def test_a_task_that_runs_twice_changes_nothing(night, baseline) -> None:
     book, market = night
     fleet, reference, _ = baseline
     before = fleet.client.hgetall(keys.results_key(DAY))
-    send_chains(fleet.app, plan_night(book, market.as_of))  # every account delivered again
+    # Every account delivered again:
+    send_chains(fleet.app, fleet.client, plan_night(book, market.as_of), book.ledgers, ttl_s=600)
     start = time.monotonic()
     while min(reader.attempts(fleet.client, DAY).values()) < 2:
         assert time.monotonic() - start < DEADLINE_S
@@ -253,7 +255,7 @@ def test_a_pickle_encoded_message_is_refused_and_never_executed(night, baseline)
         market_key=keys.market_key(DAY),
         account=spec,
         household_id="PICKLED",
-        ledger=book.ledgers[book.accounts[0].household_id],
+        ledger=book.ledgers[book.accounts[0].household_id],  # self-contained message
     )
     fleet.app.send_task(
         TASK_REBALANCE, args=(to_wire(task),), task_id=f"{DAY}:PICKLED", serializer="pickle"
@@ -335,7 +337,8 @@ def test_a_producer_that_crashes_half_way_is_simply_run_again(night, baseline, t
         chains = plan_night(book, market.as_of)
         publish_market(fleet.client, market, ttl_s=3600)
         write_manifest(fleet.client, market.as_of, chains, ttl_s=3600)
-        send_chains(fleet.app, chains[: len(chains) // 2])  # ... and the producer dies here
+        send_chains(fleet.app, fleet.client, chains[: len(chains) // 2], book.ledgers, ttl_s=600)
+        # ... and the producer dies here
         book_dir = tmp_path / "book"
         write_book(book_dir, book)
         write_market(book_dir / "market.json", market)

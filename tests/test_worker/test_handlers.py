@@ -52,8 +52,10 @@ class MemoryStore:
     def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
         return self.ledgers.get((household, index))
 
-    def put(self, outcome: Outcome, *, next_ledger=None) -> None:
+    def put(self, outcome: Outcome, *, next_ledger=None, release=None) -> None:
         self.puts += 1
+        if release is not None:
+            self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != release}
         self.outcomes[outcome.account_id] = encode_json(outcome)
         if next_ledger is not None:
             household, k, state = next_ledger
