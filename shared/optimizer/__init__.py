@@ -33,20 +33,29 @@ Choices made here (measured with ``bench/solve_core.py``, n=500 with ≈2,000 lo
   tolerances 1e-9: objectives are small numbers, and Clarabel's default 1e-8 left a binding
   weight 1.3e-6 off its bound.
 
-Measured on the shared 2-core machine (``bench/solve_core.py``, 20 problems each, one BLAS
-thread), total ``solve()`` wall time p50/p95 and Clarabel's own ``solve_time`` p50:
+* **Constructive-sale guard** (IRC §1259): no trade may leave a name held both long and short
+  (a short against the box, or a buy against an open short); names flip sides only by
+  selling (covering) every lot first.  Not convex in one solve, so long/short and
+  market-neutral books take two solves (see ``problem._guarded``); direct indexing one.
 
-=================  ==========  ===================  ==============  ============
-strategy           n (lots)    solve() p50 / p95    Clarabel p50    iterations
-=================  ==========  ===================  ==============  ============
-direct index       500 (2k)    15.5 / 17.2 ms       12.1 ms         14
-direct index       3000 (12k)  141 / 148 ms         124 ms          17
-long/short 130/30  500         22.0 / 24.3 ms       17.6 ms         18
-long/short 130/30  3000        237 / 268 ms         216 ms          23
-market-neutral     500         26.9 / 30.5 ms       22.7 ms         18
-market-neutral     3000        289 / 411 ms         274 ms          27
-=================  ==========  ===================  ==============  ============
+Measured with ``bench/solve_core.py`` (20 problems each, one BLAS thread, k=18).  The solve is
+single-threaded, so process CPU time equals wall time on an idle core (15.4 vs 15.5 ms at
+n=500 when the shared machine was quiet); under load from other users wall time inflated up
+to 2×, so CPU time p50/p95 of the whole ``solve()`` is reported, with Clarabel's iterations:
 
-Peak RSS of the whole benchmark process (n=3000 included): 182 MB.  The CVXPY reference took
-~420 ms at n=500.
+=================  ==========  =================  ==========  ========================
+strategy           n (lots)    solve() p50 / p95  iterations  solves
+=================  ==========  =================  ==========  ========================
+direct index       500 (2k)    15.4 / 16.7 ms     14          1
+direct index       3000 (12k)  140 / 145 ms       17          1
+long/short 130/30  500         39 / 47 ms         28          2 (guard)
+long/short 130/30  3000        364 / 394 ms       39          2 (guard)
+market-neutral     500         56 / 61 ms         36          2 (guard, refinement on)
+market-neutral     3000        527 / 566 ms       53          2 (guard, refinement on)
+=================  ==========  =================  ==========  ========================
+
+Direct indexing: total / Clarabel's own ``solve_time`` = 1.29 at n=500, 1.14 at n=3000 (the
+rest: validation, assembly, Clarabel's Python marshalling ~1.6 ms, extraction, the check).
+Peak RSS of the benchmark process with n=3000 problems: 182 MB.  The CVXPY reference path
+took ~420 ms at n=500.
 """
