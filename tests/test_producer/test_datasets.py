@@ -78,3 +78,20 @@ def test_a_short_real_data_run_harvests_without_wash_sales_and_tracks(sample) ->
     t0, t1 = window(sample.history, cfg.start, cfg.end)
     assert len(run.dates) == t1 - t0 + 1
     assert np.isfinite(run.after_tax_nav).all()
+
+
+@pytest.mark.slow
+def test_a_market_directory_is_a_universe(tmp_path) -> None:
+    from shared.loaders import write_market_dir
+    from shared.synthetic import synthetic_market
+
+    start, end = dt.date(2023, 1, 3), dt.date(2023, 2, 28)
+    m = synthetic_market(n_names=12, start=start, end=end, seed=2, events_per_year=0)
+    write_market_dir(m, tmp_path / "mkt", fmt="csv")
+    loaded, reference = load_universe(str(tmp_path / "mkt"), start=start, end=end)
+    assert reference is None
+    assert sorted(loaded.symbols) == sorted(m.symbols)
+    cfg = BacktestConfig(start=start, end=end, universe=str(tmp_path / "mkt"), audit=True)
+    run = simulate(loaded, OptimizerPolicy(cfg), cfg)
+    assert run.wash_sales_created == 0
+    assert np.allclose(run.benchmark_nav / run.benchmark_nav[0], loaded.benchmark_level / 100.0)
