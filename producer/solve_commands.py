@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,17 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from exc
 
 
+def _write_stdout(data: bytes) -> None:
+    """Write to stdout; a reader that stops early (``| head``) is not an error."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's documented idiom: point stdout at devnull so the exit flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def _read_request_bytes(path: str) -> bytes:
     from shared.errors import InputError
 
@@ -146,8 +158,7 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     out = msgspec.json.encode(outcome)
     if args.indent:
         out = msgspec.json.format(out, indent=2)
-    sys.stdout.buffer.write(out + b"\n")
-    sys.stdout.flush()
+    _write_stdout(out + b"\n")
     return 1 if isinstance(outcome, Rejected | Failed) else 0
 
 
@@ -169,8 +180,7 @@ def cmd_example_request(args: argparse.Namespace) -> int:
     )
     data = msgspec.json.format(msgspec.json.encode(request), indent=1) + b"\n"
     if args.out is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        _write_stdout(data)
     else:
         args.out.write_bytes(data)
     return 0
@@ -213,7 +223,7 @@ def schemas() -> dict[str, Any]:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print :func:`schemas` as JSON."""
-    print(json.dumps(schemas(), indent=2, sort_keys=True))
+    _write_stdout(json.dumps(schemas(), indent=2, sort_keys=True).encode() + b"\n")
     return 0
 
 
