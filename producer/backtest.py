@@ -348,6 +348,34 @@ class Book:
             washed=washed,
         )
 
+    def close_out(
+        self, day: dt.date, names: Sequence[int] | np.ndarray, last_price: FloatArray
+    ) -> list[Transaction]:
+        """Transactions closing every open lot of ``names`` at their last close: a name that
+        stops trading (delisted; no price in the data) while held is cashed out at its last
+        price, lot by lot, so the account never holds what the solver cannot see."""
+        wanted = {self.symbols[int(i)] for i in names}
+        out: list[Transaction] = []
+        for lot in self.ledger.open_lots(self.account_id):
+            if lot.symbol not in wanted:
+                continue
+            px = last_price[self.index[lot.symbol]]
+            price = Decimal(repr(float(px))).quantize(Decimal("0.000001"))
+            out.append(
+                Transaction(
+                    id=f"delist:{day}:{len(out)}",
+                    date=day,
+                    account=self.account_id,
+                    account_type="taxable",
+                    symbol=lot.symbol,
+                    side="cover" if lot.short else "sell",
+                    quantity=lot.quantity,
+                    price=price,
+                    lot_id=lot.lot_id,
+                )
+            )
+        return out
+
     def value(self, prices: FloatArray) -> float:
         """Pre-tax NAV at ``prices`` (NaN prices must be zeroed by the caller)."""
         return float(self.cash) + float(self.shares @ prices)
@@ -697,7 +725,17 @@ def simulate(
     t0, t1 = window(market, config.start, config.end)
     dates = list(market.dates[t0 : t1 + 1])
     T = len(dates)
-    prices = np.nan_to_num(np.asarray(market.prices[t0 : t1 + 1], dtype=np.float64), nan=0.0)
+    raw = np.asarray(market.prices[t0 : t1 + 1], dtype=np.float64)
+    listed = np.isfinite(raw)
+    prices = np.nan_to_num(raw, nan=0.0)
+    # Last close of every name up to each day (for a name that stops trading while held).
+    last_close = np.asarray(market.prices[: t0 + 1], dtype=np.float64)
+    last_px = np.full(raw.shape[1], np.nan)
+    seen = np.isfinite(last_close)
+    if seen.any():
+        rows = np.where(seen, np.arange(len(last_close))[:, None], -1).max(axis=0)
+        has = rows >= 0
+        last_px[has] = last_close[rows[has], np.flatnonzero(has)]
     level = np.asarray(market.benchmark_level[t0 : t1 + 1], dtype=np.float64)
     if not np.all(np.isfinite(level)) or np.any(level <= 0):
         raise InputError("benchmark level must be positive and finite", field="benchmark_level")
@@ -745,11 +783,18 @@ def simulate(
             market=market,
             config=config,
         )
+        np.copyto(last_px, raw[k], where=listed[k])
+        held_unlisted = (book.shares != 0) & ~listed[k]
+        st_out = lt_out = Decimal(0)
+        if held_unlisted.any():
+            # Cash out before the policy looks at the ledger (the solver cannot see the name).
+            out = book.apply(book.close_out(day, np.flatnonzero(held_unlisted), last_px))
+            st_out, lt_out = out.realized_st, out.realized_lt
         txns = policy.decide(ctx)
         if ctx.rebalance:
             rebalances += 1
         fill = book.apply(txns)
-        book.taxes.record(day.year, fill.realized_st, fill.realized_lt)
+        book.taxes.record(day.year, fill.realized_st + st_out, fill.realized_lt + lt_out)
         totals = book.taxes.totals()
         if config.audit:
             book.audit(day)

@@ -275,3 +275,45 @@ def test_fills_move_cash_exactly_and_charge_the_trading_cost() -> None:
     assert st == pytest.approx(6 * (95 - 100.25))
     assert lt == 0.0
     book.audit(day2)
+
+
+def test_a_held_name_that_stops_trading_is_cashed_out_at_its_last_close() -> None:
+    from producer.baselines import HoldIndexPolicy
+    from shared.market import MarketHistory
+
+    dates = tuple(dt.date(2024, 4, d) for d in (1, 2, 3, 4, 5))
+    nan = float("nan")
+    prices = np.array(
+        [
+            [10.0, 20.0, 40.0],
+            [10.5, 20.0, 38.0],
+            [11.0, 21.0, 36.0],
+            [11.0, 21.5, nan],
+            [11.5, 22.0, nan],
+        ]
+    )
+    weights = np.array([[0.3, 0.3, 0.4]] * 3 + [[0.5, 0.5, 0.0]] * 2)
+    level = 100.0 * np.cumprod(
+        np.r_[1.0, [(weights[t - 1] * np.nan_to_num(prices[t] / prices[t - 1] - 1)).sum()
+                    + 1.0 for t in range(1, 5)]]
+    )  # fmt: skip
+    market = MarketHistory(
+        symbols=("AAA", "BBB", "CCC"),
+        sectors=("x", "x", "y"),
+        dates=dates,
+        prices=prices,
+        benchmark_weights=weights,
+        benchmark_level=level,
+        factor_names=(),
+    )
+    cfg = BacktestConfig(start=dates[0], end=dates[-1], rebalance="monthly", audit=True)
+    run = simulate(market, HoldIndexPolicy(), cfg)
+    out = [t for t in run.book.log if t.id.startswith("delist:")]
+    assert out, "CCC was cashed out"
+    assert {t.symbol for t in out} == {"CCC"}
+    assert all(t.date == dates[3] and t.price == Decimal("36.000000") for t in out)
+    assert run.book.shares[2] == 0
+    bought = sum(t.quantity for t in run.book.log if t.symbol == "CCC" and t.side == "buy")
+    assert run.cum_realized_st[3] == bought * (Decimal(36) - Decimal(40))
+    cash = np.array([float(c) for c in run.cash])
+    assert np.allclose(cash + run.positions_usd, run.pre_tax_nav)
