@@ -122,7 +122,7 @@ def send_chains(
                 as_of=first.as_of, household_id=first.household_id
             )
             pipe = client.pipeline(transaction=True)
-            pipe.hset(key, "0", encode_json(state))
+            pipe.hset(key, "0", keys.encode_ledger(state))
             pipe.expire(key, ttl_s)
             pipe.execute()
         send_household(app, chain)

@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--concurrency", type=_positive, default=os.cpu_count() or 1, help="pool size per worker"
     )
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
-    p.add_argument("--window", type=_positive, default=500, help="accounts in flight at most")
+    p.add_argument("--window", type=_positive, default=256, help="accounts in flight at most")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="next_book format")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_nightly)

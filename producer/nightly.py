@@ -51,7 +51,7 @@ def run_night(
     book: Book,
     market: MarketSnapshot,
     ttl_s: int,
-    window: int = 500,
+    window: int = 256,
     stall_s: float = 300.0,
     poll_s: float = 0.2,
     progress_out: TextIO | None = sys.stderr,

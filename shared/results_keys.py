@@ -10,15 +10,19 @@ One night (``as_of``) owns these Redis keys, all expiring after the settings' TT
   written by overwrite, so a redelivered task changes nothing.
 - ``taxview:status:{as_of}`` — hash ``account_id → status``: the small index progress bars poll.
 - ``taxview:attempts:{as_of}`` — hash ``account_id → deliveries started``: bounds redelivery.
-- ``taxview:ledger:{as_of}:{household}`` — hash ``k → LedgerState JSON``: the household's ledger
-  after its first ``k`` accounts traded (accounts of one household run in order, see
-  ``docs/fleet.md``).
+- ``taxview:ledger:{as_of}:{household}`` — hash ``k → zlib(LedgerState JSON)``: the household's
+  ledger after its first ``k`` accounts traded (accounts of one household run in order, see
+  ``docs/fleet.md``).  Compressed (level 1: ~10× smaller for ~3 ms) because a household's lots
+  run to megabytes of JSON; :func:`encode_ledger` / :func:`decode_ledger` are the only codec.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from typing import Final
+
+from shared.messages import LedgerState, decode_json, encode_json
 
 #: Namespace of every key.
 NAMESPACE: Final = "taxview"
@@ -62,3 +66,25 @@ def task_id(as_of: dt.date, account_id: str) -> str:
 def night_keys_pattern(as_of: dt.date) -> str:
     """Glob matching every key of one night (for clean-up)."""
     return f"{NAMESPACE}:*:{as_of.isoformat()}*"
+
+
+def encode_ledger(state: LedgerState) -> bytes:
+    """A staged household ledger as stored: zlib-compressed msgspec JSON."""
+    return zlib.compress(encode_json(state), 1)
+
+
+def decode_ledger(raw: bytes, *, household: str) -> LedgerState:
+    """Inverse of :func:`encode_ledger`.
+
+    Raises:
+        InputError: the stored value is not a compressed ledger (names the household).
+    """
+    try:
+        text = zlib.decompress(raw)
+    except zlib.error as exc:
+        from shared.errors import InputError
+
+        raise InputError(
+            f"staged ledger is not zlib data: {exc}", account=household, field="ledger"
+        ) from exc
+    return decode_json(text, LedgerState, account=household)

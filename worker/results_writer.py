@@ -84,7 +84,7 @@ class ResultsStore:
         raw: Any = self.client.hget(keys.ledger_key(as_of, household), str(index))
         if raw is None:
             return None
-        return decode_json(raw, LedgerState, account=household)
+        return keys.decode_ledger(bytes(raw), household=household)
 
     # -- the write ---------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class ResultsStore:
         if next_ledger is not None:
             household, index, state = next_ledger
             lkey = keys.ledger_key(as_of, household)
-            pipe.hset(lkey, str(index), encode_json(state))
+            pipe.hset(lkey, str(index), keys.encode_ledger(state))
             pipe.expire(lkey, self.ttl_s)
         pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
         pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
