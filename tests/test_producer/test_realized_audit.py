@@ -839,6 +839,20 @@ CASES = [
         "A,X,S2,-10,2024-02-10,2024-02-10,960.00,0.00",
         id="a cover at a gain is never washed by a new short",
     ),
+    pytest.param(
+        # IRS Pub. 550, "Wash Sales", Example 1: bought 100 for $1,000, sold for $750, bought
+        # 100 within 30 days for $800: the $250 loss is disallowed and the new basis is $1,050.
+        # Held 2024-01-02 -> 2024-06-03 = 153 days; 2024-06-20 - 153 = 2024-01-19.
+        """
+        t1,2024-01-02,A,taxable,X,buy,100,10,L1
+        t2,2024-06-03,A,taxable,X,sell,100,7.50,L1
+        t3,2024-06-20,A,taxable,X,buy,100,8,L2
+        """,
+        (),
+        "t2,2024-06-03,A,X,L1,100,2024-01-02,short,750.00,1000.00,W,250.00,0.00,0.00",
+        "A,X,L2,100,2024-06-20,2024-01-19,1050.00,250.00",
+        id="the pub 550 wash sale example gives a basis of 1050",
+    ),
     # --- second round: interactions -----------------------------------------------------------
     pytest.param(
         # L3 (15 shares, bought 2024-02-20) gives 10 shares to the first loss (L1 held 59 days:
