@@ -110,7 +110,7 @@ def parse_identical(text: str | None) -> list[list[str]]:
     for part in text.split(";"):
         if not part.strip():
             continue
-        members = [s.strip() for s in part.split("=")]
+        members = [s.strip().upper() for s in part.split("=")]
         if len(members) < 2 or any(not s for s in members):
             raise InputError(
                 f"group {part.strip()!r} must name two or more symbols joined by '=', "
@@ -191,7 +191,9 @@ def parse_row(row: Mapping[str | None, Any], *, line: int) -> Transaction:
         date=date,
         account=values["account"],
         account_type=account_type,
-        symbol=values["symbol"],
+        # Tickers are case-insensitive identifiers: "xom" and "XOM" are one security, so a wash
+        # sale (IRC §1091) cannot hide behind spelling.  Reported in upper case.
+        symbol=values["symbol"].upper(),
         side=side,
         quantity=quantity,
         price=price,
@@ -302,12 +304,39 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return buf.getvalue()
 
 
-def write_atomically(outputs: Sequence[tuple[Path, str]]) -> None:
-    """Write every file to a temporary sibling, then rename them all into place.
+def _check_destinations(outputs: Sequence[tuple[Path, str]], *, source: Path | None) -> None:
+    """Refuse destinations that cannot all be replaced, before anything is written.
 
     Raises:
-        InputError: an output directory cannot be created or written (names the path).
+        InputError: a destination is a directory, two outputs share a path, or an output would
+            overwrite the input (names the path).
     """
+    seen: set[Path] = set()
+    src = source.resolve() if source is not None else None
+    for path, _ in outputs:
+        resolved = path.resolve()
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; give a file path", field=str(path))
+        if resolved in seen:
+            raise InputError(f"{path} is given for two outputs", field=str(path))
+        if src is not None and resolved == src:
+            raise InputError(f"{path} would overwrite the input", field=str(path))
+        seen.add(resolved)
+
+
+def write_atomically(outputs: Sequence[tuple[Path, str]], *, source: Path | None = None) -> None:
+    """Write every file to a temporary sibling, then rename them all into place.
+
+    All destinations are checked first and every temporary file is fully written before the
+    first rename, so a refused destination leaves every earlier output untouched.  The files get
+    the usual mode for new files (0666 less the umask), not ``mkstemp``'s private 0600.
+
+    Raises:
+        InputError: an output cannot be written (names the path).
+    """
+    _check_destinations(outputs, source=source)
+    umask = os.umask(0)
+    os.umask(umask)
     temps: list[tuple[Path, str]] = []
     try:
         for path, text in outputs:
@@ -319,8 +348,12 @@ def write_atomically(outputs: Sequence[tuple[Path, str]]) -> None:
             temps.append((path, tmp))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
+            os.chmod(tmp, 0o666 & ~umask)
         for path, tmp in temps:
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise InputError(f"cannot write {path}: {exc.strerror}", field=str(path)) from exc
     finally:
         for _, tmp in temps:
             if os.path.exists(tmp):
@@ -438,7 +471,8 @@ def run(args: argparse.Namespace) -> int:
         [
             (Path(sales_out), _csv_text(SALES_COLUMNS, sales_rows(sales))),
             (Path(lots_out), _csv_text(LOTS_COLUMNS, lots_rows(ledger.open_lots()))),
-        ]
+        ],
+        source=Path(source),
     )
     print(format_summary(summarize(sales)))
     n_w = sum(1 for s in sales if s.adjustment_code == "W")

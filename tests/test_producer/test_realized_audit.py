@@ -1178,11 +1178,6 @@ def test_a_failed_run_leaves_earlier_outputs_untouched(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lots.csv", "sales.csv", "tx.csv"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="realized bug: outputs are renamed from a mkstemp file and keep mode 0600 "
-    "instead of the umask's mode (0644 here), so another user or service cannot read the report",
-)
 def test_the_reports_are_written_with_the_same_permissions_as_any_new_file(
     tmp_path: Path,
 ) -> None:
@@ -1193,11 +1188,6 @@ def test_the_reports_are_written_with_the_same_permissions_as_any_new_file(
     assert stat.S_IMODE(lots.stat().st_mode) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="realized bug: symbols are case-sensitive, so 'xom' bought in another account "
-    "escapes the household wash sale on 'XOM' (and --identical goog=GOOGL silently does nothing)",
-)
 def test_a_lower_case_ticker_is_the_same_security_or_a_named_error(tmp_path: Path) -> None:
     # IRC §1091(a) looks at the security, not at how an export spells its ticker. A correct
     # ledger either treats "xom" as XOM (the 2024-03-11 purchase is then the replacement:
@@ -1221,12 +1211,6 @@ def test_a_lower_case_ticker_is_the_same_security_or_a_named_error(tmp_path: Pat
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="realized bug: the two outputs are renamed one after the other, so when the LOTS "
-    "destination cannot be replaced (here: it is a directory) SALES is already overwritten and "
-    "an OSError traceback is printed instead of a one-line error",
-)
 def test_an_unwritable_lots_destination_leaves_the_sales_report_untouched(
     tmp_path: Path,
 ) -> None:
