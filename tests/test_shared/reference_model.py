@@ -571,6 +571,7 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         "skipped_levels_feasible": skipped_feasible,
         "nav_mine": d.nav_usd,
         "nav_out": Decimal(outcome["nav_usd"]),
+        "shares_held": sum((lot.quantity for lot in d.lots), Decimal(0)),
         "unknown_lots": pp.unknown_lots,
         "w_out_vs_trades": float(np.abs(w_out - pp.w).max()),
         "extra_weight_names": extra_weight_names,
