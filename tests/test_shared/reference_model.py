@@ -595,6 +595,10 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         "tilt_shortfall": tilt_short,
         "realized_mine": realized,
         "realized_out": {k: Decimal(outcome[k]) for k in realized if k in outcome},
+        "buy_blocked_names": sorted(d.buy_blocked_names),
+        "washed_loss_lot_names": sorted(
+            {lot.symbol for j, lot in enumerate(d.lots) if d.washed_loss_lot[j]}
+        ),
         "bought_blocked": sorted(pp.bought_names & d.buy_blocked_names),
         "bought_and_loss_sold": sorted(pp.bought_names & pp.loss_sold_names),
         "bought_excluded": sorted(pp.bought_names & d.exclusions),

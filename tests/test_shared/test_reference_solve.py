@@ -44,6 +44,11 @@ te_squared = _ref.te_squared
 #: an exclusion and a tilt (150/2) and a 500-name book with an exclusion (500/1).
 CASES = [(30, 1), (30, 3), (60, 1), (60, 4), (150, 2), (500, 1)]
 
+#: 30/1 again with substantially identical groups declared (IRC §1091, "substantially
+#: identical"): BZQ (bought by the plain 30/1 outcome) is a twin of PQW (a loss sale 15 days ago)
+#: and MKJ (harvested by it) is a twin of TLI (bought yesterday).
+IDENTICAL_CASE = ("30/1+identical", (30, 1), [["PQW", "BZQ"], ["TLI", "MKJ"]])
+
 #: Objective units are fractions of NAV; whole-share rounding moves the objective by ~1e-5.
 ROUNDING_TOL = 5e-5
 
@@ -69,6 +74,14 @@ def audits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
         outcome = json.loads(_run(["rebalance", str(req_path)]))
         assert outcome["kind"] == "solved", outcome
         out[f"{names}/{seed}"] = audit(json.loads(req_path.read_text()), outcome)
+    label, (names, seed), groups = IDENTICAL_CASE
+    req = json.loads((tmp / f"req_{names}_{seed}.json").read_text())
+    req["ledger"]["identical"] = groups
+    req_path = tmp / "req_identical.json"
+    req_path.write_text(json.dumps(req))
+    outcome = json.loads(_run(["rebalance", str(req_path)]))
+    assert outcome["kind"] == "solved", outcome
+    out[label] = audit(req, outcome)
     return out
 
 
@@ -360,6 +373,17 @@ def test_no_trade_list_buys_a_blocked_or_excluded_name_or_washes_a_loss_it_sells
         "wash_sale_issues",
     )
     assert _violations(audits, lambda a: {k: a[k] for k in keys if a[k]}) == {}
+
+
+@pytest.mark.slow
+def test_a_twin_of_a_recent_loss_sale_is_not_bought_nor_a_twin_of_a_recent_buy_loss_sold(
+    audits: dict[str, dict[str, Any]],
+) -> None:
+    a = audits[IDENTICAL_CASE[0]]
+    # The groups really reach the reference's restrictions (so the checks below are not vacuous).
+    assert "BZQ" in a["buy_blocked_names"] and "MKJ" in a["washed_loss_lot_names"]
+    assert a["bought_blocked"] == [] and a["window_loss_sales"] == []
+    assert a["bought_and_loss_sold"] == [] and a["wash_sale_issues"] == []
 
 
 @pytest.mark.slow
