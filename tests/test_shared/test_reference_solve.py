@@ -47,7 +47,25 @@ CASES = [(30, 1), (30, 3), (60, 1), (60, 4), (150, 2), (500, 1)]
 #: 30/1 again with substantially identical groups declared (IRC §1091, "substantially
 #: identical"): BZQ (bought by the plain 30/1 outcome) is a twin of PQW (a loss sale 15 days ago)
 #: and MKJ (harvested by it) is a twin of TLI (bought yesterday).
-IDENTICAL_CASE = ("30/1+identical", (30, 1), [["PQW", "BZQ"], ["TLI", "MKJ"]])
+IDENTICAL = "30/1+identical"
+
+#: 30/1 again with two harvested loss lots moved to the one-year boundary (IRC §1222): one
+#: acquired exactly a year before ``as_of`` (short-term), one a day earlier (long-term).
+ANNIVERSARY = "30/1+anniversary"
+ANNIVERSARY_LOTS = {"T000006": "2025-06-30", "T000017": "2025-06-29"}
+
+
+def _with_identical(req: dict[str, Any]) -> None:
+    req["ledger"]["identical"] = [["PQW", "BZQ"], ["TLI", "MKJ"]]
+
+
+def _with_anniversary_lots(req: dict[str, Any]) -> None:
+    for lot in req["ledger"]["lots"]:
+        if lot["lot_id"] in ANNIVERSARY_LOTS:
+            lot["acquired"] = lot["trade_date"] = ANNIVERSARY_LOTS[lot["lot_id"]]
+
+
+MUTATED = [(IDENTICAL, "30/1", _with_identical), (ANNIVERSARY, "30/1", _with_anniversary_lots)]
 
 #: Objective units are fractions of NAV; whole-share rounding moves the objective by ~1e-5.
 ROUNDING_TOL = 5e-5
@@ -74,14 +92,15 @@ def audits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
         outcome = json.loads(_run(["rebalance", str(req_path)]))
         assert outcome["kind"] == "solved", outcome
         out[f"{names}/{seed}"] = audit(json.loads(req_path.read_text()), outcome)
-    label, (names, seed), groups = IDENTICAL_CASE
-    req = json.loads((tmp / f"req_{names}_{seed}.json").read_text())
-    req["ledger"]["identical"] = groups
-    req_path = tmp / "req_identical.json"
-    req_path.write_text(json.dumps(req))
-    outcome = json.loads(_run(["rebalance", str(req_path)]))
-    assert outcome["kind"] == "solved", outcome
-    out[label] = audit(req, outcome)
+    for label, base, mutate in MUTATED:
+        names, seed = base.split("/")
+        req = json.loads((tmp / f"req_{names}_{seed}.json").read_text())
+        mutate(req)
+        req_path = tmp / f"req_{label.replace('/', '_')}.json"
+        req_path.write_text(json.dumps(req))
+        outcome = json.loads(_run(["rebalance", str(req_path)]))
+        assert outcome["kind"] == "solved", outcome
+        out[label] = audit(req, outcome) | {"outcome": outcome}
     return out
 
 
@@ -379,11 +398,22 @@ def test_no_trade_list_buys_a_blocked_or_excluded_name_or_washes_a_loss_it_sells
 def test_a_twin_of_a_recent_loss_sale_is_not_bought_nor_a_twin_of_a_recent_buy_loss_sold(
     audits: dict[str, dict[str, Any]],
 ) -> None:
-    a = audits[IDENTICAL_CASE[0]]
+    a = audits[IDENTICAL]
     # The groups really reach the reference's restrictions (so the checks below are not vacuous).
     assert "BZQ" in a["buy_blocked_names"] and "MKJ" in a["washed_loss_lot_names"]
     assert a["bought_blocked"] == [] and a["window_loss_sales"] == []
     assert a["bought_and_loss_sold"] == [] and a["wash_sale_issues"] == []
+
+
+@pytest.mark.slow
+def test_a_lot_sold_on_its_first_anniversary_is_reported_short_term_and_a_day_older_long(
+    audits: dict[str, dict[str, Any]],
+) -> None:
+    realized = {r["lot_id"]: r for r in audits[ANNIVERSARY]["outcome"]["realized"]}
+    terms = {lot: realized[lot]["term"] for lot in ANNIVERSARY_LOTS if lot in realized}
+    assert terms, "neither boundary lot was sold: the case no longer tests the boundary"
+    expected = {"T000006": "short", "T000017": "long"}
+    assert terms == {lot: expected[lot] for lot in terms}
 
 
 @pytest.mark.slow
