@@ -70,22 +70,23 @@ def test_a_solver_stopped_after_one_iteration_is_re_solved_with_safe_settings():
 def _failing_clarabel(monkeypatch, fail: set[str]):
     real = problem._run_clarabel
 
-    def fake(data, layout, terms, constraints, settings, *, safe, name):
+    def fake(data, layout, terms, constraints, settings, *, safe, name, **kw):
         if name in fail:
             return problem._Attempt(name, "NumericalError", None)
-        return real(data, layout, terms, constraints, settings, safe=safe, name=name)
+        return real(data, layout, terms, constraints, settings, safe=safe, name=name, **kw)
 
     monkeypatch.setattr(problem, "_run_clarabel", fake)
 
 
-def test_when_both_clarabel_attempts_fail_the_cvxpy_fallback_produces_the_trades(monkeypatch):
+def test_when_every_clarabel_attempt_fails_the_cvxpy_fallback_produces_the_trades(monkeypatch):
     data = random_problem(30, k=4, seed=2)
     expected = solve(data)
-    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-safe"})
+    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-refine", "clarabel-safe"})
     sol = solve(data)
     assert sol.solver == "cvxpy-clarabel"
     assert sol.attempts == (
         "clarabel: NumericalError",
+        "clarabel-refine: NumericalError",
         "clarabel-safe: NumericalError",
         "cvxpy-clarabel: Solved",
     )
@@ -94,7 +95,7 @@ def test_when_both_clarabel_attempts_fail_the_cvxpy_fallback_produces_the_trades
 
 def test_scs_is_the_last_resort_and_its_answer_must_still_pass_the_check(monkeypatch):
     data = random_problem(15, k=3, seed=3, te_max=None)
-    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-safe"})
+    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-refine", "clarabel-safe"})
     sol = solve(data, settings=SolveSettings(fallback_solvers=("SCS",)))
     assert sol.solver == "cvxpy-scs"
     assert sol.attempts[-1] == "cvxpy-scs: Solved"
@@ -103,10 +104,11 @@ def test_scs_is_the_last_resort_and_its_answer_must_still_pass_the_check(monkeyp
 
 def test_every_attempt_failing_raises_solver_failed_listing_them(monkeypatch):
     data = random_problem(15, k=3, seed=4, te_max=None)
-    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-safe"})
+    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-refine", "clarabel-safe"})
     with pytest.raises(SolverFailed) as exc:
         solve(data, settings=SolveSettings(fallback_solvers=()))
     assert "clarabel: NumericalError" in str(exc.value)
+    assert "clarabel-refine: NumericalError" in str(exc.value)
     assert "clarabel-safe: NumericalError" in str(exc.value)
 
 
@@ -120,8 +122,8 @@ def test_an_answer_that_fails_the_independent_check_is_never_returned(monkeypatc
     data = random_problem(30, k=4, seed=5)
     real = problem._run_clarabel
 
-    def corrupt(data, layout, terms, constraints, settings, *, safe, name):
-        att = real(data, layout, terms, constraints, settings, safe=safe, name=name)
+    def corrupt(data, layout, terms, constraints, settings, *, safe, name, **kw):
+        att = real(data, layout, terms, constraints, settings, safe=safe, name=name, **kw)
         if name == "clarabel" and att.solution is not None:
             bad = replace(att.solution, buy=att.solution.buy + 0.05, w=att.solution.w + 0.05)
             return replace(att, solution=bad)
@@ -129,8 +131,11 @@ def test_an_answer_that_fails_the_independent_check_is_never_returned(monkeypatc
 
     monkeypatch.setattr(problem, "_run_clarabel", corrupt)
     sol = solve(data)
-    assert sol.solver == "clarabel-safe"
+    # The next attempt produces the trades: the refinement re-solve, or the safe one when the
+    # first attempt already refined (a book outside its TE budget).
+    assert sol.solver in {"clarabel-refine", "clarabel-safe"}
     assert sol.attempts[0].startswith("clarabel: CheckFailed")
+    assert sol.attempts[1] == f"{sol.solver}: Solved"
     assert check_solution(data, sol) == []
 
 
@@ -180,3 +185,42 @@ def test_an_almost_solved_answer_is_not_accepted_but_re_solved_with_refinement()
     auto = solve(data, settings=SolveSettings(constructive_sale_guard=False))
     assert auto.attempts == ("clarabel: Solved",)
     assert np.max(np.abs(sol.w - auto.w)) <= 1e-6
+
+
+def test_an_almost_solved_first_attempt_is_re_solved_with_refinement_before_the_safe_settings(
+    monkeypatch,
+):
+    data = random_problem(40, k=4, seed=7, te_max=None)
+    expected = solve(data)
+    real = problem._run_clarabel
+
+    def first_almost(data, layout, terms, constraints, settings, *, safe, name, **kw):
+        att = real(data, layout, terms, constraints, settings, safe=safe, name=name, **kw)
+        if name == "clarabel":
+            return problem._Attempt(name, "AlmostSolved", None)
+        return att
+
+    monkeypatch.setattr(problem, "_run_clarabel", first_almost)
+    sol = solve(data)
+    assert sol.attempts == ("clarabel: AlmostSolved", "clarabel-refine: Solved")
+    assert check_solution(data, sol) == []
+    assert np.max(np.abs(sol.w - expected.w)) <= 1e-6
+
+
+def test_a_large_book_outside_its_te_budget_is_solved_with_refinement_on_the_first_attempt(
+    monkeypatch,
+):
+    from shared.optimizer.check import tracking_error
+    from shared.optimizer.constraints import model_constraints
+
+    data = random_problem(40, k=4, seed=7)
+    inside = replace(data, te_max=tracking_error(data, data.w0) * 1.5)
+    outside = replace(data, te_max=tracking_error(data, data.w0) * 0.5)
+    # Below the size threshold refinement is off (measured: it only cost time at n=500).
+    assert not problem.needs_refinement(outside, model_constraints(outside))
+    monkeypatch.setattr(problem, "REFINE_MIN_NAMES", 40)
+    assert not problem.needs_refinement(inside, model_constraints(inside))
+    assert problem.needs_refinement(outside, model_constraints(outside))
+    sol = solve(outside)
+    assert sol.te <= outside.te_max + 1e-7
+    assert sol.attempts == ("clarabel: Solved",)

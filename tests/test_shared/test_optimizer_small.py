@@ -155,3 +155,19 @@ def test_a_risk_model_without_factors_tracks_on_specific_risk_alone():
     ref = solve_cvxpy(data)
     assert_every_constraint_holds(data, sol)
     assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
+
+
+def test_a_tilted_problem_solved_in_name_units_matches_the_cvxpy_reference():
+    from dataclasses import replace as _replace
+
+    from shared.optimizer.model import Layout, weight_unit
+    from shared.optimizer.problem import solve, solve_cvxpy
+    from shared.optimizer.synthetic import random_problem as _random_problem
+
+    data = _replace(_random_problem(80, k=6, seed=11), tilts=((1, 0.1),))
+    assert weight_unit(data) == 1 / 80
+    assert Layout.from_data(data).w_unit == 1 / 80
+    assert weight_unit(_replace(data, tilts=())) == 1.0
+    direct, ref = solve(data), solve_cvxpy(data)
+    assert direct.active_exposure[1] >= 0.1 - 1e-7
+    assert abs(direct.objective - ref.objective) <= 1e-7
