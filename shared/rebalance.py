@@ -92,15 +92,22 @@ CENT = Decimal("0.01")
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
-#: budgets outrank a tracking target the book cannot meet.
+#: budgets outrank a tracking target the book cannot meet.  ``book_shape`` drops a long/short
+#: book's shape floors (its maxima stay): a book that cannot reach its declared shape tonight
+#: (e.g. a turnover limit with few shortable names) moves towards it instead of holding.
 RELAXATION_CHAIN: tuple[str, ...] = (
     "tilt",
     "te_budget×1.5",
     "te_budget×2",
     "no_te_budget",
     "budgets",
+    "book_shape",
     "hold",
 )
+
+#: Long/short books hold their declared shape within this band (weights): a 130/30 book
+#: holds 129–130% long, 29–30% short, net 99–100% (cash 0–1%).
+LONG_SHORT_BAND = 0.01
 
 SolveFn = Callable[[ProblemData], Solution]
 
@@ -922,10 +929,21 @@ def _base_problem(
     long_max = short_max = gross_max = None
     alpha = None
     factor_neutral = False
+    long_min = short_min = None
     if strategy == "long-short" and acct.long_short is not None:
+        # The declared shape (e.g. 130/30) is held within a band: short book in
+        # [short_w − band, short_w], long book in [long_w − band, long_w], so net = long −
+        # short stays within the band of 100% and cash (own cash; short proceeds are
+        # collateral) within [min_cash_w, band].  Without the floors nothing in the objective
+        # rewards holding shorts and the book drifts long-only.  The band widens to the
+        # account's minimum cash, which a 100%-net book must be able to hold.
+        band = max(LONG_SHORT_BAND, acct.min_cash_w)
         long_max = acct.long_short.long_w
         short_max = acct.long_short.short_w
+        long_min = long_max - band
+        short_min = max(0.0, short_max - band)
         gross_max = acct.long_short.gross_limit_w or (long_max + short_max)
+        cash_max = min(cash_max, band)
     elif strategy == "market-neutral":
         # Dollar-neutral sleeve: Σw = 0, the capital sits in cash as collateral; every factor
         # exposure Bᵀw pinned to zero; the benchmark is cash.
@@ -970,6 +988,8 @@ def _base_problem(
         long_max_w=long_max,
         short_max_w=short_max,
         gross_max_w=gross_max,
+        long_min_w=long_min,
+        short_min_w=short_min,
         turnover_max_w=acct.turnover_limit_w,
         account=acct.account_id,
         gain_budget_w=(
@@ -1086,6 +1106,10 @@ def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | No
         if data.turnover_max_w is None and data.gain_budget_w is None:
             return None
         return dataclasses.replace(data, turnover_max_w=None, gain_budget_w=None)
+    if step == "book_shape":
+        if data.long_min_w is None and data.short_min_w is None:
+            return None
+        return dataclasses.replace(data, long_min_w=None, short_min_w=None)
     return None
 
 

@@ -175,6 +175,10 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
         or gross_w > data.gross_max_w + tol
     ):
         out.append(f"gross {long_side.sum() + short_side.sum():.6f} > {data.gross_max_w}")
+    if data.long_min_w is not None and long_side.sum() < data.long_min_w - tol:
+        out.append(f"long side {long_side.sum():.6f} < {data.long_min_w}")
+    if data.short_min_w is not None and short_side.sum() < data.short_min_w - tol:
+        out.append(f"short side {short_side.sum():.6f} < {data.short_min_w}")
 
     # Turnover and realized-gain budgets.
     traded = float(sol.sell.sum() + sol.buy.sum() + sol.cover.sum() + sol.short.sum())

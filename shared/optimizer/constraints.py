@@ -201,11 +201,17 @@ class LongShortLimits:
     """``Σℓ ≤ long_max``, ``Σσ ≤ short_max``, ``Σ(ℓ + σ) ≤ gross_max`` over the long side
     ``ℓ = ℓ₀ − A u + β`` and the short side ``σ = σ₀ − A_s v + s`` (e.g. 130/30: 1.3 and 0.3).
     Since ``w = ℓ − σ``, ``Σ max(w, 0) ≤ Σℓ`` and ``Σ|w| ≤ Σ(ℓ + σ)``, so the limits hold on
-    ``w`` itself."""
+    ``w`` itself.
+
+    The optional floors ``Σℓ ≥ long_min`` and ``Σσ ≥ short_min`` pin the book's shape (a
+    130/30 book holds 129–130% long and 29–30% short): without them nothing in the objective
+    rewards holding shorts, and the book drifts to long-only.  Linear, so still convex."""
 
     long_max_w: float | None
     short_max_w: float | None
     gross_max_w: float | None
+    long_min_w: float | None = None
+    short_min_w: float | None = None
     family: ClassVar[str] = "long/short/gross limits"
 
     def cvxpy(self, ctx: CvxContext) -> list[Any]:
@@ -216,6 +222,10 @@ class LongShortLimits:
             out.append(cp.sum(ctx.short_side) <= self.short_max_w)
         if self.gross_max_w is not None:
             out.append(cp.sum(ctx.long_side) + cp.sum(ctx.short_side) <= self.gross_max_w)
+        if self.long_min_w is not None:
+            out.append(cp.sum(ctx.long_side) >= self.long_min_w)
+        if self.short_min_w is not None:
+            out.append(cp.sum(ctx.short_side) >= self.short_min_w)
         return out
 
     def conic(self, ctx: ConicContext) -> None:
@@ -226,6 +236,10 @@ class LongShortLimits:
             b.le(ctx.short_side.total(), self.short_max_w)
         if self.gross_max_w is not None:
             b.le((ctx.long_side + ctx.short_side).total(), self.gross_max_w)
+        if self.long_min_w is not None:
+            b.ge(ctx.long_side.total(), self.long_min_w)
+        if self.short_min_w is not None:
+            b.ge(ctx.short_side.total(), self.short_min_w)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +305,10 @@ def model_constraints(data: ProblemData) -> list[Constraint]:
     out += [FactorTilt(f, t) for f, t in data.tilts]
     if data.factor_neutral:
         out.append(FactorNeutral())
-    if any(x is not None for x in (data.long_max_w, data.short_max_w, data.gross_max_w)):
-        out.append(LongShortLimits(data.long_max_w, data.short_max_w, data.gross_max_w))
+    limits = (data.long_max_w, data.short_max_w, data.gross_max_w)
+    floors = (data.long_min_w, data.short_min_w)
+    if any(x is not None for x in (*limits, *floors)):
+        out.append(LongShortLimits(*limits, *floors))
     if data.turnover_max_w is not None:
         out.append(Turnover(data.turnover_max_w))
     if data.gain_budget_w is not None:

@@ -101,6 +101,10 @@ class ProblemData:
     long_max_w: float | None = None
     short_max_w: float | None = None
     gross_max_w: float | None = None
+    #: The book's shape floors (long/short, e.g. 130/30 within a band): long side Σℓ ≥
+    #: long_min_w, short side Σσ ≥ short_min_w.  With the maxima they pin the book's shape.
+    long_min_w: float | None = None
+    short_min_w: float | None = None
     #: Σ(sells + buys + covers + shorts) ≤ turnover_max_w.
     turnover_max_w: float | None = None
     #: Σ_j gain_j u_j (+ short covers) ≤ gain_budget_w.

@@ -691,6 +691,38 @@ def _flip(data: ProblemData, to_short: BoolArray, to_long: BoolArray) -> Problem
     )
 
 
+def unheld_sides(
+    data: ProblemData, long0: FloatArray, short0: FloatArray
+) -> tuple[BoolArray, BoolArray]:
+    """One direction for each name held neither long nor short, when the book has a shape
+    floor: (short-only names, long-only names).
+
+    A shape floor (``short_min_w``, ``long_min_w``: a 130/30 book's 29% of shorts) rewards
+    the short *side* ``Σσ``, and a name both bought and shorted in one ticket adds to ``Σσ``
+    while its weight stays put: a box, a constructive sale (IRC §1259(c)(1)(A)) that fakes
+    the shape.  So before the solve each tradable unheld name gets one direction: short-only
+    when its alpha is negative (when the market has an alpha signal), else when its benchmark
+    weight is at most the median of those names — against the benchmark a short of a small
+    name costs the least tracking error (its active weight ``−w_b − s`` starts smallest).
+    Names held long (short) are handled by the rest of the guard.  Without floors no side is
+    fixed: a box then only costs trading cost and is never optimal.
+    """
+    n = data.n
+    none = np.zeros(n, dtype=np.bool_)
+    if data.short_min_w is None and data.long_min_w is None:
+        return none, none
+    unheld = (long0 <= 0) & (short0 <= 0) & data.buy_allowed & data.short_allowed
+    if not unheld.any():
+        return none, none
+    if data.alpha is not None and np.any(data.alpha != 0):
+        short_pick = np.asarray(data.alpha < 0, dtype=np.bool_)
+    else:
+        wb = np.asarray(data.w_bench, dtype=np.float64)
+        short_pick = np.asarray(wb <= np.median(wb[unheld]), dtype=np.bool_)
+    side_short = unheld & short_pick
+    return side_short, unheld & ~side_short
+
+
 def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -> Solution:
     """Solve without ever holding a name both long and short through a new trade.
 
@@ -712,17 +744,23 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
     long0, short0, all_long_sellable, all_short_coverable = _per_name(data)
     block_short = data.short_allowed & (long0 > 0)
     block_buy = data.buy_allowed & (short0 > 0)
-    if not block_short.any() and not block_buy.any():
+    side_short, side_long = unheld_sides(data, long0, short0)
+    if not (block_short.any() or block_buy.any() or side_short.any() or side_long.any()):
         return once(data, True)
     d1 = replace(
         data,
-        short_allowed=data.short_allowed & ~block_short,
-        buy_allowed=data.buy_allowed & ~block_buy,
+        short_allowed=data.short_allowed & ~block_short & ~side_long,
+        buy_allowed=data.buy_allowed & ~block_buy & ~side_short,
     )
     notes = [
         f"guard (IRC §1259): no new shorts in {int(block_short.sum())} names held long, "
         f"no buys in {int(block_buy.sum())} names held short"
     ]
+    if side_short.any() or side_long.any():
+        notes.append(
+            f"guard: unheld names sided: {int(side_short.sum())} short-only, "
+            f"{int(side_long.sum())} long-only"
+        )
     first: Solution | None
     try:
         first = once(d1, False)  # no infeasibility diagnosis here: the unguarded solve follows

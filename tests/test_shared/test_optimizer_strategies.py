@@ -112,6 +112,63 @@ def test_a_130_30_book_keeps_its_long_short_and_gross_limits_and_net_exposure():
     assert np.any(sol.w < -1e-4), "the book should keep some shorts"
 
 
+def test_a_130_30_book_with_shape_floors_holds_130_long_30_short_and_net_100_within_the_band():
+    data = replace(
+        random_problem(120, k=8, strategy="long-short", seed=2),
+        long_min_w=1.29,
+        short_min_w=0.29,
+        cash_min_w=0.0,
+        cash_max_w=0.01,
+    )
+    sol = solve(data)
+    assert_every_constraint_holds(data, sol)
+    longs = np.clip(sol.w, 0, None).sum()
+    shorts = np.clip(-sol.w, 0, None).sum()
+    assert 1.29 - 1e-6 <= longs <= 1.3 + 1e-6
+    assert 0.29 - 1e-6 <= shorts <= 0.3 + 1e-6
+    assert 0.99 - 1e-6 <= sol.w.sum() <= 1.0 + 1e-6
+    # The shape is held by real shorts, never by buying and shorting one name (a box).
+    assert constructive_sales(data, sol) == []
+    assert not np.any((sol.buy > 1e-7) & (sol.short > 1e-7))
+    ref = solve_cvxpy(data)
+    assert abs(sol.objective - ref.objective) <= 1e-6
+
+
+def test_without_a_side_for_unheld_names_a_shape_floor_would_be_met_by_boxes():
+    from shared.optimizer.problem import unheld_sides
+
+    base = random_problem(120, k=8, strategy="long-short", seed=2)
+    # Ten names held neither long nor short (their lots removed).
+    keep = base.lot_name >= 10
+    keep_s = base.short_name >= 10
+    data = replace(
+        base,
+        lot_name=base.lot_name[keep],
+        lot_w=base.lot_w[keep],
+        lot_tax=base.lot_tax[keep],
+        lot_gain=base.lot_gain[keep],
+        lot_sellable=base.lot_sellable[keep],
+        short_name=base.short_name[keep_s],
+        short_w=base.short_w[keep_s],
+        short_tax=base.short_tax[keep_s],
+        short_gain=base.short_gain[keep_s],
+        short_coverable=base.short_coverable[keep_s],
+        w0=np.where(np.arange(base.n) < 10, 0.0, base.w0),
+        cash_max_w=0.2,
+        long_min_w=1.29,
+        short_min_w=0.29,
+    )
+    long0 = np.bincount(data.lot_name, weights=data.lot_w, minlength=data.n)
+    short0 = np.bincount(data.short_name, weights=data.short_w, minlength=data.n)
+    side_short, side_long = unheld_sides(data, long0, short0)
+    unheld = (long0 == 0) & (short0 == 0) & data.buy_allowed & data.short_allowed
+    assert unheld.any()
+    assert np.array_equal(side_short | side_long, unheld) and not np.any(side_short & side_long)
+    free = solve(data, settings=SolveSettings(constructive_sale_guard=False))
+    assert constructive_sales(data, free), "the unguarded floors should want some boxes"
+    assert constructive_sales(data, solve(data)) == []
+
+
 def test_shorts_reach_a_tilt_that_a_long_only_book_cannot():
     # A momentum tilt far beyond what reweighting longs under the caps can deliver.
     base = random_problem(60, k=6, strategy="long-short", seed=8, te_max=None)
