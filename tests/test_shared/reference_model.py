@@ -595,6 +595,12 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         "tilt_shortfall": tilt_short,
         "realized_mine": realized,
         "realized_out": {k: Decimal(outcome[k]) for k in realized if k in outcome},
+        "turnover_w": float(pp.u.sum() + pp.beta.sum()),
+        "turnover_limit_w": acct.get("turnover_limit_w"),
+        "net_gain_usd": realized["realized_st_usd"] + realized["realized_lt_usd"],
+        "gain_budget_usd": (
+            None if acct.get("gain_budget_usd") is None else Decimal(acct["gain_budget_usd"])
+        ),
         "buy_blocked_names": sorted(d.buy_blocked_names),
         "washed_loss_lot_names": sorted(
             {lot.symbol for j, lot in enumerate(d.lots) if d.washed_loss_lot[j]}
