@@ -27,6 +27,7 @@ from shared.messages import (
     PendingLoss,
     RebalanceRequest,
     RecentPurchase,
+    RiskModel,
     Transaction,
 )
 from shared.optimizer.data import BoolArray
@@ -578,3 +579,113 @@ def _window_memory(
         )
     del atype
     return pending, recent
+
+
+# --------------------------------------------------------------------------------------------
+# Worker warm-up: a tiny request without a market history
+# --------------------------------------------------------------------------------------------
+
+#: Names of :func:`warmup_request`'s universe.
+WARMUP_NAMES = 12
+
+
+def warmup_request() -> RebalanceRequest:
+    """A tiny, valid request that exercises the whole rebalance path in a few milliseconds.
+
+    For a worker's start-up (imports, Clarabel's first call, the ledger's rules): unlike
+    :func:`example_request`, which generates three years of market history (1.5–7 s even at 12
+    names), the market here is written down directly — 12 names, a 5-factor risk model — and
+    the household's history is a handful of trades replayed through the real
+    :class:`~shared.ledger.Ledger`: a funding purchase 400 days ago (long-term lots), a second
+    tranche 60 days ago (short-term), a loss sale 10 days ago (so a name may not be bought,
+    IRC §1091) and a purchase 3 days ago (so that name's loss lots are in the window), with
+    gains and losses on both tranches, and a value tilt.  A direct-indexing account (the
+    strategy most accounts run); deterministic: every call returns the same request.
+
+    Returns:
+        The request.
+    """
+    n = WARMUP_NAMES
+    as_of = DEFAULT_AS_OF
+    rng = np.random.default_rng(12)
+    symbols = [f"WRM{i:02d}" for i in range(n)]
+    prices = np.round(rng.uniform(40.0, 160.0, n), 2)
+    bench = rng.uniform(0.5, 1.5, n)
+    bench = bench / bench.sum()
+    sectors = ["alpha" if i % 2 else "beta" for i in range(n)]
+    style = rng.standard_normal((n, 2))
+    style = (style - style.mean(axis=0)) / style.std(axis=0)
+    loadings = np.column_stack(
+        [np.ones(n), [s == "alpha" for s in sectors], [s == "beta" for s in sectors], style]
+    ).astype(np.float64)
+    vols = np.array([0.16, 0.06, 0.06, 0.04, 0.05])
+    factor_cov = np.diag(vols**2) + 0.0002 * (np.outer(vols, vols) > 0)
+    market = MarketSnapshot(
+        as_of=as_of,
+        benchmark="warm-up",
+        symbols=symbols,
+        prices=prices.tolist(),
+        benchmark_weights=bench.tolist(),
+        sectors=sectors,
+        risk_model=RiskModel(
+            factor_names=["market", "sector:alpha", "sector:beta", "value", "momentum"],
+            loadings=loadings.tolist(),
+            factor_cov=factor_cov.tolist(),
+            specific_var=rng.uniform(0.03, 0.09, n).round(4).tolist(),
+        ),
+    )
+    acct, household = "WARMUP-1", "WARMUP"
+    book = _Book(as_of)
+    day = dt.timedelta(days=1)
+    capital = 1_000_000.0
+    # Two tranches: 400 days ago (long-term) and 60 days ago (short-term), at prices ±15%.
+    for days, frac, move in ((400, 0.7, 0.85), (60, 0.3, 1.15)):
+        for i in range(n):
+            price = float(prices[i]) * (move if i % 3 else 2.0 - move)
+            qty = int(bench[i] * 0.97 * capital * frac // price)
+            if qty > 0:
+                book.trade(
+                    date=as_of - days * day,
+                    account=acct,
+                    account_type="taxable",
+                    symbol=symbols[i],
+                    side="buy",
+                    qty=qty,
+                    price=price,
+                )
+    # A loss sale 10 days ago (name 0's first lot was bought at 0.85×: sell below it) and a
+    # purchase 3 days ago (name 2), so both wash-sale restrictions bite.
+    lot0 = next(t for t in book.txns if t.symbol == symbols[0])
+    book.trade(
+        date=as_of - 10 * day,
+        account=acct,
+        account_type="taxable",
+        symbol=symbols[0],
+        side="sell",
+        qty=int(lot0.quantity),
+        price=float(lot0.price) * 0.9,
+        lot_id=lot0.lot_id,
+    )
+    book.trade(
+        date=as_of - 3 * day,
+        account=acct,
+        account_type="taxable",
+        symbol=symbols[2],
+        side="buy",
+        qty=10,
+        price=float(prices[2]),
+    )
+    ledger = Ledger(lot_method="specific", identical=[], household_id=household)
+    for txn in book.txns:
+        ledger.apply(txn)
+    state = ledger.state(as_of)
+    cash = max(book.cash[acct] + Decimal(int(capital)), Decimal(0)).quantize(_CENT)
+    spec = AccountSpec(
+        account_id=acct,
+        household_id=household,
+        cash_usd=cash,
+        te_budget=0.06,
+        max_weight=0.25,
+        tilts=[FactorTilt(factor="value", min_exposure=0.05)],
+    )
+    return RebalanceRequest(as_of=as_of, account=spec, ledger=state, market=market)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import time
 
+import msgspec
+
 from shared.examples import DEFAULT_AS_OF, example_request, synthetic_book
 from shared.ledger import Ledger, is_long_term
 from shared.messages import RebalanceRequest
@@ -98,3 +100,26 @@ def test_a_synthetic_book_takes_about_a_millisecond_per_account() -> None:
     _, book = synthetic_book(accounts=400, names=100, seed=1, as_of=DEFAULT_AS_OF)
     per_account_ms = (time.perf_counter() - t0) * 1e3 / len(book)
     assert per_account_ms < 3.0
+
+
+def test_the_warm_up_request_is_cheap_deterministic_and_solves_with_both_wash_rules_biting() -> (
+    None
+):
+    import time
+
+    from shared.examples import warmup_request
+    from shared.ledger import Ledger
+    from shared.rebalance import rebalance
+
+    t0 = time.perf_counter()
+    request = warmup_request()
+    build_s = time.perf_counter() - t0
+    assert build_s < 0.5, f"warm-up request took {build_s:.2f} s to build"
+    assert msgspec.json.encode(request) == msgspec.json.encode(warmup_request())
+    rules = Ledger.from_state(request.ledger).restrictions(request.as_of)
+    assert rules.no_buy, "a loss sale in the window should bar a buy (IRC §1091)"
+    assert rules.no_loss_sale_lots, "a recent purchase should put loss lots in the window"
+    out = rebalance(request)
+    assert out.status == "ok"
+    assert any(t.reason == "harvest" for t in out.trades)
+    assert not {t.symbol for t in out.trades if t.side == "buy"} & set(rules.no_buy)
