@@ -329,7 +329,8 @@ def solve_reference(
         if s in d.exclusions:
             cons.append(w[i] == 0)
     for j, lot in enumerate(d.lots):
-        loss = d.gain_frac[j] < 0
+        # An excluded name is sold whole whatever its lots' wash status (docs/rebalance.md §3).
+        loss = d.gain_frac[j] < 0 and lot.symbol not in d.exclusions
         if loss and lot.symbol in no_loss_sale_names:
             cons.append(u[j] == 0)
         if loss and block_window_loss_sales and d.washed_loss_lot[j]:
@@ -498,6 +499,15 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         block_window_loss_sales=True,
         **solve_kw,
     )
+    # The product's harvest side (the names it sold at a loss), every other name on the buy
+    # side: its own trade list stays feasible, so this re-solve can only improve on it.
+    reopened = solve_reference(
+        d_eff,
+        no_loss_sale_names=set(d.symbols) - pp.loss_sold_names,
+        no_buy_names=pp.loss_sold_names,
+        block_window_loss_sales=True,
+        **solve_kw,
+    )
     # A legal side assignment from the relaxed optimum: harvest side where it loss-sold more
     # than it bought back, buy side elsewhere (names are never both).
     a_mat = lot_name_matrix(d)
@@ -561,13 +571,15 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         "f_fixed": fixed.objective,
         "f_pattern": pattern.objective,
         "f_heuristic": heuristic.objective,
+        "f_reopened": reopened.objective,
         "gap_relaxed": gap(relaxed),
         "gap_relaxed_blocked": gap(relaxed_blocked),
         "gap_fixed": gap(fixed),
         "gap_pattern": gap(pattern),
         "gap_heuristic": gap(heuristic),
         "gap_pattern_nav": f_prod - pattern.objective,
-        "statuses": [r.status for r in (relaxed, relaxed_blocked, fixed, pattern, heuristic)],
+        "statuses": [r.status for r in (relaxed, relaxed_blocked, fixed, pattern, reopened)],
+        "heuristic_status": heuristic.status,
         "skipped_levels_feasible": skipped_feasible,
         "nav_mine": d.nav_usd,
         "nav_out": Decimal(outcome["nav_usd"]),

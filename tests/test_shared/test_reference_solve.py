@@ -265,14 +265,21 @@ def test_no_outcome_beats_the_side_free_reference_bound(audits: dict[str, dict[s
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="refsolve_audit F1: the pre-pass puts every name with a worthwhile loss lot on the "
-    "harvest side; a legal side assignment read off the side-free bound beats it by 0.2-0.34% of "
-    "NAV in objective (30/1: $19.9k more losses harvested inside the same TE budget)",
+    reason="refsolve_audit F1: the pre-pass forbids buys of every name with a worthwhile loss lot, "
+    "also those the solve then does not harvest; moving them to the buy side (a legal side "
+    "assignment under which the product's own ticket stays feasible) improves the objective by "
+    "up to 1.3% of NAV over the audited requests (here 60/4: 0.74%, 30/1: 0.47%)",
 )
-def test_the_outcome_sides_are_no_worse_than_a_legal_assignment_read_off_the_bound(
+def test_no_legal_side_assignment_improves_on_the_outcome(
     audits: dict[str, dict[str, Any]],
 ) -> None:
-    assert _violations(audits, lambda a: a["f_prod"] > a["f_heuristic"] + ROUNDING_TOL) == {}
+    # Two legal assignments: the product's harvested names on the harvest side and every other
+    # name on the buy side ("reopened"), and one read off the side-free bound ("heuristic").
+    def bad(a: dict[str, Any]) -> str:
+        best = min(a["f_reopened"], np.nan_to_num(a["f_heuristic"], nan=np.inf))
+        return f"{a['f_prod']:.5f} vs {best:.5f}" if a["f_prod"] > best + ROUNDING_TOL else ""
+
+    assert _violations(audits, bad) == {}
 
 
 @pytest.mark.slow
