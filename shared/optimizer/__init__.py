@@ -26,17 +26,33 @@ Choices made here (measured with ``bench/solve_core.py``, n=500 with ≈2,000 lo
   with ``F = G Gᵀ``.  The only dense block is ``Bᵀ`` (k × n).
 * **Forbidden trades have no variable** (wash-sale blocks, unsellable lots, no-short names).
 * **Variable scaling**: sells and covers are fractions of their lot (iterations 23 → 18 at
-  n=3000).
-* **Clarabel settings**: iterative refinement off on the first attempt (−40% time, identical
-  optima) except for factor-neutral problems with a risk cap, where it is needed; the safe
-  re-solve always refines.  One thread (prefork workers; also pin BLAS to one thread).  Gap
-  tolerances 1e-9: objectives are small numbers, and Clarabel's default 1e-8 left a binding
-  weight 1.3e-6 off its bound.
+  n=3000).  With a factor-tilt floor, buys, new shorts and the weights ``w`` are in units of
+  ``1/n`` (``model.weight_unit``): at n=3000 tilted books took 55–68 iterations in weight
+  units and 30–38 in ``1/n`` units (untilted ones are better in weight units: 17–21 vs 33–41).
+* **Clarabel settings**: iterative refinement off on the first attempt (−40% time per
+  iteration, identical optima) except where its absence was measured to cost a second solve
+  (``problem.needs_refinement``): factor-neutral problems with a risk cap, and books of
+  ≥ 1,000 names already outside their TE budget (the cap binds; at n=3000 both such accounts
+  of 8 stopped ``AlmostSolved``: the last KKT solves lose accuracy, primal residual 3e-8 →
+  1e-5 in one step).  Looser gap tolerances (1e-8) and more equilibration did not help.  One
+  thread (prefork workers; also pin BLAS to one thread).  Gap tolerances 1e-9: objectives are
+  small numbers, and Clarabel's default 1e-8 left a binding weight 1.3e-6 off its bound.
+* **The re-solve chain**: ``clarabel`` → ``clarabel-refine`` (same settings, refinement on;
+  ~1.2–1.45× the first attempt, run after ``AlmostSolved``/``InsufficientProgress``/
+  ``NumericalError`` or a failed check, unless the first attempt already refined) →
+  ``clarabel-safe`` (heavier regularisation and refinement, 3–5×) → CVXPY fallbacks.  Only
+  ``Solved`` plus the independent check is ever accepted.
+* **Long/short shape floors** (``long_min_w``, ``short_min_w``): a 130/30 book holds its
+  shape within a band (``shared.rebalance.LONG_SHORT_BAND``); linear, so still convex.
 
 * **Constructive-sale guard** (IRC §1259): no trade may leave a name held both long and short
   (a short against the box, or a buy against an open short); names flip sides only by
-  selling (covering) every lot first.  Not convex in one solve, so long/short and
-  market-neutral books take two solves (see ``problem._guarded``); direct indexing one.
+  selling (covering) every lot first.  Not convex in one solve: the first solve forbids the
+  crossing trades, and a second ("flip") solve runs only when the first sold out a name that
+  should change sides (see ``problem._guarded``): the long/short examples take one solve,
+  market-neutral sleeves usually two (alpha changes sign); direct indexing one.  With shape
+  floors, names held neither way get one direction first (``problem.unheld_sides``), so the
+  floors cannot be met by buying and shorting one name.
 
 Measured with ``bench/solve_core.py`` (20 problems each, one BLAS thread, k=18).  The solve is
 single-threaded, so process CPU time equals wall time on an idle core (15.4 vs 15.5 ms at
