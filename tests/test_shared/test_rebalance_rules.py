@@ -166,7 +166,9 @@ def test_a_130_30_account_ends_at_130_long_30_short_and_net_100_within_the_band(
 def test_the_market_neutral_sleeve_is_dollar_and_factor_neutral() -> None:
     request = _request(1, "market-neutral")
     out = rebalance(request)
+    assert out.status == "ok"
     w = np.array([out.weights.get(s, 0.0) for s in request.market.symbols])
+    assert (w > 1e-3).sum() >= 5 and (w < -1e-3).sum() >= 5, "a sleeve with real positions"
     assert abs(w.sum()) < 5e-3
     assert np.abs(w).sum() <= request.account.gross_limit_w + 5e-3
     for f in out.factor_exposures:
