@@ -25,15 +25,19 @@ Model (all weights are fractions of the NAV ``V`` = lots at today's prices + cas
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
-import cvxpy as cp
+import cvxpy as _cvxpy
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+#: cvxpy ships no type information worth checking against; treat it as dynamic.
+cp: Any = _cvxpy
 
 #: IRC §1091(a): the wash-sale window is 30 days before and after the sale.
 WASH_WINDOW_DAYS = 30
@@ -276,8 +280,8 @@ class RefSolution:
 def solve_reference(
     d: RefData,
     *,
-    no_loss_sale_names: set[str] = frozenset(),  # type: ignore[assignment]
-    no_buy_names: set[str] = frozenset(),  # type: ignore[assignment]
+    no_loss_sale_names: AbstractSet[str] = frozenset(),
+    no_buy_names: AbstractSet[str] = frozenset(),
     block_window_loss_sales: bool = False,
     drop_te_budget: bool = False,
     drop_tilts: bool = False,
@@ -309,7 +313,7 @@ def solve_reference(
         + kappa * (cp.sum(u) + cp.sum(beta))
     )
     cash = 1 - cp.sum(w)
-    cons: list[cp.Constraint] = [
+    cons: list[Any] = [
         u <= d.lot_cap,
         w >= 0,
         w <= float(acct.get("max_weight", 0.10)),

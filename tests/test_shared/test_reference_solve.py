@@ -118,8 +118,8 @@ def audits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
         assert outcome["kind"] == "solved", outcome
         out[f"{names}/{seed}"] = audit(json.loads(req_path.read_text()), outcome)
     for label, base, mutate in MUTATED:
-        names, seed = base.split("/")
-        req = json.loads((tmp / f"req_{names}_{seed}.json").read_text())
+        base_names, base_seed = base.split("/")
+        req = json.loads((tmp / f"req_{base_names}_{base_seed}.json").read_text())
         mutate(req)
         req_path = tmp / f"req_{label.replace('/', '_')}.json"
         req_path.write_text(json.dumps(req))
