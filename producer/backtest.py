@@ -1061,15 +1061,17 @@ def compare_at_equal_te(
             at_te, beats, how = max(dominated), False, "even with equal or higher TE"
         else:
             lo, hi = (pts[0][0], pts[-1][0]) if pts else (math.nan, math.nan)
-            side = "higher" if hi < h_te else "lower"
+            if hi < h_te:
+                where = "at lower TE with less alpha; sweep te_budget higher (or lambda_te lower)"
+            else:
+                where = "at higher TE with more alpha; sweep te_budget lower (or lambda_te higher)"
             return {
                 "beats": None,
                 "optimizer_alpha_at_te": None,
                 "verdict": (
                     f"NOT COMPARABLE at equal TE: the threshold harvester ran at realized TE "
                     f"{h_te:.2%} (tax alpha {h_alpha:.2%}/y), the optimizer runs at "
-                    f"{lo:.2%}–{hi:.2%} with less alpha; sweep te_budget {side} "
-                    "(or --sweep lambda_te=… lower) to place it on the frontier."
+                    f"{lo:.2%}–{hi:.2%} {where} to place it on the frontier."
                 ),
             }
     word = "BEATS" if beats else "DOES NOT BEAT"

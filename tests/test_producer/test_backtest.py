@@ -317,3 +317,13 @@ def test_a_held_name_that_stops_trading_is_cashed_out_at_its_last_close() -> Non
     assert run.cum_realized_st[3] == bought * (Decimal(36) - Decimal(40))
     cash = np.array([float(c) for c in run.cash])
     assert np.allclose(cash + run.positions_usd, run.pre_tax_nav)
+
+
+def test_an_optimizer_at_higher_te_with_more_alpha_is_not_comparable_and_says_which_way() -> None:
+    out = compare_at_equal_te([(0.02, 0.05)], (0.015, 0.04))
+    assert out["beats"] is None
+    assert "higher TE with more alpha" in out["verdict"]
+    assert "sweep te_budget lower" in out["verdict"]
+    below = compare_at_equal_te([(0.01, 0.03)], (0.015, 0.04))
+    assert below["beats"] is None
+    assert "lower TE with less alpha" in below["verdict"]
