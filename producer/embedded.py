@@ -79,6 +79,7 @@ class RedisServer:
         directory: data directory (a temporary one by default).
         appendonly: AOF persistence (the reliability tests restart a killed server from it).
         fsync_always: ``appendfsync always`` (no acknowledged write lost on SIGKILL).
+        fake: use the fakeredis TCP server even if ``redis-server`` is installed.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class RedisServer:
         directory: Path | None = None,
         appendonly: bool = False,
         fsync_always: bool = False,
+        fake: bool = False,
     ) -> None:
         self.port = port or free_port()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -97,7 +99,7 @@ class RedisServer:
         self.directory = directory
         self.appendonly = appendonly
         self.fsync_always = fsync_always
-        self.binary = shutil.which("redis-server")
+        self.binary = None if fake else shutil.which("redis-server")
         self.proc: subprocess.Popen[bytes] | None = None
         self._fake: Any = None
         self._fake_thread: threading.Thread | None = None
@@ -143,13 +145,17 @@ class RedisServer:
         return self
 
     def _start_fake(self) -> None:
+        try:  # kombu's Redis transport releases its restore mutex with a Lua script
+            import lupa  # noqa: F401
+        except ImportError as exc:
+            raise EmbeddedError(
+                "no redis-server on PATH and fakeredis cannot run Lua: install Redis, or "
+                "`pip install 'fakeredis[lua]'`"
+            ) from exc
         from fakeredis import TcpFakeServer
 
         class _NoDelayServer(TcpFakeServer):
             """Nagle's algorithm on small request/reply traffic caps a fleet at ~11 tasks/s."""
-
-            allow_reuse_address = True
-            daemon_threads = True
 
             def get_request(self) -> tuple[socket.socket, Any]:
                 conn, addr = super().get_request()
@@ -157,6 +163,8 @@ class RedisServer:
                 return conn, addr
 
         self._fake = _NoDelayServer(("127.0.0.1", self.port), server_type="redis")
+        self._fake.daemon_threads = True  # connection threads never block the shutdown
+        self._fake.block_on_close = False
         self._fake_thread = threading.Thread(target=self._fake.serve_forever, daemon=True)
         self._fake_thread.start()
 
@@ -322,6 +330,8 @@ class EmbeddedFleet:
         workers: worker processes.
         concurrency: pool processes per worker.
         log_dir: where worker logs go (discarded when ``None``).
+        server: ``auto`` (``redis-server`` if installed, else fakeredis), ``redis-server`` or
+            ``fakeredis``.
     """
 
     def __init__(
@@ -331,12 +341,15 @@ class EmbeddedFleet:
         workers: int = 1,
         concurrency: int = 2,
         log_dir: Path | None = None,
+        server: str = "auto",
     ) -> None:
         self.base = base
         self.n_workers = workers
         self.concurrency = concurrency
         self.log_dir = log_dir
-        self.redis = RedisServer()
+        self.redis = RedisServer(fake=server == "fakeredis")
+        if server == "redis-server" and self.redis.binary is None:
+            raise EmbeddedError("no redis-server on PATH: install Redis or use --server fakeredis")
         self.workers: list[WorkerProcess] = []
         self.settings = base
 

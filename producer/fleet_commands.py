@@ -81,6 +81,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--window", type=_positive, default=256, help="accounts in flight at most")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="next_book format")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--embedded-server",
+        choices=["auto", "redis-server", "fakeredis"],
+        default="auto",
+        help="embedded store/broker: redis-server when installed (auto), else fakeredis",
+    )
     p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser("enqueue", help="publish the market and manifest, send one task/account")
@@ -201,7 +207,11 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         with EmbeddedFleet(
-            settings, workers=args.workers, concurrency=args.concurrency, log_dir=out
+            settings,
+            workers=args.workers,
+            concurrency=args.concurrency,
+            log_dir=out,
+            server=args.embedded_server,
         ) as fleet:
             print(f"taxview: embedded {fleet.redis.kind} at {fleet.redis.url}", file=sys.stderr)
             summary, stats = _run(

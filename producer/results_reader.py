@@ -124,9 +124,13 @@ def attempts(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, int]:
 
 
 def used_memory_mb(client: redis.Redis[bytes]) -> float:
-    """Peak memory the server has used (``used_memory_peak``), in MB."""
-    info: Any = client.info("memory")
-    return float(info["used_memory_peak"]) / 1e6
+    """Peak memory the server has used (``used_memory_peak``), in MB (0 for a server without
+    ``INFO``, such as the fakeredis fallback)."""
+    try:
+        info: Any = client.info("memory")
+    except redis.exceptions.ResponseError:
+        return 0.0
+    return float(info.get("used_memory_peak", 0)) / 1e6
 
 
 def manifest_json(entry: ManifestEntry) -> str:
