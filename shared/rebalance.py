@@ -1162,17 +1162,83 @@ def sides_from_solution(ctx: _Context, sol: Solution, locked: BoolArray) -> Bool
     return _spread_to_groups(harvest, ctx.group)
 
 
+def _loss_sold_names(ctx: _Context, sol: Solution) -> BoolArray:
+    """Names the solution sells (or covers) at a reportable loss."""
+    n = ctx.base.n
+    loss = _tax_loss(ctx, short=False)
+    sold = np.bincount(ctx.base.lot_name[loss], weights=sol.sell[loss], minlength=n)
+    short_loss = _tax_loss(ctx, short=True)
+    sold += np.bincount(ctx.base.short_name[short_loss], weights=sol.cover[short_loss], minlength=n)
+    out: BoolArray = sold > WEIGHT_EPS
+    return out
+
+
+def _refine_sides(  # noqa: PLR0917
+    ctx: _Context,
+    sol: Solution,
+    data: ProblemData,
+    sides: BoolArray,
+    locked: BoolArray,
+    transform: Callable[[ProblemData], ProblemData],
+    solve: SolveFn,
+    log: _SolveLog,
+    label: str,
+) -> tuple[Solution, ProblemData]:
+    """Reopen the harvest-side names the solve did not harvest, and re-solve once if it can help.
+
+    The pre-pass (:func:`harvest_sides`) forbids buys of every name with a worthwhile loss lot,
+    also of those the solve then leaves unsold; tracking then has to be done with fewer names.
+    Keeping only the names the solution sold at a loss on the harvest side (plus names that may
+    not be bought, are over their cap or locked) and moving every other name to the buy side is
+    a legal side assignment under which the first solution stays feasible (it sold none of the
+    reopened names' loss lots), so the re-solve can only improve the objective; the better of the
+    two is kept.
+
+    The re-solve costs a full solve, so it runs only when a cheap first-order test says it can
+    help: buying some reopened name lowers tracking error (its marginal TE ``(Σ(w − w_b))_i`` is
+    negative, one O(n·k) product).  If no reopened name can lower TE, a buy of one only adds TE
+    and trading cost, and the first solution is already optimal for the reopened sides too.
+
+    A name left on the harvest side keeps one legitimate advantage the one-period model does not
+    see: buying a name starts a 30-day window in which its loss lots cannot be harvested
+    (IRC §1091(a)); reopening trades that option for tonight's tracking.  Only direct-indexing
+    taxable accounts are refined (long/short books carry the constructive-sale guard's sides).
+    """
+    acct = ctx.request.account
+    if acct.strategy != "direct-index" or not ctx.taxable:
+        return sol, data
+    base = ctx.base
+    keep = _loss_sold_names(ctx, sol) | ~base.buy_allowed | locked
+    keep |= ctx.w0 > base.max_w + WEIGHT_EPS
+    new_sides = _spread_to_groups(keep, ctx.group) & sides
+    reopened = sides & ~new_sides
+    if not reopened.any():
+        return sol, data
+    active = sol.w - data.w_bench
+    marginal_te = data.loadings @ (data.factor_cov @ (data.loadings.T @ active))
+    marginal_te += data.specific_var * active
+    if not (reopened & (marginal_te < 0)).any():
+        return sol, data
+    data2 = transform(_with_sides(ctx, new_sides, locked))
+    sol2 = _try_solve(data2, solve, log, f"{label}/reopened {int(reopened.sum())} names")
+    if sol2 is not None and sol2.objective < sol.objective:
+        return sol2, data2
+    return sol, data
+
+
 def _solve_chain(
     ctx: _Context, locked: BoolArray, solve: SolveFn, log: _SolveLog
-) -> tuple[Solution | None, list[str]]:
+) -> tuple[Solution | None, ProblemData | None, list[str]]:
     """Solve, searching sides and relaxing on infeasibility.
 
     At each level of the chain (the account as given, then each applicable step of
     :data:`RELAXATION_CHAIN`): first the pre-pass sides (one solve); if infeasible, the side
     search: the same problem without side constraints, whose solution fixes the sides
     (:func:`sides_from_solution`) for one more solve.  The side search changes no account
-    constraint, so it is not a relaxation; it is recorded in the attempts.  ``(None, [...,
-    "hold"])`` when nothing is feasible.
+    constraint, so it is not a relaxation; it is recorded in the attempts.  A solved level is
+    refined once (:func:`_refine_sides`).  Returns the solution, the problem it solved (sides and
+    relaxations applied: the hard limits the rounded ticket is checked against) and the
+    relaxation steps; ``(None, None, [..., "hold"])`` when nothing is feasible.
 
     Raises:
         SolverFailed: every solver attempt failed (the optimizer already tried its fallbacks).
@@ -1185,19 +1251,23 @@ def _solve_chain(
     label = "base"
     next_step = 0
     while True:
-        sol = _try_solve(transform(_with_sides(ctx, pre, locked)), solve, log, label)
+        data = transform(_with_sides(ctx, pre, locked))
+        sol = _try_solve(data, solve, log, label)
         if sol is not None:
-            return sol, relaxations
+            sol, data = _refine_sides(ctx, sol, data, pre, locked, transform, solve, log, label)
+            return sol, data, relaxations
         free = _try_solve(
             transform(_with_sides(ctx, pre, locked, free=True)), solve, log, f"{label}/free sides"
         )
         if free is not None:
             sides = sides_from_solution(ctx, free, locked)
-            sol = _try_solve(
-                transform(_with_sides(ctx, sides, locked)), solve, log, f"{label}/searched sides"
-            )
+            data = transform(_with_sides(ctx, sides, locked))
+            sol = _try_solve(data, solve, log, f"{label}/searched sides")
             if sol is not None:
-                return sol, relaxations
+                sol, data = _refine_sides(
+                    ctx, sol, data, sides, locked, transform, solve, log, f"{label}/searched sides"
+                )
+                return sol, data, relaxations
         probe = transform(ctx.base)
         while True:
             step = RELAXATION_CHAIN[next_step]
@@ -1205,7 +1275,7 @@ def _solve_chain(
             if step == "hold":
                 relaxations.append("hold")
                 log.attempts.append("hold: nothing feasible; no trades")
-                return None, relaxations
+                return None, None, relaxations
             if _relaxed(probe, step, te_budget) is not None:
                 relaxations.append(step)
                 transform = _chain_transform(relaxations, te_budget)
@@ -1693,7 +1763,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     w = ctx.w0
     cash_w = 1.0 - float(ctx.w0.sum())
     for _round in range(MAX_FIX_ROUNDS + 1):
-        sol, relaxations = _solve_chain(ctx, locked, solve_fn, log)
+        sol, _final, relaxations = _solve_chain(ctx, locked, solve_fn, log)
         if sol is None:
             trades, checked = [], _Checked(realized=[], issues=[], offending=set())
             w, cash_w = ctx.w0, 1.0 - float(ctx.w0.sum())

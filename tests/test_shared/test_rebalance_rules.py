@@ -191,12 +191,14 @@ def test_a_ticket_the_ledger_finds_washing_is_locked_and_re_solved() -> None:
     calls: list[ProblemData] = []
 
     def sloppy(data: ProblemData) -> Solution:
-        # An optimizer that ignores the side constraints on the victim for its first answer:
-        # it buys the name it harvests, which the wash check must catch and fix.
+        # An optimizer that ignores the side constraints on the victim until the name is locked
+        # (its loss lots no longer sellable): it buys the name it harvests, which the wash check
+        # must catch and fix.  (Every answer before the lock is sloppy: the side refinement may
+        # re-solve before the wash check runs.)
         calls.append(data)
         sol = solve(data)
-        if len(calls) == 1:
-            i = data.symbols.index(victim.symbol)
+        i = data.symbols.index(victim.symbol)
+        if (data.lot_sellable & (data.lot_name == i) & (data.lot_tax < 0)).any():
             buy = sol.buy.copy()
             buy[i] += 0.002
             w = sol.w.copy()
