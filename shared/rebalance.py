@@ -1451,6 +1451,286 @@ def _top_up(
     return np.asarray(names, dtype=np.int64), [qty[i] for i in names]
 
 
+def _cash_floor(ctx: _Context) -> Decimal:
+    """Cash (USD) the rounded ticket must leave: ``min_cash_w·NAV``, capped by the cash the
+    account started with (a book below its floor is not forced to sell by rounding)."""
+    floor = max(Decimal(0), (ctx.nav_usd * Decimal(repr(ctx.base.cash_min_w))).quantize(CENT))
+    return min(floor, max(ctx.request.account.cash_usd, Decimal(0)))
+
+
+@dataclass
+class _Limits:
+    """The hard limits of the solved problem, evaluated on rounded share counts (floats).
+
+    Signed violations ``g`` (positive = violated, negative = slack), all in weight-like units:
+    TE above its cap, each tilt floor's shortfall, turnover above its limit, realized gain above
+    its budget, cash above its maximum and below its floor.
+    """
+
+    ctx: _Context
+    data: ProblemData
+    floor_w: float
+    lot_value_w: FloatArray  # weight of one share of each long lot
+
+    def weights(self, sell_sh: FloatArray, buy_sh: FloatArray) -> tuple[FloatArray, float]:
+        ctx = self.ctx
+        n = self.data.n
+        p = ctx.market.prices
+        held = np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
+        held -= np.bincount(ctx.shorts.name, weights=ctx.shorts.qty, minlength=n)
+        held -= np.bincount(ctx.longs.name, weights=sell_sh, minlength=n)
+        value = (held + buy_sh) * p
+        return value / ctx.nav, 1.0 - float(value.sum()) / ctx.nav
+
+    def violations(
+        self, sell_sh: FloatArray, buy_sh: FloatArray, cover_w: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(g, w, Σ(w − w_b)) for the share counts; ``cover_w`` is the covers' and new shorts'
+        turnover (not repaired, counted as is)."""
+        d = self.data
+        w, cash_w = self.weights(sell_sh, buy_sh)
+        a = w - d.w_bench
+        y = d.loadings.T @ a
+        g: list[float] = []
+        if d.te_max is not None:
+            te = math.sqrt(max(0.0, float(y @ d.factor_cov @ y + d.specific_var @ (a * a))))
+            g.append(te - d.te_max)
+        g.extend(t - float(y[f]) for f, t in d.tilts)
+        sold_w = sell_sh * self.lot_value_w
+        if d.turnover_max_w is not None:
+            bought_w = float(buy_sh @ self.ctx.market.prices) / self.ctx.nav
+            g.append(float(sold_w.sum()) + bought_w + cover_w - d.turnover_max_w)
+        if d.gain_budget_w is not None:
+            g.append(float(d.lot_gain @ sold_w) - d.gain_budget_w)
+        g.append(cash_w - d.cash_max_w)
+        g.append(self.floor_w - cash_w)
+        grad = d.loadings @ (d.factor_cov @ y) + d.specific_var * a
+        return np.asarray(g), w, grad
+
+    def names(self) -> list[str]:
+        d = self.data
+        out = ["te"] if d.te_max is not None else []
+        out += [f"tilt:{d.factor_names[f]}" for f, _ in d.tilts]
+        if d.turnover_max_w is not None:
+            out.append("turnover")
+        if d.gain_budget_w is not None:
+            out.append("gain_budget")
+        return [*out, "cash_max", "cash_min"]
+
+
+#: Greedy repair of the rounded ticket: at most this many one-share moves.
+MAX_REPAIR_STEPS = 400
+#: Candidate moves tried exactly per step (best first by their linearised effect).
+REPAIR_TRIES = 8
+
+
+def _enforce_limits(
+    ctx: _Context, sol: Solution, data: ProblemData, orders: _Orders
+) -> tuple[_Orders, list[str]]:
+    """Make the rounded ticket meet the solved problem's hard limits, or say which it misses.
+
+    Rounding to whole shares moves every traded name by up to a share, so the TE budget, the
+    tilt floors, the turnover limit and the realized-gain budget — met by the solver's weights —
+    can be missed by a little (DESIGN §2 makes them hard), and rounding the buys down can leave
+    cash above ``max_cash_w``.  This repairs the ticket one share at a time: each step takes the
+    move that most reduces the total violation (linearised, then checked exactly; ties go to the
+    smaller objective increase) among
+
+    - one more share of a buy of a name the solved problem may buy (its side, the wash-sale
+      window and exclusions all respected), within its cap and above the cash floor;
+    - one share less of a buy;
+    - one share less (or more) of a partial lot sale the solver chose (not of an excluded name,
+      which must be sold whole).
+
+    No move changes a name's side, so no buy meets a loss sale of its name (IRC §1091).  What
+    is still violated after :data:`MAX_REPAIR_STEPS` steps (or when no move helps) is returned
+    as text for the outcome's ``limit_breaches``: never silently.  Direct-indexing accounts
+    only (the long/short shape and market-neutral neutrality are not repaired, only reported by
+    their own checks).
+
+    Returns:
+        The repaired orders and the breaches left (empty when every limit holds).
+    """
+    if ctx.request.account.strategy != "direct-index":
+        return orders, []
+    fractional = ctx.request.account.fractional_shares
+    step = FRACTION_QUANTUM if fractional else Decimal(1)
+    step_f = float(step)
+    n, nl = data.n, ctx.longs.size
+    p = ctx.market.prices
+    nav = ctx.nav
+    floor_w = float(_cash_floor(ctx)) / nav
+    lim = _Limits(
+        ctx=ctx,
+        data=data,
+        floor_w=floor_w,
+        lot_value_w=p[ctx.longs.name] / nav,
+    )
+    sell_sh = np.zeros(nl)
+    sell_sh[orders.sell_lot] = [float(q) for q in orders.sell_qty]
+    buy_sh = np.zeros(n)
+    buy_sh[orders.buy_name] = [float(q) for q in orders.buy_qty]
+    g, w, grad = lim.violations(sell_sh, buy_sh, 0.0)
+    total = float(np.maximum(g, 0.0).sum())
+    if total <= 0.0:
+        return orders, []
+    # Legal moves.  Buys: names the solved problem may buy.  Sells: partial sales the solver
+    # chose (an excluded name is sold whole, not touched).
+    can_buy = data.buy_allowed & (data.max_w > 0)
+    sold_partial = (sell_sh > 0) & ~ctx.excluded[ctx.longs.name]
+    whole_step = np.abs(sell_sh - np.round(sell_sh / step_f) * step_f) < 1e-9
+    sell_adj = sold_partial & whole_step & data.lot_sellable
+    lot_gain = data.lot_gain
+    n_te = 1 if data.te_max is not None else 0
+    n_tilt = len(data.tilts)
+    turn_row = n_te + n_tilt if data.turnover_max_w is not None else -1
+    gain_row = n_te + n_tilt + (turn_row >= 0) if data.gain_budget_w is not None else -1
+    k_cash = len(g) - 2
+    tilt_load = data.loadings[:, [f for f, _ in data.tilts]] if n_tilt else np.zeros((n, 0))
+    kappa, lam_te, lam_tax = data.kappa, data.lambda_te, data.lambda_tax
+    sell_steps = np.zeros(nl, dtype=np.int64)
+    buy_steps = np.zeros(n, dtype=np.int64)
+    for _ in range(MAX_REPAIR_STEPS):
+        te = g[0] + data.te_max if n_te else 1.0
+        # Candidate moves: name index, Δw of the name, Δturnover, Δgain, kind, position.
+        dw_name = step_f * p / nav
+        lot_dw = step_f * lim.lot_value_w
+        cands_idx: list[IntArray] = []
+        cands_kind: list[IntArray] = []
+        cands_pos: list[IntArray] = []
+        up = can_buy & (w + dw_name <= data.max_w + 1e-12)
+        cash_now = -g[k_cash + 1] + floor_w
+        up &= cash_now - dw_name >= floor_w - 1e-12
+        for kind, mask in (
+            (0, up),  # buy one more
+            (1, buy_sh >= step_f - 1e-12),  # buy one less
+        ):
+            pos = np.flatnonzero(mask)
+            cands_idx.append(pos)
+            cands_kind.append(np.full(len(pos), kind))
+            cands_pos.append(pos)
+        for kind, mask in (
+            (2, sell_adj & (sell_sh >= step_f - 1e-12)),  # sell one less
+            (3, sell_adj & (sell_sh + step_f <= ctx.longs.qty + 1e-12)),  # sell one more
+        ):
+            pos = np.flatnonzero(mask)
+            cands_idx.append(ctx.longs.name[pos])
+            cands_kind.append(np.full(len(pos), kind))
+            cands_pos.append(pos)
+        idx = np.concatenate(cands_idx)
+        kind_a = np.concatenate(cands_kind)
+        pos_a = np.concatenate(cands_pos)
+        if not len(idx):
+            break
+        is_sell = kind_a >= 2
+        unit = np.where(is_sell, lot_dw[np.where(is_sell, pos_a, 0)], dw_name[idx])
+        sign = np.where((kind_a == 0) | (kind_a == 2), 1.0, -1.0)  # Δw of the name
+        dw = sign * unit
+        dg = np.zeros((len(idx), len(g)))
+        if n_te:
+            dg[:, 0] = grad[idx] * dw / max(te, 1e-12)
+        if n_tilt:
+            dg[:, n_te : n_te + n_tilt] = -tilt_load[idx] * dw[:, None]
+        dturn = np.where((kind_a == 0) | (kind_a == 3), unit, -unit)
+        if turn_row >= 0:
+            dg[:, turn_row] = dturn
+        if gain_row >= 0:
+            sgn_sell = np.where(kind_a == 3, 1.0, np.where(kind_a == 2, -1.0, 0.0))
+            dg[:, gain_row] = sgn_sell * unit * lot_gain[np.where(is_sell, pos_a, 0)]
+        dg[:, k_cash] = -dw
+        dg[:, k_cash + 1] = dw
+        dv = np.maximum(g + dg, 0.0).sum(axis=1) - total
+        tax = np.where(is_sell, data.lot_tax[np.where(is_sell, pos_a, 0)], 0.0)
+        df = (
+            lam_te * 2.0 * grad[idx] * dw
+            + kappa * dturn
+            + lam_tax * np.where(kind_a == 3, unit, np.where(kind_a == 2, -unit, 0.0)) * tax
+        )
+        # The cheapest repair per unit of violation removed (a move that also lowers the
+        # objective comes first).
+        score = np.where(dv < -1e-15, df / np.maximum(-dv, 1e-15), np.inf)
+        order = np.argsort(score, kind="stable")[:REPAIR_TRIES]
+        moved = False
+        for c in order.tolist():
+            if not np.isfinite(score[c]):
+                break
+            k, j = int(kind_a[c]), int(pos_a[c])
+            if k == 0:
+                buy_sh[j] += step_f
+            elif k == 1:
+                buy_sh[j] -= step_f
+            elif k == 2:
+                sell_sh[j] -= step_f
+            else:
+                sell_sh[j] += step_f
+            g2, w2, grad2 = lim.violations(sell_sh, buy_sh, 0.0)
+            total2 = float(np.maximum(g2, 0.0).sum())
+            if total2 < total - 1e-15:
+                g, w, grad, total = g2, w2, grad2, total2
+                if k <= 1:
+                    buy_steps[j] += 1 if k == 0 else -1
+                else:
+                    sell_steps[j] += 1 if k == 3 else -1
+                moved = True
+                break
+            if k == 0:
+                buy_sh[j] -= step_f
+            elif k == 1:
+                buy_sh[j] += step_f
+            elif k == 2:
+                sell_sh[j] += step_f
+            else:
+                sell_sh[j] -= step_f
+        if not moved or total <= 0.0:
+            break
+    orders = _apply_steps(orders, sell_steps, buy_steps, step)
+    breaches = [
+        _breach(name, float(v), data)
+        for name, v in zip(lim.names(), g.tolist(), strict=True)
+        if v > 0.0
+    ]
+    return orders, breaches
+
+
+def _breach(name: str, v: float, data: ProblemData) -> str:
+    """One line naming a hard limit the rounded ticket still misses."""
+    if name == "te":
+        cap = data.te_max or 0.0
+        return f"te: {cap + v:.6f} above the budget {cap} after rounding to shares"
+    if name.startswith("tilt:"):
+        return f"{name}: exposure {v:.2e} below its floor after rounding to shares"
+    what = {
+        "turnover": "turnover above its limit",
+        "gain_budget": "realized gain above its budget",
+        "cash_max": "cash above max_cash_w",
+        "cash_min": "cash below its floor",
+    }[name]
+    return f"{name}: {what} by {v:.2e} of NAV after rounding to shares"
+
+
+def _apply_steps(
+    orders: _Orders, sell_steps: IntArray, buy_steps: IntArray, step: Decimal
+) -> _Orders:
+    """The orders with whole-step changes per lot sold and per name bought."""
+    if not sell_steps.any() and not buy_steps.any():
+        return orders
+    sells = dict(zip(orders.sell_lot.tolist(), orders.sell_qty, strict=True))
+    for j in np.flatnonzero(sell_steps).tolist():
+        sells[j] = sells.get(j, Decimal(0)) + int(sell_steps[j]) * step
+    buys = dict(zip(orders.buy_name.tolist(), orders.buy_qty, strict=True))
+    for i in np.flatnonzero(buy_steps).tolist():
+        buys[i] = buys.get(i, Decimal(0)) + int(buy_steps[i]) * step
+    sell_lot = sorted(j for j, q in sells.items() if q > 0)
+    buy_name = sorted(i for i, q in buys.items() if q > 0)
+    return dataclasses.replace(
+        orders,
+        sell_lot=np.asarray(sell_lot, dtype=np.int64),
+        sell_qty=[sells[j] for j in sell_lot],
+        buy_name=np.asarray(buy_name, dtype=np.int64),
+        buy_qty=[buys[i] for i in buy_name],
+    )
+
+
 def _final_weights(ctx: _Context, orders: _Orders) -> tuple[FloatArray, float]:
     """Post-trade weights of the rounded orders (fractions of the pre-trade NAV) and cash."""
     n = len(ctx.market.symbols)
@@ -1487,17 +1767,25 @@ def _loss_sale_and_buy(ctx: _Context, orders: _Orders) -> BoolArray:
     return both & ~ctx.excluded
 
 
-def _tilt_driver(ctx: _Context, w: FloatArray) -> tuple[list[int], FloatArray]:
-    """Binding tilt factors of the final weights, and the loadings matrix rows used."""
+def _tilt_driver(
+    ctx: _Context, w: FloatArray, tilts: tuple[tuple[int, float], ...]
+) -> tuple[list[int], FloatArray]:
+    """Binding tilt factors of the final weights, and the loadings matrix rows used.
+
+    ``tilts`` are the floors of the problem actually solved: after the relaxation chain's
+    ``tilt`` step there are none, and no trade is credited to a tilt.
+    """
     base = ctx.base
-    if not base.tilts:
+    if not tilts:
         return [], np.zeros((len(w), 0))
     active = base.loadings.T @ (w - base.w_bench)
-    binding = [f for f, t in base.tilts if active[f] - t <= TILT_BINDING_TOL]
+    binding = [f for f, t in tilts if active[f] - t <= TILT_BINDING_TOL]
     return binding, base.loadings[:, binding]
 
 
-def _trades(ctx: _Context, orders: _Orders, w: FloatArray) -> list[Trade]:
+def _trades(
+    ctx: _Context, orders: _Orders, w: FloatArray, tilts: tuple[tuple[int, float], ...]
+) -> list[Trade]:
     """The ticket: sells and covers first (lot by lot), then buys and new shorts.
 
     Reasons, in priority order: ``exclusion`` (an excluded name), ``harvest`` (a lot sold or
@@ -1510,7 +1798,7 @@ def _trades(ctx: _Context, orders: _Orders, w: FloatArray) -> list[Trade]:
     as_of = ctx.request.as_of
     pd_ = ctx.market.price_dec
     symbols = ctx.market.symbols
-    binding, bload = _tilt_driver(ctx, w)
+    binding, bload = _tilt_driver(ctx, w, tilts)
     names = [ctx.market.factor_names[f] for f in binding]
     default: TradeReason = "alpha" if acct.strategy == "market-neutral" else "rebalance"
     excluded = ctx.excluded
@@ -1760,18 +2048,21 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     sol: Solution | None = None
     trades: list[Trade] = []
     checked = _Checked(realized=[], issues=[], offending=set())
+    breaches: list[str] = []
     w = ctx.w0
     cash_w = 1.0 - float(ctx.w0.sum())
     for _round in range(MAX_FIX_ROUNDS + 1):
-        sol, _final, relaxations = _solve_chain(ctx, locked, solve_fn, log)
+        sol, final, relaxations = _solve_chain(ctx, locked, solve_fn, log)
         if sol is None:
             trades, checked = [], _Checked(realized=[], issues=[], offending=set())
+            breaches = []
             w, cash_w = ctx.w0, 1.0 - float(ctx.w0.sum())
             break
-        orders = _orders(sol, ctx)
+        assert final is not None  # solved ⇒ the problem it solved
+        orders, breaches = _enforce_limits(ctx, sol, final, _orders(sol, ctx))
         conflict = _loss_sale_and_buy(ctx, orders)
         w, cash_w = _final_weights(ctx, orders)
-        trades = _trades(ctx, orders, w)
+        trades = _trades(ctx, orders, w, final.tilts)
         checked = _wash_check(ctx, trades)
         if not conflict.any() and not checked.offending:
             break
@@ -1796,6 +2087,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         cash_w=cash_w,
         log=log,
         t0=t0,
+        breaches=breaches,
     )
 
 
@@ -1810,6 +2102,7 @@ def _outcome(
     cash_w: float,
     log: _SolveLog,
     t0: float,
+    breaches: list[str],
 ) -> Solved:
     acct = ctx.request.account
     base = ctx.base
@@ -1869,6 +2162,7 @@ def _outcome(
         te_budget=acct.te_budget,
         factor_exposures=exposures,
         wash_sale_issues=checked.issues,
+        limit_breaches=breaches,
         solver=solver,
     )
 

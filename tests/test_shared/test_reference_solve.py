@@ -263,13 +263,6 @@ def test_no_outcome_beats_the_side_free_reference_bound(audits: dict[str, dict[s
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="refsolve_audit F1: the pre-pass forbids buys of every name with a worthwhile loss lot, "
-    "also those the solve then does not harvest; moving them to the buy side (a legal side "
-    "assignment under which the product's own ticket stays feasible) improves the objective by "
-    "up to 1.3% of NAV over the audited requests (here 60/4: 0.74%, 30/1: 0.47%)",
-)
 def test_no_legal_side_assignment_improves_on_the_outcome(
     audits: dict[str, dict[str, Any]],
 ) -> None:
@@ -333,12 +326,6 @@ def test_share_rounding_moves_tracking_error_tilts_and_budgets_by_under_one_perc
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="refsolve_audit F2: rounding to shares is not re-checked against the TE budget, the "
-    "tilt floors and the turnover limit (60/4: TE 0.020025 > 0.02; tilt floors missed by up to "
-    "2.4e-4; 60/4+turnover: 0.050098 > 0.05, $69 over)",
-)
 def test_tracking_error_budget_tilt_floors_and_budgets_hold_after_rounding(
     audits: dict[str, dict[str, Any]],
 ) -> None:
@@ -351,11 +338,6 @@ def test_tracking_error_budget_tilt_floors_and_budgets_hold_after_rounding(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="refsolve_audit F3: cash after rounding exceeds max_cash_w (30/1: by ~$100-140, "
-    "0.0201 > 0.02) although bought names trade at $20",
-)
 def test_cash_after_rounding_stays_within_the_account_limits(
     audits: dict[str, dict[str, Any]],
 ) -> None:
