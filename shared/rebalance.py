@@ -1524,9 +1524,7 @@ MAX_REPAIR_STEPS = 400
 REPAIR_TRIES = 8
 
 
-def _enforce_limits(
-    ctx: _Context, sol: Solution, data: ProblemData, orders: _Orders
-) -> tuple[_Orders, list[str]]:
+def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[_Orders, list[str]]:
     """Make the rounded ticket meet the solved problem's hard limits, or say which it misses.
 
     Rounding to whole shares moves every traded name by up to a share, so the TE budget, the
@@ -2059,7 +2057,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
             w, cash_w = ctx.w0, 1.0 - float(ctx.w0.sum())
             break
         assert final is not None  # solved ⇒ the problem it solved
-        orders, breaches = _enforce_limits(ctx, sol, final, _orders(sol, ctx))
+        orders, breaches = _enforce_limits(ctx, final, _orders(sol, ctx))
         conflict = _loss_sale_and_buy(ctx, orders)
         w, cash_w = _final_weights(ctx, orders)
         trades = _trades(ctx, orders, w, final.tilts)

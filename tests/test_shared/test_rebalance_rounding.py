@@ -1,0 +1,152 @@
+"""After the solve: the side refinement (audit F1) and the share-rounding repair that keeps the
+hard limits on the rounded ticket (audit F2, F3), on the 12-name warm-up request (fast)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import shared.rebalance as rb
+from shared.examples import warmup_request
+from shared.optimizer.data import ProblemData, Solution
+from shared.optimizer.problem import solve
+from shared.rebalance import rebalance
+
+
+def _context() -> rb._Context:
+    request = warmup_request()
+    market, scan = rb._validate(request)
+    return rb._context(request, market, scan)
+
+
+def _no_orders() -> rb._Orders:
+    empty = np.zeros(0, dtype=np.int64)
+    return rb._Orders(
+        sell_lot=empty,
+        sell_qty=[],
+        cover_lot=empty,
+        cover_qty=[],
+        buy_name=empty,
+        buy_qty=[],
+        short_name=empty,
+        short_qty=[],
+    )
+
+
+def test_unharvested_harvest_side_names_are_reopened_and_the_objective_never_worsens() -> None:
+    calls: list[tuple[ProblemData, Solution]] = []
+
+    def recording(data: ProblemData) -> Solution:
+        sol = solve(data)
+        calls.append((data, sol))
+        return sol
+
+    out = rebalance(warmup_request(), solve=recording)
+    assert any("reopened" in a for a in out.solver.attempts)
+    (d1, first), (d2, second) = calls[0], calls[1]
+    # The refinement only adds buys (never forbids one) ...
+    assert not (d1.buy_allowed & ~d2.buy_allowed).any()
+    assert (d2.buy_allowed & ~d1.buy_allowed).any()
+    # ... and the first solution is feasible for it: no lot it sold became unsellable.
+    assert not (first.sell[~d2.lot_sellable] > 1e-9).any()
+    assert second.objective <= first.objective + 1e-9
+    # No name is both bought and sold at a loss (IRC §1091): the reopened names' loss lots
+    # stay unsellable.
+    reopened = d2.buy_allowed & ~d1.buy_allowed
+    loss_lot = d2.lot_tax < 0
+    assert not (d2.lot_sellable & loss_lot & reopened[d2.lot_name]).any()
+
+
+def test_the_refinement_is_skipped_when_no_reopened_name_would_lower_tracking_error() -> None:
+    ctx = _context()
+    base = ctx.base
+    harvest = rb.harvest_sides(ctx, np.zeros(base.n, dtype=np.bool_))
+    data = rb._with_sides(ctx, harvest, np.zeros(base.n, dtype=np.bool_))
+    sol = solve(data)
+    # Move the benchmark onto the solution: every marginal TE is 0, so reopening cannot help.
+    flat = dataclasses.replace(data, w_bench=sol.w.copy())
+    calls: list[ProblemData] = []
+
+    def counting(d: ProblemData) -> Solution:
+        calls.append(d)
+        return solve(d)
+
+    log = rb._SolveLog()
+    kept, kept_data = rb._refine_sides(
+        ctx,
+        sol,
+        flat,
+        harvest,
+        np.zeros(base.n, dtype=np.bool_),
+        lambda d: d,
+        counting,
+        log,
+        "base",
+    )
+    assert calls == []
+    assert kept is sol and kept_data is flat
+
+
+def test_cash_left_above_its_maximum_by_rounding_is_spent_on_names_the_account_may_buy() -> None:
+    request = warmup_request()
+
+    def short_buys(data: ProblemData) -> Solution:
+        # An optimizer whose buys fall short by 0.3% of NAV (a few shares of each name, as
+        # rounding many buys down does): cash ends above max_cash_w.
+        sol = solve(data)
+        cut = data.cash_max_w - sol.cash_w + 0.003
+        buy = sol.buy * (1 - cut / float(sol.buy.sum()))
+        return dataclasses.replace(sol, buy=buy, w=sol.w - sol.buy + buy, cash_w=sol.cash_w + cut)
+
+    out = rebalance(request, solve=short_buys)
+    assert out.limit_breaches == []
+    assert request.account.min_cash_w <= out.cash_w <= request.account.max_cash_w
+    assert out.te_ex_ante <= request.account.te_budget
+    assert any(t.side == "buy" for t in out.trades)
+    sold_at_loss = {t.symbol for t in out.trades if t.reason == "harvest"}
+    assert not sold_at_loss & {t.symbol for t in out.trades if t.side == "buy"}
+
+
+def test_a_limit_the_repair_cannot_meet_is_reported_in_limit_breaches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_buys(data: ProblemData) -> Solution:
+        sol = solve(data)
+        return dataclasses.replace(
+            sol,
+            buy=np.zeros_like(sol.buy),
+            w=sol.w - sol.buy,
+            cash_w=sol.cash_w + float(sol.buy.sum()),
+        )
+
+    monkeypatch.setattr(rb, "MAX_REPAIR_STEPS", 0)
+    out = rebalance(warmup_request(), solve=no_buys)
+    assert any(b.startswith("cash_max:") for b in out.limit_breaches), out.limit_breaches
+
+
+def test_an_unreachable_tracking_error_budget_is_named_not_silently_missed() -> None:
+    ctx = _context()
+    nothing = np.zeros(ctx.base.n, dtype=np.bool_)
+    data = dataclasses.replace(ctx.base, te_max=1e-6, buy_allowed=nothing)
+    orders, breaches = rb._enforce_limits(ctx, data, _no_orders())
+    assert orders.buy_qty == [] and orders.sell_qty == []
+    assert any(b.startswith("te:") and "above the budget" in b for b in breaches), breaches
+
+
+def test_the_repair_lifts_a_tilt_floor_the_rounded_weights_miss_by_buying_shares() -> None:
+    ctx = _context()
+    base = ctx.base
+    w0 = ctx.w0
+    factor = base.factor_names.index("value")
+    now = float(base.loadings[:, factor] @ (w0 - base.w_bench))
+    # A floor just above today's exposure: a few shares of high-value names meet it.
+    data = dataclasses.replace(
+        base, tilts=((factor, now + 1e-4),), te_max=None, cash_max_w=1.0, turnover_max_w=None
+    )
+    orders, breaches = rb._enforce_limits(ctx, data, _no_orders())
+    assert breaches == []
+    w, _cash = rb._final_weights(ctx, orders)
+    assert float(base.loadings[:, factor] @ (w - base.w_bench)) >= now + 1e-4
+    assert orders.buy_qty and all(q == q.to_integral_value() for q in orders.buy_qty)
