@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared import results_keys as keys
 from shared.errors import InputError
@@ -46,8 +48,14 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def connect(url: str) -> redis.Redis[bytes]:
-    """A client of the results store (connects on first command)."""
-    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+    """A client of the results store (connects on first command; a dropped connection is
+    re-opened with backoff for about half a minute before an error surfaces)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=30,
+        socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+    )
 
 
 def preflight(client: redis.Redis[bytes], *, what: str = "results store") -> None:
