@@ -1472,14 +1472,12 @@ class _Limits:
     floor_w: float
     lot_value_w: FloatArray  # weight of one share of each long lot
 
+    held: FloatArray  # shares held per name before the trades (shorts negative)
+
     def weights(self, sell_sh: FloatArray, buy_sh: FloatArray) -> tuple[FloatArray, float]:
         ctx = self.ctx
-        n = self.data.n
-        p = ctx.market.prices
-        held = np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
-        held -= np.bincount(ctx.shorts.name, weights=ctx.shorts.qty, minlength=n)
-        held -= np.bincount(ctx.longs.name, weights=sell_sh, minlength=n)
-        value = (held + buy_sh) * p
+        sold = np.bincount(ctx.longs.name, weights=sell_sh, minlength=self.data.n)
+        value = (self.held - sold + buy_sh) * ctx.market.prices
         return value / ctx.nav, 1.0 - float(value.sum()) / ctx.nav
 
     def violations(
@@ -1518,10 +1516,13 @@ class _Limits:
         return [*out, "cash_max", "cash_min"]
 
 
-#: Greedy repair of the rounded ticket: at most this many one-share moves.
+#: Greedy repair of the rounded ticket: at most this many steps (a step moves one name or lot,
+#: by one or more shares, or a pair of them by one share each).
 MAX_REPAIR_STEPS = 400
 #: Candidate moves tried exactly per step (best first by their linearised effect).
 REPAIR_TRIES = 8
+#: First moves considered for pairs (each against every funding move).
+REPAIR_PAIRS = 32
 
 
 def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[_Orders, list[str]]:
@@ -1531,14 +1532,16 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     tilt floors, the turnover limit and the realized-gain budget — met by the solver's weights —
     can be missed by a little (DESIGN §2 makes them hard), and rounding the buys down can leave
     cash above ``max_cash_w``.  This repairs the ticket one share at a time: each step takes the
-    move that most reduces the total violation (linearised, then checked exactly; ties go to the
-    smaller objective increase) among
+    cheapest move (objective increase per unit of violation removed, linearised, then checked
+    exactly) that lowers the total violation and makes no single limit worse — one limit is
+    never traded for another (e.g. a tilt floor for a negative cash balance) — among
 
     - one more share of a buy of a name the solved problem may buy (its side, the wash-sale
       window and exclusions all respected), within its cap and above the cash floor;
     - one share less of a buy;
-    - one share less (or more) of a partial lot sale the solver chose (not of an excluded name,
-      which must be sold whole).
+    - one share less or more of a lot sale the solved problem allows (no loss sale of a
+      buy-side name; an excluded name is sold whole, not touched);
+    - when no single share helps, a pair of them (:func:`_pair_moves`).
 
     No move changes a name's side, so no buy meets a loss sale of its name (IRC §1091).  What
     is still violated after :data:`MAX_REPAIR_STEPS` steps (or when no move helps) is returned
@@ -1563,6 +1566,11 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         data=data,
         floor_w=floor_w,
         lot_value_w=p[ctx.longs.name] / nav,
+        held=np.asarray(
+            np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
+            - np.bincount(ctx.shorts.name, weights=ctx.shorts.qty, minlength=n),
+            dtype=np.float64,
+        ),
     )
     sell_sh = np.zeros(nl)
     sell_sh[orders.sell_lot] = [float(q) for q in orders.sell_qty]
@@ -1575,9 +1583,11 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     # Legal moves.  Buys: names the solved problem may buy.  Sells: partial sales the solver
     # chose (an excluded name is sold whole, not touched).
     can_buy = data.buy_allowed & (data.max_w > 0)
-    sold_partial = (sell_sh > 0) & ~ctx.excluded[ctx.longs.name]
+    # Lots whose sale may change by a share: sellable in the solved problem (its sides: no
+    # loss sale of a buy-side name), not of an excluded name (sold whole), and sold so far in
+    # whole shares (a whole fractional lot stays whole).
     whole_step = np.abs(sell_sh - np.round(sell_sh / step_f) * step_f) < 1e-9
-    sell_adj = sold_partial & whole_step & data.lot_sellable
+    sell_adj = data.lot_sellable & ~ctx.excluded[ctx.longs.name] & whole_step
     lot_gain = data.lot_gain
     n_te = 1 if data.te_max is not None else 0
     n_tilt = len(data.tilts)
@@ -1588,6 +1598,21 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     kappa, lam_te, lam_tax = data.kappa, data.lambda_te, data.lambda_tax
     sell_steps = np.zeros(nl, dtype=np.int64)
     buy_steps = np.zeros(n, dtype=np.int64)
+    by_tax_asc = np.lexsort((data.lot_tax, ctx.longs.name))
+    by_tax_desc = np.lexsort((-data.lot_tax, ctx.longs.name))
+
+    def bump(kind: int, j: int, sgn: int) -> None:
+        """Apply (sgn > 0) or undo (sgn < 0) ``|sgn|`` shares of a move: 0 buy more, 1 buy
+        less, 2 sell less, 3 sell more (of lot j)."""
+        if kind <= 1:
+            d = sgn if kind == 0 else -sgn
+            buy_sh[j] += d * step_f
+            buy_steps[j] += d
+        else:
+            d = sgn if kind == 3 else -sgn
+            sell_sh[j] += d * step_f
+            sell_steps[j] += d
+
     for _ in range(MAX_REPAIR_STEPS):
         te = g[0] + data.te_max if n_te else 1.0
         # Candidate moves: name index, Δw of the name, Δturnover, Δgain, kind, position.
@@ -1597,8 +1622,6 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         cands_kind: list[IntArray] = []
         cands_pos: list[IntArray] = []
         up = can_buy & (w + dw_name <= data.max_w + 1e-12)
-        cash_now = -g[k_cash + 1] + floor_w
-        up &= cash_now - dw_name >= floor_w - 1e-12
         for kind, mask in (
             (0, up),  # buy one more
             (1, buy_sh >= step_f - 1e-12),  # buy one less
@@ -1607,11 +1630,13 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
             cands_idx.append(pos)
             cands_kind.append(np.full(len(pos), kind))
             cands_pos.append(pos)
-        for kind, mask in (
-            (2, sell_adj & (sell_sh >= step_f - 1e-12)),  # sell one less
-            (3, sell_adj & (sell_sh + step_f <= ctx.longs.qty + 1e-12)),  # sell one more
+        for kind, mask, key in (
+            # Sell one less: per name, the lot whose sale costs the most tax.
+            (2, sell_adj & (sell_sh >= step_f - 1e-12), by_tax_desc),
+            # Sell one more: per name, the lot whose sale costs the least tax.
+            (3, sell_adj & (sell_sh + step_f <= ctx.longs.qty + 1e-12), by_tax_asc),
         ):
-            pos = np.flatnonzero(mask)
+            pos = _first_per_name(key[mask[key]], ctx.longs.name)
             cands_idx.append(ctx.longs.name[pos])
             cands_kind.append(np.full(len(pos), kind))
             cands_pos.append(pos)
@@ -1637,7 +1662,10 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
             dg[:, gain_row] = sgn_sell * unit * lot_gain[np.where(is_sell, pos_a, 0)]
         dg[:, k_cash] = -dw
         dg[:, k_cash + 1] = dw
-        dv = np.maximum(g + dg, 0.0).sum(axis=1) - total
+        over = np.maximum(g + dg, 0.0)
+        dv = over.sum(axis=1) - total
+        # Never trade one limit for another: no violation may grow (a Pareto step).
+        dv[(over > np.maximum(g, 0.0) + 1e-15).any(axis=1)] = np.inf
         tax = np.where(is_sell, data.lot_tax[np.where(is_sell, pos_a, 0)], 0.0)
         df = (
             lam_te * 2.0 * grad[idx] * dw
@@ -1647,38 +1675,49 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         # The cheapest repair per unit of violation removed (a move that also lowers the
         # objective comes first).
         score = np.where(dv < -1e-15, df / np.maximum(-dv, 1e-15), np.inf)
-        order = np.argsort(score, kind="stable")[:REPAIR_TRIES]
+        top = (
+            np.argpartition(score, REPAIR_TRIES)[:REPAIR_TRIES]
+            if len(score) > REPAIR_TRIES
+            else np.arange(len(score))
+        )
+        top = top[np.argsort(score[top], kind="stable")]
+        singles: list[tuple[int, ...]] = [(int(c),) for c in top.tolist() if np.isfinite(score[c])]
+        if singles:
+            # The best move, repeated as often as the linear model says it still helps (half
+            # the slack it uses of every other limit; never more than the lot or buy holds).
+            c = singles[0][0]
+            kind, j = int(kind_a[c]), int(pos_a[c])
+            room = (
+                (data.max_w[j] - w[j]) / dw_name[j]
+                if kind == 0
+                else buy_sh[j] / step_f
+                if kind == 1
+                else sell_sh[j] / step_f
+                if kind == 2
+                else (ctx.longs.qty[j] - sell_sh[j]) / step_f
+            )
+            k = _repeats(g, dg[c], float(room))
+            if k > 1:
+                singles.insert(0, (c,) * k)
+
         moved = False
-        for c in order.tolist():
-            if not np.isfinite(score[c]):
+        for tries in (singles, None):
+            for combo in (
+                tries if tries is not None else _pair_moves(g, over, dg, dw, df, k_cash + 1)
+            ):
+                for c in combo:
+                    bump(int(kind_a[c]), int(pos_a[c]), +1)
+                g2, w2, grad2 = lim.violations(sell_sh, buy_sh, 0.0)
+                over2 = np.maximum(g2, 0.0)
+                total2 = float(over2.sum())
+                if total2 < total - 1e-15 and (over2 <= np.maximum(g, 0.0) + 1e-15).all():
+                    g, w, grad, total = g2, w2, grad2, total2
+                    moved = True
+                    break
+                for c in combo:
+                    bump(int(kind_a[c]), int(pos_a[c]), -1)
+            if moved:
                 break
-            k, j = int(kind_a[c]), int(pos_a[c])
-            if k == 0:
-                buy_sh[j] += step_f
-            elif k == 1:
-                buy_sh[j] -= step_f
-            elif k == 2:
-                sell_sh[j] -= step_f
-            else:
-                sell_sh[j] += step_f
-            g2, w2, grad2 = lim.violations(sell_sh, buy_sh, 0.0)
-            total2 = float(np.maximum(g2, 0.0).sum())
-            if total2 < total - 1e-15:
-                g, w, grad, total = g2, w2, grad2, total2
-                if k <= 1:
-                    buy_steps[j] += 1 if k == 0 else -1
-                else:
-                    sell_steps[j] += 1 if k == 3 else -1
-                moved = True
-                break
-            if k == 0:
-                buy_sh[j] -= step_f
-            elif k == 1:
-                buy_sh[j] += step_f
-            elif k == 2:
-                sell_sh[j] += step_f
-            else:
-                sell_sh[j] -= step_f
         if not moved or total <= 0.0:
             break
     orders = _apply_steps(orders, sell_steps, buy_steps, step)
@@ -1688,6 +1727,82 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         if v > 0.0
     ]
     return orders, breaches
+
+
+def _first_per_name(order: IntArray, name: IntArray) -> IntArray:
+    """The first lot of each name in ``order`` (lots sorted by name, then by preference: the
+    repair's sale moves differ between lots of one name only in their tax and gain)."""
+    if len(order) == 0:
+        return order
+    first = np.ones(len(order), dtype=np.bool_)
+    first[1:] = name[order[1:]] != name[order[:-1]]
+    out: IntArray = order[first]
+    return out
+
+
+def _repeats(g: FloatArray, dg: FloatArray, room: float) -> int:
+    """How many shares of one move :func:`_enforce_limits` takes at once (linearised): enough
+    to clear the smallest violation it reduces, within half the slack it uses of any other
+    limit and the ``room`` (shares) the buy, the lot or the name's cap leaves."""
+    helps = (g > 0) & (dg < 0)
+    if not helps.any():
+        return 1
+    k = float(np.min(g[helps] / -dg[helps]))
+    uses = (g <= 0) & (dg > 0)
+    if uses.any():
+        k = min(k, 0.5 * float(np.min(-g[uses] / dg[uses])))
+    return max(1, min(int(min(k, room)), MAX_REPAIR_STEPS))
+
+
+def _pair_moves(  # noqa: PLR0917
+    g: FloatArray,
+    over: FloatArray,
+    dg: FloatArray,
+    dw: FloatArray,
+    df: FloatArray,
+    cash_min_row: int,
+) -> list[tuple[int, ...]]:
+    """Pairs of one-share moves for :func:`_enforce_limits` when no single move helps.
+
+    Typically a buy that would lift a tilt needs cash the floor does not allow: the first move
+    helps once the cash floor is ignored, the second (a buy cut or a larger partial sale) pays
+    for it.  Linearised: every limit no worse, total violation lower; cheapest per unit of
+    violation removed first.  ``g`` are the signed violations, ``over`` the per-move violations
+    after each single move, ``dg`` the per-move changes, ``dw`` the name's weight change and
+    ``df`` the objective change of each move.
+    """
+    now = np.maximum(g, 0.0)
+    keep = np.ones(len(g), dtype=np.bool_)
+    keep[cash_min_row] = False
+    worse = (over[:, keep] > now[keep] + 1e-15).any(axis=1)
+    dv_nc = over[:, keep].sum(axis=1) - now[keep].sum()
+    funding = np.flatnonzero(dw < 0)
+    slack = max(0.0, -g[cash_min_row])
+    if not len(funding):
+        return []
+    # Only first moves some funding move can pay for.
+    first = np.flatnonzero(
+        ~worse & (dv_nc < -1e-15) & (dw > 0) & (dw <= float(-dw[funding].min()) + slack)
+    )
+    if not len(first):
+        return []
+    first = first[np.argsort(df[first] / -dv_nc[first], kind="stable")[:REPAIR_PAIRS]]
+    over_ab = np.maximum(g + dg[first][:, None, :] + dg[funding][None, :, :], 0.0)
+    ok = ~(over_ab > now + 1e-15).any(axis=2)
+    dv_ab = over_ab.sum(axis=2) - now.sum()
+    good = ok & (dv_ab < -1e-15)
+    if not good.any():
+        return []
+    score = np.full(good.shape, np.inf)
+    cost = df[first][:, None] + df[funding][None, :]
+    score[good] = cost[good] / -dv_ab[good]
+    best = np.argsort(score, axis=None, kind="stable")[:REPAIR_TRIES]
+    out: list[tuple[int, ...]] = []
+    for flat in best.tolist():
+        a, b = divmod(flat, len(funding))
+        if np.isfinite(score[a, b]):
+            out.append((int(first[a]), int(funding[b])))
+    return out
 
 
 def _breach(name: str, v: float, data: ProblemData) -> str:

@@ -135,7 +135,7 @@ def test_an_unreachable_tracking_error_budget_is_named_not_silently_missed() -> 
     assert any(b.startswith("te:") and "above the budget" in b for b in breaches), breaches
 
 
-def test_the_repair_lifts_a_tilt_floor_the_rounded_weights_miss_by_buying_shares() -> None:
+def test_the_repair_lifts_a_tilt_floor_the_rounded_weights_miss_with_whole_shares() -> None:
     ctx = _context()
     base = ctx.base
     w0 = ctx.w0
@@ -149,4 +149,8 @@ def test_the_repair_lifts_a_tilt_floor_the_rounded_weights_miss_by_buying_shares
     assert breaches == []
     w, _cash = rb._final_weights(ctx, orders)
     assert float(base.loadings[:, factor] @ (w - base.w_bench)) >= now + 1e-4
-    assert orders.buy_qty and all(q == q.to_integral_value() for q in orders.buy_qty)
+    traded = [*orders.buy_qty, *orders.sell_qty]
+    assert traded and all(q == q.to_integral_value() for q in traded)
+    # Every sale is allowed by the sides: no loss lot of a name the problem may buy.
+    for j in orders.sell_lot.tolist():
+        assert data.lot_sellable[j]
