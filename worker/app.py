@@ -62,6 +62,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "broker_heartbeat": 30,
+        # Retries and chain steps are published from inside a task: ride out a broker restart
+        # (~45 s) instead of breaking a household chain (the producer's sweep is the last resort).
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 30,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2.0,
+        },
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,
         "enable_utc": True,
