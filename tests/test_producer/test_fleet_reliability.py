@@ -385,6 +385,40 @@ def test_a_producer_that_crashes_half_way_is_simply_run_again(night, baseline, t
         fleet.close()
 
 
+def test_taxview_sweep_resends_exactly_the_accounts_without_an_outcome(night, tmp_path) -> None:
+    book, market = night
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.worker("w0")
+        chains = plan_night(book, market.as_of)
+        publish_market(fleet.client, market, ttl_s=3600)
+        write_manifest(fleet.client, market.as_of, chains, ttl_s=3600)
+        first = chains[: len(chains) // 2]
+        sent = send_chains(fleet.app, fleet.client, first, book.ledgers, ttl_s=3600)
+        start = time.monotonic()
+        while reader.done_count(fleet.client, DAY) < sent:
+            assert time.monotonic() - start < DEADLINE_S
+            time.sleep(0.1)
+        book_dir = tmp_path / "book"
+        write_book(book_dir, book)
+        write_market(book_dir / "market.json", market)
+        sweep = subprocess.run(
+            [sys.executable, "-m", "producer", "sweep", "--book", str(book_dir)],
+            env={**os.environ, **fleet.settings.to_env()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert sweep.returncode == 0, sweep.stderr[-2000:]
+        assert f'"resent": {ACCOUNTS - sent}' in sweep.stdout
+        fleet.wait_done()
+        _assert_same_night(fleet, inline_night(book, market))
+        assert max(reader.attempts(fleet.client, DAY).values()) == 1, "nothing ran twice"
+    finally:
+        fleet.close()
+
+
 def test_a_poison_account_fails_after_bounded_attempts_while_the_rest_finishes(
     night, baseline, tmp_path
 ) -> None:
