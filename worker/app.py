@@ -56,8 +56,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_memory_per_child": settings.max_memory_per_child_kb or None,
         "worker_max_tasks_per_child": settings.max_tasks_per_child or None,
         "worker_concurrency": settings.concurrency or None,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Off by default (three broker publishes per task); Flower switches them on at run time
+        # (its --enable_events, default on), so a monitored fleet still shows every task.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
