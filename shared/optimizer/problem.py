@@ -344,11 +344,12 @@ def _run_clarabel(
     if refine is None:
         refine = needs_refinement(data, constraints)
     try:
-        solver = clarabel.DefaultSolver(
-            *prob.clarabel_data(),
-            prob.cones,
-            _clarabel_settings(settings, safe=safe, refine=refine),
-        )
+        cs = _clarabel_settings(settings, safe=safe, refine=refine)
+        try:
+            solver = clarabel.DefaultSolver(*prob.clarabel_data(), prob.cones, cs)
+        except (TypeError, AttributeError):
+            # A wrapper that no longer reads the array form: the documented scipy/numpy form.
+            solver = clarabel.DefaultSolver(prob.P, prob.q, prob.A, prob.b, prob.cones, cs)
         t1 = time.perf_counter()
         res = solver.solve()
     except Exception as exc:  # a solver error is one failed attempt, not the end of the chain
