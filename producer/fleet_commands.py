@@ -47,7 +47,7 @@ def _add_urls(p: argparse.ArgumentParser) -> None:
 def _add_inputs(p: argparse.ArgumentParser, *, synthetic_default: int | None) -> None:
     p.add_argument("--date", type=_date, help="the night (default: the market's / book's day)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--book", type=Path, help="book directory (see docs/book-format.md)")
+    src.add_argument("--book", type=Path, help="book directory (see docs/formats.md (Book format))")
     src.add_argument(
         "--synthetic-accounts",
         type=_positive,

@@ -45,13 +45,10 @@ def _init_process(**_: Any) -> None:
 def warm_solver() -> None:
     """Import the solver stack and solve one tiny account, so the first real task does not pay
     for imports and first-call set-up."""
+    from shared.examples import warmup_request
+    from shared.rebalance import rebalance
+
     try:
-        from shared.examples import example_request
-        from shared.rebalance import rebalance
-    except ImportError:
-        log.warning("solver warm-up skipped: shared.rebalance is not available")
-        return
-    try:
-        rebalance(example_request(names=12, seed=0))
+        rebalance(warmup_request())
     except Exception:  # a warm-up must never stop the pool process
         log.exception("solver warm-up failed (the first task pays the set-up)")
