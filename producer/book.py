@@ -1,7 +1,8 @@
 """The firm's book on disk: accounts, open lots, wash-window memory and trade history.
 
 A book directory holds one file per table, CSV or Parquet (``.csv`` / ``.parquet``, the same
-columns; every value is written as text so money stays exact).  See ``docs/formats.md`` (Book format).
+columns; every value is written as text so money stays exact).  See ``docs/formats.md``
+(Book format).
 
 - ``book.json`` — ``{"as_of": "YYYY-MM-DD"}``: the close the book describes.
 - ``accounts`` — one row per account rebalanced each night (:class:`AccountSpec` columns; lists are
