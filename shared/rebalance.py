@@ -1651,7 +1651,9 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         if not len(idx):
             break
         is_sell = kind_a >= 2
-        unit = np.where(is_sell, lot_dw[np.where(is_sell, pos_a, 0)], dw_name[idx])
+        sell_pos = pos_a[is_sell]  # lot positions of the sell moves (none when no lots)
+        unit = dw_name[idx].astype(np.float64)
+        unit[is_sell] = lot_dw[sell_pos]
         sign = np.where((kind_a == 0) | (kind_a == 2), 1.0, -1.0)  # Δw of the name
         dw = sign * unit
         dg = np.zeros((len(idx), len(g)))
@@ -1664,14 +1666,17 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
             dg[:, turn_row] = dturn
         if gain_row >= 0:
             sgn_sell = np.where(kind_a == 3, 1.0, np.where(kind_a == 2, -1.0, 0.0))
-            dg[:, gain_row] = sgn_sell * unit * lot_gain[np.where(is_sell, pos_a, 0)]
+            move_gain = np.zeros(len(idx))
+            move_gain[is_sell] = lot_gain[sell_pos]
+            dg[:, gain_row] = sgn_sell * unit * move_gain
         dg[:, k_cash] = -dw
         dg[:, k_cash + 1] = dw
         over = np.maximum(g + dg, 0.0)
         dv = over.sum(axis=1) - total
         # Never trade one limit for another: no violation may grow (a Pareto step).
         dv[(over > np.maximum(g, 0.0) + 1e-15).any(axis=1)] = np.inf
-        tax = np.where(is_sell, data.lot_tax[np.where(is_sell, pos_a, 0)], 0.0)
+        tax = np.zeros(len(idx))
+        tax[is_sell] = data.lot_tax[sell_pos]
         df = (
             lam_te * 2.0 * grad[idx] * dw
             + kappa * dturn

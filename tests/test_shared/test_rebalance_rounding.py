@@ -154,3 +154,26 @@ def test_the_repair_lifts_a_tilt_floor_the_rounded_weights_miss_with_whole_share
     # Every sale is allowed by the sides: no loss lot of a name the problem may buy.
     for j in orders.sell_lot.tolist():
         assert data.lot_sellable[j]
+
+
+def test_an_all_cash_account_with_no_lots_is_invested_and_its_rounded_ticket_repaired() -> None:
+    # The backtest's first day: $1M of cash, no lots at all.  The rounding repair must cope
+    # with an empty lot table (it once indexed into it unconditionally).
+    from decimal import Decimal
+
+    import msgspec
+
+    request = warmup_request()
+    others = [lot for lot in request.ledger.lots if lot.account != request.account.account_id]
+    request = msgspec.structs.replace(
+        request,
+        account=msgspec.structs.replace(request.account, cash_usd=Decimal("1000000")),
+        ledger=msgspec.structs.replace(
+            request.ledger, lots=others, pending_losses=[], recent_purchases=[]
+        ),
+    )
+    outcome = rebalance(request)
+    assert outcome.status in ("ok", "relaxed")
+    assert outcome.trades and all(t.side == "buy" for t in outcome.trades)
+    assert outcome.cash_w <= request.account.max_cash_w + 1e-12
+    assert outcome.limit_breaches == []
