@@ -12,6 +12,7 @@ with :func:`from_wire` (``msgspec.convert``) after it; code past the task edge n
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
@@ -363,6 +364,19 @@ Outcome = Solved | Rejected | Failed
 T = TypeVar("T")
 
 
+def _field_of(msg: str) -> str:
+    """The offending field of a msgspec validation message, as a dotted path.
+
+    ``Expected `int`, got `str` - at `$.lots[3].quantity``` → ``lots[3].quantity``;
+    ``Object missing required field `account``` → ``account``.
+    """
+    path = msg.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in msg else "$"
+    missing = re.search(r"missing required field `([^`]+)`", msg)
+    if missing:
+        path = f"{path}.{missing.group(1)}"
+    return path.removeprefix("$").removeprefix(".") or "message"
+
+
 def to_wire(obj: msgspec.Struct) -> Any:
     """Struct → JSON-safe builtins (dates and Decimals become strings)."""
     return msgspec.to_builtins(obj)
@@ -375,7 +389,7 @@ def from_wire(data: Any, typ: type[T], *, account: str | None = None) -> T:
         return msgspec.convert(data, typ, strict=False)
     except msgspec.ValidationError as exc:
         msg = str(exc)
-        field = msg.rsplit("at `", 1)[-1].rstrip("`") if "at `" in msg else "message"
+        field = _field_of(msg)
         raise InputError(msg, account=account, field=field) from exc
 
 
@@ -385,7 +399,7 @@ def decode_json(raw: bytes | str, typ: type[T], *, account: str | None = None) -
         return msgspec.json.decode(raw, type=typ, strict=False)
     except msgspec.ValidationError as exc:
         msg = str(exc)
-        field = msg.rsplit("at `", 1)[-1].rstrip("`") if "at `" in msg else "message"
+        field = _field_of(msg)
         raise InputError(msg, account=account, field=field) from exc
     except msgspec.DecodeError as exc:
         raise InputError(f"not valid JSON: {exc}", account=account, field="document") from exc

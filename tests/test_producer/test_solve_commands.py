@@ -55,7 +55,7 @@ def test_a_request_of_the_wrong_shape_is_rejected_naming_the_field(
     assert main(["rebalance", str(bad)]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["kind"] == "rejected"
-    assert out["field"] == "$.account.te_budget"
+    assert out["field"] == "account.te_budget"
 
 
 def test_an_unreadable_request_is_one_line_on_stderr_and_exit_2(

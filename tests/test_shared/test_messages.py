@@ -1,0 +1,27 @@
+"""Wire decoding names the offending field as a dotted path, for a wrong type and a missing one."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import InputError
+from shared.messages import RebalanceRequest, decode_json, from_wire
+
+
+def test_a_missing_top_level_field_is_named_by_its_name() -> None:
+    with pytest.raises(InputError) as info:
+        decode_json(b'{"as_of": "2026-01-02"}', RebalanceRequest, account="A1")
+    assert info.value.field == "account"
+    assert info.value.account == "A1"
+
+
+def test_a_wrong_type_deep_inside_is_named_by_its_path() -> None:
+    with pytest.raises(InputError) as info:
+        from_wire({"as_of": "2026-01-02", "account": {"account_id": 5}}, RebalanceRequest)
+    assert info.value.field == "account.account_id"
+
+
+def test_a_document_that_is_not_json_is_named_as_such() -> None:
+    with pytest.raises(InputError) as info:
+        decode_json(b"{not json", RebalanceRequest)
+    assert info.value.field == "document"
