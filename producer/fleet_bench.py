@@ -40,8 +40,8 @@ def _inline_seconds_per_account(book: Book, market: MarketSnapshot, sample: int)
     """The plain loop: the same work per account as a worker does (solve, and for all but a
     household's last account, book the trades into the household ledger for the next one), in
     this process, no broker, no store."""
-    from shared.ledger import Ledger
-    from shared.rebalance import outcome_transactions, rebalance
+    from shared.household import book_outcome
+    from shared.rebalance import rebalance
 
     households = list(book.households().items())
     first = households[0][1][0]
@@ -66,10 +66,7 @@ def _inline_seconds_per_account(book: Book, market: MarketSnapshot, sample: int)
             except TaxviewError:
                 continue  # a rejected/failed account costs its time in both runs
             if k + 1 < len(specs) and outcome.trades:
-                ledger_obj = Ledger.from_state(ledger)
-                for txn in outcome_transactions(outcome, account_type=spec.account_type):
-                    ledger_obj.apply(txn)
-                ledger = ledger_obj.state(market.as_of)
+                ledger = book_outcome(ledger, outcome, account_type=spec.account_type)
     return (time.perf_counter() - t0) / max(done, 1)
 
 

@@ -84,19 +84,13 @@ def default_solve(request: RebalanceRequest) -> Solved:
 
 
 def default_advance(ledger: LedgerState, outcome: Solved, task: AccountTask) -> LedgerState:
-    """The household ledger with this account's trades applied, for its next sibling.
+    """The household ledger with this account's trades applied, for its next sibling
+    (:func:`shared.household.book_outcome`: full IRC §1091 rules, only the lots today's trades
+    can touch rebuilt), so a sibling's same-day loss sale or purchase restricts the next
+    account's solve."""
+    from shared.household import book_outcome
 
-    The ledger applies the full wash-sale rules (IRC §1091, IRS Pub. 550), so a sibling's
-    same-day loss sale or purchase restricts the next account's solve.
-    """
-    from shared.ledger import Ledger
-    from shared.rebalance import outcome_transactions
-
-    ledger_obj = Ledger.from_state(ledger)
-    for txn in outcome_transactions(outcome, account_type=task.account.account_type):
-        ledger_obj.apply(txn)
-    state: LedgerState = ledger_obj.state(task.as_of)
-    return state
+    return book_outcome(ledger, outcome, account_type=task.account.account_type)
 
 
 def decode_task(payload: Any) -> AccountTask | Rejected | None:

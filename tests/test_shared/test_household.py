@@ -1,0 +1,160 @@
+"""Booking an account's trades into its household ledger through the reduced ledger gives, lot
+for lot, what booking into the whole household ledger gives (IRC §1091 across accounts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from shared.errors import LedgerError
+from shared.examples import synthetic_book
+from shared.household import book_outcome
+from shared.ledger import Ledger
+from shared.messages import (
+    LedgerState,
+    Lot,
+    RebalanceRequest,
+    Solved,
+    Trade,
+    encode_json,
+)
+from shared.rebalance import outcome_transactions, rebalance
+from shared.types import AccountType
+
+AS_OF = dt.date(2025, 6, 2)
+
+
+def _whole(ledger: LedgerState, outcome: Solved, account_type: AccountType) -> LedgerState:
+    book = Ledger.from_state(ledger)
+    for txn in outcome_transactions(outcome, account_type=account_type):
+        book.apply(txn)
+    return book.state(outcome.as_of)
+
+
+@pytest.fixture(scope="module")
+def night() -> list[tuple[LedgerState, Solved, AccountType, LedgerState]]:
+    """A small fresh book solved household by household: (ledger, outcome, type, next)."""
+    market, pairs = synthetic_book(accounts=8, names=40, seed=3, as_of=AS_OF, steady_state=False)
+    out = []
+    ledgers: dict[str, LedgerState] = {}
+    for spec, state in pairs:
+        ledger = ledgers.get(state.household_id, state)
+        outcome = rebalance(
+            RebalanceRequest(as_of=market.as_of, account=spec, ledger=ledger, market=market)
+        )
+        after = _whole(ledger, outcome, spec.account_type)
+        out.append((ledger, outcome, spec.account_type, after))
+        ledgers[state.household_id] = after
+    return out
+
+
+@pytest.mark.slow
+def test_booking_a_solved_night_through_the_reduced_ledger_equals_the_whole_household(
+    night: list[tuple[LedgerState, Solved, AccountType, LedgerState]],
+) -> None:
+    assert any(o.trades for _, o, _, _ in night)
+    for ledger, outcome, account_type, after in night:
+        got = book_outcome(ledger, outcome, account_type=account_type)
+        assert encode_json(got) == encode_json(after), outcome.account_id
+
+
+def _lot(spec: str, day: dt.date, basis: str, account_type: AccountType = "taxable") -> Lot:
+    account, symbol, lot_id, qty = spec.split()
+    return Lot(
+        account=account,
+        symbol=symbol,
+        lot_id=lot_id,
+        quantity=Decimal(qty),
+        trade_date=day,
+        acquired=day,
+        cost_basis_usd=Decimal(basis),
+        account_type=account_type,
+    )
+
+
+def _household() -> LedgerState:
+    old = AS_OF - dt.timedelta(days=400)
+    recent = AS_OF - dt.timedelta(days=10)
+    return LedgerState(
+        as_of=AS_OF - dt.timedelta(days=1),
+        household_id="H1",
+        lots=[
+            _lot("A XYZ a1 10", old, "1000.00"),
+            _lot("B ABC b0 5", old, "500.00", "ira"),
+            _lot("A ABC a2 10", old, "400.00"),
+            _lot("B XYZ b1 4", recent, "360.00", "ira"),
+            _lot("A XYZ a3 10", old - dt.timedelta(days=5), "900.00"),
+            _lot("B QQQ b2 3", old, "300.00", "ira"),
+        ],
+    )
+
+
+def _solved(trades: list[Trade]) -> Solved:
+    return msgspec.convert(
+        {
+            "account_id": "A",
+            "household_id": "H1",
+            "as_of": AS_OF.isoformat(),
+            "nav_usd": "0",
+            "weights": {},
+            "cash_w": 0.0,
+            "trades": [msgspec.to_builtins(t) for t in trades],
+            "realized": [],
+            "realized_st_usd": "0",
+            "realized_lt_usd": "0",
+            "harvested_loss_usd": "0",
+            "estimated_tax_usd": "0",
+            "te_ex_ante": 0.0,
+            "te_budget": 0.0,
+            "factor_exposures": [],
+            "solver": {
+                "solver": "test",
+                "status": "optimal",
+                "iterations": 0,
+                "solver_ms": 0.0,
+                "total_ms": 0.0,
+            },
+        },
+        Solved,
+        strict=False,
+    )
+
+
+def _trade(symbol: str, side: str, qty: int, price: str, lot_id: str) -> Trade:
+    return msgspec.convert(
+        {
+            "symbol": symbol,
+            "side": side,
+            "quantity": str(qty),
+            "price": price,
+            "notional_usd": str(Decimal(qty) * Decimal(price)),
+            "lot_id": lot_id,
+            "reason": "rebalance",
+        },
+        Trade,
+        strict=False,
+    )
+
+
+def test_a_loss_washed_by_a_siblings_recent_ira_purchase_is_booked_as_on_the_whole_ledger() -> None:
+    ledger = _household()
+    outcome = _solved(
+        [_trade("XYZ", "sell", 6, "80.00", "a1"), _trade("ABC", "buy", 2, "40.00", "new1")]
+    )
+    got = book_outcome(ledger, outcome, account_type="taxable")
+    assert encode_json(got) == encode_json(_whole(ledger, outcome, "taxable"))
+    b1 = next(lot for lot in got.lots if lot.lot_id == "b1")
+    assert b1.replacement_used  # the IRA lot absorbed the loss (IRC §1091, Rev. Rul. 2008-5)
+    assert [lot.lot_id for lot in got.lots][-1] == "new1"
+
+
+def test_a_buy_reusing_an_open_lot_id_is_refused_as_on_the_whole_ledger() -> None:
+    outcome = _solved([_trade("QQQ", "buy", 1, "100.00", "a3")])
+    with pytest.raises(LedgerError) as whole:
+        _whole(_household(), outcome, "taxable")
+    with pytest.raises(LedgerError) as reduced:
+        book_outcome(_household(), outcome, account_type="taxable")
+    assert str(reduced.value) == str(whole.value)
