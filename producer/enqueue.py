@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from producer.book import Book
+from producer.book import Book, CompressedLedgers
 from producer.broker import send_household
 from producer.results_reader import ManifestEntry, done_accounts, manifest_json
 from shared import results_keys as keys
@@ -118,16 +118,22 @@ def send_chains(
         first = chain[0]
         if first.household_index == 0:
             key = keys.ledger_key(first.as_of, first.household_id)
-            state = ledgers.get(first.household_id) or LedgerState(
-                as_of=first.as_of, household_id=first.household_id
-            )
             pipe = client.pipeline(transaction=True)
-            pipe.hset(key, "0", keys.encode_ledger(state))
+            pipe.hset(key, "0", _staged(ledgers, first))
             pipe.expire(key, ttl_s)
             pipe.execute()
         send_household(app, chain)
         sent += len(chain)
     return sent
+
+
+def _staged(ledgers: Mapping[str, LedgerState], first: AccountTask) -> bytes:
+    """The household's ledger as staged (already compressed in a :class:`CompressedLedgers`)."""
+    household = first.household_id
+    if isinstance(ledgers, CompressedLedgers) and household in ledgers:
+        return ledgers.raw(household)
+    state = ledgers.get(household) or LedgerState(as_of=first.as_of, household_id=household)
+    return keys.encode_ledger(state)
 
 
 def enqueue_night(

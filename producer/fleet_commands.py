@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from producer import results_reader as reader
-from producer.book import Book, book_from_pairs, read_book, read_market, write_book, write_market
+from producer.book import Book, book_from_stream, read_book, read_market, write_book, write_market
 from producer.broker import client_app
 from producer.embedded import EmbeddedFleet
 from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
@@ -160,13 +160,13 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
         if not args.synthetic_accounts:
             raise InputError("give --book DIR or --synthetic-accounts N", field="--book")
         from shared.calendar import trading_day_on_or_before
-        from shared.examples import synthetic_book
+        from shared.examples import synthetic_book_stream
 
         day = args.date or trading_day_on_or_before(dt.date.today() - dt.timedelta(days=1))
-        market, pairs = synthetic_book(
+        market, pairs = synthetic_book_stream(
             accounts=args.synthetic_accounts, names=args.names, seed=args.seed, as_of=day
         )
-        return book_from_pairs(market.as_of, pairs), market
+        return book_from_stream(market.as_of, pairs), market
     book = read_book(args.book)
     market_path = args.market or _default_market(args.book)
     if args.date is None and market_path.is_file():

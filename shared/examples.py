@@ -10,6 +10,7 @@ generates thousands of accounts directly with numpy (no replay) and builds each 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 
 import msgspec
@@ -403,18 +404,51 @@ def synthetic_book(
     Returns:
         The day's market snapshot and ``(account, household ledger state)`` pairs.
     """
+    market, pairs = synthetic_book_stream(
+        accounts=accounts, names=names, seed=seed, as_of=as_of, steady_state=steady_state
+    )
+    return market, list(pairs)
+
+
+def synthetic_book_stream(
+    *, accounts: int, names: int, seed: int, as_of: dt.date, steady_state: bool = True
+) -> tuple[MarketSnapshot, Iterator[tuple[AccountSpec, LedgerState]]]:
+    """:func:`synthetic_book` one household at a time: the market now, the pairs as they are
+    drawn (a household's accounts one after another, sharing one state), so a consumer can
+    compress or send each household and drop it.  The same arguments give the same pairs.
+    """
     history = _market_history(names, seed, as_of)
     as_of = _session(history, as_of)
     snapshot = history.snapshot(as_of)
     rng = np.random.default_rng([seed, 7])
+    days = [as_of - dt.timedelta(days=k) for k in range(0, 3 * 366 + 1)]
+    return snapshot, _synthetic_households(
+        accounts=accounts,
+        rng=rng,
+        snapshot=snapshot,
+        seed=seed,
+        as_of=as_of,
+        days=days,
+        steady_state=steady_state,
+    )
+
+
+def _synthetic_households(
+    *,
+    accounts: int,
+    rng: np.random.Generator,
+    snapshot: MarketSnapshot,
+    seed: int,
+    as_of: dt.date,
+    days: list[dt.date],
+    steady_state: bool,
+) -> Iterator[tuple[AccountSpec, LedgerState]]:
     prices = np.asarray(snapshot.prices)
     w_b = np.asarray(snapshot.benchmark_weights)
     symbols = snapshot.symbols
     n = len(symbols)
     index = {s: i for i, s in enumerate(symbols)}
     cap = name_cap(snapshot)
-    days = [as_of - dt.timedelta(days=k) for k in range(0, 3 * 366 + 1)]
-    out: list[tuple[AccountSpec, LedgerState]] = []
     made = 0
     h = 0
     while made < accounts:
@@ -467,9 +501,8 @@ def synthetic_book(
                 exclusions=[symbols[int(rng.integers(n))]] if rng.random() < 0.2 else [],
                 max_weight=cap,
             )
-            out.append((spec, state))
+            yield spec, state
         made += size
-    return snapshot, out
 
 
 def _account_values(lots: list[Lot], prices: FloatArray, index: dict[str, int]) -> dict[str, float]:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from producer.book import book_from_pairs, read_book, write_book
+from producer.book import (
+    CompressedLedgers,
+    book_from_pairs,
+    book_from_stream,
+    read_book,
+    write_book,
+)
+from shared import results_keys as keys
 from shared.errors import InputError
-from shared.examples import synthetic_book
+from shared.examples import synthetic_book, synthetic_book_stream
+from shared.messages import encode_json
 
 DAY = dt.date(2025, 6, 2)
 
@@ -68,3 +77,28 @@ def test_a_missing_book_file_is_named(tmp_path: Path, book) -> None:
     (tmp_path / "lots.csv").unlink()
     with pytest.raises(InputError, match="lots"):
         read_book(tmp_path)
+
+
+def test_a_streamed_synthetic_book_equals_the_materialised_one_with_compressed_ledgers() -> None:
+    as_of = dt.date(2025, 6, 2)
+    market, pairs = synthetic_book(accounts=25, names=30, seed=4, as_of=as_of)
+    streamed_market, stream = synthetic_book_stream(accounts=25, names=30, seed=4, as_of=as_of)
+    assert encode_json(streamed_market) == encode_json(market)
+    whole = book_from_pairs(market.as_of, pairs)
+    book = book_from_stream(market.as_of, stream)
+    assert isinstance(book.ledgers, CompressedLedgers)
+    assert [a.account_id for a in book.accounts] == [a.account_id for a in whole.accounts]
+    assert sorted(book.ledgers) == sorted(whole.ledgers)
+    for household, state in whole.ledgers.items():
+        assert encode_json(book.ledgers[household]) == encode_json(state)
+        assert book.ledgers.raw(household) == keys.encode_ledger(state)
+
+
+def test_a_stream_that_returns_to_an_earlier_household_is_refused_naming_the_account() -> None:
+    _, pairs = synthetic_book(accounts=12, names=20, seed=5, as_of=dt.date(2025, 6, 2))
+    first, other = pairs[0], next(p for p in pairs if p[0].household_id != pairs[0][0].household_id)
+    back = (msgspec.structs.replace(first[0], account_id="A-again"), first[1])
+    with pytest.raises(InputError) as err:
+        book_from_stream(first[1].as_of, [first, other, back])
+    assert err.value.account == "A-again"
+    assert err.value.field == "household_id"
