@@ -42,6 +42,13 @@ class ResultsStore:
         self.ttl_s = ttl_s
         self._client: redis.Redis[bytes] | None = None
         self._pid = 0
+        #: The outcome read in :meth:`begin_attempt`'s round trip, handed to the next
+        #: :meth:`outcome` call for the same account (one round trip per delivery instead of two).
+        self._peeked: tuple[str, str, bytes | None] | None = None
+        #: The last household ledger this process wrote ``(key, field, stored bytes, state)``:
+        #: when the household's next account lands on this process and the store still holds
+        #: exactly those bytes, the decoded state is reused instead of decompressed and decoded.
+        self._written: tuple[str, str, bytes, LedgerState] | None = None
 
     @property
     def client(self) -> redis.Redis[bytes]:
@@ -60,15 +67,28 @@ class ResultsStore:
     # -- reads (the worker reads its inputs and its own previous work) -----------------------
 
     def begin_attempt(self, as_of: dt.date, account_id: str) -> int:
-        """Count one more delivery of ``account_id``'s task; returns the count (1 = first)."""
+        """Count one more delivery of ``account_id``'s task; returns the count (1 = first).
+
+        The account's stored outcome is read in the same transaction and answers the
+        :meth:`outcome` call that follows for this account.
+        """
         pipe = self.client.pipeline(transaction=True)
         pipe.hincrby(keys.attempts_key(as_of), account_id, 1)
         pipe.expire(keys.attempts_key(as_of), self.ttl_s)
-        count, _ = pipe.execute()
+        pipe.hget(keys.results_key(as_of), account_id)
+        count, _, raw = pipe.execute()
+        self._peeked = (
+            keys.results_key(as_of),
+            account_id,
+            bytes(raw) if raw is not None else None,
+        )
         return int(count)
 
     def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
         """The outcome JSON already stored for the account, if any."""
+        peeked, self._peeked = self._peeked, None
+        if peeked is not None and peeked[:2] == (keys.results_key(as_of), account_id):
+            return peeked[2]
         raw: Any = self.client.hget(keys.results_key(as_of), account_id)
         return bytes(raw) if raw is not None else None
 
@@ -81,10 +101,15 @@ class ResultsStore:
 
     def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
         """The household's ledger after its first ``index`` accounts traded, if written yet."""
-        raw: Any = self.client.hget(keys.ledger_key(as_of, household), str(index))
+        key, field = keys.ledger_key(as_of, household), str(index)
+        raw: Any = self.client.hget(key, field)
         if raw is None:
             return None
-        return keys.decode_ledger(bytes(raw), household=household)
+        stored = bytes(raw)
+        written = self._written
+        if written is not None and written[:3] == (key, field, stored):
+            return written[3]
+        return keys.decode_ledger(stored, household=household)
 
     # -- the write ---------------------------------------------------------------------------
 
@@ -106,16 +131,24 @@ class ResultsStore:
                 the same transaction (a redelivery finds the outcome first and reads none).
         """
         as_of = outcome.as_of
+        written: tuple[str, str, bytes, LedgerState] | None = None
         pipe = self.client.pipeline(transaction=True)
         if release is not None:
             pipe.delete(keys.ledger_key(as_of, release))
         if next_ledger is not None:
             household, index, state = next_ledger
-            lkey = keys.ledger_key(as_of, household)
-            pipe.hset(lkey, str(index), keys.encode_ledger(state))
-            pipe.expire(lkey, self.ttl_s)
+            written = (
+                keys.ledger_key(as_of, household),
+                str(index),
+                keys.encode_ledger(state),
+                state,
+            )
+            pipe.hset(written[0], written[1], written[2])
+            pipe.expire(written[0], self.ttl_s)
         pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
         pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
         pipe.expire(keys.results_key(as_of), self.ttl_s)
         pipe.expire(keys.status_key(as_of), self.ttl_s)
         pipe.execute()
+        if written is not None:
+            self._written = written

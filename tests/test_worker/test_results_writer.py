@@ -53,6 +53,29 @@ def test_deliveries_are_counted_per_account(store: ResultsStore) -> None:
     assert store.begin_attempt(DAY, "A2") == 1
 
 
+def test_the_outcome_read_with_the_attempt_count_answers_once_then_the_store_is_read_again(
+    store: ResultsStore,
+) -> None:
+    assert store.begin_attempt(DAY, "A1") == 1
+    outcome = Rejected(account_id="A1", as_of=DAY, reason="late")
+    store.client.hset(keys.results_key(DAY), "A1", encode_json(outcome))
+    assert store.outcome(DAY, "A1") is None  # as it stood when the delivery began
+    assert store.outcome(DAY, "A1") == encode_json(outcome)
+    store.begin_attempt(DAY, "A2")
+    assert store.outcome(DAY, "A1") == encode_json(outcome)  # another account: read afresh
+
+
+def test_a_ledger_this_process_wrote_is_reused_only_while_the_store_holds_those_bytes(
+    store: ResultsStore,
+) -> None:
+    state = LedgerState(as_of=DAY, household_id="H")
+    store.put(Failed(account_id="A1", as_of=DAY, reason="x"), next_ledger=("H", 1, state))
+    assert store.household_ledger(DAY, "H", 1) is state
+    other = LedgerState(as_of=DAY, household_id="H", identical=[["GOOG", "GOOGL"]])
+    store.client.hset(keys.ledger_key(DAY, "H"), "1", keys.encode_ledger(other))
+    assert store.household_ledger(DAY, "H", 1) == other
+
+
 def test_the_market_is_read_once_per_process_and_a_missing_one_names_the_key(
     store: ResultsStore,
 ) -> None:
