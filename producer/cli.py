@@ -11,8 +11,21 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from shared.errors import TaxviewError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the bad flag named), exit 2.
+
+    Subparsers inherit the class, so every ``taxview`` subcommand behaves the same.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -24,7 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Assemble the parser from every command module."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="taxview",
         description="Tax-aware direct indexing: ledger, rebalance solve, nightly fleet.",
     )

@@ -111,9 +111,9 @@ def parse_identical(text: str | None) -> list[list[str]]:
         if not part.strip():
             continue
         members = [s.strip().upper() for s in part.split("=")]
-        if len(members) < 2 or any(not s for s in members):
+        if len(set(members)) < 2 or any(not s for s in members):
             raise InputError(
-                f"group {part.strip()!r} must name two or more symbols joined by '=', "
+                f"group {part.strip()!r} must name two or more different symbols joined by '=', "
                 "e.g. GOOG=GOOGL;SPY=VOO=IVV",
                 field="--identical",
             )

@@ -17,7 +17,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from shared.errors import TaxviewError
+from producer.cli import OneLineParser
+from shared.errors import InputError, TaxviewError
 
 PROG = "taxview-runner"
 
@@ -85,7 +86,7 @@ def _long_short(text: str) -> tuple[float, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``taxview-runner`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG,
         description=(
             "Replay the nightly tax-aware rebalance day by day (NYSE sessions) and report "
@@ -237,6 +238,11 @@ def run(args: argparse.Namespace) -> int:
         config.universe, start=config.start, end=config.end, seed=config.seed
     )
     load_seconds = time.perf_counter() - started
+    unknown = sorted(set(config.exclusions) - set(market.symbols))
+    if unknown:
+        raise InputError(
+            f"{', '.join(unknown)} is not in the universe {config.universe}", field="--exclude"
+        )
 
     policy = OptimizerPolicy(config)
     main = simulate(market, policy, config, progress=progress)

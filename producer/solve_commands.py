@@ -182,7 +182,12 @@ def cmd_example_request(args: argparse.Namespace) -> int:
     if args.out is None:
         _write_stdout(data)
     else:
-        args.out.write_bytes(data)
+        try:
+            args.out.write_bytes(data)
+        except OSError as exc:
+            from shared.errors import InputError
+
+            raise InputError(f"cannot write {args.out}: {exc.strerror}", field="--out") from exc
     return 0
 
 

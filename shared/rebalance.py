@@ -56,6 +56,7 @@ import msgspec
 import numpy as np
 
 from shared.errors import Infeasible, InputError, SolverFailed
+from shared.ledger import cents as ledger_cents
 from shared.messages import (
     AccountSpec,
     FactorExposure,
@@ -2280,7 +2281,8 @@ def _outcome(
         realized_st_usd=st.quantize(CENT),
         realized_lt_usd=lt.quantize(CENT),
         harvested_loss_usd=harvested.quantize(CENT),
-        estimated_tax_usd=tax.quantize(CENT),
+        # Half-up to the cent, the ledger's (and Form 8949's) convention, not Decimal's half-even.
+        estimated_tax_usd=ledger_cents(tax),
         te_ex_ante=te,
         te_budget=acct.te_budget,
         factor_exposures=exposures,
