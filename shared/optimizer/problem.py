@@ -343,8 +343,8 @@ def _run_clarabel(
     prob = assemble(data, layout, terms, constraints, w_variables=settings.w_variables)
     if refine is None:
         refine = needs_refinement(data, constraints)
+    cs = _clarabel_settings(settings, safe=safe, refine=refine)  # a bug here must surface
     try:
-        cs = _clarabel_settings(settings, safe=safe, refine=refine)
         try:
             solver = clarabel.DefaultSolver(*prob.clarabel_data(), prob.cones, cs)
         except (TypeError, AttributeError):
