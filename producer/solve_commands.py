@@ -73,9 +73,14 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         'JSON line: {"names","lots","p50_ms","p95_ms","solver_p50_ms","peak_rss_mb",...}. '
         "Times are whole rebalances (validation, pre-pass, solve, trade list, wash check).",
     )
-    b.add_argument("--names", type=_positive_int, default=500)
-    b.add_argument("--accounts", type=_positive_int, default=20)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--names", type=_positive_int, default=500, help="universe size (default 500)")
+    b.add_argument(
+        "--accounts",
+        type=_positive_int,
+        default=20,
+        help="different accounts solved on the one universe (default 20)",
+    )
+    b.add_argument("--seed", type=int, default=0, help="seed of the universe and book (default 0)")
     b.add_argument("--warmup", type=int, default=1, help="untimed rebalances first (default 1)")
     b.add_argument(
         "--fresh",
