@@ -149,7 +149,7 @@ def chart_title(strategy: str, start: dt.date, end: dt.date, solver: str) -> str
 def save_nav_png(path: Path, run: RunResult, title: str) -> None:
     """Render :func:`nav_figure` to ``path``."""
     fig = nav_figure(run, title)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # keeps the end-value labels inside the image
     plt.close(fig)
 
 
