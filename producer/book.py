@@ -156,6 +156,9 @@ class CompressedLedgers(Mapping[str, LedgerState]):
     def __getitem__(self, household: str) -> LedgerState:
         return keys.decode_ledger(self._raw[household], household=household)
 
+    def __contains__(self, household: object) -> bool:  # Mapping's would decode the ledger
+        return household in self._raw
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)
 

@@ -87,6 +87,7 @@ def test_a_streamed_synthetic_book_equals_the_materialised_one_with_compressed_l
     whole = book_from_pairs(market.as_of, pairs)
     book = book_from_stream(market.as_of, stream)
     assert isinstance(book.ledgers, CompressedLedgers)
+    assert "no such household" not in book.ledgers
     assert [a.account_id for a in book.accounts] == [a.account_id for a in whole.accounts]
     assert sorted(book.ledgers) == sorted(whole.ledgers)
     for household, state in whole.ledgers.items():
