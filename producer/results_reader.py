@@ -97,6 +97,20 @@ def outcomes(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, Outcome]:
     return {k.decode(): decoder.decode(v) for k, v in sorted(raw.items())}
 
 
+def outcomes_with_status(
+    client: redis.Redis[bytes], as_of: dt.date, statuses: set[str]
+) -> dict[str, Outcome]:
+    """The stored outcomes whose status is one of ``statuses`` (sorted by account id), read
+    through the small status index: only those outcomes are fetched and decoded."""
+    index: Any = client.hgetall(keys.status_key(as_of))
+    wanted = sorted(k.decode() for k, v in index.items() if v.decode() in statuses)
+    if not wanted:
+        return {}
+    raw: Any = client.hmget(keys.results_key(as_of), wanted)
+    decoder = msgspec.json.Decoder(Outcome)
+    return {a: decoder.decode(v) for a, v in zip(wanted, raw, strict=True) if v is not None}
+
+
 def done_accounts(client: redis.Redis[bytes], as_of: dt.date) -> set[str]:
     """Accounts that have an outcome."""
     raw: Any = client.hkeys(keys.status_key(as_of))

@@ -11,11 +11,11 @@ import pytest
 from producer import enqueue
 from producer.book import book_from_pairs
 from producer.embedded import RedisServer
-from producer.results_reader import connect, manifest, preflight
+from producer.results_reader import connect, manifest, outcomes_with_status, preflight
 from shared import results_keys as keys
 from shared.errors import InputError
 from shared.examples import synthetic_book
-from shared.messages import Rejected, encode_json
+from shared.messages import Failed, Rejected, encode_json
 
 DAY = dt.date(2025, 6, 2)
 
@@ -85,3 +85,21 @@ def _check_preflight(client) -> None:
     assert err.value.field == "maxmemory-policy" and "allkeys-lru" in str(err.value)
     client.config_set("maxmemory-policy", "noeviction")
     preflight(client)
+
+
+def test_only_the_outcomes_with_the_asked_statuses_are_read_back() -> None:
+    client = fakeredis.FakeRedis()
+    day = dt.date(2025, 6, 2)
+    stored = [
+        Rejected(account_id="A2", as_of=day, field="cash_usd", reason="negative"),
+        Failed(account_id="A1", as_of=day, reason="solver failed"),
+        Rejected(account_id="A3", as_of=day, reason="other"),
+    ]
+    for outcome in stored:
+        client.hset(keys.results_key(day), outcome.account_id, encode_json(outcome))
+        client.hset(keys.status_key(day), outcome.account_id, outcome.status)
+    client.hset(keys.status_key(day), "A3", "ok")  # the index decides what is read
+    got = outcomes_with_status(client, day, {"failed", "rejected"})
+    assert list(got) == ["A1", "A2"]
+    assert got["A2"] == stored[0]
+    assert outcomes_with_status(client, day, {"held"}) == {}
