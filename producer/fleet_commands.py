@@ -159,6 +159,11 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
     if args.book is None:
         if not args.synthetic_accounts:
             raise InputError("give --book DIR or --synthetic-accounts N", field="--book")
+        if getattr(args, "market", None) is not None:
+            raise InputError(
+                "--market needs --book: a synthetic book brings its own synthetic market",
+                field="--market",
+            )
         from shared.calendar import trading_day_on_or_before
         from shared.examples import synthetic_book_stream
 

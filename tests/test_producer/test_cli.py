@@ -35,3 +35,9 @@ def test_the_runner_refuses_an_exclusion_outside_the_universe(
     rc = runner_cli.main([*argv, "--exclude", "ZZZZ", "--out", str(tmp_path), "--quiet"])
     assert rc == 2
     assert "field --exclude: ZZZZ" in capsys.readouterr().err
+
+
+def test_nightly_refuses_a_market_file_without_a_book(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["nightly", "--synthetic-accounts", "2", "--market", "/nonexistent.json"])
+    assert rc == 2
+    assert "field --market" in capsys.readouterr().err
