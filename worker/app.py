@@ -8,7 +8,8 @@ Delivery is at-least-once, so correctness comes from idempotence (see ``docs/fle
 acks; a task whose pool process dies is sent again like a retry (Celery 5.7's
 ``task_retry_on_worker_lost``) and bounded by ``max_retries``, with our own delivery counter in the
 results store as the final bound; prefetch 1; a Redis ``visibility_timeout`` above the hard time
-limit and a restore sweep every few seconds; JSON only (a pickle message is refused, never run).
+limit and a restore sweep every few seconds; JSON only (a message of any other content type is
+refused, never run).
 """
 
 from __future__ import annotations
