@@ -14,6 +14,7 @@ from typing import Any
 from producer import results_reader as reader
 from producer.book import Book, book_from_stream, read_book, read_market, write_book, write_market
 from producer.broker import client_app
+from producer.cli import iso_date, positive_int
 from producer.embedded import EmbeddedFleet
 from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
 from producer.nightly import finish_night, run_night
@@ -22,41 +23,24 @@ from shared.errors import InputError
 from shared.messages import MarketSnapshot
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _add_urls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker-url", help="Celery broker (default: $TAXVIEW_BROKER_URL)")
     p.add_argument("--redis-url", help="results store (default: $TAXVIEW_REDIS_URL)")
 
 
 def _add_inputs(p: argparse.ArgumentParser, *, synthetic_default: int | None) -> None:
-    p.add_argument("--date", type=_date, help="the night (default: the market's / book's day)")
+    p.add_argument("--date", type=iso_date, help="the night (default: the market's / book's day)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--book", type=Path, help="book directory (see docs/formats.md (Book format))")
     src.add_argument(
         "--synthetic-accounts",
-        type=_positive,
+        type=positive_int,
         default=synthetic_default,
         help="generate a synthetic book of N accounts"
         + (f" (default {synthetic_default} without --book)" if synthetic_default else ""),
     )
     p.add_argument("--market", type=Path, help="market snapshot JSON or market directory")
-    p.add_argument("--names", type=_positive, default=500, help="synthetic universe size")
+    p.add_argument("--names", type=positive_int, default=500, help="synthetic universe size")
     p.add_argument("--seed", type=int, default=7, help="synthetic seed")
 
 
@@ -73,12 +57,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_inputs(p, synthetic_default=200)
     _add_urls(p)
     p.add_argument("--out", type=Path, help="output directory (default ./taxview-nightly/DATE)")
-    p.add_argument("--workers", type=_positive, default=1, help="embedded worker processes")
+    p.add_argument("--workers", type=positive_int, default=1, help="embedded worker processes")
     p.add_argument(
-        "--concurrency", type=_positive, default=os.cpu_count() or 1, help="pool size per worker"
+        "--concurrency", type=positive_int, default=os.cpu_count() or 1, help="pool size per worker"
     )
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
-    p.add_argument("--window", type=_positive, default=256, help="accounts in flight at most")
+    p.add_argument("--window", type=positive_int, default=256, help="accounts in flight at most")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="next_book format")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -96,7 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("aggregate", help="check completeness and write the night's reports")
-    p.add_argument("--date", type=_date, required=True, help="the night")
+    p.add_argument("--date", type=iso_date, required=True, help="the night")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--book", type=Path, help="the night's input book: writes out/next_book")
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
@@ -118,13 +102,13 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
     p = bench_sub.add_parser(
         "fleet", help="fleet throughput vs an in-process loop; prints one JSON line"
     )
-    p.add_argument("--accounts", type=_positive, default=1000)
-    p.add_argument("--names", type=_positive, default=500)
-    p.add_argument("--workers", type=_positive, default=2, help="solving processes")
+    p.add_argument("--accounts", type=positive_int, default=1000)
+    p.add_argument("--names", type=positive_int, default=500)
+    p.add_argument("--workers", type=positive_int, default=2, help="solving processes")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument(
         "--inline-sample",
-        type=_positive,
+        type=positive_int,
         default=200,
         help="accounts solved in the plain loop to time it (scaled to --accounts)",
     )

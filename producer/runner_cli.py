@@ -8,7 +8,6 @@ Writes ``OUT/nav.csv``, ``OUT/summary.json``, ``OUT/nav.png`` and ``OUT/report.h
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import sys
 import time
@@ -17,17 +16,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from producer.cli import OneLineParser
+from producer.cli import OneLineParser, iso_date
 from shared.errors import InputError, TaxviewError
 
 PROG = "taxview-runner"
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
 def _money(text: str) -> Decimal:
@@ -93,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
             "after-tax NAV against the benchmark: nav.csv, summary.json, nav.png, report.html."
         ),
     )
-    p.add_argument("--start", type=_date, required=True, help="first day (YYYY-MM-DD)")
-    p.add_argument("--end", type=_date, required=True, help="last day (YYYY-MM-DD)")
+    p.add_argument("--start", type=iso_date, required=True, help="first day (YYYY-MM-DD)")
+    p.add_argument("--end", type=iso_date, required=True, help="last day (YYYY-MM-DD)")
     p.add_argument(
         "--strategy",
         choices=("direct-index", "long-short", "market-neutral"),

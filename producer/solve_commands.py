@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from producer.cli import iso_date, positive_int
+
 REBALANCE_EPILOG = (
     "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
     "1 rejected (bad input: the outcome names the account and field) or failed (every solver "
@@ -43,14 +45,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "lots at several dates, a household IRA, recent trades so the wash-sale rules bite, the "
         "day's synthetic market and its true risk model.",
     )
-    e.add_argument("--names", type=_positive_int, default=100, help="universe size (default 100)")
+    e.add_argument("--names", type=positive_int, default=100, help="universe size (default 100)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument(
         "--strategy",
         choices=("direct-index", "long-short", "market-neutral"),
         default="direct-index",
     )
-    e.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default fixed)")
+    e.add_argument("--as-of", type=iso_date, default=None, help="YYYY-MM-DD (default fixed)")
     e.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
     e.set_defaults(func=cmd_example_request)
 
@@ -73,10 +75,10 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         'JSON line: {"names","lots","p50_ms","p95_ms","solver_p50_ms","peak_rss_mb",...}. '
         "Times are whole rebalances (validation, pre-pass, solve, trade list, wash check).",
     )
-    b.add_argument("--names", type=_positive_int, default=500, help="universe size (default 500)")
+    b.add_argument("--names", type=positive_int, default=500, help="universe size (default 500)")
     b.add_argument(
         "--accounts",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="different accounts solved on the one universe (default 20)",
     )
@@ -89,23 +91,6 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         "hundreds of lots) instead of steady-state books",
     )
     b.set_defaults(func=cmd_bench_solve)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from exc
 
 
 def _write_stdout(data: bytes) -> None:
