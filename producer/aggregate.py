@@ -24,6 +24,7 @@ from producer.book import Book, write_book
 from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
+from shared.ledger import cents
 from shared.messages import Outcome, Rejected, Solved, Transaction, encode_json
 
 #: Accounts named in full in an "incomplete night" error before it says "and N more".
@@ -283,7 +284,7 @@ def next_book(book: Book, as_of: dt.date, outcomes: Mapping[str, Outcome]) -> Bo
             flow = Decimal(0)
             for t in outcome.trades:
                 flow += t.notional_usd if t.side in ("sell", "short") else -t.notional_usd
-            cash[spec.account_id] = pnl.cents(spec.cash_usd + flow)
+            cash[spec.account_id] = cents(spec.cash_usd + flow)
         ledgers[household] = ledger.state(as_of)
     for household, state in book.ledgers.items():
         ledgers.setdefault(household, state)

@@ -14,21 +14,14 @@ added back and carried into the replacement's basis), so a washed loss counts as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import reduce
 from typing import Final
 
 import msgspec
 
+from shared.ledger import cents  # one rounding rule for reported money: half-up
 from shared.messages import Failed, Outcome, Rejected, Solved
-
-#: One cent: every reported amount is quantized to it.
-CENT: Final = Decimal("0.01")
-
-
-def cents(value: Decimal) -> Decimal:
-    """Round USD to the cent (banker's rounding, as the outcome's amounts are already cents)."""
-    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
 class PnL(msgspec.Struct, frozen=True, kw_only=True):

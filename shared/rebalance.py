@@ -301,10 +301,6 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
 # --------------------------------------------------------------------------------------------
 
 
-def _finite_dec(x: Decimal) -> bool:
-    return x.is_finite()
-
-
 def _check_float(
     value: float,
     *,
@@ -1386,9 +1382,7 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
         - sum((q * pd_[i] for i, q in zip(buy_name.tolist(), buy_qty, strict=True)), Decimal(0))
         + sum((q * pd_[i] for i, q in zip(short_name.tolist(), short_qty, strict=True)), Decimal(0))
     )
-    floor = max(Decimal(0), (ctx.nav_usd * Decimal(repr(ctx.base.cash_min_w))).quantize(CENT))
-    floor = min(floor, max(ctx.request.account.cash_usd, Decimal(0)))
-    deficit = floor - cash
+    deficit = _cash_floor(ctx) - cash
     if deficit > 0 and len(buy_qty):
         step = FRACTION_QUANTUM if fractional else Decimal(1)
         order = sorted(range(len(buy_qty)), key=lambda b: -(buy_qty[b] * pd_[buy_name[b]]))

@@ -18,6 +18,7 @@ from producer.enqueue import plan_night, write_manifest
 from producer.results_reader import ManifestEntry, connect
 from shared import pnl
 from shared.examples import synthetic_book
+from shared.ledger import cents
 from shared.messages import Solved
 from worker.handlers import handle_account
 
@@ -140,7 +141,7 @@ def test_the_next_book_holds_the_nights_trades(night, tmp_path) -> None:
             (t.notional_usd if t.side in ("sell", "short") else -t.notional_usd for t in o.trades),
             Decimal(0),
         )
-        assert cash[o.account_id] == pnl.cents(old + flow)
+        assert cash[o.account_id] == cents(old + flow)
 
 
 def test_taxview_aggregate_exits_2_naming_the_missing_account(night, tmp_path, capsys) -> None:
