@@ -24,6 +24,7 @@ of the lot's basis and leaves the remainder on the open lot, so totals reconcile
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,7 @@ def _add_one_year(day: dt.date) -> dt.date:
         return dt.date(day.year + 1, 3, 1)
 
 
+@functools.lru_cache(maxsize=8192)
 def long_term_from(acquired: dt.date) -> dt.date:
     """First sale date on which a lot acquired on ``acquired`` is long-term.
 
@@ -572,18 +574,21 @@ class Ledger:
             if not recent:
                 continue
             recent.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
-            reasons = [
-                f"{'short sale' if r.short else 'purchase'} of {_qty(r.quantity)} sh {r.symbol} "
-                f"in acct {r.account} on {r.trade_date} (IRC §1091)"
-                for r in recent
-            ]
+            # The reason text is written once per replacement lot, and only when it blocks one.
+            reasons: dict[int, str] = {}
             for lot in lots:
                 key = (lot.account, lot.lot_id)
                 if lot.account_type != TAXABLE or key in blocked:
                     continue
-                for r, reason in zip(recent, reasons, strict=True):
+                for k, r in enumerate(recent):
                     if (r.short and not lot.short) or _same_purchase(r, lot):
                         continue
+                    reason = reasons.get(k)
+                    if reason is None:
+                        reason = reasons[k] = (
+                            f"{'short sale' if r.short else 'purchase'} of {_qty(r.quantity)} "
+                            f"sh {r.symbol} in acct {r.account} on {r.trade_date} (IRC §1091)"
+                        )
                     blocked[key] = reason
                     break
         return WashRestrictions(
@@ -801,6 +806,8 @@ class Ledger:
         what = "short" if short else "held"
         if txn.lot_id:
             named = [lot for lot in lots if lot.lot_id == txn.lot_id]
+            if len(named) == 1 and txn.quantity <= named[0].quantity:
+                return [(named[0], txn.quantity)]  # the common case: one whole (sub-)lot
             if not named:
                 elsewhere = (txn.account, txn.lot_id) in self._ids
                 detail = " (it is another symbol or side)" if elsewhere else ""

@@ -676,7 +676,11 @@ WINDOW_DAYS = 30
 
 
 def wash_check_state(
-    request: RebalanceRequest, groups: list[frozenset[str]], scan: _Scan, sold: set[str]
+    request: RebalanceRequest,
+    groups: list[frozenset[str]],
+    scan: _Scan,
+    sold: set[str],
+    traded: set[str] | None = None,
 ) -> LedgerState:
     """The household ledger state reduced to what one ticket can touch (IRC §1091(a)).
 
@@ -687,22 +691,45 @@ def wash_check_state(
     so the matches and the realized slices are those of the whole household.  The merged
     identical groups (account and household) go into the state so the ledger sees both.
 
+    With ``traded`` (the ticket's symbols), only the substantially identical groups the ticket
+    trades are kept: a wash sale pairs a loss with a replacement of the same or a substantially
+    identical security (IRC §1091(a); IRS Pub. 550, "Wash Sales"), so lots and window memory of
+    other groups can neither wash nor be washed by today's trades.
+
     Args:
         request: the request.
         groups: the merged identical groups.
         scan: the scan of the household's lots.
         sold: lot ids of the account the ticket sells or covers.
+        traded: the symbols the ticket trades (``None``: keep every group).
 
     Returns:
         The reduced state.
     """
-    lots = request.ledger.lots
+    state = request.ledger
+    lots = state.lots
     keep = set(scan.recent)
     if sold:
         keep.update(i for i in scan.own if lots[i].lot_id in sold)
+    pending, purchases = state.pending_losses, state.recent_purchases
+    if traded is not None:
+        touched = set(traded)
+        for g in groups:
+            if not touched.isdisjoint(g):
+                touched.update(g)
+        keep = {i for i in keep if lots[i].symbol in touched}
+        # One lot of the account stays whatever its group, so the ledger knows the account's
+        # type as it did from the whole state (an older unsold lot can neither wash nor be
+        # washed today).
+        keep.update(scan.own[:1])
+        pending = [p for p in pending if p.symbol in touched]
+        purchases = [p for p in purchases if p.symbol in touched]
+    kept = [lots[i] for i in sorted(keep)]
     return msgspec.structs.replace(
-        request.ledger,
-        lots=[lots[i] for i in sorted(keep)],
+        state,
+        lots=kept,
+        pending_losses=pending,
+        recent_purchases=purchases,
         identical=[sorted(g) for g in groups],
     )
 
@@ -2061,10 +2088,16 @@ def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
     from shared.ledger import Ledger
 
     acct = ctx.request.account
-    sold = {t.lot_id for t in trades if t.side in ("sell", "cover")}
-    book = Ledger.from_state(wash_check_state(ctx.request, ctx.groups, ctx.scan, sold))
-    matches_before = len(book.wash_matches)
     txns = _transactions(ctx.request, trades, acct.account_type)
+    if not ctx.taxable:
+        # A sale inside an IRA/Roth is not reported and never starts a wash sale (IRS Pub. 550,
+        # "Wash Sales"; Rev. Rul. 2008-5 covers the IRA *purchase*): only the account's buys
+        # can wash a household member's loss, so its sells need not be replayed.
+        txns = [t for t in txns if t.side in ("buy", "short")]
+    sold = {t.lot_id for t in txns if t.side in ("sell", "cover") and t.lot_id}
+    traded = {t.symbol for t in txns}
+    book = Ledger.from_state(wash_check_state(ctx.request, ctx.groups, ctx.scan, sold, traded))
+    matches_before = len(book.wash_matches)
     for txn in txns:
         book.apply(txn)
     sell_ids = {t.id for t in txns if t.side in ("sell", "cover")}

@@ -36,6 +36,7 @@ from shared.rebalance import (
     outcome_transactions,
     rebalance,
     validate_request,
+    wash_check_state,
 )
 
 
@@ -167,3 +168,27 @@ def test_the_reduced_ledger_restrictions_equal_the_whole_household_ledger(
     own = [x for x in request.ledger.lots if x.account == aid]
     expected = [(aid, x.lot_id) in full.no_loss_sale_lots for x in own]
     assert blocked.tolist() == expected
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(households())
+def test_the_wash_check_ledger_of_the_traded_groups_matches_the_whole_household(
+    request: RebalanceRequest,
+) -> None:
+    out = rebalance(request)
+    market = validate_request(request)
+    scan = _scan_lots(request, market)
+    groups = identical_groups(request.account.identical, request.ledger.identical)
+    txns = outcome_transactions(out, account_type=request.account.account_type)
+    whole = Ledger.from_state(
+        msgspec.structs.replace(request.ledger, identical=[sorted(g) for g in groups])
+    )
+    sold = {t.lot_id for t in txns if t.side in ("sell", "cover") and t.lot_id}
+    reduced = Ledger.from_state(
+        wash_check_state(request, groups, scan, sold, {t.symbol for t in txns})
+    )
+    before = (len(whole.wash_matches), len(reduced.wash_matches))
+    for txn in txns:
+        assert whole.apply(txn) == reduced.apply(txn)
+    assert whole.wash_matches[before[0] :] == reduced.wash_matches[before[1] :]
