@@ -583,13 +583,12 @@ class Ledger:
                 for k, r in enumerate(recent):
                     if (r.short and not lot.short) or _same_purchase(r, lot):
                         continue
-                    reason = reasons.get(k)
-                    if reason is None:
-                        reason = reasons[k] = (
+                    if k not in reasons:
+                        reasons[k] = (
                             f"{'short sale' if r.short else 'purchase'} of {_qty(r.quantity)} "
                             f"sh {r.symbol} in acct {r.account} on {r.trade_date} (IRC §1091)"
                         )
-                    blocked[key] = reason
+                    blocked[key] = reasons[k]
                     break
         return WashRestrictions(
             as_of=as_of, no_buy=no_buy, no_short=no_short, no_loss_sale_lots=blocked
