@@ -347,28 +347,26 @@ class Ledger:
         )
         ledger._last_date = state.as_of
         recent = {(p.account, p.symbol, p.lot_id): p.txn for p in state.recent_purchases}
+        types = ledger._account_types
+        seq = ledger._seq
         for i, lot in enumerate(state.lots):
-            where = f"lots[{i}]"
             if lot.quantity <= 0:
                 raise InputError(
                     f"lot {lot.lot_id} has quantity {lot.quantity}; it must be > 0 "
                     "(short lots are flagged by `short`, not a negative quantity)",
                     account=lot.account,
-                    field=f"{where}.quantity",
+                    field=f"lots[{i}].quantity",
                 )
-            if lot.account_type not in _ACCOUNT_TYPES:
+            known = types.setdefault(lot.account, lot.account_type)
+            if known != lot.account_type or known not in _ACCOUNT_TYPES:
                 raise InputError(
-                    f"unknown account type {lot.account_type!r}",
+                    f"unknown account type {lot.account_type!r}"
+                    if lot.account_type not in _ACCOUNT_TYPES
+                    else f"account is {known} in one lot and {lot.account_type} in another",
                     account=lot.account,
-                    field=f"{where}.account_type",
+                    field=f"lots[{i}].account_type",
                 )
-            known = ledger._account_types.setdefault(lot.account, lot.account_type)
-            if known != lot.account_type:
-                raise InputError(
-                    f"account is {known} in one lot and {lot.account_type} in another",
-                    account=lot.account,
-                    field=f"{where}.account_type",
-                )
+            seq += 1
             # A sub-lot is available as replacement unless the snapshot says it already absorbed
             # a loss (each replacement share absorbs at most one loss).
             ledger._add_lot(
@@ -384,10 +382,11 @@ class Ledger:
                     wash_adj=lot.wash_adjustment_usd,
                     short=lot.short,
                     used=lot.replacement_used,
-                    seq=ledger._next_seq(),
+                    seq=seq,
                     txn=recent.get((lot.account, lot.symbol, lot.lot_id), lot.lot_id),
                 )
             )
+        ledger._seq = seq
         for p in state.recent_purchases:
             ledger._account_types.setdefault(p.account, p.account_type)
         for pl in state.pending_losses:
