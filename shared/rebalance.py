@@ -75,6 +75,24 @@ from shared.messages import (
 from shared.optimizer.data import BoolArray, ProblemData, Solution
 from shared.types import AccountType, FloatArray, IntArray, Side
 
+_DECIMAL_NUMBERS = msgspec.json.Encoder(decimal_format="number")
+_FLOAT_LIST = msgspec.json.Decoder(list[float])
+
+
+def decimals_to_floats(values: Sequence[Decimal]) -> FloatArray:
+    """``[float(v) for v in values]`` as an array, ~2.5× faster for thousands of lots.
+
+    msgspec writes each Decimal's own digits as a JSON number and parses them back with a
+    correctly rounded parser: the same float as ``float(v)`` (which also parses the decimal
+    string).  A value JSON cannot carry (NaN, ±Infinity, out of float range) takes the plain
+    per-value path, so validation still sees it as non-finite.
+    """
+    try:
+        return np.asarray(_FLOAT_LIST.decode(_DECIMAL_NUMBERS.encode(values)), dtype=np.float64)
+    except msgspec.MsgspecError:
+        return np.fromiter((float(v) for v in values), np.float64, len(values))
+
+
 #: A loss lot goes to the harvest side when selling it saves at least this much tax per USD of
 #: lot value (0.5%: ten times a 5 bps round trip; a 1.2% short-term or 2.1% long-term loss).
 HARVEST_MIN_BENEFIT = 0.005
@@ -533,8 +551,8 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     check = own + others  # the account's lots first, in ledger order
     chk = [lots[i] for i in check]
     m = len(own)
-    qty = np.array([float(x.quantity) for x in chk], dtype=np.float64)
-    basis = np.array([float(x.cost_basis_usd) for x in chk], dtype=np.float64)
+    qty = decimals_to_floats([x.quantity for x in chk])
+    basis = decimals_to_floats([x.cost_basis_usd for x in chk])
     acquired = np.array([x.acquired.toordinal() for x in chk], dtype=np.int64)
     traded = np.array([x.trade_date.toordinal() for x in chk], dtype=np.int64)
     mine = chk[:m]
@@ -1600,9 +1618,9 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         ),
     )
     sell_sh = np.zeros(nl)
-    sell_sh[orders.sell_lot] = [float(q) for q in orders.sell_qty]
+    sell_sh[orders.sell_lot] = decimals_to_floats(orders.sell_qty)
     buy_sh = np.zeros(n)
-    buy_sh[orders.buy_name] = [float(q) for q in orders.buy_qty]
+    buy_sh[orders.buy_name] = decimals_to_floats(orders.buy_qty)
     g, w, grad = lim.violations(sell_sh, buy_sh, 0.0)
     total = float(np.maximum(g, 0.0).sum())
     if total <= 0.0:
@@ -1882,13 +1900,13 @@ def _final_weights(ctx: _Context, orders: _Orders) -> tuple[FloatArray, float]:
     p = ctx.market.prices
     shares = np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
     shares -= np.bincount(ctx.shorts.name, weights=ctx.shorts.qty, minlength=n)
-    f = np.fromiter((float(q) for q in orders.sell_qty), np.float64, len(orders.sell_qty))
+    f = decimals_to_floats(orders.sell_qty)
     np.subtract.at(shares, ctx.longs.name[orders.sell_lot], f)
-    f = np.fromiter((float(q) for q in orders.cover_qty), np.float64, len(orders.cover_qty))
+    f = decimals_to_floats(orders.cover_qty)
     np.add.at(shares, ctx.shorts.name[orders.cover_lot], f)
-    f = np.fromiter((float(q) for q in orders.buy_qty), np.float64, len(orders.buy_qty))
+    f = decimals_to_floats(orders.buy_qty)
     np.add.at(shares, orders.buy_name, f)
-    f = np.fromiter((float(q) for q in orders.short_qty), np.float64, len(orders.short_qty))
+    f = decimals_to_floats(orders.short_qty)
     np.subtract.at(shares, orders.short_name, f)
     value = shares * p
     w = value / ctx.nav
