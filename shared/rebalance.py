@@ -658,7 +658,8 @@ def _lot_arrays(
     blocked: BoolArray,
 ) -> _LotArrays:
     sel = np.flatnonzero(mask)
-    lots = tuple(request.ledger.lots[scan.own[k]] for k in sel.tolist())
+    all_lots, own = request.ledger.lots, scan.own
+    lots = tuple([all_lots[own[k]] for k in sel.tolist()])
     name = scan.name[sel]
     qty = scan.qty[sel]
     return _LotArrays(

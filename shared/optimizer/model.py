@@ -42,6 +42,23 @@ def factor_sqrt(F: FloatArray, *, account: str | None = None) -> FloatArray:
     k = F.shape[0]
     if k == 0:
         return np.zeros((0, 0))
+    key = (F.shape, F.tobytes())
+    cached = _SQRT_CACHE.get(key)
+    if cached is not None:  # one market's covariance serves every account of the night
+        return cached
+    G = _factor_sqrt(F, account=account)
+    if len(_SQRT_CACHE) >= 8:
+        _SQRT_CACHE.clear()
+    _SQRT_CACHE[key] = G
+    G.setflags(write=False)
+    return G
+
+
+#: factor_sqrt by the covariance's bytes (a handful of markets per process).
+_SQRT_CACHE: dict[tuple[tuple[int, ...], bytes], FloatArray] = {}
+
+
+def _factor_sqrt(F: FloatArray, *, account: str | None) -> FloatArray:
     Fs = 0.5 * (F + F.T)
     vals, vecs = np.linalg.eigh(Fs)
     scale = max(1.0, float(np.abs(vals).max()))
@@ -60,7 +77,7 @@ def _check_vec(data: ProblemData, name: str, arr: Any, size: int) -> None:
         raise InputError(
             f"expected shape ({size},), got {a.shape}", account=data.account or None, field=name
         )
-    if a.dtype != np.bool_ and not np.all(np.isfinite(a[np.abs(a) != np.inf])):
+    if a.dtype.kind in "fc" and bool(np.isnan(a).any()):
         raise InputError("contains NaN", account=data.account or None, field=name)
 
 
