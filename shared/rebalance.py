@@ -1697,25 +1697,28 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         unit[is_sell] = lot_dw[sell_pos]
         sign = np.where((kind_a == 0) | (kind_a == 2), 1.0, -1.0)  # Δw of the name
         dw = sign * unit
-        dg = np.zeros((len(idx), len(g)))
+        # Per-limit rows of per-move columns (limits × moves, each row contiguous: the sums
+        # and tests over the few limits run along rows); ``dg``/``over`` are moves × limits views.
+        dg_t = np.zeros((len(g), len(idx)))
         if n_te:
-            dg[:, 0] = grad[idx] * dw / max(te, 1e-12)
+            dg_t[0] = grad[idx] * dw / max(te, 1e-12)
         if n_tilt:
-            dg[:, n_te : n_te + n_tilt] = -tilt_load[idx] * dw[:, None]
+            dg_t[n_te : n_te + n_tilt] = -(tilt_load[idx] * dw[:, None]).T
         dturn = np.where((kind_a == 0) | (kind_a == 3), unit, -unit)
         if turn_row >= 0:
-            dg[:, turn_row] = dturn
+            dg_t[turn_row] = dturn
         if gain_row >= 0:
             sgn_sell = np.where(kind_a == 3, 1.0, np.where(kind_a == 2, -1.0, 0.0))
             move_gain = np.zeros(len(idx))
             move_gain[is_sell] = lot_gain[sell_pos]
-            dg[:, gain_row] = sgn_sell * unit * move_gain
-        dg[:, k_cash] = -dw
-        dg[:, k_cash + 1] = dw
-        over = np.maximum(g + dg, 0.0)
-        dv = over.sum(axis=1) - total
+            dg_t[gain_row] = sgn_sell * unit * move_gain
+        dg_t[k_cash] = -dw
+        dg_t[k_cash + 1] = dw
+        over_t = np.maximum(g[:, None] + dg_t, 0.0)
+        dv = over_t.sum(axis=0) - total
         # Never trade one limit for another: no violation may grow (a Pareto step).
-        dv[(over > np.maximum(g, 0.0) + 1e-15).any(axis=1)] = np.inf
+        dv[(over_t > (np.maximum(g, 0.0) + 1e-15)[:, None]).any(axis=0)] = np.inf
+        dg, over = dg_t.T, over_t.T
         tax = np.zeros(len(idx))
         tax[is_sell] = data.lot_tax[sell_pos]
         df = (
