@@ -537,7 +537,7 @@ class Ledger:
             for lot in self._lots[key]
         ]
 
-    def restrictions(self, as_of: dt.date) -> WashRestrictions:
+    def restrictions(self, as_of: dt.date, *, account: str | None = None) -> WashRestrictions:
         """What may not be traded on ``as_of`` without a wash sale (IRC §1091; IRS Pub. 550).
 
         * ``no_buy``: a loss sale of the last 30 days (inclusive) still has shares no
@@ -549,6 +549,8 @@ class Ledger:
 
         Args:
             as_of: the trading day.
+            account: list ``no_loss_sale_lots`` of this account only (default: every account);
+                ``no_buy`` and ``no_short`` are household-wide either way.
 
         Returns:
             The restrictions, with a human reason for each.
@@ -582,7 +584,11 @@ class Ledger:
             reasons: dict[int, str] = {}
             for lot in lots:
                 key = (lot.account, lot.lot_id)
-                if lot.account_type != TAXABLE or key in blocked:
+                if (
+                    lot.account_type != TAXABLE
+                    or key in blocked
+                    or (account is not None and lot.account != account)
+                ):
                     continue
                 for k, r in enumerate(recent):
                     if (r.short and not lot.short) or _same_purchase(r, lot):
@@ -725,9 +731,14 @@ class Ledger:
 
     def _add_lot(self, lot: _Lot) -> None:
         key = (lot.account, lot.symbol)
-        self._lots.setdefault(key, []).append(lot)
-        self._ids[(lot.account, lot.lot_id)] = self._ids.get((lot.account, lot.lot_id), 0) + 1
-        self._keys_by_group.setdefault(self.group(lot.symbol), set()).add(key)
+        bucket = self._lots.get(key)
+        if bucket is None:  # a new (account, symbol): index it under its group once
+            self._lots[key] = [lot]
+            self._keys_by_group.setdefault(self.group(lot.symbol), set()).add(key)
+        else:
+            bucket.append(lot)
+        ident = (lot.account, lot.lot_id)
+        self._ids[ident] = self._ids.get(ident, 0) + 1
 
     def _remove_lot(self, lot: _Lot) -> None:
         key = (lot.account, lot.symbol)

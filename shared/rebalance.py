@@ -798,7 +798,7 @@ def household_restrictions(
     reduced = msgspec.structs.replace(
         state, lots=[lots[i] for i in keep], identical=[sorted(g) for g in groups]
     )
-    r = Ledger.from_state(reduced).restrictions(request.as_of)
+    r = Ledger.from_state(reduced).restrictions(request.as_of, account=aid)
     blocked_ids = {lot_id for (a, lot_id) in r.no_loss_sale_lots if a == aid}
     blocked = np.zeros(len(scan.own), dtype=np.bool_)
     if blocked_ids:

@@ -181,3 +181,21 @@ def test_a_copy_is_independent_of_the_original() -> None:
     assert led.state(day("2026-03-02")) == before
     assert len(led.sales) == 1 and led.sales[0].adjustment_code == ""
     assert trial.sales[0].adjustment_code == "W"
+
+
+def test_restrictions_of_one_account_are_the_households_restricted_lots_of_that_account() -> None:
+    from shared.examples import DEFAULT_AS_OF, synthetic_book
+
+    _, book = synthetic_book(accounts=6, names=40, seed=3, as_of=DEFAULT_AS_OF)
+    checked = 0
+    for spec, state in book:
+        ledger = Ledger.from_state(state)
+        whole = ledger.restrictions(DEFAULT_AS_OF)
+        mine = ledger.restrictions(DEFAULT_AS_OF, account=spec.account_id)
+        assert mine.no_buy == whole.no_buy
+        assert mine.no_short == whole.no_short
+        assert mine.no_loss_sale_lots == {
+            k: v for k, v in whole.no_loss_sale_lots.items() if k[0] == spec.account_id
+        }
+        checked += len(mine.no_loss_sale_lots)
+    assert checked > 0, "the sample book restricts no lot: the test would prove nothing"
