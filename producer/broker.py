@@ -42,21 +42,43 @@ def client_app(settings: Settings) -> Celery:
     return app
 
 
+#: Redis broker priorities (kombu: one list per step, the lowest number read first).  A
+#: household's later accounts go ahead of households not started yet, so a sibling usually runs
+#: right after its predecessor, on the pool process that just freed up and still holds the ledger
+#: it wrote decoded (``worker.results_writer``), and fewer households are in flight.
+SIBLING_PRIORITY = 0
+FIRST_PRIORITY = 9
+
+
 def send_household(app: Celery, tasks: list[AccountTask]) -> None:
     """Publish one household's accounts: one task, or a chain that runs them in order.
 
     Each task id is ``date:account`` (deterministic); signatures are immutable so a sibling's
-    return value is never passed as an argument.
+    return value is never passed as an argument.  ``argsrepr`` names the account, so Celery does
+    not ``saferepr`` the payload at each publish (the producer's, and each chain step's in the
+    worker).  On a Redis broker a chain's first task is sent with :data:`FIRST_PRIORITY` and its
+    later steps with :data:`SIBLING_PRIORITY` (AMQP priorities need a priority queue, and mean
+    the opposite order: left unset there).
     """
-    sigs = [
-        app.signature(
-            TASK_REBALANCE,
-            args=(to_wire(task),),
-            immutable=True,
-            task_id=keys.task_id(task.as_of, task.account.account_id),
+    redis_broker = str(app.conf.broker_url or "").startswith(("redis://", "rediss://", "unix://"))
+    sigs = []
+    for k, task in enumerate(tasks):
+        options: dict[str, Any] = {
+            "argsrepr": f"({task.account.account_id!r}, household {task.household_id!r} "
+            f"{task.household_index + 1}/{task.household_size})",
+            "kwargsrepr": "{}",
+        }
+        if redis_broker:
+            options["priority"] = FIRST_PRIORITY if k == 0 else SIBLING_PRIORITY
+        sigs.append(
+            app.signature(
+                TASK_REBALANCE,
+                args=(to_wire(task),),
+                immutable=True,
+                task_id=keys.task_id(task.as_of, task.account.account_id),
+                **options,
+            )
         )
-        for task in tasks
-    ]
     if len(sigs) == 1:
         sigs[0].apply_async()
     else:

@@ -10,17 +10,21 @@ One night (``as_of``) owns these Redis keys, all expiring after the settings' TT
   written by overwrite, so a redelivered task changes nothing.
 - ``taxview:status:{as_of}`` — hash ``account_id → status``: the small index progress bars poll.
 - ``taxview:attempts:{as_of}`` — hash ``account_id → deliveries started``: bounds redelivery.
-- ``taxview:ledger:{as_of}:{household}`` — hash ``k → zlib(LedgerState JSON)``: the household's
+- ``taxview:ledger:{as_of}:{household}`` — hash ``k → zstd(LedgerState JSON)``: the household's
   ledger after its first ``k`` accounts traded (accounts of one household run in order, see
-  ``docs/fleet.md``).  Compressed (level 1: ~10× smaller for ~3 ms) because a household's lots
-  run to megabytes of JSON; :func:`encode_ledger` / :func:`decode_ledger` are the only codec.
+  ``docs/fleet.md``).  Compressed because a household's lots run to megabytes of JSON: Zstandard
+  level 1 (through pyarrow, already a dependency; ~14× smaller, ~0.7 ms to compress and ~0.5 ms
+  to expand 800 KB, where zlib level 1 took ~2.3 ms and ~0.8 ms for ~10×); a zlib value (as staged
+  before) still decodes.  :func:`encode_ledger` / :func:`decode_ledger` are the only codec.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import struct
 import zlib
-from typing import Final
+from typing import Any, Final
 
 from shared.messages import LedgerState, decode_json, encode_json
 
@@ -68,23 +72,61 @@ def night_keys_pattern(as_of: dt.date) -> str:
     return f"{NAMESPACE}:*:{as_of.isoformat()}*"
 
 
+#: First bytes of a Zstandard ledger: a tag, then the JSON's length (``<Q``), then one zstd frame.
+ZSTD_TAG: Final = b"tvz1"
+_LENGTH = struct.Struct("<Q")
+#: Largest ledger JSON a stored value may declare (a corrupt length is refused, not allocated).
+MAX_LEDGER_BYTES: Final = 1 << 30
+
+
+@functools.cache
+def _zstd() -> Any:
+    """pyarrow's Zstandard codec (level 1), or ``None`` in a pyarrow built without it."""
+    import pyarrow
+
+    if not pyarrow.Codec.is_available("zstd"):
+        return None
+    return pyarrow.Codec("zstd", compression_level=1)
+
+
 def encode_ledger(state: LedgerState) -> bytes:
-    """A staged household ledger as stored: zlib-compressed msgspec JSON."""
-    return zlib.compress(encode_json(state), 1)
+    """A staged household ledger as stored: Zstandard-compressed msgspec JSON (:data:`ZSTD_TAG`,
+    length, frame); zlib level 1 where pyarrow has no Zstandard."""
+    text = encode_json(state)
+    codec = _zstd()
+    if codec is None:
+        return zlib.compress(text, 1)
+    frame: bytes = codec.compress(text, asbytes=True)
+    return ZSTD_TAG + _LENGTH.pack(len(text)) + frame
 
 
 def decode_ledger(raw: bytes, *, household: str) -> LedgerState:
-    """Inverse of :func:`encode_ledger`.
+    """Inverse of :func:`encode_ledger` (a zlib value decodes too).
 
     Raises:
         InputError: the stored value is not a compressed ledger (names the household).
     """
     try:
-        text = zlib.decompress(raw)
-    except zlib.error as exc:
+        text = _expand(raw)
+    except (zlib.error, OSError, ValueError, struct.error) as exc:
         from shared.errors import InputError
 
         raise InputError(
-            f"staged ledger is not zlib data: {exc}", account=household, field="ledger"
+            f"staged ledger is not compressed ledger data: {exc}", account=household, field="ledger"
         ) from exc
     return decode_json(text, LedgerState, account=household)
+
+
+def _expand(raw: bytes) -> bytes:
+    if not raw.startswith(ZSTD_TAG):
+        return zlib.decompress(raw)
+    codec = _zstd()
+    if codec is None:
+        raise ValueError("Zstandard data, and this pyarrow has no Zstandard codec")
+    (size,) = _LENGTH.unpack_from(raw, len(ZSTD_TAG))
+    if size > MAX_LEDGER_BYTES:
+        raise ValueError(f"declared length {size} is over {MAX_LEDGER_BYTES} bytes")
+    text: bytes = codec.decompress(
+        memoryview(raw)[len(ZSTD_TAG) + _LENGTH.size :], decompressed_size=size, asbytes=True
+    )
+    return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import OrderedDict
 from typing import Any
 
 import redis
@@ -22,6 +23,11 @@ from shared.messages import LedgerState, MarketSnapshot, Outcome, decode_json, e
 #: Reconnect attempts of one store operation (exponential backoff capped at 2 s: ~45 s in all),
 #: so a task rides out a Redis restart instead of failing while the broker is down too.
 STORE_RETRIES = 25
+
+#: Household ledgers a process keeps decoded after writing them (~2-3 MB each at 500 names), so
+#: the next sibling skips the decompress + decode when it lands on this process; a few, not one,
+#: so a sibling still hits when another household's account ran in between.
+WRITTEN_LEDGERS = 4
 
 
 def store_retry() -> Retry:
@@ -45,10 +51,10 @@ class ResultsStore:
         #: The outcome read in :meth:`begin_attempt`'s round trip, handed to the next
         #: :meth:`outcome` call for the same account (one round trip per delivery instead of two).
         self._peeked: tuple[str, str, bytes | None] | None = None
-        #: The last household ledger this process wrote ``(key, field, stored bytes, state)``:
-        #: when the household's next account lands on this process and the store still holds
-        #: exactly those bytes, the decoded state is reused instead of decompressed and decoded.
-        self._written: tuple[str, str, bytes, LedgerState] | None = None
+        #: The last household ledgers this process wrote, ``(key, field) → (stored bytes,
+        #: state)``: when the household's next account lands on this process and the store still
+        #: holds exactly those bytes, the decoded state is reused instead of expanded and decoded.
+        self._written: OrderedDict[tuple[str, str], tuple[bytes, LedgerState]] = OrderedDict()
 
     @property
     def client(self) -> redis.Redis[bytes]:
@@ -106,9 +112,9 @@ class ResultsStore:
         if raw is None:
             return None
         stored = bytes(raw)
-        written = self._written
-        if written is not None and written[:3] == (key, field, stored):
-            return written[3]
+        written = self._written.pop((key, field), None)
+        if written is not None and written[0] == stored:
+            return written[1]
         return keys.decode_ledger(stored, household=household)
 
     # -- the write ---------------------------------------------------------------------------
@@ -151,4 +157,6 @@ class ResultsStore:
         pipe.expire(keys.status_key(as_of), self.ttl_s)
         pipe.execute()
         if written is not None:
-            self._written = written
+            self._written[written[0], written[1]] = (written[2], written[3])
+            while len(self._written) > WRITTEN_LEDGERS:
+                self._written.popitem(last=False)

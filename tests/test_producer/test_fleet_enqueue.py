@@ -3,16 +3,22 @@ manifest before the tasks, and a re-run that resumes where outcomes stop."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+from types import SimpleNamespace
+from typing import Any
 
 import fakeredis
 import pytest
 
-from producer import enqueue
+from producer import broker, enqueue
 from producer.book import book_from_pairs
+from producer.broker import FIRST_PRIORITY, SIBLING_PRIORITY, client_app, send_household
 from producer.embedded import RedisServer
 from producer.results_reader import connect, manifest, outcomes_with_status, preflight
 from shared import results_keys as keys
+from shared.config import Settings
 from shared.errors import InputError
 from shared.examples import synthetic_book
 from shared.messages import Failed, Rejected, encode_json
@@ -103,3 +109,49 @@ def test_only_the_outcomes_with_the_asked_statuses_are_read_back() -> None:
     assert list(got) == ["A1", "A2"]
     assert got["A2"] == stored[0]
     assert outcomes_with_status(client, day, {"held"}) == {}
+
+
+def test_on_a_redis_broker_a_households_later_accounts_go_ahead_of_new_households(night) -> None:
+    book, market = night
+    chain = next(c for c in enqueue.plan_night(book, market.as_of) if len(c) > 1)
+    with RedisServer() as server:
+        settings = Settings.from_env({}).with_urls(
+            broker_url=f"{server.url}/0", redis_url=f"{server.url}/1"
+        )
+        app = client_app(settings)
+        send_household(app, chain)
+        client = connect(f"{server.url}/0")
+        queue = settings.queue
+        # kombu keeps one list per priority step and reads the lowest number first
+        assert client.llen(queue) == 0
+        (raw,) = client.lrange(f"{queue}\x06\x16{FIRST_PRIORITY}", 0, -1)
+        message = json.loads(raw)
+        assert message["properties"]["priority"] == FIRST_PRIORITY
+        first = chain[0].account.account_id
+        assert first in message["headers"]["argsrepr"], "the payload is not repr'd at send"
+        steps = json.loads(base64.b64decode(message["body"]))[2]["chain"]
+        assert [s["options"]["priority"] for s in steps] == [SIBLING_PRIORITY] * (len(chain) - 1)
+        assert SIBLING_PRIORITY < FIRST_PRIORITY
+        app.close()
+        client.close()
+
+
+def test_on_another_broker_no_priority_is_set(night, monkeypatch) -> None:
+    book, market = night
+    chain = next(c for c in enqueue.plan_night(book, market.as_of) if len(c) > 1)
+    sent: list[Any] = []
+    monkeypatch.setattr(
+        broker, "chain", lambda *sigs: SimpleNamespace(apply_async=lambda: sent.extend(sigs))
+    )
+    app = client_app(
+        Settings.from_env({}).with_urls(
+            broker_url="amqp://guest@localhost//", redis_url="redis://x/1"
+        )
+    )
+    send_household(app, chain)
+    assert len(sent) == len(chain)
+    assert all("priority" not in sig.options for sig in sent)
+    assert all(
+        sig.options["argsrepr"].startswith(f"({t.account.account_id!r}")
+        for sig, t in zip(sent, chain, strict=True)
+    )

@@ -10,7 +10,7 @@ import pytest
 from shared import results_keys as keys
 from shared.messages import Failed, LedgerState, MarketSnapshot, Rejected, RiskModel, encode_json
 from worker.market_data import MarketCache
-from worker.results_writer import ResultsStore
+from worker.results_writer import WRITTEN_LEDGERS, ResultsStore
 
 DAY = dt.date(2025, 6, 2)
 
@@ -74,6 +74,32 @@ def test_a_ledger_this_process_wrote_is_reused_only_while_the_store_holds_those_
     other = LedgerState(as_of=DAY, household_id="H", identical=[["GOOG", "GOOGL"]])
     store.client.hset(keys.ledger_key(DAY, "H"), "1", keys.encode_ledger(other))
     assert store.household_ledger(DAY, "H", 1) == other
+
+
+def test_a_sibling_still_reuses_its_ledger_after_other_households_were_written(
+    store: ResultsStore,
+) -> None:
+    mine = LedgerState(as_of=DAY, household_id="H")
+    store.put(Failed(account_id="A1", as_of=DAY, reason="x"), next_ledger=("H", 1, mine))
+    for i in range(WRITTEN_LEDGERS - 1):  # other households' accounts ran on this process since
+        other = LedgerState(as_of=DAY, household_id=f"O{i}")
+        store.put(
+            Failed(account_id=f"B{i}", as_of=DAY, reason="x"), next_ledger=(f"O{i}", 1, other)
+        )
+    assert store.household_ledger(DAY, "H", 1) is mine
+    assert store.household_ledger(DAY, "H", 1) == mine  # used once: read from the store again
+    assert store.household_ledger(DAY, "H", 1) is not mine
+
+
+def test_only_the_last_few_written_ledgers_are_kept_decoded(store: ResultsStore) -> None:
+    for i in range(WRITTEN_LEDGERS + 1):
+        state = LedgerState(as_of=DAY, household_id=f"H{i}")
+        store.put(
+            Failed(account_id=f"A{i}", as_of=DAY, reason="x"), next_ledger=(f"H{i}", 1, state)
+        )
+    assert len(store._written) == WRITTEN_LEDGERS
+    assert (keys.ledger_key(DAY, "H0"), "1") not in store._written
+    assert store.household_ledger(DAY, "H0", 1) == LedgerState(as_of=DAY, household_id="H0")
 
 
 def test_the_market_is_read_once_per_process_and_a_missing_one_names_the_key(
