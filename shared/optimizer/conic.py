@@ -123,7 +123,8 @@ class Affine:
         rows = np.repeat(np.arange(r, dtype=np.int64), nnz)
         cols = np.tile(self.cols, r)
         vals = (G[:, self.rows] * self.vals[None, :]).ravel()
-        return Affine(r, rows, cols, vals, G @ self.const)
+        keep = vals != 0.0  # e.g. the zero sector loadings of every other sector
+        return Affine(r, rows[keep], cols[keep], vals[keep], G @ self.const)
 
     @staticmethod
     def vstack(parts: list[Affine]) -> Affine:
