@@ -1751,8 +1751,11 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
                 else (ctx.longs.qty[j] - sell_sh[j]) / step_f
             )
             k = _repeats(g, dg[c], float(room))
+            batch = _batch(g, dg, [m[0] for m in singles], idx)
             if k > 1:
                 singles.insert(0, (c,) * k)
+            if batch:
+                singles.insert(0, batch)
 
         moved = False
         for tries in (singles, None):
@@ -1792,6 +1795,39 @@ def _first_per_name(order: IntArray, name: IntArray) -> IntArray:
     first[1:] = name[order[1:]] != name[order[:-1]]
     out: IntArray = order[first]
     return out
+
+
+def _batch(g: FloatArray, dg: FloatArray, ranked: list[int], name: IntArray) -> tuple[int, ...]:
+    """The best few single moves of :func:`_enforce_limits` at once (a TE breach is typically
+    cleared by dozens of one-share moves of different names, each held to one share by the cash
+    floor's slack).  Moves of distinct names are added best first, as the one-at-a-time greedy
+    would take them, while the linear model says no limit gets worse and some violation is
+    still left: the move that would finish the repair is not batched, so the greedy re-scores
+    the last bit and spends no extra cash or tax.  Up to :data:`REPAIR_TRIES` moves, at least
+    two, else ``()``.  The caller still checks the batch exactly and falls back to single
+    moves."""
+    now = np.maximum(g, 0.0)
+    total = float(now.sum())
+    seen: set[int] = set()
+    chosen: list[int] = []
+    acc = np.zeros_like(g)
+    for c in ranked:
+        if int(name[c]) in seen:
+            continue
+        after = np.maximum(g + acc + dg[c], 0.0)
+        if not bool((after <= now + 1e-15).all()) or float(after.sum()) <= 0.0:
+            # A move that would finish the repair is left to the one-at-a-time greedy, which
+            # re-scores against what is left (a one-share move of an expensive name clears
+            # much more than the last bit needs).
+            break
+        seen.add(int(name[c]))
+        chosen.append(c)
+        acc = acc + dg[c]
+        if len(chosen) == REPAIR_TRIES:
+            break
+    if len(chosen) < 2 or float(np.maximum(g + acc, 0.0).sum()) >= total - 1e-15:
+        return ()
+    return tuple(chosen)
 
 
 def _repeats(g: FloatArray, dg: FloatArray, room: float) -> int:
