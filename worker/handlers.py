@@ -8,8 +8,10 @@ Failures are sorted once, here (STYLE.md (b)4):
   retry with backoff while attempts remain, then a ``failed`` outcome;
 - any other exception inside the solve → a ``failed`` outcome with the reason (one bad account
   never stops the night);
-- a task delivered more often than the retry budget allows (its process keeps dying, e.g. a
-  poison account) → ``failed`` without solving again;
+- a task whose solve keeps losing its process (killed, out of memory, over the hard time limit:
+  e.g. a poison account) → ``failed`` without solving again once more solves were started than
+  the retry budget allows (only deliveries that reach the solve count; a retried solver failure
+  is taken back);
 - a task delivered again after its outcome was stored → nothing is recomputed or rewritten.
 
 Results-store errors are left to propagate: the task edge retries them.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -47,17 +49,27 @@ class NotReady(Exception):
     """A household sibling's ledger is not in the store yet: transient, retried."""
 
 
+class Start(NamedTuple):
+    """What a delivery finds in the store before it solves (:meth:`Store.begin`)."""
+
+    #: The outcome JSON an earlier delivery stored: nothing to do.
+    outcome: bytes | None
+    #: The household ledger the account starts from (``None``: not stored yet, or not asked).
+    ledger: LedgerState | None
+    #: Solve attempts started for the account and not taken back, this one included; 0 when
+    #: this delivery was not counted (an outcome is stored, or the ledger is not there yet).
+    attempts: int
+
+
 class Store(Protocol):
     """What the handler needs of the results store (``worker.results_writer.ResultsStore``)."""
 
-    def begin_attempt(self, as_of: dt.date, account_id: str) -> int:
-        """Count a delivery."""
+    def begin(self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None) -> Start:
+        """Read the stored outcome and the staged ledger ``(household, index)`` (when asked);
+        with no outcome and the ledger there (or not asked), count one more solve attempt."""
 
-    def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
-        """Stored outcome JSON, if any."""
-
-    def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
-        """Household ledger after ``index`` accounts."""
+    def end_attempt(self, as_of: dt.date, account_id: str) -> None:
+        """Take back the count of a solve attempt that ended in a retried failure."""
 
     def put(
         self,
@@ -164,20 +176,27 @@ def handle_account(
         NotReady: a later household account arrived before its sibling's ledger.
     """
     account_id = task.account.account_id
-    attempts = store.begin_attempt(task.as_of, account_id)
-    previous = store.outcome(task.as_of, account_id)
-    if previous is not None:
+    staged = None if task.ledger is not None else (task.household_id, task.household_index)
+    start = store.begin(task.as_of, account_id, ledger=staged)
+    if start.outcome is not None:
         log.info("account %s already has an outcome: redelivery ignored", account_id)
-        done: Outcome = msgspec.json.decode(previous, type=Outcome)
+        done: Outcome = msgspec.json.decode(start.outcome, type=Outcome)
         return done
-
-    ledger = _ledger_for(task, store)
+    ledger = task.ledger if task.ledger is not None else start.ledger
+    if ledger is None:
+        raise NotReady(
+            f"household {task.household_id}: ledger for account {task.household_index} "
+            "is not stored yet"
+        )
+    attempts = start.attempts
     if attempts > max_retries + 1:
+        lost = attempts - 1
         outcome: Outcome = _failed(
             task,
-            f"gave up after {attempts - 1} deliveries: the worker process was lost every time "
-            "while solving this account",
-            attempts - 1,
+            f"gave up after {lost} solve attempts that never finished: the worker process was "
+            "lost each time while solving this account (killed, out of memory or over the hard "
+            "time limit)",
+            lost,
         )
         _store(store, task, outcome, ledger)
         return outcome
@@ -205,24 +224,11 @@ def handle_account(
             _store(store, task, outcome, ledger, advance)
             return outcome
         if retries < max_retries:
+            store.end_attempt(task.as_of, account_id)  # it ended: not a lost process
             raise
         outcome = _failed(task, f"solver failed on every attempt: {exc}", retries + 1)
     _store(store, task, outcome, ledger, advance)
     return outcome
-
-
-def _ledger_for(task: AccountTask, store: Store) -> LedgerState:
-    """The household ledger this account starts from: carried in the message (a self-contained
-    task), else staged in the store by the producer (``k = 0``) or by the previous sibling."""
-    if task.ledger is not None:
-        return task.ledger
-    state = store.household_ledger(task.as_of, task.household_id, task.household_index)
-    if state is None:
-        raise NotReady(
-            f"household {task.household_id}: ledger for account {task.household_index} "
-            "is not stored yet"
-        )
-    return state
 
 
 def _store(

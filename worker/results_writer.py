@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from shared import results_keys as keys
 from shared.messages import LedgerState, MarketSnapshot, Outcome, decode_json, encode_json
+from worker.handlers import Start
 
 #: Reconnect attempts of one store operation (exponential backoff capped at 2 s: ~45 s in all),
 #: so a task rides out a Redis restart instead of failing while the broker is down too.
@@ -28,6 +29,22 @@ STORE_RETRIES = 25
 #: the next sibling skips the decompress + decode when it lands on this process; a few, not one,
 #: so a sibling still hits when another household's account ran in between.
 WRITTEN_LEDGERS = 4
+
+#: :meth:`ResultsStore.begin` in one atomic step: KEYS = results, attempts, ledger hash; ARGV =
+#: account, ledger field ('' = none needed), TTL.  Returns ``{attempts, outcome, ledger}``; the
+#: attempt is counted only when there is no outcome and the ledger is there (or not needed).
+BEGIN_SCRIPT = """
+local done = redis.call('HGET', KEYS[1], ARGV[1])
+if done then return {0, done, false} end
+local staged = false
+if ARGV[2] ~= '' then
+  staged = redis.call('HGET', KEYS[3], ARGV[2])
+  if not staged then return {0, false, false} end
+end
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+return {n, false, staged}
+"""
 
 
 def store_retry() -> Retry:
@@ -47,10 +64,9 @@ class ResultsStore:
         self.url = url
         self.ttl_s = ttl_s
         self._client: redis.Redis[bytes] | None = None
+        #: ``(client, the registered BEGIN_SCRIPT)``: redis-py loads it again after a restart.
+        self._begin: tuple[Any, Any] | None = None
         self._pid = 0
-        #: The outcome read in :meth:`begin_attempt`'s round trip, handed to the next
-        #: :meth:`outcome` call for the same account (one round trip per delivery instead of two).
-        self._peeked: tuple[str, str, bytes | None] | None = None
         #: The last household ledgers this process wrote, ``(key, field) → (stored bytes,
         #: state)``: when the household's next account lands on this process and the store still
         #: holds exactly those bytes, the decoded state is reused instead of expanded and decoded.
@@ -72,29 +88,36 @@ class ResultsStore:
 
     # -- reads (the worker reads its inputs and its own previous work) -----------------------
 
-    def begin_attempt(self, as_of: dt.date, account_id: str) -> int:
-        """Count one more delivery of ``account_id``'s task; returns the count (1 = first).
-
-        The account's stored outcome is read in the same transaction and answers the
-        :meth:`outcome` call that follows for this account.
+    def begin(self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None) -> Start:
+        """One round trip before a solve: the outcome an earlier delivery stored, the staged
+        household ledger ``(household, index)`` (when asked), and — only when there is no
+        outcome and the ledger is there or not needed — one more solve attempt counted in
+        ``attempts:{D}`` (deliveries that wait for a sibling, or find their outcome, do not count).
         """
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hincrby(keys.attempts_key(as_of), account_id, 1)
-        pipe.expire(keys.attempts_key(as_of), self.ttl_s)
-        pipe.hget(keys.results_key(as_of), account_id)
-        count, _, raw = pipe.execute()
-        self._peeked = (
-            keys.results_key(as_of),
-            account_id,
-            bytes(raw) if raw is not None else None,
+        client = self.client
+        if self._begin is None or self._begin[0] is not client:
+            self._begin = (client, client.register_script(BEGIN_SCRIPT))
+        results = keys.results_key(as_of)
+        key, field = (keys.ledger_key(as_of, ledger[0]), str(ledger[1])) if ledger else ("", "")
+        count, done, raw = self._begin[1](
+            keys=[results, keys.attempts_key(as_of), key or results],
+            args=[account_id, field, self.ttl_s],
+            client=client,
         )
-        return int(count)
+        if done is not None:
+            return Start(outcome=bytes(done), ledger=None, attempts=0)
+        state = None
+        if ledger is not None and raw is not None:
+            state = self._ledger(key, field, bytes(raw), household=ledger[0])
+        return Start(outcome=None, ledger=state, attempts=int(count))
+
+    def end_attempt(self, as_of: dt.date, account_id: str) -> None:
+        """Take back one counted solve attempt (it ended in a failure that is retried, so it
+        was not a lost process)."""
+        self.client.hincrby(keys.attempts_key(as_of), account_id, -1)
 
     def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
         """The outcome JSON already stored for the account, if any."""
-        peeked, self._peeked = self._peeked, None
-        if peeked is not None and peeked[:2] == (keys.results_key(as_of), account_id):
-            return peeked[2]
         raw: Any = self.client.hget(keys.results_key(as_of), account_id)
         return bytes(raw) if raw is not None else None
 
@@ -111,7 +134,9 @@ class ResultsStore:
         raw: Any = self.client.hget(key, field)
         if raw is None:
             return None
-        stored = bytes(raw)
+        return self._ledger(key, field, bytes(raw), household=household)
+
+    def _ledger(self, key: str, field: str, stored: bytes, *, household: str) -> LedgerState:
         written = self._written.pop((key, field), None)
         if written is not None and written[0] == stored:
             return written[1]

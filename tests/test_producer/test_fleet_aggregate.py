@@ -20,7 +20,7 @@ from shared import pnl
 from shared.examples import synthetic_book
 from shared.ledger import cents
 from shared.messages import Solved
-from worker.handlers import handle_account
+from worker.handlers import Start, handle_account
 
 DAY = dt.date(2025, 6, 2)
 
@@ -30,14 +30,12 @@ class _Store:
         self.outcomes: dict = {}
         self.ledgers: dict = {}
 
-    def begin_attempt(self, as_of, account_id):
-        return 1
+    def begin(self, as_of, account_id, *, ledger):
+        state = self.ledgers.get(ledger) if ledger is not None else None
+        return Start(outcome=None, ledger=state, attempts=1)
 
-    def outcome(self, as_of, account_id):
-        return None
-
-    def household_ledger(self, as_of, household, index):
-        return self.ledgers.get((household, index))
+    def end_attempt(self, as_of, account_id):
+        pass
 
     def put(self, outcome, *, next_ledger=None, release=None):
         self.outcomes[outcome.account_id] = outcome

@@ -30,7 +30,7 @@ from shared.messages import (
     encode_json,
     to_wire,
 )
-from worker.handlers import NotReady, decode_task, handle_account
+from worker.handlers import NotReady, Start, decode_task, handle_account
 
 DAY = dt.date(2025, 6, 2)
 
@@ -42,15 +42,17 @@ class MemoryStore:
         self.ledgers: dict[tuple[str, int], LedgerState] = {}
         self.puts = 0
 
-    def begin_attempt(self, as_of: dt.date, account_id: str) -> int:
+    def begin(self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None) -> Start:
+        if account_id in self.outcomes:
+            return Start(outcome=self.outcomes[account_id], ledger=None, attempts=0)
+        state = self.ledgers.get(ledger) if ledger is not None else None
+        if ledger is not None and state is None:
+            return Start(outcome=None, ledger=None, attempts=0)
         self.attempts[account_id] = self.attempts.get(account_id, 0) + 1
-        return self.attempts[account_id]
+        return Start(outcome=None, ledger=state, attempts=self.attempts[account_id])
 
-    def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
-        return self.outcomes.get(account_id)
-
-    def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
-        return self.ledgers.get((household, index))
+    def end_attempt(self, as_of: dt.date, account_id: str) -> None:
+        self.attempts[account_id] -= 1
 
     def put(self, outcome: Outcome, *, next_ledger=None, release=None) -> None:
         self.puts += 1
@@ -155,6 +157,7 @@ def test_a_solver_failure_is_raised_for_retry_then_recorded_as_failed_on_the_las
     with pytest.raises(SolverFailed):
         _run(store, _task(), broken, retries=0)
     assert "A1" not in store.outcomes
+    assert store.attempts["A1"] == 0, "a solve that ended in a retried failure is not a lost one"
     out = _run(store, _task(), broken, retries=2)
     assert isinstance(out, Failed) and "numerical trouble" in out.reason and out.attempts == 3
 
@@ -167,9 +170,38 @@ def test_a_task_delivered_beyond_its_budget_is_failed_without_solving_again() ->
         raise AssertionError("must not solve")
 
     store = MemoryStore()
-    store.attempts["A1"] = 3  # three deliveries already started and died (max_retries=2)
+    store.attempts["A1"] = 3  # three solves already started and their process died (max_retries=2)
     out = _run(store, _task(), never)
-    assert isinstance(out, Failed) and "lost every time" in out.reason and calls == []
+    assert isinstance(out, Failed) and calls == [] and out.attempts == 3
+    assert "gave up after 3 solve attempts that never finished" in out.reason
+    assert "lost each time" in out.reason
+
+
+def test_deliveries_that_wait_for_a_siblings_ledger_do_not_count_as_solve_attempts() -> None:
+    store = MemoryStore()
+    task = _task("A2", index=1, size=2)
+    for _ in range(5):  # more waits than the retry budget (max_retries=2)
+        with pytest.raises(NotReady):
+            _run(store, task, _solved)
+    assert store.attempts.get("A2", 0) == 0
+    _run(store, _task("A1", index=0, size=2), _solved)
+    out = _run(store, task, _solved)
+    assert out.status == "ok", "the account is solved, not given up as a lost process"
+    assert store.attempts["A2"] == 1
+
+
+def test_the_poison_count_names_only_the_solves_that_were_lost() -> None:
+    """A solver failure (retried), then lost processes: the message counts the lost ones."""
+
+    def broken(request: RebalanceRequest) -> Solved:
+        raise SolverFailed("numerical trouble", account="A1")
+
+    store = MemoryStore()
+    with pytest.raises(SolverFailed):
+        _run(store, _task(), broken, retries=0)
+    store.attempts["A1"] += 3  # then three deliveries whose process died mid-solve
+    out = _run(store, _task(), broken, retries=2)
+    assert isinstance(out, Failed) and "after 3 solve attempts that never finished" in out.reason
 
 
 def test_a_redelivered_task_after_its_outcome_changes_nothing() -> None:
@@ -182,6 +214,7 @@ def test_a_redelivered_task_after_its_outcome_changes_nothing() -> None:
 
     again = _run(store, _task(), other)
     assert again == first and store.outcomes == before and store.puts == 1
+    assert store.attempts["A1"] == 1, "a redelivery that finds its outcome is not a solve attempt"
 
 
 def test_an_unexpected_error_fails_the_account_instead_of_the_night() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from shared import results_keys as keys
 from shared.messages import Failed, LedgerState, MarketSnapshot, Rejected, RiskModel, encode_json
+from worker.handlers import Start
 from worker.market_data import MarketCache
 from worker.results_writer import WRITTEN_LEDGERS, ResultsStore
 
@@ -48,21 +49,32 @@ def test_the_next_siblings_ledger_is_written_with_the_outcome(store: ResultsStor
     assert store.household_ledger(DAY, "H", 2) is None
 
 
-def test_deliveries_are_counted_per_account(store: ResultsStore) -> None:
-    assert [store.begin_attempt(DAY, "A1") for _ in range(3)] == [1, 2, 3]
-    assert store.begin_attempt(DAY, "A2") == 1
-
-
-def test_the_outcome_read_with_the_attempt_count_answers_once_then_the_store_is_read_again(
+def test_solve_attempts_are_counted_per_account_and_a_retried_failure_taken_back(
     store: ResultsStore,
 ) -> None:
-    assert store.begin_attempt(DAY, "A1") == 1
-    outcome = Rejected(account_id="A1", as_of=DAY, reason="late")
-    store.client.hset(keys.results_key(DAY), "A1", encode_json(outcome))
-    assert store.outcome(DAY, "A1") is None  # as it stood when the delivery began
-    assert store.outcome(DAY, "A1") == encode_json(outcome)
-    store.begin_attempt(DAY, "A2")
-    assert store.outcome(DAY, "A1") == encode_json(outcome)  # another account: read afresh
+    counts = [store.begin(DAY, "A1", ledger=None).attempts for _ in range(3)]
+    assert counts == [1, 2, 3]
+    assert store.begin(DAY, "A2", ledger=None).attempts == 1
+    store.end_attempt(DAY, "A1")
+    assert store.begin(DAY, "A1", ledger=None).attempts == 3
+    assert 0 < store.client.ttl(keys.attempts_key(DAY)) <= 3600
+
+
+def test_a_delivery_that_finds_its_outcome_or_no_ledger_yet_is_not_counted(
+    store: ResultsStore,
+) -> None:
+    start = store.begin(DAY, "A2", ledger=("H", 1))
+    assert start == Start(outcome=None, ledger=None, attempts=0)  # the sibling is not done yet
+    state = LedgerState(as_of=DAY, household_id="H")
+    store.put(Failed(account_id="A1", as_of=DAY, reason="x"), next_ledger=("H", 1, state))
+    start = store.begin(DAY, "A2", ledger=("H", 1))
+    assert start.outcome is None and start.ledger == state and start.attempts == 1
+    outcome = Rejected(account_id="A2", as_of=DAY, reason="late")
+    store.put(outcome)
+    again = store.begin(DAY, "A2", ledger=("H", 1))
+    assert again == Start(outcome=encode_json(outcome), ledger=None, attempts=0)
+    assert store.client.hget(keys.attempts_key(DAY), "A2") == b"1"
+    assert store.outcome(DAY, "A2") == encode_json(outcome)
 
 
 def test_a_ledger_this_process_wrote_is_reused_only_while_the_store_holds_those_bytes(
