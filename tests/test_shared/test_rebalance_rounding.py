@@ -177,3 +177,16 @@ def test_an_all_cash_account_with_no_lots_is_invested_and_its_rounded_ticket_rep
     assert outcome.trades and all(t.side == "buy" for t in outcome.trades)
     assert outcome.cash_w <= request.account.max_cash_w + 1e-12
     assert outcome.limit_breaches == []
+
+
+def test_the_repair_batches_helpful_moves_of_distinct_names_but_not_the_finishing_one() -> None:
+    _batch = rb._batch
+    g = np.array([1.0, -0.5])  # one breached limit, one with slack
+    # Moves (rows): each removes 0.3 of the breach; move 2 is of the same name as move 0;
+    # move 3 would use more slack than the other limit has.
+    dg = np.array([[-0.3, 0.0], [-0.3, 0.1], [-0.3, 0.0], [-0.3, 0.6], [-0.3, 0.0]])
+    name = np.array([7, 8, 7, 9, 10])
+    assert _batch(g, dg, [0, 1, 2, 4], name) == (0, 1, 4)  # 0.9 removed, 0.1 left for the greedy
+    assert _batch(g, dg, [0, 2, 3], name) == ()  # 0 alone (2 repeats its name, 3 hurts): no batch
+    # The finishing move is not batched: two moves of 0.5 clear a breach of 1 exactly.
+    assert _batch(g, dg * (0.5 / 0.3), [0, 1, 4], name) == ()
