@@ -9,7 +9,9 @@ One night (``as_of``) owns these Redis keys, all expiring after the settings' TT
 - ``taxview:results:{as_of}`` — hash ``account_id → outcome JSON``: one outcome per account,
   written by overwrite, so a redelivered task changes nothing.
 - ``taxview:status:{as_of}`` — hash ``account_id → status``: the small index progress bars poll.
-- ``taxview:attempts:{as_of}`` — hash ``account_id → deliveries started``: bounds redelivery.
+- ``taxview:attempts:{as_of}`` — hash ``account_id → solve attempts started and not taken back``
+  (a retried solver failure is taken back): bounds the solves of an account whose process keeps
+  dying.
 - ``taxview:ledger:{as_of}:{household}`` — hash ``k → zstd(LedgerState JSON)``: the household's
   ledger after its first ``k`` accounts traded (accounts of one household run in order, see
   ``docs/fleet.md``).  Compressed because a household's lots run to megabytes of JSON: Zstandard
