@@ -3,11 +3,16 @@
 - ``worker_init`` (main process, before the pool forks): import the solver stack and solve one
   tiny account, so every pool process is forked warm (the first solve of a cold process costs
   seconds of imports and first-call set-up, longer than a short visibility timeout).
-- ``worker_process_init`` (each pool process): pin BLAS/OpenMP pools to one thread.
+- ``worker_process_init`` (each pool process): pin BLAS/OpenMP pools to one thread, and move
+  every object the process was forked with (the imported, warmed solver stack: ~110,000 tracked
+  objects) to the garbage collector's permanent generation (``gc.freeze``), so the full
+  collections that decoding thousands of lots triggers no longer walk them (in one process over
+  300 accounts: ~0.4 → ~0.1 ms of GC per account).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -34,6 +39,7 @@ def _init_worker(**_: Any) -> None:
 
 
 def _init_process(**_: Any) -> None:
+    gc.freeze()
     try:
         from threadpoolctl import threadpool_limits
 
