@@ -34,10 +34,11 @@ Amounts are ``Decimal`` rounded to the cent (half-up) at the point each tax is c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Literal
 
 from shared.errors import InputError
+from shared.ledger import cents as ledger_cents
 from shared.messages import TaxRates
 
 #: Tax-netting modes of :class:`TaxAccountant`.
@@ -46,18 +47,13 @@ TaxNetting = Literal["daily", "annual"]
 #: Net capital loss deductible against ordinary income per year (IRC §1211(b)(1)).
 ORDINARY_LOSS_LIMIT_USD = Decimal(3000)
 
-_CENT = Decimal("0.01")
 _ZERO = Decimal(0)
 
 
 def cents(x: Decimal) -> Decimal:
-    """Round a USD amount to the cent, half-up (the convention of tax forms)."""
-    return x.quantize(_CENT, rounding=ROUND_HALF_UP)
-
-
-def _rate(x: float) -> Decimal:
-    # Decimal(str(...)) keeps 0.408 as 0.408, not its binary float neighbour.
-    return Decimal(repr(x))
+    """Round a USD amount to the cent, half-up (the convention of tax forms): the ledger's
+    rounding (:func:`shared.ledger.cents`)."""
+    return ledger_cents(x)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,10 +79,8 @@ class Rates:
         ):
             if not 0.0 <= value < 1.0:
                 raise InputError(f"tax rate {value} must be in [0, 1)", field=f"rates.{name}")
-        return cls(
-            short_term=_rate(rates.short_term) + _rate(rates.niit),
-            long_term=_rate(rates.long_term) + _rate(rates.niit),
-        )
+        short_term, long_term = rates.with_niit()
+        return cls(short_term=short_term, long_term=long_term)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -175,6 +175,16 @@ class TaxRates(_Wire, frozen=True, kw_only=True):
     long_term: float = 0.20
     niit: float = 0.038
 
+    def with_niit(self) -> tuple[Decimal, Decimal]:
+        """(short-term, long-term) rates with NIIT added, as exact decimals of the rates as
+        written (``0.37`` is ``Decimal("0.37")``, not the binary float's expansion).
+
+        Short-term gains are ordinary income (IRC §1222(1), §1(j)), long-term ones take the
+        §1(h) rate; NIIT (IRC §1411) applies to both.
+        """
+        niit = Decimal(repr(self.niit))
+        return Decimal(repr(self.short_term)) + niit, Decimal(repr(self.long_term)) + niit
+
 
 class FactorTilt(_Wire, frozen=True, kw_only=True):
     """Active exposure floor ``B_fᵀ(w − w_b) ≥ min_exposure`` (standardised units, sigmas)."""

@@ -2319,9 +2319,8 @@ def _outcome(
     lt = sum((s.gain_usd for s in checked.realized if s.term == "long"), Decimal(0))
     harvested = -sum((s.gain_usd for s in checked.realized if s.gain_usd < 0), Decimal(0))
     if ctx.taxable:
-        r = acct.rates
-        niit = Decimal(repr(r.niit))
-        tax = st * (Decimal(repr(r.short_term)) + niit) + lt * (Decimal(repr(r.long_term)) + niit)
+        rate_st, rate_lt = acct.rates.with_niit()
+        tax = st * rate_st + lt * rate_lt
     else:
         tax = Decimal(0)
     active = w - base.w_bench
