@@ -40,8 +40,10 @@ def _add_inputs(p: argparse.ArgumentParser, *, synthetic_default: int | None) ->
         + (f" (default {synthetic_default} without --book)" if synthetic_default else ""),
     )
     p.add_argument("--market", type=Path, help="market snapshot JSON or market directory")
-    p.add_argument("--names", type=positive_int, default=500, help="synthetic universe size")
-    p.add_argument("--seed", type=int, default=7, help="synthetic seed")
+    p.add_argument(
+        "--names", type=positive_int, default=500, help="synthetic universe size (default 500)"
+    )
+    p.add_argument("--seed", type=int, default=7, help="synthetic seed (default 7)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,19 +59,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_inputs(p, synthetic_default=200)
     _add_urls(p)
     p.add_argument("--out", type=Path, help="output directory (default ./taxview-nightly/DATE)")
-    p.add_argument("--workers", type=positive_int, default=1, help="embedded worker processes")
     p.add_argument(
-        "--concurrency", type=positive_int, default=os.cpu_count() or 1, help="pool size per worker"
+        "--workers", type=positive_int, default=1, help="embedded worker processes (default 1)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="pool size per worker (default: the number of CPUs)",
     )
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
-    p.add_argument("--window", type=positive_int, default=256, help="accounts in flight at most")
-    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="next_book format")
+    p.add_argument(
+        "--window", type=positive_int, default=256, help="accounts in flight at most (default 256)"
+    )
+    p.add_argument(
+        "--format", choices=["csv", "parquet"], default="csv", help="next_book format (default csv)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--embedded-server",
         choices=["auto", "redis-server", "fakeredis"],
         default="auto",
-        help="embedded store/broker: redis-server when installed (auto), else fakeredis",
+        help="embedded store/broker (default auto: redis-server when installed, else fakeredis)",
     )
     p.set_defaults(func=cmd_nightly)
 
@@ -102,15 +113,15 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
     p = bench_sub.add_parser(
         "fleet", help="fleet throughput vs an in-process loop; prints one JSON line"
     )
-    p.add_argument("--accounts", type=positive_int, default=1000)
-    p.add_argument("--names", type=positive_int, default=500)
-    p.add_argument("--workers", type=positive_int, default=2, help="solving processes")
-    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--accounts", type=positive_int, default=1000, help="accounts (default 1000)")
+    p.add_argument("--names", type=positive_int, default=500, help="universe size (default 500)")
+    p.add_argument("--workers", type=positive_int, default=2, help="solving processes (default 2)")
+    p.add_argument("--seed", type=int, default=11, help="synthetic seed (default 11)")
     p.add_argument(
         "--inline-sample",
         type=positive_int,
         default=200,
-        help="accounts solved in the plain loop to time it (scaled to --accounts)",
+        help="accounts solved in the plain loop to time it, scaled to --accounts (default 200)",
     )
     p.set_defaults(func=cmd_bench_fleet)
 
