@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--strategy",
         choices=("direct-index", "long-short", "market-neutral"),
         default="direct-index",
+        help="the account's strategy (default direct-index)",
     )
     e.add_argument("--as-of", type=iso_date, default=None, help="YYYY-MM-DD (default fixed)")
     e.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
