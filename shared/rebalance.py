@@ -84,13 +84,16 @@ def decimals_to_floats(values: Sequence[Decimal]) -> FloatArray:
 
     msgspec writes each Decimal's own digits as a JSON number and parses them back with a
     correctly rounded parser: the same float as ``float(v)`` (which also parses the decimal
-    string).  A value JSON cannot carry (NaN, ±Infinity, out of float range) takes the plain
+    string), bit for bit; zeros are redone with ``float`` so ``-0`` keeps its sign.  A value JSON cannot carry (NaN, ±Infinity, out of float range) takes the plain
     per-value path, so validation still sees it as non-finite.
     """
     try:
-        return np.asarray(_FLOAT_LIST.decode(_DECIMAL_NUMBERS.encode(values)), dtype=np.float64)
+        out = np.asarray(_FLOAT_LIST.decode(_DECIMAL_NUMBERS.encode(values)), dtype=np.float64)
     except msgspec.MsgspecError:
         return np.fromiter((float(v) for v in values), np.float64, len(values))
+    for i in np.flatnonzero(out == 0.0).tolist():  # "-0" parses as the integer 0: keep the sign
+        out[i] = float(values[i])
+    return out
 
 
 #: A loss lot goes to the harvest side when selling it saves at least this much tax per USD of
