@@ -84,8 +84,9 @@ def decimals_to_floats(values: Sequence[Decimal]) -> FloatArray:
 
     msgspec writes each Decimal's own digits as a JSON number and parses them back with a
     correctly rounded parser: the same float as ``float(v)`` (which also parses the decimal
-    string), bit for bit; zeros are redone with ``float`` so ``-0`` keeps its sign.  A value JSON cannot carry (NaN, ±Infinity, out of float range) takes the plain
-    per-value path, so validation still sees it as non-finite.
+    string), bit for bit; zeros are redone with ``float`` so ``-0`` keeps its sign.  A value
+    JSON cannot carry (NaN, ±Infinity, out of float range) takes the plain per-value path, so
+    validation still sees it as non-finite.
     """
     try:
         out = np.asarray(_FLOAT_LIST.decode(_DECIMAL_NUMBERS.encode(values)), dtype=np.float64)
