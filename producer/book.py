@@ -137,8 +137,8 @@ def book_from_pairs(as_of: dt.date, pairs: Sequence[tuple[AccountSpec, LedgerSta
 
 
 class CompressedLedgers(Mapping[str, LedgerState]):
-    """Household ledgers held as the results store stages them (zlib-compressed JSON,
-    :func:`shared.results_keys.encode_ledger`, ~10× smaller than the JSON and far smaller than
+    """Household ledgers held as the results store stages them (Zstandard-compressed JSON,
+    :func:`shared.results_keys.encode_ledger`, ~14× smaller than the JSON and far smaller than
     the decoded lots), decoded on access; :meth:`raw` hands the stored bytes to the enqueuer
     without a decode/encode round trip."""
 

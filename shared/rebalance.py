@@ -1581,7 +1581,7 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     Rounding to whole shares moves every traded name by up to a share, so the TE budget, the
     tilt floors, the turnover limit and the realized-gain budget — met by the solver's weights —
     can be missed by a little (DESIGN §2 makes them hard), and rounding the buys down can leave
-    cash above ``max_cash_w``.  This repairs the ticket one share at a time: each step takes the
+    cash above ``max_cash_w``.  This repairs the ticket share by share: each step takes the
     cheapest move (objective increase per unit of violation removed, linearised, then checked
     exactly) that lowers the total violation and makes no single limit worse — one limit is
     never traded for another (e.g. a tilt floor for a negative cash balance) — among
@@ -1591,7 +1591,9 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     - one share less of a buy;
     - one share less or more of a lot sale the solved problem allows (no loss sale of a
       buy-side name; an excluded name is sold whole, not touched);
-    - when no single share helps, a pair of them (:func:`_pair_moves`).
+    - when no single share helps, a pair of them (:func:`_pair_moves`);
+    - a batch of the best single moves of distinct names while the linear model says they only
+      help (:func:`_batch`), then the greedy finishes share by share.
 
     No move changes a name's side, so no buy meets a loss sale of its name (IRC §1091).  What
     is still violated after :data:`MAX_REPAIR_STEPS` steps (or when no move helps) is returned
