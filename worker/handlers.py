@@ -71,6 +71,11 @@ class Store(Protocol):
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
         """Take back the count of a solve attempt that ended in a retried failure."""
 
+    def put_unreadable(self, outcome: Outcome, *, household: str, index: int, last: bool) -> None:
+        """Store ``outcome`` for an account whose staged ledger ``(household, index)`` cannot be
+        read, handing the same stored value on to sibling ``index + 1`` (or releasing the
+        household's ledgers after its ``last`` account)."""
+
     def put(
         self,
         outcome: Outcome,
@@ -177,7 +182,29 @@ def handle_account(
     """
     account_id = task.account.account_id
     staged = None if task.ledger is not None else (task.household_id, task.household_index)
-    start = store.begin(task.as_of, account_id, ledger=staged)
+    try:
+        start = store.begin(task.as_of, account_id, ledger=staged)
+    except InputError as exc:
+        if staged is None:  # begin decodes nothing else: not a ledger problem
+            raise
+        # The staged household ledger cannot be read (a corrupt or foreign value): nothing can
+        # be solved on it.  This account is rejected with the reason, and the stored value is
+        # handed on, so each later sibling is rejected the same way instead of waiting for a
+        # ledger that never comes (one bad household never stops the night).
+        rejected = Rejected(
+            account_id=account_id,
+            household_id=task.household_id,
+            as_of=task.as_of,
+            field=exc.field or "ledger",
+            reason=exc.reason,
+        )
+        store.put_unreadable(
+            rejected,
+            household=task.household_id,
+            index=task.household_index,
+            last=task.household_index + 1 >= task.household_size,
+        )
+        return rejected
     if start.outcome is not None:
         log.info("account %s already has an outcome: redelivery ignored", account_id)
         done: Outcome = msgspec.json.decode(start.outcome, type=Outcome)

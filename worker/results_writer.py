@@ -144,6 +144,26 @@ class ResultsStore:
 
     # -- the write ---------------------------------------------------------------------------
 
+    def put_unreadable(self, outcome: Outcome, *, household: str, index: int, last: bool) -> None:
+        """Store the outcome of an account whose staged ledger ``(household, index)`` cannot be
+        read and, in the same transaction, copy that stored value to the next sibling's field
+        (it is rejected the same way) or, after the household's ``last`` account, delete the
+        household's staged ledgers.  A rare path: two round trips."""
+        as_of = outcome.as_of
+        key = keys.ledger_key(as_of, household)
+        raw: Any = None if last else self.client.hget(key, str(index))
+        pipe = self.client.pipeline(transaction=True)
+        if last:
+            pipe.delete(key)
+        elif raw is not None:
+            pipe.hset(key, str(index + 1), raw)
+            pipe.expire(key, self.ttl_s)
+        pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
+        pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
+        pipe.expire(keys.results_key(as_of), self.ttl_s)
+        pipe.expire(keys.status_key(as_of), self.ttl_s)
+        pipe.execute()
+
     def put(
         self,
         outcome: Outcome,

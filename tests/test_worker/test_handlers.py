@@ -327,3 +327,31 @@ def test_a_households_accounts_never_harvest_and_buy_the_same_name_on_one_day() 
     chained_b = handle_account(task(b, 1), store=store, **kwargs)
     assert store.stored("HA") == alone_a
     assert not (_loss_sold(alone_a, x) and _bought(chained_b, x))
+
+
+def test_an_unreadable_staged_ledger_is_a_rejected_outcome_handed_on_to_the_next_sibling() -> None:
+    class Unreadable(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.handed_on: list[tuple[str, int, bool]] = []
+
+        def begin(
+            self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None
+        ) -> Start:
+            raise InputError(
+                "staged ledger is not compressed ledger data", account="H", field="ledger"
+            )
+
+        def put_unreadable(
+            self, outcome: Outcome, *, household: str, index: int, last: bool
+        ) -> None:
+            self.outcomes[outcome.account_id] = encode_json(outcome)
+            self.handed_on.append((household, index, last))
+
+    store = Unreadable()
+    out = handle_account(
+        _task("A2", index=1, size=3), store=store, markets=None, retries=0, max_retries=2
+    )  # type: ignore[arg-type]
+    assert isinstance(out, Rejected) and out.field == "ledger"
+    assert store.stored("A2") == out
+    assert store.handed_on == [("H", 1, False)]

@@ -132,3 +132,32 @@ def test_the_market_is_read_once_per_process_and_a_missing_one_names_the_key(
     assert cache.loads == 1
     with pytest.raises(Exception, match="taxview enqueue"):
         cache.get(keys.market_key(dt.date(2025, 6, 3)))
+
+
+def test_an_unreadable_staged_ledger_rejects_each_sibling_in_turn_and_is_released_at_the_end(
+    store: ResultsStore,
+) -> None:
+    from shared.messages import AccountSpec, AccountTask
+    from worker.handlers import handle_account
+
+    key = keys.ledger_key(DAY, "H")
+    store.client.hset(key, "1", b"not a ledger")
+
+    def task(k: int) -> AccountTask:
+        return AccountTask(
+            as_of=DAY,
+            market_key="unused",
+            account=AccountSpec(account_id=f"A{k}", household_id="H"),
+            household_id="H",
+            household_index=k,
+            household_size=3,
+        )
+
+    markets = MarketCache(store)
+    for k in (1, 2):
+        out = handle_account(task(k), store=store, markets=markets, retries=0, max_retries=2)
+        assert isinstance(out, Rejected)
+        assert out.field == "ledger" and "staged ledger" in out.reason
+        assert store.client.hget(keys.status_key(DAY), f"A{k}") == b"rejected"
+    # Handed on from sibling 1 to sibling 2, then released after the household's last account.
+    assert not store.client.exists(key)
