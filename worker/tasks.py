@@ -1,9 +1,11 @@
 """The fleet's one task: decode → :func:`worker.handlers.handle_account` → stored outcome.
 
 Registered under the explicit name :data:`shared.messages.TASK_REBALANCE` (the producer sends by
-that name).  Retry policy: transient results-store / broker errors and a household sibling that is
-not ready are retried automatically with exponential backoff and jitter, capped; a solver failure
-or soft time limit is retried the same way while attempts remain, then recorded as ``failed``.
+that name).  Retry policy: transient results-store / broker errors are retried automatically with
+exponential backoff and jitter, capped; a solver failure or soft time limit is retried the same
+way while solve attempts remain, then recorded as ``failed``.  A household sibling whose ledger
+is not stored yet waits on its own budget (:data:`MAX_WAITS` retries carried in the message as
+``waits``), so waiting never uses up the account's solve attempts.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     OperationalError,
-    NotReady,
 )
+
+#: Retries of a household sibling that arrives before its predecessor's ledger is stored (rare:
+#: siblings travel as a Celery chain; e.g. a re-sent chain whose predecessor is still running).
+#: After them the task fails without an outcome; the completeness check names the account and
+#: ``taxview sweep`` sends it again.
+MAX_WAITS = 10
 
 
 def register(app: Celery, settings: Settings) -> None:
@@ -42,8 +49,9 @@ def register(app: Celery, settings: Settings) -> None:
         name=TASK_REBALANCE,
         bind=True,
         shared=False,  # this app only: each create_app(settings) gets its own task
-        # One more delivery than solve attempts: the last one only records `failed`.
-        max_retries=settings.max_retries + 1,
+        # One more delivery than solve attempts (the last one only records `failed`), plus the
+        # waits for a sibling's ledger, which the message counts apart (``waits``).
+        max_retries=settings.max_retries + 1 + MAX_WAITS,
         # Delay of the retry sent when a pool process dies (Celery's default is 180 s).
         default_retry_delay=settings.retry_backoff_s,
         autoretry_for=TRANSIENT,
@@ -54,23 +62,31 @@ def register(app: Celery, settings: Settings) -> None:
         reject_on_worker_lost=True,
         retry_on_worker_lost=True,
     )
-    def rebalance_account(self: Task, payload: dict[str, Any]) -> str:
+    def rebalance_account(self: Task, payload: dict[str, Any], waits: int = 0) -> str:
         task = decode_task(payload)
         if not isinstance(task, AccountTask):  # malformed: a `rejected` outcome, or dropped
             if task is not None:
                 store.put(task)
             return "dropped" if task is None else task.status
+        # Deliveries that were solve attempts (or lost processes), not waits for a sibling.
+        solves = max(self.request.retries - waits, 0)
         try:
             return handle_account(
                 task,
                 store=store,
                 markets=markets,
-                retries=self.request.retries,
+                retries=solves,
                 max_retries=settings.max_retries,
                 retryable=(SoftTimeLimitExceeded,),
             ).status
+        except NotReady as exc:
+            if waits >= MAX_WAITS:
+                raise
+            raise self.retry(
+                exc=exc, countdown=_backoff(settings, waits), kwargs={"waits": waits + 1}
+            ) from exc
         except (SolverFailed, SoftTimeLimitExceeded) as exc:
-            raise self.retry(exc=exc, countdown=_backoff(settings, self.request.retries)) from exc
+            raise self.retry(exc=exc, countdown=_backoff(settings, solves)) from exc
 
 
 def _backoff(settings: Settings, retries: int) -> int:

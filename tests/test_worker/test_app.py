@@ -8,6 +8,7 @@ import sys
 from shared.config import Settings
 from shared.messages import TASK_REBALANCE
 from worker.app import create_app
+from worker.tasks import MAX_WAITS
 
 
 def _app(**env: str):
@@ -38,8 +39,9 @@ def test_delivery_settings_are_at_least_once_and_bounded() -> None:
     options = conf.broker_transport_options
     assert options["visibility_timeout"] > conf.task_time_limit
     assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] <= 10
-    # Solve attempts = max_retries + 1; one more delivery only records `failed`.
-    assert app.tasks[TASK_REBALANCE].max_retries == 5
+    # Solve attempts = max_retries + 1; one more delivery only records `failed`; waits for a
+    # sibling's ledger are counted apart, on top.
+    assert app.tasks[TASK_REBALANCE].max_retries == 5 + MAX_WAITS
 
 
 def test_a_rabbitmq_broker_gets_no_redis_transport_options() -> None:
@@ -76,3 +78,48 @@ def test_importing_the_worker_app_opens_no_connection() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "taxview" in result.stdout
+
+
+def test_waiting_for_a_siblings_ledger_never_uses_up_the_accounts_solve_attempts(
+    monkeypatch,
+) -> None:
+    import datetime as dt
+
+    import redis
+
+    from shared import results_keys as keys
+    from shared.messages import AccountSpec, AccountTask, to_wire
+    from worker import tasks
+
+    url = "redis://127.0.0.1:6379/13"
+    client = redis.Redis.from_url(url)
+    day = dt.date(2031, 1, 2)
+    seen: list[int] = []
+    real = tasks.handle_account
+
+    def recording(task, **kw):  # type: ignore[no-untyped-def]
+        seen.append(kw["retries"])
+        return real(task, **kw)
+
+    monkeypatch.setattr(tasks, "handle_account", recording)
+    app = create_app(Settings.from_env({"TAXVIEW_BROKER_URL": url, "TAXVIEW_REDIS_URL": url}))
+    app.conf.task_always_eager = True  # this test only: runs the retries in-process
+    payload = to_wire(
+        AccountTask(
+            as_of=day,
+            market_key="unused",
+            account=AccountSpec(account_id="W1", household_id="HW"),
+            household_id="HW",
+            household_index=1,
+            household_size=2,
+        )
+    )
+    try:
+        result = app.tasks[TASK_REBALANCE].apply(args=[payload])  # each retry runs nested
+        assert isinstance(result.result, Exception)  # waited, then gave up (no ledger ever came)
+        # Every wait was delivered with no solve attempt behind it, and none was counted.
+        assert seen == [0] * (MAX_WAITS + 1)
+        assert client.hget(keys.attempts_key(day), "W1") is None
+    finally:
+        for key in client.scan_iter(match=f"*{day}*"):
+            client.delete(key)
