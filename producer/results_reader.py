@@ -118,7 +118,8 @@ def done_accounts(client: redis.Redis[bytes], as_of: dt.date) -> set[str]:
 
 
 def progress(client: redis.Redis[bytes], as_of: dt.date, expected: int) -> Progress:
-    """Counts of outcomes by status and of accounts delivered more than once."""
+    """Counts of outcomes by status, and ``retried``: accounts whose solve was started more
+    than once without finishing the first time (a lost worker process)."""
     statuses: Any = client.hvals(keys.status_key(as_of))
     counts = Counter(s.decode() for s in statuses)
     attempts: Any = client.hvals(keys.attempts_key(as_of))
@@ -140,7 +141,8 @@ def done_count(client: redis.Redis[bytes], as_of: dt.date) -> int:
 
 
 def attempts(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, int]:
-    """Deliveries started per account."""
+    """Solve attempts started and not taken back, per account (see
+    :func:`shared.results_keys.attempts_key`)."""
     raw: Any = client.hgetall(keys.attempts_key(as_of))
     return {k.decode(): int(v) for k, v in raw.items()}
 

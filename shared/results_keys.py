@@ -55,7 +55,8 @@ def status_key(as_of: dt.date) -> str:
 
 
 def attempts_key(as_of: dt.date) -> str:
-    """Hash counting the deliveries started per account."""
+    """Hash counting per account the solve attempts started and not taken back (a retried
+    solver failure is taken back; waits for a sibling's ledger are never counted)."""
     return f"{NAMESPACE}:attempts:{as_of.isoformat()}"
 
 
