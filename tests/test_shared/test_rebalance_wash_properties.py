@@ -27,10 +27,14 @@ from shared.messages import (
     PendingLoss,
     RebalanceRequest,
     RecentPurchase,
+    Trade,
 )
 from shared.rebalance import (
     _context,
+    _realized,
     _scan_lots,
+    _transactions,
+    _wash_check,
     household_restrictions,
     identical_groups,
     outcome_transactions,
@@ -192,3 +196,74 @@ def test_the_wash_check_ledger_of_the_traded_groups_matches_the_whole_household(
     for txn in txns:
         assert whole.apply(txn) == reduced.apply(txn)
     assert whole.wash_matches[before[0] :] == reduced.wash_matches[before[1] :]
+
+
+@st.composite
+def wash_prone_tickets(draw: st.DrawFn) -> tuple[RebalanceRequest, list[Trade]]:
+    """A household and a ticket built to wash: whole-lot sales of the account's own lots (at a
+    loss when the price is below basis) and buys of names the household sold at a loss or
+    bought in the last 30 days, plus a few random names."""
+    request = draw(households())
+    market = request.market
+    price = dict(zip(market.symbols, market.prices, strict=True))
+    aid = request.account.account_id
+    own = [x for x in request.ledger.lots if x.account == aid and not x.short]
+    trades: list[Trade] = []
+    for lot in draw(st.lists(st.sampled_from(own), max_size=6, unique_by=lambda x: x.lot_id)):
+        p = Decimal(repr(price[lot.symbol]))
+        trades.append(
+            Trade(
+                symbol=lot.symbol,
+                side="sell",
+                quantity=lot.quantity,
+                price=p,
+                notional_usd=(lot.quantity * p).quantize(Decimal("0.01")),
+                lot_id=lot.lot_id,
+                reason="harvest",
+            )
+        )
+    hot = sorted(
+        {p.symbol for p in request.ledger.pending_losses}
+        | {p.symbol for p in request.ledger.recent_purchases}
+    )
+    names = draw(st.lists(st.sampled_from(hot + list(market.symbols)), max_size=4, unique=True))
+    for k, sym in enumerate(names):
+        qty = Decimal(draw(st.integers(1, 20)))
+        p = Decimal(repr(price[sym]))
+        trades.append(
+            Trade(
+                symbol=sym,
+                side="buy",
+                quantity=qty,
+                price=p,
+                notional_usd=(qty * p).quantize(Decimal("0.01")),
+                lot_id=f"NEW{k}",
+                reason="rebalance",
+            )
+        )
+    return request, trades
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wash_prone_tickets())
+def test_the_wash_check_reports_what_the_whole_household_ledger_does_for_any_ticket(
+    case: tuple[RebalanceRequest, list[Trade]],
+) -> None:
+    request, trades = case
+    market = validate_request(request)
+    ctx = _context(request, market, _scan_lots(request, market))
+    checked = _wash_check(ctx, trades)
+    # The reference: every transaction (an IRA's sales too) through the whole household ledger.
+    whole = Ledger.from_state(
+        msgspec.structs.replace(request.ledger, identical=[sorted(g) for g in ctx.groups])
+    )
+    before = len(whole.wash_matches)
+    txns = _transactions(request, trades, request.account.account_type)
+    for txn in txns:
+        whole.apply(txn)
+    sells = {t.id for t in txns if t.side == "sell"}
+    assert checked.realized == [_realized(s) for s in whole.sales if s.txn in sells]
+    assert sorted(i.lot_id for i in checked.issues) == sorted(
+        m.loss_lot_id for m in whole.wash_matches[before:]
+    )
