@@ -191,13 +191,7 @@ def handle_account(
         # be solved on it.  This account is rejected with the reason, and the stored value is
         # handed on, so each later sibling is rejected the same way instead of waiting for a
         # ledger that never comes (one bad household never stops the night).
-        rejected = Rejected(
-            account_id=account_id,
-            household_id=task.household_id,
-            as_of=task.as_of,
-            field=exc.field or "ledger",
-            reason=exc.reason,
-        )
+        rejected = _rejected(task, exc, field="ledger")
         store.put_unreadable(
             rejected,
             household=task.household_id,
@@ -237,13 +231,7 @@ def handle_account(
         )
         outcome = solve(request)
     except InputError as exc:
-        outcome = Rejected(
-            account_id=account_id,
-            household_id=task.household_id,
-            as_of=task.as_of,
-            field=exc.field or "",
-            reason=exc.reason,
-        )
+        outcome = _rejected(task, exc)
     except Exception as exc:
         if not isinstance(exc, (SolverFailed, *retryable)):
             log.exception("account %s: unexpected error", account_id)
@@ -277,6 +265,18 @@ def _store(
         store.put(outcome, next_ledger=next_ledger)
     else:  # the household's last account: its staged ledgers are no longer needed
         store.put(outcome, release=task.household_id)
+
+
+def _rejected(task: AccountTask, exc: InputError, *, field: str = "") -> Rejected:
+    """The ``rejected`` outcome of bad input, naming the field (``field`` when the error names
+    none)."""
+    return Rejected(
+        account_id=task.account.account_id,
+        household_id=task.household_id,
+        as_of=task.as_of,
+        field=exc.field or field,
+        reason=exc.reason,
+    )
 
 
 def _failed(task: AccountTask, reason: str, attempts: int) -> Failed:
