@@ -149,20 +149,10 @@ class ResultsStore:
         read and, in the same transaction, copy that stored value to the next sibling's field
         (it is rejected the same way) or, after the household's ``last`` account, delete the
         household's staged ledgers.  A rare path: two round trips."""
-        as_of = outcome.as_of
-        key = keys.ledger_key(as_of, household)
+        key = keys.ledger_key(outcome.as_of, household)
         raw: Any = None if last else self.client.hget(key, str(index))
-        pipe = self.client.pipeline(transaction=True)
-        if last:
-            pipe.delete(key)
-        elif raw is not None:
-            pipe.hset(key, str(index + 1), raw)
-            pipe.expire(key, self.ttl_s)
-        pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
-        pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
-        pipe.expire(keys.results_key(as_of), self.ttl_s)
-        pipe.expire(keys.status_key(as_of), self.ttl_s)
-        pipe.execute()
+        staged = None if raw is None else (key, str(index + 1), bytes(raw))
+        self._write(outcome, staged=staged, release=household if last else None)
 
     def put(
         self,
@@ -181,27 +171,30 @@ class ResultsStore:
             release: a household whose last account this is: its staged ledgers are deleted in
                 the same transaction (a redelivery finds the outcome first and reads none).
         """
+        if next_ledger is None:
+            self._write(outcome, staged=None, release=release)
+            return
+        household, index, state = next_ledger
+        staged = (keys.ledger_key(outcome.as_of, household), str(index), keys.encode_ledger(state))
+        self._write(outcome, staged=staged, release=release)
+        self._written[staged[0], staged[1]] = (staged[2], state)
+        while len(self._written) > WRITTEN_LEDGERS:
+            self._written.popitem(last=False)
+
+    def _write(
+        self, outcome: Outcome, *, staged: tuple[str, str, bytes] | None, release: str | None
+    ) -> None:
+        """One transaction: release a household's staged ledgers, stage ``(key, field, stored
+        bytes)``, and write the outcome and its status (overwrite), all with the TTL."""
         as_of = outcome.as_of
-        written: tuple[str, str, bytes, LedgerState] | None = None
         pipe = self.client.pipeline(transaction=True)
         if release is not None:
             pipe.delete(keys.ledger_key(as_of, release))
-        if next_ledger is not None:
-            household, index, state = next_ledger
-            written = (
-                keys.ledger_key(as_of, household),
-                str(index),
-                keys.encode_ledger(state),
-                state,
-            )
-            pipe.hset(written[0], written[1], written[2])
-            pipe.expire(written[0], self.ttl_s)
+        if staged is not None:
+            pipe.hset(staged[0], staged[1], staged[2])
+            pipe.expire(staged[0], self.ttl_s)
         pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
         pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
         pipe.expire(keys.results_key(as_of), self.ttl_s)
         pipe.expire(keys.status_key(as_of), self.ttl_s)
         pipe.execute()
-        if written is not None:
-            self._written[written[0], written[1]] = (written[2], written[3])
-            while len(self._written) > WRITTEN_LEDGERS:
-                self._written.popitem(last=False)
