@@ -39,8 +39,9 @@ import msgspec
 import numpy as np
 from tqdm import tqdm
 
-from producer.taxes import Rates, TaxAccountant, TaxNetting, cents
+from producer.taxes import Rates, TaxAccountant, TaxNetting
 from shared.errors import InputError
+from shared.ledger import cents
 from shared.messages import (
     AccountSpec,
     FactorTilt,

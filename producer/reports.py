@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from producer.backtest import RunResult
-from producer.taxes import cents
+from shared.ledger import cents
 
 #: The contract's leading columns of ``nav.csv``, in order.
 NAV_COLUMNS = (

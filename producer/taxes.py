@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Literal
 
 from shared.errors import InputError
-from shared.ledger import cents as ledger_cents
+from shared.ledger import cents
 from shared.messages import TaxRates
 
 #: Tax-netting modes of :class:`TaxAccountant`.
@@ -48,12 +48,6 @@ TaxNetting = Literal["daily", "annual"]
 ORDINARY_LOSS_LIMIT_USD = Decimal(3000)
 
 _ZERO = Decimal(0)
-
-
-def cents(x: Decimal) -> Decimal:
-    """Round a USD amount to the cent, half-up (the convention of tax forms): the ledger's
-    rounding (:func:`shared.ledger.cents`)."""
-    return ledger_cents(x)
 
 
 @dataclass(frozen=True, kw_only=True)

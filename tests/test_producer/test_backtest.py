@@ -21,9 +21,8 @@ from producer.backtest import (
     summarize,
     window,
 )
-from producer.taxes import cents
 from shared.errors import InputError
-from shared.ledger import Ledger
+from shared.ledger import Ledger, cents
 from shared.synthetic import synthetic_market
 
 START, END = dt.date(2022, 1, 3), dt.date(2022, 3, 31)

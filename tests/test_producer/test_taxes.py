@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.taxes import Rates, TaxAccountant, cents, net_year
+from producer.taxes import Rates, TaxAccountant, net_year
 from shared.errors import InputError
+from shared.ledger import cents
 from shared.messages import TaxRates
 
 RATES = Rates.from_wire(TaxRates())
