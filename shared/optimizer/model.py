@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InputError
+from shared.optimizer.check import tracking_error
 from shared.optimizer.conic import Affine, ConicBuilder
 from shared.optimizer.data import ProblemData
 from shared.types import FloatArray, IntArray
@@ -169,16 +170,40 @@ def validate(data: ProblemData) -> None:
         )
 
 
+#: Where a floor binds (a factor tilt, or a TE cap the current book is outside of), the weight
+#: variables' unit is this many average names' weights (``TILT_UNIT_NAMES / n``, at most 1); see
+#: :func:`weight_unit`.
+TILT_UNIT_NAMES = 30
+
+
 def weight_unit(data: ProblemData) -> float:
     """The unit of the buy, new-short and post-trade weight variables of the direct problem.
 
-    ``1/n`` (an average name's weight, so the solver's variables are O(1)) when the problem has
-    a factor-tilt floor, else 1.  Measured at n=3000 (steady-state books, 8 accounts): a tilt
-    floor took Clarabel 55–68 iterations with weight units and 30–38 with ``1/n`` units; without
-    a tilt the weight units are better (17–21 iterations against 33–41), so the rule is per
-    problem.
+    ``min(1, 30/n)`` (:data:`TILT_UNIT_NAMES` average names' weights) when the problem has a
+    factor-tilt floor or its current weights are outside the TE budget (so the cap binds at the
+    optimum), else 1.  Where such a limit binds, Clarabel's path is sensitive to this unit.
+    Clarabel iterations summed over steady-state bench accounts (2026-11-25):
+
+    | accounts | unit 1 | 1/n | 30/n | 50/n |
+    | --- | --- | --- | --- | --- |
+    | n=100, 12 tilted | 154 | 163 | 144 | 148 |
+    | n=500, 14 tilted | 216 | 364 | 223 | 201 |
+    | n=1000, 22 tilted | 657 | 614 | 365 | 379 |
+    | n=3000, 8 tilted | 333 | 237 | 134 | 135 |
+
+    (At n=500 the 30/n and 50/n columns are the nearest measured units, 0.05 and 0.1.)  Untilted
+    books outside their budget, unit 1 → 30/n: n=1000, 1 of 18 accounts, 51 → 22 iterations;
+    n=3000, 3 of 14, 39/65/69 → 24/19/22 (the n=3000 p95: 218–416 ms solves).  Every other
+    untilted book is better in unit 1 (n=500, 16 accounts: 208 against 228 for 30/n), so the
+    rule is per problem.
     """
-    return 1.0 / data.n if data.tilts and data.n else 1.0
+    if not data.n:
+        return 1.0
+    binding = bool(data.tilts) or (
+        data.te_max is not None
+        and tracking_error(data, np.asarray(data.w0, dtype=np.float64)) > data.te_max
+    )
+    return min(1.0, TILT_UNIT_NAMES / data.n) if binding else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +224,8 @@ class Layout:
     #: Variable scaling of the direct problem, per block ("sell", "buy", "cover", "short"):
     #: the solver's variable is trade / scale.  Sells and covers are fractions of their lot
     #: (lot weights are ~1e-4 at n=3000; scaling cut Clarabel's iterations 23 → 18).  With a
-    #: factor-tilt floor, buys, new shorts and the post-trade weights are in units of ``1/n``
-    #: (an average name's weight), see :func:`weight_unit`.
+    #: factor-tilt floor or a binding TE cap, buys, new shorts and the post-trade weights are in
+    #: units of ``30/n`` (30 average names' weights, at most 1), see :func:`weight_unit`.
     scales: dict[str, FloatArray]
     #: Unit of the post-trade weight variables ``w`` of the direct problem (``w = unit·x``).
     w_unit: float = 1.0

@@ -165,9 +165,29 @@ def test_a_tilted_problem_solved_in_name_units_matches_the_cvxpy_reference():
     from shared.optimizer.synthetic import random_problem as _random_problem
 
     data = _replace(_random_problem(80, k=6, seed=11), tilts=((1, 0.1),))
-    assert weight_unit(data) == 1 / 80
-    assert Layout.from_data(data).w_unit == 1 / 80
+    assert weight_unit(data) == 30 / 80
+    assert Layout.from_data(data).w_unit == 30 / 80
+    assert weight_unit(_replace(_random_problem(20, k=3, seed=1), tilts=((1, 0.1),))) == 1.0
     assert weight_unit(_replace(data, tilts=())) == 1.0
     direct, ref = solve(data), solve_cvxpy(data)
     assert direct.active_exposure[1] >= 0.1 - 1e-7
+    assert abs(direct.objective - ref.objective) <= 1e-7
+
+
+def test_a_book_outside_its_te_budget_is_solved_in_name_units_and_matches_the_cvxpy_reference():
+    from dataclasses import replace as _replace
+
+    from shared.optimizer.check import tracking_error
+    from shared.optimizer.model import weight_unit
+    from shared.optimizer.problem import solve, solve_cvxpy
+    from shared.optimizer.synthetic import random_problem as _random_problem
+
+    data = _random_problem(80, k=6, seed=12)
+    te0 = tracking_error(data, np.asarray(data.w0, dtype=np.float64))
+    outside = _replace(data, te_max=0.8 * te0)
+    inside = _replace(data, te_max=1.5 * te0)
+    assert weight_unit(outside) == 30 / 80
+    assert weight_unit(inside) == 1.0
+    direct, ref = solve(outside), solve_cvxpy(outside)
+    assert tracking_error(outside, direct.w) <= 0.8 * te0 + 1e-7
     assert abs(direct.objective - ref.objective) <= 1e-7
