@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -47,6 +47,14 @@ return {n, false, staged}
 """
 
 
+class _Staged(NamedTuple):
+    """A household ledger this process wrote: its stored bytes, decoded state and lineage."""
+
+    raw: bytes
+    state: LedgerState
+    lineage: keys.Lineage | None
+
+
 def store_retry() -> Retry:
     """The retry policy of every results-store command."""
     return Retry(ExponentialBackoff(cap=2.0, base=0.05), STORE_RETRIES)
@@ -68,9 +76,13 @@ class ResultsStore:
         self._begin: tuple[Any, Any] | None = None
         self._pid = 0
         #: The last household ledgers this process wrote, ``(key, field) → (stored bytes,
-        #: state)``: when the household's next account lands on this process and the store still
-        #: holds exactly those bytes, the decoded state is reused instead of expanded and decoded.
-        self._written: OrderedDict[tuple[str, str], tuple[bytes, LedgerState]] = OrderedDict()
+        #: state, lineage)``: when the household's next account lands on this process and the
+        #: store still holds exactly those bytes, the decoded state is reused instead of expanded
+        #: and decoded.
+        self._written: OrderedDict[tuple[str, str], _Staged] = OrderedDict()
+        #: The household ledger the last :meth:`begin` handed out, ``(key, field, state,
+        #: lineage)``: :meth:`put` stages its successor as a patch on field ``0``.
+        self._handed: tuple[str, str, LedgerState, keys.Lineage] | None = None
 
     @property
     def client(self) -> redis.Redis[bytes]:
@@ -95,6 +107,7 @@ class ResultsStore:
         ``attempts:{D}`` (deliveries that wait for a sibling, or find their outcome, do not count).
         """
         client = self.client
+        self._handed = None
         if self._begin is None or self._begin[0] is not client:
             self._begin = (client, client.register_script(BEGIN_SCRIPT))
         results = keys.results_key(as_of)
@@ -137,10 +150,25 @@ class ResultsStore:
         return self._ledger(key, field, bytes(raw), household=household)
 
     def _ledger(self, key: str, field: str, stored: bytes, *, household: str) -> LedgerState:
+        """The staged ledger ``(key, field)`` whose stored bytes are ``stored``: the decoded one
+        this process wrote when the bytes are the same, else decoded (a patch on field ``0`` of
+        the household: that field is read too).  Remembered for :meth:`put` with its lineage."""
+        self._handed = None
         written = self._written.pop((key, field), None)
+        lineage: keys.Lineage | None
         if written is not None and written[0] == stored:
-            return written[1]
-        return keys.decode_ledger(stored, household=household)
+            _, state, lineage = written
+        elif keys.is_patch(stored):
+            base: Any = self.client.hget(key, "0")
+            state, lineage = keys.decode_patch(
+                stored, None if base is None else bytes(base), household=household
+            )
+        else:
+            state = keys.decode_ledger(stored, household=household)
+            lineage = keys.base_lineage(stored, state) if field == "0" else None
+        if lineage is not None:
+            self._handed = (key, field, state, lineage)
+        return state
 
     # -- the write ---------------------------------------------------------------------------
 
@@ -175,11 +203,25 @@ class ResultsStore:
             self._write(outcome, staged=None, release=release)
             return
         household, index, state = next_ledger
-        staged = (keys.ledger_key(outcome.as_of, household), str(index), keys.encode_ledger(state))
+        key = keys.ledger_key(outcome.as_of, household)
+        lineage, raw = self._patch(key, index, state)
+        staged = (key, str(index), raw)
         self._write(outcome, staged=staged, release=release)
-        self._written[staged[0], staged[1]] = (staged[2], state)
+        self._written[key, staged[1]] = _Staged(raw, state, lineage)
         while len(self._written) > WRITTEN_LEDGERS:
             self._written.popitem(last=False)
+
+    def _patch(self, key: str, index: int, state: LedgerState) -> tuple[keys.Lineage | None, bytes]:
+        """``state`` as staged for sibling ``index``: a patch on the household's field ``0``
+        when it was booked from the ledger :meth:`begin` handed out for sibling ``index - 1``
+        (whose lineage is known), else the whole ledger."""
+        handed, self._handed = self._handed, None
+        if handed is not None and handed[0] == key and handed[1] == str(index - 1):
+            lineage = keys.trace(handed[2], handed[3], state)
+            raw = keys.encode_patch(state, lineage)
+            if raw is not None:
+                return lineage, raw
+        return None, keys.encode_ledger(state)
 
     def _write(
         self, outcome: Outcome, *, staged: tuple[str, str, bytes] | None, release: str | None

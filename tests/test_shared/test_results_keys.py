@@ -6,6 +6,7 @@ import datetime as dt
 import zlib
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from shared import results_keys as keys
@@ -57,3 +58,60 @@ def test_a_corrupt_staged_ledger_is_refused_naming_the_household(raw: bytes) -> 
     with pytest.raises(InputError, match="HH-9") as err:
         keys.decode_ledger(raw, household="HH-9")
     assert err.value.field == "ledger"
+
+
+def _booked(before: LedgerState) -> LedgerState:
+    """A ledger as booking leaves it: most lots carried over as the very objects, one rebuilt in
+    place, one sold out, one opened today, and new window memory."""
+    lots = list(before.lots)
+    lots[3] = msgspec.structs.replace(lots[3], quantity=lots[3].quantity - 1)
+    del lots[10]
+    lots.append(
+        Lot(
+            account="A1",
+            symbol="S7",
+            lot_id="T1",
+            quantity=Decimal("3.5"),
+            trade_date=DAY,
+            acquired=DAY,
+            cost_basis_usd=Decimal("35.00"),
+        )
+    )
+    return msgspec.structs.replace(before, lots=lots, identical=[["GOOG", "GOOGL"], ["A", "B"]])
+
+
+def test_a_ledger_patch_on_field_0_decodes_to_the_same_bytes_and_is_far_smaller() -> None:
+    base = keys.encode_ledger(_ledger())
+    first = keys.decode_ledger(base, household="H")
+    after = _booked(first)
+    lineage = keys.trace(first, keys.base_lineage(base, first), after)
+    assert lineage.origin.count(-1) == 2  # the rebuilt lot and the opened one
+    patch = keys.encode_patch(after, lineage)
+    assert patch is not None and keys.is_patch(patch)
+    assert len(patch) * 5 < len(keys.encode_ledger(after))
+    state, again = keys.decode_patch(patch, base, household="H")
+    assert encode_json(state) == encode_json(after)
+    # A patch of the patched ledger is still a patch on field 0 (two siblings booked).
+    later = _booked(state)
+    patch2 = keys.encode_patch(later, keys.trace(state, again, later))
+    assert patch2 is not None
+    assert encode_json(keys.decode_patch(patch2, base, household="H")[0]) == encode_json(later)
+
+
+def test_a_ledger_patch_is_refused_on_another_or_a_missing_base_naming_the_household() -> None:
+    base = keys.encode_ledger(_ledger())
+    first = keys.decode_ledger(base, household="H")
+    patch = keys.encode_patch(first, keys.base_lineage(base, first))
+    assert patch is not None
+    other = keys.encode_ledger(_ledger(199))
+    for wrong in (other, None):
+        with pytest.raises(InputError, match="HH-9") as err:
+            keys.decode_patch(patch, wrong, household="HH-9")
+        assert err.value.field == "ledger"
+    with pytest.raises(InputError, match="without its base"):
+        keys.decode_ledger(patch, household="HH-9")
+
+
+def test_a_ledger_patch_carries_every_field_of_the_ledger_state() -> None:
+    # A field added to LedgerState must travel in patches too, or siblings would lose it.
+    assert set(LedgerState.__struct_fields__) - {"lots"} <= set(keys.LedgerPatch.__struct_fields__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import fakeredis
 import pytest
@@ -161,3 +162,122 @@ def test_an_unreadable_staged_ledger_rejects_each_sibling_in_turn_and_is_release
         assert store.client.hget(keys.status_key(DAY), f"A{k}") == b"rejected"
     # Handed on from sibling 1 to sibling 2, then released after the household's last account.
     assert not store.client.exists(key)
+
+
+@pytest.fixture(scope="module")
+def household() -> tuple[MarketSnapshot, list[Any], bytes]:
+    """A real household of three accounts (synthetic book), its market and staged field 0."""
+    from producer.book import book_from_stream
+    from shared.examples import synthetic_book_stream
+
+    market, pairs = synthetic_book_stream(accounts=12, names=40, seed=3, as_of=DAY)
+    book = book_from_stream(market.as_of, pairs)
+    name, specs = next((h, s) for h, s in book.households().items() if len(s) == 3)
+    return market, specs, book.ledgers.raw(name)
+
+
+def _untimed(raw: bytes | None) -> bytes:
+    """An outcome's JSON with the solve timings zeroed (they differ from run to run)."""
+    import msgspec
+
+    from shared.messages import Outcome, Solved
+
+    assert raw is not None
+    out = msgspec.json.decode(raw, type=Outcome)
+    if isinstance(out, Solved):
+        timings = dict(solver_ms=0.0, total_ms=0.0, setup_ms=0.0, optimizer_ms=0.0)
+        out = msgspec.structs.replace(out, solver=msgspec.structs.replace(out.solver, **timings))
+    return encode_json(out)
+
+
+def _night(
+    household: tuple[MarketSnapshot, list[Any], bytes], stores: list[ResultsStore]
+) -> list[bytes]:
+    """Run the household's chain through the handler, account ``k`` on ``stores[k]``; returns
+    the stored outcomes."""
+    from shared.messages import AccountTask
+    from worker.handlers import handle_account
+
+    market, specs, staged = household
+    client = stores[0].client
+    client.set(keys.market_key(market.as_of), encode_json(market))
+    key = keys.ledger_key(market.as_of, specs[0].household_id)
+    client.hset(key, "0", staged)
+    for k, spec in enumerate(specs):
+        task = AccountTask(
+            as_of=market.as_of,
+            market_key=keys.market_key(market.as_of),
+            account=spec,
+            household_id=spec.household_id,
+            household_index=k,
+            household_size=len(specs),
+        )
+        store = stores[k]
+        handle_account(task, store=store, markets=MarketCache(store), retries=0, max_retries=2)
+        if k + 1 < len(specs):
+            assert keys.is_patch(client.hget(key, str(k + 1)))  # staged as a patch on field 0
+    return [_untimed(client.hget(keys.results_key(market.as_of), s.account_id)) for s in specs]
+
+
+def _stores(n: int) -> list[ResultsStore]:
+    server = fakeredis.FakeServer()
+    out = []
+    for _ in range(n):
+        s = ResultsStore("redis://unused", ttl_s=3600)
+        s._client = fakeredis.FakeRedis(server=server)
+        s._pid = __import__("os").getpid()
+        out.append(s)
+    return out
+
+
+def test_siblings_staged_as_patches_give_the_plain_loops_outcomes_on_one_process_or_many(
+    household: tuple[MarketSnapshot, list[Any], bytes],
+) -> None:
+    from shared.household import book_outcome
+    from shared.messages import RebalanceRequest, Solved
+    from shared.rebalance import rebalance
+
+    market, specs, staged = household
+    ledger = keys.decode_ledger(staged, household=specs[0].household_id)
+    loop = []
+    for spec in specs:  # the plain loop: solve, book into the household ledger, next account
+        out = rebalance(RebalanceRequest(as_of=DAY, account=spec, ledger=ledger, market=market))
+        assert isinstance(out, Solved) and out.trades
+        loop.append(_untimed(encode_json(out)))
+        ledger = book_outcome(ledger, out, account_type=spec.account_type)
+    one = _stores(1)
+    assert _night(household, one * 3) == loop  # every sibling reuses the ledger it wrote
+    # Each account on its own process: each sibling reads field 0 and its patch.
+    assert _night(household, _stores(3)) == loop
+
+
+def test_a_patch_whose_field_0_was_replaced_is_a_rejected_outcome_not_a_wrong_ledger(
+    household: tuple[MarketSnapshot, list[Any], bytes],
+) -> None:
+    from shared.messages import AccountTask
+    from worker.handlers import handle_account
+
+    market, specs, staged = household
+    first, fresh = _stores(2)
+    key = keys.ledger_key(DAY, specs[0].household_id)
+    first.client.set(keys.market_key(DAY), encode_json(market))
+    first.client.hset(key, "0", staged)
+
+    def task(k: int) -> AccountTask:
+        return AccountTask(
+            as_of=DAY,
+            market_key=keys.market_key(DAY),
+            account=specs[k],
+            household_id=specs[k].household_id,
+            household_index=k,
+            household_size=3,
+        )
+
+    handle_account(task(0), store=first, markets=MarketCache(first), retries=0, max_retries=2)
+    assert keys.is_patch(first.client.hget(key, "1"))
+    # Field 0 no longer holds the bytes the patch was made on; sibling 1 runs on a process that
+    # has nothing cached, so it must read field 0.
+    first.client.hset(key, "0", keys.encode_ledger(LedgerState(as_of=DAY, household_id="X")))
+    out = handle_account(task(1), store=fresh, markets=MarketCache(fresh), retries=0, max_retries=2)
+    assert isinstance(out, Rejected) and out.field == "ledger"
+    assert "another base" in out.reason
