@@ -45,7 +45,7 @@ from shared.optimizer.conic import Affine, ConicBuilder, ConicProblem
 from shared.optimizer.constraints import Constraint, model_constraints
 from shared.optimizer.data import BoolArray, ProblemData, Solution
 from shared.optimizer.model import ConicContext, CvxContext, Layout, validate
-from shared.optimizer.terms import Term, TrackingError, objective_terms
+from shared.optimizer.terms import Alpha, TaxCost, Term, TrackingError, objective_terms
 from shared.types import FloatArray
 
 #: CVXPY's public API is untyped for mypy (no explicit re-exports); used as Any.
@@ -95,6 +95,9 @@ class SolveSettings:
     #: Post-trade weights as variables (with one defining equality per name) instead of
     #: substituting ``w = w₀ − A u + β`` into every row.  Measured faster (bench/solve_core.py).
     w_variables: bool = True
+    #: First try without the TE cone when the cap is predicted slack
+    #: (:func:`te_cap_predicted_slack`); off, every attempt carries the cone.
+    uncapped_first: bool = True
     #: Re-solve with safe settings and the CVXPY fallbacks when Clarabel does not say Solved.
     fallback: bool = True
     #: Solvers of the CVXPY fallback, in order (installed ones only).
@@ -326,6 +329,47 @@ def needs_refinement(data: ProblemData, constraints: Sequence[Constraint]) -> bo
     if data.n < REFINE_MIN_NAMES:
         return False
     return tracking_error(data, np.asarray(data.w0, dtype=np.float64)) > data.te_max
+
+
+#: Name of the first attempt when the TE cap is predicted slack (:func:`te_cap_predicted_slack`):
+#: Clarabel without the TE cone.
+UNCAPPED = "clarabel-uncapped"
+
+
+def te_cap_predicted_slack(
+    data: ProblemData, terms: Sequence[Term], constraints: Sequence[Constraint]
+) -> bool:
+    """Whether the TE cap is expected not to bind, so the first attempt leaves its cone out.
+
+    The cap's second-order cone has ``n + k + 1`` rows and makes every Clarabel iteration
+    ~30% dearer (n=500: 15.5 → 10.2 ms for 13 → 12 iterations), yet on most nights the
+    tracking-error *penalty* keeps a book well inside its budget (ex-ante TE 0.3–0.7% against
+    2% on the steady-state bench books).  A convex problem's optimum without a constraint that
+    happens to satisfy it is the optimum with it, so the uncapped answer is kept when its TE is
+    within the cap (checked exactly, then by the independent check) and re-solved with the cone
+    otherwise.  Predicted slack when every one holds:
+
+    * the problem has a TE budget, and a TE penalty (``λ_te > 0``) that pulls towards the
+      benchmark;
+    * the current weights are inside the budget, or no trade costs tax (an IRA/Roth: nothing
+      but trading cost holds the book away from the benchmark).  A taxable book outside its
+      budget is where the cap binds (see :func:`needs_refinement`);
+    * no factor neutrality and no alpha: a sleeve that maximises alpha runs up to its risk cap.
+    """
+    if data.te_max is None or data.factor_neutral:
+        return False
+    if not any(c.family == "tracking-error budget" for c in constraints):
+        return False
+    if not any(isinstance(t, TrackingError) and t.weight > 0 for t in terms):
+        return False
+    if any(isinstance(t, Alpha) for t in terms):
+        return False
+    taxed = any(isinstance(t, TaxCost) and t.weight != 0 for t in terms) and (
+        bool(np.any(data.lot_tax != 0)) or bool(np.any(data.short_tax != 0))
+    )
+    if not taxed:
+        return True
+    return tracking_error(data, np.asarray(data.w0, dtype=np.float64)) <= data.te_max
 
 
 def _run_clarabel(
@@ -595,6 +639,22 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
                 hint = "; likely binding: " + ", ".join(binding) + " (relax one of them)"
         return Infeasible(f"the constraints cannot all hold{hint}", account=acct)
 
+    if settings.uncapped_first and te_cap_predicted_slack(data, terms, constraints):
+        # A convex problem's optimum without the TE cone that meets the cap is the optimum
+        # with it (feasible there, and optimal on a larger set).
+        free = [c for c in constraints if c.family != "tracking-error budget"]
+        att = _run_clarabel(data, layout, terms, free, settings, safe=False, name=UNCAPPED)
+        te_max = float(data.te_max) if data.te_max is not None else np.inf
+        if att.solution is not None and not att.solution.te <= te_max:
+            att = replace(
+                att,
+                status="OverBudget",
+                solution=None,
+                note=f"TE {att.solution.te:.4%} > cap {te_max:.4%}; re-solved with the TE cone",
+            )
+        sol = finish(att)
+        if sol is not None:
+            return sol
     att = _run_clarabel(data, layout, terms, constraints, settings, safe=False, name="clarabel")
     sol = finish(att)
     if sol is not None:

@@ -81,10 +81,13 @@ def _failing_clarabel(monkeypatch, fail: set[str]):
 def test_when_every_clarabel_attempt_fails_the_cvxpy_fallback_produces_the_trades(monkeypatch):
     data = random_problem(30, k=4, seed=2)
     expected = solve(data)
-    _failing_clarabel(monkeypatch, {"clarabel", "clarabel-refine", "clarabel-safe"})
+    _failing_clarabel(
+        monkeypatch, {"clarabel-uncapped", "clarabel", "clarabel-refine", "clarabel-safe"}
+    )
     sol = solve(data)
     assert sol.solver == "cvxpy-clarabel"
     assert sol.attempts == (
+        "clarabel-uncapped: NumericalError",
         "clarabel: NumericalError",
         "clarabel-refine: NumericalError",
         "clarabel-safe: NumericalError",
@@ -124,7 +127,7 @@ def test_an_answer_that_fails_the_independent_check_is_never_returned(monkeypatc
 
     def corrupt(data, layout, terms, constraints, settings, *, safe, name, **kw):
         att = real(data, layout, terms, constraints, settings, safe=safe, name=name, **kw)
-        if name == "clarabel" and att.solution is not None:
+        if name in {"clarabel-uncapped", "clarabel"} and att.solution is not None:
             bad = replace(att.solution, buy=att.solution.buy + 0.05, w=att.solution.w + 0.05)
             return replace(att, solution=bad)
         return att
@@ -134,8 +137,9 @@ def test_an_answer_that_fails_the_independent_check_is_never_returned(monkeypatc
     # The next attempt produces the trades: the refinement re-solve, or the safe one when the
     # first attempt already refined (a book outside its TE budget).
     assert sol.solver in {"clarabel-refine", "clarabel-safe"}
-    assert sol.attempts[0].startswith("clarabel: CheckFailed")
-    assert sol.attempts[1] == f"{sol.solver}: Solved"
+    assert sol.attempts[-2].startswith("clarabel: CheckFailed")
+    assert all(a.startswith("clarabel-uncapped: CheckFailed") for a in sol.attempts[:-2])
+    assert sol.attempts[-1] == f"{sol.solver}: Solved"
     assert check_solution(data, sol) == []
 
 
@@ -224,3 +228,47 @@ def test_a_large_book_outside_its_te_budget_is_solved_with_refinement_on_the_fir
     sol = solve(outside)
     assert sol.te <= outside.te_max + 1e-7
     assert sol.attempts == ("clarabel: Solved",)
+
+
+def test_a_book_inside_its_te_budget_is_solved_without_the_te_cone_at_the_capped_optimum():
+    data = random_problem(40, k=4, seed=7)
+    terms, constraints = problem.objective_terms(data), problem.model_constraints(data)
+    assert problem.te_cap_predicted_slack(data, terms, constraints)
+    sol = solve(data)
+    capped = solve(data, settings=SolveSettings(uncapped_first=False))
+    assert sol.solver == "clarabel-uncapped" and sol.attempts == ("clarabel-uncapped: Solved",)
+    assert capped.solver == "clarabel" and capped.attempts == ("clarabel: Solved",)
+    assert data.te_max is not None and sol.te <= data.te_max
+    assert check_solution(data, sol) == []
+    assert sol.objective == pytest.approx(capped.objective, rel=1e-7, abs=1e-10)
+    assert np.max(np.abs(sol.w - capped.w)) <= 1e-6
+
+
+def test_an_uncapped_answer_over_the_te_budget_is_re_solved_with_the_te_cone():
+    # Inside its budget tonight (TE 1.98%), but a weak TE penalty lets the harvest carry the
+    # uncapped optimum to 2.8%: the prediction misses, the cone is added, the cap holds.
+    data = replace(random_problem(40, k=4, seed=5), lambda_te=0.001, te_max=0.025)
+    assert problem.tracking_error(data, data.w0) < 0.025
+    sol = solve(data)
+    assert sol.attempts[0].startswith("clarabel-uncapped: OverBudget (TE 2.8")
+    # A binding cap at n=40 may need the refinement re-solve (see needs_refinement).
+    assert sol.solver in {"clarabel", "clarabel-refine"}
+    assert sol.attempts[-1] == f"{sol.solver}: Solved"
+    assert sol.te <= 0.025 + 1e-8
+    assert check_solution(data, sol) == []
+
+
+def test_the_te_cap_is_predicted_to_bind_for_alpha_sleeves_and_taxable_books_outside_it():
+    def slack(data):
+        terms = problem.objective_terms(data)
+        return problem.te_cap_predicted_slack(data, terms, problem.model_constraints(data))
+
+    data = random_problem(40, k=4, seed=7)
+    te0 = problem.tracking_error(data, data.w0)
+    assert slack(replace(data, te_max=1.2 * te0))
+    assert not slack(replace(data, te_max=0.8 * te0))  # taxable, outside: the cap binds
+    untaxed = replace(data, lot_tax=np.zeros_like(data.lot_tax), te_max=0.8 * te0)
+    assert slack(untaxed)  # an IRA outside its budget: only trading cost holds it there
+    assert not slack(replace(data, te_max=None))
+    assert not slack(replace(data, te_max=1.2 * te0, lambda_te=0.0))
+    assert not slack(random_problem(40, k=4, strategy="market-neutral", seed=7))
