@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 
 import msgspec
 
@@ -94,27 +93,12 @@ def test_a_steady_state_book_has_few_harvestable_old_losses() -> None:
     assert deep_losses(book) < deep_losses(fresh) / 3
 
 
-def test_a_synthetic_book_takes_about_a_millisecond_per_account() -> None:
-    synthetic_book(accounts=5, names=100, seed=1, as_of=DEFAULT_AS_OF)  # market generation
-    t0 = time.perf_counter()
-    _, book = synthetic_book(accounts=400, names=100, seed=1, as_of=DEFAULT_AS_OF)
-    per_account_ms = (time.perf_counter() - t0) * 1e3 / len(book)
-    assert per_account_ms < 3.0
-
-
-def test_the_warm_up_request_is_cheap_deterministic_and_solves_with_both_wash_rules_biting() -> (
-    None
-):
-    import time
-
+def test_the_warm_up_request_is_deterministic_and_solves_with_both_wash_rules_biting() -> None:
     from shared.examples import warmup_request
     from shared.ledger import Ledger
     from shared.rebalance import rebalance
 
-    t0 = time.perf_counter()
     request = warmup_request()
-    build_s = time.perf_counter() - t0
-    assert build_s < 0.5, f"warm-up request took {build_s:.2f} s to build"
     assert msgspec.json.encode(request) == msgspec.json.encode(warmup_request())
     rules = Ledger.from_state(request.ledger).restrictions(request.as_of)
     assert rules.no_buy, "a loss sale in the window should bar a buy (IRC §1091)"
