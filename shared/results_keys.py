@@ -275,7 +275,7 @@ def decode_patch(raw: bytes, base: bytes | None, *, household: str) -> tuple[Led
     runs = patch.runs
     for k in range(0, len(runs) - 1, 2):
         start, count = runs[k], runs[k + 1]
-        if count < 0 or start < -1 or start + count > patch.base_lots:
+        if count < 0 or start < -1 or (start >= 0 and start + count > patch.base_lots):
             _unreadable(f"the staged ledger patch has a bad run ({start}, {count})", household)
         if start < 0:
             lots.extend(patch.lots[taken : taken + count])

@@ -115,3 +115,17 @@ def test_a_ledger_patch_is_refused_on_another_or_a_missing_base_naming_the_house
 def test_a_ledger_patch_carries_every_field_of_the_ledger_state() -> None:
     # A field added to LedgerState must travel in patches too, or siblings would lose it.
     assert set(LedgerState.__struct_fields__) - {"lots"} <= set(keys.LedgerPatch.__struct_fields__)
+
+
+def test_a_ledger_booked_whole_patches_as_all_new_lots_even_when_it_has_more_than_field_0() -> None:
+    # Booking into the whole household (no safe reduced ledger) rebuilds every lot: the patch
+    # then carries them all, here more lots than field 0 holds.
+    base = keys.encode_ledger(_ledger(20))
+    first = keys.decode_ledger(base, household="H")
+    rebuilt = keys.decode_ledger(keys.encode_ledger(_ledger(30)), household="H")
+    lineage = keys.trace(first, keys.base_lineage(base, first), rebuilt)
+    assert set(lineage.origin) == {-1}
+    patch = keys.encode_patch(rebuilt, lineage)
+    assert patch is not None
+    state, _ = keys.decode_patch(patch, base, household="H")
+    assert encode_json(state) == encode_json(rebuilt)
