@@ -2012,41 +2012,75 @@ def _trades(
     default: TradeReason = "alpha" if acct.strategy == "market-neutral" else "rebalance"
     excluded = ctx.excluded
     trades: list[Trade] = []
+    none: tuple[None, None] = (None, None)
 
-    def reason(
-        i: int, direction: int, loss: bool, cover: bool
-    ) -> tuple[TradeReason, str | None, float | None]:
-        if excluded[i]:
-            return "exclusion", None, None
-        if loss:
-            return "harvest", None, None
-        if names:
-            scores = bload[i] * direction
-            f = int(np.argmax(scores))
-            if scores[f] > 0:
-                return "tilt", names[f], float(bload[i, f])
-        if cover:
-            return "cover", None, None
-        return default, None, None
+    def reasons(
+        idx: IntArray, direction: int, loss: BoolArray | None, cover: bool
+    ) -> list[tuple[TradeReason, str | None, float | None]]:
+        """Each trade's reason (first that applies) and, for ``tilt``, its factor and score."""
+        if names and len(idx):
+            scores = bload[idx] * direction
+            best = np.argmax(scores, axis=1)
+            tilt_f = best.tolist()
+            tilt_ok = (scores[np.arange(len(idx)), best] > 0).tolist()
+            tilt_score = bload[idx, best].tolist()
+        else:
+            tilt_f = tilt_ok = tilt_score = [False] * len(idx)
+        excl = excluded[idx].tolist()
+        lost = loss.tolist() if loss is not None else [False] * len(idx)
+        plain: TradeReason = "cover" if cover else default
+        out: list[tuple[TradeReason, str | None, float | None]] = []
+        for k in range(len(idx)):
+            if excl[k]:
+                out.append(("exclusion", *none))
+            elif lost[k]:
+                out.append(("harvest", *none))
+            elif tilt_ok[k]:
+                out.append(("tilt", names[tilt_f[k]], float(tilt_score[k])))
+            else:
+                out.append((plain, *none))
+        return out
 
-    long_loss = _tax_loss(ctx, short=False)
-    for j, q in zip(orders.sell_lot.tolist(), orders.sell_qty, strict=True):
-        lot = ctx.longs.lots[j]
-        i = int(ctx.longs.name[j])
-        r, drv, score = reason(i, -1, bool(long_loss[j]), False)
+    sell_names = ctx.longs.name[orders.sell_lot]
+    sell_reasons = reasons(
+        sell_names, -1, _tax_loss(ctx, short=False)[orders.sell_lot], cover=False
+    )
+    for j, i, q, (r, drv, score) in zip(
+        orders.sell_lot.tolist(), sell_names.tolist(), orders.sell_qty, sell_reasons, strict=True
+    ):
         trades.append(
             _trade(
-                symbols[i], "sell", q, pd_[i], lot_id=lot.lot_id, reason=r, driver=drv, score=score
+                symbols[i],
+                "sell",
+                q,
+                pd_[i],
+                lot_id=ctx.longs.lots[j].lot_id,
+                reason=r,
+                driver=drv,
+                score=score,
             )
         )
-    short_loss = _tax_loss(ctx, short=True)
-    for j, q in zip(orders.cover_lot.tolist(), orders.cover_qty, strict=True):
-        lot = ctx.shorts.lots[j]
-        i = int(ctx.shorts.name[j])
-        r, drv, score = reason(i, +1, bool(short_loss[j]), True)
+    cover_names = ctx.shorts.name[orders.cover_lot]
+    cover_reasons = reasons(
+        cover_names, +1, _tax_loss(ctx, short=True)[orders.cover_lot], cover=True
+    )
+    for j, i, q, (r, drv, score) in zip(
+        orders.cover_lot.tolist(),
+        cover_names.tolist(),
+        orders.cover_qty,
+        cover_reasons,
+        strict=True,
+    ):
         trades.append(
             _trade(
-                symbols[i], "cover", q, pd_[i], lot_id=lot.lot_id, reason=r, driver=drv, score=score
+                symbols[i],
+                "cover",
+                q,
+                pd_[i],
+                lot_id=ctx.shorts.lots[j].lot_id,
+                reason=r,
+                driver=drv,
+                score=score,
             )
         )
     open_side: Side
@@ -2054,8 +2088,9 @@ def _trades(
         ("buy", orders.buy_name, orders.buy_qty, +1),
         ("short", orders.short_name, orders.short_qty, -1),
     ):
-        for i, q in zip(names_idx.tolist(), qtys, strict=True):
-            r, drv, score = reason(i, direction, False, False)
+        for i, q, (r, drv, score) in zip(
+            names_idx.tolist(), qtys, reasons(names_idx, direction, None, False), strict=True
+        ):
             lot_id = f"{as_of}:{aid}:{len(trades)}"
             trades.append(
                 _trade(
