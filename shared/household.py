@@ -13,11 +13,23 @@ checks it lot for lot).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from typing import NamedTuple
 
 import msgspec
 
 from shared.messages import LedgerState, Lot, Solved, Transaction
 from shared.types import AccountType
+
+
+class Booked(NamedTuple):
+    """A household ledger after booking, and which of its lots were carried over unchanged."""
+
+    state: LedgerState
+    #: Per lot of ``state``: the index of the lot of the ledger booked into that it *is* (carried
+    #: over unchanged: the very object), or -1 (rebuilt or opened today); ``None`` when the whole
+    #: household went through the ledger (every lot rebuilt).
+    carried: list[int] | None
 
 
 def book_outcome(ledger: LedgerState, outcome: Solved, *, account_type: AccountType) -> LedgerState:
@@ -35,6 +47,19 @@ def book_outcome(ledger: LedgerState, outcome: Solved, *, account_type: AccountT
         LedgerError: a trade cannot be booked (names the transaction and the field).
         InputError: a lot of the ledger is malformed (names the account and the field).
     """
+    return book_outcome_carried(ledger, outcome, account_type=account_type).state
+
+
+def book_outcome_carried(
+    ledger: LedgerState, outcome: Solved, *, account_type: AccountType
+) -> Booked:
+    """:func:`book_outcome`, also saying which lots were carried over unchanged (the worker
+    stages the next sibling's ledger as a patch on the household's staged ledger with it).
+
+    Raises:
+        LedgerError: a trade cannot be booked (names the transaction and the field).
+        InputError: a lot of the ledger is malformed (names the account and the field).
+    """
     from shared.ledger import Ledger
     from shared.rebalance import outcome_transactions
 
@@ -44,13 +69,13 @@ def book_outcome(ledger: LedgerState, outcome: Solved, *, account_type: AccountT
         whole = Ledger.from_state(ledger)
         for txn in txns:
             whole.apply(txn)
-        return whole.state(outcome.as_of)
+        return Booked(whole.state(outcome.as_of), None)
     reduced = Ledger.from_state(
         msgspec.structs.replace(ledger, lots=[ledger.lots[i] for i in keep])
     )
     for txn in txns:
         reduced.apply(txn)
-    return merge_lots(ledger, keep, reduced.state(outcome.as_of))
+    return _merge(ledger, keep, reduced.state(outcome.as_of))
 
 
 #: Lots bought at most this many days before the night stay in the reduced ledger: the 30-day
@@ -111,18 +136,30 @@ def merge_lots(whole: LedgerState, keep: list[int], booked: LedgerState) -> Ledg
     ``(account, symbol, lot_id)``, the other lots stay as they were and the lots opened today
     follow.  The window memory comes from the booked ledger (it held all of it).
     """
+    return _merge(whole, keep, booked).state
+
+
+def _merge(whole: LedgerState, keep: list[int], booked: LedgerState) -> Booked:
+    """:func:`merge_lots` (``keep`` ascending), copying the untouched stretches between kept
+    lots as slices, and recording where each lot comes from."""
     by_key: dict[tuple[str, str, str], list[Lot]] = {}
     for lot in booked.lots:
         by_key.setdefault((lot.account, lot.symbol, lot.lot_id), []).append(lot)
+    old = whole.lots
     lots: list[Lot] = []
-    kept = iter(keep)
-    next_kept = next(kept, -1)
-    for i, lot in enumerate(whole.lots):
-        if i != next_kept:
-            lots.append(lot)
-            continue
-        next_kept = next(kept, -1)
-        lots.extend(by_key.pop((lot.account, lot.symbol, lot.lot_id), ()))
+    carried: list[int] = []
+    start = 0
+    for i in keep:
+        lots.extend(old[start:i])
+        carried.extend(range(start, i))
+        lot = old[i]
+        rebuilt = by_key.pop((lot.account, lot.symbol, lot.lot_id), ())
+        lots.extend(rebuilt)
+        carried.extend(itertools.repeat(-1, len(rebuilt)))
+        start = i + 1
+    lots.extend(old[start:])
+    carried.extend(range(start, len(old)))
     for new in by_key.values():  # lots opened today (keys unseen before), in creation order
         lots.extend(new)
-    return msgspec.structs.replace(booked, lots=lots)
+        carried.extend(itertools.repeat(-1, len(new)))
+    return Booked(msgspec.structs.replace(booked, lots=lots), carried)

@@ -218,6 +218,14 @@ def trace(before: LedgerState, lineage: Lineage, after: LedgerState) -> Lineage:
     return Lineage(lineage.crc, lineage.size, origin)
 
 
+def carry(lineage: Lineage, carried: list[int]) -> Lineage:
+    """The lineage of a ledger booked from one whose lineage is ``lineage``, keeping its lots
+    ``carried`` (``shared.household.Booked.carried``: per new lot, the index of the old lot it
+    is, or -1)."""
+    ext = [*lineage.origin, -1]  # index -1 reads the sentinel: a rebuilt lot stays -1
+    return Lineage(lineage.crc, lineage.size, list(map(ext.__getitem__, carried)))
+
+
 def encode_patch(state: LedgerState, lineage: Lineage) -> bytes | None:
     """``state`` staged as a patch on the field ``0`` that ``lineage`` describes (``None``
     where pyarrow has no Zstandard: stage the whole ledger then)."""

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 
 from shared.errors import InputError, SolverFailed, TaxviewError
+from shared.household import Booked
 from shared.messages import (
     AccountTask,
     Failed,
@@ -42,7 +43,9 @@ from shared.messages import (
 log = logging.getLogger(__name__)
 
 Solve = Callable[[RebalanceRequest], Solved]
-Advance = Callable[[LedgerState, Solved, AccountTask], LedgerState]
+#: Books an outcome into the household ledger: the next ledger, or a ``Booked`` that also says
+#: which lots were carried over unchanged (the store then writes a patch without searching).
+Advance = Callable[[LedgerState, Solved, AccountTask], LedgerState | Booked]
 
 
 class NotReady(Exception):
@@ -82,8 +85,11 @@ class Store(Protocol):
         *,
         next_ledger: tuple[str, int, LedgerState] | None = None,
         release: str | None = None,
+        booked_from: tuple[LedgerState, list[int]] | None = None,
     ) -> None:
-        """Store an outcome (and the next sibling's ledger, or release the household's)."""
+        """Store an outcome (and the next sibling's ledger, or release the household's);
+        ``booked_from`` = ``(ledger, carried)``: the next ledger was booked from ``ledger``
+        (the one :meth:`begin` returned), keeping its lots ``carried`` (``Booked.carried``)."""
 
 
 class Markets(Protocol):
@@ -100,14 +106,14 @@ def default_solve(request: RebalanceRequest) -> Solved:
     return rebalance(request)
 
 
-def default_advance(ledger: LedgerState, outcome: Solved, task: AccountTask) -> LedgerState:
+def default_advance(ledger: LedgerState, outcome: Solved, task: AccountTask) -> Booked:
     """The household ledger with this account's trades applied, for its next sibling
-    (:func:`shared.household.book_outcome`: full IRC §1091 rules, only the lots today's trades
-    can touch rebuilt), so a sibling's same-day loss sale or purchase restricts the next
+    (:func:`shared.household.book_outcome_carried`: full IRC §1091 rules, only the lots today's
+    trades can touch rebuilt), so a sibling's same-day loss sale or purchase restricts the next
     account's solve."""
-    from shared.household import book_outcome
+    from shared.household import book_outcome_carried
 
-    return book_outcome(ledger, outcome, account_type=task.account.account_type)
+    return book_outcome_carried(ledger, outcome, account_type=task.account.account_type)
 
 
 def decode_task(payload: Any) -> AccountTask | Rejected | None:
@@ -256,13 +262,18 @@ def _store(
     next_ledger: tuple[str, int, LedgerState] | None = None
     if task.household_index + 1 < task.household_size:
         state = ledger
+        booked_from = None
         if isinstance(outcome, Solved) and outcome.trades:
             try:
-                state = advance(ledger, outcome, task)
+                booked = advance(ledger, outcome, task)
             except TaxviewError as exc:
                 outcome = _failed(task, f"trades could not be booked: {exc}", 1)
+            else:
+                state = booked.state if isinstance(booked, Booked) else booked
+                if isinstance(booked, Booked) and booked.carried is not None:
+                    booked_from = (ledger, booked.carried)
         next_ledger = (task.household_id, task.household_index + 1, state)
-        store.put(outcome, next_ledger=next_ledger)
+        store.put(outcome, next_ledger=next_ledger, booked_from=booked_from)
     else:  # the household's last account: its staged ledgers are no longer needed
         store.put(outcome, release=task.household_id)
 

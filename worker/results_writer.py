@@ -188,6 +188,7 @@ class ResultsStore:
         *,
         next_ledger: tuple[str, int, LedgerState] | None = None,
         release: str | None = None,
+        booked_from: tuple[LedgerState, list[int]] | None = None,
     ) -> None:
         """Store one account's outcome (overwrite) and, for a household, the ledger that the
         next account of the household starts from, atomically.
@@ -198,26 +199,39 @@ class ResultsStore:
                 accounts, written in the same transaction.
             release: a household whose last account this is: its staged ledgers are deleted in
                 the same transaction (a redelivery finds the outcome first and reads none).
+            booked_from: ``(ledger, carried)`` when the next ledger was booked from ``ledger``
+                keeping its lots ``carried`` (``shared.household.Booked``): the patch is then
+                made without searching the lots (only used when ``ledger`` is the one
+                :meth:`begin` handed out).
         """
         if next_ledger is None:
             self._write(outcome, staged=None, release=release)
             return
         household, index, state = next_ledger
         key = keys.ledger_key(outcome.as_of, household)
-        lineage, raw = self._patch(key, index, state)
+        lineage, raw = self._patch(key, index, state, booked_from)
         staged = (key, str(index), raw)
         self._write(outcome, staged=staged, release=release)
         self._written[key, staged[1]] = _Staged(raw, state, lineage)
         while len(self._written) > WRITTEN_LEDGERS:
             self._written.popitem(last=False)
 
-    def _patch(self, key: str, index: int, state: LedgerState) -> tuple[keys.Lineage | None, bytes]:
+    def _patch(
+        self,
+        key: str,
+        index: int,
+        state: LedgerState,
+        booked_from: tuple[LedgerState, list[int]] | None,
+    ) -> tuple[keys.Lineage | None, bytes]:
         """``state`` as staged for sibling ``index``: a patch on the household's field ``0``
         when it was booked from the ledger :meth:`begin` handed out for sibling ``index - 1``
         (whose lineage is known), else the whole ledger."""
         handed, self._handed = self._handed, None
         if handed is not None and handed[0] == key and handed[1] == str(index - 1):
-            lineage = keys.trace(handed[2], handed[3], state)
+            if booked_from is not None and booked_from[0] is handed[2]:
+                lineage = keys.carry(handed[3], booked_from[1])
+            else:
+                lineage = keys.trace(handed[2], handed[3], state)
             raw = keys.encode_patch(state, lineage)
             if raw is not None:
                 return lineage, raw

@@ -11,7 +11,7 @@ import pytest
 
 from shared.errors import LedgerError
 from shared.examples import synthetic_book
-from shared.household import book_outcome
+from shared.household import book_outcome, book_outcome_carried
 from shared.ledger import Ledger
 from shared.messages import (
     LedgerState,
@@ -158,3 +158,26 @@ def test_a_buy_reusing_an_open_lot_id_is_refused_as_on_the_whole_ledger() -> Non
     with pytest.raises(LedgerError) as reduced:
         book_outcome(_household(), outcome, account_type="taxable")
     assert str(reduced.value) == str(whole.value)
+
+
+@pytest.mark.slow
+def test_the_lots_booking_says_it_carried_over_are_the_very_lots_of_the_ledger(
+    night: list[tuple[LedgerState, Solved, AccountType, LedgerState]],
+) -> None:
+    from shared import results_keys as keys
+
+    checked = 0
+    for ledger, outcome, account_type, _ in night:
+        if not outcome.trades:
+            continue
+        booked = book_outcome_carried(ledger, outcome, account_type=account_type)
+        assert booked.carried is not None
+        assert len(booked.carried) == len(booked.state.lots)
+        ids = {id(lot): i for i, lot in enumerate(ledger.lots)}
+        assert booked.carried == [ids.get(id(lot), -1) for lot in booked.state.lots]
+        assert 0 < booked.carried.count(-1) < len(booked.carried)
+        # The worker's shortcut gives the lineage a search by identity gives.
+        lineage = keys.Lineage(0, len(ledger.lots), list(range(len(ledger.lots))))
+        assert keys.carry(lineage, booked.carried) == keys.trace(ledger, lineage, booked.state)
+        checked += 1
+    assert checked

@@ -54,7 +54,7 @@ class MemoryStore:
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
         self.attempts[account_id] -= 1
 
-    def put(self, outcome: Outcome, *, next_ledger=None, release=None) -> None:
+    def put(self, outcome: Outcome, *, next_ledger=None, release=None, booked_from=None) -> None:
         self.puts += 1
         if release is not None:
             self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != release}
