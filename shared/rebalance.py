@@ -2012,7 +2012,6 @@ def _trades(
     default: TradeReason = "alpha" if acct.strategy == "market-neutral" else "rebalance"
     excluded = ctx.excluded
     trades: list[Trade] = []
-    none: tuple[None, None] = (None, None)
 
     def reasons(
         idx: IntArray, direction: int, loss: BoolArray | None, cover: bool
@@ -2032,13 +2031,13 @@ def _trades(
         out: list[tuple[TradeReason, str | None, float | None]] = []
         for k in range(len(idx)):
             if excl[k]:
-                out.append(("exclusion", *none))
+                out.append(("exclusion", None, None))
             elif lost[k]:
-                out.append(("harvest", *none))
+                out.append(("harvest", None, None))
             elif tilt_ok[k]:
                 out.append(("tilt", names[tilt_f[k]], float(tilt_score[k])))
             else:
-                out.append((plain, *none))
+                out.append((plain, None, None))
         return out
 
     sell_names = ctx.longs.name[orders.sell_lot]

@@ -171,15 +171,15 @@ def validate(data: ProblemData) -> None:
 
 
 #: Where a floor binds (a factor tilt, or a TE cap the current book is outside of), the weight
-#: variables' unit is this many average names' weights (``TILT_UNIT_NAMES / n``, at most 1); see
+#: variables' unit is this many average names' weights (``BINDING_UNIT_NAMES / n``, at most 1); see
 #: :func:`weight_unit`.
-TILT_UNIT_NAMES = 30
+BINDING_UNIT_NAMES = 30
 
 
 def weight_unit(data: ProblemData) -> float:
     """The unit of the buy, new-short and post-trade weight variables of the direct problem.
 
-    ``min(1, 30/n)`` (:data:`TILT_UNIT_NAMES` average names' weights) when the problem has a
+    ``min(1, 30/n)`` (:data:`BINDING_UNIT_NAMES` average names' weights) when the problem has a
     factor-tilt floor or its current weights are outside the TE budget (so the cap binds at the
     optimum), else 1.  Where such a limit binds, Clarabel's path is sensitive to this unit.
     Clarabel iterations summed over steady-state bench accounts (2026-11-25):
@@ -203,7 +203,7 @@ def weight_unit(data: ProblemData) -> float:
         data.te_max is not None
         and tracking_error(data, np.asarray(data.w0, dtype=np.float64)) > data.te_max
     )
-    return min(1.0, TILT_UNIT_NAMES / data.n) if binding else 1.0
+    return min(1.0, BINDING_UNIT_NAMES / data.n) if binding else 1.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -344,10 +344,10 @@ def te_cap_predicted_slack(
     The cap's second-order cone has ``n + k + 1`` rows and makes every Clarabel iteration
     ~30% dearer (one n=500 account: 15.5 → 10.2 ms for 13 → 12 iterations), yet on most
     nights the tracking-error *penalty* keeps a book well inside its budget (ex-ante TE against
-    a 2% budget on the steady-state bench books: 0.3–0.7% taxable, 1.2–1.4% IRA).  A convex problem's optimum without a constraint that
-    happens to satisfy it is the optimum with it, so the uncapped answer is kept when its TE is
-    within the cap (checked exactly, then by the independent check) and re-solved with the cone
-    otherwise.  Predicted slack when every one holds:
+    a 2% budget on the steady-state bench books: 0.3–0.7% taxable, 1.2–1.4% IRA).  A convex
+    problem's optimum without a constraint that happens to satisfy it is the optimum with it,
+    so the uncapped answer is kept when its TE is within the cap (checked exactly, then by the
+    independent check) and re-solved with the cone otherwise.  Predicted slack when every one holds:
 
     * the problem has a TE budget, and a TE penalty (``λ_te > 0``) that pulls towards the
       benchmark;
