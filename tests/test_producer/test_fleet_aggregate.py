@@ -37,7 +37,7 @@ class _Store:
     def end_attempt(self, as_of, account_id):
         pass
 
-    def put(self, outcome, *, next_ledger=None, release=None):
+    def put(self, outcome, *, next_ledger=None, release=None, booked_from=None):
         self.outcomes[outcome.account_id] = outcome
         if next_ledger is not None:
             self.ledgers[next_ledger[:2]] = next_ledger[2]
