@@ -17,10 +17,11 @@ One night (``as_of``) owns these Redis keys, all expiring after the settings' TT
   ``docs/fleet.md``).  Compressed because a household's lots run to megabytes of JSON: Zstandard
   level 1 (through pyarrow, already a dependency; ~14× smaller, ~0.7 ms to compress and ~0.5 ms
   to expand 800 KB, where zlib level 1 took ~2.3 ms and ~0.8 ms for ~10×); a zlib value (as staged
-  before) still decodes.  :func:`encode_ledger` / :func:`decode_ledger` are the only codec.
-  Field ``0`` is the producer's whole ledger; a later field is usually a *patch* on it
-  (:func:`encode_patch`, :data:`PATCH_TAG`): the lots still equal to field ``0``'s as runs of
-  indices, only the lots booking rebuilt written out, and the window memory.
+  before) still decodes.  Field ``0`` is the producer's whole ledger; a field a sibling writes is
+  usually a *patch* on it (:data:`PATCH_TAG`): the lots that are still field ``0``'s very lots as
+  runs of indices, only the lots booking rebuilt or opened written out, and the window memory.
+  :func:`encode_ledger` / :func:`decode_ledger` and :func:`encode_patch` /
+  :func:`decode_patch` are the only codec.
 """
 
 from __future__ import annotations
