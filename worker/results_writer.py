@@ -31,19 +31,47 @@ STORE_RETRIES = 25
 WRITTEN_LEDGERS = 4
 
 #: :meth:`ResultsStore.begin` in one atomic step: KEYS = results, attempts, ledger hash; ARGV =
-#: account, ledger field ('' = none needed), TTL.  Returns ``{attempts, outcome, ledger}``; the
-#: attempt is counted only when there is no outcome and the ledger is there (or not needed).
+#: account, ledger field ('' = none needed), TTL, the patch tag.  Returns ``{attempts, outcome,
+#: ledger, base}``: ``base`` is the household's field ``0`` when the staged ledger is a patch on
+#: it (read in the same step, so the last sibling's release cannot fall in between); the attempt
+#: is counted only when there is no outcome and the ledger is there (or not needed).
 BEGIN_SCRIPT = """
 local done = redis.call('HGET', KEYS[1], ARGV[1])
-if done then return {0, done, false} end
+if done then return {0, done, false, false} end
 local staged = false
+local base = false
 if ARGV[2] ~= '' then
   staged = redis.call('HGET', KEYS[3], ARGV[2])
-  if not staged then return {0, false, false} end
+  if not staged then return {0, false, false, false} end
+  if ARGV[2] ~= '0' and string.sub(staged, 1, string.len(ARGV[4])) == ARGV[4] then
+    base = redis.call('HGET', KEYS[3], '0')
+  end
 end
 local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-return {n, false, staged}
+return {n, false, staged, base}
+"""
+
+#: :meth:`ResultsStore.put_unreadable` in one atomic step: KEYS = results, status, ledger hash;
+#: ARGV = account, outcome JSON, status, the unreadable field ('' = none), the next sibling's
+#: field, '1' to release the household's ledgers, TTL.  Writes nothing when the account already
+#: has an outcome (a duplicate delivery finished it: its outcome stands).  Returns 1 if written.
+UNREADABLE_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if ARGV[6] == '1' then
+  redis.call('DEL', KEYS[3])
+elseif ARGV[4] ~= '' then
+  local raw = redis.call('HGET', KEYS[3], ARGV[4])
+  if raw then
+    redis.call('HSET', KEYS[3], ARGV[5], raw)
+    redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
+return 1
 """
 
 
@@ -53,6 +81,19 @@ class _Staged(NamedTuple):
     raw: bytes
     state: LedgerState
     lineage: keys.Lineage | None
+
+
+def _carried_ok(before: LedgerState, carried: list[int], after: LedgerState) -> bool:
+    """Whether booking's ``carried`` (per lot of ``after``, the index of the lot of ``before``
+    it is, or -1) describes ``after``: one entry per lot, and each carried lot the very object
+    (a few hundred µs; a wrong claim would stage a wrong ledger)."""
+    if len(carried) != len(after.lots):
+        return False
+    old = before.lots
+    return all(
+        c < 0 or (c < len(old) and old[c] is lot)
+        for c, lot in zip(carried, after.lots, strict=True)
+    )
 
 
 def store_retry() -> Retry:
@@ -112,16 +153,22 @@ class ResultsStore:
             self._begin = (client, client.register_script(BEGIN_SCRIPT))
         results = keys.results_key(as_of)
         key, field = (keys.ledger_key(as_of, ledger[0]), str(ledger[1])) if ledger else ("", "")
-        count, done, raw = self._begin[1](
+        count, done, raw, base = self._begin[1](
             keys=[results, keys.attempts_key(as_of), key or results],
-            args=[account_id, field, self.ttl_s],
+            args=[account_id, field, self.ttl_s, keys.PATCH_TAG],
             client=client,
         )
         if done is not None:
             return Start(outcome=bytes(done), ledger=None, attempts=0)
         state = None
         if ledger is not None and raw is not None:
-            state = self._ledger(key, field, bytes(raw), household=ledger[0])
+            state = self._ledger(
+                key,
+                field,
+                bytes(raw),
+                household=ledger[0],
+                base=None if base is None else bytes(base),
+            )
         return Start(outcome=None, ledger=state, attempts=int(count))
 
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
@@ -149,20 +196,23 @@ class ResultsStore:
             return None
         return self._ledger(key, field, bytes(raw), household=household)
 
-    def _ledger(self, key: str, field: str, stored: bytes, *, household: str) -> LedgerState:
+    def _ledger(
+        self, key: str, field: str, stored: bytes, *, household: str, base: bytes | None = None
+    ) -> LedgerState:
         """The staged ledger ``(key, field)`` whose stored bytes are ``stored``: the decoded one
         this process wrote when the bytes are the same, else decoded (a patch on field ``0`` of
-        the household: that field is read too).  Remembered for :meth:`put` with its lineage."""
+        the household: ``base``, that field as read with it, or read now).  Remembered for
+        :meth:`put` with its lineage."""
         self._handed = None
         written = self._written.pop((key, field), None)
         lineage: keys.Lineage | None
         if written is not None and written[0] == stored:
             _, state, lineage = written
         elif keys.is_patch(stored):
-            base: Any = self.client.hget(key, "0")
-            state, lineage = keys.decode_patch(
-                stored, None if base is None else bytes(base), household=household
-            )
+            if base is None:
+                read: Any = self.client.hget(key, "0")
+                base = None if read is None else bytes(read)
+            state, lineage = keys.decode_patch(stored, base, household=household)
         else:
             state = keys.decode_ledger(stored, household=household)
             lineage = keys.base_lineage(stored, state) if field == "0" else None
@@ -176,11 +226,29 @@ class ResultsStore:
         """Store the outcome of an account whose staged ledger ``(household, index)`` cannot be
         read and, in the same transaction, copy that stored value to the next sibling's field
         (it is rejected the same way) or, after the household's ``last`` account, delete the
-        household's staged ledgers.  A rare path: two round trips."""
-        key = keys.ledger_key(outcome.as_of, household)
-        raw: Any = None if last else self.client.hget(key, str(index))
-        staged = None if raw is None else (key, str(index + 1), bytes(raw))
-        self._write(outcome, staged=staged, release=household if last else None)
+        household's staged ledgers.  Nothing is written when the account already has an outcome:
+        a duplicate delivery that read the ledger before it was released finished the account,
+        and its outcome stands (:data:`UNREADABLE_SCRIPT`)."""
+        as_of = outcome.as_of
+        client = self.client
+        script: Any = client.register_script(UNREADABLE_SCRIPT)  # a rare path: loaded per use
+        script(
+            keys=[
+                keys.results_key(as_of),
+                keys.status_key(as_of),
+                keys.ledger_key(as_of, household),
+            ],
+            args=[
+                outcome.account_id,
+                encode_json(outcome),
+                outcome.status,
+                "" if last else str(index),
+                str(index + 1),
+                "1" if last else "0",
+                self.ttl_s,
+            ],
+            client=client,
+        )
 
     def put(
         self,
@@ -228,10 +296,15 @@ class ResultsStore:
         (whose lineage is known), else the whole ledger."""
         handed, self._handed = self._handed, None
         if handed is not None and handed[0] == key and handed[1] == str(index - 1):
-            if booked_from is not None and booked_from[0] is handed[2]:
+            before = handed[2]
+            if (
+                booked_from is not None
+                and booked_from[0] is before
+                and _carried_ok(before, booked_from[1], state)
+            ):
                 lineage = keys.carry(handed[3], booked_from[1])
             else:
-                lineage = keys.trace(handed[2], handed[3], state)
+                lineage = keys.trace(before, handed[3], state)
             raw = keys.encode_patch(state, lineage)
             if raw is not None:
                 return lineage, raw

@@ -177,7 +177,7 @@ def test_the_lots_booking_says_it_carried_over_are_the_very_lots_of_the_ledger(
         assert booked.carried == [ids.get(id(lot), -1) for lot in booked.state.lots]
         assert 0 < booked.carried.count(-1) < len(booked.carried)
         # The worker's shortcut gives the lineage a search by identity gives.
-        lineage = keys.Lineage(0, len(ledger.lots), list(range(len(ledger.lots))))
+        lineage = keys.Lineage("", len(ledger.lots), list(range(len(ledger.lots))))
         assert keys.carry(lineage, booked.carried) == keys.trace(ledger, lineage, booked.state)
         checked += 1
     assert checked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 import pytest
@@ -129,3 +130,48 @@ def test_a_ledger_booked_whole_patches_as_all_new_lots_even_when_it_has_more_tha
     assert patch is not None
     state, _ = keys.decode_patch(patch, base, household="H")
     assert encode_json(state) == encode_json(rebuilt)
+
+
+def _repatched(patch: bytes, **change: Any) -> bytes:
+    """``patch`` re-encoded with some :class:`LedgerPatch` fields changed (a corrupt patch)."""
+    text = keys._text(patch, "H")
+    tampered = msgspec.structs.replace(msgspec.json.decode(text, type=keys.LedgerPatch), **change)
+    body = encode_json(tampered)
+    codec = keys._zstd()
+    assert codec is not None
+    return keys.PATCH_TAG + keys._LENGTH.pack(len(body)) + codec.compress(body, asbytes=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(runs=[0, 500]), "bad run"),  # past the end of field 0's lots
+        (dict(runs=[-2, 1]), "bad run"),
+        (dict(runs=[0, -1]), "bad run"),
+        (dict(runs=[0, 5, -1]), "do not match"),  # an odd count of numbers
+        (dict(runs=[-1, 5]), "do not match"),  # more new lots than the patch carries
+        (dict(base_lots=7), "does not match its base"),
+        (dict(base_digest="0" * 32), "another base"),
+    ],
+)
+def test_a_corrupt_ledger_patch_is_refused_naming_the_household(
+    change: dict[str, Any], message: str
+) -> None:
+    base = keys.encode_ledger(_ledger())
+    first = keys.decode_ledger(base, household="H")
+    after = _booked(first)
+    patch = keys.encode_patch(after, keys.trace(first, keys.base_lineage(base, first), after))
+    assert patch is not None
+    keys.decode_patch(patch, base, household="H")  # the untampered patch decodes
+    with pytest.raises(InputError, match=message) as err:
+        keys.decode_patch(_repatched(patch, **change), base, household="H")
+    assert err.value.field == "ledger"
+
+
+def test_a_lineage_of_another_ledger_is_never_staged_as_a_patch() -> None:
+    base = keys.encode_ledger(_ledger())
+    first = keys.decode_ledger(base, household="H")
+    after = msgspec.structs.replace(first, lots=first.lots[:-2])  # two lots sold out
+    wrong = keys.base_lineage(base, first)  # one origin per lot of *first*, not of *after*
+    assert len(wrong.origin) != len(after.lots)
+    assert keys.encode_patch(after, wrong) is None  # the caller stages the whole ledger

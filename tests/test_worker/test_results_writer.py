@@ -281,3 +281,29 @@ def test_a_patch_whose_field_0_was_replaced_is_a_rejected_outcome_not_a_wrong_le
     out = handle_account(task(1), store=fresh, markets=MarketCache(fresh), retries=0, max_retries=2)
     assert isinstance(out, Rejected) and out.field == "ledger"
     assert "another base" in out.reason
+
+
+def test_an_unreadable_ledger_never_overwrites_an_outcome_a_duplicate_delivery_stored(
+    store: ResultsStore,
+) -> None:
+    # A duplicate delivery finished the account (and staged the next sibling's ledger); a late
+    # delivery that found the household's ledgers already released must not turn it rejected.
+    key = keys.ledger_key(DAY, "H")
+    done = Failed(account_id="A1", as_of=DAY, reason="stands")
+    store.put(done)
+    store.client.hset(key, "1", b"not a ledger")
+    store.client.hset(key, "2", b"the good ledger the duplicate staged")
+    late = Rejected(account_id="A1", as_of=DAY, field="ledger", reason="staged ledger unreadable")
+    store.put_unreadable(late, household="H", index=1, last=False)
+    assert store.client.hget(keys.results_key(DAY), "A1") == encode_json(done)
+    assert store.client.hget(keys.status_key(DAY), "A1") == b"failed"
+    assert store.client.hget(key, "2") == b"the good ledger the duplicate staged"
+    # Without an earlier outcome the rejection is stored and handed on.
+    store.put_unreadable(
+        Rejected(account_id="A2", as_of=DAY, field="ledger", reason="unreadable"),
+        household="H",
+        index=1,
+        last=False,
+    )
+    assert store.client.hget(keys.status_key(DAY), "A2") == b"rejected"
+    assert store.client.hget(key, "2") == b"not a ledger"
