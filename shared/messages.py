@@ -303,7 +303,10 @@ class SolverInfo(_Wire, frozen=True, kw_only=True):
     solver_ms: float
     total_ms: float
     attempts: list[str] = []
-    #: Problem assembly time of the optimizer (ms), summed over the solves like ``solver_ms``.
+    #: Optimizer time outside the producing attempt's own Clarabel time (ms): validation,
+    #: assembly, marshalling, the check, and attempts that did not produce the trades (e.g. an
+    #: uncapped attempt that came back over the TE budget); summed over the solves like
+    #: ``solver_ms``.
     setup_ms: float = 0.0
     #: Wall time inside the optimizer (assembly, every attempt, the solution check), ms;
     #: ``total_ms − optimizer_ms`` is the use case's own work (validation, ledger, trade list).

@@ -1,15 +1,19 @@
 """ProblemData → Solution: the direct Clarabel path, the CVXPY reference, and the fallbacks.
 
 :func:`solve` assembles the conic problem of DESIGN.md §2 directly (``shared.optimizer.conic``:
-sparse COO → CSC once, no CVXPY canonicalisation, no n×n matrix) and calls Clarabel.  The chain
-when Clarabel does not return ``Solved``:
+sparse COO → CSC once, no CVXPY canonicalisation, no n×n matrix) and calls Clarabel.  The
+attempt chain (docs/rebalance.md §6a):
 
+0. ``clarabel-uncapped`` — only when the TE cap is predicted slack
+   (:func:`te_cap_predicted_slack`): without the TE cone, kept only if its TE is within the cap;
 1. ``clarabel`` — the caller's settings (default: :class:`SolveSettings`);
-2. ``clarabel-safe`` — more regularisation, longer iterative refinement, more equilibration and
+2. ``clarabel-refine`` — the same with iterative refinement, when ``clarabel`` stopped short of
+   ``Solved`` without it;
+3. ``clarabel-safe`` — more regularisation, longer iterative refinement, more equilibration and
    iterations;
-3. ``cvxpy-clarabel`` — the independent reference formulation (:func:`solve_cvxpy`), which
+4. ``cvxpy-clarabel`` — the independent reference formulation (:func:`solve_cvxpy`), which
    CVXPY canonicalises differently;
-4. ``cvxpy-scs`` — another solver altogether (tight tolerances).
+5. ``cvxpy-scs`` — another solver altogether (tight tolerances).
 
 Every answer, whichever attempt produced it, must pass :func:`~shared.optimizer.check.
 check_solution` (recomputed from the trades, independent of the model code) or it counts as a
