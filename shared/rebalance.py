@@ -2040,48 +2040,28 @@ def _trades(
                 out.append((plain, None, None))
         return out
 
-    sell_names = ctx.longs.name[orders.sell_lot]
-    sell_reasons = reasons(
-        sell_names, -1, _tax_loss(ctx, short=False)[orders.sell_lot], cover=False
-    )
-    for j, i, q, (r, drv, score) in zip(
-        orders.sell_lot.tolist(), sell_names.tolist(), orders.sell_qty, sell_reasons, strict=True
+    close_side: Side
+    for close_side, held, lot_idx, qtys, direction, short in (
+        ("sell", ctx.longs, orders.sell_lot, orders.sell_qty, -1, False),
+        ("cover", ctx.shorts, orders.cover_lot, orders.cover_qty, +1, True),
     ):
-        trades.append(
-            _trade(
-                symbols[i],
-                "sell",
-                q,
-                pd_[i],
-                lot_id=ctx.longs.lots[j].lot_id,
-                reason=r,
-                driver=drv,
-                score=score,
+        lot_names = held.name[lot_idx]
+        why = reasons(lot_names, direction, _tax_loss(ctx, short=short)[lot_idx], cover=short)
+        for j, i, q, (r, drv, score) in zip(
+            lot_idx.tolist(), lot_names.tolist(), qtys, why, strict=True
+        ):
+            trades.append(
+                _trade(
+                    symbols[i],
+                    close_side,
+                    q,
+                    pd_[i],
+                    lot_id=held.lots[j].lot_id,
+                    reason=r,
+                    driver=drv,
+                    score=score,
+                )
             )
-        )
-    cover_names = ctx.shorts.name[orders.cover_lot]
-    cover_reasons = reasons(
-        cover_names, +1, _tax_loss(ctx, short=True)[orders.cover_lot], cover=True
-    )
-    for j, i, q, (r, drv, score) in zip(
-        orders.cover_lot.tolist(),
-        cover_names.tolist(),
-        orders.cover_qty,
-        cover_reasons,
-        strict=True,
-    ):
-        trades.append(
-            _trade(
-                symbols[i],
-                "cover",
-                q,
-                pd_[i],
-                lot_id=ctx.shorts.lots[j].lot_id,
-                reason=r,
-                driver=drv,
-                score=score,
-            )
-        )
     open_side: Side
     for open_side, names_idx, qtys, direction in (
         ("buy", orders.buy_name, orders.buy_qty, +1),
