@@ -20,54 +20,25 @@ from shared import pnl
 from shared.examples import synthetic_book
 from shared.ledger import cents
 from shared.messages import Solved
-from worker.handlers import Start, handle_account
 
 DAY = dt.date(2025, 6, 2)
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.outcomes: dict = {}
-        self.ledgers: dict = {}
-
-    def begin(self, as_of, account_id, *, ledger):
-        state = self.ledgers.get(ledger) if ledger is not None else None
-        return Start(outcome=None, ledger=state, attempts=1)
-
-    def end_attempt(self, as_of, account_id):
-        pass
-
-    def put(self, outcome, *, next_ledger=None, release=None, booked_from=None):
-        self.outcomes[outcome.account_id] = outcome
-        if next_ledger is not None:
-            self.ledgers[next_ledger[:2]] = next_ledger[2]
-
-
-class _Markets:
-    def __init__(self, market) -> None:
-        self.market = market
-
-    def get(self, key):
-        return self.market
-
-
 @pytest.fixture(scope="module")
-def night():
+def night(inline_night):
     market, pairs = synthetic_book(accounts=6, names=15, seed=4, as_of=DAY)
     book = book_from_pairs(market.as_of, pairs)
-    store = _Store()
-    manifest = {}
-    for chain in plan_night(book, market.as_of):
-        store.ledgers[(chain[0].household_id, 0)] = book.ledgers[chain[0].household_id]
-        for task in chain:
-            handle_account(task, store=store, markets=_Markets(market), retries=0, max_retries=0)
-            manifest[task.account.account_id] = ManifestEntry(
-                household=task.household_id,
-                index=task.household_index,
-                size=task.household_size,
-                strategy=task.account.strategy,
-            )
-    return book, market, manifest, store.outcomes
+    manifest = {
+        task.account.account_id: ManifestEntry(
+            household=task.household_id,
+            index=task.household_index,
+            size=task.household_size,
+            strategy=task.account.strategy,
+        )
+        for chain in plan_night(book, market.as_of)
+        for task in chain
+    }
+    return book, market, manifest, inline_night(book, market)
 
 
 def test_a_night_with_a_missing_account_is_refused_and_the_account_named(night, tmp_path) -> None:

@@ -34,7 +34,6 @@ from shared import results_keys as keys
 from shared.config import Settings
 from shared.examples import synthetic_book
 from shared.messages import TASK_REBALANCE, AccountTask, Failed, MarketSnapshot, Rejected, to_wire
-from worker.handlers import Start, handle_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -158,43 +157,11 @@ def _firm(outcomes: dict[str, object]) -> tuple[pnl.PnL, dict[str, pnl.PnL]]:
     return pnl.fold(per.values()), per
 
 
-class _MemoryStore:
-    """The results store as a dict, for the in-process reference run."""
-
-    def __init__(self) -> None:
-        self.outcomes: dict[str, object] = {}
-        self.ledgers: dict[tuple[str, int], object] = {}
-
-    def begin(self, as_of, account_id, *, ledger):
-        state = self.ledgers.get(ledger) if ledger is not None else None
-        return Start(outcome=None, ledger=state, attempts=1)
-
-    def end_attempt(self, as_of, account_id):
-        pass
-
-    def put(self, outcome, *, next_ledger=None, release=None, booked_from=None):
-        self.outcomes[outcome.account_id] = outcome
-        if next_ledger is not None:
-            self.ledgers[next_ledger[:2]] = next_ledger[2]
-
-
-class _OneMarket:
-    def __init__(self, market: MarketSnapshot) -> None:
-        self.market = market
-
-    def get(self, key: str) -> MarketSnapshot:
-        return self.market
-
-
-def inline_night(book: Book, market: MarketSnapshot) -> dict[str, object]:
-    """The fault-free reference: the same handler, chains in order, in this process, with the
-    code as it is now (the workers of the test import the same code)."""
-    store = _MemoryStore()
-    for chain in plan_night(book, market.as_of):
-        store.ledgers[(chain[0].household_id, 0)] = book.ledgers[chain[0].household_id]
-        for task in chain:
-            handle_account(task, store=store, markets=_OneMarket(market), retries=0, max_retries=0)
-    return store.outcomes
+@pytest.fixture(scope="module")
+def reference(night, inline_night) -> dict[str, object]:
+    """The night's fault-free outcomes, solved once in this process (``inline_night``)."""
+    book, market = night
+    return inline_night(book, market)
 
 
 def _assert_same_night(fleet: Fleet, baseline: dict[str, object]) -> None:
@@ -205,7 +172,9 @@ def _assert_same_night(fleet: Fleet, baseline: dict[str, object]) -> None:
 
 
 @pytest.fixture(scope="module")
-def baseline(night, tmp_path_factory) -> Iterator[tuple[Fleet, dict[str, object], float]]:
+def baseline(
+    night, reference, tmp_path_factory
+) -> Iterator[tuple[Fleet, dict[str, object], float]]:
     """The fault-free run, kept running for the redelivery and pickle tests."""
     book, market = night
     fleet = Fleet(tmp_path_factory.mktemp("baseline"))
@@ -216,7 +185,7 @@ def baseline(night, tmp_path_factory) -> Iterator[tuple[Fleet, dict[str, object]
         fleet.wait_done()
         wall = time.monotonic() - start
         print(f"\nfault-free night: {ACCOUNTS} accounts in {wall:.1f}s (incl. worker start)")
-        yield fleet, inline_night(book, market), wall
+        yield fleet, reference, wall
     finally:
         fleet.close()
 
@@ -279,7 +248,9 @@ def test_a_pickle_encoded_message_is_refused_and_never_executed(night, baseline)
     assert "pickle" in fleet.log() and "ContentDisallowed" in fleet.log()
 
 
-def test_sigkill_of_a_pool_process_mid_solve_loses_nothing(night, baseline, tmp_path) -> None:
+def test_sigkill_of_a_pool_process_mid_solve_loses_nothing(
+    night, reference, baseline, tmp_path
+) -> None:
     book, market = night
     slow = _slow_accounts(book)
     fleet = Fleet(tmp_path)
@@ -291,13 +262,15 @@ def test_sigkill_of_a_pool_process_mid_solve_loses_nothing(night, baseline, tmp_
         os.kill(victim, signal.SIGKILL)
         recovered = fleet.wait_done()
         print(f"\npool process SIGKILLed mid-solve: recovered in {recovered:.1f}s")
-        _assert_same_night(fleet, inline_night(book, market))
+        _assert_same_night(fleet, reference)
         assert reader.attempts(fleet.client, DAY)[slow[0]] == 2
     finally:
         fleet.close()
 
 
-def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(night, baseline, tmp_path) -> None:
+def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(
+    night, reference, baseline, tmp_path
+) -> None:
     book, market = night
     slow = _slow_accounts(book)
     fleet = Fleet(tmp_path)
@@ -312,12 +285,12 @@ def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(night, baseline,
             f"\nwhole worker SIGKILLed: recovered in {recovered:.1f}s "
             f"(visibility timeout {fleet.settings.visibility_timeout_s}s)"
         )
-        _assert_same_night(fleet, inline_night(book, market))
+        _assert_same_night(fleet, reference)
     finally:
         fleet.close()
 
 
-def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, tmp_path) -> None:
+def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, reference, tmp_path) -> None:
     """The producer's own loop drives the night (it waits out the outage and re-sends accounts
     whose household chain broke while the broker was gone)."""
     book, market = night
@@ -354,12 +327,14 @@ def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, tmp_path) -> 
             f"\nRedis SIGKILLed for 10 s: night complete {recovered:.1f}s after the restart "
             f"({stats.swept} account(s) re-sent by the producer's sweep)"  # type: ignore[attr-defined]
         )
-        _assert_same_night(fleet, inline_night(book, market))
+        _assert_same_night(fleet, reference)
     finally:
         fleet.close()
 
 
-def test_a_producer_that_crashes_half_way_is_simply_run_again(night, baseline, tmp_path) -> None:
+def test_a_producer_that_crashes_half_way_is_simply_run_again(
+    night, reference, baseline, tmp_path
+) -> None:
     book, market = night
     fleet = Fleet(tmp_path)
     try:
@@ -385,12 +360,14 @@ def test_a_producer_that_crashes_half_way_is_simply_run_again(night, baseline, t
         fleet.wait_done()
         recovered = time.monotonic() - start
         print(f"\nproducer crashed half-way, re-run: night complete {recovered:.1f}s later")
-        _assert_same_night(fleet, inline_night(book, market))
+        _assert_same_night(fleet, reference)
     finally:
         fleet.close()
 
 
-def test_taxview_sweep_resends_exactly_the_accounts_without_an_outcome(night, tmp_path) -> None:
+def test_taxview_sweep_resends_exactly_the_accounts_without_an_outcome(
+    night, reference, tmp_path
+) -> None:
     book, market = night
     fleet = Fleet(tmp_path)
     try:
@@ -418,14 +395,14 @@ def test_taxview_sweep_resends_exactly_the_accounts_without_an_outcome(night, tm
         assert sweep.returncode == 0, sweep.stderr[-2000:]
         assert f'"resent": {ACCOUNTS - sent}' in sweep.stdout
         fleet.wait_done()
-        _assert_same_night(fleet, inline_night(book, market))
+        _assert_same_night(fleet, reference)
         assert max(reader.attempts(fleet.client, DAY).values()) == 1, "nothing ran twice"
     finally:
         fleet.close()
 
 
 def test_a_poison_account_fails_after_bounded_attempts_while_the_rest_finishes(
-    night, baseline, tmp_path
+    night, reference, baseline, tmp_path
 ) -> None:
     book, market = night
     poison = _slow_accounts(book, 1)[0]
@@ -442,7 +419,7 @@ def test_a_poison_account_fails_after_bounded_attempts_while_the_rest_finishes(
         assert reader.attempts(fleet.client, DAY)[poison] == max_retries + 2
         print(f"\npoison account: failed after {max_retries + 1} lost processes, night {took:.1f}s")
         rest = {a: o for a, o in got.items() if a != poison}
-        expected = {a: o for a, o in inline_night(book, market).items() if a != poison}
+        expected = {a: o for a, o in reference.items() if a != poison}
         assert _firm(rest) == _firm(expected)
     finally:
         fleet.close()
@@ -457,7 +434,7 @@ def _rabbitmq_up() -> bool:
 
 
 @pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
-def test_rabbitmq_works_as_the_broker(night, baseline, tmp_path) -> None:
+def test_rabbitmq_works_as_the_broker(night, reference, baseline, tmp_path) -> None:
     book, market = night
     queue = f"taxview-test-{os.getpid()}-{int(time.time())}"
     fleet = Fleet(tmp_path, broker_url="amqp://guest:guest@127.0.0.1:5672//", queue=queue)
@@ -466,7 +443,7 @@ def test_rabbitmq_works_as_the_broker(night, baseline, tmp_path) -> None:
         fleet.enqueue(book, market)
         took = fleet.wait_done()
         print(f"\nRabbitMQ broker: {ACCOUNTS} accounts in {took:.1f}s (incl. worker start)")
-        _assert_same_night(fleet, inline_night(book, market))
+        _assert_same_night(fleet, reference)
     finally:
         with fleet.app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
