@@ -75,7 +75,7 @@ def book_outcome_carried(
     )
     for txn in txns:
         reduced.apply(txn)
-    return _merge(ledger, keep, reduced.state(outcome.as_of))
+    return merge_lots(ledger, keep, reduced.state(outcome.as_of))
 
 
 #: Lots bought at most this many days before the night stay in the reduced ledger: the 30-day
@@ -128,20 +128,16 @@ def touchable_lots(
     return keep
 
 
-def merge_lots(whole: LedgerState, keep: list[int], booked: LedgerState) -> LedgerState:
-    """The whole household's ledger after booking, from the booked reduced ledger.
+def merge_lots(whole: LedgerState, keep: list[int], booked: LedgerState) -> Booked:
+    """The whole household's ledger after booking, from the booked reduced ledger, and where
+    each of its lots comes from.
 
     The ledger snapshot lists lots in creation order (a split lot's parts in place, a lot sold
-    out gone, new lots last), so each kept lot is replaced in place by the booked lots with its
-    ``(account, symbol, lot_id)``, the other lots stay as they were and the lots opened today
-    follow.  The window memory comes from the booked ledger (it held all of it).
+    out gone, new lots last), so each kept lot (``keep`` ascending) is replaced in place by the
+    booked lots with its ``(account, symbol, lot_id)``, the stretches of other lots between them
+    are copied over as they were (slices) and the lots opened today follow.  The window memory
+    comes from the booked ledger (it held all of it).
     """
-    return _merge(whole, keep, booked).state
-
-
-def _merge(whole: LedgerState, keep: list[int], booked: LedgerState) -> Booked:
-    """:func:`merge_lots` (``keep`` ascending), copying the untouched stretches between kept
-    lots as slices, and recording where each lot comes from."""
     by_key: dict[tuple[str, str, str], list[Lot]] = {}
     for lot in booked.lots:
         by_key.setdefault((lot.account, lot.symbol, lot.lot_id), []).append(lot)
