@@ -1,0 +1,77 @@
+"""Regression tests for the findings of the independent solve audit (example requests).
+
+Each request here made `rebalance` miss DESIGN §2 before its fix: a rounded ticket over its TE
+budget, a sale's notional one cent off its realized proceeds, a worse side assignment than the
+side search's, a name left above its cap without a breach.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from shared.examples import example_request
+from shared.messages import RebalanceRequest, Solved
+from shared.rebalance import rebalance
+
+
+def _solved(request: RebalanceRequest) -> Solved:
+    out = rebalance(request)
+    assert isinstance(out, Solved)
+    return out
+
+
+@pytest.fixture(scope="module")
+def request_50_2() -> RebalanceRequest:
+    return example_request(names=50, seed=2)
+
+
+def test_a_rounded_ticket_meets_the_te_budget_when_one_share_of_a_bought_name_overshoots() -> None:
+    # 50 names, seed 1: after rounding, TE was 0.020004 against 0.02. The repair ranked moves
+    # on the TE gradient alone; the cheapest ones (one share of an expensive bought name with a
+    # near-zero gradient) raised TE once the share's own variance counted, failed the exact
+    # test and kept the helpful moves (a share less of a harvest sale) out of the tries.
+    out = _solved(example_request(names=50, seed=1))
+    assert out.limit_breaches == []
+    assert out.te_ex_ante <= out.te_budget
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: _trade rounds notional half-even, the ledger's proceeds half-up; "
+    "test_rebalance_outcome.py pins half-even (the lead's call, see the audit report)",
+)
+def test_a_sale_notional_is_its_realized_proceeds_to_the_cent(
+    request_50_2: RebalanceRequest,
+) -> None:
+    # 50 x 157.2801 = 7864.005: the trade said 7864.00 (half-even), the ledger's realized slice
+    # 7864.01 (half-up, docs/ledger.md); the aggregator books the notional as cash.
+    out = _solved(request_50_2)
+    proceeds = {(s.lot_id, s.quantity): s.proceeds_usd for s in out.realized}
+    sells = [t for t in out.trades if t.side == "sell"]
+    assert any((t.quantity * t.price * 100) % 1 == 0.5 for t in sells)  # a half-cent tie
+    for t in sells:
+        assert t.notional_usd == proceeds[(t.lot_id, t.quantity)]
+
+
+def test_a_book_whose_pre_pass_sides_were_refined_also_gets_the_side_search() -> None:
+    # 100 names, seed 4 (value tilt): reopening the unharvested names kept the pre-pass's
+    # harvest names; the side search's sides harvest $1.5k more tax inside every limit
+    # (estimated tax -16,020.18 before, -17,536.91 after; independent CVXPY reference: the
+    # objective was 0.2% of NAV above that assignment's optimum).
+    out = _solved(example_request(names=100, seed=4))
+    assert any("/searched sides" in a for a in out.solver.attempts)
+    assert out.estimated_tax_usd < -17_000
+    assert out.limit_breaches == []
+
+
+def test_a_name_left_above_its_cap_after_rounding_is_repaired_or_reported(
+    request_50_2: RebalanceRequest,
+) -> None:
+    # A 5% cap on a book holding 10.5% of one name: the per-lot rounding of its four sales left
+    # it 1.5 shares above the cap, and caps were not among the repair's limits, so nothing said so.
+    acct = msgspec.structs.replace(request_50_2.account, max_weight=0.05, te_budget=0.03)
+    out = _solved(msgspec.structs.replace(request_50_2, account=acct))
+    over = {s: w for s, w in out.weights.items() if w > acct.max_weight + 1e-9}
+    assert not over or any(b.startswith("cap:") for b in out.limit_breaches)
+    assert max(out.weights.values()) < acct.max_weight + 1e-4  # within a share or so
