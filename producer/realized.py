@@ -19,11 +19,12 @@ import csv
 import datetime as dt
 import io
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
@@ -83,6 +84,9 @@ DEFAULT_LOTS_OUT = Path("out/lots.csv")
 #: Substantially identical groups the bundled example declares (its GOOG/GOOGL wash).
 EXAMPLE_IDENTICAL = "GOOG=GOOGL"
 
+#: A quantity or price: optional sign, digits, optional fraction (no exponent, no "_").
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
 _SIDES: dict[str, Side] = {"buy": "buy", "sell": "sell", "short": "short", "cover": "cover"}
 _ACCOUNT_TYPES: dict[str, AccountType] = {"taxable": "taxable", "ira": "ira", "roth": "roth"}
 
@@ -122,13 +126,12 @@ def parse_identical(text: str | None) -> list[list[str]]:
 
 
 def _decimal(raw: str, *, row: str, field: str) -> Decimal:
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation as exc:
-        raise LedgerError(f"{raw!r} is not a number", row=row, field=field) from exc
-    if not value.is_finite():
-        raise LedgerError(f"{raw!r} is not a finite number", row=row, field=field)
-    return value
+    # Plain decimals only (docs/ledger.md): Decimal() would also read "1e3", "1_000" and
+    # "Infinity", none of which a trade file should carry.
+    text = raw.strip()
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise LedgerError(f"{raw!r} is not a plain decimal number", row=row, field=field)
+    return Decimal(text)
 
 
 def parse_row(row: Mapping[str | None, Any], *, line: int) -> Transaction:

@@ -28,7 +28,7 @@ import functools
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 import msgspec
 
@@ -50,6 +50,17 @@ _SIDES: frozenset[str] = frozenset({"buy", "sell", "short", "cover"})
 _LOT_METHODS: frozenset[str] = frozenset({"fifo", "hifo", "specific"})
 _ZERO = Decimal(0)
 _ZERO_CENT = _ZERO.quantize(CENT)
+
+#: Trade dates the ledger accepts.  Outside them the 30-day windows and the one-year holding
+#: test would leave the calendar (``datetime.date`` ends at 9999-12-31), so an absurd date is a
+#: row error on field ``date`` rather than a crash.
+FIRST_DATE = dt.date(1900, 1, 1)
+LAST_DATE = dt.date(2999, 12, 31)
+
+#: Largest quantity (shares) and price (USD per share) of one row.  It keeps every amount well
+#: inside ``Decimal``'s 28-digit context, so money always rounds to the cent without overflow.
+MAX_QUANTITY = Decimal(10) ** 10
+MAX_PRICE = Decimal(10) ** 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +104,16 @@ def cents(amount: Decimal) -> Decimal:
     """Round USD to the cent, half up (the Form 8949 convention used throughout)."""
     value = amount.quantize(CENT, rounding=ROUND_HALF_UP)
     return value if value != 0 else _ZERO_CENT
+
+
+def _amount(quantity: Decimal, price: Decimal) -> Decimal:
+    """``quantity × price`` rounded half-up to the cent, rounded once.
+
+    The product is taken exactly: the default 28-digit context would round a product of more
+    significant digits first, and that second rounding can move it across a half cent.
+    """
+    digits = len(quantity.as_tuple().digits) + len(price.as_tuple().digits)
+    return cents(Context(prec=max(digits, 28)).multiply(quantity, price))
 
 
 def _share(total: Decimal, part: Decimal, whole: Decimal) -> Decimal:
@@ -702,6 +723,13 @@ class Ledger:
                 field="quantity",
                 account=txn.account,
             )
+        if txn.quantity > MAX_QUANTITY:
+            raise LedgerError(
+                f"quantity {txn.quantity} is more than {MAX_QUANTITY:,} shares",
+                row=row,
+                field="quantity",
+                account=txn.account,
+            )
         try:
             p_ok = txn.price.is_finite() and txn.price >= 0
         except InvalidOperation:  # pragma: no cover - signalling NaN
@@ -711,6 +739,20 @@ class Ledger:
                 f"price must be a number ≥ 0, got {txn.price}",
                 row=row,
                 field="price",
+                account=txn.account,
+            )
+        if txn.price > MAX_PRICE:
+            raise LedgerError(
+                f"price {txn.price} is more than {MAX_PRICE:,} per share",
+                row=row,
+                field="price",
+                account=txn.account,
+            )
+        if not FIRST_DATE <= txn.date <= LAST_DATE:
+            raise LedgerError(
+                f"date {txn.date} is outside {FIRST_DATE} to {LAST_DATE}",
+                row=row,
+                field="date",
                 account=txn.account,
             )
         if self._last_date is not None and txn.date < self._last_date:
@@ -804,7 +846,7 @@ class Ledger:
             quantity=txn.quantity,
             trade_date=txn.date,
             acquired=txn.date,
-            basis=cents(txn.quantity * txn.price),
+            basis=_amount(txn.quantity, txn.price),
             wash_adj=_ZERO_CENT,
             short=short,
             used=False,
@@ -881,7 +923,7 @@ class Ledger:
     ) -> list[SaleSlice]:
         """A sell (or a cover) relieves lots and realizes one slice per lot."""
         plan = self._select(txn, short=short)
-        total = cents(txn.quantity * txn.price)
+        total = _amount(txn.quantity, txn.price)
         out: list[SaleSlice] = []
         indices: list[int] = []
         losses: list[_Pending] = []

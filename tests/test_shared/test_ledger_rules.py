@@ -444,6 +444,13 @@ def test_a_cover_of_more_than_is_short_is_an_error() -> None:
         ({"price": D("NaN")}, "price"),
         ({"account_type": "401k"}, "account_type"),
         ({"date": d("2024-01-01")}, "date"),
+        # Dates at the end of the calendar used to crash the holding-period and window
+        # arithmetic (date + 1 year, + 30 days) with a traceback instead of a row error.
+        ({"date": d("9999-12-31")}, "date"),
+        ({"date": d("3000-01-01")}, "date"),
+        # An amount beyond the 28-digit Decimal context used to crash the rounding to cents.
+        ({"quantity": D("10000000000.000001")}, "quantity"),
+        ({"price": D("1E+30")}, "price"),
     ],
 )
 def test_a_bad_transaction_raises_naming_the_row_and_the_field(bad: dict, field: str) -> None:
@@ -457,6 +464,34 @@ def test_a_bad_transaction_raises_naming_the_row_and_the_field(bad: dict, field:
     assert (err.value.row, err.value.field) == ("bad1", field)
     assert "row bad1, field " + field in str(err.value)
     assert led.state(d("2024-01-03")) == before
+
+
+def test_a_date_before_1900_is_refused_on_the_first_row_too() -> None:
+    with pytest.raises(LedgerError) as err:
+        Ledger().apply(tx("0001-01-01", "buy", "10", "10", tid="old"))
+    assert (err.value.row, err.value.field) == ("old", "date")
+
+
+def test_the_largest_accepted_quantity_and_price_are_reported_to_the_cent() -> None:
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "10000000000", "10000000000", lot="L"))
+    (sale,) = led.apply(tx("2024-01-03", "sell", "10000000000", "9999999999.99", lot="L"))
+    assert (sale.proceeds, sale.cost_basis, sale.gain) == (
+        D("99999999999900000000.00"),
+        D("100000000000000000000.00"),
+        D("-100000000.00"),
+    )
+
+
+def test_quantity_times_price_is_rounded_to_the_cent_only_once() -> None:
+    # The exact product is 0.0049999999999999999999999999999998: it rounds half-up to 0.00.
+    # Rounded first to Decimal's 28 digits it became 0.005000…, which then rounded to 0.01.
+    led = Ledger()
+    led.apply(tx("2024-01-02", "buy", "0.9999999999999998", "0.005000000000000001", lot="L"))
+    (lot,) = led.open_lots()
+    assert lot.cost_basis_usd == D("0.00")
+    (sale,) = led.apply(tx("2024-01-03", "sell", "0.9999999999999998", "0.005000000000000001"))
+    assert sale.proceeds == D("0.00")
 
 
 def test_a_sell_of_more_than_is_held_changes_nothing() -> None:
