@@ -115,6 +115,13 @@ def parse_identical(text: str | None) -> list[list[str]]:
         if not part.strip():
             continue
         members = [s.strip().upper() for s in part.split("=")]
+        if any(ch in m for m in members for ch in ", \t"):
+            # "SPY=VOO,IVV" would silently make "VOO,IVV" one symbol and miss the wash sale.
+            raise InputError(
+                f"group {part.strip()!r} has a symbol with a comma or a space; separate groups "
+                "with ';', e.g. GOOG=GOOGL;SPY=VOO=IVV",
+                field="--identical",
+            )
         if len(set(members)) < 2 or any(not s for s in members):
             raise InputError(
                 f"group {part.strip()!r} must name two or more different symbols joined by '=', "

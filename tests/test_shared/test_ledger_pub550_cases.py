@@ -957,3 +957,20 @@ def test_a_bad_row_is_one_line_naming_the_row_and_field_and_nothing_is_written(
     assert err.startswith(f"taxview: error: row {row}, field {field}: ")
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not sales_path.exists() and not lots_path.exists()
+
+
+def test_an_identical_group_with_a_comma_is_refused_rather_than_missing_the_wash_sale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "SPY=VOO,IVV=X" used to read as one group {SPY, "VOO,IVV", X}: VOO was not identical to
+    # SPY, so the loss below went unwashed (IRC §1091(a)) without a word.
+    tx = """
+        t1,2024-01-02,A,taxable,SPY,buy,10,10,L1
+        t2,2024-02-01,A,taxable,SPY,sell,10,9,L1
+        t3,2024-02-02,A,taxable,VOO,buy,10,9,L2
+        """
+    rc, sales_path, lots_path = _run(tmp_path, tx, "--identical", "SPY=VOO,IVV=X")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("taxview: error: field --identical: ") and err.count("\n") == 1
+    assert not sales_path.exists() and not lots_path.exists()
