@@ -84,8 +84,9 @@ DEFAULT_LOTS_OUT = Path("out/lots.csv")
 #: Substantially identical groups the bundled example declares (its GOOG/GOOGL wash).
 EXAMPLE_IDENTICAL = "GOOG=GOOGL"
 
-#: A quantity or price: optional sign, digits, optional fraction (no exponent, no "_").
-_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: A quantity or price: optional sign, digits, optional fraction, optional exponent (pandas and
+#: spreadsheets write 0.00001 as ``1e-05``); no ``_`` separators, no NaN or Infinity.
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 _SIDES: dict[str, Side] = {"buy": "buy", "sell": "sell", "short": "short", "cover": "cover"}
 _ACCOUNT_TYPES: dict[str, AccountType] = {"taxable": "taxable", "ira": "ira", "roth": "roth"}
@@ -133,11 +134,11 @@ def parse_identical(text: str | None) -> list[list[str]]:
 
 
 def _decimal(raw: str, *, row: str, field: str) -> Decimal:
-    # Plain decimals only (docs/ledger.md): Decimal() would also read "1e3", "1_000" and
+    # Decimal numbers only (docs/ledger.md): Decimal() would also read "1_000", "NaN" and
     # "Infinity", none of which a trade file should carry.
     text = raw.strip()
     if not _PLAIN_DECIMAL.fullmatch(text):
-        raise LedgerError(f"{raw!r} is not a plain decimal number", row=row, field=field)
+        raise LedgerError(f"{raw!r} is not a decimal number", row=row, field=field)
     return Decimal(text)
 
 

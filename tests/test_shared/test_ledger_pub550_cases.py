@@ -899,7 +899,7 @@ BAD = [
     pytest.param("t1,2024-01-02,A,taxable,X,buy,-10,10,L1", (), "t1", "quantity", id="negative"),
     pytest.param("t1,2024-01-02,A,taxable,X,buy,0,10,L1", (), "t1", "quantity", id="zero"),
     pytest.param("t1,2024-01-02,A,taxable,X,buy,,10,L1", (), "t1", "quantity", id="no quantity"),
-    pytest.param("t1,2024-01-02,A,taxable,X,buy,1e3,10,L1", (), "t1", "quantity", id="exponent"),
+    pytest.param("t1,2024-01-02,A,taxable,X,buy,1e40,10,L1", (), "t1", "quantity", id="1e40"),
     pytest.param("t1,2024-01-02,A,taxable,X,buy,1_000,10,L1", (), "t1", "quantity", id="1_000"),
     pytest.param(
         "t1,2024-01-02,A,taxable,X,buy,1" + "0" * 30 + ",10,L1",
@@ -974,3 +974,25 @@ def test_an_identical_group_with_a_comma_is_refused_rather_than_missing_the_wash
     assert rc == 2
     assert err.startswith("taxview: error: field --identical: ") and err.count("\n") == 1
     assert not sales_path.exists() and not lots_path.exists()
+
+
+def test_a_quantity_written_with_an_exponent_is_read_exactly() -> None:
+    # pandas writes a 0.00001-share fraction as "1e-05"; it is that number, not an error.
+    from decimal import Decimal
+
+    from producer.realized import parse_row
+
+    row = {
+        "id": "t1",
+        "date": "2024-01-02",
+        "account": "A",
+        "account_type": "taxable",
+        "symbol": "X",
+        "side": "buy",
+        "quantity": "1e-05",
+        "price": "2.5E2",
+        "lot_id": "L1",
+    }
+    txn = parse_row(row, line=2)
+    assert txn.quantity == Decimal("0.00001")
+    assert txn.price == Decimal(250)
