@@ -311,7 +311,9 @@ class Book:
             self.log.append(txn)
             self._dirty = True
             self._mirror(txn, i, slices)
-            notional = txn.quantity * txn.price
+            # Cash moves by the trade's amount to the cent, half-up: the ledger's proceeds of
+            # the same sale (IRS Pub. 550 amounts are in cents), not the unrounded product.
+            notional = cents(txn.quantity * txn.price)
             q = float(txn.quantity)
             if txn.side in ("buy", "cover"):
                 self.shares[i] += q

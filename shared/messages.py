@@ -344,8 +344,9 @@ class Solved(_Wire, frozen=True, kw_only=True, tag="solved", tag_field="kind"):
     te_budget: float
     factor_exposures: list[FactorExposure]
     wash_sale_issues: list[WashSaleIssue] = []
-    #: Hard limits (TE budget, tilt floors, turnover, gain budget, cash range) the rounded
-    #: ticket still misses after the share-rounding repair; empty when every limit holds.
+    #: Hard limits (TE budget, tilt floors, name caps, turnover, gain budget, cash range; for
+    #: long/short and market-neutral also net, gross and side limits and factor neutrality)
+    #: the rounded ticket still misses after the share-rounding repair; empty when all hold.
     limit_breaches: list[str] = []
     solver: SolverInfo
 

@@ -49,7 +49,7 @@ import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -537,6 +537,15 @@ class _Scan:
     in_window: BoolArray  # (own) bought in the last WINDOW_DAYS days
 
 
+#: Lots smaller than this (shares) are rejected: fractional-share brokers carry at most 9
+#: decimals, and a lot of 1e-12 shares with an ordinary basis is a data error whose tax cost
+#: per weight (~1e14) no solver can scale (it came back "unbounded").
+MIN_LOT_QUANTITY = 1e-9
+#: A cost basis above this per share (USD) is a data error too (no listed share costs that
+#: much: the dearest, BRK.A, trades below $1e6).
+MAX_BASIS_PER_SHARE = 1e9
+
+
 def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     """Validate the lots that can reach the solve or the ledger and convert the account's own
     lots to arrays in the same pass.  Other accounts' lots older than the wash-sale window never
@@ -574,8 +583,20 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         "quantity",
     )
     fail(
+        qty < MIN_LOT_QUANTITY,
+        f"lot {{lot.lot_id}} has quantity {{lot.quantity}}; below {MIN_LOT_QUANTITY:g} shares, "
+        "the smallest fraction a broker carries",
+        "quantity",
+    )
+    fail(
         ~np.isfinite(basis) | (basis < 0),
         "lot {lot.lot_id} has cost basis {lot.cost_basis_usd}; must be finite and ≥ 0",
+        "cost_basis_usd",
+    )
+    fail(
+        basis > MAX_BASIS_PER_SHARE * qty,
+        f"lot {{lot.lot_id}}: cost basis {{lot.cost_basis_usd}} for {{lot.quantity}} shares is "
+        f"above ${MAX_BASIS_PER_SHARE:,.0f} a share; the quantity or the basis is wrong",
         "cost_basis_usd",
     )
     fail(
@@ -1626,8 +1647,8 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     No move changes a name's side, so no buy meets a loss sale of its name (IRC §1091).  What
     is still violated after :data:`MAX_REPAIR_STEPS` steps (or when no move helps) is returned
     as text for the outcome's ``limit_breaches``: never silently.  Direct-indexing accounts
-    only (the long/short shape and market-neutral neutrality are not repaired, only reported by
-    their own checks).
+    only; long/short and market-neutral tickets are checked and reported, not repaired
+    (:func:`_rounded_breaches`).
 
     Returns:
         The repaired orders and the breaches left (empty when every limit holds).
@@ -1834,6 +1855,53 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         if v > 0.0
     ]
     return orders, breaches
+
+
+#: Market-neutral's equalities (net ``Σw = 0``, every ``Bᵀw = 0``) and the long/short shape
+#: floors cannot hold exactly in whole shares; the rounded ticket is reported when it misses one
+#: by more than this (of NAV).
+ROUNDED_EQ_TOL = 1e-3
+
+
+def _rounded_breaches(
+    ctx: _Context, data: ProblemData, orders: _Orders, w: FloatArray
+) -> list[str]:
+    """The long/short and market-neutral tickets' hard limits missed after rounding to shares.
+
+    :func:`_enforce_limits` repairs direct-indexing tickets only; these books are checked
+    against every constraint of the problem they solved (:func:`~shared.optimizer.check.
+    check_solution`, independent of the model code: name caps, net and cash, gross and side
+    limits, TE or risk budget, tilts, factor neutrality, turnover and gain budgets) and what
+    they miss is listed in ``limit_breaches`` — never silently.  Inequalities are held to
+    :data:`CAP_TOL`; the equalities whole shares cannot meet to :data:`ROUNDED_EQ_TOL`.
+    """
+    from shared.optimizer.check import check_solution
+
+    p, nav = ctx.market.prices, ctx.nav
+
+    def per_weight(index: IntArray, qty: list[Decimal], size: int, name: IntArray) -> FloatArray:
+        out = np.zeros(size)
+        out[index] = decimals_to_floats(qty) * p[name[index]] / nav
+        return out
+
+    n = data.n
+    rounded = Solution(
+        w=w,
+        sell=per_weight(orders.sell_lot, orders.sell_qty, ctx.longs.size, ctx.longs.name),
+        buy=per_weight(orders.buy_name, orders.buy_qty, n, np.arange(n)),
+        cover=per_weight(orders.cover_lot, orders.cover_qty, ctx.shorts.size, ctx.shorts.name),
+        short=per_weight(orders.short_name, orders.short_qty, n, np.arange(n)),
+        cash_w=data.net_w - float(w.sum()),
+        te=0.0,
+        objective=0.0,
+        solver="rounded",
+        status="rounded",
+        iterations=0,
+        solver_ms=0.0,
+        setup_ms=0.0,
+    )
+    found = check_solution(data, rounded, tol=CAP_TOL, eq_tol=ROUNDED_EQ_TOL)
+    return [f"{line} after rounding to shares" for line in found]
 
 
 def _first_per_name(order: IntArray, name: IntArray) -> IntArray:
@@ -2147,7 +2215,9 @@ def _trade(
         side=side,
         quantity=qty,
         price=price,
-        notional_usd=(qty * price).quantize(CENT, ROUND_HALF_EVEN),
+        # Half-up to the cent, exactly as the ledger rounds the sale's proceeds (and Form 8949,
+        # IRS Pub. 550): the aggregator books this notional as the cash the trade moves.
+        notional_usd=ledger_cents(qty * price),
         lot_id=lot_id,
         reason=reason,
         driver=driver,
@@ -2336,6 +2406,8 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         orders, breaches = _enforce_limits(ctx, final, _orders(sol, ctx))
         conflict = _loss_sale_and_buy(ctx, orders)
         w, cash_w = _final_weights(ctx, orders)
+        if ctx.request.account.strategy != "direct-index":
+            breaches = _rounded_breaches(ctx, final, orders, w)
         trades = _trades(ctx, orders, w, final.tilts)
         checked = _wash_check(ctx, trades)
         if not conflict.any() and not checked.offending:

@@ -68,13 +68,19 @@ def objective_value(
     return obj
 
 
-def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) -> list[str]:
+def check_solution(
+    data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL, eq_tol: float | None = None
+) -> list[str]:
     """Every constraint violated by ``sol`` beyond ``tol``, as readable strings (empty: valid).
 
     Args:
         data: the problem.
         sol: a solution (from either path).
         tol: absolute tolerance in weight units (TE is compared with ``tol`` too).
+        eq_tol: tolerance of the equalities alone — a cash weight pinned by
+            ``cash_min_w == cash_max_w`` (market-neutral's net 0), factor neutrality and the
+            long/short shape floors (the book's 130/30 shape, a target) — when it differs
+            from ``tol`` (whole shares cannot meet these exactly); default ``tol``.
 
     Returns:
         One line per violated constraint family, naming the first offending name or lot.
@@ -140,7 +146,9 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
     cash = data.net_w - float(w.sum())
     if abs(cash - sol.cash_w) > tol:
         out.append(f"cash_w {sol.cash_w:.8f} inconsistent with weights ({cash:.8f})")
-    if cash < data.cash_min_w - tol or cash > data.cash_max_w + tol:
+    eq = tol if eq_tol is None else eq_tol
+    band = eq if data.cash_min_w == data.cash_max_w else tol
+    if cash < data.cash_min_w - band or cash > data.cash_max_w + band:
         out.append(f"cash {cash:.6f} outside [{data.cash_min_w}, {data.cash_max_w}]")
 
     # Risk: TE budget, tilts, neutrality.
@@ -153,7 +161,7 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
             out.append(f"tilt {data.factor_names[f]}: active {active[f]:.6f} < {t:.6f}")
     if data.factor_neutral:
         expo = w @ data.loadings
-        bad = np.flatnonzero(np.abs(expo) > tol)
+        bad = np.flatnonzero(np.abs(expo) > eq)
         if len(bad):
             f = int(bad[0])
             out.append(f"not factor neutral: {data.factor_names[f]} exposure {expo[f]:.3g}")
@@ -175,9 +183,9 @@ def check_solution(data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL) 
         or gross_w > data.gross_max_w + tol
     ):
         out.append(f"gross {long_side.sum() + short_side.sum():.6f} > {data.gross_max_w}")
-    if data.long_min_w is not None and long_side.sum() < data.long_min_w - tol:
+    if data.long_min_w is not None and long_side.sum() < data.long_min_w - eq:
         out.append(f"long side {long_side.sum():.6f} < {data.long_min_w}")
-    if data.short_min_w is not None and short_side.sum() < data.short_min_w - tol:
+    if data.short_min_w is not None and short_side.sum() < data.short_min_w - eq:
         out.append(f"short side {short_side.sum():.6f} < {data.short_min_w}")
 
     # Turnover and realized-gain budgets.

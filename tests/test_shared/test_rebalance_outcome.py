@@ -4,7 +4,7 @@ outcome independently of the optimizer, and the trade list never creates a wash 
 from __future__ import annotations
 
 import functools
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
 import numpy as np
@@ -56,7 +56,7 @@ def check_constraints(request: RebalanceRequest, out: Solved) -> None:
     sold: dict[str, Decimal] = {}
     for t in out.trades:
         assert t.quantity > 0
-        assert t.notional_usd == (t.quantity * t.price).quantize(Decimal("0.01"))
+        assert t.notional_usd == (t.quantity * t.price).quantize(Decimal("0.01"), ROUND_HALF_UP)
         if t.side == "sell":
             assert t.lot_id in lots, t
             assert lots[t.lot_id].symbol == t.symbol
@@ -175,7 +175,9 @@ def test_realized_pl_estimated_tax_and_harvest_add_up() -> None:
     assert out.harvested_loss_usd == -sum(
         (s.gain_usd for s in out.realized if s.gain_usd < 0), Decimal(0)
     )
-    expected = (st * Decimal("0.408") + lt * Decimal("0.238")).quantize(Decimal("0.01"))
+    expected = (st * Decimal("0.408") + lt * Decimal("0.238")).quantize(
+        Decimal("0.01"), ROUND_HALF_UP
+    )
     assert out.estimated_tax_usd == expected
     for s in out.realized:
         assert s.gain_usd == s.proceeds_usd - s.cost_basis_usd + s.disallowed_loss_usd

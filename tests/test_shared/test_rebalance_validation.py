@@ -74,6 +74,13 @@ CASES: list[tuple[str, Edit, str]] = [
     ),
     ("zero quantity", _own_lot(0, quantity=Decimal(0)), "ledger.lots[{own0}].quantity"),
     ("nan basis", _own_lot(1, cost_basis_usd=Decimal("NaN")), "ledger.lots[{own1}].cost_basis_usd"),
+    # A dust lot of 1e-30 shares with an ordinary basis came back "objective unbounded" (failed).
+    ("dust quantity", _own_lot(0, quantity=Decimal("1E-30")), "ledger.lots[{own0}].quantity"),
+    (
+        "basis of a billion dollars a share",
+        _own_lot(1, quantity=Decimal("1E-6"), cost_basis_usd=Decimal(5000)),
+        "ledger.lots[{own1}].cost_basis_usd",
+    ),
     ("unknown symbol", _own_lot(0, symbol="NOPE"), "ledger.lots[{own0}].symbol"),
     (
         "acquired after as_of",
