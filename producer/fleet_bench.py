@@ -36,7 +36,7 @@ def wait_for_workers(app: Any, expected: int, timeout_s: float = 120.0) -> None:
     raise TaxviewError(f"only some of {expected} workers answered within {timeout_s:.0f}s")
 
 
-def _inline_seconds_per_account(book: Book, market: MarketSnapshot, sample: int) -> float:
+def inline_seconds_per_account(book: Book, market: MarketSnapshot, sample: int) -> float:
     """The plain loop: the same work per account as a worker does (solve, and for all but a
     household's last account, book the trades into the household ledger for the next one), in
     this process, no broker, no store."""
@@ -92,7 +92,7 @@ def bench_fleet(
     # Household by household into compressed ledgers: the producer never holds every lot.
     market, pairs = synthetic_book_stream(accounts=accounts, names=names, seed=seed, as_of=as_of)
     book = book_from_stream(market.as_of, pairs)
-    inline_per_account = _inline_seconds_per_account(book, market, inline_sample)
+    inline_per_account = inline_seconds_per_account(book, market, inline_sample)
 
     with EmbeddedFleet(settings, workers=1, concurrency=workers) as fleet:
         app = client_app(fleet.settings)
