@@ -117,10 +117,24 @@ def _amount(quantity: Decimal, price: Decimal) -> Decimal:
 
 
 def _share(total: Decimal, part: Decimal, whole: Decimal) -> Decimal:
-    """``total × part / whole`` rounded to the cent (``whole`` > 0)."""
+    """``total × part / whole`` rounded half-up to the cent, rounded once (``whole`` > 0).
+
+    Computed exactly in integers: in the default 28-digit context ``total × part`` is rounded
+    first when the amount and a fractional share count have more digits than that together
+    (a $12,485,536,484.85 basis, 89.52014531377705 of 179.0402906275541 shares), and that
+    second rounding moved the exact half cent 6,242,768,242.425 down to .42.
+    """
     if part == whole:
         return total
-    return cents(total * part / whole)
+    tn, td = total.as_integer_ratio()
+    pn, pd = part.as_integer_ratio()
+    wn, wd = whole.as_integer_ratio()
+    num = tn * pn * wd * 100
+    den = td * pd * wn
+    q, r = divmod(abs(num), den)
+    if 2 * r >= den:  # ROUND_HALF_UP: a tie goes away from zero
+        q += 1
+    return cents(Decimal(-q if num < 0 else q).scaleb(-2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -926,7 +940,7 @@ class Ledger:
         total = _amount(txn.quantity, txn.price)
         out: list[SaleSlice] = []
         indices: list[int] = []
-        losses: list[_Pending] = []
+        losses: list[tuple[tuple[dt.date, dt.date, int, int], _Pending]] = []
         done = _ZERO
         allotted = _ZERO_CENT
         for lot, take in plan:
@@ -980,25 +994,35 @@ class Ledger:
             if loss > 0:
                 # IRC §1091(a): only a loss can be washed; gains and break-even never are.
                 losses.append(
-                    _Pending(
-                        txn=txn.id,
-                        account=txn.account,
-                        symbol=txn.symbol,
-                        lot_id=lot.lot_id,
-                        date_sold=txn.date,
-                        unmatched=take,
-                        loss=loss,
-                        sold_qty=take,
-                        acquired=acquired,
-                        short=short,
-                        seq=self._next_seq(),
-                        slice_index=len(self._sales) - 1,
+                    (
+                        _fifo_key(lot),
+                        _Pending(
+                            txn=txn.id,
+                            account=txn.account,
+                            symbol=txn.symbol,
+                            lot_id=lot.lot_id,
+                            date_sold=txn.date,
+                            unmatched=take,
+                            loss=loss,
+                            sold_qty=take,
+                            acquired=acquired,
+                            short=short,
+                            seq=0,
+                            slice_index=len(self._sales) - 1,
+                        ),
                     )
                 )
         # Wash matching runs after every lot of this sale is relieved: shares sold by this same
         # sale are never replacement shares for one another (IRC §1091(a) asks for shares
         # acquired, and these are disposed of in the very sale).
-        for pending in losses:
+        # Treas. Reg. §1.1091-1(b): losses are matched in the order the loss shares were disposed
+        # of; shares disposed of at once (one sale over several lots) count as disposed of in
+        # the order they were originally acquired, earliest first -- whatever order the lot
+        # method relieved them in (HIFO relieves the highest basis first).  The pending losses
+        # keep that order (``seq``) for later purchases too.
+        losses.sort(key=lambda x: x[0])
+        for _, pending in losses:
+            pending.seq = self._next_seq()
             self._replace_backward(pending)
             if pending.unmatched > 0:
                 self._pending.setdefault(self.group(txn.symbol), []).append(pending)
