@@ -3,6 +3,7 @@ embedded default (its own redis-server, or fakeredis when none is installed)."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import os
@@ -176,3 +177,132 @@ def test_fleet_commands_against_an_unreachable_store_fail_in_one_line(
     rc = main(["aggregate", "--date", "2025-06-02", "--out", str(tmp_path / "o")])
     err = _one_line_error(capsys)
     assert rc == 2 and "TAXVIEW_REDIS_URL" in err and "unreachable" in err
+
+
+# A small book and market written by hand from docs/formats.md alone.
+HAND_FILES = {
+    "book.json": '{"as_of": "2024-07-01"}\n',
+    "accounts.csv": """\
+account_id,household_id,account_type,strategy,cash_usd,te_budget,max_weight,exclusions
+ACC-1,HH-1,taxable,direct-index,1000,0.03,0.5,
+ACC-2,HH-1,ira,direct-index,500,,0.5,
+ACC-3,,taxable,direct-index,0,-0.03,0.5,
+ACC-4,,taxable,direct-index,0,0.03,0.5,DDD
+""",
+    "lots.csv": """\
+household_id,account,symbol,lot_id,quantity,trade_date,acquired,cost_basis,wash_adjustment,short,account_type
+HH-1,ACC-1,AAA,L1,100,2023-01-03,2023-01-03,12000,0,false,taxable
+HH-1,ACC-1,BBB,L2,200,2024-06-10,2024-06-10,11000,0,false,taxable
+HH-1,ACC-2,AAA,L4,30,2021-03-01,2021-03-01,2000,0,false,
+,ACC-3,AAA,L6,50,2024-01-02,2024-01-02,6000,,,
+,ACC-4,AAA,L6,50,2024-01-02,2024-01-02,6000,,,
+,ACC-4,BBB,L7,100,2024-01-02,2024-01-02,6000,,,
+,ACC-4,DDD,L8,100,2024-01-02,2024-01-02,3000,,,
+""",
+    "market/prices.csv": "date,symbol,price\n"
+    + "".join(
+        f"{day},{sym},{price}\n"
+        for day, prices in (
+            ("2024-07-01", (100, 50, 90, 30, 20)),
+            ("2024-07-02", (101, 49, 91, 29, 20.5)),
+            ("2024-07-03", (99, 48, 92, 28.5, 20.7)),
+        )
+        for sym, price in zip(("AAA", "BBB", "CCC", "DDD", "EEE"), prices, strict=True)
+    ),
+    "market/benchmark_weights.csv": "date,symbol,weight\n2024-07-01,AAA,0.3\n"
+    "2024-07-01,BBB,0.25\n2024-07-01,CCC,0.2\n2024-07-01,DDD,0.15\n2024-07-01,EEE,0.1\n",
+    "market/factor_covariance.csv": "factor,market,value\n"
+    "market,0.0256,0.001\nvalue,0.001,0.0016\n",
+    "market/factor_loadings.csv": "symbol,market,value\nAAA,1.1,0.5\nBBB,0.9,-0.5\n"
+    "CCC,1.0,0.2\nDDD,1.2,-0.3\nEEE,0.8,0.1\n",
+    "market/specific_variance.csv": "symbol,specific_var\nAAA,0.04\nBBB,0.09\nCCC,0.05\n"
+    "DDD,0.06\nEEE,0.07\n",
+}
+
+
+def _hand_book(directory: Path, *, parquet: bool = False) -> Path:
+    for name, text in HAND_FILES.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if parquet:  # the same tables as Parquet, every column text, as docs/formats.md describes
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        for table in ("accounts", "lots"):
+            names = (directory / f"{table}.csv").read_text().splitlines()[0].split(",")
+            options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+            data = pacsv.read_csv(directory / f"{table}.csv", convert_options=options)
+            pq.write_table(data, directory / f"{table}.parquet")
+            (directory / f"{table}.csv").unlink()
+    return directory
+
+
+BAD_HAND_BOOKS = [
+    ("negative quantity", "lots.csv", "AAA,L1,100,", "AAA,L1,-100,", "lots.csv row 1"),
+    ("duplicate account", "accounts.csv", "ACC-4,,", "ACC-1,,", "accounts.csv rows 1 and 4"),
+    ("bad date", "lots.csv", "2024-06-10,2024-06-10", "2024-06-31,2024-06-10", "row 2"),
+    (
+        "unknown strategy",
+        "accounts.csv",
+        ",taxable,direct-index,0,0.03,0.5,DDD",
+        ",taxable,di,0,0.03,0.5,DDD",
+        "row 4",
+    ),
+    ("missing column", "lots.csv", ",quantity,", ",qty,", "missing column 'quantity'"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_HAND_BOOKS, ids=[c[0] for c in BAD_HAND_BOOKS])
+def test_a_bad_book_stops_nightly_before_anything_runs_with_one_line(
+    tmp_path, capsys, monkeypatch, case: tuple[str, str, str, str, str]
+) -> None:
+    _, table, old, new, text = case
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    book = _hand_book(tmp_path / "book")
+    (book / table).write_text((book / table).read_text().replace(old, new, 1))
+    rc = main(["nightly", "--book", str(book), "--market", str(book / "market")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and text in err, (case, err)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("parquet", [False, True], ids=["csv", "parquet"])
+def test_a_hand_written_book_runs_rejects_its_bad_account_and_its_next_book_runs_the_next_day(
+    tmp_path: Path, parquet: bool
+) -> None:
+    book = _hand_book(tmp_path / "book", parquet=parquet)
+    first = _nightly_book(tmp_path / "d1", "--book", str(book), "--market", str(book / "market"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "d1"
+    firm = json.loads((out / "firm_pnl.json").read_text())
+    assert firm["as_of"] == "2024-07-02" and firm["complete"] and firm["received"] == 4
+    not_ok = {r["account_id"]: r for r in csv.DictReader((out / "not_ok.csv").open())}
+    assert not_ok["ACC-3"]["status"] == "rejected"
+    assert not_ok["ACC-3"]["field"] == "account.te_budget" and "-0.03" in not_ok["ACC-3"]["reason"]
+    assert firm["totals"]["rejected"] == 1 and firm["totals"]["failed"] == 0
+    trades = list(csv.DictReader((out / "trades.csv").open()))
+    assert {t["account_id"] for t in trades} >= {"ACC-1", "ACC-4"}
+    assert not any(t["account_id"] == "ACC-3" for t in trades)
+
+    # The next book is the input of the next trading day (2024-07-03), as written.
+    second = _nightly_book(
+        tmp_path / "d2", "--book", str(out / "next_book"), "--market", str(book / "market")
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    firm2 = json.loads((tmp_path / "d2" / "firm_pnl.json").read_text())
+    assert firm2["as_of"] == "2024-07-03" and firm2["complete"] and firm2["received"] == 4
+
+
+def _nightly_book(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "producer", "nightly", *args, "--concurrency=1", f"--out={out}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
