@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from producer.book import Book, write_book
+from producer.book import Book, Format, write_book
 from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
@@ -129,6 +129,7 @@ def aggregate(
     *,
     book: Book | None = None,
     allow_partial: bool = False,
+    book_format: Format = "csv",
 ) -> NightSummary:
     """Check, fold and write a night's reports.
 
@@ -140,6 +141,7 @@ def aggregate(
         book: the book the night started from; when given, ``out/next_book`` is written.
         allow_partial: publish even though accounts are missing (they are listed in
             ``not_ok.csv`` as ``missing``).
+        book_format: the tables of ``out/next_book`` (``csv`` or ``parquet``).
 
     Returns:
         The summary written to ``firm_pnl.json``.
@@ -173,7 +175,7 @@ def aggregate(
     _write_trades(out, as_of, present, expected)
     _write_not_ok(out / "not_ok.csv", present, missing, expected)
     if book is not None:
-        write_book(out / "next_book", next_book(book, as_of, outcomes))
+        write_book(out / "next_book", next_book(book, as_of, outcomes), fmt=book_format)
     summary = NightSummary(
         as_of=as_of,
         complete=not missing,

@@ -80,7 +80,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--window", type=positive_int, default=256, help="accounts in flight at most (default 256)"
     )
     p.add_argument(
-        "--format", choices=["csv", "parquet"], default="csv", help="next_book format (default csv)"
+        "--format",
+        choices=["csv", "parquet"],
+        default="csv",
+        help="format of next_book (and, for a synthetic night, of book/) (default csv)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -102,6 +105,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--book", type=Path, help="the night's input book: writes out/next_book")
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
+    p.add_argument(
+        "--format", choices=["csv", "parquet"], default="csv", help="next_book format (default csv)"
+    )
     _add_urls(p)
     p.set_defaults(func=_one_line(cmd_aggregate))
 
@@ -345,7 +351,12 @@ def _run(
             check_store=not embedded,
         )
         summary = finish_night(
-            client, market.as_of, out, book=book, allow_partial=args.allow_partial
+            client,
+            market.as_of,
+            out,
+            book=book,
+            allow_partial=args.allow_partial,
+            book_format=args.format,
         )
     finally:
         app.close()
@@ -383,7 +394,14 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     _require_fleet(settings, "aggregate")
     client = reader.connect(settings.redis_url)
     book = read_book(args.book) if args.book else None
-    summary = finish_night(client, args.date, args.out, book=book, allow_partial=args.allow_partial)
+    summary = finish_night(
+        client,
+        args.date,
+        args.out,
+        book=book,
+        allow_partial=args.allow_partial,
+        book_format=args.format,
+    )
     print(
         json.dumps(
             {

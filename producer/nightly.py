@@ -23,7 +23,7 @@ from celery import Celery
 
 from producer import results_reader as reader
 from producer.aggregate import NightSummary, aggregate
-from producer.book import Book
+from producer.book import Book, Format
 from producer.enqueue import (
     pending_chains,
     plan_night,
@@ -181,8 +181,10 @@ def finish_night(
     *,
     book: Book | None,
     allow_partial: bool,
+    book_format: Format = "csv",
 ) -> NightSummary:
-    """Read the night back from the store and aggregate it into ``out``."""
+    """Read the night back from the store and aggregate it into ``out`` (``out/next_book`` in
+    ``book_format`` when ``book`` is given)."""
     return aggregate(
         as_of,
         reader.manifest(client, as_of),
@@ -190,4 +192,5 @@ def finish_night(
         out,
         book=book,
         allow_partial=allow_partial,
+        book_format=book_format,
     )

@@ -274,9 +274,13 @@ def test_a_hand_written_book_runs_rejects_its_bad_account_and_its_next_book_runs
     tmp_path: Path, parquet: bool
 ) -> None:
     book = _hand_book(tmp_path / "book", parquet=parquet)
-    first = _nightly_book(tmp_path / "d1", "--book", str(book), "--market", str(book / "market"))
+    fmt = "parquet" if parquet else "csv"
+    first = _nightly_book(
+        tmp_path / "d1", "--book", str(book), "--market", str(book / "market"), f"--format={fmt}"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     out = tmp_path / "d1"
+    assert sorted(p.name for p in (out / "next_book").glob("lots.*")) == [f"lots.{fmt}"]
     firm = json.loads((out / "firm_pnl.json").read_text())
     assert firm["as_of"] == "2024-07-02" and firm["complete"] and firm["received"] == 4
     not_ok = {r["account_id"]: r for r in csv.DictReader((out / "not_ok.csv").open())}
