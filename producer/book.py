@@ -774,6 +774,9 @@ def _account_row(spec: AccountSpec) -> dict[str, str]:
 def _write(
     directory: Path, name: str, columns: Sequence[str], rows: list[dict[str, str]], fmt: Format
 ) -> None:
+    # A table of the other format left from an earlier write would shadow this one (Parquet is
+    # read first) or be read instead of it.
+    (directory / f"{name}.{'csv' if fmt == 'parquet' else 'parquet'}").unlink(missing_ok=True)
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -282,3 +282,15 @@ def test_replacement_shares_that_absorbed_a_loss_stay_used_across_a_book_round_t
     )
     sale = Ledger.from_state(back).apply(txn(june + dt.timedelta(days=2), "s2 sell 10 70 L2"))
     assert [s.disallowed_loss for s in sale] == [Decimal("0.00")]
+
+
+def test_a_book_rewritten_in_the_other_format_reads_back_the_new_tables(
+    tmp_path: Path, book
+) -> None:
+    write_book(tmp_path, book, fmt="parquet")
+    changed = msgspec.structs.replace(book, accounts=book.accounts[:3])
+    write_book(tmp_path, changed, fmt="csv")  # the same --out directory, another --format
+    assert not list(tmp_path.glob("*.parquet"))
+    assert [a.account_id for a in read_book(tmp_path).accounts] == [
+        a.account_id for a in book.accounts[:3]
+    ]
