@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from producer.book import Book, Format, write_book
+from producer.book import Book, Format, refuse_booked_night, write_book
 from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
@@ -86,8 +86,9 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
     """The book given for the next day's book must be the one the night was enqueued from.
 
     Raises:
-        InputError: it closed after the night, or its accounts are not the manifest's (another
-            night's or another firm's book would book the trades into the wrong lots).
+        InputError: it closed after the night, it already holds the night's trades (it is
+            the night's ``next_book``), or its accounts are not the manifest's (another night's
+            or another firm's book would book the trades into the wrong lots).
     """
     if book.as_of > as_of:
         raise InputError(
@@ -95,6 +96,7 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
             "was enqueued from",
             field="--book",
         )
+    refuse_booked_night(book, as_of)
     ours = {a.account_id for a in book.accounts}
     only_manifest = sorted(set(expected) - ours)
     only_book = sorted(ours - set(expected))

@@ -112,6 +112,37 @@ class Book(msgspec.Struct, kw_only=True):
         return out
 
 
+def accounts_booked_on(book: Book, night: dt.date) -> list[str]:
+    """The book's accounts whose history already holds trades of ``night``'s rebalance (their
+    transaction ids are ``night:account:n``, ``shared.rebalance.outcome_transactions``): the book
+    is that night's ``next_book``, and running or booking the night on it would trade twice."""
+    ours = {spec.account_id for spec in book.accounts}
+    prefix = f"{night.isoformat()}:"
+    found = {
+        t.account
+        for t in book.history
+        if t.date == night and t.account in ours and t.id.startswith(f"{prefix}{t.account}:")
+    }
+    return sorted(found)
+
+
+def refuse_booked_night(book: Book, night: dt.date) -> None:
+    """Refuse a book that already holds ``night``'s trades (:func:`accounts_booked_on`).
+
+    Raises:
+        InputError: naming the night and a few of the accounts, ``field`` ``--book``.
+    """
+    booked = accounts_booked_on(book, night)
+    if booked:
+        shown = ", ".join(booked[:5]) + (f" and {len(booked) - 5} more" if len(booked) > 5 else "")
+        raise InputError(
+            f"the book already holds the trades of the night {night} ({shown}): it is that "
+            "night's next_book; run it on the next trading day, or give the book the night "
+            "started from",
+            field="--book",
+        )
+
+
 def household_of(spec: AccountSpec) -> str:
     """The household key of an account (an account without one is its own household)."""
     return spec.household_id or spec.account_id

@@ -19,7 +19,15 @@ import kombu.exceptions
 import redis
 
 from producer import results_reader as reader
-from producer.book import Book, book_from_stream, read_book, read_market, write_book, write_market
+from producer.book import (
+    Book,
+    book_from_stream,
+    read_book,
+    read_market,
+    refuse_booked_night,
+    write_book,
+    write_market,
+)
 from producer.broker import client_app
 from producer.cli import iso_date, positive_int
 from producer.embedded import EmbeddedFleet
@@ -262,6 +270,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
             "its lots and trades would be from the future; give the book of an earlier close",
             field="--date",
         )
+    refuse_booked_night(book, day)
     return book, read_market(market_path, day)
 
 

@@ -196,3 +196,13 @@ def test_aggregating_with_another_nights_book_is_refused_naming_the_accounts(
     with pytest.raises(InputError, match="after the night"):
         aggregate(market.as_of, manifest, outcomes, tmp_path / "y", book=later)
     assert not (tmp_path / "x" / "firm_pnl.json").exists()
+
+
+def test_a_book_that_already_holds_the_nights_trades_is_refused(night, tmp_path) -> None:
+    book, market, manifest, outcomes = night
+    aggregate(market.as_of, manifest, outcomes, tmp_path / "d1", book=book)
+    nxt = read_book(tmp_path / "d1" / "next_book")  # as_of is the night too
+    with pytest.raises(InputError) as err:  # booking the night twice would sell lots twice
+        aggregate(market.as_of, manifest, outcomes, tmp_path / "again", book=nxt)
+    assert "already holds" in str(err.value) and err.value.field == "--book"
+    assert not (tmp_path / "again" / "next_book").exists()

@@ -291,6 +291,18 @@ def test_a_hand_written_book_runs_rejects_its_bad_account_and_its_next_book_runs
     assert {t["account_id"] for t in trades} >= {"ACC-1", "ACC-4"}
     assert not any(t["account_id"] == "ACC-3" for t in trades)
 
+    # The next book already holds the night's trades: running that night on it again is refused.
+    again = _nightly_book(
+        tmp_path / "again",
+        "--book",
+        str(out / "next_book"),
+        "--market",
+        str(book / "market"),
+        "--date=2024-07-02",
+    )
+    assert again.returncode == 2 and "already holds" in again.stderr, again.stderr[-3000:]
+    assert len(again.stderr.strip().splitlines()) == 1
+
     # The next book is the input of the next trading day (2024-07-03), as written.
     second = _nightly_book(
         tmp_path / "d2", "--book", str(out / "next_book"), "--market", str(book / "market")
