@@ -316,6 +316,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
                 args=args,
                 progress=progress,
                 embedded=True,
+                check=fleet.check,
             )
     else:
         summary, stats = _run(
@@ -342,6 +343,7 @@ def _run(
     args: argparse.Namespace,
     progress: Any,
     embedded: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> tuple[Any, Any]:
     client = reader.connect(settings.redis_url)
     if not embedded:  # the store is checked by run_night (the embedded one never evicts)
@@ -357,6 +359,7 @@ def _run(
             window=args.window,
             stall_s=max(60.0, settings.visibility_timeout_s * 1.5),
             progress_out=progress,
+            check=check,
             check_store=not embedded,
         )
         summary = finish_night(

@@ -62,6 +62,7 @@ def run_night(
     progress_out: TextIO | None = sys.stderr,
     timeout_s: float | None = None,
     on_poll: Callable[[reader.Progress], None] | None = None,
+    check: Callable[[], None] | None = None,
     check_store: bool = True,
 ) -> NightStats:
     """Enqueue the night and wait until every account has an outcome.
@@ -78,6 +79,9 @@ def run_night(
         progress_out: where the progress line goes (``None``: silent).
         timeout_s: give up waiting after this long (the aggregator then names what is missing).
         on_poll: called with each progress sample (tests inject faults here).
+        check: called before each poll, also while the store is unreachable; it raises to
+            stop waiting (the embedded fleet's :meth:`~producer.embedded.EmbeddedFleet.check`:
+            its own server or workers died, so nothing would ever finish).
         check_store: run the pre-flight check (the embedded server is started with
             ``noeviction`` and may be a fakeredis without ``CONFIG``).
 
@@ -101,48 +105,56 @@ def run_night(
     )
     shown = prog  # the last full breakdown: what the progress line shows
     polls = 0
-    while True:
-        try:
-            # The full breakdown reads every status; between breakdowns one HLEN (enough for the
-            # window and the stall check) keeps the loop cheap on a big night.
-            full = polls % FULL_EVERY == 0 or prog.done >= expected
-            if full:
-                prog = reader.progress(client, as_of, expected)
-            else:
-                done = reader.done_count(client, as_of)
-                if done >= expected:
-                    prog, full = reader.progress(client, as_of, expected), True
+    try:
+        while True:
+            if check is not None:
+                check()
+            try:
+                # The full breakdown reads every status; between breakdowns one HLEN (enough for the
+                # window and the stall check) keeps the loop cheap on a big night.
+                full = polls % FULL_EVERY == 0 or prog.done >= expected
+                if full:
+                    prog = reader.progress(client, as_of, expected)
                 else:
-                    prog = msgspec.structs.replace(prog, done=done)
-            polls += 1
-        except redis.exceptions.ConnectionError:
-            # The store is restarting: the workers retry, so do we (the night is not lost).
-            if progress_out is not None:
-                progress_out.write("\rresults store unreachable, retrying…")
-            time.sleep(1.0)
-            continue
-        if full:
-            shown = prog
-        while position < len(queue) and sent - prog.done < window:
-            sent += send_chains(app, client, [queue[position]], book.ledgers, ttl_s=ttl_s)
-            position += 1
-        now = time.monotonic()
-        if prog.done != last_done:
-            last_done, last_change = prog.done, now
-        # A line is drawn only from a full breakdown, so its counts add up to its `done`.
-        if progress_out is not None and full and prog.done < expected:
-            _progress_line(progress_out, shown, now - started)
-        if on_poll is not None:
-            on_poll(prog)
-        if prog.done >= expected:
-            break
-        if timeout_s is not None and now - started > timeout_s:
-            break
-        if position >= len(queue) and now - last_change > stall_s:
-            todo = pending_chains(client, as_of, chains)
-            swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
-            last_change = now
-        time.sleep(poll_s)
+                    done = reader.done_count(client, as_of)
+                    if done >= expected:
+                        prog, full = reader.progress(client, as_of, expected), True
+                    else:
+                        prog = msgspec.structs.replace(prog, done=done)
+                polls += 1
+            except redis.exceptions.ConnectionError:
+                # The store is restarting: the workers retry, so do we (the night is not lost).
+                if progress_out is not None:
+                    progress_out.write("\rresults store unreachable, retrying…")
+                time.sleep(1.0)
+                continue
+            if full:
+                shown = prog
+            while position < len(queue) and sent - prog.done < window:
+                sent += send_chains(app, client, [queue[position]], book.ledgers, ttl_s=ttl_s)
+                position += 1
+            now = time.monotonic()
+            if prog.done != last_done:
+                last_done, last_change = prog.done, now
+            # A line is drawn only from a full breakdown, so its counts add up to its `done`.
+            if progress_out is not None and full and prog.done < expected:
+                _progress_line(progress_out, shown, now - started)
+            if on_poll is not None:
+                on_poll(prog)
+            if prog.done >= expected:
+                break
+            if timeout_s is not None and now - started > timeout_s:
+                break
+            if position >= len(queue) and now - last_change > stall_s:
+                todo = pending_chains(client, as_of, chains)
+                swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
+                last_change = now
+            time.sleep(poll_s)
+    except BaseException:  # an error or Ctrl-C: end the progress line before the message
+        if progress_out is not None:
+            progress_out.write("\n")
+            progress_out.flush()
+        raise
     wall = time.monotonic() - started
     if shown is not prog:  # the loop ended on a cheap poll (a time-out): count once more
         with contextlib.suppress(redis.exceptions.ConnectionError):

@@ -8,11 +8,15 @@ import re
 from typing import Any
 
 import fakeredis
+import pytest
+import redis
 
 from producer import nightly
 from producer.book import book_from_pairs
+from producer.embedded import EmbeddedError, EmbeddedFleet
 from producer.results_reader import Progress
 from shared import results_keys as keys
+from shared.config import Settings
 from shared.examples import synthetic_book
 
 LINE = re.compile(r"(\d+)/(\d+) done \(ok (\d+), rejected (\d+), failed (\d+), retried (\d+)\)")
@@ -90,3 +94,55 @@ def test_a_night_that_times_out_ends_on_a_consistent_line(monkeypatch) -> None:
     done, _, ok, rejected, failed, _ = (int(g) for g in last.groups())
     assert (done, ok, rejected, failed) == (3, 0, 3, 0)
     assert stats.progress.rejected == 3
+
+
+def test_the_wait_stops_when_the_fleet_check_fails_even_while_the_store_is_down(
+    monkeypatch,
+) -> None:
+    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(
+        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
+    )
+    monkeypatch.setattr(nightly.time, "sleep", lambda s: None)
+    polls = []
+
+    def down(*args: object) -> int:
+        raise redis.exceptions.ConnectionError("connection refused")
+
+    def check() -> None:  # the embedded fleet's check: its server died
+        polls.append(1)
+        if len(polls) == 3:
+            monkeypatch.setattr(nightly.reader, "done_count", down)
+            monkeypatch.setattr(nightly.reader, "progress", down)
+        if len(polls) > 6:
+            raise EmbeddedError("the embedded redis-server exited")
+
+    with pytest.raises(EmbeddedError):
+        nightly.run_night(
+            client=client,
+            app=Any,
+            book=book,
+            market=market,
+            ttl_s=60,
+            poll_s=0.0,
+            progress_out=None,
+            check=check,
+            check_store=False,
+        )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("what", ["worker", "server"])
+def test_the_embedded_fleet_check_names_a_dead_worker_or_server(tmp_path, what: str) -> None:
+    with EmbeddedFleet(Settings.from_env({}), workers=1, concurrency=1, log_dir=tmp_path) as fleet:
+        fleet.check()
+        if what == "worker":
+            fleet.workers[0].kill()
+        else:
+            fleet.redis.kill()
+        with pytest.raises(EmbeddedError) as err:
+            fleet.check()
+    assert ("worker" if what == "worker" else "redis-server") in str(err.value)
+    assert "run the night again" in str(err.value)
