@@ -29,7 +29,7 @@ from producer.book import (
     write_market,
 )
 from producer.broker import client_app
-from producer.cli import iso_date, positive_int
+from producer.cli import iso_date, positive_float, positive_int
 from producer.embedded import EmbeddedFleet
 from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
 from producer.nightly import finish_night, run_night
@@ -83,7 +83,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=os.cpu_count() or 1,
         help="pool size per worker (default: the number of CPUs)",
     )
-    p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        help="stop waiting after SECONDS and aggregate what is there (refused, naming the "
+        "missing accounts, unless --allow-partial); default: wait until every account is done",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="with --timeout: publish the night with accounts missing (exit 1)",
+    )
     p.add_argument(
         "--window", type=positive_int, default=256, help="accounts in flight at most (default 256)"
     )
@@ -359,6 +369,7 @@ def _run(
             window=args.window,
             stall_s=max(60.0, settings.visibility_timeout_s * 1.5),
             progress_out=progress,
+            timeout_s=args.timeout,
             check=check,
             check_store=not embedded,
         )

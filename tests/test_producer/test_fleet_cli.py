@@ -322,3 +322,22 @@ def _nightly_book(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_nightly_with_a_timeout_refuses_the_partial_night_or_publishes_it_when_told(
+    tmp_path: Path,
+) -> None:
+    # A deadline shorter than the workers' start-up: no account can finish in time.
+    refused = _nightly(tmp_path, "--timeout", "0.01", "--quiet")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "6 account(s) have no outcome" in last and "--allow-partial" in last
+    assert not (tmp_path / "night" / "firm_pnl.json").exists()
+    published = _nightly(tmp_path, "--timeout", "0.01", "--quiet", "--allow-partial")
+    assert published.returncode == 1, published.stderr[-3000:]
+    firm = json.loads((tmp_path / "night" / "firm_pnl.json").read_text())
+    assert not firm["complete"] and firm["expected"] == 6
+    rows = list(csv.DictReader((tmp_path / "night" / "not_ok.csv").open()))
+    assert len(rows) == 6 - firm["received"] and {r["status"] for r in rows} <= {"missing"}
