@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from producer.book import Book, write_book
+from producer.book import Book, Format, refuse_booked_night, write_book
 from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
@@ -82,6 +82,47 @@ def check_complete(
     return missing
 
 
+def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book) -> None:
+    """The book given for the next day's book must be the one the night was enqueued from.
+
+    Raises:
+        InputError: it closed after the night, it already holds the night's trades (it is
+            the night's ``next_book``), or its accounts are not the manifest's (another night's
+            or another firm's book would book the trades into the wrong lots).
+    """
+    if book.as_of > as_of:
+        raise InputError(
+            f"the book closed on {book.as_of}, after the night {as_of}: give the book the night "
+            "was enqueued from",
+            field="--book",
+        )
+    refuse_booked_night(book, as_of)
+    ours = {a.account_id for a in book.accounts}
+    only_manifest = sorted(set(expected) - ours)
+    only_book = sorted(ours - set(expected))
+    if only_manifest or only_book:
+
+        def few(ids: list[str]) -> str:
+            more = f" and {len(ids) - NAMED_MISSING} more" if len(ids) > NAMED_MISSING else ""
+            return ", ".join(ids[:NAMED_MISSING]) + more
+
+        parts = []
+        if only_manifest:
+            parts.append(
+                f"{len(only_manifest)} enqueued account(s) not in the book: {few(only_manifest)}"
+            )
+        if only_book:
+            parts.append(
+                f"{len(only_book)} account(s) of the book never enqueued: {few(only_book)}"
+            )
+        raise InputError(
+            f"night {as_of}: the book is not the one the night was enqueued from ("
+            + "; ".join(parts)
+            + ")",
+            field="--book",
+        )
+
+
 def aggregate(
     as_of: dt.date,
     expected: Mapping[str, ManifestEntry],
@@ -90,6 +131,7 @@ def aggregate(
     *,
     book: Book | None = None,
     allow_partial: bool = False,
+    book_format: Format = "csv",
 ) -> NightSummary:
     """Check, fold and write a night's reports.
 
@@ -101,14 +143,18 @@ def aggregate(
         book: the book the night started from; when given, ``out/next_book`` is written.
         allow_partial: publish even though accounts are missing (they are listed in
             ``not_ok.csv`` as ``missing``).
+        book_format: the tables of ``out/next_book`` (``csv`` or ``parquet``).
 
     Returns:
         The summary written to ``firm_pnl.json``.
 
     Raises:
         IncompleteNight: accounts are missing and ``allow_partial`` is false.
+        InputError: ``book`` is not the book the night was enqueued from (:func:`check_book`).
     """
     missing = check_complete(as_of, expected, outcomes, allow_partial=allow_partial)
+    if book is not None:
+        check_book(as_of, expected, book)
     present = [outcomes[a] for a in sorted(outcomes) if a in expected]
     out.mkdir(parents=True, exist_ok=True)
 
@@ -131,7 +177,7 @@ def aggregate(
     _write_trades(out, as_of, present, expected)
     _write_not_ok(out / "not_ok.csv", present, missing, expected)
     if book is not None:
-        write_book(out / "next_book", next_book(book, as_of, outcomes))
+        write_book(out / "next_book", next_book(book, as_of, outcomes), fmt=book_format)
     summary = NightSummary(
         as_of=as_of,
         complete=not missing,

@@ -19,10 +19,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, get_args
 
 import msgspec
 
@@ -42,6 +43,7 @@ from shared.messages import (
     decode_json,
     encode_json,
 )
+from shared.types import AccountType, Side, Strategy
 
 Format = Literal["csv", "parquet"]
 
@@ -84,6 +86,7 @@ LOT_COLUMNS: tuple[str, ...] = (
     "wash_adjustment",
     "short",
     "account_type",
+    "replacement_used",
 )
 PENDING_COLUMNS: tuple[str, ...] = ("household_id", *PendingLoss.__struct_fields__)
 RECENT_COLUMNS: tuple[str, ...] = ("household_id", *RecentPurchase.__struct_fields__)
@@ -107,6 +110,37 @@ class Book(msgspec.Struct, kw_only=True):
         for spec in sorted(self.accounts, key=lambda s: (household_of(s), s.account_id)):
             out.setdefault(household_of(spec), []).append(spec)
         return out
+
+
+def accounts_booked_on(book: Book, night: dt.date) -> list[str]:
+    """The book's accounts whose history already holds trades of ``night``'s rebalance (their
+    transaction ids are ``night:account:n``, ``shared.rebalance.outcome_transactions``): the book
+    is that night's ``next_book``, and running or booking the night on it would trade twice."""
+    ours = {spec.account_id for spec in book.accounts}
+    prefix = f"{night.isoformat()}:"
+    found = {
+        t.account
+        for t in book.history
+        if t.date == night and t.account in ours and t.id.startswith(f"{prefix}{t.account}:")
+    }
+    return sorted(found)
+
+
+def refuse_booked_night(book: Book, night: dt.date) -> None:
+    """Refuse a book that already holds ``night``'s trades (:func:`accounts_booked_on`).
+
+    Raises:
+        InputError: naming the night and a few of the accounts, ``field`` ``--book``.
+    """
+    booked = accounts_booked_on(book, night)
+    if booked:
+        shown = ", ".join(booked[:5]) + (f" and {len(booked) - 5} more" if len(booked) > 5 else "")
+        raise InputError(
+            f"the book already holds the trades of the night {night} ({shown}): it is that "
+            "night's next_book; run it on the next trading day, or give the book the night "
+            "started from",
+            field="--book",
+        )
 
 
 def household_of(spec: AccountSpec) -> str:
@@ -242,8 +276,10 @@ def read_book(directory: Path) -> Book:
     """Read a book directory (CSV or Parquet tables).
 
     Raises:
-        InputError: a missing table or a bad value; the message names the file, the row (account
-            or lot) and the column.
+        InputError: a missing table or column, an unknown column, a bad value, a duplicate
+            account or lot, a lot filed under another household than its account's; the message
+            names the file, the row (1-based, the header not counted) and the column, and
+            ``account`` / ``field`` are set.
     """
     if not directory.is_dir():
         raise InputError(f"no book directory at {directory}", field="--book")
@@ -254,39 +290,94 @@ def read_book(directory: Path) -> Book:
         as_of = dt.date.fromisoformat(json.loads(meta_path.read_text())["as_of"])
     except (KeyError, ValueError, TypeError) as exc:
         raise InputError(f"{meta_path}: expected {{'as_of': 'YYYY-MM-DD'}}", field="as_of") from exc
-    accounts = [_account(row, i) for i, row in enumerate(_table(directory, "accounts"))]
-    household_of_account = {a.account_id: household_of(a) for a in accounts}
-    states: dict[str, dict[str, list[Any]]] = {}
-
-    def bucket(row: dict[str, str], table: str, i: int) -> dict[str, list[Any]]:
-        household = row.get("household_id", "") or household_of_account.get(
-            row.get("account", ""), ""
-        )
-        if not household:
+    table = _table(directory, "accounts", ACCOUNT_COLUMNS, required=("account_id",))
+    accounts: list[AccountSpec] = []
+    row_of_account: dict[str, int] = {}
+    for row_no, row in table.rows:
+        spec = _account(row, row_no, table.file)
+        if spec.account_id in row_of_account:
             raise InputError(
-                f"{table} row {i + 1}: no household_id and account {row.get('account')!r} "
-                "is not in accounts",
-                account=row.get("account"),
+                f"{table.file} rows {row_of_account[spec.account_id]} and {row_no}: duplicate "
+                f"account_id {spec.account_id!r}",
+                account=spec.account_id,
+                field="account_id",
+            )
+        row_of_account[spec.account_id] = row_no
+        accounts.append(spec)
+    by_id = {a.account_id: a for a in accounts}
+    states: dict[str, dict[str, list[Any]]] = {}
+    #: account → (its type, the file and row that said so), for accounts not in ``accounts``
+    seen_types: dict[str, tuple[str, str]] = {}
+
+    def place(row: dict[str, str], file: str, row_no: int) -> dict[str, list[Any]]:
+        """Fill the row's household and account type from ``accounts``; its household bucket."""
+        account = row.get("account", "")
+        spec = by_id.get(account)
+        household = row.get("household_id", "")
+        if spec is not None:
+            if household and household != household_of(spec):
+                raise InputError(
+                    f"{file} row {row_no}: household_id {household!r}, but account {account} is "
+                    f"in household {household_of(spec)} (accounts)",
+                    account=account,
+                    field="household_id",
+                )
+            row["household_id"] = household = household_of(spec)
+        elif not household:
+            raise InputError(
+                f"{file} row {row_no}: no household_id and account {account!r} is not in accounts",
+                account=account or None,
                 field="household_id",
             )
+        if "account_type" in _struct_of(file).__struct_fields__:
+            given = row.get("account_type", "")
+            known, where = (
+                (spec.account_type, "accounts") if spec else seen_types.get(account, ("", ""))
+            )
+            if given and known and given != known:
+                raise InputError(
+                    f"{file} row {row_no}: account_type {given!r}, but {where} says account "
+                    f"{account} is {known}",
+                    account=account,
+                    field="account_type",
+                )
+            row["account_type"] = given or known or "taxable"
+            if spec is None:
+                seen_types.setdefault(account, (row["account_type"], f"{file} row {row_no}"))
         return states.setdefault(household, {"lots": [], "pending": [], "recent": []})
 
-    for i, row in enumerate(_table(directory, "lots")):
-        bucket(row, "lots", i)["lots"].append(_lot(row, i))
-    for i, row in enumerate(_table(directory, "pending_losses", required=False)):
-        bucket(row, "pending_losses", i)["pending"].append(
-            _convert(row, PendingLoss, "pending_losses", i)
+    lots = _table(directory, "lots", LOT_COLUMNS, required=_LOT_REQUIRED)
+    row_of_lot: dict[tuple[str, str], int] = {}
+    for row_no, row in lots.rows:
+        lot = _lot(row, row_no, lots.file)
+        key = (lot.account, lot.lot_id)
+        if key in row_of_lot:
+            raise InputError(
+                f"{lots.file} rows {row_of_lot[key]} and {row_no}: account {lot.account} has lot "
+                f"{lot.lot_id!r} twice (lot ids are unique per account)",
+                account=lot.account,
+                field="lot_id",
+            )
+        row_of_lot[key] = row_no
+        place(row, lots.file, row_no)["lots"].append(
+            msgspec.structs.replace(lot, account_type=row["account_type"])
         )
-    for i, row in enumerate(_table(directory, "recent_purchases", required=False)):
-        bucket(row, "recent_purchases", i)["recent"].append(
-            _convert(row, RecentPurchase, "recent_purchases", i)
-        )
-    identical = {
-        row["household_id"]: _groups(row.get("identical", ""))
-        for row in _table(directory, "households", required=False)
-    }
+    for name, part, typ, columns in (
+        ("pending_losses", "pending", PendingLoss, PENDING_COLUMNS),
+        ("recent_purchases", "recent", RecentPurchase, RECENT_COLUMNS),
+    ):
+        extra = _table(directory, name, columns, required=_required(typ), optional_file=True)
+        for row_no, row in extra.rows:
+            bucket = place(row, extra.file, row_no)
+            bucket[part].append(_convert(row, typ, extra.file, row_no))
+    households = _table(
+        directory, "households", HOUSEHOLD_COLUMNS, required=("household_id",), optional_file=True
+    )
+    identical: dict[str, list[list[str]]] = {}
+    for _, row in households.rows:
+        identical[row["household_id"]] = _groups(row.get("identical", ""))
     ledgers = {}
-    for household in {*household_of_account.values(), *states}:
+    for household in {*(household_of(a) for a in accounts), *states}:
         parts = states.get(household, {"lots": [], "pending": [], "recent": []})
         ledgers[household] = LedgerState(
             as_of=as_of,
@@ -296,11 +387,15 @@ def read_book(directory: Path) -> Book:
             recent_purchases=parts["recent"],
             identical=identical.get(household, []),
         )
-    history = [
-        _convert(row, Transaction, "history", i)
-        for i, row in enumerate(_table(directory, "history", required=False))
-    ]
-    return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=history)
+    history = _table(
+        directory, "history", HISTORY_COLUMNS, required=_required(Transaction), optional_file=True
+    )
+    return Book(
+        as_of=as_of,
+        accounts=accounts,
+        ledgers=ledgers,
+        history=[_convert(row, Transaction, history.file, n) for n, row in history.rows],
+    )
 
 
 def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
@@ -326,38 +421,205 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
     return snapshot
 
 
-def _table(directory: Path, name: str, *, required: bool = True) -> list[dict[str, str]]:
+#: Book columns that hold a struct field of another name.
+_RENAMED = {"cost_basis_usd": "cost_basis", "wash_adjustment_usd": "wash_adjustment"}
+
+#: The allowed values of the enumerated columns (named in the error for any other value).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "account_type": get_args(AccountType),
+    "strategy": get_args(Strategy),
+    "side": get_args(Side),
+}
+
+
+def _required(typ: type[Any]) -> tuple[str, ...]:
+    """The columns a struct cannot do without (its fields without a default)."""
+    return tuple(_RENAMED.get(f.name, f.name) for f in msgspec.structs.fields(typ) if f.required)
+
+
+_LOT_REQUIRED = _required(Lot)
+
+
+def _struct_of(file: str) -> type[Any]:
+    """The struct a book file's rows become (for the columns it has)."""
+    table = file.rsplit(".", 1)[0]
+    return {"lots": Lot, "pending_losses": PendingLoss, "recent_purchases": RecentPurchase}.get(
+        table, Transaction
+    )
+
+
+class _Table(NamedTuple):
+    """A book table as read: its file name and its rows (1-based data row number, cells as
+    text, every known column present)."""
+
+    file: str
+    rows: list[tuple[int, dict[str, str]]]
+
+
+def _cell(value: Any) -> str:
+    """A Parquet cell as the text a CSV would hold (typed columns welcome)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, dt.datetime):  # a timestamp column: its date (time of day dropped)
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value).strip()
+
+
+def _table(
+    directory: Path,
+    name: str,
+    columns: Sequence[str],
+    *,
+    required: Sequence[str],
+    optional_file: bool = False,
+) -> _Table:
+    """Read ``name.parquet`` (preferred) or ``name.csv``, checking its columns and cells.
+
+    Raises:
+        InputError: the file is missing (unless ``optional_file``), a column is unknown,
+            repeated or missing, a row has another number of cells than the header, or a
+            required cell is empty.
+    """
     csv_path, pq_path = directory / f"{name}.csv", directory / f"{name}.parquet"
+    raw: list[tuple[int, list[str]]] = []
     if pq_path.exists():
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(pq_path).to_pylist()
-        return [{k: "" if v is None else str(v) for k, v in row.items()} for row in rows]
-    if csv_path.exists():
-        with csv_path.open(newline="") as fh:
-            return [dict(row) for row in csv.DictReader(fh)]
-    if required:
+        file = pq_path.name
+        try:
+            data = pq.read_table(pq_path)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{file}: not a readable Parquet file ({exc})", field=name) from exc
+        header = [str(c).strip() for c in data.column_names]
+        for i, row in enumerate(data.to_pylist()):
+            raw.append((i + 1, [_cell(v) for v in row.values()]))
+    elif csv_path.exists():
+        file = csv_path.name
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel) is dropped
+            reader = csv.reader(fh)
+            header = [c.strip() for c in next(reader, [])]
+            if not header:
+                raise InputError(f"{file} is empty: it needs a header row", field=name)
+            for cells in reader:
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue  # a blank line
+                # A data row is numbered from 1 after the header, by line: row N is line N + 1.
+                row_no = reader.line_num - 1
+                if len(cells) != len(header):
+                    raise InputError(
+                        f"{file} row {row_no}: {len(cells)} cells, but the header has "
+                        f"{len(header)} columns",
+                        field="row",
+                    )
+                raw.append((row_no, [c.strip() for c in cells]))
+    elif optional_file:
+        return _Table(file=f"{name}.csv", rows=[])
+    else:
         raise InputError(f"{directory} has neither {name}.csv nor {name}.parquet", field=name)
-    return []
-
-
-def _convert(row: dict[str, str], typ: type[Any], table: str, i: int) -> Any:
-    data = {k: v for k, v in row.items() if k in typ.__struct_fields__ and v != ""}
-    try:
-        return msgspec.convert(data, typ, strict=False)
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        field = msg.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in msg else "row"
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise InputError(f"{file}: column {column!r} appears twice", field=column)
+        seen.add(column)
+    unknown = [c for c in header if c not in columns]
+    for column in required:
+        if column not in seen:
+            hint = f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""
+            raise InputError(f"{file}: missing column {column!r}{hint}", field=column)
+    if unknown:
         raise InputError(
-            f"{table} row {i + 1}: {msg}", account=row.get("account"), field=field
-        ) from exc
+            f"{file}: unknown column {unknown[0]!r} (the columns are {', '.join(columns)}; "
+            "docs/formats.md, Book format)",
+            field=unknown[0],
+        )
+    rows: list[tuple[int, dict[str, str]]] = []
+    for row_no, cells in raw:
+        row = dict.fromkeys(columns, "")
+        row.update(zip(header, cells, strict=True))
+        for column in required:
+            if row[column] == "":
+                raise InputError(
+                    f"{file} row {row_no}: {column} is empty",
+                    account=row.get("account_id") or row.get("account") or None,
+                    field=column,
+                )
+        rows.append((row_no, row))
+    return _Table(file=file, rows=rows)
 
 
-def _lot(row: dict[str, str], i: int) -> Lot:
-    data = dict(row)
-    data["cost_basis_usd"] = data.pop("cost_basis", "")
-    data["wash_adjustment_usd"] = data.pop("wash_adjustment", "")
-    lot: Lot = _convert(data, Lot, "lots", i)
+def _cell_error(
+    file: str, row_no: int, row: dict[str, str], exc: msgspec.ValidationError
+) -> InputError:
+    """A msgspec conversion error as a one-line error naming the file, row and column."""
+    msg = str(exc)
+    path = msg.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in msg else ""
+    field = path.split(".", 1)[0].split("[", 1)[0]
+    column = _RENAMED.get(field, field) or "row"
+    value = row.get(column, "")
+    if "date" in msg.lower():
+        what = "is not a date (YYYY-MM-DD)"
+    elif "enum" in msg.lower():
+        what = f"is not one of {', '.join(_CHOICES.get(column, ()))}"
+    elif any(t in msg for t in ("decimal", "`float`", "`int`")):
+        what = "is not a number"
+    elif "`bool`" in msg:
+        what = "is not true or false"
+    else:
+        what = f"is invalid ({msg.split(' - at ', 1)[0]})"
+    return InputError(
+        f"{file} row {row_no}: {column} {value!r} {what}",
+        account=row.get("account_id") or row.get("account") or None,
+        field=column,
+    )
+
+
+def _convert(row: dict[str, str], typ: type[Any], file: str, row_no: int) -> Any:
+    data = {
+        name: row[_RENAMED.get(name, name)]
+        for name in typ.__struct_fields__
+        if row.get(_RENAMED.get(name, name), "") != ""
+    }
+    try:
+        obj = msgspec.convert(data, typ, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _cell_error(file, row_no, row, exc) from exc
+    for name in typ.__struct_fields__:  # NaN and Infinity are no amounts
+        value = getattr(obj, name)
+        if isinstance(value, Decimal) and not value.is_finite():
+            column = _RENAMED.get(name, name)
+            raise InputError(
+                f"{file} row {row_no}: {column} {row[column]!r} is not a finite number",
+                account=row.get("account") or None,
+                field=column,
+            )
+    return obj
+
+
+def _lot(row: dict[str, str], row_no: int, file: str) -> Lot:
+    lot: Lot = _convert(row, Lot, file, row_no)
+    # Short lots are flagged by `short`, never by a negative quantity (IRC §1233).
+    if lot.quantity <= 0:
+        raise InputError(
+            f"{file} row {row_no}: quantity {row['quantity']!r} must be > 0 (a short lot is "
+            "flagged by `short`, not by a negative quantity)",
+            account=lot.account,
+            field="quantity",
+        )
+    if lot.cost_basis_usd < 0:
+        raise InputError(
+            f"{file} row {row_no}: cost_basis {row['cost_basis']!r} must be >= 0",
+            account=lot.account,
+            field="cost_basis",
+        )
     return lot
 
 
@@ -369,8 +631,8 @@ def _groups(text: str) -> list[list[str]]:
     return [_split(group, "=") for group in _split(text)]
 
 
-def _account(row: dict[str, str], i: int) -> AccountSpec:
-    account = row.get("account_id", "") or f"<row {i + 1}>"
+def _account(row: dict[str, str], row_no: int, file: str) -> AccountSpec:
+    account = row["account_id"]
 
     def num(col: str) -> float | None:
         raw = row.get(col, "").strip()
@@ -379,19 +641,23 @@ def _account(row: dict[str, str], i: int) -> AccountSpec:
         try:
             return float(raw)
         except ValueError as exc:
-            raise InputError(f"not a number: {raw!r}", account=account, field=col) from exc
+            raise InputError(
+                f"{file} row {row_no}: {col} {raw!r} is not a number", account=account, field=col
+            ) from exc
 
     tilts = []
     for part in _split(row.get("tilts", "")):
         factor, sep, value = part.partition(":")
         try:
+            if not sep:
+                raise ValueError(part)
             tilts.append(FactorTilt(factor=factor.strip(), min_exposure=float(value)))
         except ValueError as exc:
             raise InputError(
-                f"expected factor:min_exposure, got {part!r}", account=account, field="tilts"
+                f"{file} row {row_no}: tilts {part!r} is not factor:min_exposure",
+                account=account,
+                field="tilts",
             ) from exc
-        if not sep:
-            raise InputError(f"expected factor:min, got {part!r}", account=account, field="tilts")
     data: dict[str, Any] = {
         k: v
         for k, v in row.items()
@@ -424,9 +690,15 @@ def _account(row: dict[str, str], i: int) -> AccountSpec:
     try:
         spec: AccountSpec = msgspec.convert(data, AccountSpec, strict=False)
     except msgspec.ValidationError as exc:
-        msg = str(exc)
-        field = msg.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in msg else "row"
-        raise InputError(f"accounts row {i + 1}: {msg}", account=account, field=field) from exc
+        raise _cell_error(file, row_no, row, exc) from exc
+    for name in ("cash_usd", "gain_budget_usd"):
+        value = getattr(spec, name)
+        if value is not None and not value.is_finite():
+            raise InputError(
+                f"{file} row {row_no}: {name} {row[name]!r} is not a finite number",
+                account=account,
+                field=name,
+            )
     return spec
 
 
@@ -454,11 +726,15 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
     _write(directory, "pending_losses", PENDING_COLUMNS, pending, fmt)
     _write(directory, "recent_purchases", RECENT_COLUMNS, recent, fmt)
     _write(directory, "households", HOUSEHOLD_COLUMNS, households, fmt)
+    household_of_account = {spec.account_id: household_of(spec) for spec in book.accounts}
+    for household, state in book.ledgers.items():  # accounts not rebalanced, e.g. an IRA
+        for lot in state.lots:
+            household_of_account.setdefault(lot.account, household)
     _write(
         directory,
         "history",
         HISTORY_COLUMNS,
-        [_struct_row(_history_household(book, t), t) for t in book.history],
+        [_struct_row(household_of_account.get(t.account, ""), t) for t in book.history],
         fmt,
     )
 
@@ -466,13 +742,6 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
 def write_market(path: Path, market: MarketSnapshot) -> None:
     """Write a market snapshot as JSON (what :func:`read_market` reads)."""
     path.write_bytes(encode_json(market))
-
-
-def _history_household(book: Book, txn: Transaction) -> str:
-    for spec in book.accounts:
-        if spec.account_id == txn.account:
-            return household_of(spec)
-    return ""
 
 
 def _text(value: Any) -> str:
@@ -505,6 +774,7 @@ def _lot_row(household: str, lot: Lot) -> dict[str, str]:
         "wash_adjustment": _text(lot.wash_adjustment_usd),
         "short": _text(lot.short),
         "account_type": lot.account_type,
+        "replacement_used": _text(lot.replacement_used),
     }
 
 
@@ -535,6 +805,9 @@ def _account_row(spec: AccountSpec) -> dict[str, str]:
 def _write(
     directory: Path, name: str, columns: Sequence[str], rows: list[dict[str, str]], fmt: Format
 ) -> None:
+    # A table of the other format left from an earlier write would shadow this one (Parquet is
+    # read first) or be read instead of it.
+    (directory / f"{name}.{'csv' if fmt == 'parquet' else 'parquet'}").unlink(missing_ok=True)
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -168,6 +168,14 @@ class RedisServer:
         self._fake_thread = threading.Thread(target=self._fake.serve_forever, daemon=True)
         self._fake_thread.start()
 
+    def exited(self) -> str | None:
+        """What happened to a started server that no longer runs (``None`` while it runs)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"redis-server exited (code {self.proc.returncode})"
+        if self._fake_thread is not None and not self._fake_thread.is_alive():
+            return "fakeredis server stopped"
+        return None
+
     def kill(self) -> None:
         """SIGKILL the server (reliability tests); :meth:`start` brings it back from the AOF."""
         if self.proc is not None and self.proc.poll() is None:
@@ -370,6 +378,27 @@ class EmbeddedFleet:
             self.close()
             raise
         return self
+
+    def check(self) -> None:
+        """Raise when the fleet can no longer finish a night: its server or every worker exited
+        (e.g. killed by the OOM killer) — nothing would ever come back, so waiting is pointless.
+
+        Raises:
+            EmbeddedError: naming what exited, its exit code and the worker log.
+        """
+        gone = self.redis.exited()
+        if gone:
+            raise EmbeddedError(
+                f"the embedded {gone} mid-night; the book is unchanged and nothing was "
+                "published: run the night again"
+            )
+        codes = [w.proc.poll() for w in self.workers if w.proc is not None]
+        if codes and all(code is not None for code in codes):
+            logs = f"; see {self.log_dir}/worker*.log" if self.log_dir else ""
+            raise EmbeddedError(
+                f"every embedded worker exited (codes {', '.join(map(str, codes))}) mid-night"
+                f"{logs}; the book is unchanged and nothing was published: run the night again"
+            )
 
     def close(self) -> None:
         """Stop the workers, then the server."""

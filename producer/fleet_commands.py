@@ -5,16 +5,31 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import amqp.exceptions
+import kombu.exceptions
+import redis
+
 from producer import results_reader as reader
-from producer.book import Book, book_from_stream, read_book, read_market, write_book, write_market
+from producer.book import (
+    Book,
+    book_from_stream,
+    read_book,
+    read_market,
+    refuse_booked_night,
+    write_book,
+    write_market,
+)
 from producer.broker import client_app
-from producer.cli import iso_date, positive_int
+from producer.cli import iso_date, positive_float, positive_int
 from producer.embedded import EmbeddedFleet
 from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
 from producer.nightly import finish_night, run_night
@@ -68,12 +83,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=os.cpu_count() or 1,
         help="pool size per worker (default: the number of CPUs)",
     )
-    p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        help="stop waiting after SECONDS and aggregate what is there (refused, naming the "
+        "missing accounts, unless --allow-partial); default: wait until every account is done",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="with --timeout: publish the night with accounts missing (exit 1)",
+    )
     p.add_argument(
         "--window", type=positive_int, default=256, help="accounts in flight at most (default 256)"
     )
     p.add_argument(
-        "--format", choices=["csv", "parquet"], default="csv", help="next_book format (default csv)"
+        "--format",
+        choices=["csv", "parquet"],
+        default="csv",
+        help="format of next_book (and, for a synthetic night, of book/) (default csv)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -82,30 +110,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="auto",
         help="embedded store/broker (default auto: redis-server when installed, else fakeredis)",
     )
-    p.set_defaults(func=cmd_nightly)
+    p.set_defaults(func=_one_line(cmd_nightly))
 
     p = sub.add_parser("enqueue", help="publish the market and manifest, send one task/account")
     _add_inputs(p, synthetic_default=None)
     _add_urls(p)
     p.add_argument("--resend", action="store_true", help="also send accounts that have outcomes")
-    p.set_defaults(func=cmd_enqueue)
+    p.set_defaults(func=_one_line(cmd_enqueue))
 
     p = sub.add_parser("aggregate", help="check completeness and write the night's reports")
     p.add_argument("--date", type=iso_date, required=True, help="the night")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--book", type=Path, help="the night's input book: writes out/next_book")
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
+    p.add_argument(
+        "--format", choices=["csv", "parquet"], default="csv", help="next_book format (default csv)"
+    )
     _add_urls(p)
-    p.set_defaults(func=cmd_aggregate)
+    p.set_defaults(func=_one_line(cmd_aggregate))
 
     p = sub.add_parser("sweep", help="re-enqueue the accounts of a night that have no outcome")
     _add_inputs(p, synthetic_default=None)
     _add_urls(p)
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=_one_line(cmd_sweep))
 
     p = sub.add_parser("preflight", help="check the results store and broker before a night")
     _add_urls(p)
-    p.set_defaults(func=cmd_preflight)
+    p.set_defaults(func=_one_line(cmd_preflight))
 
 
 def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,6 +158,66 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` with an unreachable (or refusing) results store or broker reported as one
+    line naming the setting to check, never a traceback."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except redis.exceptions.RedisError as exc:
+            raise InputError(
+                f"results store is unreachable or refused a command: {exc}",
+                field="TAXVIEW_REDIS_URL",
+            ) from exc
+        except (kombu.exceptions.OperationalError, amqp.exceptions.AMQPError) as exc:
+            raise InputError(f"broker is unreachable: {exc}", field="TAXVIEW_BROKER_URL") from exc
+
+    return run
+
+
+#: Connection attempts of ``taxview preflight`` (a check answers in seconds, not half a minute).
+PREFLIGHT_RETRIES = 3
+
+
+def check_broker(settings: Settings, *, retries: int = PREFLIGHT_RETRIES) -> None:
+    """Refuse a broker that is unreachable or, for Redis, may evict queued tasks.
+
+    Raises:
+        InputError: naming ``TAXVIEW_BROKER_URL`` (unreachable) or ``maxmemory-policy``.
+    """
+    if settings.broker_is_redis:
+        client = reader.connect(settings.broker_url, retries=retries)
+        try:
+            reader.preflight(client, what="broker", setting="TAXVIEW_BROKER_URL")
+        finally:
+            client.close()
+        return
+    from kombu.connection import Connection
+
+    conn = Connection(settings.broker_url, connect_timeout=5)  # type: ignore[no-untyped-call]
+    try:
+        conn.ensure_connection(max_retries=retries, interval_start=0.2, interval_step=0.5)  # type: ignore[no-untyped-call]
+    except (
+        kombu.exceptions.OperationalError,
+        amqp.exceptions.AMQPError,
+        OSError,
+        *conn.connection_errors,
+    ) as exc:
+        raise InputError(
+            f"broker {_redacted(settings.broker_url)} is unreachable: {exc}",
+            field="TAXVIEW_BROKER_URL",
+        ) from exc
+    finally:
+        conn.release()  # type: ignore[no-untyped-call]
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -159,9 +250,15 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
                 "--market needs --book: a synthetic book brings its own synthetic market",
                 field="--market",
             )
-        from shared.calendar import trading_day_on_or_before
+        from shared.calendar import is_trading_day, trading_day_on_or_before
         from shared.examples import synthetic_book_stream
 
+        if args.date is not None and not is_trading_day(args.date):
+            raise InputError(
+                f"--date {args.date} is not an NYSE session (a weekend or a holiday): no market, "
+                f"no night; the session before it is {trading_day_on_or_before(args.date)}",
+                field="--date",
+            )
         day = args.date or trading_day_on_or_before(dt.date.today() - dt.timedelta(days=1))
         market, pairs = synthetic_book_stream(
             accounts=args.synthetic_accounts, names=args.names, seed=args.seed, as_of=day
@@ -177,6 +274,13 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
         from shared.calendar import next_trading_day
 
         day = args.date or next_trading_day(book.as_of)
+    if day < book.as_of:
+        raise InputError(
+            f"the night {day} is before the book's close {book.as_of} ({args.book}/book.json): "
+            "its lots and trades would be from the future; give the book of an earlier close",
+            field="--date",
+        )
+    refuse_booked_night(book, day)
     return book, read_market(market_path, day)
 
 
@@ -222,6 +326,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
                 args=args,
                 progress=progress,
                 embedded=True,
+                check=fleet.check,
             )
     else:
         summary, stats = _run(
@@ -248,8 +353,11 @@ def _run(
     args: argparse.Namespace,
     progress: Any,
     embedded: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> tuple[Any, Any]:
     client = reader.connect(settings.redis_url)
+    if not embedded:  # the store is checked by run_night (the embedded one never evicts)
+        check_broker(settings)
     app = client_app(settings)
     try:
         stats = run_night(
@@ -261,10 +369,17 @@ def _run(
             window=args.window,
             stall_s=max(60.0, settings.visibility_timeout_s * 1.5),
             progress_out=progress,
+            timeout_s=args.timeout,
+            check=check,
             check_store=not embedded,
         )
         summary = finish_night(
-            client, market.as_of, out, book=book, allow_partial=args.allow_partial
+            client,
+            market.as_of,
+            out,
+            book=book,
+            allow_partial=args.allow_partial,
+            book_format=args.format,
         )
     finally:
         app.close()
@@ -279,6 +394,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     book, market = load_inputs(args)
     client = reader.connect(settings.redis_url)
     reader.preflight(client)
+    check_broker(settings)
     app = client_app(settings)
     try:
         expected, sent = enqueue_night(
@@ -301,7 +417,14 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     _require_fleet(settings, "aggregate")
     client = reader.connect(settings.redis_url)
     book = read_book(args.book) if args.book else None
-    summary = finish_night(client, args.date, args.out, book=book, allow_partial=args.allow_partial)
+    summary = finish_night(
+        client,
+        args.date,
+        args.out,
+        book=book,
+        allow_partial=args.allow_partial,
+        book_format=args.format,
+    )
     print(
         json.dumps(
             {
@@ -338,13 +461,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    """``taxview preflight``."""
+    """``taxview preflight``: the store and the broker are reachable and never evict."""
     settings = _settings(args)
     _require_fleet(settings, "preflight")
-    reader.preflight(reader.connect(settings.redis_url))
-    if settings.broker_is_redis:
-        reader.preflight(reader.connect(settings.broker_url), what="broker")
-    print("preflight ok: results store and broker never evict keys")
+    client = reader.connect(settings.redis_url, retries=PREFLIGHT_RETRIES)
+    try:
+        reader.preflight(client)
+    finally:
+        client.close()
+    check_broker(settings)
+    print("preflight ok: results store and broker reachable, neither evicts keys")
     return 0
 
 

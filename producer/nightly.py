@@ -9,6 +9,7 @@ redelivery of a finished account changes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 import time
@@ -22,7 +23,7 @@ from celery import Celery
 
 from producer import results_reader as reader
 from producer.aggregate import NightSummary, aggregate
-from producer.book import Book
+from producer.book import Book, Format
 from producer.enqueue import (
     pending_chains,
     plan_night,
@@ -31,6 +32,10 @@ from producer.enqueue import (
     write_manifest,
 )
 from shared.messages import MarketSnapshot
+
+#: Polls per full status breakdown (the polls between read one HLEN); the progress line is drawn
+#: after each breakdown only, every ``FULL_EVERY × poll_s`` seconds (0.8 s by default).
+FULL_EVERY = 4
 
 
 class NightStats(msgspec.Struct, kw_only=True):
@@ -57,6 +62,7 @@ def run_night(
     progress_out: TextIO | None = sys.stderr,
     timeout_s: float | None = None,
     on_poll: Callable[[reader.Progress], None] | None = None,
+    check: Callable[[], None] | None = None,
     check_store: bool = True,
 ) -> NightStats:
     """Enqueue the night and wait until every account has an outcome.
@@ -73,6 +79,9 @@ def run_night(
         progress_out: where the progress line goes (``None``: silent).
         timeout_s: give up waiting after this long (the aggregator then names what is missing).
         on_poll: called with each progress sample (tests inject faults here).
+        check: called before each poll, also while the store is unreachable; it raises to
+            stop waiting (the embedded fleet's :meth:`~producer.embedded.EmbeddedFleet.check`:
+            its own server or workers died, so nothing would ever finish).
         check_store: run the pre-flight check (the embedded server is started with
             ``noeviction`` and may be a fakeredis without ``CONFIG``).
 
@@ -94,53 +103,72 @@ def run_night(
     prog = reader.Progress(
         expected=expected, done=0, ok=0, relaxed=0, held=0, rejected=0, failed=0, retried=0
     )
+    shown = prog  # the last full breakdown: what the progress line shows
     polls = 0
-    while True:
-        try:
-            # The full breakdown reads every status; between breakdowns one HLEN is enough.
-            if polls % 8 == 0 or prog.done >= expected:
-                prog = reader.progress(client, as_of, expected)
-            else:
-                prog = msgspec.structs.replace(prog, done=reader.done_count(client, as_of))
-                if prog.done >= expected:
+    try:
+        while True:
+            if check is not None:
+                check()
+            try:
+                # The full breakdown reads every status; between breakdowns one HLEN (enough for the
+                # window and the stall check) keeps the loop cheap on a big night.
+                full = polls % FULL_EVERY == 0 or prog.done >= expected
+                if full:
                     prog = reader.progress(client, as_of, expected)
-            polls += 1
-        except redis.exceptions.ConnectionError:
-            # The store is restarting: the workers retry, so do we (the night is not lost).
-            if progress_out is not None:
-                progress_out.write("\rresults store unreachable, retrying…")
-            time.sleep(1.0)
-            continue
-        while position < len(queue) and sent - prog.done < window:
-            sent += send_chains(app, client, [queue[position]], book.ledgers, ttl_s=ttl_s)
-            position += 1
-        now = time.monotonic()
-        if prog.done != last_done:
-            last_done, last_change = prog.done, now
-        if progress_out is not None and polls % 4 == 1:
-            _progress_line(progress_out, prog, now - started)
-        if on_poll is not None:
-            on_poll(prog)
-        if prog.done >= expected:
-            break
-        if timeout_s is not None and now - started > timeout_s:
-            break
-        if position >= len(queue) and now - last_change > stall_s:
-            todo = pending_chains(client, as_of, chains)
-            swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
-            last_change = now
-        time.sleep(poll_s)
+                else:
+                    done = reader.done_count(client, as_of)
+                    if done >= expected:
+                        prog, full = reader.progress(client, as_of, expected), True
+                    else:
+                        prog = msgspec.structs.replace(prog, done=done)
+                polls += 1
+            except redis.exceptions.ConnectionError:
+                # The store is restarting: the workers retry, so do we (the night is not lost).
+                if progress_out is not None:
+                    progress_out.write("\rresults store unreachable, retrying…")
+                time.sleep(1.0)
+                continue
+            if full:
+                shown = prog
+            while position < len(queue) and sent - prog.done < window:
+                sent += send_chains(app, client, [queue[position]], book.ledgers, ttl_s=ttl_s)
+                position += 1
+            now = time.monotonic()
+            if prog.done != last_done:
+                last_done, last_change = prog.done, now
+            # A line is drawn only from a full breakdown, so its counts add up to its `done`.
+            if progress_out is not None and full and prog.done < expected:
+                _progress_line(progress_out, shown, now - started)
+            if on_poll is not None:
+                on_poll(prog)
+            if prog.done >= expected:
+                break
+            if timeout_s is not None and now - started > timeout_s:
+                break
+            if position >= len(queue) and now - last_change > stall_s:
+                todo = pending_chains(client, as_of, chains)
+                swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
+                last_change = now
+            time.sleep(poll_s)
+    except BaseException:  # an error or Ctrl-C: end the progress line before the message
+        if progress_out is not None:
+            progress_out.write("\n")
+            progress_out.flush()
+        raise
     wall = time.monotonic() - started
+    if shown is not prog:  # the loop ended on a cheap poll (a time-out): count once more
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            shown = reader.progress(client, as_of, expected)
     if progress_out is not None:
-        _progress_line(progress_out, prog, wall)
+        _progress_line(progress_out, shown, wall)
         progress_out.write("\n")
         progress_out.flush()
     return NightStats(
         accounts=expected,
         wall_s=wall,
-        accounts_per_s=prog.done / wall if wall > 0 else 0.0,
+        accounts_per_s=shown.done / wall if wall > 0 else 0.0,
         swept=swept,
-        progress=prog,
+        progress=shown,
         redis_peak_mb=reader.used_memory_mb(client),
     )
 
@@ -165,8 +193,10 @@ def finish_night(
     *,
     book: Book | None,
     allow_partial: bool,
+    book_format: Format = "csv",
 ) -> NightSummary:
-    """Read the night back from the store and aggregate it into ``out``."""
+    """Read the night back from the store and aggregate it into ``out`` (``out/next_book`` in
+    ``book_format`` when ``book`` is given)."""
     return aggregate(
         as_of,
         reader.manifest(client, as_of),
@@ -174,4 +204,5 @@ def finish_night(
         out,
         book=book,
         allow_partial=allow_partial,
+        book_format=book_format,
     )

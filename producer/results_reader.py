@@ -47,19 +47,38 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     retried: int
 
 
-def connect(url: str) -> redis.Redis[bytes]:
+#: Reconnect attempts of a store command (exponential backoff capped at 2 s: about half a
+#: minute in all), so the producer rides out a Redis restart.
+STORE_RETRIES = 20
+
+
+def connect(url: str, *, retries: int | None = None) -> redis.Redis[bytes]:
     """A client of the results store (connects on first command; a dropped connection is
-    re-opened with backoff for about half a minute before an error surfaces)."""
+    re-opened with backoff — :data:`STORE_RETRIES` times, about half a minute, unless
+    ``retries`` says otherwise — before an error surfaces)."""
     return redis.Redis.from_url(
         url,
         socket_timeout=30,
         socket_connect_timeout=5,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+        retry=Retry(
+            ExponentialBackoff(cap=2.0, base=0.05),
+            STORE_RETRIES if retries is None else retries,
+        ),
     )
 
 
-def preflight(client: redis.Redis[bytes], *, what: str = "results store") -> None:
+def preflight(
+    client: redis.Redis[bytes],
+    *,
+    what: str = "results store",
+    setting: str = "TAXVIEW_REDIS_URL",
+) -> None:
     """Refuse a Redis that may evict our keys or is unreachable.
+
+    Args:
+        client: the server to check.
+        what: how the error names it (``results store``, ``broker``).
+        setting: the variable that points at it (named when it is unreachable).
 
     Raises:
         InputError: the server is unreachable, or its ``maxmemory-policy`` evicts keys (set it to
@@ -67,8 +86,8 @@ def preflight(client: redis.Redis[bytes], *, what: str = "results store") -> Non
     """
     try:
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
-    except redis.exceptions.ConnectionError as exc:
-        raise InputError(f"{what} is unreachable: {exc}", field="TAXVIEW_REDIS_URL") from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise InputError(f"{what} is unreachable: {exc}", field=setting) from exc
     except redis.exceptions.ResponseError as exc:
         raise InputError(
             f"{what} refuses CONFIG GET ({exc}); cannot verify that it never evicts keys",

@@ -15,11 +15,13 @@ refused, never run).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery
 
 from shared.config import Settings
+from shared.errors import InputError
 
 #: Environment that pins BLAS/OpenMP pools to one thread per process (prefork × threaded BLAS
 #: oversubscribes the cores).  Set before any pool process imports numpy.
@@ -117,4 +119,14 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-app = create_app(Settings.from_env(os.environ))
+def _app_from_environment() -> Celery:
+    """The app ``celery -A worker.app`` loads.  Bad settings end the process with one line naming
+    the variable (exit 2), not Celery's "Unable to load celery application" and a traceback."""
+    try:
+        return create_app(Settings.from_env(os.environ))
+    except InputError as exc:
+        sys.stderr.write(f"taxview worker: error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+app = _app_from_environment()

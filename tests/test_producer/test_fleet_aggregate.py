@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from producer.aggregate import IncompleteNight, aggregate
@@ -17,6 +18,7 @@ from producer.embedded import RedisServer
 from producer.enqueue import plan_night, write_manifest
 from producer.results_reader import ManifestEntry, connect
 from shared import pnl
+from shared.errors import InputError
 from shared.examples import synthetic_book
 from shared.ledger import cents
 from shared.messages import Solved
@@ -136,3 +138,71 @@ def test_taxview_aggregate_exits_2_naming_the_missing_account(night, tmp_path, c
     assert rc == 2 and "6 account(s) have no outcome" in err
     assert sorted(a.account_id for a in book.accounts)[0] in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_next_book_carries_the_wash_window_and_runs_the_next_trading_day(
+    night, tmp_path, inline_night
+) -> None:
+    book, market, manifest, outcomes = night
+    aggregate(market.as_of, manifest, outcomes, tmp_path / "d1", book=book)
+    nxt = read_book(tmp_path / "d1" / "next_book")
+    assert nxt.as_of == market.as_of
+    household = {a.account_id: a.household_id or a.account_id for a in book.accounts}
+    pending = {
+        (p.account, p.lot_id, p.symbol) for s in nxt.ledgers.values() for p in s.pending_losses
+    }
+    recent = {(r.account, r.symbol) for s in nxt.ledgers.values() for r in s.recent_purchases}
+    losses: dict[str, set[str]] = {}
+    for o in outcomes.values():
+        if not isinstance(o, Solved):
+            continue
+        for s in o.realized:  # IRC §1091(a): a loss sale bars buys for the next 30 days
+            if s.gain_usd < 0:
+                assert (o.account_id, s.lot_id, s.symbol) in pending
+                losses.setdefault(household[o.account_id], set()).add(s.symbol)
+        for t in o.trades:
+            if t.side == "buy":
+                assert (o.account_id, t.symbol) in recent
+    assert losses, "the night must harvest for this test to mean anything"
+
+    # The next trading day, from the next book (the same synthetic market one session later).
+    market2, _ = synthetic_book(accounts=1, names=15, seed=4, as_of=DAY + dt.timedelta(days=1))
+    assert market2.as_of == DAY + dt.timedelta(days=1)
+    outcomes2 = inline_night(nxt, market2)
+    assert sorted(outcomes2) == sorted(outcomes)
+    assert all(o.status in ("ok", "relaxed", "held") for o in outcomes2.values())
+    for o in outcomes2.values():
+        bought = {t.symbol for t in o.trades if t.side == "buy"}
+        assert not bought & losses.get(household[o.account_id], set()), o.account_id
+        assert all(s.disallowed_loss_usd == 0 for s in o.realized)
+    manifest2 = {a: manifest[a] for a in manifest}
+    summary = aggregate(market2.as_of, manifest2, outcomes2, tmp_path / "d2", book=nxt)
+    assert summary.complete
+    assert read_book(tmp_path / "d2" / "next_book").as_of == market2.as_of
+
+
+def test_aggregating_with_another_nights_book_is_refused_naming_the_accounts(
+    night, tmp_path
+) -> None:
+    book, market, manifest, outcomes = night
+    dropped = sorted(a.account_id for a in book.accounts)[0]
+    other = msgspec.structs.replace(
+        book, accounts=[a for a in book.accounts if a.account_id != dropped]
+    )
+    with pytest.raises(InputError) as err:
+        aggregate(market.as_of, manifest, outcomes, tmp_path / "x", book=other)
+    assert dropped in str(err.value) and err.value.field == "--book"
+    later = msgspec.structs.replace(book, as_of=market.as_of + dt.timedelta(days=1))
+    with pytest.raises(InputError, match="after the night"):
+        aggregate(market.as_of, manifest, outcomes, tmp_path / "y", book=later)
+    assert not (tmp_path / "x" / "firm_pnl.json").exists()
+
+
+def test_a_book_that_already_holds_the_nights_trades_is_refused(night, tmp_path) -> None:
+    book, market, manifest, outcomes = night
+    aggregate(market.as_of, manifest, outcomes, tmp_path / "d1", book=book)
+    nxt = read_book(tmp_path / "d1" / "next_book")  # as_of is the night too
+    with pytest.raises(InputError) as err:  # booking the night twice would sell lots twice
+        aggregate(market.as_of, manifest, outcomes, tmp_path / "again", book=nxt)
+    assert "already holds" in str(err.value) and err.value.field == "--book"
+    assert not (tmp_path / "again" / "next_book").exists()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from producer.book import (
+    Book,
     CompressedLedgers,
     book_from_pairs,
     book_from_stream,
@@ -103,3 +105,192 @@ def test_a_stream_that_returns_to_an_earlier_household_is_refused_naming_the_acc
         book_from_stream(first[1].as_of, [first, other, back])
     assert err.value.account == "A-again"
     assert err.value.field == "household_id"
+
+
+# --------------------------------------------------------------------------------------------
+# A hand-written book, exactly as docs/formats.md (Book format) describes it
+# --------------------------------------------------------------------------------------------
+
+HAND_ACCOUNTS = """\
+account_id,household_id,account_type,strategy,cash_usd,te_budget,max_weight,exclusions,tilts
+ACC-1,HH-1,taxable,direct-index,1000,0.03,0.5,,
+ACC-2,HH-1,ira,direct-index,500,,0.5,,
+ACC-3,,taxable,direct-index,0,0.03,0.5,DDD,
+"""
+HAND_LOTS = """\
+household_id,account,symbol,lot_id,quantity,trade_date,acquired,cost_basis,wash_adjustment,short,account_type
+HH-1,ACC-1,AAA,L1,100,2023-01-03,2023-01-03,12000,0,false,taxable
+HH-1,ACC-1,BBB,L2,200,2024-06-10,2024-06-10,11000,0,false,taxable
+HH-1,ACC-2,AAA,L4,30,2021-03-01,2021-03-01,2000,0,false,ira
+,ACC-3,AAA,L6,50,2024-01-02,2024-01-02,6000,,,
+,ACC-3,BBB,L7,100,2024-01-02,2024-01-02,6000,,,
+"""
+
+
+def hand_book(directory: Path, *, accounts: str = HAND_ACCOUNTS, lots: str = HAND_LOTS) -> Path:
+    """Write the small hand-made book (CSV) into ``directory``; returns it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "book.json").write_text('{"as_of": "2024-07-01"}\n')
+    (directory / "accounts.csv").write_text(accounts)
+    (directory / "lots.csv").write_text(lots)
+    return directory
+
+
+def _edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def test_the_hand_written_book_of_the_docs_reads_with_defaults_filled_in(tmp_path: Path) -> None:
+    book = read_book(hand_book(tmp_path))
+    assert [a.account_id for a in book.accounts] == ["ACC-1", "ACC-2", "ACC-3"]
+    assert sorted(book.ledgers) == ["ACC-3", "HH-1"]
+    acc3 = {lot.lot_id: lot for lot in book.ledgers["ACC-3"].lots}
+    assert acc3["L6"].quantity == Decimal(50) and acc3["L6"].cost_basis_usd == Decimal(6000)
+    assert acc3["L6"].account_type == "taxable" and not acc3["L6"].short
+
+
+def test_an_empty_lot_account_type_is_the_type_of_its_account_and_a_contradiction_refused(
+    tmp_path: Path,
+) -> None:
+    lots = _edit(HAND_LOTS, "0,false,ira\n", "0,false,\n")
+    book = read_book(hand_book(tmp_path / "a", lots=lots))
+    l4 = next(lot for lot in book.ledgers["HH-1"].lots if lot.lot_id == "L4")
+    assert l4.account_type == "ira"
+    lots = _edit(HAND_LOTS, "0,false,ira\n", "0,false,taxable\n")
+    with pytest.raises(InputError) as err:
+        read_book(hand_book(tmp_path / "b", lots=lots))
+    assert err.value.account == "ACC-2" and err.value.field == "account_type"
+    assert "lots.csv row 3" in str(err.value) and "ira" in str(err.value)
+
+
+# (name, file, old, new, expected field, expected text in the one-line message)
+BAD_BOOKS = [
+    ("missing column", "lots", ",quantity,", ",qty,", "quantity", "lots.csv"),
+    ("missing cost column", "lots", ",cost_basis,", ",basis,", "cost_basis", "lots.csv"),
+    ("unknown column", "accounts", ",te_budget,", ",te_budgett,", "te_budgett", "accounts.csv"),
+    ("bad date", "lots", "2024-06-10,2024-06-10", "2024-13-10,2024-06-10", "trade_date", "row 2"),
+    ("negative quantity", "lots", "AAA,L1,100,", "AAA,L1,-100,", "quantity", "row 1"),
+    ("NaN quantity", "lots", "AAA,L1,100,", "AAA,L1,NaN,", "quantity", "row 1"),
+    ("not a number", "lots", "AAA,L1,100,", "AAA,L1,10o,", "quantity", "'10o'"),
+    (
+        "unknown strategy",
+        "accounts",
+        "ACC-3,,taxable,direct-index",
+        "ACC-3,,taxable,direct-indx",
+        "strategy",
+        "long-short",
+    ),
+    (
+        "unknown account type",
+        "accounts",
+        "ACC-3,,taxable,",
+        "ACC-3,,brokerage,",
+        "account_type",
+        "roth",
+    ),
+    ("text budget", "accounts", "1000,0.03,", "1000,wide,", "te_budget", "not a number"),
+    (
+        "duplicate account",
+        "accounts",
+        "ACC-3,,taxable",
+        "ACC-1,HH-2,taxable",
+        "account_id",
+        "rows 1 and 3",
+    ),
+    ("duplicate lot", "lots", ",ACC-3,BBB,L7,", ",ACC-3,BBB,L6,", "lot_id", "rows 4 and 5"),
+    (
+        "lot in another household",
+        "lots",
+        "HH-1,ACC-1,BBB,",
+        "HH-9,ACC-1,BBB,",
+        "household_id",
+        "HH-1",
+    ),
+    ("short row", "lots", "2021-03-01,2000,0,false,ira", "2021-03-01,2000", "row", "row 3"),
+    ("empty account id", "accounts", "ACC-3,,taxable", ",,taxable", "account_id", "row 3"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_BOOKS, ids=[case[0] for case in BAD_BOOKS])
+def test_a_bad_book_file_is_one_error_naming_the_file_row_and_column(
+    tmp_path: Path, case: tuple[str, str, str, str, str, str]
+) -> None:
+    _, table, old, new, field, text = case
+    files = {"accounts": HAND_ACCOUNTS, "lots": HAND_LOTS}
+    files[table] = _edit(files[table], old, new)
+    hand_book(tmp_path, **files)
+    with pytest.raises(InputError) as err:
+        read_book(tmp_path)
+    message = str(err.value)
+    assert err.value.field == field, message
+    assert f"{table}.csv" in message and text in message, message
+    assert "\n" not in message and "$." not in message and "RFC3339" not in message
+
+
+def test_a_parquet_book_with_typed_columns_reads_like_its_text_csv(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    text = read_book(hand_book(tmp_path / "csv"))
+    typed = hand_book(tmp_path / "typed")
+    for name in ("accounts", "lots"):
+        frame = pd.read_csv(typed / f"{name}.csv")  # numbers, booleans, NaN for empty cells
+        for column in ("trade_date", "acquired"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column])  # timestamp columns
+        frame.to_parquet(typed / f"{name}.parquet", index=False)
+        (typed / f"{name}.csv").unlink()
+    back = read_book(typed)
+    assert back.accounts == text.accounts
+    for household, state in text.ledgers.items():
+        assert back.ledgers[household].lots == state.lots
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    directory = hand_book(tmp_path)
+    (directory / "accounts.csv").write_text("\ufeff" + HAND_ACCOUNTS, encoding="utf-8")
+    assert [a.account_id for a in read_book(directory).accounts] == ["ACC-1", "ACC-2", "ACC-3"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_replacement_shares_that_absorbed_a_loss_stay_used_across_a_book_round_trip(
+    tmp_path: Path, fmt: str
+) -> None:
+    # Treas. Reg. §1.1091-1(c)-(d): each replacement share absorbs one loss only.  L3 replaced the
+    # loss sold on 06-03; a second loss on 06-05 has no unused replacement and is allowed.
+    from shared.ledger import Ledger
+    from shared.messages import AccountSpec, Transaction
+
+    def txn(day: dt.date, row: str) -> Transaction:
+        i, side, qty, price, lot = row.split()
+        fields = {"id": i, "date": day, "account": "A", "symbol": "X", "side": side}
+        fields |= {"quantity": qty, "price": price, "lot_id": lot}
+        return msgspec.convert(fields, Transaction, strict=False)
+
+    june = dt.date(2024, 6, 3)
+    ledger = Ledger(household_id="A")
+    ledger.apply(txn(dt.date(2024, 1, 2), "b1 buy 10 100 L1"))
+    ledger.apply(txn(dt.date(2024, 1, 2), "b2 buy 10 100 L2"))
+    ledger.apply(txn(june, "s1 sell 10 80 L1"))  # a $200 loss
+    ledger.apply(txn(june + dt.timedelta(days=1), "b3 buy 10 80 L3"))  # washes it
+    state = ledger.state(june + dt.timedelta(days=1))
+    assert any(lot.replacement_used for lot in state.lots)
+    book = Book(as_of=state.as_of, accounts=[AccountSpec(account_id="A")], ledgers={"A": state})
+    write_book(tmp_path, book, fmt=fmt)  # type: ignore[arg-type]
+    back = read_book(tmp_path).ledgers["A"]
+    assert sorted(back.lots, key=lambda lot: lot.lot_id) == sorted(
+        state.lots, key=lambda lot: lot.lot_id
+    )
+    sale = Ledger.from_state(back).apply(txn(june + dt.timedelta(days=2), "s2 sell 10 70 L2"))
+    assert [s.disallowed_loss for s in sale] == [Decimal("0.00")]
+
+
+def test_a_book_rewritten_in_the_other_format_reads_back_the_new_tables(
+    tmp_path: Path, book
+) -> None:
+    write_book(tmp_path, book, fmt="parquet")
+    changed = msgspec.structs.replace(book, accounts=book.accounts[:3])
+    write_book(tmp_path, changed, fmt="csv")  # the same --out directory, another --format
+    assert not list(tmp_path.glob("*.parquet"))
+    assert [a.account_id for a in read_book(tmp_path).accounts] == [
+        a.account_id for a in book.accounts[:3]
+    ]

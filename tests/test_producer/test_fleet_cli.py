@@ -3,10 +3,13 @@ embedded default (its own redis-server, or fakeredis when none is installed)."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,256 @@ def test_nightly_runs_on_the_embedded_default(tmp_path: Path, server: str) -> No
         assert (out / name).exists(), name
     assert (out / "next_book" / "lots.csv").exists() and (out / "book" / "market.json").exists()
     assert "outputs:" in result.stdout and f"embedded {server}" in result.stderr
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("day", "previous"), [("2025-07-04", "2025-07-03"), ("2025-06-07", "2025-06-06")]
+)
+def test_a_night_on_a_holiday_or_weekend_is_refused_naming_the_previous_session(
+    tmp_path, capsys, monkeypatch, day: str, previous: str
+) -> None:
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    argv = ["nightly", "--synthetic-accounts", "2", "--names", "15", "--date", day]
+    rc = main([*argv, "--out", str(tmp_path / "o"), "--quiet"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and day in err and previous in err and "--date" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_night_before_the_books_close_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    from producer.book import book_from_pairs, write_book, write_market
+    from shared.examples import synthetic_book
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(dt.date(2025, 6, 3), pairs)  # the book closed after the market's day
+    write_book(tmp_path / "book", book)
+    write_market(tmp_path / "book" / "market.json", market)
+    rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "2025-06-02" in err and "2025-06-03" in err
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    from producer.embedded import RedisServer
+
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.mark.integration
+def test_preflight_refuses_an_evicting_policy_and_an_unreachable_broker_in_one_line(
+    redis_url: str, capsys, monkeypatch
+) -> None:
+    from producer.embedded import free_port
+    from producer.results_reader import connect
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    urls = ["--broker-url", f"{redis_url}/0", "--redis-url", f"{redis_url}/1"]
+    assert main(["preflight", *urls]) == 0
+    assert "preflight ok" in capsys.readouterr().out
+    client = connect(redis_url)
+    client.config_set("maxmemory-policy", "volatile-lru")
+    try:
+        assert main(["preflight", *urls]) == 2
+        err = _one_line_error(capsys)
+        assert "volatile-lru" in err and "noeviction" in err
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+    nobody = free_port()
+    for broker, name in (
+        (f"amqp://guest:guest@127.0.0.1:{nobody}//", "RabbitMQ"),
+        (f"redis://127.0.0.1:{nobody}/0", "Redis"),
+    ):
+        started = time.monotonic()
+        rc = main(["preflight", "--broker-url", broker, "--redis-url", f"{redis_url}/1"])
+        err = _one_line_error(capsys)
+        assert rc == 2 and "TAXVIEW_BROKER_URL" in err and "unreachable" in err, (name, err)
+        assert time.monotonic() - started < 15, name
+
+
+@pytest.mark.integration
+def test_fleet_commands_against_an_unreachable_store_fail_in_one_line(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from producer.embedded import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TAXVIEW_BROKER_URL", f"{url}/0")
+    monkeypatch.setenv("TAXVIEW_REDIS_URL", f"{url}/1")
+    monkeypatch.setattr("producer.results_reader.STORE_RETRIES", 1)
+    rc = main(["aggregate", "--date", "2025-06-02", "--out", str(tmp_path / "o")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "TAXVIEW_REDIS_URL" in err and "unreachable" in err
+
+
+# A small book and market written by hand from docs/formats.md alone.
+HAND_FILES = {
+    "book.json": '{"as_of": "2024-07-01"}\n',
+    "accounts.csv": """\
+account_id,household_id,account_type,strategy,cash_usd,te_budget,max_weight,exclusions
+ACC-1,HH-1,taxable,direct-index,1000,0.03,0.5,
+ACC-2,HH-1,ira,direct-index,500,,0.5,
+ACC-3,,taxable,direct-index,0,-0.03,0.5,
+ACC-4,,taxable,direct-index,0,0.03,0.5,DDD
+""",
+    "lots.csv": """\
+household_id,account,symbol,lot_id,quantity,trade_date,acquired,cost_basis,wash_adjustment,short,account_type
+HH-1,ACC-1,AAA,L1,100,2023-01-03,2023-01-03,12000,0,false,taxable
+HH-1,ACC-1,BBB,L2,200,2024-06-10,2024-06-10,11000,0,false,taxable
+HH-1,ACC-2,AAA,L4,30,2021-03-01,2021-03-01,2000,0,false,
+,ACC-3,AAA,L6,50,2024-01-02,2024-01-02,6000,,,
+,ACC-4,AAA,L6,50,2024-01-02,2024-01-02,6000,,,
+,ACC-4,BBB,L7,100,2024-01-02,2024-01-02,6000,,,
+,ACC-4,DDD,L8,100,2024-01-02,2024-01-02,3000,,,
+""",
+    "market/prices.csv": "date,symbol,price\n"
+    + "".join(
+        f"{day},{sym},{price}\n"
+        for day, prices in (
+            ("2024-07-01", (100, 50, 90, 30, 20)),
+            ("2024-07-02", (101, 49, 91, 29, 20.5)),
+            ("2024-07-03", (99, 48, 92, 28.5, 20.7)),
+        )
+        for sym, price in zip(("AAA", "BBB", "CCC", "DDD", "EEE"), prices, strict=True)
+    ),
+    "market/benchmark_weights.csv": "date,symbol,weight\n2024-07-01,AAA,0.3\n"
+    "2024-07-01,BBB,0.25\n2024-07-01,CCC,0.2\n2024-07-01,DDD,0.15\n2024-07-01,EEE,0.1\n",
+    "market/factor_covariance.csv": "factor,market,value\n"
+    "market,0.0256,0.001\nvalue,0.001,0.0016\n",
+    "market/factor_loadings.csv": "symbol,market,value\nAAA,1.1,0.5\nBBB,0.9,-0.5\n"
+    "CCC,1.0,0.2\nDDD,1.2,-0.3\nEEE,0.8,0.1\n",
+    "market/specific_variance.csv": "symbol,specific_var\nAAA,0.04\nBBB,0.09\nCCC,0.05\n"
+    "DDD,0.06\nEEE,0.07\n",
+}
+
+
+def _hand_book(directory: Path, *, parquet: bool = False) -> Path:
+    for name, text in HAND_FILES.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if parquet:  # the same tables as Parquet, every column text, as docs/formats.md describes
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        for table in ("accounts", "lots"):
+            names = (directory / f"{table}.csv").read_text().splitlines()[0].split(",")
+            options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+            data = pacsv.read_csv(directory / f"{table}.csv", convert_options=options)
+            pq.write_table(data, directory / f"{table}.parquet")
+            (directory / f"{table}.csv").unlink()
+    return directory
+
+
+BAD_HAND_BOOKS = [
+    ("negative quantity", "lots.csv", "AAA,L1,100,", "AAA,L1,-100,", "lots.csv row 1"),
+    ("duplicate account", "accounts.csv", "ACC-4,,", "ACC-1,,", "accounts.csv rows 1 and 4"),
+    ("bad date", "lots.csv", "2024-06-10,2024-06-10", "2024-06-31,2024-06-10", "row 2"),
+    (
+        "unknown strategy",
+        "accounts.csv",
+        ",taxable,direct-index,0,0.03,0.5,DDD",
+        ",taxable,di,0,0.03,0.5,DDD",
+        "row 4",
+    ),
+    ("missing column", "lots.csv", ",quantity,", ",qty,", "missing column 'quantity'"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_HAND_BOOKS, ids=[c[0] for c in BAD_HAND_BOOKS])
+def test_a_bad_book_stops_nightly_before_anything_runs_with_one_line(
+    tmp_path, capsys, monkeypatch, case: tuple[str, str, str, str, str]
+) -> None:
+    _, table, old, new, text = case
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    book = _hand_book(tmp_path / "book")
+    (book / table).write_text((book / table).read_text().replace(old, new, 1))
+    rc = main(["nightly", "--book", str(book), "--market", str(book / "market")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and text in err, (case, err)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("parquet", [False, True], ids=["csv", "parquet"])
+def test_a_hand_written_book_runs_rejects_its_bad_account_and_its_next_book_runs_the_next_day(
+    tmp_path: Path, parquet: bool
+) -> None:
+    book = _hand_book(tmp_path / "book", parquet=parquet)
+    fmt = "parquet" if parquet else "csv"
+    first = _nightly_book(
+        tmp_path / "d1", "--book", str(book), "--market", str(book / "market"), f"--format={fmt}"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "d1"
+    assert sorted(p.name for p in (out / "next_book").glob("lots.*")) == [f"lots.{fmt}"]
+    firm = json.loads((out / "firm_pnl.json").read_text())
+    assert firm["as_of"] == "2024-07-02" and firm["complete"] and firm["received"] == 4
+    not_ok = {r["account_id"]: r for r in csv.DictReader((out / "not_ok.csv").open())}
+    assert not_ok["ACC-3"]["status"] == "rejected"
+    assert not_ok["ACC-3"]["field"] == "account.te_budget" and "-0.03" in not_ok["ACC-3"]["reason"]
+    assert firm["totals"]["rejected"] == 1 and firm["totals"]["failed"] == 0
+    trades = list(csv.DictReader((out / "trades.csv").open()))
+    assert {t["account_id"] for t in trades} >= {"ACC-1", "ACC-4"}
+    assert not any(t["account_id"] == "ACC-3" for t in trades)
+
+    # The next book already holds the night's trades: running that night on it again is refused.
+    again = _nightly_book(
+        tmp_path / "again",
+        "--book",
+        str(out / "next_book"),
+        "--market",
+        str(book / "market"),
+        "--date=2024-07-02",
+    )
+    assert again.returncode == 2 and "already holds" in again.stderr, again.stderr[-3000:]
+    assert len(again.stderr.strip().splitlines()) == 1
+
+    # The next book is the input of the next trading day (2024-07-03), as written.
+    second = _nightly_book(
+        tmp_path / "d2", "--book", str(out / "next_book"), "--market", str(book / "market")
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    firm2 = json.loads((tmp_path / "d2" / "firm_pnl.json").read_text())
+    assert firm2["as_of"] == "2024-07-03" and firm2["complete"] and firm2["received"] == 4
+
+
+def _nightly_book(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "producer", "nightly", *args, "--concurrency=1", f"--out={out}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_nightly_with_a_timeout_refuses_the_partial_night_or_publishes_it_when_told(
+    tmp_path: Path,
+) -> None:
+    # A deadline shorter than the workers' start-up: no account can finish in time.
+    refused = _nightly(tmp_path, "--timeout", "0.01", "--quiet")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "6 account(s) have no outcome" in last and "--allow-partial" in last
+    assert not (tmp_path / "night" / "firm_pnl.json").exists()
+    published = _nightly(tmp_path, "--timeout", "0.01", "--quiet", "--allow-partial")
+    assert published.returncode == 1, published.stderr[-3000:]
+    firm = json.loads((tmp_path / "night" / "firm_pnl.json").read_text())
+    assert not firm["complete"] and firm["expected"] == 6
+    rows = list(csv.DictReader((tmp_path / "night" / "not_ok.csv").open()))
+    assert len(rows) == 6 - firm["received"] and {r["status"] for r in rows} <= {"missing"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from shared.config import Settings
 from shared.messages import TASK_REBALANCE
@@ -123,3 +126,34 @@ def test_waiting_for_a_siblings_ledger_never_uses_up_the_accounts_solve_attempts
     finally:
         for key in client.scan_iter(match=f"*{day}*"):
             client.delete(key)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "other"),
+    [
+        ("TAXVIEW_SOFT_TIME_LIMIT", "120", {"TAXVIEW_HARD_TIME_LIMIT": "100"}),
+        ("TAXVIEW_VISIBILITY_TIMEOUT", "100", {}),
+        ("TAXVIEW_MAX_RETRIES", "three", {}),
+    ],
+)
+def test_a_worker_with_bad_settings_exits_with_one_line_naming_the_variable(
+    variable: str, value: str, other: dict[str, str]
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")},
+        "TAXVIEW_BROKER_URL": "redis://127.0.0.1:1/0",
+        variable: value,
+        **other,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    err = result.stderr.strip()
+    assert result.returncode != 0
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert variable in err

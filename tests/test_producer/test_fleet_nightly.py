@@ -1,0 +1,148 @@
+"""The nightly loop's progress line: every line it draws is one snapshot of the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from producer import nightly
+from producer.book import book_from_pairs
+from producer.embedded import EmbeddedError, EmbeddedFleet
+from producer.results_reader import Progress
+from shared import results_keys as keys
+from shared.config import Settings
+from shared.examples import synthetic_book
+
+LINE = re.compile(r"(\d+)/(\d+) done \(ok (\d+), rejected (\d+), failed (\d+), retried (\d+)\)")
+
+
+def test_every_progress_line_counts_the_same_outcomes_it_says_are_done(monkeypatch) -> None:
+    market, pairs = synthetic_book(accounts=12, names=15, seed=3, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    accounts = sorted(a.account_id for a in book.accounts)
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(
+        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
+    )
+    statuses = ["ok", "rejected", "relaxed", "failed"]
+
+    def one_more_outcome(_: Progress) -> None:
+        # a worker finishes one account between two polls
+        done = client.hlen(keys.status_key(market.as_of))
+        if done < len(accounts):
+            client.hset(keys.status_key(market.as_of), accounts[done], statuses[done % 4])
+
+    out = io.StringIO()
+    stats = nightly.run_night(
+        client=client,
+        app=Any,
+        book=book,
+        market=market,
+        ttl_s=60,
+        poll_s=0.0,
+        progress_out=out,
+        on_poll=one_more_outcome,
+        check_store=False,
+    )
+    lines = [LINE.search(part) for part in out.getvalue().split("\r") if part.strip()]
+    counts = [tuple(int(g) for g in m.groups()) for m in lines if m]
+    assert len(counts) >= 3, out.getvalue()  # lines drawn while the night ran, and the last
+    for done, expected, ok, rejected, failed, _ in counts:
+        assert expected == len(accounts)
+        assert done == ok + rejected + failed, counts
+    assert counts[-1][0] == len(accounts) and counts[-1][3] == 3 and counts[-1][4] == 3
+    assert [c[0] for c in counts] == sorted(c[0] for c in counts)
+    assert stats.progress.done == len(accounts)
+    assert out.getvalue().count(f"{len(accounts)}/{len(accounts)} done") == 1
+
+
+def test_a_night_that_times_out_ends_on_a_consistent_line(monkeypatch) -> None:
+    market, pairs = synthetic_book(accounts=5, names=15, seed=3, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(
+        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
+    )
+    accounts = sorted(a.account_id for a in book.accounts)
+
+    def slow(_: Progress) -> None:
+        done = client.hlen(keys.status_key(market.as_of))
+        if done < 3:
+            client.hset(keys.status_key(market.as_of), accounts[done], "rejected")
+
+    out = io.StringIO()
+    stats = nightly.run_night(
+        client=client,
+        app=Any,
+        book=book,
+        market=market,
+        ttl_s=60,
+        poll_s=0.0,
+        progress_out=out,
+        on_poll=slow,
+        timeout_s=0.3,
+        check_store=False,
+    )
+    last = [LINE.search(p) for p in out.getvalue().split("\r") if p.strip()][-1]
+    assert last is not None
+    done, _, ok, rejected, failed, _ = (int(g) for g in last.groups())
+    assert (done, ok, rejected, failed) == (3, 0, 3, 0)
+    assert stats.progress.rejected == 3
+
+
+def test_the_wait_stops_when_the_fleet_check_fails_even_while_the_store_is_down(
+    monkeypatch,
+) -> None:
+    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(
+        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
+    )
+    monkeypatch.setattr(nightly.time, "sleep", lambda s: None)
+    polls = []
+
+    def down(*args: object) -> int:
+        raise redis.exceptions.ConnectionError("connection refused")
+
+    def check() -> None:  # the embedded fleet's check: its server died
+        polls.append(1)
+        if len(polls) == 3:
+            monkeypatch.setattr(nightly.reader, "done_count", down)
+            monkeypatch.setattr(nightly.reader, "progress", down)
+        if len(polls) > 6:
+            raise EmbeddedError("the embedded redis-server exited")
+
+    with pytest.raises(EmbeddedError):
+        nightly.run_night(
+            client=client,
+            app=Any,
+            book=book,
+            market=market,
+            ttl_s=60,
+            poll_s=0.0,
+            progress_out=None,
+            check=check,
+            check_store=False,
+        )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("what", ["worker", "server"])
+def test_the_embedded_fleet_check_names_a_dead_worker_or_server(tmp_path, what: str) -> None:
+    with EmbeddedFleet(Settings.from_env({}), workers=1, concurrency=1, log_dir=tmp_path) as fleet:
+        fleet.check()
+        if what == "worker":
+            fleet.workers[0].kill()
+        else:
+            fleet.redis.kill()
+        with pytest.raises(EmbeddedError) as err:
+            fleet.check()
+    assert ("worker" if what == "worker" else "redis-server") in str(err.value)
+    assert "run the night again" in str(err.value)
