@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -119,9 +120,32 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+#: Flower's own ways of being told to authenticate, besides ``FLOWER_BASIC_AUTH``.
+FLOWER_AUTH_FLAGS = ("--basic-auth", "--basic_auth", "--auth")
+
+
+def flower_without_auth(argv: list[str], env: Mapping[str, str]) -> bool:
+    """True when ``argv`` starts Flower (``celery -A worker.app flower``) with no authentication:
+    no ``FLOWER_BASIC_AUTH`` in ``env`` and no auth flag.  An open Flower shows every task's
+    arguments and can revoke tasks and shut workers down, so the fleet refuses to start one."""
+    if "flower" not in argv[1:]:
+        return False
+    if env.get("FLOWER_BASIC_AUTH", "").strip():
+        return False
+    return not any(a.startswith(FLOWER_AUTH_FLAGS) for a in argv[1:])
+
+
 def _app_from_environment() -> Celery:
     """The app ``celery -A worker.app`` loads.  Bad settings end the process with one line naming
-    the variable (exit 2), not Celery's "Unable to load celery application" and a traceback."""
+    the variable (exit 2), not Celery's "Unable to load celery application" and a traceback; so
+    does Flower started without authentication."""
+    if flower_without_auth(sys.argv, os.environ):
+        sys.stderr.write(
+            "taxview flower: error: field FLOWER_BASIC_AUTH: not set; Flower would show every "
+            "task and let anyone revoke tasks or shut workers down (set "
+            "FLOWER_BASIC_AUTH=user:password, or pass --basic-auth / --auth)\n"
+        )
+        raise SystemExit(2)
     try:
         return create_app(Settings.from_env(os.environ))
     except InputError as exc:

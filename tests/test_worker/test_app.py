@@ -157,3 +157,41 @@ def test_a_worker_with_bad_settings_exits_with_one_line_naming_the_variable(
     assert result.returncode != 0
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert variable in err
+
+
+def test_flower_without_basic_auth_is_refused_with_one_line() -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TAXVIEW_", "FLOWER_"))},
+        "TAXVIEW_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "flower", "--port=1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    err = result.stderr.strip()
+    assert result.returncode == 2
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "FLOWER_BASIC_AUTH" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "refused"),
+    [
+        (["celery", "-A", "worker.app", "flower"], {}, True),
+        (["celery", "-A", "worker.app", "flower"], {"FLOWER_BASIC_AUTH": " "}, True),
+        (["celery", "-A", "worker.app", "flower"], {"FLOWER_BASIC_AUTH": "ops:pw"}, False),
+        (["celery", "-A", "worker.app", "flower", "--basic-auth=ops:pw"], {}, False),
+        (["celery", "-A", "worker.app", "flower", "--auth=.*@firm.com"], {}, False),
+        (["celery", "-A", "worker.app", "worker", "-n", "flower@host"], {}, False),
+    ],
+)
+def test_only_a_flower_with_no_authentication_at_all_is_refused(
+    argv: list[str], env: dict[str, str], refused: bool
+) -> None:
+    from worker.app import flower_without_auth
+
+    assert flower_without_auth(argv, env) is refused
