@@ -237,7 +237,8 @@ def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
     """Row indices ``[t0, t1]`` of the trading days of ``market`` inside ``[start, end]``.
 
     Raises:
-        InputError: the window is empty, reversed, or outside the market's history.
+        InputError: the window is empty, reversed, or not covered by the market's history (every
+            NYSE session from ``start`` to ``end`` must be in it: the span is named).
     """
     if end < start:
         raise InputError(f"--end {end} is before --start {start}", field="end")
@@ -253,6 +254,21 @@ def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
     if t1 - t0 < 1:
         raise InputError(
             f"window {start}..{end} has fewer than two trading days of data", field="end"
+        )
+    # One row per NYSE session of the window: a window the data cover only in part is refused
+    # (naming the span), never silently shortened.
+    from shared.calendar import trading_days
+
+    sessions = trading_days(start, end)
+    span = f"the market data cover {dates[0]}..{dates[-1]}"
+    if sessions and sessions[0] < dates[t0]:
+        raise InputError(
+            f"--start {start}: the session {sessions[0]} is not in the data ({span})",
+            field="start",
+        )
+    if sessions and sessions[-1] > dates[t1]:
+        raise InputError(
+            f"--end {end}: the session {sessions[-1]} is not in the data ({span})", field="end"
         )
     return t0, t1
 
@@ -1100,6 +1116,8 @@ def parse_sweep(text: str) -> tuple[SweepParam, list[float]]:
         raise InputError(f"{text!r}: values must be numbers", field="sweep") from exc
     if not points or any(not math.isfinite(v) or v < 0 for v in points):
         raise InputError(f"{text!r}: give one or more non-negative numbers", field="sweep")
+    if name == "te_budget" and min(points) <= 0:
+        raise InputError(f"{text!r}: a TE budget must be > 0", field="sweep")
     params: dict[str, SweepParam] = {
         "lambda_tax": "lambda_tax",
         "lambda_te": "lambda_te",

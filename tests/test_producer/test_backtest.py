@@ -437,6 +437,23 @@ def test_a_trading_cost_is_paid_from_a_cash_reserve_so_cash_never_goes_below_zer
     )
 
 
+def test_a_window_the_data_cover_only_in_part_is_refused_naming_the_span(market) -> None:
+    with pytest.raises(InputError, match=r"2022-04-01 is not in the data") as exc:
+        window(market, START, dt.date(2022, 4, 1))
+    assert exc.value.field == "end"
+    with pytest.raises(InputError, match=r"2021-12-30 is not in the data") as exc:
+        window(market, dt.date(2021, 12, 30), END)
+    assert exc.value.field == "start"
+    # A first day that is not a session is fine.
+    assert window(market, dt.date(2022, 1, 1), END) == window(market, START, END)
+
+
+def test_a_te_budget_sweep_of_zero_is_refused_before_any_run() -> None:
+    with pytest.raises(InputError, match="TE budget must be > 0") as exc:
+        parse_sweep("te_budget=0,0.02")
+    assert exc.value.field == "sweep"
+
+
 def test_a_verdict_by_dominance_quotes_the_optimizer_runs_own_te() -> None:
     out = compare_at_equal_te([(0.05, 0.01)], (0.03, 0.02))
     assert out["beats"] is False
