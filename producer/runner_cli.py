@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(config.exclusions) - set(market.symbols))
     if unknown:
         raise InputError(
-            f"{', '.join(map(repr, unknown))} is not in the universe {config.universe}",
+            f"{', '.join(s or repr(s) for s in unknown)} is not in the universe {config.universe}",
             field="--exclude",
         )
     t0, _ = window(market, config.start, config.end)
