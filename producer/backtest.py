@@ -52,6 +52,7 @@ from shared.messages import (
     TaxRates,
     Transaction,
 )
+from shared.rebalance import PRICE_QUANTUM
 from shared.types import FloatArray, Strategy
 
 Frequency = Literal["daily", "weekly", "monthly"]
@@ -64,6 +65,21 @@ ACCOUNT_ID = "backtest"
 HOUSEHOLD_ID = "backtest-household"
 
 _ZERO = Decimal(0)
+
+#: The account's cash band when no trading cost is charged (``AccountSpec`` defaults).
+_CASH_BAND = {
+    f.name: f.default
+    for f in msgspec.structs.fields(AccountSpec)
+    if f.name in ("min_cash_w", "max_cash_w")
+}
+
+
+def close_price(close: float) -> Decimal:
+    """The session's close as the account trades at it: the price's shortest decimal form,
+    rounded to 1/100 of a cent (``shared.rebalance.PRICE_QUANTUM``), exactly the price the
+    nightly rebalance fills at.  The runner marks positions, fills the baselines and cashes out
+    delisted names at this same price, so a fill never creates a gain or loss of its own."""
+    return Decimal(repr(float(close))).quantize(PRICE_QUANTUM)
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,8 +150,23 @@ class BacktestConfig:
     #: Reconcile the share mirror with the ledger's open lots every day (tests; slower).
     audit: bool = False
 
+    def cash_band(self) -> tuple[float, float]:
+        """``(min_cash_w, max_cash_w)`` of the account.
+
+        With ``trading_cost_bps`` the runner pays each day's cost from cash after the fills; a
+        long-only account cannot hold negative cash (no margin), so its floor covers a day's
+        worst case — selling and re-buying the whole book, 2 × NAV traded — and the band's top
+        moves up by as much.  Without a cost it is the ``AccountSpec`` default.
+        """
+        lo, hi = float(_CASH_BAND["min_cash_w"]), float(_CASH_BAND["max_cash_w"])
+        if self.trading_cost_bps > 0 and self.strategy == "direct-index":
+            reserve = 2.0 * self.trading_cost_bps / 10_000
+            lo, hi = lo + reserve, hi + reserve
+        return lo, min(hi, 1.0)
+
     def account_spec(self, cash_usd: Decimal) -> AccountSpec:
         """The account settings the optimizer is given (cash as of the day)."""
+        min_cash_w, max_cash_w = self.cash_band()
         return AccountSpec(
             account_id=ACCOUNT_ID,
             household_id=HOUSEHOLD_ID,
@@ -149,6 +180,8 @@ class BacktestConfig:
             lambda_te=self.lambda_te,
             lambda_tax=self.lambda_tax,
             rates=self.rates,
+            min_cash_w=min_cash_w,
+            max_cash_w=max_cash_w,
             long_short=(self.long_short or LongShortSpec())
             if self.strategy == "long-short"
             else None,
@@ -204,7 +237,8 @@ def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
     """Row indices ``[t0, t1]`` of the trading days of ``market`` inside ``[start, end]``.
 
     Raises:
-        InputError: the window is empty, reversed, or outside the market's history.
+        InputError: the window is empty, reversed, or not covered by the market's history (every
+            NYSE session from ``start`` to ``end`` must be in it: the span is named).
     """
     if end < start:
         raise InputError(f"--end {end} is before --start {start}", field="end")
@@ -220,6 +254,21 @@ def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
     if t1 - t0 < 1:
         raise InputError(
             f"window {start}..{end} has fewer than two trading days of data", field="end"
+        )
+    # One row per NYSE session of the window: a window the data cover only in part is refused
+    # (naming the span), never silently shortened.
+    from shared.calendar import trading_days
+
+    sessions = trading_days(start, end)
+    span = f"the market data cover {dates[0]}..{dates[-1]}"
+    if sessions and sessions[0] < dates[t0]:
+        raise InputError(
+            f"--start {start}: the session {sessions[0]} is not in the data ({span})",
+            field="start",
+        )
+    if sessions and sessions[-1] > dates[t1]:
+        raise InputError(
+            f"--end {end}: the session {sessions[-1]} is not in the data ({span})", field="end"
         )
     return t0, t1
 
@@ -274,6 +323,10 @@ class Book:
         self.ledger = Ledger(lot_method="fifo", household_id=HOUSEHOLD_ID)
         self.cash = capital_usd
         self.shares: FloatArray = np.zeros(len(self.symbols), dtype=np.float64)
+        #: Exact share count per held name (column index → signed quantity, shorts negative).
+        self.quantity: dict[int, Decimal] = {}
+        #: Gain of every realized slice as counted so far, aligned with ``ledger.sales``.
+        self._counted: list[Decimal] = []
         self.taxes = TaxAccountant(Rates.from_wire(rates), netting=netting)
         self._cost_rate = Decimal(repr(trading_cost_bps)) / Decimal(10_000)
         #: Realized losses harvested (positive USD) by calendar year of the sale.
@@ -307,6 +360,7 @@ class Book:
                     account=self.account_id,
                     field="symbol",
                 )
+            matched = len(self.ledger.wash_matches)
             slices = self.ledger.apply(txn)
             self.log.append(txn)
             self._dirty = True
@@ -315,17 +369,25 @@ class Book:
             # the same sale (IRS Pub. 550 amounts are in cents), not the unrounded product.
             notional = cents(txn.quantity * txn.price)
             q = float(txn.quantity)
+            held = self.quantity.get(i, _ZERO)
             if txn.side in ("buy", "cover"):
                 self.shares[i] += q
+                held += txn.quantity
                 self.cash -= notional
                 bought += notional
             else:
                 self.shares[i] -= q
+                held -= txn.quantity
                 self.cash += notional
                 sold += notional
+            if held:
+                self.quantity[i] = held
+            else:
+                self.quantity.pop(i, None)
             for s in slices:
                 if s.account_type != "taxable":
                     continue
+                self._counted.append(s.gain)
                 if s.term == "long":
                     lt += s.gain
                 else:
@@ -334,6 +396,20 @@ class Book:
                     losses -= s.gain
                     self.harvested_by_year[s.date_sold.year] -= s.gain
                 if s.adjustment_code == "W":
+                    washed += 1
+            if txn.side in ("buy", "short") and len(self.ledger.wash_matches) != matched:
+                # IRC §1091(a): a purchase within 30 days *after* a loss sale disallows (part
+                # of) that earlier loss.  The ledger adjusted the earlier slice in place; the
+                # adjustment is realized today, with the sold slice's term.
+                for s, before in self._restate(txn.date):
+                    change = s.gain - before
+                    if s.term == "long":
+                        lt += change
+                    else:
+                        st += change
+                    lost = max(-s.gain, _ZERO) - max(-before, _ZERO)
+                    losses += lost
+                    self.harvested_by_year[s.date_sold.year] += lost
                     washed += 1
         cost = cents((bought + sold) * self._cost_rate) if self._cost_rate else _ZERO
         self.cash -= cost
@@ -351,6 +427,26 @@ class Book:
             washed=washed,
         )
 
+    def _restate(self, day: dt.date) -> list[tuple[Any, Decimal]]:
+        """Slices of the last 30 days whose gain the ledger changed since they were counted
+        (a later purchase washed them), as ``(slice, gain counted before)``; updates the
+        count."""
+        from shared.ledger import WASH_WINDOW_DAYS
+
+        sales = self.ledger.sales
+        if len(sales) != len(self._counted):
+            raise AssertionError("the ledger's slices and the account's count disagree")
+        start = day - dt.timedelta(days=WASH_WINDOW_DAYS)
+        out = []
+        for k in range(len(sales) - 1, -1, -1):
+            s = sales[k]
+            if s.date_sold < start:
+                break
+            if s.gain != self._counted[k]:
+                out.append((s, self._counted[k]))
+                self._counted[k] = s.gain
+        return out
+
     def close_out(
         self, day: dt.date, names: Sequence[int] | np.ndarray, last_price: FloatArray
     ) -> list[Transaction]:
@@ -362,8 +458,7 @@ class Book:
         for lot in self.ledger.open_lots(self.account_id):
             if lot.symbol not in wanted:
                 continue
-            px = last_price[self.index[lot.symbol]]
-            price = Decimal(repr(float(px))).quantize(Decimal("0.000001"))
+            price = close_price(last_price[self.index[lot.symbol]])
             out.append(
                 Transaction(
                     id=f"delist:{day}:{len(out)}",
@@ -380,8 +475,29 @@ class Book:
         return out
 
     def value(self, prices: FloatArray) -> float:
-        """Pre-tax NAV at ``prices`` (NaN prices must be zeroed by the caller)."""
+        """Pre-tax NAV at ``prices`` (NaN prices must be zeroed by the caller), a float
+        estimate for sizing trades; :meth:`marked_value` is the exact valuation."""
         return float(self.cash) + float(self.shares @ prices)
+
+    def marked_value(self, prices: FloatArray) -> tuple[Decimal, FloatArray]:
+        """Market value of the positions at the day's closes, exactly.
+
+        Each name is valued at the close the account trades at (:func:`close_price`) times its
+        exact share count, rounded to the cent (half-up) per position as a brokerage statement
+        shows it.  So a name bought today is worth exactly the cash its fill cost, and on day
+        one the pre-tax NAV is the capital (less any trading cost).
+
+        Returns:
+            The value (USD, cents; shorts negative) and ``prices`` with every held name's close
+            replaced by that traded close (for valuing the open lots).
+        """
+        marks = np.array(prices, dtype=np.float64, copy=True)
+        total = _ZERO
+        for i, q in self.quantity.items():
+            price = close_price(prices[i])
+            marks[i] = float(price)
+            total += cents(q * price)
+        return total, marks
 
     def _mirror(self, txn: Transaction, i: int, slices: Sequence[Any]) -> None:
         """Keep the lot mirror (lot id → [name, shares, basis, first long-term day, sign]) in
@@ -692,6 +808,10 @@ class RunResult:
     tax_saved: list[Decimal]
     net_tax: list[Decimal]
     book: Book
+    #: Exact pre-tax NAV per day (cash + positions marked per name to the cent).
+    pre_tax_usd: list[Decimal] = field(default_factory=list)
+    #: Bought + sold on the first day (the investment of the capital, excluded from turnover).
+    first_day_traded_usd: Decimal = _ZERO
     rebalances: int
     wash_sales_created: int
     seconds: float
@@ -760,6 +880,8 @@ def simulate(
         trading_cost_bps=config.trading_cost_bps,
     )
     pre = np.empty(T)
+    pre_usd: list[Decimal] = []
+    first_traded = _ZERO
     pos = np.empty(T)
     liq = np.empty(T)
     cash: list[Decimal] = []
@@ -797,14 +919,18 @@ def simulate(
         if ctx.rebalance:
             rebalances += 1
         fill = book.apply(txns)
+        if k == 0:
+            first_traded = fill.bought_usd + fill.sold_usd
         book.taxes.record(day.year, fill.realized_st + st_out, fill.realized_lt + lt_out)
         totals = book.taxes.totals()
         if config.audit:
             book.audit(day)
-        pos[k] = float(book.shares @ px)
-        pre[k] = float(book.cash) + pos[k]
+        marked, marks = book.marked_value(px)
+        pre_usd.append(book.cash + marked)
+        pos[k] = float(marked)
+        pre[k] = float(pre_usd[-1])
         if k % liquidation_every == 0 or k == T - 1:
-            liq_tax = book.taxes.liquidation_tax(*book.unrealized(day, px))
+            liq_tax = book.taxes.liquidation_tax(*book.unrealized(day, marks))
         liq[k] = pre[k] - float(totals.net_tax) - liq_tax
         cash.append(book.cash)
         cum_st.append(totals.realized_short_term)
@@ -815,7 +941,7 @@ def simulate(
         bar.update(1)
     bar.close()
     book.taxes.close_year()
-    after = pre - np.asarray([float(x) for x in net])
+    after = np.asarray([float(p - n) for p, n in zip(pre_usd, net, strict=True)])
     washed = sum(
         1 for s in book.ledger.sales if s.account_type == "taxable" and s.adjustment_code == "W"
     )
@@ -834,6 +960,8 @@ def simulate(
         tax_saved=saved,
         net_tax=net,
         book=book,
+        pre_tax_usd=pre_usd,
+        first_day_traded_usd=first_traded,
         rebalances=rebalances,
         wash_sales_created=washed,
         seconds=time.perf_counter() - started,
@@ -910,9 +1038,10 @@ def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
     liq = annualised_return(run.liquidation_nav)
     years = max((len(run.dates) - 1) / DAYS_PER_YEAR, 1e-9)
     avg_nav = float(np.mean(run.pre_tax_nav))
-    # One-way turnover, annualised, excluding the first day's investment of the capital.
-    first_day_buys = float(config.capital_usd) - float(run.cash[0]) if run.cash else 0.0
-    traded = float(book.bought_usd + book.sold_usd) - max(first_day_buys, 0.0)
+    # One-way turnover, annualised, excluding the first day's investment of the capital (every
+    # trade of day one: the account starts all cash, so its buys and short sales are the
+    # investment, whatever the book's shape).
+    traded = float(book.bought_usd + book.sold_usd - run.first_day_traded_usd)
     turnover = traded / 2.0 / avg_nav / years if avg_nav > 0 else 0.0
     totals = book.taxes.totals()
     out: dict[str, Any] = {
@@ -987,6 +1116,8 @@ def parse_sweep(text: str) -> tuple[SweepParam, list[float]]:
         raise InputError(f"{text!r}: values must be numbers", field="sweep") from exc
     if not points or any(not math.isfinite(v) or v < 0 for v in points):
         raise InputError(f"{text!r}: give one or more non-negative numbers", field="sweep")
+    if name == "te_budget" and min(points) <= 0:
+        raise InputError(f"{text!r}: a TE budget must be > 0", field="sweep")
     params: dict[str, SweepParam] = {
         "lambda_tax": "lambda_tax",
         "lambda_te": "lambda_te",
@@ -1055,13 +1186,16 @@ def compare_at_equal_te(
         at_te = float(np.interp(h_te, [p[0] for p in pts], [p[1] for p in pts]))
         beats = at_te > h_alpha
         how = "interpolated on the optimizer frontier"
+        where = f"at the harvester's realized TE {h_te:.2%}"
     else:
-        dominating = [a for te, a in pts if te <= h_te * 1.05 and a > h_alpha]
-        dominated = [a for te, a in pts if te >= h_te * 0.95 and a <= h_alpha]
-        if dominating:
-            at_te, beats, how = max(dominating), True, "with equal or lower TE"
-        elif dominated:
-            at_te, beats, how = max(dominated), False, "even with equal or higher TE"
+        dominating = [(a, te) for te, a in pts if te <= h_te * 1.05 and a > h_alpha]
+        dominated = [(a, te) for te, a in pts if te >= h_te * 0.95 and a <= h_alpha]
+        if dominating or dominated:
+            beats = bool(dominating)
+            at_te, te_opt = max(dominating or dominated)
+            how = "with equal or lower TE" if beats else "even with equal or higher TE"
+            # The alpha compared is the optimizer run's own, at its own realized TE.
+            where = f"at realized TE {te_opt:.2%} vs the harvester's {h_te:.2%}"
         else:
             lo, hi = (pts[0][0], pts[-1][0]) if pts else (math.nan, math.nan)
             if hi < h_te:
@@ -1083,6 +1217,6 @@ def compare_at_equal_te(
         "optimizer_alpha_at_te": at_te,
         "verdict": (
             f"The optimizer {word} the threshold harvester ({how}): tax alpha "
-            f"{at_te:.2%}/y vs {h_alpha:.2%}/y at the harvester's realized TE {h_te:.2%}."
+            f"{at_te:.2%}/y vs {h_alpha:.2%}/y {where}."
         ),
     }

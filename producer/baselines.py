@@ -27,8 +27,9 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from producer.backtest import ACCOUNT_ID, DayContext
+from producer.backtest import ACCOUNT_ID, DayContext, close_price
 from shared.errors import InputError
+from shared.ledger import cents
 from shared.messages import Lot, RiskModel, Transaction
 from shared.types import FloatArray
 
@@ -85,8 +86,9 @@ def _whole(x: float) -> Decimal:
 
 
 def _price(x: float) -> Decimal:
-    # The close as the ledger sees it: the float's shortest repr, rounded to 1/10,000 of a cent.
-    return Decimal(repr(float(x))).quantize(Decimal("0.000001"))
+    # The close as the account trades at it: the optimizer's fill price (1/100 of a cent), so
+    # every policy fills and is marked at the same price.
+    return close_price(x)
 
 
 class HoldIndexPolicy:
@@ -128,15 +130,20 @@ class HoldIndexPolicy:
         """Whole-share buys of ``weights × budget`` (never spending more than ``budget``)."""
         out = []
         symbols = ctx.book.symbols
-        spent = 0.0
+        # What the fills will cost, exactly: whole shares at the traded close, each fill's
+        # cash to the cent (Book.apply), never above the budget.
+        budget = cents(Decimal(repr(float(budget_usd))))
+        spent = Decimal(0)
         for i in np.flatnonzero(weights > 0):
             p = float(ctx.prices[i])
-            if p <= 0:
+            if not p > 0:
                 continue
-            q = _whole(weights[i] * budget_usd / p)
-            if q > 0 and spent + float(q) * p <= budget_usd + 1e-6:
-                spent += float(q) * p
-                out.append(self._txn(ctx.day, symbols[i], "buy", q, _price(p)))
+            price = _price(p)
+            q = _whole(weights[i] * budget_usd / float(price))
+            cost = cents(q * price)
+            if q > 0 and spent + cost <= budget:
+                spent += cost
+                out.append(self._txn(ctx.day, symbols[i], "buy", q, price))
         return out
 
     def decide(self, ctx: DayContext) -> list[Transaction]:

@@ -178,6 +178,12 @@ def load_sp500_sample(start: dt.date, end: dt.date) -> SampleMarket:
         raise InputError(
             f"window {start}..{end} is outside the sample ({first}..{last})", field="start"
         )
+    from shared.calendar import trading_days
+
+    if end > last and trading_days(last + dt.timedelta(days=1), end):
+        raise InputError(
+            f"--end {end}: the sample ends {last} (it covers {first}..{last})", field="end"
+        )
     if t_start < 60:
         raise InputError(
             f"the sample starts {first}; start on or after {all_dates[60]} so the risk model has "

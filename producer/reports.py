@@ -69,12 +69,18 @@ def write_nav_csv(path: Path, run: RunResult) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(NAV_COLUMNS + NAV_EXTRA_COLUMNS)
+    exact = len(run.pre_tax_usd) == len(run.dates)
     for k, day in enumerate(run.dates):
+        # After-tax NAV = pre-tax NAV − net tax, both exact to the cent (no float rounding).
+        pre: float | Decimal = run.pre_tax_usd[k] if exact else float(run.pre_tax_nav[k])
+        after: float | Decimal = (
+            run.pre_tax_usd[k] - run.net_tax[k] if exact else float(run.after_tax_nav[k])
+        )
         w.writerow(
             [
                 day.isoformat(),
-                _usd(float(run.after_tax_nav[k])),
-                _usd(float(run.pre_tax_nav[k])),
+                _usd(after),
+                _usd(pre),
                 _usd(float(run.benchmark_nav[k])),
                 _usd(run.cum_realized_st[k]),
                 _usd(run.cum_realized_lt[k]),

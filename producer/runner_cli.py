@@ -22,6 +22,11 @@ from shared.errors import InputError, TaxviewError
 PROG = "taxview-runner"
 
 
+#: Largest ``--capital`` (USD 1 trillion): money is exact ``Decimal`` to the cent, and the
+#: largest real books are far below this.
+MAX_CAPITAL = Decimal(10) ** 12
+
+
 def _money(text: str) -> Decimal:
     try:
         value = Decimal(text.replace(",", "").replace("_", ""))
@@ -29,6 +34,10 @@ def _money(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"{text!r} is not an amount") from exc
     if not value.is_finite() or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive amount")
+    if value > MAX_CAPITAL:
+        raise argparse.ArgumentTypeError(f"{text!r} is above the largest amount, {MAX_CAPITAL:,}")
+    if value != value.quantize(Decimal("0.01")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be whole cents (USD to the cent)")
     return value
 
 
@@ -101,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic market (default 0)")
     p.add_argument(
-        "--capital", type=_money, default=Decimal(1_000_000), help="starting cash, USD (1000000)"
+        "--capital",
+        type=_money,
+        default=Decimal(1_000_000),
+        help="starting cash, USD to the cent (1000000)",
     )
     p.add_argument(
         "--te-budget", type=_fraction, default=0.02, help="annualised ex-ante TE cap (0.02 = 2%%)"
@@ -150,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lt-rate", type=_fraction, default=0.20, help="long-term rate (0.20)")
     p.add_argument("--niit", type=_fraction, default=0.038, help="NIIT added to both (0.038)")
     p.add_argument(
-        "--cost-bps", type=_bps, default=0.0, help="trading cost charged on fills, bps (0)"
+        "--cost-bps",
+        type=_bps,
+        default=0.0,
+        help="trading cost charged on fills, bps, paid from cash (a long-only account keeps "
+        "2 × this of its NAV as a cash floor); default 0",
     )
     p.add_argument(
         "--baselines",
@@ -218,14 +234,26 @@ def run(args: argparse.Namespace) -> int:
         simulate,
         summarize,
         sweep,
+        window,
     )
     from producer.baselines import HoldIndexPolicy, ThresholdHarvestPolicy
     from producer.datasets import load_universe
+    from producer.taxes import Rates
 
     started = time.perf_counter()
     progress = not args.quiet
     config = _config(args)
+    # Everything that can be refused is refused before the (long) runs, not after them.
+    if config.end < config.start:
+        raise InputError(f"--end {config.end} is before --start {config.start}", field="end")
+    Rates.from_wire(config.rates)
     sweep_spec = parse_sweep(args.sweep) if args.sweep else None
+    harvester = ThresholdHarvestPolicy(config.harvest_threshold) if args.baselines else None
+    out: Path = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TaxviewError(f"cannot create --out {out}: {exc.strerror}") from exc
     market, reference = load_universe(
         config.universe, start=config.start, end=config.end, seed=config.seed
     )
@@ -233,7 +261,15 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(config.exclusions) - set(market.symbols))
     if unknown:
         raise InputError(
-            f"{', '.join(unknown)} is not in the universe {config.universe}", field="--exclude"
+            f"{', '.join(s or repr(s) for s in unknown)} is not in the universe {config.universe}",
+            field="--exclude",
+        )
+    t0, _ = window(market, config.start, config.end)
+    if config.strategy == "market-neutral" and not market.alpha(market.dates[t0]):
+        raise InputError(
+            f"the market-neutral strategy needs an alpha signal, and the universe "
+            f"{config.universe} has none (synthetic:N has one)",
+            field="--strategy",
         )
 
     policy = OptimizerPolicy(config)
@@ -244,8 +280,8 @@ def run(args: argparse.Namespace) -> int:
     solver = max(solvers, key=solvers.get) if solvers else "none"
 
     baselines: dict[str, Any] = {}
-    if args.baselines:
-        for base in (HoldIndexPolicy(), ThresholdHarvestPolicy(config.harvest_threshold)):
+    if harvester is not None:
+        for base in (HoldIndexPolicy(), harvester):
             baselines[base.name] = summarize(simulate(market, base, used, progress=progress), used)
     frontier: list[dict[str, Any]] = []
     if sweep_spec is not None:
@@ -309,11 +345,6 @@ def run(args: argparse.Namespace) -> int:
     if comparison:
         summary["comparison"] = comparison
 
-    out: Path = args.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TaxviewError(f"cannot create --out {out}: {exc.strerror}") from exc
     title = reports.chart_title(used.strategy, main.dates[0], main.dates[-1], solver)
     reports.write_nav_csv(out / "nav.csv", main)
     reports.write_summary(out / "summary.json", summary)

@@ -64,7 +64,7 @@ class Rates:
         """Build from the account's :class:`shared.messages.TaxRates`.
 
         Raises:
-            InputError: a rate is negative or not below 100%.
+            InputError: a rate is negative or not below 100%, alone or with NIIT.
         """
         for name, value in (
             ("short_term", rates.short_term),
@@ -74,6 +74,14 @@ class Rates:
             if not 0.0 <= value < 1.0:
                 raise InputError(f"tax rate {value} must be in [0, 1)", field=f"rates.{name}")
         short_term, long_term = rates.with_niit()
+        for name, total in (("short_term", short_term), ("long_term", long_term)):
+            # A marginal rate of 100% or more (with NIIT) would tax more than the gain.
+            if total >= 1:
+                raise InputError(
+                    f"{name.replace('_', '-')} rate {getattr(rates, name)} + NIIT "
+                    f"{rates.niit} = {total} must be below 1",
+                    field=f"rates.{name}",
+                )
         return cls(short_term=short_term, long_term=long_term)
 
 

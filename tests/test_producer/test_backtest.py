@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from decimal import Decimal
 
 import numpy as np
@@ -53,8 +54,15 @@ def test_cash_plus_positions_equals_the_pre_tax_nav_every_day(run, market) -> No
     assert np.allclose(cash + run.positions_usd, run.pre_tax_nav, atol=1e-6)
     lots = run.book.ledger.open_lots(run.book.account_id)
     index = {s: i for i, s in enumerate(market.symbols)}
-    ledger_value = sum(float(lot.quantity) * prices[-1][index[lot.symbol]] for lot in lots)
-    assert ledger_value + cash[-1] == pytest.approx(run.pre_tax_nav[-1], abs=1e-4)
+    # The ledger's open lots at the close the account trades at, per name to the cent: exactly.
+    held: dict[str, Decimal] = defaultdict(Decimal)
+    for lot in lots:
+        held[lot.symbol] += lot.quantity
+    ledger_value = sum(
+        (cents(q * _traded_close(prices[-1][index[s]])) for s, q in held.items()), Decimal(0)
+    )
+    assert ledger_value + run.cash[-1] == run.pre_tax_usd[-1]
+    assert float(run.pre_tax_usd[-1]) == run.pre_tax_nav[-1]
     assert run.pre_tax_nav[0] == pytest.approx(1_000_000, rel=1e-3)
 
 
@@ -202,12 +210,17 @@ def test_annual_netting_accrues_the_years_schedule_d_tax_across_a_year_end() -> 
     assert run.wash_sales_created == 0
 
 
-@pytest.mark.slow
-def test_a_long_short_run_keeps_cash_plus_positions_equal_to_nav() -> None:
+@pytest.fixture(scope="module")
+def long_short_run() -> RunResult:
     start, end = dt.date(2021, 1, 4), dt.date(2021, 2, 26)
     m = synthetic_market(n_names=30, start=start, end=end, seed=9)
     cfg = BacktestConfig(start=start, end=end, seed=9, strategy="long-short", audit=True)
-    run = simulate(m, OptimizerPolicy(cfg), cfg)
+    return simulate(m, OptimizerPolicy(cfg), cfg)
+
+
+@pytest.mark.slow
+def test_a_long_short_run_keeps_cash_plus_positions_equal_to_nav(long_short_run) -> None:
+    run = long_short_run
     cash = np.array([float(c) for c in run.cash])
     assert np.allclose(cash + run.positions_usd, run.pre_tax_nav, atol=1e-6)
     assert run.wash_sales_created == 0
@@ -326,3 +339,137 @@ def test_an_optimizer_at_higher_te_with_more_alpha_is_not_comparable_and_says_wh
     below = compare_at_equal_te([(0.01, 0.03)], (0.015, 0.04))
     assert below["beats"] is None
     assert "lower TE with less alpha" in below["verdict"]
+
+
+def _traded_close(x: float) -> Decimal:
+    # Written out here rather than imported: the price the rebalance fills at, 1/100 of a cent.
+    return Decimal(repr(float(x))).quantize(Decimal("0.0001"))
+
+
+def _nav_rows(run: RunResult, tmp_path) -> list[dict[str, Decimal]]:
+    import csv
+
+    from producer.reports import write_nav_csv
+
+    write_nav_csv(tmp_path / "nav.csv", run)
+    with open(tmp_path / "nav.csv", newline="") as fh:
+        return [
+            {k: v if k == "date" else Decimal(v) for k, v in row.items()}
+            for row in csv.DictReader(fh)
+        ]
+
+
+def test_nav_csv_marks_every_position_at_the_fill_price_to_the_cent_from_exactly_the_capital(
+    run, market, tmp_path
+) -> None:
+    t0, _ = window(market, START, END)
+    index = {s: i for i, s in enumerate(market.symbols)}
+    rows = _nav_rows(run, tmp_path)
+    log: dict[dt.date, list] = defaultdict(list)
+    for txn in run.book.log:
+        log[txn.date].append(txn)
+    cash, held = Decimal(1_000_000), defaultdict(Decimal)
+    for k, (day, row) in enumerate(zip(run.dates, rows, strict=True)):
+        closes = market.prices[t0 + k]
+        for txn in log[day]:
+            # every fill is at the session's close as the account trades at it
+            assert txn.price == _traded_close(closes[index[txn.symbol]]), (day, txn.symbol)
+            amount = cents(txn.quantity * txn.price)
+            cash += -amount if txn.side == "buy" else amount
+            held[txn.symbol] += txn.quantity if txn.side == "buy" else -txn.quantity
+        marked = sum(
+            (cents(q * _traded_close(closes[index[s]])) for s, q in held.items()), Decimal(0)
+        )
+        assert row["cash"] == cash
+        assert row["pre_tax_nav"] == cash + marked, day
+        assert row["after_tax_nav"] == row["pre_tax_nav"] - row["net_tax"], day
+        assert row["net_tax"] == row["taxes_paid"] - row["tax_saved"], day
+    # Day one: the account invested the capital and is worth exactly it, like the benchmark.
+    assert rows[0]["after_tax_nav"] == rows[0]["benchmark_nav"] == Decimal("1000000.00")
+
+
+def test_a_purchase_that_washes_an_earlier_loss_sale_restates_the_loss_and_its_tax() -> None:
+    from producer.backtest import Book
+    from shared.messages import TaxRates, Transaction
+
+    book = Book(["AAA"], capital_usd=Decimal(10_000), rates=TaxRates())
+    days = [dt.date(2024, 3, 1), dt.date(2024, 3, 11), dt.date(2024, 3, 25)]
+
+    def txn(n: int, side: str, qty: int, price: str, lot: str) -> Transaction:
+        return Transaction(
+            id=f"t{n}", date=days[n], account=book.account_id, symbol="AAA", side=side,
+            quantity=Decimal(qty), price=Decimal(price), lot_id=lot,
+        )  # fmt: skip
+
+    for n, t in enumerate(
+        [
+            txn(0, "buy", 10, "100", "L1"),
+            txn(1, "sell", 10, "90", "L1"),
+            txn(2, "buy", 4, "91", "L2"),
+        ]
+    ):
+        fill = book.apply([t])
+        book.taxes.record(days[n].year, fill.realized_st, fill.realized_lt)
+    # IRC §1091(a): the 4 shares bought 14 days after the loss sale disallow 4/10 of its $100.
+    (sale,) = book.ledger.sales
+    assert sale.adjustment_code == "W" and sale.gain == Decimal("-60.00")
+    assert fill.realized_st == Decimal("40.00") and fill.washed == 1
+    totals = book.taxes.totals()
+    assert totals.realized_short_term == sale.gain
+    assert totals.net_tax == cents(Decimal("-100") * Decimal("0.408")) + cents(
+        Decimal("40") * Decimal("0.408")
+    )
+    assert book.harvested_by_year[2024] == Decimal("60.00")
+    book.audit(days[2])
+
+
+def test_a_trading_cost_is_paid_from_a_cash_reserve_so_cash_never_goes_below_zero() -> None:
+    start, end = dt.date(2022, 1, 3), dt.date(2022, 2, 28)
+    m = synthetic_market(n_names=30, start=start, end=end, seed=7)
+    cfg = BacktestConfig(start=start, end=end, seed=7, trading_cost_bps=5)
+    assert cfg.cash_band() == (pytest.approx(0.001), pytest.approx(0.021))
+    run = simulate(m, OptimizerPolicy(cfg), cfg)  # refused by the solve once cash was < 0
+    assert min(run.cash) >= 0
+    assert run.book.costs_usd > 0
+    # Day one is worth the capital less what investing it cost.
+    assert run.pre_tax_usd[0] == Decimal(1_000_000) - cents(
+        run.first_day_traded_usd * Decimal("0.0005")
+    )
+
+
+def test_a_window_the_data_cover_only_in_part_is_refused_naming_the_span(market) -> None:
+    with pytest.raises(InputError, match=r"2022-04-01 is not in the data") as exc:
+        window(market, START, dt.date(2022, 4, 1))
+    assert exc.value.field == "end"
+    with pytest.raises(InputError, match=r"2021-12-30 is not in the data") as exc:
+        window(market, dt.date(2021, 12, 30), END)
+    assert exc.value.field == "start"
+    # A first day that is not a session is fine.
+    assert window(market, dt.date(2022, 1, 1), END) == window(market, START, END)
+
+
+def test_a_te_budget_sweep_of_zero_is_refused_before_any_run() -> None:
+    with pytest.raises(InputError, match="TE budget must be > 0") as exc:
+        parse_sweep("te_budget=0,0.02")
+    assert exc.value.field == "sweep"
+
+
+def test_a_verdict_by_dominance_quotes_the_optimizer_runs_own_te() -> None:
+    out = compare_at_equal_te([(0.05, 0.01)], (0.03, 0.02))
+    assert out["beats"] is False
+    assert "at realized TE 5.00% vs the harvester's 3.00%" in out["verdict"]
+    better = compare_at_equal_te([(0.01, 0.03)], (0.03, 0.02))
+    assert "tax alpha 3.00%/y vs 2.00%/y at realized TE 1.00%" in better["verdict"]
+
+
+@pytest.mark.slow
+def test_turnover_leaves_out_every_trade_of_day_one_for_a_long_short_book(long_short_run) -> None:
+    run = long_short_run
+    first = run.dates[0]
+    assert {t.side for t in run.book.log if t.date == first} == {"buy", "short"}
+    later = sum((cents(t.quantity * t.price) for t in run.book.log if t.date != first), Decimal(0))
+    years = (len(run.dates) - 1) / 252
+    expected = float(later) / 2 / float(np.mean(run.pre_tax_nav)) / years
+    # (capital − day-one cash nets the short sales against the buys: it counted the shorts,
+    # and the longs they paid for, as turnover.)
+    assert summarize(run, run.config)["turnover"] == pytest.approx(expected, rel=1e-12)

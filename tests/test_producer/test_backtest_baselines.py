@@ -144,3 +144,26 @@ def test_without_swap_back_the_replacements_are_kept(market, config) -> None:
     assert policy.origin, "replacement lots stay open"
     held = {lot.lot_id for lot in run.book.ledger.open_lots()}
     assert set(policy.origin) <= held
+
+
+def test_the_baselines_fill_at_the_optimizers_price_and_start_from_exactly_the_capital(
+    market, config, tmp_path
+) -> None:
+    import csv
+
+    from producer.reports import write_nav_csv
+
+    t0, _ = window(market, START, END)
+    index = {s: i for i, s in enumerate(market.symbols)}
+    day = {d: k for k, d in enumerate(market.dates)}
+    for policy in (HoldIndexPolicy(), ThresholdHarvestPolicy(0.10)):
+        run = simulate(market, policy, config)
+        for t in run.book.log:
+            close = market.prices[day[t.date], index[t.symbol]]
+            # the close to 1/100 of a cent, as the rebalance fills (and the runner marks)
+            assert t.price == Decimal(repr(float(close))).quantize(Decimal("0.0001"))
+        write_nav_csv(tmp_path / "nav.csv", run)
+        with open(tmp_path / "nav.csv", newline="") as fh:
+            first = next(csv.DictReader(fh))
+        assert first["after_tax_nav"] == first["pre_tax_nav"] == "1000000.00", policy.name
+        assert t0 == day[run.dates[0]]

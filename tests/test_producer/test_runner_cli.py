@@ -124,3 +124,119 @@ def test_the_long_short_shape_must_net_to_one_hundred_percent() -> None:
     assert args.long_short == (1.5, 0.5)
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--long-short", "130/20"])
+
+
+@pytest.fixture
+def no_backtest(monkeypatch):
+    """Make any backtest run fail the test: a bad setting must be refused before the runs."""
+    import producer.backtest
+
+    def ran(*args, **kwargs):
+        raise AssertionError("a backtest ran before the bad setting was refused")
+
+    monkeypatch.setattr(producer.backtest, "simulate", ran)
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("taxview-runner: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (["--sweep", "te_budget=0,0.02"], "field sweep"),
+        (["--baselines", "--harvest-threshold", "1.5"], "field harvest_threshold"),
+        (["--niit", "0.7"], "field rates.short_term"),
+        (["--end", "2019-12-31"], "field end"),
+    ],
+)
+def test_a_setting_only_a_later_run_would_use_is_refused_before_any_run(
+    extra, field, no_backtest, capsys, tmp_path
+) -> None:
+    base = ["--start", "2020-01-02", "--end", "2020-02-28", "--universe", "synthetic:5"]
+    err = _refused(capsys, [*base, "--out", str(tmp_path / "o"), "--quiet", *extra])
+    assert field in err
+
+
+def test_an_out_path_that_cannot_be_a_directory_is_refused_before_any_run(
+    no_backtest, capsys, tmp_path
+) -> None:
+    taken = tmp_path / "file"
+    taken.write_text("")
+    argv = ["--start", "2020-01-02", "--end", "2020-02-28", "--universe", "synthetic:5"]
+    assert "--out" in _refused(capsys, [*argv, "--out", str(taken), "--quiet"])
+
+
+def test_an_end_before_the_start_names_the_end_for_every_universe(
+    no_backtest, capsys, tmp_path
+) -> None:
+    for universe in ("synthetic:5", "sp500-sample"):
+        argv = ["--start", "2020-03-02", "--end", "2020-02-28", "--universe", universe]
+        err = _refused(capsys, [*argv, "--out", str(tmp_path / "o")])
+        assert "field end" in err and "is before --start 2020-03-02" in err
+
+
+@pytest.mark.parametrize("capital", ["1e30", "1e400", "100.001"])
+def test_a_capital_too_large_or_not_in_cents_is_refused_by_the_parser(capital, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--start", "2020-01-02", "--end", "2020-02-28", "--capital", capital])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--capital" in err and err.count("\n") == 1
+
+
+def test_a_window_past_the_bundled_sample_is_refused_naming_the_end(
+    no_backtest, capsys, tmp_path
+) -> None:
+    pytest.importorskip("skfolio")
+    argv = ["--start", "2022-12-01", "--end", "2022-12-30", "--universe", "sp500-sample"]
+    err = _refused(capsys, [*argv, "--out", str(tmp_path / "o")])
+    assert "field end" in err and "the sample ends 2022-12-28" in err
+
+
+@pytest.fixture(scope="module")
+def market_dir(tmp_path_factory):
+    import datetime as dt
+
+    from shared.loaders import write_market_dir
+    from shared.synthetic import synthetic_market
+
+    m = synthetic_market(n_names=8, start=dt.date(2023, 1, 3), end=dt.date(2023, 3, 31), seed=2)
+    return write_market_dir(m, tmp_path_factory.mktemp("market"))
+
+
+def test_a_market_directory_without_alpha_refuses_the_market_neutral_sleeve(
+    market_dir, no_backtest, capsys, tmp_path
+) -> None:
+    base = ["--universe", str(market_dir), "--out", str(tmp_path / "o"), "--quiet"]
+    err = _refused(
+        capsys,
+        ["--start", "2023-02-01", "--end", "2023-03-31", "--strategy", "market-neutral", *base],
+    )
+    assert "field --strategy" in err and "alpha" in err
+    err = _refused(capsys, ["--start", "2023-02-01", "--end", "2023-04-28", *base])
+    assert "field end" in err and "2023-04-28 is not in the data" in err
+
+
+def test_a_run_on_a_market_directory_has_one_row_per_session_from_the_capital(
+    market_dir, tmp_path, capsys
+) -> None:
+    import datetime as dt
+
+    from shared.calendar import trading_days
+
+    out = tmp_path / "run"
+    argv = ["--start", "2023-02-01", "--end", "2023-03-31", "--universe", str(market_dir)]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    with open(out / "nav.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["date"] for r in rows] == [
+        d.isoformat() for d in trading_days(dt.date(2023, 2, 1), dt.date(2023, 3, 31))
+    ]
+    assert rows[0]["after_tax_nav"] == rows[0]["benchmark_nav"] == "1000000.00"
+    assert json.loads((out / "summary.json").read_text())["wash_sales_created"] == 0

@@ -147,3 +147,12 @@ def test_liquidation_tax_in_annual_mode_is_the_years_extra_tax() -> None:
 def test_an_unknown_netting_mode_is_rejected() -> None:
     with pytest.raises(InputError, match="tax_netting"):
         TaxAccountant(RATES, netting="weekly")  # type: ignore[arg-type]
+
+
+def test_a_rate_that_reaches_one_hundred_percent_with_the_niit_is_rejected() -> None:
+    # 37% + 70% NIIT would tax $1.07 per $1 of gain.
+    with pytest.raises(InputError, match=r"rates\.short_term"):
+        Rates.from_wire(TaxRates(niit=0.7))
+    with pytest.raises(InputError, match=r"rates\.long_term"):
+        Rates.from_wire(TaxRates(short_term=0.2, long_term=0.5, niit=0.5))
+    assert Rates.from_wire(TaxRates(short_term=0.5, niit=0.4)).short_term == D("0.9")
