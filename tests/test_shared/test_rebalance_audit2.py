@@ -1,0 +1,83 @@
+"""Regression tests for the second independent solve audit (all three strategies).
+
+An independent CVXPY formulation of DESIGN §2 was solved on requests of ``taxview
+example-request`` with the product's own sides fixed; each test here is a request on which the
+product was measurably worse than that optimum (or broke a rule) before its fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from shared.examples import example_request
+from shared.messages import Solved
+from shared.optimizer.check import CHECK_TOL, constructive_sales
+from shared.optimizer.data import ProblemData, Solution
+from shared.optimizer.problem import SolveSettings, solve
+from shared.rebalance import rebalance
+
+
+def _captured(names: int, seed: int, strategy: str) -> list[tuple[ProblemData, Solution]]:
+    calls: list[tuple[ProblemData, Solution]] = []
+
+    def capture(data: ProblemData) -> Solution:
+        sol = solve(data)
+        calls.append((data, sol))
+        return sol
+
+    out = rebalance(example_request(names=names, seed=seed, strategy=strategy), solve=capture)
+    assert isinstance(out, Solved)
+    assert calls
+    return calls
+
+
+def _with_only_the_flips_used(data: ProblemData, sol: Solution) -> ProblemData:
+    """The guard's rules (IRC §1259) with exactly the flips ``sol`` made: a name held long that
+    it shorts has every long lot sold and no buy, a name held short that it buys has every short
+    lot covered and no new short; every other held name keeps its direction, unforced."""
+    n = data.n
+    long0 = np.bincount(data.lot_name, weights=data.lot_w, minlength=n)
+    short0 = np.bincount(data.short_name, weights=data.short_w, minlength=n)
+    to_short = (long0 > 0) & (sol.short > CHECK_TOL)
+    to_long = (short0 > 0) & (sol.buy > CHECK_TOL)
+    sell_min = np.where(to_short[data.lot_name], data.lot_w, 0.0)
+    cover_min = np.where(to_long[data.short_name], data.short_w, 0.0)
+    return replace(
+        data,
+        short_allowed=data.short_allowed & ((long0 <= 0) | to_short) & ~to_long,
+        buy_allowed=data.buy_allowed & ((short0 <= 0) | to_long) & ~to_short,
+        lot_sell_min=sell_min,
+        short_cover_min=cover_min,
+    )
+
+
+def test_a_market_neutral_name_flipped_in_vain_is_not_forced_closed() -> None:
+    # 50 names, seed 8: the first (guarded) solve sold out 11 names; the flip solve forced all
+    # their lots sold and opened the other direction in only 5.  The other 6 (MEE: a 6.5% short
+    # at a gain) were closed for nothing: estimated tax $23,362 instead of $5,948, objective
+    # 0.0127 against 0.0029 for the optimum of the flips actually made (IRC §1259 guard).
+    for data, sol in _captured(50, 8, "market-neutral"):
+        assert constructive_sales(data, sol) == []
+        legal = _with_only_the_flips_used(data, sol)
+        best = solve(legal, settings=SolveSettings(constructive_sale_guard=False))
+        assert constructive_sales(legal, best) == []
+        assert sol.objective <= best.objective + 1e-6 * max(1.0, abs(best.objective))
+        assert any("released" in a for a in sol.attempts)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "names", "seed"),
+    [("market-neutral", 50, 2), ("long-short", 50, 1), ("market-neutral", 100, 7)],
+)
+def test_the_guarded_solve_is_optimal_for_the_flips_it_made(
+    strategy: str, names: int, seed: int
+) -> None:
+    # 100/7: one release was not enough (a released solve left another flip unused: 7.7e-4 of
+    # NAV above the optimum for the flips made); the release now repeats.
+    for data, sol in _captured(names, seed, strategy):
+        legal = _with_only_the_flips_used(data, sol)
+        best = solve(legal, settings=SolveSettings(constructive_sale_guard=False))
+        assert sol.objective <= best.objective + 1e-6 * max(1.0, abs(best.objective))
