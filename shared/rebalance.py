@@ -1269,16 +1269,17 @@ def _refine_sides(  # noqa: PLR0917
 
     The re-solve costs a full solve, so it runs only when a cheap first-order test says it can
     help: buying some reopened name lowers tracking error (its marginal TE ``(Σ(w − w_b))_i`` is
-    negative, one O(n·k) product).  If no reopened name can lower TE, a buy of one only adds TE
-    and trading cost, and the first solution is already optimal for the reopened sides too.
+    negative, one O(n·k) product; with an alpha term the slope ``2λ_te·(Σw)_i − α_i``, and a new
+    short can help where it is positive).  If no reopened name can help, a trade in one only adds
+    TE and trading cost, and the first solution is already optimal for the reopened sides too.
 
     A name left on the harvest side keeps one legitimate advantage the one-period model does not
     see: buying a name starts a 30-day window in which its loss lots cannot be harvested
-    (IRC §1091(a)); reopening trades that option for tonight's tracking.  Only direct-indexing
-    taxable accounts are refined (long/short books carry the constructive-sale guard's sides).
+    (IRC §1091(a)); reopening trades that option for tonight's tracking.  Every taxable account
+    is refined, long/short and market-neutral books too (the constructive-sale guard applies
+    inside each solve); IRA/Roth accounts have no sides.
     """
-    acct = ctx.request.account
-    if acct.strategy != "direct-index" or not ctx.taxable:
+    if not ctx.taxable:
         return sol, data
     base = ctx.base
     keep = _loss_sold_names(ctx, sol) | ~base.buy_allowed | locked
@@ -1290,7 +1291,15 @@ def _refine_sides(  # noqa: PLR0917
     active = sol.w - data.w_bench
     marginal_te = data.loadings @ (data.factor_cov @ (data.loadings.T @ active))
     marginal_te += data.specific_var * active
-    if not (reopened & (marginal_te < 0)).any():
+    # The objective's slope in w_i (its sign): (Σ(w − w_b))_i, or 2λ_te·(Σw)_i − α_i with an
+    # alpha term.  A buy of a reopened name can help when it is negative, a new short
+    # (long/short, market-neutral) when it is positive.
+    slope = marginal_te
+    if data.alpha is not None:
+        slope = 2.0 * data.lambda_te * marginal_te - data.alpha
+    can_buy = reopened & base.buy_allowed & (slope < 0)
+    can_short = reopened & base.short_allowed & (slope > 0)
+    if not (can_buy | can_short).any():
         return sol, data
     data2 = transform(_with_sides(ctx, new_sides, locked))
     sol2 = _try_solve(data2, solve, log, f"{label}/reopened {int(reopened.sum())} names")

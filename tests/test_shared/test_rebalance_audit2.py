@@ -12,9 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+import shared.rebalance as rb
 from shared.examples import example_request
-from shared.messages import Solved
-from shared.optimizer.check import CHECK_TOL, constructive_sales
+from shared.messages import RebalanceRequest, Solved
+from shared.optimizer.check import CHECK_TOL, constructive_sales, objective_value
 from shared.optimizer.data import ProblemData, Solution
 from shared.optimizer.problem import SolveSettings, solve
 from shared.rebalance import rebalance
@@ -81,3 +82,57 @@ def test_the_guarded_solve_is_optimal_for_the_flips_it_made(
         legal = _with_only_the_flips_used(data, sol)
         best = solve(legal, settings=SolveSettings(constructive_sale_guard=False))
         assert sol.objective <= best.objective + 1e-6 * max(1.0, abs(best.objective))
+
+
+def _ticket_objective(ctx: rb._Context, out: Solved) -> float:
+    """The objective of DESIGN §2 at the outcome's rounded trades (the account's base problem)."""
+    base = ctx.base
+    p, nav = ctx.market.prices, ctx.nav
+    longs = {lot.lot_id: j for j, lot in enumerate(ctx.longs.lots)}
+    shorts = {lot.lot_id: j for j, lot in enumerate(ctx.shorts.lots)}
+    sell, cover = np.zeros(ctx.longs.size), np.zeros(ctx.shorts.size)
+    buy, short = np.zeros(base.n), np.zeros(base.n)
+    for t in out.trades:
+        i = ctx.market.index[t.symbol]
+        w = float(t.quantity) * p[i] / nav
+        if t.side == "sell":
+            sell[longs[t.lot_id]] += w
+        elif t.side == "cover":
+            cover[shorts[t.lot_id]] += w
+        elif t.side == "buy":
+            buy[i] += w
+        else:
+            short[i] += w
+    return objective_value(base, sell, buy, cover, short)
+
+
+def _added_and_loss_sold(ctx: rb._Context, out: Solved) -> set[str]:
+    added = {t.symbol for t in out.trades if t.side in ("buy", "short")}
+    return added & {s.symbol for s in out.realized if s.gain_usd < 0}
+
+
+@pytest.mark.parametrize(("strategy", "seed"), [("long-short", 5), ("market-neutral", 4)])
+def test_a_long_short_or_market_neutral_book_reopens_the_names_it_did_not_harvest(
+    strategy: str, seed: int
+) -> None:
+    # 100 names: the pre-pass puts every name with a worthwhile loss lot on the harvest side (no
+    # buys, no new shorts); the side refinement that reopens the ones the solve then leaves
+    # unharvested ran for direct indexing only.  The long/short book harvested $77k where the
+    # reopened sides give $121k (objective 0.027 of NAV better); the sleeve 0.028 of NAV.
+    request: RebalanceRequest = example_request(names=100, seed=seed, strategy=strategy)
+    market, scan = rb._validate(request)
+    ctx = rb._context(request, market, scan)
+    locked = np.zeros(ctx.base.n, dtype=np.bool_)
+    pre = rb.harvest_sides(ctx, locked)
+    first = solve(rb._with_sides(ctx, pre, locked))
+    keep = rb._loss_sold_names(ctx, first) | ~ctx.base.buy_allowed
+    keep |= ctx.w0 > ctx.base.max_w + rb.WEIGHT_EPS
+    reopened = rb._spread_to_groups(keep, ctx.group) & pre
+    assert (pre & ~reopened).any()
+    best = solve(rb._with_sides(ctx, reopened, locked))
+    out = rebalance(request)
+    assert isinstance(out, Solved) and out.status == "ok"
+    assert any("reopened" in a for a in out.solver.attempts)
+    # Rounding to shares costs ~1e-5 of NAV here; the unrefined ticket was 1e-2 worse.
+    assert _ticket_objective(ctx, out) <= best.objective + 1e-3
+    assert _added_and_loss_sold(ctx, out) == set()
