@@ -1322,6 +1322,14 @@ def _refine_sides(  # noqa: PLR0917
     return sol, data
 
 
+def _held(ctx: _Context) -> tuple[BoolArray, BoolArray]:
+    """Names the account holds long, and names it holds short."""
+    n = ctx.base.n
+    held_long: BoolArray = np.bincount(ctx.longs.name, minlength=n) > 0
+    held_short: BoolArray = np.bincount(ctx.shorts.name, minlength=n) > 0
+    return held_long, held_short
+
+
 def _solve_chain(
     ctx: _Context, locked: BoolArray, solve: SolveFn, log: _SolveLog
 ) -> tuple[Solution | None, ProblemData | None, list[str]]:
@@ -1352,18 +1360,37 @@ def _solve_chain(
         if sol is not None:
             sol, data = _refine_sides(ctx, sol, data, pre, locked, transform, solve, log, label)
             return sol, data, relaxations
-        free = _try_solve(
-            transform(_with_sides(ctx, pre, locked, free=True)), solve, log, f"{label}/free sides"
-        )
-        if free is not None:
+        free_data = transform(_with_sides(ctx, pre, locked, free=True))
+        free = _try_solve(free_data, solve, log, f"{label}/free sides")
+        for suffix in ("", " (no flips)"):
+            if free is None:
+                break
             sides = sides_from_solution(ctx, free, locked)
             data = transform(_with_sides(ctx, sides, locked))
-            sol = _try_solve(data, solve, log, f"{label}/searched sides")
+            sol = _try_solve(data, solve, log, f"{label}/searched sides{suffix}")
             if sol is not None:
                 sol, data = _refine_sides(
                     ctx, sol, data, sides, locked, transform, solve, log, f"{label}/searched sides"
                 )
                 return sol, data, relaxations
+            # A free solve that flipped names (sold a long out and shorted it, or the reverse)
+            # can give sides no ticket meets: a flipped name sold at a loss goes to the harvest
+            # side, where it may not be shorted.  Search once more from a free solve without
+            # flips (audit: a 50-name market-neutral sleeve was held with feasible sides).
+            held_long, held_short = _held(ctx)
+            flipped = (free.short > WEIGHT_EPS) & held_long | (free.buy > WEIGHT_EPS) & held_short
+            if suffix or not flipped.any():
+                break
+            free = _try_solve(
+                dataclasses.replace(
+                    free_data,
+                    short_allowed=free_data.short_allowed & ~held_long,
+                    buy_allowed=free_data.buy_allowed & ~held_short,
+                ),
+                solve,
+                log,
+                f"{label}/free sides (no flips)",
+            )
         probe = transform(ctx.base)
         while True:
             step = RELAXATION_CHAIN[next_step]

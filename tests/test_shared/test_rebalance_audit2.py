@@ -136,3 +136,20 @@ def test_a_long_short_or_market_neutral_book_reopens_the_names_it_did_not_harves
     # Rounding to shares costs ~1e-5 of NAV here; the unrefined ticket was 1e-2 worse.
     assert _ticket_objective(ctx, out) <= best.objective + 1e-3
     assert _added_and_loss_sold(ctx, out) == set()
+
+
+def test_a_sleeve_whose_searched_sides_fail_after_flips_is_searched_again_without_flips() -> None:
+    # 50 names, seed 6: the free solve flipped names (sold a long out at a loss and shorted it);
+    # read off as sides, the flipped names landed on the harvest side where they may not be
+    # shorted, the searched sides were infeasible at every level of the chain and the sleeve was
+    # held (no trades) after relaxing its risk budget away.  Sides read off a free solve without
+    # flips are feasible as given.
+    request = example_request(names=50, seed=6, strategy="market-neutral")
+    market, scan = rb._validate(request)
+    ctx = rb._context(request, market, scan)
+    out = rebalance(request)
+    assert isinstance(out, Solved)
+    assert out.status == "ok" and out.relaxations == []
+    assert any("searched sides (no flips)" in a for a in out.solver.attempts)
+    assert _added_and_loss_sold(ctx, out) == set()
+    assert abs(out.cash_w - 1.0) < 1e-3  # dollar neutral after rounding
