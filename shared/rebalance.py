@@ -117,6 +117,13 @@ TILT_BINDING_TOL = 1e-3
 FRACTION_QUANTUM = Decimal("0.0001")
 PRICE_QUANTUM = Decimal("0.0001")
 CENT = Decimal("0.01")
+#: Bounds of a sane request (bad data beyond them is rejected naming the field, not solved):
+#: the ledger books at most 1e10 shares and $1e10 a share per transaction.
+MAX_PRICE_USD = 1e10
+MAX_LOT_QUANTITY = 1e10
+#: More cash than any account holds ($1e13); beyond it the NAV's cents overflow Decimal's
+#: 28 digits (a traceback) or the buys exceed the ledger's share limit.
+MAX_CASH_USD = Decimal(10) ** 13
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
@@ -226,6 +233,18 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
         i = _first_bad(bad)
         raise InputError(
             f"price of {market.symbols[i]} is {prices[i]!r}; prices must be finite and positive",
+            account=account,
+            field=f"market.prices[{i}]",
+        )
+    # Trades carry the price to 4 decimals: a price below a ten-thousandth of a dollar would
+    # trade at 0.0000 (sales with no proceeds) or far off, and one above the ledger's limit
+    # cannot be booked (nor quantized: it overflowed into a traceback).
+    bad = (prices < float(PRICE_QUANTUM)) | (prices > MAX_PRICE_USD)
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            f"price of {market.symbols[i]} is {float(prices[i])!r}; prices must be between "
+            f"{PRICE_QUANTUM} and {MAX_PRICE_USD:,.0f} (trades carry 4 decimals)",
             account=account,
             field=f"market.prices[{i}]",
         )
@@ -445,6 +464,12 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
     aid = acct.account_id
     if not acct.cash_usd.is_finite():
         raise InputError(f"{acct.cash_usd} is not a number", account=aid, field="account.cash_usd")
+    if abs(acct.cash_usd) > MAX_CASH_USD:
+        raise InputError(
+            f"{acct.cash_usd} USD is beyond ±{MAX_CASH_USD:,} USD",
+            account=aid,
+            field="account.cash_usd",
+        )
     if acct.cash_usd < 0 and acct.strategy == "direct-index":
         raise InputError(
             "cash must be ≥ 0 for a long-only account (no margin)",
@@ -583,6 +608,12 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         "quantity",
     )
     fail(
+        qty > MAX_LOT_QUANTITY,
+        f"lot {{lot.lot_id}} has quantity {{lot.quantity}}; more than {MAX_LOT_QUANTITY:,.0f} "
+        "shares",
+        "quantity",
+    )
+    fail(
         qty < MIN_LOT_QUANTITY,
         f"lot {{lot.lot_id}} has quantity {{lot.quantity}}; below {MIN_LOT_QUANTITY:g} shares, "
         "the smallest fraction a broker carries",
@@ -604,6 +635,21 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         f"lot {{lot.lot_id}} acquired {{lot.acquired}} / traded {{lot.trade_date}}, after {as_of}",
         "acquired",
     )
+    fail(
+        ~np.isfinite(decimals_to_floats([x.wash_adjustment_usd for x in chk])),
+        "lot {lot.lot_id} has wash adjustment {lot.wash_adjustment_usd}; must be a number",
+        "wash_adjustment_usd",
+    )
+    # A sale names its lot (DESIGN §2): two of the account's lots under one id are ambiguous.
+    ids = [x.lot_id for x in mine]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = np.zeros(len(chk), dtype=np.bool_)
+        for k, lot_id in enumerate(ids):
+            dup[k] = lot_id in seen
+            seen.add(lot_id)
+        fail(dup, "lot id {lot.lot_id} appears twice in the account", "lot_id")
+    _check_window_memory(request)
     index = market.index
     name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)
     fail(
@@ -630,6 +676,65 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         short=short,
         in_window=traded[:m] >= cut.toordinal(),
     )
+
+
+def _check_window_memory(request: RebalanceRequest) -> None:
+    """The ledger's wash-sale window memory: pending losses and recent purchases (IRC §1091).
+
+    Raises:
+        InputError: a quantity or loss that is not a finite positive number, or a date after
+            ``as_of``, naming ``ledger.pending_losses[i].<field>`` /
+            ``ledger.recent_purchases[i].<field>``.
+    """
+    aid = request.account.account_id
+    as_of = request.as_of
+
+    def positive(v: Decimal, *, zero_ok: bool = False) -> bool:
+        return v.is_finite() and (v >= 0 if zero_ok else v > 0)
+
+    for i, pl in enumerate(request.ledger.pending_losses):
+        where = f"ledger.pending_losses[{i}]"
+        for fname, value, zero_ok in (
+            ("quantity", pl.quantity, False),
+            ("sold_quantity", pl.sold_quantity, False),
+            ("loss_usd", pl.loss_usd, True),
+        ):
+            if not positive(value, zero_ok=zero_ok):
+                raise InputError(
+                    f"pending loss {pl.txn}/{pl.lot_id} has {fname} {value}; must be a "
+                    f"{'non-negative' if zero_ok else 'positive'} number",
+                    account=aid,
+                    field=f"{where}.{fname}",
+                )
+        if pl.quantity > pl.sold_quantity:
+            raise InputError(
+                f"pending loss {pl.txn}/{pl.lot_id} has {pl.quantity} shares still to wash of "
+                f"{pl.sold_quantity} sold",
+                account=aid,
+                field=f"{where}.quantity",
+            )
+        if pl.date_sold > as_of or pl.acquired > pl.date_sold:
+            raise InputError(
+                f"pending loss {pl.txn}/{pl.lot_id} acquired {pl.acquired}, sold {pl.date_sold}; "
+                f"must be acquired ≤ sold ≤ {as_of}",
+                account=aid,
+                field=f"{where}.{'date_sold' if pl.date_sold > as_of else 'acquired'}",
+            )
+    for i, rp in enumerate(request.ledger.recent_purchases):
+        where = f"ledger.recent_purchases[{i}]"
+        if not positive(rp.quantity):
+            raise InputError(
+                f"recent purchase {rp.txn}/{rp.lot_id} has quantity {rp.quantity}; must be a "
+                "positive number",
+                account=aid,
+                field=f"{where}.quantity",
+            )
+        if rp.date > as_of:
+            raise InputError(
+                f"recent purchase {rp.txn}/{rp.lot_id} is dated {rp.date}, after {as_of}",
+                account=aid,
+                field=f"{where}.date",
+            )
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,13 +7,19 @@ product was measurably worse than that optimum (or broke a rule) before its fix.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
+from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
 import shared.rebalance as rb
-from shared.examples import example_request
+from shared.errors import InputError
+from shared.examples import example_request, warmup_request
 from shared.messages import RebalanceRequest, Solved
 from shared.optimizer.check import CHECK_TOL, constructive_sales, objective_value
 from shared.optimizer.data import ProblemData, Solution
@@ -153,3 +159,100 @@ def test_a_sleeve_whose_searched_sides_fail_after_flips_is_searched_again_withou
     assert any("searched sides (no flips)" in a for a in out.solver.attempts)
     assert _added_and_loss_sold(ctx, out) == set()
     assert abs(out.cash_w - 1.0) < 1e-3  # dollar neutral after rounding
+
+
+Edit = Callable[[RebalanceRequest], RebalanceRequest]
+
+
+def _ledger(edit: Callable[[Any], Any]) -> Edit:
+    return lambda r: msgspec.structs.replace(r, ledger=edit(r.ledger))
+
+
+def _pending(**changes: Any) -> Edit:
+    return _ledger(
+        lambda g: msgspec.structs.replace(
+            g,
+            pending_losses=[
+                msgspec.structs.replace(g.pending_losses[0], **changes),
+                *g.pending_losses[1:],
+            ],
+        )
+    )
+
+
+def _recent(**changes: Any) -> Edit:
+    return _ledger(
+        lambda g: msgspec.structs.replace(
+            g,
+            recent_purchases=[
+                msgspec.structs.replace(g.recent_purchases[0], **changes),
+                *g.recent_purchases[1:],
+            ],
+        )
+    )
+
+
+def _lot0(**changes: Any) -> Edit:
+    return _ledger(
+        lambda g: msgspec.structs.replace(
+            g, lots=[msgspec.structs.replace(g.lots[0], **changes), *g.lots[1:]]
+        )
+    )
+
+
+def _price0(value: float) -> Edit:
+    return lambda r: msgspec.structs.replace(
+        r, market=msgspec.structs.replace(r.market, prices=[value, *r.market.prices[1:]])
+    )
+
+
+FUTURE = dt.date(2099, 1, 1)
+
+#: Each was a traceback (decimal.InvalidOperation) or silently solved before the audit.
+BAD: list[tuple[str, Edit, str]] = [
+    ("pending NaN shares", _pending(quantity=Decimal("NaN")), "pending_losses[0].quantity"),
+    ("pending NaN sold", _pending(sold_quantity=Decimal("NaN")), "pending_losses[0].sold_quantity"),
+    ("pending NaN loss", _pending(loss_usd=Decimal("NaN")), "pending_losses[0].loss_usd"),
+    ("pending negative loss", _pending(loss_usd=Decimal(-5)), "pending_losses[0].loss_usd"),
+    ("pending sold later", _pending(date_sold=FUTURE), "pending_losses[0].date_sold"),
+    ("recent NaN shares", _recent(quantity=Decimal("NaN")), "recent_purchases[0].quantity"),
+    ("recent zero shares", _recent(quantity=Decimal(0)), "recent_purchases[0].quantity"),
+    ("recent bought later", _recent(date=FUTURE), "recent_purchases[0].date"),
+    ("lot of 1e30 shares", _lot0(quantity=Decimal("1e30")), "lots[0].quantity"),
+    (
+        "lot NaN wash adjustment",
+        _lot0(wash_adjustment_usd=Decimal("NaN")),
+        "lots[0].wash_adjustment_usd",
+    ),
+    (
+        "duplicate lot id",
+        _ledger(lambda g: msgspec.structs.replace(g, lots=[*g.lots, g.lots[0]])),
+        "lots[{n}].lot_id",
+    ),
+    (
+        "cash of 1e30",
+        lambda r: msgspec.structs.replace(
+            r, account=msgspec.structs.replace(r.account, cash_usd=Decimal("1e30"))
+        ),
+        "account.cash_usd",
+    ),
+    ("price of 1e300", _price0(1e300), "market.prices[0]"),
+    ("price below 4 decimals", _price0(4e-5), "market.prices[0]"),
+]
+
+
+@pytest.mark.parametrize(("what", "edit", "field"), BAD, ids=[b[0] for b in BAD])
+def test_malformed_window_memory_lots_cash_and_prices_are_rejected_naming_the_field(
+    what: str, edit: Edit, field: str
+) -> None:
+    request = warmup_request()
+    assert request.ledger.pending_losses and request.ledger.recent_purchases
+    assert request.ledger.lots[0].account == request.account.account_id
+    bad = edit(request)
+    with pytest.raises(InputError) as info:
+        rebalance(bad)
+    expected = field.format(n=len(request.ledger.lots))
+    if not expected.startswith(("account.", "market.")):
+        expected = f"ledger.{expected}"
+    assert info.value.field == expected, str(info.value)
+    assert info.value.account == request.account.account_id
