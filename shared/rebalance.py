@@ -117,6 +117,13 @@ TILT_BINDING_TOL = 1e-3
 FRACTION_QUANTUM = Decimal("0.0001")
 PRICE_QUANTUM = Decimal("0.0001")
 CENT = Decimal("0.01")
+#: Bounds of a sane request (bad data beyond them is rejected naming the field, not solved):
+#: the ledger books at most 1e10 shares and $1e10 a share per transaction.
+MAX_PRICE_USD = 1e10
+MAX_LOT_QUANTITY = 1e10
+#: More cash than any account holds ($1e13); beyond it the NAV's cents overflow Decimal's
+#: 28 digits (a traceback) or the buys exceed the ledger's share limit.
+MAX_CASH_USD = Decimal(10) ** 13
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
@@ -226,6 +233,18 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
         i = _first_bad(bad)
         raise InputError(
             f"price of {market.symbols[i]} is {prices[i]!r}; prices must be finite and positive",
+            account=account,
+            field=f"market.prices[{i}]",
+        )
+    # Trades carry the price to 4 decimals: a price below a ten-thousandth of a dollar would
+    # trade at 0.0000 (sales with no proceeds) or far off, and one above the ledger's limit
+    # cannot be booked (nor quantized: it overflowed into a traceback).
+    bad = (prices < float(PRICE_QUANTUM)) | (prices > MAX_PRICE_USD)
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            f"price of {market.symbols[i]} is {float(prices[i])!r}; prices must be between "
+            f"{PRICE_QUANTUM} and {MAX_PRICE_USD:,.0f} (trades carry 4 decimals)",
             account=account,
             field=f"market.prices[{i}]",
         )
@@ -445,6 +464,12 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
     aid = acct.account_id
     if not acct.cash_usd.is_finite():
         raise InputError(f"{acct.cash_usd} is not a number", account=aid, field="account.cash_usd")
+    if abs(acct.cash_usd) > MAX_CASH_USD:
+        raise InputError(
+            f"{acct.cash_usd} USD is beyond ±{MAX_CASH_USD:,} USD",
+            account=aid,
+            field="account.cash_usd",
+        )
     if acct.cash_usd < 0 and acct.strategy == "direct-index":
         raise InputError(
             "cash must be ≥ 0 for a long-only account (no margin)",
@@ -583,6 +608,12 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         "quantity",
     )
     fail(
+        qty > MAX_LOT_QUANTITY,
+        f"lot {{lot.lot_id}} has quantity {{lot.quantity}}; more than {MAX_LOT_QUANTITY:,.0f} "
+        "shares",
+        "quantity",
+    )
+    fail(
         qty < MIN_LOT_QUANTITY,
         f"lot {{lot.lot_id}} has quantity {{lot.quantity}}; below {MIN_LOT_QUANTITY:g} shares, "
         "the smallest fraction a broker carries",
@@ -604,6 +635,21 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         f"lot {{lot.lot_id}} acquired {{lot.acquired}} / traded {{lot.trade_date}}, after {as_of}",
         "acquired",
     )
+    fail(
+        ~np.isfinite(decimals_to_floats([x.wash_adjustment_usd for x in chk])),
+        "lot {lot.lot_id} has wash adjustment {lot.wash_adjustment_usd}; must be a number",
+        "wash_adjustment_usd",
+    )
+    # A sale names its lot (DESIGN §2): two of the account's lots under one id are ambiguous.
+    ids = [x.lot_id for x in mine]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = np.zeros(len(chk), dtype=np.bool_)
+        for k, lot_id in enumerate(ids):
+            dup[k] = lot_id in seen
+            seen.add(lot_id)
+        fail(dup, "lot id {lot.lot_id} appears twice in the account", "lot_id")
+    _check_window_memory(request)
     index = market.index
     name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)
     fail(
@@ -630,6 +676,65 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         short=short,
         in_window=traded[:m] >= cut.toordinal(),
     )
+
+
+def _check_window_memory(request: RebalanceRequest) -> None:
+    """The ledger's wash-sale window memory: pending losses and recent purchases (IRC §1091).
+
+    Raises:
+        InputError: a quantity or loss that is not a finite positive number, or a date after
+            ``as_of``, naming ``ledger.pending_losses[i].<field>`` /
+            ``ledger.recent_purchases[i].<field>``.
+    """
+    aid = request.account.account_id
+    as_of = request.as_of
+
+    def positive(v: Decimal, *, zero_ok: bool = False) -> bool:
+        return v.is_finite() and (v >= 0 if zero_ok else v > 0)
+
+    for i, pl in enumerate(request.ledger.pending_losses):
+        where = f"ledger.pending_losses[{i}]"
+        for fname, value, zero_ok in (
+            ("quantity", pl.quantity, False),
+            ("sold_quantity", pl.sold_quantity, False),
+            ("loss_usd", pl.loss_usd, True),
+        ):
+            if not positive(value, zero_ok=zero_ok):
+                raise InputError(
+                    f"pending loss {pl.txn}/{pl.lot_id} has {fname} {value}; must be a "
+                    f"{'non-negative' if zero_ok else 'positive'} number",
+                    account=aid,
+                    field=f"{where}.{fname}",
+                )
+        if pl.quantity > pl.sold_quantity:
+            raise InputError(
+                f"pending loss {pl.txn}/{pl.lot_id} has {pl.quantity} shares still to wash of "
+                f"{pl.sold_quantity} sold",
+                account=aid,
+                field=f"{where}.quantity",
+            )
+        if pl.date_sold > as_of or pl.acquired > pl.date_sold:
+            raise InputError(
+                f"pending loss {pl.txn}/{pl.lot_id} acquired {pl.acquired}, sold {pl.date_sold}; "
+                f"must be acquired ≤ sold ≤ {as_of}",
+                account=aid,
+                field=f"{where}.{'date_sold' if pl.date_sold > as_of else 'acquired'}",
+            )
+    for i, rp in enumerate(request.ledger.recent_purchases):
+        where = f"ledger.recent_purchases[{i}]"
+        if not positive(rp.quantity):
+            raise InputError(
+                f"recent purchase {rp.txn}/{rp.lot_id} has quantity {rp.quantity}; must be a "
+                "positive number",
+                account=aid,
+                field=f"{where}.quantity",
+            )
+        if rp.date > as_of:
+            raise InputError(
+                f"recent purchase {rp.txn}/{rp.lot_id} is dated {rp.date}, after {as_of}",
+                account=aid,
+                field=f"{where}.date",
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1269,16 +1374,17 @@ def _refine_sides(  # noqa: PLR0917
 
     The re-solve costs a full solve, so it runs only when a cheap first-order test says it can
     help: buying some reopened name lowers tracking error (its marginal TE ``(Σ(w − w_b))_i`` is
-    negative, one O(n·k) product).  If no reopened name can lower TE, a buy of one only adds TE
-    and trading cost, and the first solution is already optimal for the reopened sides too.
+    negative, one O(n·k) product; with an alpha term the slope ``2λ_te·(Σw)_i − α_i``, and a new
+    short can help where it is positive).  If no reopened name can help, a trade in one only adds
+    TE and trading cost, and the first solution is already optimal for the reopened sides too.
 
     A name left on the harvest side keeps one legitimate advantage the one-period model does not
     see: buying a name starts a 30-day window in which its loss lots cannot be harvested
-    (IRC §1091(a)); reopening trades that option for tonight's tracking.  Only direct-indexing
-    taxable accounts are refined (long/short books carry the constructive-sale guard's sides).
+    (IRC §1091(a)); reopening trades that option for tonight's tracking.  Every taxable account
+    is refined, long/short and market-neutral books too (the constructive-sale guard applies
+    inside each solve); IRA/Roth accounts have no sides.
     """
-    acct = ctx.request.account
-    if acct.strategy != "direct-index" or not ctx.taxable:
+    if not ctx.taxable:
         return sol, data
     base = ctx.base
     keep = _loss_sold_names(ctx, sol) | ~base.buy_allowed | locked
@@ -1290,7 +1396,15 @@ def _refine_sides(  # noqa: PLR0917
     active = sol.w - data.w_bench
     marginal_te = data.loadings @ (data.factor_cov @ (data.loadings.T @ active))
     marginal_te += data.specific_var * active
-    if not (reopened & (marginal_te < 0)).any():
+    # The objective's slope in w_i (its sign): (Σ(w − w_b))_i, or 2λ_te·(Σw)_i − α_i with an
+    # alpha term.  A buy of a reopened name can help when it is negative, a new short
+    # (long/short, market-neutral) when it is positive.
+    slope = marginal_te
+    if data.alpha is not None:
+        slope = 2.0 * data.lambda_te * marginal_te - data.alpha
+    can_buy = reopened & base.buy_allowed & (slope < 0)
+    can_short = reopened & base.short_allowed & (slope > 0)
+    if not (can_buy | can_short).any():
         return sol, data
     data2 = transform(_with_sides(ctx, new_sides, locked))
     sol2 = _try_solve(data2, solve, log, f"{label}/reopened {int(reopened.sum())} names")
@@ -1311,6 +1425,14 @@ def _refine_sides(  # noqa: PLR0917
             if sol3 is not None and sol3.objective < sol.objective:
                 sol, data = sol3, data3
     return sol, data
+
+
+def _held(ctx: _Context) -> tuple[BoolArray, BoolArray]:
+    """Names the account holds long, and names it holds short."""
+    n = ctx.base.n
+    held_long: BoolArray = np.bincount(ctx.longs.name, minlength=n) > 0
+    held_short: BoolArray = np.bincount(ctx.shorts.name, minlength=n) > 0
+    return held_long, held_short
 
 
 def _solve_chain(
@@ -1343,18 +1465,37 @@ def _solve_chain(
         if sol is not None:
             sol, data = _refine_sides(ctx, sol, data, pre, locked, transform, solve, log, label)
             return sol, data, relaxations
-        free = _try_solve(
-            transform(_with_sides(ctx, pre, locked, free=True)), solve, log, f"{label}/free sides"
-        )
-        if free is not None:
+        free_data = transform(_with_sides(ctx, pre, locked, free=True))
+        free = _try_solve(free_data, solve, log, f"{label}/free sides")
+        for suffix in ("", " (no flips)"):
+            if free is None:
+                break
             sides = sides_from_solution(ctx, free, locked)
             data = transform(_with_sides(ctx, sides, locked))
-            sol = _try_solve(data, solve, log, f"{label}/searched sides")
+            sol = _try_solve(data, solve, log, f"{label}/searched sides{suffix}")
             if sol is not None:
                 sol, data = _refine_sides(
                     ctx, sol, data, sides, locked, transform, solve, log, f"{label}/searched sides"
                 )
                 return sol, data, relaxations
+            # A free solve that flipped names (sold a long out and shorted it, or the reverse)
+            # can give sides no ticket meets: a flipped name sold at a loss goes to the harvest
+            # side, where it may not be shorted.  Search once more from a free solve without
+            # flips (audit: a 50-name market-neutral sleeve was held with feasible sides).
+            held_long, held_short = _held(ctx)
+            flipped = (free.short > WEIGHT_EPS) & held_long | (free.buy > WEIGHT_EPS) & held_short
+            if suffix or not flipped.any():
+                break
+            free = _try_solve(
+                dataclasses.replace(
+                    free_data,
+                    short_allowed=free_data.short_allowed & ~held_long,
+                    buy_allowed=free_data.buy_allowed & ~held_short,
+                ),
+                solve,
+                log,
+                f"{label}/free sides (no flips)",
+            )
         probe = transform(ctx.base)
         while True:
             step = RELAXATION_CHAIN[next_step]

@@ -50,9 +50,12 @@ Choices made here (measured with ``bench/solve_core.py``, n=500 with ≈2,000 lo
   selling (covering) every lot first.  Not convex in one solve: the first solve forbids the
   crossing trades, and a second ("flip") solve runs only when the first sold out a name that
   should change sides (see ``problem._guarded``): the long/short examples take one solve,
-  market-neutral sleeves usually two (alpha changes sign); direct indexing one.  With shape
-  floors, names held neither way get one direction first (``problem.unheld_sides``), so the
-  floors cannot be met by buying and shorting one name.
+  market-neutral sleeves usually two (alpha changes sign); direct indexing one.  A flipped
+  name whose new direction the flip solve leaves unused is released (its forced sale
+  dropped) in a further solve (at most ``problem.MAX_FLIP_RELEASES``), so no position is
+  closed only because it was allowed to flip.  With shape floors, names held neither way get
+  one direction first (``problem.unheld_sides``), so the floors cannot be met by buying and
+  shorting one name.
 
 Measured with ``bench/solve_core.py`` (20 problems each, one BLAS thread, k=18).  The solve is
 single-threaded, so process CPU time equals wall time on an idle core (15.4 vs 15.5 ms at

@@ -794,6 +794,10 @@ def unheld_sides(
     return side_short, unheld & ~side_short
 
 
+#: Rounds of the constructive-sale guard's release step (flipped names that opened nothing).
+MAX_FLIP_RELEASES = 3
+
+
 def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -> Solution:
     """Solve without ever holding a name both long and short through a new trade.
 
@@ -866,10 +870,33 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
         # keep the first (legal) solution and say so.
         notes.append(f"guard: the flip solve failed ({type(exc).__name__}); first solve kept")
         return _merge([first], notes)
-    if first is not None and first.objective < second.objective:
-        notes.append("guard: the flips did not improve; first solve kept")
-        return _merge([second, first], notes)
-    return _merge([first, second] if first is not None else [second], notes)
+    done = [first, second] if first is not None else [second]
+    # A flip forces every lot of the name sold (covered) even if the flip solve then opens
+    # nothing in the new direction: a name sold out in the first solve only because it could
+    # not flip there is then closed for nothing, realizing its gains (audit: a 50-name sleeve
+    # paid 0.9% of NAV more tax).  Release those names (back to the first problem's rules: no
+    # forced sale, no new direction) and solve again, until every remaining flip is used (at
+    # most MAX_FLIP_RELEASES times); each solution is feasible for the next problem, so the
+    # answer can only improve.
+    cur = second
+    for _ in range(MAX_FLIP_RELEASES):
+        unused = (to_short & (cur.short <= tol)) | (to_long & (cur.buy <= tol))
+        if not unused.any():
+            break
+        notes.append(f"guard: {int(unused.sum())} flipped names opened nothing; released")
+        to_short, to_long = to_short & ~unused, to_long & ~unused
+        try:
+            cur = once(_flip(d1, to_short, to_long), False)
+        except (Infeasible, SolverFailed) as exc:
+            notes.append(f"guard: the release solve failed ({type(exc).__name__})")
+            break
+        done.append(cur)
+    best = min(range(len(done)), key=lambda i: (done[i].objective, -i))
+    if best != len(done) - 1:
+        kept = "first" if best == 0 and first is not None else f"solve {best + 1}"
+        notes.append(f"guard: the {kept} solution kept (the later ones did not improve)")
+    order = [s for i, s in enumerate(done) if i != best] + [done[best]]
+    return _merge(order, notes)
 
 
 def _merge(sols: list[Solution], notes: list[str]) -> Solution:
