@@ -10,6 +10,8 @@ columns; every value is written as text so money stays exact).  See ``docs/forma
 - ``lots`` — open lots (``taxview realized``'s ``LOTS.csv`` columns + ``short``,
   ``account_type``, ``household_id``).
 - ``pending_losses`` / ``recent_purchases`` — the 30-day wash-sale window memory (IRC §1091(a)).
+- ``last_purchases`` — the latest purchase / short sale date of each security bought / sold short in
+  the last 30 days, held or not (the rebalance sells none of it at a loss before 30 days).
 - ``households`` — ``household_id, identical``: substantially identical groups per household.
 - ``history`` — the household transactions (``taxview realized`` input columns + ``household_id``).
 """
@@ -32,6 +34,7 @@ from shared.errors import InputError
 from shared.messages import (
     AccountSpec,
     FactorTilt,
+    LastPurchase,
     LedgerState,
     LongShortSpec,
     Lot,
@@ -90,6 +93,7 @@ LOT_COLUMNS: tuple[str, ...] = (
 )
 PENDING_COLUMNS: tuple[str, ...] = ("household_id", *PendingLoss.__struct_fields__)
 RECENT_COLUMNS: tuple[str, ...] = ("household_id", *RecentPurchase.__struct_fields__)
+LAST_PURCHASE_COLUMNS: tuple[str, ...] = ("household_id", *LastPurchase.__struct_fields__)
 HISTORY_COLUMNS: tuple[str, ...] = ("household_id", *Transaction.__struct_fields__)
 HOUSEHOLD_COLUMNS: tuple[str, ...] = ("household_id", "identical")
 
@@ -246,6 +250,7 @@ def merge_states(household: str, states: Iterable[LedgerState], as_of: dt.date) 
     lots: dict[tuple[str, str], Lot] = {}
     pending: dict[tuple[str, str, str], PendingLoss] = {}
     recent: dict[tuple[str, str, str], RecentPurchase] = {}
+    last: dict[tuple[str, bool], dt.date] = {}
     identical: list[list[str]] = []
     for state in states:
         for lot in state.lots:
@@ -254,6 +259,9 @@ def merge_states(household: str, states: Iterable[LedgerState], as_of: dt.date) 
             pending.setdefault((p.txn, p.account, p.lot_id), p)
         for r in state.recent_purchases:
             recent.setdefault((r.txn, r.account, r.lot_id), r)
+        for lp in state.last_purchases:
+            key = (lp.symbol, lp.short)
+            last[key] = max(last.get(key, lp.date), lp.date)
         for group in state.identical:
             if group not in identical:
                 identical.append(list(group))
@@ -264,6 +272,10 @@ def merge_states(household: str, states: Iterable[LedgerState], as_of: dt.date) 
         pending_losses=list(pending.values()),
         recent_purchases=list(recent.values()),
         identical=identical,
+        last_purchases=[
+            LastPurchase(symbol=symbol, date=date, short=short)
+            for (symbol, short), date in sorted(last.items())
+        ],
     )
 
 
@@ -370,6 +382,18 @@ def read_book(directory: Path) -> Book:
         for row_no, row in extra.rows:
             bucket = place(row, extra.file, row_no)
             bucket[part].append(_convert(row, typ, extra.file, row_no))
+    last_purchases: dict[str, list[LastPurchase]] = {}
+    last = _table(
+        directory,
+        "last_purchases",
+        LAST_PURCHASE_COLUMNS,
+        required=("household_id", *_required(LastPurchase)),
+        optional_file=True,
+    )
+    for row_no, row in last.rows:
+        last_purchases.setdefault(row["household_id"], []).append(
+            _convert(row, LastPurchase, last.file, row_no)
+        )
     households = _table(
         directory, "households", HOUSEHOLD_COLUMNS, required=("household_id",), optional_file=True
     )
@@ -377,7 +401,7 @@ def read_book(directory: Path) -> Book:
     for _, row in households.rows:
         identical[row["household_id"]] = _groups(row.get("identical", ""))
     ledgers = {}
-    for household in {*(household_of(a) for a in accounts), *states}:
+    for household in {*(household_of(a) for a in accounts), *states, *last_purchases}:
         parts = states.get(household, {"lots": [], "pending": [], "recent": []})
         ledgers[household] = LedgerState(
             as_of=as_of,
@@ -386,6 +410,7 @@ def read_book(directory: Path) -> Book:
             pending_losses=parts["pending"],
             recent_purchases=parts["recent"],
             identical=identical.get(household, []),
+            last_purchases=last_purchases.get(household, []),
         )
     history = _table(
         directory, "history", HISTORY_COLUMNS, required=_required(Transaction), optional_file=True
@@ -712,12 +737,13 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "book.json").write_text(json.dumps({"as_of": book.as_of.isoformat()}) + "\n")
     _write(directory, "accounts", ACCOUNT_COLUMNS, [_account_row(a) for a in book.accounts], fmt)
-    lots, pending, recent, households = [], [], [], []
+    lots, pending, recent, last, households = [], [], [], [], []
     for household, state in sorted(book.ledgers.items()):
         for lot in state.lots:
             lots.append(_lot_row(household, lot))
         pending += [_struct_row(household, p) for p in state.pending_losses]
         recent += [_struct_row(household, r) for r in state.recent_purchases]
+        last += [_struct_row(household, p) for p in state.last_purchases]
         if state.identical:
             households.append(
                 {"household_id": household, "identical": _fmt_groups(state.identical)}
@@ -725,6 +751,7 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
     _write(directory, "lots", LOT_COLUMNS, lots, fmt)
     _write(directory, "pending_losses", PENDING_COLUMNS, pending, fmt)
     _write(directory, "recent_purchases", RECENT_COLUMNS, recent, fmt)
+    _write(directory, "last_purchases", LAST_PURCHASE_COLUMNS, last, fmt)
     _write(directory, "households", HOUSEHOLD_COLUMNS, households, fmt)
     household_of_account = {spec.account_id: household_of(spec) for spec in book.accounts}
     for household, state in book.ledgers.items():  # accounts not rebalanced, e.g. an IRA

@@ -33,7 +33,14 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 import msgspec
 
 from shared.errors import InputError, LedgerError
-from shared.messages import LedgerState, Lot, PendingLoss, RecentPurchase, Transaction
+from shared.messages import (
+    LastPurchase,
+    LedgerState,
+    Lot,
+    PendingLoss,
+    RecentPurchase,
+    Transaction,
+)
 from shared.types import AccountType, LotMethod, Term
 
 #: IRC §1091(a): the wash-sale window reaches 30 days before and after the loss sale.
@@ -358,6 +365,9 @@ class Ledger:
         self._account_types: dict[str, AccountType] = {}
         self._sales: list[SaleSlice] = []
         self._matches: list[WashMatch] = []
+        #: (symbol, short) → the latest purchase / short sale date carried in from a snapshot
+        #: or applied since, held or not (the rebalance's memory, :class:`LastPurchase`).
+        self._last_buys: dict[tuple[str, bool], dt.date] = {}
         self._last_date: dt.date | None = None
         self._seq = 0
 
@@ -422,6 +432,8 @@ class Ledger:
                 )
             )
         ledger._seq = seq
+        for lp in state.last_purchases:
+            ledger._note_purchase(lp.symbol, lp.short, lp.date)
         for p in state.recent_purchases:
             ledger._account_types.setdefault(p.account, p.account_type)
         for pl in state.pending_losses:
@@ -453,8 +465,10 @@ class Ledger:
 
     def state(self, as_of: dt.date) -> LedgerState:
         """Snapshot: every open lot (IRA/Roth flagged by ``account_type``), the loss sales still
-        inside their 30-day window with unmatched shares, and the purchases of the last 30 days
-        whose shares can still serve as replacements (IRC §1091(a)).
+        inside their 30-day window with unmatched shares, the purchases of the last 30 days
+        whose shares can still serve as replacements (IRC §1091(a)), and the latest purchase
+        (short sale) date of every security bought (sold short) in the last 30 days, held or
+        not (:class:`~shared.messages.LastPurchase`, for the rebalance).
 
         Args:
             as_of: the close the snapshot describes.
@@ -483,6 +497,17 @@ class Ledger:
                         short=lot.short,
                     )
                 )
+        last = dict(self._last_buys)
+        for lot in ordered:
+            key = (lot.symbol, lot.short)
+            if key not in last or last[key] < lot.trade_date:
+                last[key] = lot.trade_date
+        window_start = as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
+        purchases = [
+            LastPurchase(symbol=symbol, date=date, short=short)
+            for (symbol, short), date in sorted(last.items())
+            if window_start <= date <= as_of
+        ]
         pending = [
             PendingLoss(
                 txn=p.txn,
@@ -508,6 +533,7 @@ class Ledger:
             pending_losses=pending,
             recent_purchases=recent,
             identical=[list(g) for g in self._identical],
+            last_purchases=purchases,
         )
 
     def copy(self) -> Ledger:
@@ -525,6 +551,7 @@ class Ledger:
         new._account_types = dict(self._account_types)
         new._sales = list(self._sales)
         new._matches = list(self._matches)
+        new._last_buys = dict(self._last_buys)
         new._last_date = self._last_date
         new._seq = self._seq
         return new
@@ -868,7 +895,13 @@ class Ledger:
             txn=txn.id,
         )
         self._add_lot(lot)
+        self._note_purchase(txn.symbol, short, txn.date)
         self._replace_forward(lot)
+
+    def _note_purchase(self, symbol: str, short: bool, date: dt.date) -> None:
+        key = (symbol, short)
+        if key not in self._last_buys or self._last_buys[key] < date:
+            self._last_buys[key] = date
 
     def _select(self, txn: Transaction, *, short: bool) -> list[tuple[_Lot, Decimal]]:
         """Which lots (and how many shares of each) a sell/cover relieves; no mutation."""

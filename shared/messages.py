@@ -113,6 +113,22 @@ class RecentPurchase(_Wire, frozen=True, kw_only=True):
     short: bool = False
 
 
+class LastPurchase(_Wire, frozen=True, kw_only=True):
+    """The latest purchase (or short sale) of a security anywhere in the household inside the
+    last 30 days, whether its shares are still held or not.
+
+    The rebalance sells no lot of that security's substantially identical group at a loss (covers
+    no short at a loss, for a short sale) until 30 days after this date (DESIGN.md §2: "no loss
+    sale of a name bought within the last 30 days in the household"), so no reading of IRC
+    §1091(a)'s "has acquired" — a replacement bought and sold again before the loss sale, the
+    sold lot's own purchase — can make one of its sales a wash sale.  The ledger's own tax
+    accounting does not use it."""
+
+    symbol: str
+    date: dt.date
+    short: bool = False
+
+
 class LedgerState(_Wire, frozen=True, kw_only=True):
     """A household's ledger at the close of ``as_of``: open lots of every account (IRAs
     included, flagged by ``account_type``) plus the wash-sale window memory.  The ledger
@@ -125,6 +141,9 @@ class LedgerState(_Wire, frozen=True, kw_only=True):
     recent_purchases: list[RecentPurchase] = []
     #: Groups of substantially identical securities declared for this household.
     identical: list[list[str]] = []
+    #: The latest purchase / short sale date of every security bought / sold short in the last
+    #: 30 days (held or since sold): the rebalance's "no loss sale after a purchase" memory.
+    last_purchases: list[LastPurchase] = []
 
 
 # --------------------------------------------------------------------------------------------

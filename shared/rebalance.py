@@ -679,12 +679,13 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
 
 
 def _check_window_memory(request: RebalanceRequest) -> None:
-    """The ledger's wash-sale window memory: pending losses and recent purchases (IRC §1091).
+    """The ledger's wash-sale window memory: pending losses, recent and last purchases (IRC
+    §1091).
 
     Raises:
         InputError: a quantity or loss that is not a finite positive number, or a date after
             ``as_of``, naming ``ledger.pending_losses[i].<field>`` /
-            ``ledger.recent_purchases[i].<field>``.
+            ``ledger.recent_purchases[i].<field>`` / ``ledger.last_purchases[i].date``.
     """
     aid = request.account.account_id
     as_of = request.as_of
@@ -734,6 +735,13 @@ def _check_window_memory(request: RebalanceRequest) -> None:
                 f"recent purchase {rp.txn}/{rp.lot_id} is dated {rp.date}, after {as_of}",
                 account=aid,
                 field=f"{where}.date",
+            )
+    for i, lp in enumerate(request.ledger.last_purchases):
+        if lp.date > as_of:
+            raise InputError(
+                f"last purchase of {lp.symbol} is dated {lp.date}, after {as_of}",
+                account=aid,
+                field=f"ledger.last_purchases[{i}].date",
             )
 
 
@@ -942,6 +950,50 @@ def household_restrictions(
     return dict(r.no_buy), dict(r.no_short), blocked
 
 
+def bought_in_window(
+    request: RebalanceRequest,
+    groups: list[frozenset[str]],
+    scan: _Scan,
+    group: IntArray,
+    market: MarketArrays,
+) -> BoolArray:
+    """Which of the account's lots (aligned with ``scan``) the rebalance sells at no loss because
+    their substantially identical group was bought (a short lot: sold short) anywhere in the
+    household in the last :data:`WINDOW_DAYS` days — the lot's own purchase and purchases
+    whose shares were sold again included.
+
+    DESIGN.md §2: "no loss sale of a name bought within the last 30 days in the household".
+    The ledger's :meth:`~shared.ledger.Ledger.restrictions` block only the sales its own
+    reading of IRC §1091(a) would wash (another purchase, still held); this wider rule keeps
+    the optimizer clear of every reading of "has acquired" (a replacement bought and sold
+    again before the loss sale counts for some practitioners, docs/ledger.md), so a ticket
+    never makes a wash sale under any of them.  The purchases come from the lots bought in the
+    window and the ledger's :class:`~shared.messages.LastPurchase` memory.
+    """
+    n = len(market.symbols)
+    index = market.index
+    bought = np.zeros((2, n), dtype=np.bool_)  # [short side][group id]
+    member_of = {sym: g for g in groups for sym in g}
+
+    def mark(sym: str, short: bool) -> None:
+        for x in member_of.get(sym, (sym,)):
+            i = index.get(x)
+            if i is not None:
+                bought[int(short), group[i]] = True
+
+    lots = request.ledger.lots
+    for i in scan.recent:
+        mark(lots[i].symbol, lots[i].short)
+    cut = request.as_of - dt.timedelta(days=WINDOW_DAYS)
+    for p in request.ledger.last_purchases:
+        if cut <= p.date <= request.as_of:
+            mark(p.symbol, p.short)
+    if not len(scan.name):
+        return np.zeros(0, dtype=np.bool_)
+    out: BoolArray = bought[scan.short.astype(np.int64), group[scan.name]]
+    return out
+
+
 def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _Context:
     acct = request.account
     aid = acct.account_id
@@ -953,6 +1005,8 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
         if ids:
             group[ids] = min(ids)
     no_buy, no_short, blocked = household_restrictions(request, groups, scan, group, market)
+    if acct.account_type == "taxable":
+        blocked = blocked | bought_in_window(request, groups, scan, group, market)
     cut = long_term_cutoff(request.as_of)
     longs = _lot_arrays(
         request, scan, mask=~scan.short, market=market, long_term_cut=cut, blocked=blocked

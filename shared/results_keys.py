@@ -38,6 +38,7 @@ import msgspec
 import numpy as np
 
 from shared.messages import (
+    LastPurchase,
     LedgerState,
     Lot,
     PendingLoss,
@@ -194,6 +195,7 @@ class LedgerPatch(msgspec.Struct, frozen=True, kw_only=True):
     pending_losses: list[PendingLoss] = []
     recent_purchases: list[RecentPurchase] = []
     identical: list[list[str]] = []
+    last_purchases: list[LastPurchase] = []
 
 
 def is_patch(raw: bytes) -> bool:
@@ -266,6 +268,7 @@ def encode_patch(state: LedgerState, lineage: Lineage) -> bytes | None:
         pending_losses=state.pending_losses,
         recent_purchases=state.recent_purchases,
         identical=state.identical,
+        last_purchases=state.last_purchases,
     )
     text = encode_json(patch)
     frame: bytes = codec.compress(text, asbytes=True)
@@ -311,5 +314,6 @@ def decode_patch(raw: bytes, base: bytes | None, *, household: str) -> tuple[Led
         pending_losses=patch.pending_losses,
         recent_purchases=patch.recent_purchases,
         identical=patch.identical,
+        last_purchases=patch.last_purchases,
     )
     return state, Lineage(patch.base_digest, patch.base_lots, origin)

@@ -12,7 +12,7 @@ import pytest
 
 from shared import results_keys as keys
 from shared.errors import InputError
-from shared.messages import LedgerState, Lot, encode_json
+from shared.messages import LastPurchase, LedgerState, Lot, encode_json
 
 DAY = dt.date(2025, 6, 2)
 
@@ -78,7 +78,12 @@ def _booked(before: LedgerState) -> LedgerState:
             cost_basis_usd=Decimal("35.00"),
         )
     )
-    return msgspec.structs.replace(before, lots=lots, identical=[["GOOG", "GOOGL"], ["A", "B"]])
+    return msgspec.structs.replace(
+        before,
+        lots=lots,
+        identical=[["GOOG", "GOOGL"], ["A", "B"]],
+        last_purchases=[LastPurchase(symbol="S7", date=DAY), LastPurchase(symbol="S9", date=DAY)],
+    )
 
 
 def test_a_ledger_patch_on_field_0_decodes_to_the_same_bytes_and_is_far_smaller() -> None:
