@@ -58,6 +58,7 @@ import numpy as np
 from shared.errors import Infeasible, InputError, SolverFailed
 from shared.ledger import cents as ledger_cents
 from shared.messages import (
+    SCHEMA_VERSION,
     AccountSpec,
     FactorExposure,
     LedgerState,
@@ -430,6 +431,14 @@ def _validate(request: RebalanceRequest) -> tuple[MarketArrays, _Scan]:
     aid = acct.account_id
     if not aid:
         raise InputError("account_id is empty", account=aid, field="account.account_id")
+    if request.schema_version != SCHEMA_VERSION:
+        # A field changed meaning between the versions: reading it as ours could be wrong.
+        raise InputError(
+            f"schema version {request.schema_version}; this taxview reads version "
+            f"{SCHEMA_VERSION} (producer and workers must run the same schema version)",
+            account=aid,
+            field="schema_version",
+        )
     if request.market.as_of != request.as_of:
         raise InputError(
             f"market snapshot is of {request.market.as_of}, the request of {request.as_of}",

@@ -163,8 +163,9 @@ def check_solution(
         expo = w @ data.loadings
         bad = np.flatnonzero(np.abs(expo) > eq)
         if len(bad):
-            f = int(bad[0])
-            out.append(f"not factor neutral: {data.factor_names[f]} exposure {expo[f]:.3g}")
+            f = int(bad[np.argmax(np.abs(expo[bad]))])  # the worst factor, and how many miss
+            more = f" ({len(bad)} factors beyond {eq:g})" if len(bad) > 1 else ""
+            out.append(f"not factor neutral: {data.factor_names[f]} exposure {expo[f]:.3g}{more}")
 
     # Long/short/gross limits on the long and short sides (which bound Σw⁺, Σw⁻, Σ|w|).
     long_side, short_side = long_short_sides(data, sol.sell, sol.buy, sol.cover, sol.short)

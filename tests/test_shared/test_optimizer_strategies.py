@@ -349,3 +349,20 @@ def test_a_name_held_long_flips_to_short_only_by_selling_every_lot_first():
     assert sol.buy[0] <= 1e-8
     assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
     assert sol.objective >= free.objective - 1e-9  # the legal book costs the tax it owes
+
+
+def test_a_sleeve_off_neutral_is_reported_by_its_worst_factor_and_the_count():
+    data = random_problem(40, k=6, strategy="market-neutral", seed=3)
+    sol = solve(data)
+    assert check_solution(data, sol) == []
+    # Move the weights along one name: every factor it loads on leaves zero.
+    bump = np.zeros(data.n)
+    bump[0] = 0.02
+    broken = replace(sol, buy=sol.buy + bump, w=sol.w + bump, cash_w=sol.cash_w - 0.02)
+    expo = broken.w @ data.loadings
+    off = np.flatnonzero(np.abs(expo) > 1e-6)
+    assert len(off) > 1
+    worst = data.factor_names[int(off[np.argmax(np.abs(expo[off]))])]
+    line = next(p for p in check_solution(data, broken) if p.startswith("not factor neutral"))
+    assert line.startswith(f"not factor neutral: {worst} exposure")
+    assert f"({len(off)} factors beyond" in line

@@ -54,6 +54,11 @@ def _prices(r: RebalanceRequest, i: int, value: float) -> list[float]:
 
 
 CASES: list[tuple[str, Edit, str]] = [
+    (
+        "a newer schema version",
+        lambda r: msgspec.structs.replace(r, schema_version=2),
+        "schema_version",
+    ),
     ("nan price", lambda r: _market(prices=_prices(r, 3, float("nan")))(r), "market.prices[3]"),
     ("zero price", lambda r: _market(prices=_prices(r, 0, 0.0))(r), "market.prices[0]"),
     ("short prices", lambda r: _market(prices=r.market.prices[:-1])(r), "market.prices"),
