@@ -105,6 +105,7 @@ def run_night(
     )
     shown = prog  # the last full breakdown: what the progress line shows
     polls = 0
+    bar = None if progress_out is None else ProgressBar(progress_out)
     try:
         while True:
             if check is not None:
@@ -124,8 +125,8 @@ def run_night(
                 polls += 1
             except redis.exceptions.ConnectionError:
                 # The store is restarting: the workers retry, so do we (the night is not lost).
-                if progress_out is not None:
-                    progress_out.write("\rresults store unreachable, retrying…")
+                if bar is not None:
+                    bar.note("results store unreachable, retrying…")
                 time.sleep(1.0)
                 continue
             if full:
@@ -137,8 +138,8 @@ def run_night(
             if prog.done != last_done:
                 last_done, last_change = prog.done, now
             # A line is drawn only from a full breakdown, so its counts add up to its `done`.
-            if progress_out is not None and full and prog.done < expected:
-                _progress_line(progress_out, shown, now - started)
+            if bar is not None and full and prog.done < expected:
+                bar.draw(shown, now - started)
             if on_poll is not None:
                 on_poll(prog)
             if prog.done >= expected:
@@ -151,18 +152,16 @@ def run_night(
                 last_change = now
             time.sleep(poll_s)
     except BaseException:  # an error or Ctrl-C: end the progress line before the message
-        if progress_out is not None:
-            progress_out.write("\n")
-            progress_out.flush()
+        if bar is not None:
+            bar.end()
         raise
     wall = time.monotonic() - started
     if shown is not prog:  # the loop ended on a cheap poll (a time-out): count once more
         with contextlib.suppress(redis.exceptions.ConnectionError):
             shown = reader.progress(client, as_of, expected)
-    if progress_out is not None:
-        _progress_line(progress_out, shown, wall)
-        progress_out.write("\n")
-        progress_out.flush()
+    if bar is not None:
+        bar.draw(shown, wall, final=True)
+        bar.end()
     return NightStats(
         accounts=expected,
         wall_s=wall,
@@ -173,17 +172,62 @@ def run_night(
     )
 
 
-def _progress_line(out: TextIO, p: reader.Progress, elapsed: float) -> None:
+#: Seconds between progress lines when the output is not a terminal (a log file, journald).
+LOG_EVERY_S = 10.0
+
+
+class ProgressBar:
+    """The night's progress on ``out``: one line redrawn in place on a terminal; on anything
+    else (a log) a new line every :data:`LOG_EVERY_S` seconds and a last one at the end, so a
+    log does not collect one endless line of carriage returns."""
+
+    def __init__(self, out: TextIO, *, every_s: float = LOG_EVERY_S) -> None:
+        self.out = out
+        isatty = getattr(out, "isatty", None)
+        self.tty = bool(isatty()) if callable(isatty) else False
+        self.every_s = every_s
+        self._open = False  # a terminal line is drawn and not ended
+        self._last: float | None = None
+
+    def draw(self, p: reader.Progress, elapsed: float, *, final: bool = False) -> None:
+        """Show ``p`` after ``elapsed`` seconds (``final``: always, the night's last line)."""
+        throttled = not self.tty and not final and self._last is not None
+        if throttled and elapsed - (self._last or 0.0) < self.every_s:
+            return
+        self._last = elapsed
+        self._write(progress_text(p, elapsed))
+
+    def note(self, text: str) -> None:
+        """A passing message (the store is unreachable) in place of the progress line."""
+        self._write(text)
+
+    def end(self) -> None:
+        """End a line drawn in place (before an error message or the summary)."""
+        if self._open:
+            self.out.write("\n")
+            self.out.flush()
+            self._open = False
+
+    def _write(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r" + text)
+            self._open = True
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+
+def progress_text(p: reader.Progress, elapsed: float) -> str:
+    """One progress line: the bar, done / expected, the outcome classes and the rate."""
     rate = p.done / elapsed if elapsed > 0 else 0.0
     width = 30
     filled = int(width * p.done / p.expected) if p.expected else width
     bar = "#" * filled + "-" * (width - filled)
-    out.write(
-        f"\r[{bar}] {p.done}/{p.expected} done (ok {p.ok + p.relaxed + p.held}, rejected "
+    return (
+        f"[{bar}] {p.done}/{p.expected} done (ok {p.ok + p.relaxed + p.held}, rejected "
         f"{p.rejected}, failed {p.failed}, retried {p.retried}) {rate:.1f} accounts/s "
         f"{elapsed:.0f}s"
     )
-    out.flush()
 
 
 def finish_night(

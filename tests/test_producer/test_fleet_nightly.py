@@ -22,6 +22,13 @@ from shared.examples import synthetic_book
 LINE = re.compile(r"(\d+)/(\d+) done \(ok (\d+), rejected (\d+), failed (\d+), retried (\d+)\)")
 
 
+class Terminal(io.StringIO):
+    """What the progress bar writes to a terminal (it redraws one line in place there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def test_every_progress_line_counts_the_same_outcomes_it_says_are_done(monkeypatch) -> None:
     market, pairs = synthetic_book(accounts=12, names=15, seed=3, as_of=dt.date(2025, 6, 2))
     book = book_from_pairs(market.as_of, pairs)
@@ -38,7 +45,7 @@ def test_every_progress_line_counts_the_same_outcomes_it_says_are_done(monkeypat
         if done < len(accounts):
             client.hset(keys.status_key(market.as_of), accounts[done], statuses[done % 4])
 
-    out = io.StringIO()
+    out = Terminal()
     stats = nightly.run_night(
         client=client,
         app=Any,
@@ -76,7 +83,7 @@ def test_a_night_that_times_out_ends_on_a_consistent_line(monkeypatch) -> None:
         if done < 3:
             client.hset(keys.status_key(market.as_of), accounts[done], "rejected")
 
-    out = io.StringIO()
+    out = Terminal()
     stats = nightly.run_night(
         client=client,
         app=Any,
@@ -146,3 +153,34 @@ def test_the_embedded_fleet_check_names_a_dead_worker_or_server(tmp_path, what: 
             fleet.check()
     assert ("worker" if what == "worker" else "redis-server") in str(err.value)
     assert "run the night again" in str(err.value)
+
+
+def _progress(done: int) -> Progress:
+    return Progress(
+        expected=10, done=done, ok=done, relaxed=0, held=0, rejected=0, failed=0, retried=0
+    )
+
+
+def test_in_a_log_the_progress_is_a_line_every_few_seconds_never_a_carriage_return() -> None:
+    out = io.StringIO()  # a file or a pipe: not a terminal
+    bar = nightly.ProgressBar(out, every_s=10.0)
+    for elapsed, done in [(0.0, 0), (5.0, 2), (12.0, 4), (13.0, 5)]:
+        bar.draw(_progress(done), elapsed)
+    bar.note("results store unreachable, retrying…")
+    bar.draw(_progress(10), 14.0, final=True)
+    bar.end()
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert [m.group(1) for m in map(LINE.search, lines) if m] == ["0", "4", "10"]
+    assert "results store unreachable, retrying…" in lines
+
+
+def test_on_a_terminal_the_progress_is_one_line_redrawn_in_place() -> None:
+    out = Terminal()
+    bar = nightly.ProgressBar(out, every_s=10.0)
+    for elapsed, done in [(0.0, 0), (5.0, 2), (12.0, 4)]:
+        bar.draw(_progress(done), elapsed)
+    bar.end()
+    text = out.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
