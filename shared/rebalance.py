@@ -655,15 +655,27 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
             "lot {lot.lot_id} has wash adjustment {lot.wash_adjustment_usd}; must be a number",
             "wash_adjustment_usd",
         )
-    # A sale names its lot (DESIGN §2): two of the account's lots under one id are ambiguous.
+    # A sale names its lot (DESIGN §2).  One id on several lots is legitimate for the parts of
+    # one purchase that a partial wash sale split (same security, side and trade date; their
+    # basis, holding period or size differ: Treas. Reg. §1.1091-1(d)); an id on two purchases,
+    # or a lot listed twice word for word, is a data error.
     ids = [x.lot_id for x in mine]
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
+        first: dict[str, int] = {}
         dup = np.zeros(len(chk), dtype=np.bool_)
-        for k, lot_id in enumerate(ids):
-            dup[k] = lot_id in seen
-            seen.add(lot_id)
-        fail(dup, "lot id {lot.lot_id} appears twice in the account", "lot_id")
+        for k, x in enumerate(mine):
+            prev = mine[first.setdefault(x.lot_id, k)]
+            if first[x.lot_id] != k and (
+                prev == x
+                or (prev.symbol, prev.short, prev.trade_date) != (x.symbol, x.short, x.trade_date)
+            ):
+                dup[k] = True
+        fail(
+            dup,
+            "lot id {lot.lot_id} appears twice in the account (not as the parts of one "
+            "purchase split by a wash sale)",
+            "lot_id",
+        )
     _check_window_memory(request)
     index = market.index
     name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)

@@ -143,3 +143,34 @@ def test_a_non_psd_factor_covariance_is_rejected() -> None:
     with pytest.raises(InputError, match="positive semidefinite") as info:
         rebalance(_market(risk_model=rm)(r))
     assert info.value.field == "market.risk_model.factor_cov"
+
+
+def _split_own_lot(r: RebalanceRequest, *, other_day: bool) -> RebalanceRequest:
+    """The account's first lot as two parts under one id, as a partial wash sale leaves it:
+    one part with a tacked holding period and an adjusted basis (Treas. Reg. §1.1091-1(d))."""
+    lots = list(r.ledger.lots)
+    j = _own_index(r, 0)
+    lot = lots[j]
+    half = (lot.quantity / 2).quantize(Decimal("1")) or Decimal(1)
+    washed = msgspec.structs.replace(
+        lot,
+        quantity=lot.quantity - half,
+        cost_basis_usd=lot.cost_basis_usd / 2 + Decimal(25),
+        wash_adjustment_usd=Decimal(25),
+        acquired=lot.acquired.replace(day=1),
+    )
+    if other_day:
+        washed = msgspec.structs.replace(washed, trade_date=lot.trade_date.replace(day=1))
+    rest = msgspec.structs.replace(lot, quantity=half, cost_basis_usd=lot.cost_basis_usd / 2)
+    lots[j : j + 1] = [washed, rest]
+    return msgspec.structs.replace(r, ledger=msgspec.structs.replace(r.ledger, lots=lots))
+
+
+def test_the_parts_of_one_purchase_split_by_a_wash_sale_share_their_lot_id() -> None:
+    request = _request()
+    assert request.ledger.lots[_own_index(request, 0)].trade_date.day != 1
+    out = rebalance(_split_own_lot(request, other_day=False))
+    assert out.status in ("ok", "relaxed")
+    with pytest.raises(InputError) as err:
+        validate_request(_split_own_lot(request, other_day=True))
+    assert err.value.field == f"ledger.lots[{_own_index(request, 0) + 1}].lot_id"
