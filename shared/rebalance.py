@@ -656,18 +656,19 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
             "wash_adjustment_usd",
         )
     # A sale names its lot (DESIGN §2).  One id on several lots is legitimate for the parts of
-    # one purchase that a partial wash sale split (same security, side and trade date; their
-    # basis, holding period or size differ: Treas. Reg. §1.1091-1(d)); an id on two purchases,
-    # or a lot listed twice word for word, is a data error.
+    # one purchase that a wash sale split (same security, side and trade date; Treas. Reg.
+    # §1.1091-1(d)) — even word for word alike: two losses each absorbing one share of a
+    # two-share IRA lot leave two equal used parts.  An id on two purchases is a data error.
     ids = [x.lot_id for x in mine]
     if len(set(ids)) != len(ids):
         first: dict[str, int] = {}
         dup = np.zeros(len(chk), dtype=np.bool_)
         for k, x in enumerate(mine):
             prev = mine[first.setdefault(x.lot_id, k)]
-            if first[x.lot_id] != k and (
-                prev == x
-                or (prev.symbol, prev.short, prev.trade_date) != (x.symbol, x.short, x.trade_date)
+            if first[x.lot_id] != k and (prev.symbol, prev.short, prev.trade_date) != (
+                x.symbol,
+                x.short,
+                x.trade_date,
             ):
                 dup[k] = True
         fail(

@@ -225,8 +225,18 @@ BAD: list[tuple[str, Edit, str]] = [
         "lots[0].wash_adjustment_usd",
     ),
     (
-        "duplicate lot id",
-        _ledger(lambda g: msgspec.structs.replace(g, lots=[*g.lots, g.lots[0]])),
+        "one lot id on two purchases",
+        _ledger(
+            lambda g: msgspec.structs.replace(
+                g,
+                lots=[
+                    *g.lots,
+                    msgspec.structs.replace(
+                        g.lots[0], trade_date=g.lots[0].trade_date - dt.timedelta(days=1)
+                    ),
+                ],
+            )
+        ),
         "lots[{n}].lot_id",
     ),
     (

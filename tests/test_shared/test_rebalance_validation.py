@@ -174,3 +174,20 @@ def test_the_parts_of_one_purchase_split_by_a_wash_sale_share_their_lot_id() -> 
     with pytest.raises(InputError) as err:
         validate_request(_split_own_lot(request, other_day=True))
     assert err.value.field == f"ledger.lots[{_own_index(request, 0) + 1}].lot_id"
+
+
+def test_two_word_for_word_equal_parts_of_one_purchase_are_accepted() -> None:
+    # Two losses that each absorbed one share of a two-share lot leave two equal used parts
+    # (the fleet bench met this in an IRA lot); they are one purchase, not a duplicate.
+    request = _request()
+    lots = list(request.ledger.lots)
+    j = _own_index(request, 0)
+    lot = lots[j]
+    part = msgspec.structs.replace(
+        lot, quantity=lot.quantity / 2, cost_basis_usd=lot.cost_basis_usd / 2
+    )
+    lots[j : j + 1] = [part, msgspec.structs.replace(part)]
+    split = msgspec.structs.replace(
+        request, ledger=msgspec.structs.replace(request.ledger, lots=lots)
+    )
+    assert rebalance(split).status in ("ok", "relaxed")
