@@ -359,18 +359,23 @@ def read_book(directory: Path) -> Book:
         return states.setdefault(household, {"lots": [], "pending": [], "recent": []})
 
     lots = _table(directory, "lots", LOT_COLUMNS, required=_LOT_REQUIRED)
-    row_of_lot: dict[tuple[str, str], int] = {}
+    # One id per purchase and account.  The parts of one purchase that a wash sale split keep
+    # its id (same security, side and trade date; Treas. Reg. §1.1091-1(d)): the ledger writes
+    # them so, and the next night must read them back.
+    first_of_lot: dict[tuple[str, str], tuple[int, tuple[str, bool, dt.date]]] = {}
     for row_no, row in lots.rows:
         lot = _lot(row, row_no, lots.file)
         key = (lot.account, lot.lot_id)
-        if key in row_of_lot:
+        purchase = (lot.symbol, lot.short, lot.trade_date)
+        first_row, first_purchase = first_of_lot.setdefault(key, (row_no, purchase))
+        if first_purchase != purchase:
             raise InputError(
-                f"{lots.file} rows {row_of_lot[key]} and {row_no}: account {lot.account} has lot "
-                f"{lot.lot_id!r} twice (lot ids are unique per account)",
+                f"{lots.file} rows {first_row} and {row_no}: account {lot.account} has lot "
+                f"{lot.lot_id!r} on two purchases (a lot id names one purchase per account; "
+                "only the parts of one purchase split by a wash sale share it)",
                 account=lot.account,
                 field="lot_id",
             )
-        row_of_lot[key] = row_no
         place(row, lots.file, row_no)["lots"].append(
             msgspec.structs.replace(lot, account_type=row["account_type"])
         )

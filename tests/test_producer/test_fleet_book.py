@@ -314,3 +314,52 @@ def test_the_last_purchases_memory_survives_a_book_round_trip(
     back = read_book(tmp_path)
     assert back.ledgers[household].last_purchases == memory
     assert all(not s.last_purchases for h, s in back.ledgers.items() if h != household)
+
+
+def test_a_lot_split_by_a_partial_wash_sale_reads_back_from_the_next_book(tmp_path: Path) -> None:
+    # Sold 100 XYZ at a loss, bought 300 five days later: 100 of them replace the loss (basis
+    # and holding period adjusted), 200 do not — two parts of lot L1 under its one id
+    # (IRC §1091(d)).  The next night reads them back; an id on two purchases stays an error.
+    from shared.ledger import Ledger
+    from shared.messages import AccountSpec, Transaction
+
+    day = dt.date(2025, 5, 1)
+
+    def txn(tid: str, days: int, side: str, qty: int, *, price: int, lot: str) -> Transaction:
+        return Transaction(
+            id=tid,
+            date=day + dt.timedelta(days=days),
+            account="A1",
+            symbol="XYZ",
+            side=side,  # type: ignore[arg-type]
+            quantity=Decimal(qty),
+            price=Decimal(price),
+            lot_id=lot,
+        )
+
+    ledger = Ledger(household_id="H1")
+    for t in (
+        txn("b0", 0, "buy", 100, price=50, lot="L0"),
+        txn("s0", 40, "sell", 100, price=40, lot="L0"),
+    ):
+        ledger.apply(t)
+    ledger.apply(txn("b1", 45, "buy", 300, price=41, lot="L1"))
+    state = ledger.state(day + dt.timedelta(days=45))
+    assert [lot.lot_id for lot in state.lots] == ["L1", "L1"]
+    book = Book(
+        as_of=state.as_of,
+        accounts=[AccountSpec(account_id="A1", household_id="H1")],
+        ledgers={"H1": state},
+    )
+    write_book(tmp_path / "next", book)
+    assert read_book(tmp_path / "next").ledgers["H1"].lots == state.lots
+    other = msgspec.structs.replace(
+        state.lots[1], trade_date=state.lots[1].trade_date.replace(day=1)
+    )
+    bad = msgspec.structs.replace(
+        book, ledgers={"H1": msgspec.structs.replace(state, lots=[state.lots[0], other])}
+    )
+    write_book(tmp_path / "bad", bad)
+    with pytest.raises(InputError, match="two purchases") as err:
+        read_book(tmp_path / "bad")
+    assert err.value.field == "lot_id"
