@@ -1666,34 +1666,72 @@ def _round_names(
     return idx.astype(np.int64), qty
 
 
+def _ticket_cash(
+    ctx: _Context,
+    sell: tuple[IntArray, list[Decimal]],
+    cover: tuple[IntArray, list[Decimal]],
+    buy: tuple[IntArray, list[Decimal]],
+    short: tuple[IntArray, list[Decimal]],
+) -> Decimal:
+    """The account's cash after the ticket, each line moving it by its notional to the cent
+    (half-up: what :func:`_trade` writes, the ledger books as proceeds or cost, and the
+    aggregator and the backtest move cash by)."""
+    pd_ = ctx.market.price_dec
+
+    def total(lines: tuple[IntArray, list[Decimal]], name: IntArray | None) -> Decimal:
+        index, qty = lines
+        names = index.tolist() if name is None else name[index].tolist()
+        return sum((ledger_cents(q * pd_[i]) for i, q in zip(names, qty, strict=True)), Decimal(0))
+
+    return (
+        ctx.request.account.cash_usd
+        + total(sell, ctx.longs.name)
+        - total(cover, ctx.shorts.name)
+        - total(buy, None)
+        + total(short, None)
+    )
+
+
 def _orders(sol: Solution, ctx: _Context) -> _Orders:
     fractional = ctx.request.account.fractional_shares
-    sell_lot, sell_qty = _round_lots(sol.sell, ctx.longs, ctx, fractional)
-    cover_lot, cover_qty = _round_lots(sol.cover, ctx.shorts, ctx, fractional)
+    sell = _round_lots(sol.sell, ctx.longs, ctx, fractional)
+    cover = _round_lots(sol.cover, ctx.shorts, ctx, fractional)
     buy_name, buy_qty = _round_names(sol.buy, ctx, fractional)
-    short_name, short_qty = _round_names(sol.short, ctx, fractional)
-    # Cash after the trades must not fall below its floor (buys rounded down already; the
-    # sells' rounding to nearest can still leave a few dollars short): trim the largest buys.
-    pd_ = ctx.market.price_dec
-    cash = (
-        ctx.request.account.cash_usd
-        + sum(
-            (q * pd_[ctx.longs.name[j]] for j, q in zip(sell_lot.tolist(), sell_qty, strict=True)),
-            Decimal(0),
-        )
-        - sum(
-            (
-                q * pd_[ctx.shorts.name[j]]
-                for j, q in zip(cover_lot.tolist(), cover_qty, strict=True)
-            ),
-            Decimal(0),
-        )
-        - sum((q * pd_[i] for i, q in zip(buy_name.tolist(), buy_qty, strict=True)), Decimal(0))
-        + sum((q * pd_[i] for i, q in zip(short_name.tolist(), short_qty, strict=True)), Decimal(0))
+    short = _round_names(sol.short, ctx, fractional)
+    cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
+    if cash > _cash_floor(ctx) and ctx.base.cash_max_w > 0:
+        buy_name, buy_qty = _top_up(sol, ctx, buy_name, buy_qty, cash=cash, fractional=fractional)
+    orders = _Orders(
+        sell_lot=sell[0],
+        sell_qty=sell[1],
+        cover_lot=cover[0],
+        cover_qty=cover[1],
+        buy_name=buy_name,
+        buy_qty=buy_qty,
+        short_name=short[0],
+        short_qty=short[1],
     )
-    deficit = _cash_floor(ctx) - cash
-    if deficit > 0 and len(buy_qty):
-        step = FRACTION_QUANTUM if fractional else Decimal(1)
+    return _keep_cash_floor(ctx, orders)
+
+
+def _keep_cash_floor(ctx: _Context, orders: _Orders) -> _Orders:
+    """The ticket with its largest buys trimmed until the cash it leaves — each line to the
+    cent, :func:`_ticket_cash` — is at least :func:`_cash_floor` (never negative for a
+    long-only account: no margin).  Buys are rounded down already, but the sells' rounding to
+    nearest, a top-up, the share-by-share repair (in weights) and each line's cent can leave it
+    a little short.  ``orders`` itself when nothing needs trimming."""
+    floor = _cash_floor(ctx)
+    sell = (orders.sell_lot, orders.sell_qty)
+    cover = (orders.cover_lot, orders.cover_qty)
+    short = (orders.short_name, orders.short_qty)
+    buy_name, buy_qty = orders.buy_name, list(orders.buy_qty)
+    cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
+    if cash >= floor or not buy_qty:
+        return orders
+    pd_ = ctx.market.price_dec
+    step = FRACTION_QUANTUM if ctx.request.account.fractional_shares else Decimal(1)
+    while cash < floor and buy_qty:
+        deficit = floor - cash
         order = sorted(range(len(buy_qty)), key=lambda b: -(buy_qty[b] * pd_[buy_name[b]]))
         for b in order:
             if deficit <= 0:
@@ -1707,18 +1745,8 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
         keep = [b for b in range(len(buy_qty)) if buy_qty[b] > 0]
         buy_name = buy_name[keep]
         buy_qty = [buy_qty[b] for b in keep]
-    elif deficit < 0 and ctx.base.cash_max_w > 0:
-        buy_name, buy_qty = _top_up(sol, ctx, buy_name, buy_qty, cash=cash, fractional=fractional)
-    return _Orders(
-        sell_lot=sell_lot,
-        sell_qty=sell_qty,
-        cover_lot=cover_lot,
-        cover_qty=cover_qty,
-        buy_name=buy_name,
-        buy_qty=buy_qty,
-        short_name=short_name,
-        short_qty=short_qty,
-    )
+        cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
+    return dataclasses.replace(orders, buy_name=buy_name, buy_qty=buy_qty)
 
 
 def _top_up(
@@ -2073,6 +2101,12 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         if not moved or total <= 0.0:
             break
     orders = _apply_steps(orders, sell_steps, buy_steps, step)
+    kept = _keep_cash_floor(ctx, orders)
+    if kept is not orders:  # the repair spent a few cents too many: re-check what is left
+        orders = kept
+        buy_sh = np.zeros(n)
+        buy_sh[orders.buy_name] = decimals_to_floats(orders.buy_qty)
+        g, _, _ = lim.violations(sell_sh, buy_sh, 0.0)
     breaches = [
         _breach(name, float(v), data)
         for name, v in zip(lim.names(), g.tolist(), strict=True)
