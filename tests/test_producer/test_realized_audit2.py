@@ -20,70 +20,19 @@ for an expected value.
 
 from __future__ import annotations
 
-import csv
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from producer.cli import main
-
-TX_HEADER = "id,date,account,account_type,symbol,side,quantity,price,lot_id"
-SALES_HEADER = [
-    "txn",
-    "date_sold",
-    "account",
-    "symbol",
-    "lot_id",
-    "quantity",
-    "date_acquired",
-    "term",
-    "proceeds",
-    "cost_basis",
-    "adjustment_code",
-    "disallowed_loss",
-    "permanently_disallowed",
-    "gain",
-]
-LOTS_HEADER = [
-    "account",
-    "symbol",
-    "lot_id",
-    "quantity",
-    "trade_date",
-    "acquired",
-    "cost_basis",
-    "wash_adjustment",
-]
-
-
-def _rows(block: str) -> list[list[str]]:
-    return [line.strip().split(",") for line in block.strip().splitlines() if line.strip()]
-
-
-def _run(tmp_path: Path, tx: str, *extra: str) -> tuple[int, Path, Path]:
-    src = tmp_path / "tx.csv"
-    src.write_text(TX_HEADER + "\n" + "\n".join(",".join(r) for r in _rows(tx)) + "\n")
-    sales, lots = tmp_path / "sales.csv", tmp_path / "lots.csv"
-    rc = main(
-        [
-            "realized",
-            "--transactions",
-            str(src),
-            "--sales-out",
-            str(sales),
-            "--lots-out",
-            str(lots),
-            *extra,
-        ]
-    )
-    return rc, sales, lots
-
-
-def _read(path: Path, header: list[str]) -> list[list[str]]:
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    assert rows[0] == header
-    return rows[1:]
+_spec = importlib.util.spec_from_file_location(
+    "_realized_cli", Path(__file__).resolve().parents[1] / "_realized_cli.py"
+)
+assert _spec is not None and _spec.loader is not None
+_cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cli)
+TX_HEADER, SALES_HEADER, LOTS_HEADER = _cli.TX_HEADER, _cli.SALES_HEADER, _cli.LOTS_HEADER
+_rows, _run, _read = _cli.rows, _cli.run, _cli.read
 
 
 # (transactions, extra CLI args, expected SALES rows in order, expected LOTS rows in order)
