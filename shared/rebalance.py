@@ -1701,6 +1701,7 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
     cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
     if cash > _cash_floor(ctx) and ctx.base.cash_max_w > 0:
         buy_name, buy_qty = _top_up(sol, ctx, buy_name, buy_qty, cash=cash, fractional=fractional)
+        cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
     orders = _Orders(
         sell_lot=sell[0],
         sell_qty=sell[1],
@@ -1711,21 +1712,23 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
         short_name=short[0],
         short_qty=short[1],
     )
-    return _keep_cash_floor(ctx, orders)
+    return _keep_cash_floor(ctx, orders, cash=cash)
 
 
-def _keep_cash_floor(ctx: _Context, orders: _Orders) -> _Orders:
+def _keep_cash_floor(ctx: _Context, orders: _Orders, *, cash: Decimal | None = None) -> _Orders:
     """The ticket with its largest buys trimmed until the cash it leaves — each line to the
     cent, :func:`_ticket_cash` — is at least :func:`_cash_floor` (never negative for a
     long-only account: no margin).  Buys are rounded down already, but the sells' rounding to
     nearest, a top-up, the share-by-share repair (in weights) and each line's cent can leave it
-    a little short.  ``orders`` itself when nothing needs trimming."""
+    a little short.  ``orders`` itself when nothing needs trimming; ``cash``: the ticket's cash
+    when the caller has counted it already."""
     floor = _cash_floor(ctx)
     sell = (orders.sell_lot, orders.sell_qty)
     cover = (orders.cover_lot, orders.cover_qty)
     short = (orders.short_name, orders.short_qty)
     buy_name, buy_qty = orders.buy_name, list(orders.buy_qty)
-    cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
+    if cash is None:
+        cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
     if cash >= floor or not buy_qty:
         return orders
     pd_ = ctx.market.price_dec
