@@ -9,7 +9,9 @@ prefetch 1, time limits, JSON, the Redis transport options) and a task that does
 write one field to a results hash (the fleet writes its outcome in one such round trip):
 
 * a private ``redis-server`` on a free port (broker and store), no persistence;
-* one worker with ``--concurrency`` pool processes (prefork, as deployed);
+* one worker with ``--concurrency`` pool processes (prefork, as deployed; ``--pool solo`` runs
+  ``--concurrency`` single-process workers instead, for comparison: no parent/child hand-off,
+  but no hard time limit, memory recycling or lost-process redelivery either);
 * the producer publishes ``--tasks`` tasks by name with a ``date:account`` task id, as
   ``taxview enqueue`` does, then waits until every field is written.
 
@@ -23,6 +25,7 @@ accounts) and ``floor_vs_inline`` = the no-op task's CPU ÷ the loop's: the lowe
 Usage::
 
     .venv/bin/python bench/bench_celery_floor.py --tasks 5000
+    .venv/bin/python bench/bench_celery_floor.py --tasks 5000 --pool solo
 """
 
 from __future__ import annotations
@@ -89,8 +92,13 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def run(tasks: int, concurrency: int) -> dict[str, Any]:
-    """Start Redis and a worker, publish ``tasks`` no-op tasks, return CPU per task."""
+def run(tasks: int, concurrency: int, pool: str = "prefork") -> dict[str, Any]:
+    """Start Redis and the workers, publish ``tasks`` no-op tasks, return CPU per task.
+
+    ``pool="prefork"``: one worker with ``concurrency`` pool processes, as the fleet deploys
+    (its hard time limit, memory-per-child recycling and lost-process redelivery need prefork);
+    ``pool="solo"``: ``concurrency`` single-process workers, for comparison (no parent/child
+    hand-off, but none of those guarantees either)."""
     import redis
 
     from producer.embedded import free_port, wait_for_redis
@@ -114,26 +122,30 @@ def run(tasks: int, concurrency: int) -> dict[str, Any]:
         ],
         stdout=subprocess.DEVNULL,
     )
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         wait_for_redis(url)
         env = dict(os.environ, TAXVIEW_BENCH_URL=url)
-        worker = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--concurrency", str(concurrency)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        layout = [(pool, concurrency)] if pool == "prefork" else [(pool, 1)] * concurrency
+        for k, (kind, procs) in enumerate(layout):
+            command = [sys.executable, __file__, "--serve", "--pool", kind]
+            command += ["--concurrency", str(procs), "--name", f"floor{k}"]
+            workers.append(
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
         app = make_app(url)
         client = redis.Redis.from_url(url)
         client.delete(DONE_KEY)
         # Wait until the pool answers (start-up is not throughput).
         deadline = time.monotonic() + 60
-        while not (app.control.ping(timeout=0.5) or []):
+        while len(app.control.ping(timeout=0.5) or []) < len(workers):
             if time.monotonic() > deadline:
                 raise SystemExit("bench_celery_floor: the worker did not start")
         time.sleep(1.0)
-        fleet = [server.pid, worker.pid, *_children(worker.pid)]
+        fleet = [server.pid, *(w.pid for w in workers)]
+        fleet += [child for w in workers for child in _children(w.pid)]
         c0, p0, t0 = _cpu_s(fleet), time.process_time(), time.perf_counter()
         day = dt.date(2025, 6, 2).isoformat()
         for k in range(tasks):
@@ -151,13 +163,15 @@ def run(tasks: int, concurrency: int) -> dict[str, Any]:
         client.close()
         app.close()
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(30)
         server.terminate()
         server.wait(30)
     return {
         "tasks": tasks,
+        "pool": pool,
         "concurrency": concurrency,
         "tasks_per_s": round(tasks / wall, 1),
         "cpu_ms_per_task": round((fleet_cpu + producer_cpu) / tasks * 1e3, 3),
@@ -188,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000, help="tasks to publish (default 5000)")
     parser.add_argument("--concurrency", type=int, default=2, help="pool processes (default 2)")
+    parser.add_argument(
+        "--pool",
+        choices=("prefork", "solo"),
+        default="prefork",
+        help="prefork: one worker with --concurrency processes, as deployed (default); solo: "
+        "--concurrency single-process workers, for comparison",
+    )
+    parser.add_argument("--name", default="floor0", help=argparse.SUPPRESS)
     parser.add_argument("--names", type=int, default=500, help="loop's universe (default 500)")
     parser.add_argument(
         "--inline-sample", type=int, default=200, help="loop's accounts (default 200; 0: skip)"
@@ -200,15 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         app.worker_main(
             [
                 "worker",
-                "--pool=prefork",
+                f"--pool={args.pool}",
                 f"--concurrency={args.concurrency}",
+                f"--hostname={args.name}@%h",
                 "--loglevel=WARNING",
                 "--without-gossip",
                 "--without-mingle",
             ]
         )
         return 0
-    result = run(args.tasks, args.concurrency)
+    result = run(args.tasks, args.concurrency, args.pool)
     if args.inline_sample > 0:
         loop_ms = inline_cpu_ms(args.names, args.inline_sample)
         result["names"] = args.names

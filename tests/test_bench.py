@@ -22,10 +22,11 @@ def _load(name: str) -> ModuleType:
 
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_the_celery_floor_benchmark_runs_every_no_op_task_and_counts_its_cpu() -> None:
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_the_celery_floor_benchmark_runs_every_no_op_task_and_counts_its_cpu(pool: str) -> None:
     floor = _load("bench_celery_floor")
-    result = floor.run(tasks=60, concurrency=1)
-    assert result["tasks"] == 60
+    result = floor.run(tasks=60, concurrency=2, pool=pool)
+    assert result["tasks"] == 60 and result["pool"] == pool
     assert result["tasks_per_s"] > 0
     # Every process did some work, and the total is the parts' sum.
     assert result["worker_and_redis_cpu_ms"] > 0
