@@ -406,7 +406,14 @@ def read_book(directory: Path) -> Book:
     for _, row in households.rows:
         identical[row["household_id"]] = _groups(row.get("identical", ""))
     ledgers = {}
-    for household in {*(household_of(a) for a in accounts), *states, *last_purchases}:
+    known = {*(household_of(a) for a in accounts), *states}
+    for household in sorted(set(last_purchases) - known):
+        row_no = next(n for n, row in last.rows if row["household_id"] == household)
+        raise InputError(
+            f"{last.file} row {row_no}: household {household!r} has no account and no lot",
+            field="household_id",
+        )
+    for household in known:
         parts = states.get(household, {"lots": [], "pending": [], "recent": []})
         ledgers[household] = LedgerState(
             as_of=as_of,

@@ -363,3 +363,15 @@ def test_a_lot_split_by_a_partial_wash_sale_reads_back_from_the_next_book(tmp_pa
     with pytest.raises(InputError, match="two purchases") as err:
         read_book(tmp_path / "bad")
     assert err.value.field == "lot_id"
+
+
+def test_a_last_purchase_of_a_household_with_no_account_or_lot_is_refused(
+    tmp_path: Path, book
+) -> None:
+    write_book(tmp_path, book)
+    (tmp_path / "last_purchases.csv").write_text(
+        "household_id,symbol,date,short\nHH-typo,AAA,2025-05-30,false\n"
+    )
+    with pytest.raises(InputError, match=r"last_purchases\.csv row 1") as err:
+        read_book(tmp_path)
+    assert err.value.field == "household_id"
