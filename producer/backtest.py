@@ -13,7 +13,8 @@ One simulated taxable account (:class:`Book`: an ``AccountSpec``'s cash, a
 Conventions (documented in docs/runner.md):
 
 * Fills at the day's close, at the snapshot's prices; no spread unless ``trading_cost_bps`` is set,
-  in which case the cost is paid from cash on the day.
+  in which case each fill's commission is paid from cash and carried into the tax lots (a buy's
+  basis, a sale's proceeds: IRS Pub. 550).
 * Day one invests the capital: the optimizer runs *the same solve* starting from all cash (so
   exclusions and tilts hold from the first day); the baselines buy the benchmark weights directly.
 * Taxes are accrued daily and settled outside the account (see :mod:`producer.taxes`), so the
@@ -143,7 +144,8 @@ class BacktestConfig:
     rates: TaxRates = field(default_factory=TaxRates)
     #: Long/short book shape for the ``long-short`` strategy (default 130/30).
     long_short: LongShortSpec | None = None
-    #: Cost charged on every fill, bps of notional (0: fills exactly at the close).
+    #: Commission charged on every fill, bps of its amount, paid from cash and carried into the
+    #: lots' basis and the sales' proceeds (0: fills exactly at the close).
     trading_cost_bps: float = 0.0
     #: The threshold harvester sells lots down more than this fraction of their basis.
     harvest_threshold: float = 0.10
@@ -153,7 +155,7 @@ class BacktestConfig:
     def cash_band(self) -> tuple[float, float]:
         """``(min_cash_w, max_cash_w)`` of the account.
 
-        With ``trading_cost_bps`` the runner pays each day's cost from cash after the fills; a
+        With ``trading_cost_bps`` the runner pays each fill's commission from cash; a
         long-only account cannot hold negative cash (no margin), so its floor covers a day's
         worst case — selling and re-buying the whole book, 2 × NAV traded — and the band's top
         moves up by as much.  Without a cost it is the ``AccountSpec`` default.
@@ -182,6 +184,9 @@ class BacktestConfig:
             rates=self.rates,
             min_cash_w=min_cash_w,
             max_cash_w=max_cash_w,
+            # The ledger nets each fill's commission into basis and proceeds, so the rebalance
+            # must judge a loss sale net of it (a wash sale otherwise: IRC §1091(a)).
+            commission_bps=self.trading_cost_bps,
             long_short=(self.long_short or LongShortSpec())
             if self.strategy == "long-short"
             else None,
@@ -299,7 +304,7 @@ class Book:
         capital_usd: starting cash.
         rates: tax rates.
         netting: tax-netting mode.
-        trading_cost_bps: cost charged on fills.
+        trading_cost_bps: commission charged on each fill, bps of its amount.
         account_id: the account's id in the ledger.
     """
 
@@ -337,6 +342,8 @@ class Book:
         self.trades = 0
         #: Every transaction filled, in order (the trade log the ledger replays).
         self.log: list[Transaction] = []
+        #: The commission of each transaction of ``log`` (USD, cents), to replay it exactly.
+        self.commissions: list[Decimal] = []
         #: Lot mirror for the liquidation value: lot id → [name, shares, basis, LT day, sign].
         self._lots: dict[str, list[float]] | None = {}
         self._matches = 0
@@ -350,7 +357,7 @@ class Book:
             LedgerError: the ledger refused a transaction (names the row and field).
             InputError: a transaction names a symbol outside the universe.
         """
-        st = lt = losses = bought = sold = _ZERO
+        st = lt = losses = bought = sold = cost = _ZERO
         washed = 0
         for txn in txns:
             i = self.index.get(txn.symbol)
@@ -361,13 +368,19 @@ class Book:
                     field="symbol",
                 )
             matched = len(self.ledger.wash_matches)
-            slices = self.ledger.apply(txn)
-            self.log.append(txn)
-            self._dirty = True
-            self._mirror(txn, i, slices)
             # Cash moves by the trade's amount to the cent, half-up: the ledger's proceeds of
             # the same sale (IRS Pub. 550 amounts are in cents), not the unrounded product.
             notional = cents(txn.quantity * txn.price)
+            # The fill's own commission, to the cent (half-up), paid from cash and carried into
+            # the tax lots: IRS Pub. 550 ("Basis of Investment Property") adds a purchase's
+            # commission to the basis, and a sale's reduces the amount realized (Form 8949).
+            fee = self.commission(notional)
+            slices = self.ledger.apply(txn, commission=fee)
+            self.log.append(txn)
+            self.commissions.append(fee)
+            cost += fee
+            self._dirty = True
+            self._mirror(txn, i, slices, fee)
             q = float(txn.quantity)
             held = self.quantity.get(i, _ZERO)
             if txn.side in ("buy", "cover"):
@@ -411,7 +424,6 @@ class Book:
                     losses += lost
                     self.harvested_by_year[s.date_sold.year] += lost
                     washed += 1
-        cost = cents((bought + sold) * self._cost_rate) if self._cost_rate else _ZERO
         self.cash -= cost
         self.costs_usd += cost
         self.bought_usd += bought
@@ -426,6 +438,18 @@ class Book:
             cost_usd=cost,
             washed=washed,
         )
+
+    def commission(self, amount: Decimal) -> Decimal:
+        """The commission of a fill of ``amount`` USD: the cost rate of it, to the cent
+        (half-up); zero without ``trading_cost_bps``."""
+        return cents(amount * self._cost_rate) if self._cost_rate else _ZERO
+
+    def net_proceeds(self, quantity: Decimal, price: Decimal) -> Decimal:
+        """What a sale of ``quantity`` shares at ``price`` realizes for the ledger: its amount
+        to the cent less its commission (IRS Pub. 550; compare with a lot's basis to tell a
+        loss sale)."""
+        amount = cents(quantity * price)
+        return amount - self.commission(amount)
 
     def _restate(self, day: dt.date) -> list[tuple[Any, Decimal]]:
         """Slices of the last 30 days whose gain the ledger changed since they were counted
@@ -499,7 +523,9 @@ class Book:
             total += cents(q * price)
         return total, marks
 
-    def _mirror(self, txn: Transaction, i: int, slices: Sequence[Any]) -> None:
+    def _mirror(
+        self, txn: Transaction, i: int, slices: Sequence[Any], fee: Decimal = _ZERO
+    ) -> None:
         """Keep the lot mirror (lot id → [name, shares, basis, first long-term day, sign]) in
         step with one filled transaction, from the ledger's own slices.  A wash-sale match
         (which moves basis and holding periods between lots) forces a rebuild from the ledger."""
@@ -520,7 +546,9 @@ class Book:
             self._lots[lot_id] = [
                 float(i),
                 float(txn.quantity),
-                float(txn.quantity * txn.price),
+                # The ledger's basis: the amount plus the commission (a short lot: its
+                # proceeds less the commission).
+                float(txn.quantity * txn.price + (-fee if short else fee)),
                 # Covering a short is always short-term (IRC §1233(b)).
                 1e12 if short else float(long_term_from(txn.date).toordinal()),
                 -1.0 if short else 1.0,

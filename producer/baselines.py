@@ -177,7 +177,8 @@ class HoldIndexPolicy:
                 if not dropped[i] or lot.short:
                     continue
                 p = float(ctx.prices[i])
-                at_loss = float(lot.quantity) * p < float(lot.cost_basis_usd)
+                # A loss net of the sale's commission (IRS Pub. 550), as the ledger reports it.
+                at_loss = book.net_proceeds(lot.quantity, _price(p)) < lot.cost_basis_usd
                 if at_loss and (book.account_id, lot.lot_id) in restrictions.no_loss_sale_lots:
                     pending[i] = True  # sold on a later day, once the loss would not be washed
                     continue
@@ -252,7 +253,14 @@ class ThresholdHarvestPolicy(HoldIndexPolicy):
         if not candidates.any() and not due.any():
             return []
         restrictions = book.ledger.restrictions(ctx.day)
-        at_loss = price * qty < basis
+        # A loss net of the sale's commission (IRS Pub. 550), as the ledger reports it.
+        at_loss = np.array(
+            [
+                book.net_proceeds(lot.quantity, _price(p)) < lot.cost_basis_usd
+                for lot, p in zip(lots, price.tolist(), strict=True)
+            ],
+            dtype=bool,
+        )
         blocked = (
             np.array(
                 [(book.account_id, lot.lot_id) in restrictions.no_loss_sale_lots for lot in lots]

@@ -165,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cost-bps",
         type=_bps,
         default=0.0,
-        help="trading cost charged on fills, bps, paid from cash (a long-only account keeps "
-        "2 × this of its NAV as a cash floor); default 0",
+        help="commission charged on each fill, bps of its amount, paid from cash and carried "
+        "into the lots' basis and the sales' proceeds (IRS Pub. 550); a long-only account keeps "
+        "2 × this of its NAV as a cash floor; default 0",
     )
     p.add_argument(
         "--baselines",

@@ -16,6 +16,10 @@ keeps every lot exact to the cent in :class:`~decimal.Decimal`.  The rules, with
   for good (Rev. Rul. 2008-5).
 * **Short sales** (IRC §1233(a), §1091(e)): a short lot's basis is its proceeds; a cover
   realizes a short-term gain or loss; a cover loss is washed by a new short (or purchase).
+* **Commissions** (IRS Pub. 550 "Basis of Investment Property"; Form 8949 instructions): an
+  optional ``commission`` of :meth:`Ledger.apply` goes into a bought lot's basis and comes off a
+  sale's proceeds (split over the lots it relieves to the cent); ``taxview realized`` rows have
+  none.
 
 Money is rounded to the cent with ``ROUND_HALF_UP``; a partial relief takes the rounded share
 of the lot's basis and leaves the remainder on the open lot, so totals reconcile exactly.
@@ -677,12 +681,21 @@ class Ledger:
         for txn in txns:
             self.apply(txn)
 
-    def apply(self, txn: Transaction) -> list[SaleSlice]:
+    def apply(self, txn: Transaction, *, commission: Decimal = _ZERO) -> list[SaleSlice]:
         """Apply one trade with the full rules; the ledger is unchanged if it raises.
 
         Args:
             txn: the trade.  ``lot_id`` names the lot a buy/short creates (default: ``id``) or
                 the lot a sell/cover relieves (default: the lot method).
+            commission: what the trade cost in commissions and fees, USD in whole cents (not a
+                column of ``taxview realized``'s input: its rows carry none, so they add none).
+                IRS Pub. 550 ("Basis of Investment Property", "How To Figure Gain or Loss") and
+                the Form 8949 instructions: a purchase's commission is part of the lot's cost
+                basis, a sale's reduces the amount realized.  So a buy adds it to the new lot's
+                basis; a sell takes it off the proceeds, split over the lots it relieves pro
+                rata by shares (cumulatively rounded, so the slices' commissions add up to it
+                exactly); a short sale takes it off the short lot's proceeds (its basis) and a
+                cover adds it to the cost of covering.
 
         Returns:
             The slices this trade realized (IRA/Roth slices included, flagged by
@@ -692,15 +705,18 @@ class Ledger:
         Raises:
             LedgerError: a bad row, naming ``txn.id`` and the field: unknown side or account
                 type, quantity ≤ 0, negative or non-finite price, a date before the previous
-                transaction, a sell of more than is held, an unknown lot.
+                transaction, a sell of more than is held, an unknown lot; a commission that
+                is negative, not finite or not whole cents (field ``commission``).
         """
         side, account_type = self._validate(txn)
+        if commission:
+            _check_commission(txn, commission)
         advanced = self._last_date is None or txn.date > self._last_date
         out: list[SaleSlice] = []
         if side in ("buy", "short"):
-            self._open(txn, account_type, short=side == "short")
+            self._open(txn, account_type, short=side == "short", commission=commission)
         else:
-            out = self._close(txn, account_type, short=side == "cover")
+            out = self._close(txn, account_type, short=side == "cover", commission=commission)
         # Only after success, so a refused row leaves the window memory untouched.
         if advanced:
             self._prune(txn.date)
@@ -869,8 +885,20 @@ class Ledger:
             replacement_used=lot.used,
         )
 
-    def _open(self, txn: Transaction, account_type: AccountType, *, short: bool) -> None:
-        """A buy (or a short sale) creates a lot; then it may replace pending losses."""
+    def _open(
+        self,
+        txn: Transaction,
+        account_type: AccountType,
+        *,
+        short: bool,
+        commission: Decimal = _ZERO,
+    ) -> None:
+        """A buy (or a short sale) creates a lot; then it may replace pending losses.
+
+        IRS Pub. 550: the basis of stock bought is the purchase price plus the costs of
+        purchase (commissions); a short lot's "basis" is what the short sale brought in, net of
+        its commission (the amount realized is reduced by selling expenses).
+        """
         lot_id = txn.lot_id or txn.id
         if (txn.account, lot_id) in self._ids:
             raise LedgerError(
@@ -887,7 +915,7 @@ class Ledger:
             quantity=txn.quantity,
             trade_date=txn.date,
             acquired=txn.date,
-            basis=_amount(txn.quantity, txn.price),
+            basis=_amount(txn.quantity, txn.price) + (-commission if short else commission),
             wash_adj=_ZERO_CENT,
             short=short,
             used=False,
@@ -966,9 +994,19 @@ class Ledger:
         return plan
 
     def _close(
-        self, txn: Transaction, account_type: AccountType, *, short: bool
+        self,
+        txn: Transaction,
+        account_type: AccountType,
+        *,
+        short: bool,
+        commission: Decimal = _ZERO,
     ) -> list[SaleSlice]:
-        """A sell (or a cover) relieves lots and realizes one slice per lot."""
+        """A sell (or a cover) relieves lots and realizes one slice per lot.
+
+        The commission is split over the lots like the amount (pro rata by shares, cumulatively
+        rounded) and nets into each slice: IRS Pub. 550 and the Form 8949 instructions reduce a
+        sale's proceeds by its selling expenses and add a cover's commission to its cost.
+        """
         plan = self._select(txn, short=short)
         total = _amount(txn.quantity, txn.price)
         out: list[SaleSlice] = []
@@ -976,12 +1014,17 @@ class Ledger:
         losses: list[tuple[tuple[dt.date, dt.date, int, int], _Pending]] = []
         done = _ZERO
         allotted = _ZERO_CENT
+        fee_allotted = _ZERO_CENT
         for lot, take in plan:
             done += take
             # Proceeds of one sell split across lots pro rata by shares, cumulatively rounded
-            # so the slices add up to the sell's proceeds to the cent.
+            # so the slices add up to the sell's proceeds to the cent; the commission likewise.
             amount = _share(total, done, txn.quantity) - allotted
             allotted += amount
+            if commission:
+                fee = _share(commission, done, txn.quantity) - fee_allotted
+                fee_allotted += fee
+                amount = amount + fee if short else amount - fee
             basis = _share(lot.basis, take, lot.quantity)
             adj = _share(lot.wash_adj, take, lot.quantity)
             lot.quantity -= take
@@ -1176,6 +1219,21 @@ class Ledger:
                 + (disallowed if permanent else _ZERO),
                 gain=s.gain + disallowed,
             )
+
+
+def _check_commission(txn: Transaction, commission: Decimal) -> None:
+    """A commission is whole cents, ≥ 0 and at most what the largest row can amount to."""
+    try:
+        ok = commission.is_finite() and commission >= 0 and commission == commission.quantize(CENT)
+    except InvalidOperation:  # pragma: no cover - signalling NaN or too many digits
+        ok = False
+    if not ok or commission > MAX_QUANTITY * MAX_PRICE:
+        raise LedgerError(
+            f"commission must be a number of USD ≥ 0 in whole cents, got {commission}",
+            row=txn.id,
+            field="commission",
+            account=txn.account,
+        )
 
 
 def _fifo_key(lot: _Lot) -> tuple[dt.date, dt.date, int, int]:

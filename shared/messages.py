@@ -250,6 +250,11 @@ class AccountSpec(_Wire, frozen=True, kw_only=True):
     gross_limit_w: float = 2.0
     #: Groups of substantially identical securities, e.g. ``[["GOOG", "GOOGL"]]``.
     identical: list[list[str]] = []
+    #: Commission (bps of a fill's amount) the account's ledger nets into its lots' basis and
+    #: its sales' proceeds (IRS Pub. 550), so a sale is a loss when its proceeds *net of it*
+    #: are below the basis.  ``taxview-runner --cost-bps`` sets it; 0 (the default) for
+    #: ledgers whose trades carry no commission, as ``taxview realized``'s rows.
+    commission_bps: float = 0.0
 
 
 class RebalanceRequest(_Wire, frozen=True, kw_only=True):

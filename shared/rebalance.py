@@ -496,6 +496,9 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
     _check_float(acct.lambda_te, account=aid, field="account.lambda_te", lo=0.0)
     _check_float(acct.lambda_tax, account=aid, field="account.lambda_tax", lo=0.0)
     _check_float(acct.trading_cost_bps, account=aid, field="account.trading_cost_bps", lo=0.0)
+    _check_float(
+        acct.commission_bps, account=aid, field="account.commission_bps", lo=0.0, hi=1000.0
+    )
     for name, rate in (
         ("short_term", acct.rates.short_term),
         ("long_term", acct.rates.long_term),
@@ -828,11 +831,23 @@ def _lot_arrays(
     lots = tuple([all_lots[own[k]] for k in sel.tolist()])
     name = scan.name[sel]
     qty = scan.qty[sel]
+    basis = scan.basis[sel]
+    commission = request.account.commission_bps / 1e4
+    if commission > 0:
+        # IRS Pub. 550: the ledger takes a sale's commission off its proceeds (adds a cover's
+        # to its cost), so the break-even price of a lot is basis / (q (1 − c)) (a short lot:
+        # proceeds / (q (1 + c))).  Each amount is rounded to the cent, which can move the
+        # net by up to a cent: judged with that margin, a lot sold as a gain (or sold from
+        # inside its wash-sale window) is never a loss for the ledger (IRC §1091(a)).
+        short = scan.short[sel]
+        basis = np.where(
+            short, (basis - 0.01) / (1.0 + commission), (basis + 0.01) / (1.0 - commission)
+        )
     return _LotArrays(
         lots=lots,
         name=name,
         qty=qty,
-        basis_ps=scan.basis[sel] / qty,
+        basis_ps=basis / qty,
         value_usd=qty * market.prices[name],
         long_term=scan.acquired[sel] <= long_term_cut,
         blocked=blocked[sel],
@@ -2552,8 +2567,13 @@ def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
     traded = {t.symbol for t in txns}
     book = Ledger.from_state(wash_check_state(ctx.request, ctx.groups, ctx.scan, sold, traded))
     matches_before = len(book.wash_matches)
+    # Each fill's commission, to the cent, as the account's ledger will book it (IRS Pub. 550:
+    # into a buy's basis, off a sale's proceeds), so a sale that is a loss only net of it is
+    # caught too.
+    rate = Decimal(repr(acct.commission_bps)) / 10_000
     for txn in txns:
-        book.apply(txn)
+        fee = ledger_cents(ledger_cents(txn.quantity * txn.price) * rate) if rate else Decimal(0)
+        book.apply(txn, commission=fee)
     sell_ids = {t.id for t in txns if t.side in ("sell", "cover")}
     symbol_of_lot = {t.lot_id: t.symbol for t in trades}
     bought = {t.lot_id for t in trades if t.side in ("buy", "short")}

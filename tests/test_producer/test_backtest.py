@@ -88,8 +88,8 @@ def test_the_run_harvests_losses_and_creates_no_wash_sale(run) -> None:
 
 def test_lots_reconcile_with_a_ledger_replay_of_the_trade_log(run) -> None:
     replay = Ledger(lot_method="fifo", household_id=run.book.ledger.state(END).household_id)
-    for txn in run.book.log:
-        replay.apply(txn)
+    for txn, fee in zip(run.book.log, run.book.commissions, strict=True):
+        replay.apply(txn, commission=fee)
 
     def key(lot):
         return (lot.symbol, lot.lot_id, lot.quantity, lot.cost_basis_usd, lot.acquired)
@@ -262,7 +262,7 @@ def test_a_short_lot_is_valued_and_covered_as_short_term() -> None:
     book.audit(covered)
 
 
-def test_fills_move_cash_exactly_and_charge_the_trading_cost() -> None:
+def test_fills_move_cash_exactly_and_carry_each_fills_commission_into_the_tax_lots() -> None:
     from producer.backtest import Book
     from shared.messages import TaxRates, Transaction
 
@@ -275,18 +275,44 @@ def test_fills_move_cash_exactly_and_charge_the_trading_cost() -> None:
     fill = book.apply([buy])
     assert fill.cost_usd == Decimal("1.00")  # 10 bps of 1,002.50, to the cent
     assert book.cash == Decimal(10_000) - Decimal("1002.50") - Decimal("1.00")
+    # IRS Pub. 550: the commission is part of the lot's basis.
+    assert [lot.cost_basis_usd for lot in book.ledger.open_lots()] == [Decimal("1003.50")]
     sell = Transaction(
         id="t2", date=day2, account=book.account_id, symbol="AAA", side="sell",
         quantity=Decimal(4), price=Decimal("90"), lot_id="L1",
     )  # fmt: skip
     fill = book.apply([sell])
-    assert fill.realized_st == Decimal("-41.00")  # 4 × (90 − 100.25)
-    assert book.harvested_by_year[2024] == Decimal("41.00")
+    assert fill.cost_usd == Decimal("0.36")  # 10 bps of 360.00
+    assert book.cash == Decimal(10_000) - Decimal("1003.50") + Decimal("360.00") - Decimal("0.36")
+    # Proceeds 360.00 − 0.36 = 359.64; basis 4/10 of 1,003.50 = 401.40.
+    assert fill.realized_st == Decimal("-41.76")
+    assert book.harvested_by_year[2024] == Decimal("41.76")
     assert book.shares.tolist() == [6.0, 0.0]
     st, lt = book.unrealized(day2, np.array([95.0, 0.0]))
-    assert st == pytest.approx(6 * (95 - 100.25))
+    assert st == pytest.approx(6 * 95 - 602.10)  # the rest of the basis, 1,003.50 − 401.40
     assert lt == 0.0
+    assert book.commissions == [Decimal("1.00"), Decimal("0.36")]
     book.audit(day2)
+
+
+def test_each_fill_pays_its_own_commission_rounded_to_the_cent() -> None:
+    from producer.backtest import Book
+    from shared.messages import TaxRates, Transaction
+
+    book = Book(["AAA", "BBB"], capital_usd=Decimal(10_000), rates=TaxRates(), trading_cost_bps=10)
+    day = dt.date(2024, 3, 1)
+    buys = [
+        Transaction(
+            id=f"t{k}", date=day, account=book.account_id, symbol=sym, side="buy",
+            quantity=Decimal(1), price=Decimal("5.05"), lot_id=f"L{k}",
+        )
+        for k, sym in enumerate(("AAA", "BBB"))
+    ]  # fmt: skip
+    fill = book.apply(buys)
+    # 10 bps of 5.05 is 0.00505 → 0.01 half-up, on each fill (the day's 10.10 would be 0.01).
+    assert fill.cost_usd == Decimal("0.02")
+    assert book.cash == Decimal(10_000) - Decimal("10.10") - Decimal("0.02")
+    assert sorted(lot.cost_basis_usd for lot in book.ledger.open_lots()) == [Decimal("5.06")] * 2
 
 
 def test_a_held_name_that_stops_trading_is_cashed_out_at_its_last_close() -> None:
@@ -423,18 +449,66 @@ def test_a_purchase_that_washes_an_earlier_loss_sale_restates_the_loss_and_its_t
     book.audit(days[2])
 
 
-def test_a_trading_cost_is_paid_from_a_cash_reserve_so_cash_never_goes_below_zero() -> None:
+@pytest.fixture(scope="module")
+def cost_run() -> RunResult:
     start, end = dt.date(2022, 1, 3), dt.date(2022, 2, 28)
     m = synthetic_market(n_names=30, start=start, end=end, seed=7)
-    cfg = BacktestConfig(start=start, end=end, seed=7, trading_cost_bps=5)
+    cfg = BacktestConfig(start=start, end=end, seed=7, trading_cost_bps=5, audit=True)
     assert cfg.cash_band() == (pytest.approx(0.001), pytest.approx(0.021))
-    run = simulate(m, OptimizerPolicy(cfg), cfg)  # refused by the solve once cash was < 0
+    return simulate(m, OptimizerPolicy(cfg), cfg)  # refused by the solve once cash was < 0
+
+
+def test_a_trading_cost_is_paid_from_a_cash_reserve_so_cash_never_goes_below_zero(
+    cost_run,
+) -> None:
+    run = cost_run
     assert min(run.cash) >= 0
     assert run.book.costs_usd > 0
-    # Day one is worth the capital less what investing it cost.
-    assert run.pre_tax_usd[0] == Decimal(1_000_000) - cents(
-        run.first_day_traded_usd * Decimal("0.0005")
+    assert run.book.costs_usd == sum(run.book.commissions, Decimal(0))
+    # Day one is worth the capital less what investing it cost: each fill's 5 bps to the cent.
+    first = [
+        fee
+        for txn, fee in zip(run.book.log, run.book.commissions, strict=True)
+        if txn.date == run.dates[0]
+    ]
+    assert first and all(
+        fee == cents(cents(t.quantity * t.price) * Decimal("0.0005"))
+        for t, fee in zip(run.book.log, first, strict=False)
     )
+    assert run.pre_tax_usd[0] == Decimal(1_000_000) - sum(first, Decimal(0))
+
+
+def test_with_a_trading_cost_realized_gains_are_proceeds_less_commissions_less_basis(
+    cost_run,
+) -> None:
+    # IRS Pub. 550 / Form 8949: gain = (proceeds − sale commissions) − (cost + buy commissions).
+    # Over the run: everything sold net of its commissions, less everything bought with its
+    # commissions, plus the basis still open (wash adjustments cancel out: none here anyway).
+    run, book = cost_run, cost_run.book
+    sold = sold_fees = bought = bought_fees = Decimal(0)
+    for txn, fee in zip(book.log, book.commissions, strict=True):
+        amount = cents(txn.quantity * txn.price)
+        assert fee == cents(amount * Decimal("0.0005"))
+        if txn.side == "sell":
+            sold, sold_fees = sold + amount, sold_fees + fee
+        else:
+            assert txn.side == "buy"
+            bought, bought_fees = bought + amount, bought_fees + fee
+    assert sold_fees > 0 and bought_fees > 0
+    open_basis = sum((lot.cost_basis_usd for lot in book.ledger.open_lots()), Decimal(0))
+    realized = run.cum_realized_st[-1] + run.cum_realized_lt[-1]
+    assert realized == (sold - sold_fees) - (bought + bought_fees) + open_basis
+    assert realized == sum((s.gain for s in book.ledger.sales), Decimal(0))
+    # The trade log with its commissions replays to the same lots and gains.
+    replay = Ledger(lot_method="fifo", household_id=book.ledger.household_id)
+    for txn, fee in zip(book.log, book.commissions, strict=True):
+        replay.apply(txn, commission=fee)
+    assert replay.sales == book.ledger.sales
+    assert replay.open_lots() == book.ledger.open_lots()
+    # and nav.csv's tax columns follow those gains (daily netting: rate × each day's net).
+    assert run.taxes_paid[-1] - run.tax_saved[-1] == run.net_tax[-1]
+    exact = run.cum_realized_st[-1] * Decimal("0.408") + run.cum_realized_lt[-1] * Decimal("0.238")
+    assert abs(run.net_tax[-1] - exact) <= Decimal("0.01") * len(run.dates)
 
 
 def test_a_window_the_data_cover_only_in_part_is_refused_naming_the_span(market) -> None:

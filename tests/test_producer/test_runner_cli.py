@@ -240,3 +240,52 @@ def test_a_run_on_a_market_directory_has_one_row_per_session_from_the_capital(
     ]
     assert rows[0]["after_tax_nav"] == rows[0]["benchmark_nav"] == "1000000.00"
     assert json.loads((out / "summary.json").read_text())["wash_sales_created"] == 0
+
+
+def test_with_cost_bps_the_runners_realized_gains_are_net_of_every_commission(
+    tmp_path, capsys
+) -> None:
+    from decimal import Decimal
+
+    from producer.backtest import OptimizerPolicy, simulate
+    from producer.datasets import load_universe
+    from producer.runner_cli import _config
+    from shared.ledger import cents
+
+    argv = [
+        "--start", "2022-01-03", "--end", "2022-02-28", "--universe", "synthetic:30",
+        "--seed", "7", "--cost-bps", "5", "--quiet",
+    ]  # fmt: skip
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out)]) == 0
+    with open(out / "nav.csv", newline="") as fh:
+        last = list(csv.DictReader(fh))[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    # The run is reproducible bit for bit from its settings: replay it for its trade log.
+    config = _config(build_parser().parse_args(argv))
+    market, _ = load_universe(config.universe, start=config.start, end=config.end, seed=7)
+    book = simulate(market, OptimizerPolicy(config), config).book
+    rate = Decimal("0.0005")
+    proceeds = sale_fees = cost = buy_fees = Decimal(0)
+    for txn in book.log:
+        amount = cents(txn.quantity * txn.price)
+        fee = cents(amount * rate)
+        if txn.side == "sell":
+            proceeds, sale_fees = proceeds + amount, sale_fees + fee
+        else:
+            cost, buy_fees = cost + amount, buy_fees + fee
+    assert sale_fees > 0
+    # Relieved basis = everything bought with its commissions − the basis still open (no wash
+    # sale, so no adjustment moves basis: summary.json says so).
+    assert summary["wash_sales_created"] == 0
+    open_basis = sum((lot.cost_basis_usd for lot in book.ledger.open_lots()), Decimal(0))
+    relieved = cost + buy_fees - open_basis
+    realized = Decimal(last["cum_realized_st"]) + Decimal(last["cum_realized_lt"])
+    assert realized == proceeds - sale_fees - relieved
+    final = summary["optimizer"]["final"]
+    assert Decimal(final["trading_costs"]) == sale_fees + buy_fees
+    assert Decimal(final["realized_st"]) + Decimal(final["realized_lt"]) == realized
+    # nav.csv stays consistent: after-tax NAV = pre-tax NAV − (taxes paid − tax saved).
+    net = Decimal(last["taxes_paid"]) - Decimal(last["tax_saved"])
+    assert Decimal(last["net_tax"]) == net
+    assert Decimal(last["after_tax_nav"]) == Decimal(last["pre_tax_nav"]) - net

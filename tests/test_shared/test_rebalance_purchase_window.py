@@ -123,3 +123,40 @@ def test_the_ledger_remembers_the_last_purchase_of_a_sold_lot_for_30_days() -> N
     assert resumed.state(day + dt.timedelta(days=33)).last_purchases == state.last_purchases
     assert [p.symbol for p in resumed.state(day + dt.timedelta(days=34)).last_purchases] == ["QQQ"]
     assert resumed.state(day + dt.timedelta(days=37)).last_purchases == []
+
+
+def test_with_a_commission_a_lot_in_the_window_is_not_sold_at_a_loss_net_of_it() -> None:
+    # IRS Pub. 550: the ledger takes a sale's commission off its proceeds.  A lot bought
+    # yesterday whose sale brings one cent more than its basis is a gain without commission and
+    # a loss with one: the rebalance must then keep it (DESIGN.md §2, IRC §1091(a)).
+    from decimal import Decimal
+
+    from shared.ledger import cents
+
+    request = example_request(names=40, seed=3)
+    lot_id = "T000185"
+    sold = next(s for s in rebalance(request).realized if s.lot_id == lot_id)
+    assert sold.gain_usd > 0
+    lots = list(request.ledger.lots)
+    i = next(k for k, lot in enumerate(lots) if lot.lot_id == lot_id)
+    yesterday = request.as_of - dt.timedelta(days=1)
+    lots[i] = msgspec.structs.replace(
+        lots[i],
+        trade_date=yesterday,
+        acquired=yesterday,
+        cost_basis_usd=sold.proceeds_usd - Decimal("0.01"),
+    )
+    ledger = msgspec.structs.replace(request.ledger, lots=lots)
+    base = msgspec.structs.replace(request, ledger=ledger)
+    plain = rebalance(base)
+    assert [s.gain_usd for s in plain.realized if s.lot_id == lot_id] == [Decimal("0.01")]
+    account = msgspec.structs.replace(base.account, commission_bps=50.0)
+    out = rebalance(msgspec.structs.replace(base, account=account))
+    assert isinstance(out, Solved)
+    assert [s for s in out.realized if s.lot_id == lot_id] == []
+    assert out.wash_sale_issues == []
+    # and every slice it reports is net of its sale's commission, 50 bps to the cent.
+    notional = {t.lot_id: t.notional_usd for t in out.trades if t.side == "sell"}
+    assert out.realized
+    for s in out.realized:
+        assert s.proceeds_usd == notional[s.lot_id] - cents(notional[s.lot_id] * Decimal("0.005"))
