@@ -29,6 +29,25 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class SubcommandParser(OneLineParser):
+    """The parser of a subcommand: an argument it does not know is its own usage error.
+
+    argparse (3.11) hands a subcommand's unrecognised arguments back to the top-level parser,
+    which then reports ``taxview: error: unrecognized arguments`` without naming the
+    subcommand; here the subcommand reports them (``taxview rebalance: error: …``), like its
+    other usage errors.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse, refusing any argument left over."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def iso_date(text: str) -> dt.date:
     """argparse type: a ``YYYY-MM-DD`` date."""
     try:
@@ -73,10 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="taxview",
         description="Tax-aware direct indexing: ledger, rebalance solve, nightly fleet.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     sub.required = True
     bench = sub.add_parser("bench", help="benchmarks whose numbers go into the README")
-    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
+    bench_sub = bench.add_subparsers(
+        dest="bench_command", metavar="BENCH", parser_class=SubcommandParser
+    )
     bench_sub.required = True
     for name in COMMAND_MODULES:
         module = importlib.import_module(name)

@@ -250,9 +250,29 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
                 "--market needs --book: a synthetic book brings its own synthetic market",
                 field="--market",
             )
-        from shared.calendar import is_trading_day, trading_day_on_or_before
-        from shared.examples import synthetic_book_stream
+        from shared.calendar import (
+            CALENDAR_END,
+            CALENDAR_START,
+            is_trading_day,
+            trading_day_on_or_before,
+        )
+        from shared.examples import HISTORY_YEARS, earliest_synthetic_night, synthetic_book_stream
+        from shared.synthetic import WARMUP_DAYS
 
+        first = earliest_synthetic_night()
+        if args.date is not None and args.date < first:
+            raise InputError(
+                f"--date {args.date} is too early for a synthetic book: its market simulates "
+                f"{HISTORY_YEARS} years of history after a {WARMUP_DAYS}-session warm-up, all "
+                f"inside the NYSE calendar (from {CALENDAR_START}); the first possible night is "
+                f"{first}",
+                field="--date",
+            )
+        if args.date is not None and args.date > CALENDAR_END:
+            raise InputError(
+                f"--date {args.date} is after the NYSE calendar's end, {CALENDAR_END}",
+                field="--date",
+            )
         if args.date is not None and not is_trading_day(args.date):
             raise InputError(
                 f"--date {args.date} is not an NYSE session (a weekend or a holiday): no market, "

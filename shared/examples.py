@@ -10,6 +10,7 @@ generates thousands of accounts directly with numpy (no replay) and builds each 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -52,11 +53,40 @@ STEADY_STATE_MAX_LOSS = 0.01
 STEADY_STATE_FRESH_DIP = 0.03
 
 
+def _history_start(as_of: dt.date) -> dt.date:
+    """First calendar day of the synthetic market history behind a book of ``as_of``."""
+    return dt.date(as_of.year - HISTORY_YEARS, as_of.month, 1) - dt.timedelta(days=40)
+
+
 def _market_history(names: int, seed: int, as_of: dt.date) -> MarketHistory:
     from shared.synthetic import synthetic_market
 
-    start = dt.date(as_of.year - HISTORY_YEARS, as_of.month, 1) - dt.timedelta(days=40)
-    return synthetic_market(n_names=names, start=start, end=as_of, seed=seed)
+    return synthetic_market(n_names=names, start=_history_start(as_of), end=as_of, seed=seed)
+
+
+@functools.cache
+def earliest_synthetic_night() -> dt.date:
+    """The first NYSE session a synthetic book can be dated.
+
+    Its market simulates :data:`HISTORY_YEARS` years (and 40 days) before the night, after a
+    warm-up of ``shared.synthetic.WARMUP_DAYS`` sessions, and all of it must lie inside the NYSE
+    calendar (from ``shared.calendar.CALENDAR_START``, 1990-01-02): the first night is in 1994.
+    """
+    from shared.calendar import CALENDAR_END, CALENDAR_START, trading_days
+    from shared.synthetic import WARMUP_DAYS
+
+    sessions = trading_days(CALENDAR_START, CALENDAR_END)
+    # The history's first session needs WARMUP_DAYS sessions before it, so the history must
+    # start after sessions[WARMUP_DAYS - 1]; its start grows with the night: bisect.
+    last_too_early = sessions[WARMUP_DAYS - 1]
+    lo, hi = 0, len(sessions) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _history_start(sessions[mid]) > last_too_early:
+            hi = mid
+        else:
+            lo = mid + 1
+    return sessions[lo]
 
 
 def _session(history: MarketHistory, d: dt.date) -> dt.date:

@@ -41,3 +41,91 @@ def test_nightly_refuses_a_market_file_without_a_book(capsys: pytest.CaptureFixt
     rc = cli.main(["nightly", "--synthetic-accounts", "2", "--market", "/nonexistent.json"])
     assert rc == 2
     assert "field --market" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["realized", "--example"], "taxview realized"),
+        (["nightly"], "taxview nightly"),
+        (["enqueue"], "taxview enqueue"),
+        (["aggregate", "--date", "2025-01-02", "--out", "o"], "taxview aggregate"),
+        (["sweep"], "taxview sweep"),
+        (["preflight"], "taxview preflight"),
+        (["rebalance", "x.json"], "taxview rebalance"),
+        (["example-request"], "taxview example-request"),
+        (["schema"], "taxview schema"),
+        (["bench", "fleet"], "taxview bench fleet"),
+        (["bench", "solve"], "taxview bench solve"),
+    ],
+)
+def test_an_unrecognised_flag_of_a_subcommand_is_its_own_one_line_error(
+    argv: list[str], prog: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{prog}: error: unrecognized arguments: --bogus (see {prog} --help)"]
+
+
+def test_every_subcommand_is_covered_by_the_unrecognised_flag_test() -> None:
+    import argparse
+
+    def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> set[tuple[str, ...]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return {path}
+        return {
+            leaf
+            for action in subs
+            for name, child in action.choices.items()
+            for leaf in leaves(child, (*path, name))
+        }
+
+    covered = {
+        ("realized",), ("nightly",), ("enqueue",), ("aggregate",), ("sweep",), ("preflight",),
+        ("rebalance",), ("example-request",), ("schema",), ("bench", "fleet"), ("bench", "solve"),
+    }  # fmt: skip
+    assert leaves(cli.build_parser(), ()) == covered
+
+
+def test_the_runner_names_itself_for_an_unrecognised_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        runner_cli.main(["--start", "2022-01-03", "--end", "2022-01-31", "--bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "taxview-runner: error: unrecognized arguments: --bogus (see taxview-runner --help)"
+    ]
+
+
+@pytest.mark.parametrize("day", ["1990-01-02", "1994-02-28"])
+def test_a_synthetic_night_too_early_for_its_history_names_the_date_flag_and_the_first_night(
+    day: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    argv = ["nightly", "--synthetic-accounts", "5", "--date", day, "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"taxview: error: field --date: --date {day} is too early")
+    assert "first possible night is 1994-03-01" in err[0]
+    assert "field start" not in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_first_possible_synthetic_night_builds_a_book() -> None:
+    import datetime as dt
+
+    from shared.errors import InputError
+    from shared.examples import earliest_synthetic_night, synthetic_book_stream
+
+    first = earliest_synthetic_night()
+    assert first == dt.date(1994, 3, 1)
+    market, pairs = synthetic_book_stream(accounts=1, names=5, seed=1, as_of=first)
+    assert market.as_of == first and list(pairs)
+    with pytest.raises(InputError):  # the session before it is too early for the generator
+        synthetic_book_stream(accounts=1, names=5, seed=1, as_of=dt.date(1994, 2, 28))
