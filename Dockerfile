@@ -1,5 +1,6 @@
 # One image for every fleet role: worker, flower, producer (enqueue/sweep/nightly), aggregator.
-# Dependencies come from the committed, hash-pinned lockfile before the source is copied, so a
+# Dependencies come from the committed, hash-pinned runtime lockfile (the runtime dependencies'
+# closure, pinned exactly as requirements.lock; no dev tools) before the source is copied, so a
 # code change does not reinstall them.
 FROM python:3.11-slim
 
@@ -18,8 +19,8 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 taxview \
     && useradd --system --uid 10001 --gid taxview --home-dir /app --shell /usr/sbin/nologin taxview
 
-COPY requirements.lock ./
-RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+COPY requirements-runtime.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements-runtime.lock
 
 COPY pyproject.toml README.md ./
 COPY shared ./shared

