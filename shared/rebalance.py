@@ -2374,14 +2374,17 @@ def _rounded_breaches(
 ) -> list[str]:
     """The long/short and market-neutral tickets' hard limits missed after rounding to shares.
 
-    :func:`_enforce_limits` repairs direct-indexing tickets only; these books are checked
-    against every constraint of the problem they solved (:func:`~shared.optimizer.check.
-    check_solution`, independent of the model code: name caps, net and cash, gross and side
-    limits, TE or risk budget, tilts, factor neutrality, turnover and gain budgets) and what
+    After :func:`_enforce_limits` has repaired them, these books are checked against every
+    constraint of the problem they solved (:func:`~shared.optimizer.check.check_solution`,
+    independent of the model and the repair code: name caps, net and cash, gross and side
+    limits, TE or risk budget, tilts, factor neutrality, turnover and gain budgets), for
+    constructive sales (a name left long and short through a trade of the ticket, IRC §1259:
+    :func:`~shared.optimizer.check.constructive_sales`) and for the cash the ticket leaves in
+    dollars, each line to the cent (:func:`_ticket_cash`, at least :func:`_cash_floor`); what
     they miss is listed in ``limit_breaches`` — never silently.  Inequalities are held to
     :data:`CAP_TOL`; the equalities whole shares cannot meet to :data:`ROUNDED_EQ_TOL`.
     """
-    from shared.optimizer.check import check_solution
+    from shared.optimizer.check import check_solution, constructive_sales
 
     p, nav = ctx.market.prices, ctx.nav
 
@@ -2407,6 +2410,16 @@ def _rounded_breaches(
         setup_ms=0.0,
     )
     found = check_solution(data, rounded, tol=CAP_TOL, eq_tol=ROUNDED_EQ_TOL)
+    found += [f"constructive sale: {line}" for line in constructive_sales(data, rounded)]
+    cash = _ticket_cash(
+        ctx,
+        (orders.sell_lot, orders.sell_qty),
+        (orders.cover_lot, orders.cover_qty),
+        (orders.buy_name, orders.buy_qty),
+        (orders.short_name, orders.short_qty),
+    )
+    if cash < (floor := _cash_floor(ctx)):
+        found.append(f"cash ${cash} below its floor ${floor}")
     return [f"{line} after rounding to shares" for line in found]
 
 
