@@ -27,8 +27,9 @@ Pipeline (``docs/rebalance.md`` has the long form):
    tracking error; the better objective is kept.
 6. **Round** to shares, lot by lot as the optimizer chose; buys rounded down so cash stays above
    its floor; then the ticket is repaired share by share until the hard limits of the problem
-   solved (TE budget, tilt floors, turnover, gain budget, cash range) hold on the rounded weights
-   (:func:`_enforce_limits`); anything still missed is reported in ``limit_breaches``.
+   solved (TE budget, tilt floors, turnover, gain budget, cash range; long/short sides and shape,
+   a sleeve's net and factor neutrality) hold on the rounded weights (:func:`_enforce_limits`);
+   anything still missed is reported in ``limit_breaches``.
 7. **Wash-sale check**: the trades go through a copy of the household ledger; any W-coded slice
    is a wash sale the trade list would create: the name is locked (no buys, no loss sales) and
    re-solved, or, when an exclusion forced the sale, reported in ``wash_sale_issues``.

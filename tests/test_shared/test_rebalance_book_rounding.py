@@ -141,7 +141,7 @@ def test_a_fractional_long_short_ticket_kept_to_the_cent_reports_no_false_cash_b
     # 40 names, fractional shares: the ticket left $0.00 of cash to the cent, but the weights,
     # at the snapshot's full-precision prices, put it at -1e-7 of NAV and the check listed
     # "cash -0.000000 outside [0.0, 0.01]".  The repair now holds the cash range on the
-    # weights too (a 1/10,000 share less), as it does for direct indexing.
+    # weights too (a 1/10,000 share here or there), as it does for direct indexing.
     request = _request(40, seed, "long-short", fractional=True)
     out = rebalance(request)
     assert isinstance(out, Solved) and out.status in ("ok", "relaxed")
