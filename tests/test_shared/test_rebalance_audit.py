@@ -12,6 +12,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+import shared.rebalance as rb
 from shared.examples import example_request
 from shared.messages import RebalanceRequest, Solved
 from shared.rebalance import rebalance
@@ -88,14 +89,22 @@ def test_a_lot_of_a_billionth_share_at_an_ordinary_basis_still_solves(
 
 
 @pytest.mark.parametrize(
-    ("strategy", "seed", "missed"), [("market-neutral", 1, True), ("long-short", 1, False)]
+    ("strategy", "seed", "repair", "missed"),
+    [
+        ("market-neutral", 1, False, True),
+        ("market-neutral", 1, True, False),
+        ("long-short", 1, True, False),
+    ],
 )
 def test_a_long_short_or_neutral_ticket_lists_each_limit_rounding_misses(
-    strategy: str, seed: int, missed: bool
+    strategy: str, seed: int, repair: bool, missed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # These tickets are not repaired share by share; every limit of the solved problem is
-    # checked on the rounded weights and a miss is listed, never silent (audit: a 50-name
-    # sleeve ended with DNK at 0.0501 against its 0.05 cap and nothing said so).
+    # Every limit of the solved problem is checked on the rounded (and repaired) weights and a
+    # miss is listed, never silent (audit: a 50-name sleeve ended with DNK at 0.0501 against
+    # its 0.05 cap and nothing said so).  The share-by-share repair now brings DNK back under
+    # its cap; without it (no repair steps) the miss is listed.
+    if not repair:
+        monkeypatch.setattr(rb, "MAX_REPAIR_STEPS", 0)
     request = example_request(names=50, seed=seed, strategy=strategy)
     out = _solved(request)
     cap = request.account.max_weight
