@@ -791,6 +791,9 @@ class _LotArrays:
     value_usd: FloatArray
     long_term: BoolArray
     blocked: BoolArray  # restricted by the wash-sale window (no loss sale)
+    #: Lots a sale of this ticket realized at a loss in the ledger although their price is
+    #: above ``basis_ps`` (a part of a lot: the rounded amounts lose a cent); a loss from then on.
+    ledger_loss: BoolArray
 
     @property
     def size(self) -> int:
@@ -852,6 +855,7 @@ def _lot_arrays(
         value_usd=qty * market.prices[name],
         long_term=scan.acquired[sel] <= long_term_cut,
         blocked=blocked[sel],
+        ledger_loss=np.zeros(len(sel), dtype=np.bool_),
     )
 
 
@@ -1350,7 +1354,37 @@ def _tax_loss(ctx: _Context, *, short: bool) -> BoolArray:
         return np.zeros(lots.size, dtype=np.bool_)
     p = ctx.market.prices[lots.name]
     out: BoolArray = (p > lots.basis_ps) if short else (p < lots.basis_ps)
-    return out
+    return out | lots.ledger_loss
+
+
+def _ledger_losses(ctx: _Context, realized: list[RealizedSlice]) -> tuple[_Context, bool]:
+    """Lots the ledger found sold at a loss though their price said a gain, marked as loss lots.
+
+    The break-even price (:func:`_lot_arrays`) holds for a whole lot; a sale of a part of one
+    rounds its amount, its commission and its share of the basis to the cent apart (IRS Pub.
+    550, Form 8949) and can lose a cent, and a fill at the 1/100-cent price can fall below a
+    close just above the basis.  The ledger is the judge: such a lot is a loss lot from now on.
+
+    Returns:
+        The context with those lots marked, and whether one of them was sold where a loss sale
+        is barred — inside its wash-sale window (IRC §1091(a); DESIGN.md §2) — so the ticket
+        must be solved again (a loss sale of a name bought today is caught as a conflict).
+    """
+    lost = {s.lot_id for s in realized if s.proceeds_usd < s.cost_basis_usd}
+    if not lost:
+        return ctx, False
+    barred = False
+    marked: list[_LotArrays] = []
+    for short, lots in ((False, ctx.longs), (True, ctx.shorts)):
+        hit = np.fromiter((lot.lot_id in lost for lot in lots.lots), np.bool_, lots.size)
+        new = hit & ~_tax_loss(ctx, short=short)
+        barred |= bool((new & lots.blocked).any())
+        marked.append(
+            dataclasses.replace(lots, ledger_loss=lots.ledger_loss | new) if new.any() else lots
+        )
+    if marked[0] is ctx.longs and marked[1] is ctx.shorts:
+        return ctx, False
+    return dataclasses.replace(ctx, longs=marked[0], shorts=marked[1]), barred
 
 
 # --------------------------------------------------------------------------------------------
@@ -3014,7 +3048,13 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
             breaches = _rounded_breaches(ctx, final, orders, w)
         trades = _trades(ctx, orders, w, final.tilts)
         checked = _wash_check(ctx, trades)
-        if not conflict.any() and not checked.offending:
+        # A lot the ledger realized at a loss is a loss lot from now on (the sale of a part of
+        # a lot rounds to a cent below its break-even price): a buy of its name is a conflict.
+        marked_ctx, barred = _ledger_losses(ctx, checked.realized)
+        if marked_ctx is not ctx:
+            ctx = marked_ctx
+            conflict = _loss_sale_and_buy(ctx, orders)
+        if not conflict.any() and not checked.offending and not barred:
             break
         if _round == MAX_FIX_ROUNDS:
             break
@@ -3022,9 +3062,9 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         for sym in checked.offending:
             lock[market.index[sym]] = True
         locked |= _spread_to_groups(lock, ctx.group)
+        names = ", ".join(market.symbols[i] for i in np.flatnonzero(lock).tolist())
         log.attempts.append(
-            "wash check: locked "
-            + ", ".join(market.symbols[i] for i in np.flatnonzero(lock).tolist())
+            (f"wash check: locked {names}" if names else "wash check: a lot sold at a loss")
             + "; re-solved"
         )
     return _outcome(

@@ -117,7 +117,7 @@ def intent(
                 lot_id = sorted(by_id)[pick % len(by_id)]
                 qty = min(qty, by_id[lot_id])
             else:
-                qty = min(qty, sum(by_id.values()))
+                qty = min(qty, sum(by_id.values(), D(0)))
     txn = Transaction(
         id=f"t{n}",
         date=day,
