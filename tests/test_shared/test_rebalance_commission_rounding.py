@@ -12,7 +12,8 @@ rounds three amounts (the sale, its commission, the lot's basis share) and can l
   (0.14595), proceeds 145.80; basis 4/24 × 874.84 = 145.806… → 145.81: a loss of 0.01.
 
 Bought yesterday, the lot may not be sold at a loss (DESIGN.md §2, IRC §1091(a)): the ledger's
-verdict on the ticket's sales must keep it from being sold so.
+verdict on the ticket's sales must keep it from being sold so.  The same holds without a
+commission when the fill's 1/100-cent price is below a basis per share that the close is above.
 """
 
 from __future__ import annotations
@@ -32,16 +33,21 @@ from shared.optimizer.data import ProblemData, Solution
 from shared.optimizer.problem import solve
 
 LOT = "T000015"
-SOLD = Decimal(4)
 
 
 @functools.cache
-def _request(*, other_purchase: bool) -> RebalanceRequest:
+def _request(
+    *,
+    other_purchase: bool = False,
+    bps: float = 10.0,
+    quantity: Decimal = Decimal(24),
+    basis: Decimal = Decimal("874.84"),
+) -> RebalanceRequest:
     base = example_request(names=40, seed=3)
     yesterday = base.as_of - dt.timedelta(days=1)
     lots = [
         msgspec.structs.replace(
-            lot, trade_date=yesterday, acquired=yesterday, cost_basis_usd=Decimal("874.84")
+            lot, quantity=quantity, trade_date=yesterday, acquired=yesterday, cost_basis_usd=basis
         )
         if lot.lot_id == LOT
         else lot
@@ -61,13 +67,15 @@ def _request(*, other_purchase: bool) -> RebalanceRequest:
                 cost_basis_usd=Decimal("370.00"),
             )
         )
-    account = msgspec.structs.replace(base.account, commission_bps=10.0)
+    account = msgspec.structs.replace(base.account, commission_bps=bps)
     ledger = msgspec.structs.replace(base.ledger, lots=lots)
     return msgspec.structs.replace(base, account=account, ledger=ledger)
 
 
-def _sells_four_when_allowed(request: RebalanceRequest) -> Callable[[ProblemData], Solution]:
-    """The real optimizer, except that it sells 4 shares of the lot whenever it may sell it
+def _sells_when_allowed(
+    request: RebalanceRequest, shares: Decimal = Decimal(4)
+) -> Callable[[ProblemData], Solution]:
+    """The real optimizer, except that it sells ``shares`` of the lot whenever it may sell it
     (as it would for any small reason: a trim, the TE)."""
     market, scan = rb._validate(request)
     ctx = rb._context(request, market, scan)
@@ -81,7 +89,7 @@ def _sells_four_when_allowed(request: RebalanceRequest) -> Callable[[ProblemData
         if not data.lot_sellable[j]:
             return sol
         sell, w = sol.sell.copy(), sol.w.copy()
-        delta = float(SOLD) * price / ctx.nav - sell[j]
+        delta = float(shares) * price / ctx.nav - sell[j]
         sell[j] += delta
         w[i] -= delta
         return dataclasses.replace(sol, sell=sell, w=w, cash_w=float(sol.cash_w + delta))
@@ -94,8 +102,8 @@ def _slices(out: Solved) -> list[tuple[Decimal, Decimal, Decimal]]:
 
 
 def test_a_lot_bought_yesterday_is_not_sold_in_part_at_a_loss_of_its_rounded_commission() -> None:
-    request = _request(other_purchase=False)
-    out = rb.rebalance(request, solve=_sells_four_when_allowed(request))
+    request = _request()
+    out = rb.rebalance(request, solve=_sells_when_allowed(request))
     assert isinstance(out, Solved)
     # Without the fix: [(4, 145.80, 145.81)], a one-cent loss inside the lot's window.
     assert all(proceeds >= basis for _, proceeds, basis in _slices(out)), _slices(out)
@@ -103,7 +111,17 @@ def test_a_lot_bought_yesterday_is_not_sold_in_part_at_a_loss_of_its_rounded_com
 
 def test_a_partial_sale_washed_by_a_household_purchase_is_not_left_on_the_ticket() -> None:
     request = _request(other_purchase=True)
-    out = rb.rebalance(request, solve=_sells_four_when_allowed(request))
+    out = rb.rebalance(request, solve=_sells_when_allowed(request))
     assert isinstance(out, Solved)
     assert out.wash_sale_issues == []
+    assert all(proceeds >= basis for _, proceeds, basis in _slices(out)), _slices(out)
+
+
+def test_without_commission_a_lot_filled_below_its_basis_is_not_sold_in_its_window() -> None:
+    # The close 36.48863389 is above 36,488.63 / 1,000 = 36.48863 a share, but the fill is at
+    # the 1/100-cent price 36.4886: 1,000 shares bring 36,488.60, a loss of 0.03 (IRS Pub. 550).
+    request = _request(bps=0.0, quantity=Decimal(1000), basis=Decimal("36488.63"))
+    out = rb.rebalance(request, solve=_sells_when_allowed(request, Decimal(1000)))
+    assert isinstance(out, Solved)
+    # Without the fix: [(1000, 36488.60, 36488.63)].
     assert all(proceeds >= basis for _, proceeds, basis in _slices(out)), _slices(out)
