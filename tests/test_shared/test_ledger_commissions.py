@@ -137,3 +137,57 @@ def test_a_commission_that_is_negative_or_not_whole_cents_is_refused_and_changes
     (lot,) = ledger.open_lots()
     assert (lot.quantity, lot.cost_basis_usd) == (D(10), D("100.00"))
     assert ledger.sales == []
+
+
+def test_an_ira_replacement_and_a_split_replacement_carry_the_commissions_to_the_cent() -> None:
+    # IRS Pub. 550 ("Wash Sales"), Treas. Reg. §1.1091-1(c)-(d), Rev. Rul. 2008-5.
+    ledger = Ledger()
+
+    def row(
+        tid: str, date: str, side: str, qty: str, price: str, *, ira: bool = False
+    ) -> Transaction:
+        return Transaction(
+            id=tid,
+            date=dt.date.fromisoformat(date),
+            account="I" if ira else "A",
+            account_type="ira" if ira else "taxable",
+            symbol="X",
+            side=side,  # type: ignore[arg-type]
+            quantity=D(qty),
+            price=D(price),
+        )
+
+    ledger.apply(row("b1", "2024-01-02", "buy", "50", "20.00"), commission=D("4.95"))
+    # 900.00 − 4.95 = 895.05 against 1,000.00 + 4.95 = 1,004.95: a loss of 109.90.
+    ledger.apply(row("s1", "2024-02-01", "sell", "50", "18.00"), commission=D("4.95"))
+    # 20 shares bought in the IRA: 20/50 of the loss, 43.96, is lost for good; the IRA lot's
+    # basis is its own cost, 350.00 + 1.00.
+    ledger.apply(row("b2", "2024-02-10", "buy", "20", "17.50", ira=True), commission=D("1.00"))
+    # 100 shares in the taxable account replace the other 30: the lot (1,700.00 + 7.00) splits;
+    # the 30 carry 30/100 of it, 512.10, plus 109.90 − 43.96 = 65.94, and the 30 days the sold
+    # shares were held (2024-02-15 − 30 days = 2024-01-16, IRC §1223(3)); the 70 keep 1,194.90.
+    ledger.apply(row("b3", "2024-02-15", "buy", "100", "17.00"), commission=D("7.00"))
+    (loss,) = ledger.sales
+    assert (loss.disallowed_loss, loss.permanently_disallowed, loss.gain) == (
+        D("109.90"),
+        D("43.96"),
+        D("0.00"),
+    )
+    got = [(x.account, x.quantity, x.cost_basis_usd, x.acquired) for x in ledger.open_lots()]
+    assert got == [
+        ("A", D(30), D("578.04"), dt.date(2024, 1, 16)),
+        ("A", D(70), D("1194.90"), dt.date(2024, 2, 15)),
+        ("I", D(20), D("351.00"), dt.date(2024, 2, 10)),
+    ]
+    # All 100 sold at 19.00 with 9.99 of commission: 30/100 of it is 2.997 → 3.00, the rest 6.99.
+    slices = ledger.apply(row("s2", "2024-03-01", "sell", "100", "19.00"), commission=D("9.99"))
+    assert [(x.quantity, x.proceeds, x.cost_basis, x.gain, x.term) for x in slices] == [
+        (D(30), D("567.00"), D("578.04"), D("-11.04"), "short"),
+        (D(70), D("1323.01"), D("1194.90"), D("128.11"), "short"),
+    ]
+    # No replacement is left for the −11.04 (the IRA shares already absorbed a loss; the 70
+    # were sold in the same sale).  Gains = the taxable cash, net of every commission, plus
+    # what the IRA purchase disallowed for good: −1,004.95 + 895.05 − 1,707.00 + 1,890.01
+    # + 43.96 = 117.07.
+    assert [x.adjustment_code for x in ledger.sales] == ["W", "", ""]
+    assert sum(x.gain for x in ledger.sales) == D("117.07")
