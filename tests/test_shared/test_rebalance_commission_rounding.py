@@ -25,12 +25,17 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from shared import rebalance as rb
-from shared.examples import example_request
-from shared.messages import Lot, RebalanceRequest, Solved
+from shared.examples import DEFAULT_AS_OF, example_request, synthetic_book
+from shared.ledger import Ledger, cents
+from shared.messages import AccountSpec, LedgerState, Lot, MarketSnapshot, RebalanceRequest, Solved
 from shared.optimizer.data import ProblemData, Solution
 from shared.optimizer.problem import solve
+from shared.rebalance import outcome_transactions
 
 LOT = "T000015"
 
@@ -125,3 +130,75 @@ def test_without_commission_a_lot_filled_below_its_basis_is_not_sold_in_its_wind
     assert isinstance(out, Solved)
     # Without the fix: [(1000, 36488.60, 36488.63)].
     assert all(proceeds >= basis for _, proceeds, basis in _slices(out)), _slices(out)
+
+
+@functools.cache
+def _book() -> tuple[MarketSnapshot, list[tuple[AccountSpec, LedgerState]]]:
+    return synthetic_book(accounts=8, names=30, seed=11, as_of=DEFAULT_AS_OF)
+
+
+@st.composite
+def near_break_even(draw: st.DrawFn) -> RebalanceRequest:
+    """A household whose account bought a few names again lately, at prices that put each new
+    lot between a small gain and a small loss net of the commission (the lots at stake)."""
+    market, book = _book()
+    taxable = [k for k, (spec, _) in enumerate(book) if spec.account_type == "taxable"]
+    spec, state = book[draw(st.sampled_from(taxable))]
+    bps = draw(st.sampled_from([5.0, 10.0, 50.0]))
+    spec = msgspec.structs.replace(spec, tilts=[], commission_bps=bps)
+    lots = list(state.lots)
+    for k, sym in enumerate(draw(st.lists(st.sampled_from(market.symbols), max_size=5))):
+        day = market.as_of - dt.timedelta(days=draw(st.integers(0, 40)))
+        qty = Decimal(draw(st.integers(1, 300)))
+        price = Decimal(repr(market.prices[market.symbols.index(sym)]))
+        # A gain before any commission (u > 0); net of a sale's commission a loss when u < 1.
+        u = Decimal(draw(st.integers(0, 150))) / 100
+        basis = (qty * price * (1 - u * Decimal(bps) / 10_000)).quantize(Decimal("0.01"))
+        lots.append(
+            Lot(
+                account=spec.account_id,
+                symbol=sym,
+                lot_id=f"NB{k}",
+                quantity=qty,
+                trade_date=day,
+                acquired=day,
+                cost_basis_usd=basis,
+            )
+        )
+    state = msgspec.structs.replace(state, lots=lots)
+    return RebalanceRequest(as_of=market.as_of, account=spec, ledger=state, market=market)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_break_even())
+def test_with_a_commission_no_lot_is_sold_at_a_ledger_loss_in_its_window_or_while_bought(
+    request: RebalanceRequest,
+) -> None:
+    # DESIGN.md §2 and IRC §1091(a): a loss (as the ledger books it, net of the commission,
+    # IRS Pub. 550) is never realized on a name bought within 30 days in the household, nor on
+    # a name the ticket buys; replayed with its commissions the ticket washes no loss but the
+    # ones an exclusion forces.
+    out = rb.rebalance(request)
+    assert isinstance(out, Solved)
+    acct = request.account
+    start = request.as_of - dt.timedelta(days=30)
+    recent = {x.symbol for x in request.ledger.lots if x.trade_date >= start}
+    recent |= {p.symbol for p in request.ledger.last_purchases if p.date >= start and not p.short}
+    bought = {t.symbol for t in out.trades if t.side == "buy"}
+    new_lots = {s.lot_id for s in out.realized if s.lot_id.startswith("NB")}
+    event(f"recent lots sold: {'some' if new_lots else 'none'}")
+    event(f"loss slices: {'some' if any(s.gain_usd < 0 for s in out.realized) else 'none'}")
+    for s in out.realized:
+        if s.proceeds_usd < s.cost_basis_usd and s.symbol not in acct.exclusions:
+            assert s.symbol not in recent, (s, out.solver.attempts)
+            assert s.symbol not in bought, (s, out.solver.attempts)
+    ledger = Ledger.from_state(request.ledger)
+    before = len(ledger.wash_matches)
+    rate = Decimal(repr(acct.commission_bps)) / 10_000
+    for txn in outcome_transactions(out, account_type=acct.account_type):
+        ledger.apply(txn, commission=cents(cents(txn.quantity * txn.price) * rate))
+    # Only an excluded name, which must be sold whatever the loss, may be washed (reported).
+    new = ledger.wash_matches[before:]
+    forced = {i.lot_id for i in out.wash_sale_issues if "excluded" in i.reason}
+    assert {m.loss_lot_id for m in new} == forced, (new, out.wash_sale_issues)
