@@ -1357,7 +1357,9 @@ def _tax_loss(ctx: _Context, *, short: bool) -> BoolArray:
     return out | lots.ledger_loss
 
 
-def _ledger_losses(ctx: _Context, realized: list[RealizedSlice]) -> tuple[_Context, bool]:
+def _ledger_losses(
+    ctx: _Context, realized: list[RealizedSlice], orders: _Orders
+) -> tuple[_Context, bool]:
     """Lots the ledger found sold at a loss though their price said a gain, marked as loss lots.
 
     The break-even price (:func:`_lot_arrays`) holds for a whole lot; a sale of a part of one
@@ -1375,8 +1377,14 @@ def _ledger_losses(ctx: _Context, realized: list[RealizedSlice]) -> tuple[_Conte
         return ctx, False
     barred = False
     marked: list[_LotArrays] = []
-    for short, lots in ((False, ctx.longs), (True, ctx.shorts)):
-        hit = np.fromiter((lot.lot_id in lost for lot in lots.lots), np.bool_, lots.size)
+    for short, lots, sold in (
+        (False, ctx.longs, orders.sell_lot),
+        (True, ctx.shorts, orders.cover_lot),
+    ):
+        # Only the lots the ticket sells (covers) can be in a realized slice: looking at those
+        # alone keeps this off the per-lot hot path (a harvest realizes losses on most tickets).
+        hit = np.zeros(lots.size, dtype=np.bool_)
+        hit[sold] = [lots.lots[j].lot_id in lost for j in sold.tolist()]
         new = hit & ~_tax_loss(ctx, short=short)
         barred |= bool((new & lots.blocked).any())
         marked.append(
@@ -3050,7 +3058,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         checked = _wash_check(ctx, trades)
         # A lot the ledger realized at a loss is a loss lot from now on (the sale of a part of
         # a lot rounds to a cent below its break-even price): a buy of its name is a conflict.
-        marked_ctx, barred = _ledger_losses(ctx, checked.realized)
+        marked_ctx, barred = _ledger_losses(ctx, checked.realized, orders)
         if marked_ctx is not ctx:
             ctx = marked_ctx
             conflict = _loss_sale_and_buy(ctx, orders)
