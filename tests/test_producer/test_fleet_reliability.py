@@ -271,22 +271,118 @@ def test_sigkill_of_a_pool_process_mid_solve_loses_nothing(
 def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(
     night, reference, baseline, tmp_path
 ) -> None:
+    """The night is driven as ``taxview nightly`` drives it (the producer's loop).
+
+    The task the dead worker was solving comes back through the broker's unacked restore once
+    the visibility timeout has passed.  A message the worker had just popped from the queue but
+    not yet recorded as unacked is gone from the broker: kombu's Redis transport does the two in
+    separate steps (kombu #305, celery #7950), and a clean-clone CI run lost one account that way
+    on 2026-12-06.  The producer's stall re-send brings such an account back, as ``taxview
+    sweep`` does for a deployed fleet.
+    """
     book, market = night
     slow = _slow_accounts(book)
     fleet = Fleet(tmp_path)
+    stall_s = 2.5 * fleet.settings.visibility_timeout_s  # after the restore, never before it
     try:
         first = fleet.worker("w0", slow=",".join(slow))
-        fleet.enqueue(book, market)
+        result: dict[str, object] = {}
+
+        def produce() -> None:
+            result["stats"] = run_night(
+                client=fleet.client,
+                app=fleet.app,
+                book=book,
+                market=market,
+                ttl_s=3600,
+                stall_s=stall_s,
+                progress_out=None,
+                timeout_s=DEADLINE_S,
+            )
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
         fleet.wait_pid(slow[0])
         first.kill()
         fleet.worker("w1")
-        recovered = fleet.wait_done()
+        started = time.monotonic()
+        # The account killed mid-solve was in the unacked set: the restore brings it back after
+        # the visibility timeout, well before the producer's stall re-send could.
+        while slow[0] not in fleet.outcomes() and time.monotonic() - started < stall_s:
+            time.sleep(0.1)
+        restored = time.monotonic() - started
+        assert slow[0] in fleet.outcomes(), "the dead worker's task was never restored"
+        producer.join(timeout=DEADLINE_S + 30)
+        assert not producer.is_alive()
+        recovered = time.monotonic() - started
+        stats = result["stats"]
         print(
-            f"\nwhole worker SIGKILLed: recovered in {recovered:.1f}s "
-            f"(visibility timeout {fleet.settings.visibility_timeout_s}s)"
+            f"\nwhole worker SIGKILLed: its task restored {restored:.1f}s after the new worker "
+            f"started (visibility timeout {fleet.settings.visibility_timeout_s}s), night complete "
+            f"after {recovered:.1f}s ({stats.swept} account(s) re-sent by the producer's stall "  # type: ignore[attr-defined]
+            "sweep)"
         )
         _assert_same_night(fleet, reference)
     finally:
+        fleet.close()
+
+
+def test_a_message_the_broker_lost_in_flight_is_sent_again_by_the_producer(
+    night, reference, tmp_path
+) -> None:
+    """What a worker SIGKILLed between kombu's BRPOP and its unacked record leaves behind: a
+    household's task gone from the queue and from the unacked set, so no restore can bring it
+    back (kombu #305, celery #7950).  Simulated exactly: the night is enqueued with no worker
+    running and the next message is popped from the broker's queue and dropped.  The producer's
+    stall re-send (``taxview nightly``; ``taxview sweep`` by hand) must send that household again
+    and the night must end with every account exactly once."""
+    book, market = night
+    fleet = Fleet(tmp_path)
+    heads = len(plan_night(book, DAY))
+    broker = redis.Redis.from_url(fleet.settings.broker_url)
+    try:
+        result: dict[str, object] = {}
+
+        def produce() -> None:
+            result["stats"] = run_night(
+                client=fleet.client,
+                app=fleet.app,
+                book=book,
+                market=market,
+                ttl_s=3600,
+                stall_s=3.0,
+                progress_out=None,
+                timeout_s=DEADLINE_S,
+            )
+
+        def queued() -> dict[bytes, int]:
+            # kombu keeps one list per priority step: "taxview", "taxview\x06\x169", ...
+            lists = [k for k in broker.scan_iter(match=b"taxview*") if broker.type(k) == b"list"]
+            return {k: int(broker.llen(k)) for k in lists}
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        deadline = time.monotonic() + 30
+        while sum(queued().values()) < heads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lengths = queued()
+        assert sum(lengths.values()) == heads, f"not every household was enqueued: {lengths}"
+        key = next(k for k, n in lengths.items() if n)
+        lost = broker.rpop(key)  # a message a worker would take next: gone for good
+        assert lost is not None
+        fleet.worker("w0")
+        started = time.monotonic()
+        producer.join(timeout=DEADLINE_S + 30)
+        assert not producer.is_alive()
+        stats = result["stats"]
+        assert stats.swept >= 1  # type: ignore[attr-defined]
+        print(
+            f"\na message lost in flight: night complete {time.monotonic() - started:.1f}s after "
+            f"the worker started ({stats.swept} account(s) re-sent by the stall sweep)"  # type: ignore[attr-defined]
+        )
+        _assert_same_night(fleet, reference)
+    finally:
+        broker.close()
         fleet.close()
 
 
@@ -312,7 +408,7 @@ def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, reference, tm
                 timeout_s=DEADLINE_S,
             )
 
-        producer = threading.Thread(target=produce)
+        producer = threading.Thread(target=produce, daemon=True)
         producer.start()
         fleet.wait_pid(slow[0])
         fleet.redis.kill()
