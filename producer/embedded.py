@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -330,8 +330,19 @@ class WorkerProcess:
             self._log = None
 
 
+#: A local worker that exits mid-night (SIGKILLed, out of memory) is started again this many
+#: times per worker slot before the night is given up.
+MAX_WORKER_RESTARTS = 3
+
+
 class EmbeddedFleet:
     """A private Redis (broker db 0, results db 1) plus ``workers`` local worker processes.
+
+    The fleet supervises its workers: :meth:`check` (called by the producer's loop at every
+    poll) starts a worker that exited again, up to :data:`MAX_WORKER_RESTARTS` times per slot,
+    as a process manager would for a deployed fleet.  What the dead worker held comes back
+    through the broker (the unacked restore after ``visibility_timeout``) or the producer's
+    stall re-send, so a killed worker costs time, not accounts.
 
     Args:
         base: settings to start from (limits, retries); the URLs are replaced.
@@ -340,6 +351,9 @@ class EmbeddedFleet:
         log_dir: where worker logs go (discarded when ``None``).
         server: ``auto`` (``redis-server`` if installed, else fakeredis), ``redis-server`` or
             ``fakeredis``.
+        worker_args: extra ``celery worker`` arguments (e.g. ``--include MODULE``).
+        worker_env: extra environment of the workers.
+        notify: told (one line) when a worker is started again; default: standard error.
     """
 
     def __init__(
@@ -350,6 +364,9 @@ class EmbeddedFleet:
         concurrency: int = 2,
         log_dir: Path | None = None,
         server: str = "auto",
+        worker_args: list[str] | None = None,
+        worker_env: Mapping[str, str] | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self.base = base
         self.n_workers = workers
@@ -360,6 +377,23 @@ class EmbeddedFleet:
             raise EmbeddedError("no redis-server on PATH: install Redis or use --server fakeredis")
         self.workers: list[WorkerProcess] = []
         self.settings = base
+        self.worker_args = list(worker_args or [])
+        self.worker_env = dict(worker_env or {})
+        self.notify = notify or (lambda line: print(line, file=sys.stderr, flush=True))
+        #: Restarts so far, per worker slot.
+        self.restarts: list[int] = []
+        self.max_restarts = MAX_WORKER_RESTARTS
+
+    def _worker(self, i: int) -> WorkerProcess:
+        log = self.log_dir / f"worker{i}.log" if self.log_dir else None
+        return WorkerProcess(
+            self.settings,
+            concurrency=self.concurrency,
+            name=f"w{i}",
+            log_path=log,
+            extra_args=self.worker_args,
+            extra_env=self.worker_env,
+        ).start()
 
     def __enter__(self) -> EmbeddedFleet:
         self.redis.start()
@@ -368,20 +402,18 @@ class EmbeddedFleet:
         )
         try:
             for i in range(self.n_workers):
-                log = self.log_dir / f"worker{i}.log" if self.log_dir else None
-                self.workers.append(
-                    WorkerProcess(
-                        self.settings, concurrency=self.concurrency, name=f"w{i}", log_path=log
-                    ).start()
-                )
+                self.workers.append(self._worker(i))
+                self.restarts.append(0)
         except BaseException:
             self.close()
             raise
         return self
 
     def check(self) -> None:
-        """Raise when the fleet can no longer finish a night: its server or every worker exited
-        (e.g. killed by the OOM killer) — nothing would ever come back, so waiting is pointless.
+        """Start again a worker that exited (killed, out of memory), up to
+        :attr:`max_restarts` times per slot; raise when the fleet can no longer finish a night:
+        its server exited, or every worker did with no restart left — nothing would ever come
+        back, so waiting is pointless.
 
         Raises:
             EmbeddedError: naming what exited, its exit code and the worker log.
@@ -391,6 +423,18 @@ class EmbeddedFleet:
             raise EmbeddedError(
                 f"the embedded {gone} mid-night; the book is unchanged and nothing was "
                 "published: run the night again"
+            )
+        for i, w in enumerate(self.workers):
+            code = w.proc.poll() if w.proc is not None else None
+            if code is None or self.restarts[i] >= self.max_restarts:
+                continue
+            w.stop()  # reaps what is left of it and closes its log
+            self.restarts[i] += 1
+            self.workers[i] = self._worker(i)
+            self.notify(
+                f"taxview: embedded worker w{i} exited (code {code}) mid-night; started again "
+                f"({self.restarts[i]} of {self.max_restarts}): its tasks come back after the "
+                f"{self.settings.visibility_timeout_s}s visibility timeout"
             )
         codes = [w.proc.poll() for w in self.workers if w.proc is not None]
         if codes and all(code is not None for code in codes):

@@ -142,9 +142,12 @@ def test_the_wait_stops_when_the_fleet_check_fails_even_while_the_store_is_down(
 
 @pytest.mark.integration
 @pytest.mark.parametrize("what", ["worker", "server"])
-def test_the_embedded_fleet_check_names_a_dead_worker_or_server(tmp_path, what: str) -> None:
+def test_the_embedded_fleet_check_names_a_dead_server_or_a_worker_with_no_restart_left(
+    tmp_path, what: str
+) -> None:
     with EmbeddedFleet(Settings.from_env({}), workers=1, concurrency=1, log_dir=tmp_path) as fleet:
         fleet.check()
+        fleet.max_restarts = 0
         if what == "worker":
             fleet.workers[0].kill()
         else:
@@ -153,6 +156,29 @@ def test_the_embedded_fleet_check_names_a_dead_worker_or_server(tmp_path, what: 
             fleet.check()
     assert ("worker" if what == "worker" else "redis-server") in str(err.value)
     assert "run the night again" in str(err.value)
+
+
+@pytest.mark.integration
+def test_the_embedded_fleet_starts_a_dead_worker_again_until_its_restarts_run_out(
+    tmp_path,
+) -> None:
+    notes: list[str] = []
+    with EmbeddedFleet(
+        Settings.from_env({}), workers=1, concurrency=1, log_dir=tmp_path, notify=notes.append
+    ) as fleet:
+        fleet.max_restarts = 2
+        for restart in (1, 2):
+            first = fleet.workers[0].pid
+            fleet.workers[0].kill()
+            fleet.check()
+            assert fleet.workers[0].pid != first
+            assert fleet.workers[0].proc is not None and fleet.workers[0].proc.poll() is None
+            assert fleet.restarts == [restart]
+        fleet.workers[0].kill()
+        with pytest.raises(EmbeddedError, match="every embedded worker exited"):
+            fleet.check()
+    assert [n.split("(")[2][:6] for n in notes] == ["1 of 2", "2 of 2"]
+    assert all("worker w0 exited (code -9) mid-night" in n for n in notes)
 
 
 def _progress(done: int) -> Progress:

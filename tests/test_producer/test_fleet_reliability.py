@@ -26,7 +26,7 @@ import redis
 from producer import results_reader as reader
 from producer.book import Book, book_from_pairs, write_book, write_market
 from producer.broker import client_app
-from producer.embedded import RedisServer, WorkerProcess, wait_for_redis
+from producer.embedded import EmbeddedFleet, RedisServer, WorkerProcess, wait_for_redis
 from producer.enqueue import enqueue_night, plan_night, publish_market, send_chains, write_manifest
 from producer.nightly import run_night
 from shared import pnl
@@ -384,6 +384,75 @@ def test_a_message_the_broker_lost_in_flight_is_sent_again_by_the_producer(
     finally:
         broker.close()
         fleet.close()
+
+
+def test_the_embedded_fleet_starts_a_killed_worker_again_and_the_night_loses_nothing(
+    night, reference, tmp_path
+) -> None:
+    """``taxview nightly``'s embedded default: its only worker is SIGKILLed (main process and
+    pool) mid-solve; the fleet's check, run at every poll of the producer's loop, starts it
+    again, and the night ends with every account exactly once."""
+    book, market = night
+    slow = _slow_accounts(book)
+    notes: list[str] = []
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    with EmbeddedFleet(
+        Settings.from_env(_base_env()),
+        workers=1,
+        concurrency=2,
+        log_dir=tmp_path,
+        server="redis-server",
+        worker_args=["--include", "fleet_faults"],
+        worker_env={
+            "PYTHONPATH": f"{FAULTS}{os.pathsep}{ROOT}",
+            "TAXVIEW_FAULT_SLOW": slow[0],
+            "TAXVIEW_FAULT_SLOW_S": "3",
+            "TAXVIEW_FAULT_PID_DIR": str(pid_dir),
+        },
+        notify=notes.append,
+    ) as fleet:
+        client = reader.connect(fleet.settings.redis_url)
+        app = client_app(fleet.settings)
+        result: dict[str, object] = {}
+
+        def produce() -> None:
+            result["stats"] = run_night(
+                client=client,
+                app=app,
+                book=book,
+                market=market,
+                ttl_s=3600,
+                stall_s=2.5 * fleet.settings.visibility_timeout_s,
+                progress_out=None,
+                timeout_s=DEADLINE_S,
+                check=fleet.check,
+                check_store=False,
+            )
+
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        deadline = time.monotonic() + 60
+        while not (pid_dir / f"{slow[0]}.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed = time.monotonic()
+        fleet.workers[0].kill()
+        producer.join(timeout=DEADLINE_S + 30)
+        assert not producer.is_alive()
+        try:
+            assert fleet.restarts == [1]
+            assert len(notes) == 1 and "worker w0 exited (code -9)" in notes[0], notes
+            got = dict(reader.outcomes(client, DAY))
+            assert sorted(got) == sorted(reader.manifest(client, DAY)), "exactly one per account"
+            assert len(got) == ACCOUNTS
+            assert _firm(got) == _firm(reference)
+        finally:
+            app.close()
+            client.close()
+    print(
+        f"\nembedded worker SIGKILLed and started again: night complete "
+        f"{time.monotonic() - killed:.1f}s after the kill"
+    )
 
 
 def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, reference, tmp_path) -> None:
