@@ -2648,26 +2648,28 @@ def _breach(name: str, v: float, data: ProblemData) -> str:
     return f"{name}: {what} by {v:.2e} of NAV after rounding to shares"
 
 
+def _stepped(
+    index: IntArray, qty: list[Decimal], steps: IntArray, step: Decimal
+) -> tuple[IntArray, list[Decimal]]:
+    """One side of the orders (lots or names, and their quantities) with ``steps[k]`` whole
+    steps added at position ``k``; positions left at zero drop out, the rest sorted."""
+    lines = dict(zip(index.tolist(), qty, strict=True))
+    for k in np.flatnonzero(steps).tolist():
+        lines[k] = lines.get(k, Decimal(0)) + int(steps[k]) * step
+    kept = sorted(k for k, q in lines.items() if q > 0)
+    return np.asarray(kept, dtype=np.int64), [lines[k] for k in kept]
+
+
 def _apply_steps(
     orders: _Orders, sell_steps: IntArray, buy_steps: IntArray, step: Decimal
 ) -> _Orders:
     """The orders with whole-step changes per lot sold and per name bought."""
     if not sell_steps.any() and not buy_steps.any():
         return orders
-    sells = dict(zip(orders.sell_lot.tolist(), orders.sell_qty, strict=True))
-    for j in np.flatnonzero(sell_steps).tolist():
-        sells[j] = sells.get(j, Decimal(0)) + int(sell_steps[j]) * step
-    buys = dict(zip(orders.buy_name.tolist(), orders.buy_qty, strict=True))
-    for i in np.flatnonzero(buy_steps).tolist():
-        buys[i] = buys.get(i, Decimal(0)) + int(buy_steps[i]) * step
-    sell_lot = sorted(j for j, q in sells.items() if q > 0)
-    buy_name = sorted(i for i, q in buys.items() if q > 0)
+    sell_lot, sell_qty = _stepped(orders.sell_lot, orders.sell_qty, sell_steps, step)
+    buy_name, buy_qty = _stepped(orders.buy_name, orders.buy_qty, buy_steps, step)
     return dataclasses.replace(
-        orders,
-        sell_lot=np.asarray(sell_lot, dtype=np.int64),
-        sell_qty=[sells[j] for j in sell_lot],
-        buy_name=np.asarray(buy_name, dtype=np.int64),
-        buy_qty=[buys[i] for i in buy_name],
+        orders, sell_lot=sell_lot, sell_qty=sell_qty, buy_name=buy_name, buy_qty=buy_qty
     )
 
 
@@ -2677,20 +2679,10 @@ def _apply_book_steps(
     """The orders with whole-step changes per short lot covered and per name shorted."""
     if not cover_steps.any() and not short_steps.any():
         return orders
-    covers = dict(zip(orders.cover_lot.tolist(), orders.cover_qty, strict=True))
-    for j in np.flatnonzero(cover_steps).tolist():
-        covers[j] = covers.get(j, Decimal(0)) + int(cover_steps[j]) * step
-    shorts = dict(zip(orders.short_name.tolist(), orders.short_qty, strict=True))
-    for i in np.flatnonzero(short_steps).tolist():
-        shorts[i] = shorts.get(i, Decimal(0)) + int(short_steps[i]) * step
-    cover_lot = sorted(j for j, q in covers.items() if q > 0)
-    short_name = sorted(i for i, q in shorts.items() if q > 0)
+    cover_lot, cover_qty = _stepped(orders.cover_lot, orders.cover_qty, cover_steps, step)
+    short_name, short_qty = _stepped(orders.short_name, orders.short_qty, short_steps, step)
     return dataclasses.replace(
-        orders,
-        cover_lot=np.asarray(cover_lot, dtype=np.int64),
-        cover_qty=[covers[j] for j in cover_lot],
-        short_name=np.asarray(short_name, dtype=np.int64),
-        short_qty=[shorts[i] for i in short_name],
+        orders, cover_lot=cover_lot, cover_qty=cover_qty, short_name=short_name, short_qty=short_qty
     )
 
 
