@@ -47,10 +47,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     broker_url: str = ""
     redis_url: str = ""
     queue: str = "taxview"
-    soft_time_limit_s: int = 120
-    hard_time_limit_s: int = 150
-    #: Must exceed ``hard_time_limit_s`` or a slow (alive) task is delivered twice.
-    visibility_timeout_s: int = 180
+    #: A whole rebalance takes milliseconds (n=500) to about a second (n=3000 long/short or
+    #: market-neutral, several solves); 30 s is headroom, and short limits keep recovery short.
+    soft_time_limit_s: int = 30
+    hard_time_limit_s: int = 40
+    #: Must exceed ``hard_time_limit_s`` or a slow (alive) task is delivered twice; it is also
+    #: how long a dead worker's tasks wait before the unacked restore brings them back.
+    visibility_timeout_s: int = 60
     restore_interval_s: int = 5
     max_retries: int = 3
     retry_backoff_s: int = 2
@@ -107,7 +110,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ints[name] = value
         if f"{PREFIX}VISIBILITY_TIMEOUT" not in env:
             ints["visibility_timeout_s"] = max(
-                ints["visibility_timeout_s"], ints["hard_time_limit_s"] + 30
+                ints["visibility_timeout_s"], ints["hard_time_limit_s"] + 20
             )
         settings = cls(
             broker_url=broker,

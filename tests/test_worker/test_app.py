@@ -132,7 +132,7 @@ def test_waiting_for_a_siblings_ledger_never_uses_up_the_accounts_solve_attempts
     ("variable", "value", "other"),
     [
         ("TAXVIEW_SOFT_TIME_LIMIT", "120", {"TAXVIEW_HARD_TIME_LIMIT": "100"}),
-        ("TAXVIEW_VISIBILITY_TIMEOUT", "100", {}),
+        ("TAXVIEW_VISIBILITY_TIMEOUT", "30", {}),  # not above the default hard limit (40)
         ("TAXVIEW_MAX_RETRIES", "three", {}),
     ],
 )
