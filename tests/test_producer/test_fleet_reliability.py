@@ -28,7 +28,7 @@ from producer.book import Book, book_from_pairs, write_book, write_market
 from producer.broker import client_app
 from producer.embedded import EmbeddedFleet, RedisServer, WorkerProcess, wait_for_redis
 from producer.enqueue import enqueue_night, plan_night, publish_market, send_chains, write_manifest
-from producer.nightly import run_night
+from producer.nightly import NightStats, run_night
 from shared import pnl
 from shared import results_keys as keys
 from shared.config import Settings
@@ -171,6 +171,27 @@ def _assert_same_night(fleet: Fleet, baseline: dict[str, object]) -> None:
     assert _firm(got) == _firm(baseline)
 
 
+class Producer:
+    """``taxview nightly``'s loop (:func:`run_night`) in a background thread, as a test drives a
+    night while it injects a fault; ``join`` returns its stats."""
+
+    def __init__(self, client: redis.Redis, app: object, book: Book, market: MarketSnapshot, **kw):
+        self.stats: NightStats | None = None
+        kw = {"ttl_s": 3600, "progress_out": None, "timeout_s": DEADLINE_S, **kw}
+
+        def run() -> None:
+            self.stats = run_night(client=client, app=app, book=book, market=market, **kw)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self) -> NightStats:
+        self.thread.join(timeout=DEADLINE_S + 30)
+        assert not self.thread.is_alive(), "the producer's loop did not end"
+        assert self.stats is not None
+        return self.stats
+
+
 @pytest.fixture(scope="module")
 def baseline(
     night, reference, tmp_path_factory
@@ -202,7 +223,7 @@ def test_a_fault_free_night_has_one_outcome_per_account_and_rejects_the_malforme
     assert isinstance(bad, Rejected) and "max_weight" in bad.field and "-0.5" in bad.reason
     assert reader.attempts(fleet.client, DAY)[bad.account_id] == 1, "rejected: never retried"
     others = [o for a, o in outcomes.items() if a != bad.account_id]
-    assert all(o.status in {"ok", "relaxed", "held"} for o in others)  # type: ignore[attr-defined]
+    assert all(o.status in {"ok", "relaxed", "held"} for o in others)
 
 
 def test_a_task_that_runs_twice_changes_nothing(night, baseline) -> None:
@@ -286,22 +307,7 @@ def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(
     stall_s = 2.5 * fleet.settings.visibility_timeout_s  # after the restore, never before it
     try:
         first = fleet.worker("w0", slow=",".join(slow))
-        result: dict[str, object] = {}
-
-        def produce() -> None:
-            result["stats"] = run_night(
-                client=fleet.client,
-                app=fleet.app,
-                book=book,
-                market=market,
-                ttl_s=3600,
-                stall_s=stall_s,
-                progress_out=None,
-                timeout_s=DEADLINE_S,
-            )
-
-        producer = threading.Thread(target=produce, daemon=True)
-        producer.start()
+        producer = Producer(fleet.client, fleet.app, book, market, stall_s=stall_s)
         fleet.wait_pid(slow[0])
         first.kill()
         fleet.worker("w1")
@@ -312,14 +318,12 @@ def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(
             time.sleep(0.1)
         restored = time.monotonic() - started
         assert slow[0] in fleet.outcomes(), "the dead worker's task was never restored"
-        producer.join(timeout=DEADLINE_S + 30)
-        assert not producer.is_alive()
+        stats = producer.join()
         recovered = time.monotonic() - started
-        stats = result["stats"]
         print(
             f"\nwhole worker SIGKILLed: its task restored {restored:.1f}s after the new worker "
             f"started (visibility timeout {fleet.settings.visibility_timeout_s}s), night complete "
-            f"after {recovered:.1f}s ({stats.swept} account(s) re-sent by the producer's stall "  # type: ignore[attr-defined]
+            f"after {recovered:.1f}s ({stats.swept} account(s) re-sent by the producer's stall "
             "sweep)"
         )
         _assert_same_night(fleet, reference)
@@ -341,27 +345,13 @@ def test_a_message_the_broker_lost_in_flight_is_sent_again_by_the_producer(
     heads = len(plan_night(book, DAY))
     broker = redis.Redis.from_url(fleet.settings.broker_url)
     try:
-        result: dict[str, object] = {}
-
-        def produce() -> None:
-            result["stats"] = run_night(
-                client=fleet.client,
-                app=fleet.app,
-                book=book,
-                market=market,
-                ttl_s=3600,
-                stall_s=3.0,
-                progress_out=None,
-                timeout_s=DEADLINE_S,
-            )
 
         def queued() -> dict[bytes, int]:
             # kombu keeps one list per priority step: "taxview", "taxview\x06\x169", ...
             lists = [k for k in broker.scan_iter(match=b"taxview*") if broker.type(k) == b"list"]
             return {k: int(broker.llen(k)) for k in lists}
 
-        producer = threading.Thread(target=produce, daemon=True)
-        producer.start()
+        producer = Producer(fleet.client, fleet.app, book, market, stall_s=3.0)
         deadline = time.monotonic() + 30
         while sum(queued().values()) < heads and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -372,13 +362,11 @@ def test_a_message_the_broker_lost_in_flight_is_sent_again_by_the_producer(
         assert lost is not None
         fleet.worker("w0")
         started = time.monotonic()
-        producer.join(timeout=DEADLINE_S + 30)
-        assert not producer.is_alive()
-        stats = result["stats"]
-        assert stats.swept >= 1  # type: ignore[attr-defined]
+        stats = producer.join()
+        assert stats.swept >= 1
         print(
             f"\na message lost in flight: night complete {time.monotonic() - started:.1f}s after "
-            f"the worker started ({stats.swept} account(s) re-sent by the stall sweep)"  # type: ignore[attr-defined]
+            f"the worker started ({stats.swept} account(s) re-sent by the stall sweep)"
         )
         _assert_same_night(fleet, reference)
     finally:
@@ -414,31 +402,21 @@ def test_the_embedded_fleet_starts_a_killed_worker_again_and_the_night_loses_not
     ) as fleet:
         client = reader.connect(fleet.settings.redis_url)
         app = client_app(fleet.settings)
-        result: dict[str, object] = {}
-
-        def produce() -> None:
-            result["stats"] = run_night(
-                client=client,
-                app=app,
-                book=book,
-                market=market,
-                ttl_s=3600,
-                stall_s=2.5 * fleet.settings.visibility_timeout_s,
-                progress_out=None,
-                timeout_s=DEADLINE_S,
-                check=fleet.check,
-                check_store=False,
-            )
-
-        producer = threading.Thread(target=produce, daemon=True)
-        producer.start()
+        producer = Producer(
+            client,
+            app,
+            book,
+            market,
+            stall_s=2.5 * fleet.settings.visibility_timeout_s,
+            check=fleet.check,
+            check_store=False,
+        )
         deadline = time.monotonic() + 60
         while not (pid_dir / f"{slow[0]}.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         killed = time.monotonic()
         fleet.workers[0].kill()
-        producer.join(timeout=DEADLINE_S + 30)
-        assert not producer.is_alive()
+        producer.join()
         try:
             assert fleet.restarts == [1]
             assert len(notes) == 1 and "worker w0 exited (code -9)" in notes[0], notes
@@ -463,34 +441,18 @@ def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, reference, tm
     fleet = Fleet(tmp_path)
     try:
         fleet.worker("w0", slow=",".join(slow), slow_s=1.0)
-        result: dict[str, object] = {}
-
-        def produce() -> None:
-            result["stats"] = run_night(
-                client=fleet.client,
-                app=fleet.app,
-                book=book,
-                market=market,
-                ttl_s=3600,
-                stall_s=15.0,
-                progress_out=None,
-                timeout_s=DEADLINE_S,
-            )
-
-        producer = threading.Thread(target=produce, daemon=True)
-        producer.start()
+        producer = Producer(fleet.client, fleet.app, book, market, stall_s=15.0)
         fleet.wait_pid(slow[0])
         fleet.redis.kill()
         time.sleep(10)
         fleet.redis.start()
         restarted = time.monotonic()
         wait_for_redis(fleet.redis.url)
-        producer.join(timeout=DEADLINE_S + 30)
+        stats = producer.join()
         recovered = time.monotonic() - restarted
-        stats = result["stats"]
         print(
             f"\nRedis SIGKILLed for 10 s: night complete {recovered:.1f}s after the restart "
-            f"({stats.swept} account(s) re-sent by the producer's sweep)"  # type: ignore[attr-defined]
+            f"({stats.swept} account(s) re-sent by the producer's sweep)"
         )
         _assert_same_night(fleet, reference)
     finally:
