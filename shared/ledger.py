@@ -398,6 +398,13 @@ class Ledger:
         recent = {(p.account, p.symbol, p.lot_id): p.txn for p in state.recent_purchases}
         types = ledger._account_types
         seq = ledger._seq
+        # An open lot's trade date is a purchase (short sale) of its security: noted in the
+        # window memory like ``last_purchases``, so that selling the lot later does not erase the
+        # purchase from the snapshots that follow (a book may list window lots and no
+        # ``last_purchases``).  The rebalance refuses a loss sale within 30 days after any
+        # household purchase, sold again or not (IRC §1091(a): "has acquired"; docs/rebalance.md).
+        window_start = state.as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
+        bought: list[Lot] = []
         for i, lot in enumerate(state.lots):
             if lot.quantity <= 0:
                 raise InputError(
@@ -416,6 +423,8 @@ class Ledger:
                     field=f"lots[{i}].account_type",
                 )
             seq += 1
+            if lot.trade_date >= window_start:
+                bought.append(lot)
             # A sub-lot is available as replacement unless the snapshot says it already absorbed
             # a loss (each replacement share absorbs at most one loss).
             ledger._add_lot(
@@ -438,6 +447,8 @@ class Ledger:
         ledger._seq = seq
         for lp in state.last_purchases:
             ledger._note_purchase(lp.symbol, lp.short, lp.date)
+        for lot in bought:
+            ledger._note_purchase(lot.symbol, lot.short, lot.trade_date)
         for p in state.recent_purchases:
             ledger._account_types.setdefault(p.account, p.account_type)
         for pl in state.pending_losses:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from decimal import Decimal
 
 import msgspec
 
 from shared.examples import example_request
 from shared.ledger import Ledger
-from shared.messages import LastPurchase, RebalanceRequest, Solved, Transaction
+from shared.messages import LastPurchase, Lot, RebalanceRequest, Solved, Transaction
 from shared.rebalance import rebalance
 
 
@@ -85,6 +86,35 @@ def test_an_ira_purchase_sold_again_blocks_the_taxable_loss_sale_too() -> None:
     assert [(p.symbol, p.date, p.short) for p in memory] == [(symbol, day, False)]
     ledger = msgspec.structs.replace(request.ledger, last_purchases=memory)
     assert symbol not in _loss_sold(rebalance(msgspec.structs.replace(request, ledger=ledger)))
+
+
+def test_a_window_lot_a_sibling_sells_after_the_snapshot_still_blocks_loss_sales_of_the_name() -> (
+    None
+):
+    # A book can list the lots bought in the window and no `last_purchases` (the lots say it).
+    # When the household's previous account sells such a lot tonight, the ledger its next
+    # account starts from must still remember the purchase (found on a synthetic nightly book).
+    request = _request()
+    symbol, _ = _harvested_old_lot(request)
+    bought = request.as_of - dt.timedelta(days=7)
+    window_lot = Lot(
+        account="SIBLING",
+        symbol=symbol,
+        lot_id="W1",
+        quantity=Decimal(10),
+        trade_date=bought,
+        acquired=bought,
+        cost_basis_usd=Decimal("1.00"),  # sold at a gain: it absorbs no loss
+    )
+    assert not any(p.symbol == symbol for p in request.ledger.last_purchases)
+    book = msgspec.structs.replace(request.ledger, lots=[*request.ledger.lots, window_lot])
+    ledger = Ledger.from_state(book)
+    ledger.apply(_txn("s", request.as_of, "SIBLING", symbol, "sell", qty=10))
+    after = ledger.state(request.as_of)
+    assert not any(lot.lot_id == "W1" for lot in after.lots)
+    assert (symbol, bought, False) in [(p.symbol, p.date, p.short) for p in after.last_purchases]
+    # ... and so the next account keeps its loss lots of the name.
+    assert symbol not in _loss_sold(rebalance(msgspec.structs.replace(request, ledger=after)))
 
 
 def _txn(
