@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import redis
 from celery import Celery, chain
+from kombu.transport.redis import PRIORITY_STEPS
+from kombu.transport.redis import Channel as RedisChannel
 
 from shared import results_keys as keys
 from shared.config import Settings
@@ -83,3 +87,49 @@ def send_household(app: Celery, tasks: list[AccountTask]) -> None:
         sigs[0].apply_async()
     else:
         chain(*sigs).apply_async()
+
+
+class _Headers(msgspec.Struct):
+    id: str = ""
+
+
+class _Envelope(msgspec.Struct):
+    """The part of a kombu message that names the task (Celery protocol 2: ``headers.id``)."""
+
+    headers: _Headers = msgspec.field(default_factory=_Headers)
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_unacked = msgspec.json.Decoder(tuple[_Envelope, str, str])
+
+
+def broker_task_ids(broker: redis.Redis[bytes], queue: str) -> set[str]:
+    """The ids of the tasks a Redis broker holds: waiting in ``queue``'s lists (kombu keeps one
+    per priority step) or delivered to a worker and not acknowledged yet (kombu's ``unacked``
+    hash, which its visibility timeout restores from).  Read in one transaction, so a message
+    moving from a list to the hash is seen in one of them.
+
+    A task that is in neither is lost for good: kombu's Redis transport pops a message
+    (``BRPOP``) and records it as unacknowledged in a second step, and a worker killed in
+    between takes it with it (kombu #305, celery #7950).  Entries that are not Celery messages
+    are skipped.
+    """
+    lists = [queue] + [f"{queue}{RedisChannel.sep}{p}" for p in PRIORITY_STEPS if p]
+    pipe = broker.pipeline(transaction=True)
+    for key in lists:
+        pipe.lrange(key, 0, -1)
+    pipe.hvals(RedisChannel.unacked_key)
+    *queued, delivered = pipe.execute()
+    ids: set[str] = set()
+    for raw in (m for waiting in queued for m in waiting):
+        try:
+            ids.add(_envelope.decode(raw).headers.id)
+        except msgspec.DecodeError:  # ValidationError included
+            continue
+    for raw in delivered:
+        try:
+            ids.add(_unacked.decode(raw)[0].headers.id)
+        except msgspec.DecodeError:  # ValidationError included
+            continue
+    ids.discard("")
+    return ids

@@ -28,7 +28,7 @@ from producer.book import (
     write_book,
     write_market,
 )
-from producer.broker import client_app
+from producer.broker import broker_task_ids, client_app
 from producer.cli import iso_date, positive_float, positive_int
 from producer.embedded import EmbeddedFleet
 from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
@@ -379,6 +379,9 @@ def _run(
     if not embedded:  # the store is checked by run_night (the embedded one never evicts)
         check_broker(settings)
     app = client_app(settings)
+    # A Redis broker is asked which tasks it holds, so a message it lost is sent again within
+    # seconds (producer.nightly.LOST_PROBE_S) rather than after the stall.
+    broker = redis.Redis.from_url(settings.broker_url) if settings.broker_is_redis else None
     try:
         stats = run_night(
             client=client,
@@ -392,6 +395,9 @@ def _run(
             timeout_s=args.timeout,
             check=check,
             check_store=not embedded,
+            held=None
+            if broker is None
+            else functools.partial(broker_task_ids, broker, settings.queue),
         )
         summary = finish_night(
             client,
@@ -404,6 +410,8 @@ def _run(
     finally:
         app.close()
         client.close()
+        if broker is not None:
+            broker.close()
     return summary, stats
 
 

@@ -5,6 +5,14 @@ bounds the broker's memory for a large book.  If no outcome arrives for ``stall_
 accounts are still missing, the accounts without an outcome are re-enqueued (the same as
 ``taxview sweep``; a duplicate of a task still queued is harmless: outcomes are overwrites and a
 redelivery of a finished account changes nothing).
+
+On a Redis broker a lost message is sent again sooner: after :data:`LOST_PROBE_S` without
+progress once everything is sent, the loop reads which tasks the broker holds (queued or
+delivered and not acknowledged, :func:`~producer.broker.broker_task_ids`); a household none of
+whose tasks is held there on two reads :data:`LOST_PROBE_S` apart, and whose accounts are not
+all done, is lost (a worker killed between kombu's ``BRPOP`` and its unacked record: kombu #305,
+celery #7950) and is sent again right away instead of after ``stall_s``.  A task a dead worker
+holds unacknowledged is still held: its visibility timeout brings it back, nothing is re-sent.
 """
 
 from __future__ import annotations
@@ -31,7 +39,15 @@ from producer.enqueue import (
     send_chains,
     write_manifest,
 )
-from shared.messages import MarketSnapshot
+from shared import results_keys as keys
+from shared.messages import AccountTask, MarketSnapshot
+
+#: Seconds without progress, once every account is sent, before the broker is asked which tasks
+#: it holds; a household missing from two such reads this far apart is sent again.  A chain step
+#: is out of the broker only between its predecessor's outcome and its own publication (within a
+#: millisecond, by the same pool process), and a running or retry-scheduled task is held as
+#: unacknowledged, so two reads seconds apart never mistake either for a lost one.
+LOST_PROBE_S = 5.0
 
 #: Polls per full status breakdown (the polls between read one HLEN); the progress line is drawn
 #: after each breakdown only, every ``FULL_EVERY × poll_s`` seconds (0.8 s by default).
@@ -64,6 +80,8 @@ def run_night(
     on_poll: Callable[[reader.Progress], None] | None = None,
     check: Callable[[], None] | None = None,
     check_store: bool = True,
+    held: Callable[[], set[str]] | None = None,
+    lost_probe_s: float = LOST_PROBE_S,
 ) -> NightStats:
     """Enqueue the night and wait until every account has an outcome.
 
@@ -84,6 +102,11 @@ def run_night(
             its own server or workers died, so nothing would ever finish).
         check_store: run the pre-flight check (the embedded server is started with
             ``noeviction`` and may be a fakeredis without ``CONFIG``).
+        held: the ids of the tasks the broker holds (a Redis broker's
+            :func:`~producer.broker.broker_task_ids`), to send lost households again after
+            ``lost_probe_s`` instead of ``stall_s`` (``None``: the stall re-send only, e.g. on
+            RabbitMQ, which acknowledges per channel and has no such gap).
+        lost_probe_s: seconds without progress between two reads of ``held``.
 
     Returns:
         Counts and timings.
@@ -105,6 +128,7 @@ def run_night(
     )
     shown = prog  # the last full breakdown: what the progress line shows
     polls = 0
+    lost = _LostHouseholds(as_of, chains) if held is not None else None
     bar = None if progress_out is None else ProgressBar(progress_out)
     try:
         while True:
@@ -150,6 +174,27 @@ def run_night(
                 todo = pending_chains(client, as_of, chains)
                 swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
                 last_change = now
+                if lost is not None:
+                    lost.suspects.clear()
+            elif (
+                lost is not None
+                and held is not None
+                and position >= len(queue)
+                and now - last_change > lost_probe_s
+                and now - lost.probed >= lost_probe_s
+            ):
+                lost.probed = now
+                try:
+                    todo = lost.confirm(pending_chains(client, as_of, chains), held())
+                except redis.exceptions.ConnectionError:
+                    todo = []  # the broker or store is restarting: read again later
+                if todo:
+                    swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
+                    if bar is not None:
+                        households = ", ".join(c[0].household_id for c in todo[:3])
+                        bar.note(
+                            f"sent again: {len(todo)} household(s) the broker lost ({households})"
+                        )
             time.sleep(poll_s)
     except BaseException:  # an error or Ctrl-C: end the progress line before the message
         if bar is not None:
@@ -170,6 +215,28 @@ def run_night(
         progress=shown,
         redis_peak_mb=reader.used_memory_mb(client),
     )
+
+
+class _LostHouseholds:
+    """The households whose tasks the broker no longer holds (see :data:`LOST_PROBE_S`)."""
+
+    def __init__(self, as_of: dt.date, chains: list[list[AccountTask]]) -> None:
+        self.ids = {
+            c[0].household_id: {keys.task_id(as_of, t.account.account_id) for t in c}
+            for c in chains
+        }
+        #: Households found missing at the last read.
+        self.suspects: set[str] = set()
+        self.probed = -float("inf")
+
+    def confirm(self, todo: list[list[AccountTask]], held: set[str]) -> list[list[AccountTask]]:
+        """The pending chains missing now and at the last read (to send again).  A household is
+        held while any of its tasks is: an earlier account's message carries the rest of the
+        chain, and its redelivery sends them."""
+        missing = {c[0].household_id for c in todo if self.ids[c[0].household_id].isdisjoint(held)}
+        lost = [c for c in todo if c[0].household_id in missing & self.suspects]
+        self.suspects = missing.difference(c[0].household_id for c in lost)
+        return lost
 
 
 #: Seconds between progress lines when the output is not a terminal (a log file, journald).

@@ -10,6 +10,8 @@ with ``--include`` (the production code knows nothing about it).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import os
 import signal
 import subprocess
@@ -25,10 +27,10 @@ import redis
 
 from producer import results_reader as reader
 from producer.book import Book, book_from_pairs, write_book, write_market
-from producer.broker import client_app
+from producer.broker import broker_task_ids, client_app
 from producer.embedded import EmbeddedFleet, RedisServer, WorkerProcess, wait_for_redis
 from producer.enqueue import enqueue_night, plan_night, publish_market, send_chains, write_manifest
-from producer.nightly import NightStats, run_night
+from producer.nightly import LOST_PROBE_S, NightStats, run_night
 from shared import pnl
 from shared import results_keys as keys
 from shared.config import Settings
@@ -298,16 +300,25 @@ def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(
     the visibility timeout has passed.  A message the worker had just popped from the queue but
     not yet recorded as unacked is gone from the broker: kombu's Redis transport does the two in
     separate steps (kombu #305, celery #7950), and a clean-clone CI run lost one account that way
-    on 2026-12-06.  The producer's stall re-send brings such an account back, as ``taxview
-    sweep`` does for a deployed fleet.
+    on 2026-12-06.  The producer reads which tasks the broker holds and sends such a household
+    again (the stall re-send, or ``taxview sweep`` for a deployed fleet, would too, later); the
+    tasks the dead worker held unacknowledged are held, so they are left to the restore.
     """
     book, market = night
     slow = _slow_accounts(book)
     fleet = Fleet(tmp_path)
     stall_s = 2.5 * fleet.settings.visibility_timeout_s  # after the restore, never before it
+    broker = redis.Redis.from_url(fleet.settings.broker_url)
     try:
         first = fleet.worker("w0", slow=",".join(slow))
-        producer = Producer(fleet.client, fleet.app, book, market, stall_s=stall_s)
+        producer = Producer(
+            fleet.client,
+            fleet.app,
+            book,
+            market,
+            stall_s=stall_s,
+            held=functools.partial(broker_task_ids, broker, fleet.settings.queue),
+        )
         fleet.wait_pid(slow[0])
         first.kill()
         fleet.worker("w1")
@@ -323,11 +334,12 @@ def test_sigkill_of_a_whole_worker_then_a_new_one_loses_nothing(
         print(
             f"\nwhole worker SIGKILLed: its task restored {restored:.1f}s after the new worker "
             f"started (visibility timeout {fleet.settings.visibility_timeout_s}s), night complete "
-            f"after {recovered:.1f}s ({stats.swept} account(s) re-sent by the producer's stall "
-            "sweep)"
+            f"after {recovered:.1f}s ({stats.swept} account(s) of households the broker lost "
+            "sent again)"
         )
         _assert_same_night(fleet, reference)
     finally:
+        broker.close()
         fleet.close()
 
 
@@ -367,6 +379,56 @@ def test_a_message_the_broker_lost_in_flight_is_sent_again_by_the_producer(
         print(
             f"\na message lost in flight: night complete {time.monotonic() - started:.1f}s after "
             f"the worker started ({stats.swept} account(s) re-sent by the stall sweep)"
+        )
+        _assert_same_night(fleet, reference)
+    finally:
+        broker.close()
+        fleet.close()
+
+
+def test_a_household_the_broker_lost_is_sent_again_within_seconds_and_a_running_one_is_not(
+    night, reference, tmp_path
+) -> None:
+    """The same lost message, with the producer reading which tasks the broker holds (what
+    ``taxview nightly`` does on a Redis broker) and a stall re-send far away (600 s): the lost
+    household is sent again two reads (``lost_probe_s`` apart) after progress stops, while a
+    task that runs through both reads (held as unacknowledged) is not sent again.  The reads are
+    1.5 s apart here (``LOST_PROBE_S`` by default) so that the slow solve fits in the soft time
+    limit of these tests (8 s)."""
+    book, market = night
+    fleet = Fleet(tmp_path)
+    chains = plan_night(book, DAY)
+    broker = redis.Redis.from_url(fleet.settings.broker_url)
+    probe_s = 1.5
+    assert probe_s < LOST_PROBE_S
+    try:
+        producer = Producer(
+            fleet.client,
+            fleet.app,
+            book,
+            market,
+            stall_s=600.0,
+            held=functools.partial(broker_task_ids, broker, fleet.settings.queue),
+            lost_probe_s=probe_s,
+        )
+        deadline = time.monotonic() + 30
+        while len(broker_task_ids(broker, fleet.settings.queue)) < len(chains):
+            assert time.monotonic() < deadline, "not every household was enqueued"
+            time.sleep(0.05)
+        key = next(k for k in broker.scan_iter(match=b"taxview*") if broker.llen(k))
+        lost = json.loads(broker.rpop(key))["headers"]["id"]  # gone for good
+        lost_chain = next(c for c in chains if keys.task_id(DAY, c[0].account.account_id) == lost)
+        slow = next(a for a in _slow_accounts(book, 3) if keys.task_id(DAY, a) != lost)
+        slow_s = 4 * probe_s  # runs through two reads of the broker
+        fleet.worker("w0", slow=slow, slow_s=slow_s)
+        started = time.monotonic()
+        stats = producer.join()
+        took = time.monotonic() - started
+        assert stats.swept == len(lost_chain), "the lost household only, and once"
+        assert took < 4 * probe_s + slow_s + 10, f"took {took:.1f}s"
+        print(
+            f"\na household the broker lost: night complete {took:.1f}s after the worker started "
+            f"({stats.swept} account(s) sent again; a {slow_s:.0f}s solve was not)"
         )
         _assert_same_night(fleet, reference)
     finally:
