@@ -170,9 +170,23 @@ def tradeoff_figure(
         frontier: sweep points (``realized_te``, ``annual_tax_alpha`` and the swept setting).
     """
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
+    swept = ("lambda_tax", "lambda_te", "te_budget")
+    # A point the runner added at the harvester's TE (``matched_to``) may vary another setting
+    # than the sweep: it is drawn on its own, labelled with its own setting.
+    for p in (p for p in frontier if "matched_to" in p):
+        own = next(k for k in p if k in swept)
+        ax.scatter(p["realized_te"], p["annual_tax_alpha"], marker="x", color=DARK, s=40)
+        ax.annotate(
+            f"{own}={p[own]:g} (at {p['matched_to']}'s TE)",
+            (p["realized_te"], p["annual_tax_alpha"]),
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+        )
+    frontier = [p for p in frontier if "matched_to" not in p]
     if frontier:
         fr = sorted(frontier, key=lambda p: p["realized_te"])
-        key = next(k for k in fr[0] if k in ("lambda_tax", "lambda_te", "te_budget"))
+        key = next(k for k in fr[0] if k in swept)
         ax.plot(
             [p["realized_te"] for p in fr],
             [p["annual_tax_alpha"] for p in fr],

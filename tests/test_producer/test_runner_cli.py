@@ -118,6 +118,39 @@ def test_a_run_writes_the_contract_files(tmp_path, capsys) -> None:
     assert "Sample trade tickets" in report
 
 
+def test_a_lambda_tax_sweep_with_the_baselines_completes_when_a_matched_point_is_added(
+    tmp_path, capsys
+) -> None:
+    # Not comparable at equal TE on this window: the runner adds a point at the harvester's TE
+    # that varies lambda_te, next to the lambda_tax sweep (it used to crash the chart).
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "--start", "2024-01-02", "--end", "2024-01-12", "--universe", "synthetic:60",
+            "--baselines", "--sweep", "lambda_tax=0.5,1", "--out", str(out), "--quiet",
+        ]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    frontier = json.loads((out / "summary.json").read_text())["frontier"]
+    assert [p["lambda_tax"] for p in frontier if "matched_to" not in p] == [0.5, 1.0]
+    for name in ("tradeoff.png", "report.html"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_the_tradeoff_chart_draws_a_matched_point_of_another_setting_apart() -> None:
+    from producer.reports import tradeoff_figure
+
+    point = {"realized_te": 0.01, "annual_tax_alpha": 0.02}
+    frontier = [
+        {**point, "lambda_tax": 0.5},
+        {"realized_te": 0.012, "annual_tax_alpha": 0.025, "lambda_tax": 1.0},
+        {"realized_te": 0.02, "annual_tax_alpha": 0.03, "te_budget": 0.02, "matched_to": "h"},
+    ]
+    fig = tradeoff_figure([{"label": "optimizer", **point}], "t", frontier=frontier)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "te_budget=0.02 (at h's TE)" in texts and "0.5" in texts and "1" in texts
+
+
 def test_the_long_short_shape_must_net_to_one_hundred_percent() -> None:
     base = ["--start", "2020-01-02", "--end", "2020-02-03"]
     args = build_parser().parse_args([*base, "--long-short", "150/50"])
