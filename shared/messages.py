@@ -355,6 +355,9 @@ class Solved(_Wire, frozen=True, kw_only=True, tag="solved", tag_field="kind"):
     strategy: Strategy = "direct-index"
     status: Literal["ok", "relaxed", "held"] = "ok"
     relaxations: list[str] = []
+    #: What the account asked for that the market changed: an exclusion matched regardless of
+    #: case, or naming no security of the market (it excludes nothing).
+    notes: list[str] = []
     nav_usd: Decimal
     weights: dict[str, float]
     cash_w: float

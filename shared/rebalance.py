@@ -816,6 +816,8 @@ class _Context:
     excluded: BoolArray
     no_buy: dict[str, str]
     group: IntArray  # identical-group id per name (own index when in no group)
+    #: What the account asked for that the market changed (``Solved.notes``).
+    notes: tuple[str, ...]
     groups: list[frozenset[str]]
     base: ProblemData
     scan: _Scan
@@ -1083,10 +1085,7 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
     # long-term, NIIT on both.
     rate_st = rates.short_term + rates.niit
     rate_lt = rates.long_term + rates.niit
-    excluded = np.zeros(n, dtype=np.bool_)
-    for sym in acct.exclusions:
-        if sym in market.index:
-            excluded[market.index[sym]] = True
+    excluded, notes = _exclusions(acct.exclusions, market)
     base = _base_problem(
         acct,
         market,
@@ -1116,11 +1115,42 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
         excluded=excluded,
         no_buy=no_buy,
         group=group,
+        notes=notes,
         groups=groups,
         base=base,
         scan=scan,
     )
     return ctx
+
+
+def _exclusions(symbols: list[str], market: MarketArrays) -> tuple[BoolArray, tuple[str, ...]]:
+    """The names an account excludes, and a note for each exclusion the market changed.
+
+    A symbol is matched exactly, else regardless of case (``cdz`` excludes ``CDZ``: tickers
+    are case-insensitive, and a client's "never hold" must not hide behind spelling).  One that
+    is not in the market excludes nothing — a firm-wide restricted list names securities outside
+    the benchmark, and a name can leave the index — but is noted in the outcome, so a typo of a
+    held name is seen (a held name is always in the market: its lots are priced from it).
+    """
+    excluded = np.zeros(len(market.symbols), dtype=np.bool_)
+    notes: list[str] = []
+    folded: dict[str, list[int]] | None = None
+    for sym in symbols:
+        i = market.index.get(sym)
+        if i is None:
+            if folded is None:
+                folded = {}
+                for k, name in enumerate(market.symbols):
+                    folded.setdefault(name.casefold(), []).append(k)
+            same = folded.get(sym.casefold(), [])
+            if len(same) == 1:
+                i = same[0]
+                notes.append(f"exclusion {sym!r} matched {market.symbols[i]} (case ignored)")
+            else:
+                notes.append(f"exclusion {sym!r} is not in the market: it excludes nothing")
+                continue
+        excluded[i] = True
+    return excluded, tuple(notes)
 
 
 def _exact_value(lots: _LotArrays, market: MarketArrays) -> Decimal:
@@ -2934,7 +2964,7 @@ def _wash_check(ctx: _Context, trades: list[Trade]) -> _Checked:
     sell_ids = {t.id for t in txns if t.side in ("sell", "cover")}
     symbol_of_lot = {t.lot_id: t.symbol for t in trades}
     bought = {t.lot_id for t in trades if t.side in ("buy", "short")}
-    excluded = set(acct.exclusions)
+    excluded = {ctx.market.symbols[i] for i in np.flatnonzero(ctx.excluded).tolist()}
     issues: list[WashSaleIssue] = []
     offending: set[str] = set()
     for m in book.wash_matches[matches_before:]:
@@ -3138,6 +3168,7 @@ def _outcome(
         strategy=acct.strategy,
         status=status,
         relaxations=relaxations,
+        notes=list(ctx.notes),
         nav_usd=ctx.nav_usd,
         weights=weights,
         cash_w=cash_w,

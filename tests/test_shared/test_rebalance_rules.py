@@ -276,3 +276,18 @@ def test_an_excluded_name_is_sold_whole_even_from_a_lot_in_the_wash_window() -> 
     for issue in out.wash_sale_issues:
         assert issue.symbol == target
         assert "excluded" in issue.reason
+
+
+def test_an_exclusion_matches_regardless_of_case_and_one_outside_the_market_is_noted() -> None:
+    request = _request(1)
+    held = next(x.symbol for x in request.ledger.lots if x.account == request.account.account_id)
+    exact = rebalance(_with_account(request, exclusions=[held]))
+    assert held not in exact.weights and exact.notes == []
+    lower = rebalance(_with_account(request, exclusions=[held.lower(), "NOT-A-TICKER"]))
+    assert held not in lower.weights
+    assert {t.reason for t in lower.trades if t.symbol == held} == {"exclusion"}
+    assert lower.notes == [
+        f"exclusion {held.lower()!r} matched {held} (case ignored)",
+        "exclusion 'NOT-A-TICKER' is not in the market: it excludes nothing",
+    ]
+    assert lower.trades == exact.trades  # the unknown symbol changes nothing
