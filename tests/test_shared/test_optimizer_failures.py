@@ -184,11 +184,16 @@ def test_bad_problem_data_raises_an_input_error_naming_the_account_and_field(cha
 
 def test_an_almost_solved_answer_is_not_accepted_but_re_solved_with_refinement():
     # A market-neutral sleeve whose risk cap binds: without iterative refinement Clarabel stops
-    # "AlmostSolved" (primal residual ~1e-6); the safe attempt refines and solves it.
+    # "AlmostSolved" (primal residual ~1e-6); the safe attempt refines and solves it.  Which
+    # unsolved status it stops with depends on the CPU's floating-point paths: AlmostSolved on
+    # one machine of this kind, InsufficientProgress on another (2026-12-06); neither is
+    # accepted (the exact AlmostSolved path is pinned with a fake solver below).
     data = random_problem(67, k=0, strategy="market-neutral", seed=98418, te_max=0.05)
     plain = SolveSettings(iterative_refinement=False, constructive_sale_guard=False)
     sol = solve(data, settings=plain)
-    assert sol.attempts == ("clarabel: AlmostSolved", "clarabel-safe: Solved")
+    first, *rest = sol.attempts
+    assert first in {"clarabel: AlmostSolved", "clarabel: InsufficientProgress"}
+    assert rest == ["clarabel-safe: Solved"]
     assert sol.solver == "clarabel-safe"
     auto = solve(data, settings=SolveSettings(constructive_sale_guard=False))
     assert auto.attempts == ("clarabel: Solved",)
