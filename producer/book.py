@@ -455,6 +455,11 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
         raise InputError(
             f"{path} is the market of {snapshot.as_of}, not of {as_of}", field="market.as_of"
         )
+    from shared.rebalance import market_arrays
+
+    # The checks each rebalance makes (prices, weights, risk model), once, before anything is
+    # sent: a bad market file stops the run, as a bad book cell does (docs/formats.md).
+    market_arrays(snapshot)
     return snapshot
 
 

@@ -234,7 +234,8 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
     if bad.any():
         i = _first_bad(bad)
         raise InputError(
-            f"price of {market.symbols[i]} is {prices[i]!r}; prices must be finite and positive",
+            f"price of {market.symbols[i]} is {float(prices[i])!r}; prices must be finite and "
+            "positive",
             account=account,
             field=f"market.prices[{i}]",
         )
@@ -255,7 +256,8 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
     if bad.any():
         i = _first_bad(bad)
         raise InputError(
-            f"benchmark weight of {market.symbols[i]} is {w_bench[i]!r}; must be finite and ≥ 0",
+            f"benchmark weight of {market.symbols[i]} is {float(w_bench[i])!r}; must be finite "
+            "and ≥ 0",
             account=account,
             field=f"market.benchmark_weights[{i}]",
         )

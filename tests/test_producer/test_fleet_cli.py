@@ -124,6 +124,25 @@ def test_a_night_before_the_books_close_is_refused(tmp_path, capsys, monkeypatch
     assert rc == 2 and "2025-06-02" in err and "2025-06-03" in err
 
 
+def test_a_market_file_with_a_bad_price_stops_the_night_before_anything_is_sent(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    import msgspec
+
+    from producer.book import book_from_pairs, write_book, write_market
+    from shared.examples import synthetic_book
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
+    write_book(tmp_path / "book", book_from_pairs(market.as_of, pairs))
+    prices = [-5.0, *market.prices[1:]]
+    write_market(tmp_path / "book" / "market.json", msgspec.structs.replace(market, prices=prices))
+    rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "market.prices[0]" in err and "is -5.0;" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def redis_url():
     from producer.embedded import RedisServer
