@@ -21,7 +21,8 @@ from producer.cli import iso_date, positive_int
 REBALANCE_EPILOG = (
     "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
     "1 rejected (bad input: the outcome names the account and field) or failed (every solver "
-    "attempt failed); 2 the file is unreadable or not JSON."
+    "attempt failed), with the reason on one line of stderr too; 2 the file is unreadable or "
+    "not JSON."
 )
 
 
@@ -150,7 +151,27 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     if args.indent:
         out = msgspec.json.format(out, indent=2)
     _write_stdout(out + b"\n")
-    return 1 if isinstance(outcome, Rejected | Failed) else 0
+    if isinstance(outcome, Rejected):
+        # The JSON on stdout is the outcome; the reason also goes to stderr on one line, so a
+        # caller who keeps only the exit status and stderr sees why (DESIGN.md §5).
+        where = ", ".join(
+            x
+            for x in (
+                f"account {outcome.account_id}" if outcome.account_id else "",
+                f"field {outcome.field}" if outcome.field else "",
+            )
+            if x
+        )
+        _one_line(f"taxview rebalance: rejected: {where + ': ' if where else ''}{outcome.reason}")
+        return 1
+    if isinstance(outcome, Failed):
+        _one_line(f"taxview rebalance: failed: account {outcome.account_id}: {outcome.reason}")
+        return 1
+    return 0
+
+
+def _one_line(text: str) -> None:
+    print(" ".join(text.split()), file=sys.stderr)
 
 
 def _as_of(value: Any) -> dt.date:

@@ -38,10 +38,16 @@ def test_a_malformed_request_prints_a_rejected_outcome_and_exits_1(
     bad.write_text(json.dumps(doc))
     capsys.readouterr()
     assert main(["rebalance", str(bad)]) == 1
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert out["kind"] == "rejected"
     assert out["field"] == "market.prices[2]"
     assert out["account_id"] == doc["account"]["account_id"]
+    # ... and the reason on one line of stderr, naming the account and the field.
+    account = doc["account"]["account_id"]
+    assert captured.err == (
+        f"taxview rebalance: rejected: account {account}, field market.prices[2]: {out['reason']}\n"
+    )
 
 
 def test_a_request_of_the_wrong_shape_is_rejected_naming_the_field(
