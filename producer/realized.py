@@ -227,6 +227,9 @@ def read_transactions(stream: TextIO) -> Iterator[Transaction]:
             f"missing column(s) {', '.join(missing)}; expected {','.join(INPUT_COLUMNS)}",
             field="header",
         )
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:  # csv.DictReader would keep the last one silently
+        raise InputError(f"column(s) {', '.join(twice)} appear more than once", field="header")
     reader.fieldnames = header
     seen: set[str] = set()
     for raw in reader:

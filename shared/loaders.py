@@ -24,6 +24,7 @@ is ``"<file>:<column>"``, e.g. ``prices.csv row 17: price 'abc' is not a number`
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,11 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix == ".csv":
             df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            # pandas renames a repeated header ("price", "price.1"): compare the file's own.
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                header = next(csv.reader(fh), [])
+            if len(header) == len(df.columns):
+                df.columns = header
         else:
             df = pd.read_parquet(path)
     except Exception as exc:  # pandas/pyarrow raise many types; all mean "unreadable file"

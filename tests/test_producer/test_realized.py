@@ -219,6 +219,21 @@ def test_a_missing_column_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert rc == 2 and "account_type" in capsys.readouterr().err
 
 
+def test_a_column_given_twice_is_refused_not_read_from_its_last_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tx = tmp_path / "tx.csv"
+    tx.write_text(
+        "id,date,account,account_type,symbol,side,quantity,price,lot_id,price\n"
+        "1,2024-01-02,A,taxable,X,buy,1,1,,2\n"
+    )
+    out = [str(tmp_path / "s.csv"), "--lots-out", str(tmp_path / "l.csv")]
+    assert main(["realized", "--transactions", str(tx), "--sales-out", *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "field header" in err and "price" in err
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_a_missing_input_file_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

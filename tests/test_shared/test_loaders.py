@@ -244,3 +244,15 @@ def test_a_directory_with_both_csv_and_parquet_of_one_file_is_ambiguous(tmp_path
         (path / "benchmark_weights.csv").unlink()
         (path / "prices.parquet").unlink()
         load_market_dir(path)
+
+
+def test_a_column_repeated_in_a_csv_header_is_refused_not_renamed(tmp_path: Path) -> None:
+    from shared.loaders import read_table
+
+    path = tmp_path / "lots.csv"
+    path.write_text("account,symbol,quantity,symbol\nA,X,1,Y\n")
+    with pytest.raises(InputError) as err:
+        read_table(path)  # pandas alone would read "symbol" and "symbol.1"
+    assert err.value.field == "lots.csv:symbol" and "appears twice" in str(err.value)
+    path.write_text("account, symbol\nA,X\n")
+    assert list(read_table(path).columns) == ["account", "symbol"]
