@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--harvest-threshold",
         type=_fraction,
-        default=0.10,
-        help="threshold harvester: sell lots down more than this fraction (0.10)",
+        default=None,
+        help="threshold harvester (with --baselines): sell lots down more than this fraction "
+        "(0.10)",
     )
     p.add_argument(
         "--sweep",
@@ -213,7 +214,7 @@ def _config(args: argparse.Namespace) -> Any:
         tax_netting=args.tax_netting,
         rates=TaxRates(short_term=args.st_rate, long_term=args.lt_rate, niit=args.niit),
         trading_cost_bps=args.cost_bps,
-        harvest_threshold=args.harvest_threshold,
+        harvest_threshold=0.10 if args.harvest_threshold is None else args.harvest_threshold,
         long_short=None
         if args.long_short is None
         else LongShortSpec(long_w=args.long_short[0], short_w=args.long_short[1]),
@@ -249,12 +250,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--end {config.end} is before --start {config.start}", field="end")
     Rates.from_wire(config.rates)
     sweep_spec = parse_sweep(args.sweep) if args.sweep else None
+    if args.long_short is not None and config.strategy != "long-short":
+        raise InputError(
+            f"--long-short shapes the long-short strategy, not {config.strategy} "
+            "(add --strategy long-short)",
+            field="--long-short",
+        )
+    if args.harvest_threshold is not None and not args.baselines:
+        raise InputError(
+            "--harvest-threshold sets the threshold harvester of --baselines (add --baselines)",
+            field="--harvest-threshold",
+        )
     harvester = ThresholdHarvestPolicy(config.harvest_threshold) if args.baselines else None
     out: Path = args.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TaxviewError(f"cannot create --out {out}: {exc.strerror}") from exc
+    if out.exists() and not out.is_dir():
+        raise TaxviewError(f"cannot create --out {out}: it is a file")
     market, reference = load_universe(
         config.universe, start=config.start, end=config.end, seed=config.seed
     )
@@ -272,6 +282,11 @@ def run(args: argparse.Namespace) -> int:
             f"{config.universe} has none (synthetic:N has one)",
             field="--strategy",
         )
+    # Created once every setting is accepted: a refused run leaves no empty directory behind.
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TaxviewError(f"cannot create --out {out}: {exc.strerror}") from exc
 
     policy = OptimizerPolicy(config)
     main = simulate(market, policy, config, progress=progress)

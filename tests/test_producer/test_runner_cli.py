@@ -186,6 +186,9 @@ def _refused(capsys, argv: list[str]) -> str:
         (["--baselines", "--harvest-threshold", "1.5"], "field harvest_threshold"),
         (["--niit", "0.7"], "field rates.short_term"),
         (["--end", "2019-12-31"], "field end"),
+        (["--long-short", "130/30"], "field --long-short"),  # the strategy is direct-index
+        (["--harvest-threshold", "0.2"], "field --harvest-threshold"),  # no --baselines
+        (["--exclude", "NOT-IN-IT"], "field --exclude"),
     ],
 )
 def test_a_setting_only_a_later_run_would_use_is_refused_before_any_run(
@@ -194,6 +197,7 @@ def test_a_setting_only_a_later_run_would_use_is_refused_before_any_run(
     base = ["--start", "2020-01-02", "--end", "2020-02-28", "--universe", "synthetic:5"]
     err = _refused(capsys, [*base, "--out", str(tmp_path / "o"), "--quiet", *extra])
     assert field in err
+    assert not (tmp_path / "o").exists()  # a refused run leaves no empty directory
 
 
 def test_an_out_path_that_cannot_be_a_directory_is_refused_before_any_run(
