@@ -122,7 +122,16 @@ def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
 
 
 def _money_axis(ax: Any) -> None:
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v / 1e6:,.2f}M"))
+    """Dollar ticks in millions, with as many decimals as the tick spacing needs (a short
+    window moves the NAV by thousands: two decimals printed "$1.00M" twice)."""
+
+    def money(v: float, _: int | None) -> str:
+        locs = np.asarray(ax.yaxis.get_majorticklocs(), dtype=float)
+        step = float(np.min(np.diff(locs))) if len(locs) > 1 else 1e6
+        decimals = 2 if step <= 0 else max(2, min(6, -math.floor(math.log10(step / 1e6))))
+        return f"${v / 1e6:,.{decimals}f}M"
+
+    ax.yaxis.set_major_formatter(FuncFormatter(money))
 
 
 def nav_figure(run: RunResult, title: str) -> Figure:
@@ -140,8 +149,19 @@ def nav_figure(run: RunResult, title: str) -> Figure:
     ax.grid(alpha=0.25)
     ax.legend(loc="upper left", frameon=False)
     at_end, b_end = float(run.after_tax_nav[-1]), float(run.benchmark_nav[-1])
-    ax.annotate(f"${at_end:,.0f}", (dates[-1], at_end), color=DARK, fontsize=8, ha="left")
-    ax.annotate(f"${b_end:,.0f}", (dates[-1], b_end), color=GREY, fontsize=8, ha="left")
+    # The higher end value labelled above its line, the lower below, so they never overlap.
+    dark_above = at_end >= b_end
+    for value, color, above in ((at_end, DARK, dark_above), (b_end, GREY, not dark_above)):
+        ax.annotate(
+            f"${value:,.0f}",
+            (dates[-1], value),
+            color=color,
+            fontsize=8,
+            ha="left",
+            va="bottom" if above else "top",
+            xytext=(2, 2 if above else -2),
+            textcoords="offset points",
+        )
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.cli import iso_date, positive_int
+from producer.cli import iso_date, non_negative_int, positive_int
 
 REBALANCE_EPILOG = (
     "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
@@ -85,7 +85,9 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="different accounts solved on the one universe (default 20)",
     )
     b.add_argument("--seed", type=int, default=0, help="seed of the universe and book (default 0)")
-    b.add_argument("--warmup", type=int, default=1, help="untimed rebalances first (default 1)")
+    b.add_argument(
+        "--warmup", type=non_negative_int, default=1, help="untimed rebalances first (default 1)"
+    )
     b.add_argument(
         "--fresh",
         action="store_true",

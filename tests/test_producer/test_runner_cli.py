@@ -326,3 +326,17 @@ def test_with_cost_bps_the_runners_realized_gains_are_net_of_every_commission(
     net = Decimal(last["taxes_paid"]) - Decimal(last["tax_saved"])
     assert Decimal(last["net_tax"]) == net
     assert Decimal(last["after_tax_nav"]) == Decimal(last["pre_tax_nav"]) - net
+
+
+def test_the_money_axis_prints_distinct_ticks_on_a_nav_that_moved_by_thousands() -> None:
+    import matplotlib.pyplot as plt
+
+    from producer.reports import _money_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1_000_000.0, 1_004_000.0, 1_011_000.0])
+    _money_axis(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+    plt.close(fig)

@@ -101,3 +101,10 @@ def test_bench_solve_prints_one_json_line_with_the_contract_keys_first(
     assert doc["names"] == 30
     assert doc["lots"] > 0
     assert 0 < doc["solver_p50_ms"] <= doc["p50_ms"] <= doc["p95_ms"]
+
+
+def test_a_negative_warmup_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "solve", "--warmup", "-1"])
+    assert exc.value.code == 2
+    assert "--warmup" in capsys.readouterr().err
