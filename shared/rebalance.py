@@ -1303,7 +1303,9 @@ def _base_problem(
         gross_max_w=gross_max,
         long_min_w=long_min,
         short_min_w=short_min,
-        turnover_max_w=acct.turnover_limit_w,
+        # The account's limit is one-way turnover, (sells + buys + covers + shorts) / 2
+        # (docs/formats.md); the problem caps the sum of every leg: twice the limit.
+        turnover_max_w=None if acct.turnover_limit_w is None else 2.0 * acct.turnover_limit_w,
         account=acct.account_id,
         gain_budget_w=(
             float(acct.gain_budget_usd) / nav if acct.gain_budget_usd is not None else None

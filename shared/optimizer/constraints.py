@@ -244,7 +244,7 @@ class LongShortLimits:
 
 @dataclass(frozen=True, slots=True)
 class Turnover:
-    """``Σu + Σβ + Σv + Σs ≤ turnover_max`` (one-way turnover in weight)."""
+    """``Σu + Σβ + Σv + Σs ≤ turnover_max`` (two-way turnover in weight: every leg counted)."""
 
     turnover_max_w: float
     family: ClassVar[str] = "turnover"

@@ -105,7 +105,8 @@ class ProblemData:
     #: long_min_w, short side Σσ ≥ short_min_w.  With the maxima they pin the book's shape.
     long_min_w: float | None = None
     short_min_w: float | None = None
-    #: Σ(sells + buys + covers + shorts) ≤ turnover_max_w.
+    #: Σ(sells + buys + covers + shorts) ≤ turnover_max_w: two-way turnover (an account's
+    #: ``turnover_limit_w`` is one-way, half of it: the rebalance passes twice the limit).
     turnover_max_w: float | None = None
     #: Σ_j gain_j u_j (+ short covers) ≤ gain_budget_w.
     gain_budget_w: float | None = None

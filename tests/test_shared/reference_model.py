@@ -340,7 +340,8 @@ def solve_reference(
         if loss and block_window_loss_sales and d.washed_loss_lot[j]:
             cons.append(u[j] == 0)
     if acct.get("turnover_limit_w") is not None:
-        cons.append(cp.sum(u) + cp.sum(beta) <= float(acct["turnover_limit_w"]))
+        # One-way turnover (docs/formats.md): half the sum of the legs.
+        cons.append((cp.sum(u) + cp.sum(beta)) / 2 <= float(acct["turnover_limit_w"]))
     if acct.get("gain_budget_usd") is not None:
         cons.append(d.nav * (d.gain_frac @ u) <= float(acct["gain_budget_usd"]))
     prob = cp.Problem(cp.Minimize(objective), cons)
@@ -611,7 +612,7 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
         "tilt_shortfall": tilt_short,
         "realized_mine": realized,
         "realized_out": {k: Decimal(outcome[k]) for k in realized if k in outcome},
-        "turnover_w": float(pp.u.sum() + pp.beta.sum()),
+        "turnover_w": float(pp.u.sum() + pp.beta.sum()) / 2,  # one-way
         "turnover_limit_w": acct.get("turnover_limit_w"),
         "net_gain_usd": realized["realized_st_usd"] + realized["realized_lt_usd"],
         "gain_budget_usd": (

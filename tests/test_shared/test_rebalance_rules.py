@@ -255,7 +255,7 @@ def test_a_gain_budget_and_a_turnover_limit_hold_on_the_rounded_ticket() -> None
         pytest.skip("budgets relaxed for this book")
     nav = float(out.nav_usd)
     traded = sum(float(t.notional_usd) for t in out.trades)
-    assert traded / nav <= 0.05 + 2e-3
+    assert traded / 2 / nav <= 0.05 + 2e-3  # one-way turnover: half of what is traded
     net = out.realized_st_usd + out.realized_lt_usd
     # The optimizer budgets gains in weights; whole-share rounding moves a few dollars.
     assert net <= Decimal("0.001") * out.nav_usd
