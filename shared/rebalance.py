@@ -109,6 +109,11 @@ WEIGHT_TOL = 1e-4
 #: Optimizer output below this weight is treated as zero (solver noise).
 WEIGHT_EPS = 1e-9
 
+#: A name counts as sold at a loss, for its side, only above this weight (a dollar per $1M of
+#: NAV): solver noise at ~1e-9 kept names on the harvest side that a re-solve would reopen
+#: (audit: two names "sold" at 1.7e-9 and 1.4e-9 of NAV cost a 60-name book 1.9e-4 of NAV).
+SIDE_EPS = 1e-6
+
 #: Rounds of "lock the offending names and re-solve" after the post-solve checks.
 MAX_FIX_ROUNDS = 2
 
@@ -1510,7 +1515,7 @@ def sides_from_solution(ctx: _Context, sol: Solution, locked: BoolArray) -> Bool
         minlength=n,
     )
     opened = sol.buy + sol.short
-    harvest = (loss_sold > WEIGHT_EPS) & ~(opened >= loss_sold)
+    harvest = (loss_sold > SIDE_EPS) & ~(opened >= loss_sold)
     harvest |= ~ctx.base.buy_allowed | locked
     return _spread_to_groups(harvest, ctx.group)
 
@@ -1522,7 +1527,7 @@ def _loss_sold_names(ctx: _Context, sol: Solution) -> BoolArray:
     sold = np.bincount(ctx.base.lot_name[loss], weights=sol.sell[loss], minlength=n)
     short_loss = _tax_loss(ctx, short=True)
     sold += np.bincount(ctx.base.short_name[short_loss], weights=sol.cover[short_loss], minlength=n)
-    out: BoolArray = sold > WEIGHT_EPS
+    out: BoolArray = sold > SIDE_EPS
     return out
 
 
@@ -1537,7 +1542,7 @@ def _refine_sides(  # noqa: PLR0917
     log: _SolveLog,
     label: str,
 ) -> tuple[Solution, ProblemData]:
-    """Reopen the harvest-side names the solve did not harvest, and re-solve once if it can help.
+    """Reopen the harvest-side names the solve did not harvest, and re-solve once.
 
     The pre-pass (:func:`harvest_sides`) forbids buys of every name with a worthwhile loss lot,
     also of those the solve then leaves unsold; tracking then has to be done with fewer names.
@@ -1547,11 +1552,13 @@ def _refine_sides(  # noqa: PLR0917
     reopened names' loss lots), so the re-solve can only improve the objective; the better of the
     two is kept.
 
-    The re-solve costs a full solve, so it runs only when a cheap first-order test says it can
-    help: buying some reopened name lowers tracking error (its marginal TE ``(Σ(w − w_b))_i`` is
-    negative, one O(n·k) product; with an alpha term the slope ``2λ_te·(Σw)_i − α_i``, and a new
-    short can help where it is positive).  If no reopened name can help, a trade in one only adds
-    TE and trading cost, and the first solution is already optimal for the reopened sides too.
+    The re-solve runs whenever a name was reopened.  A first-order shortcut used to skip it
+    when no reopened name had a negative marginal TE, on the reasoning that a buy of one could
+    then only add TE and cost; an audit against an independent formulation showed that false
+    when constraints bind (cash at its cap, the TE budget binding: a buy funded by selling a
+    name of higher marginal TE lowers both), 5.3e-5 of NAV lost on a 30-name book.  The raw
+    gradient is not the reduced cost, and always re-solving cost no measurable time on the
+    benchmark (n=500: p50 +0.4 ms; n=3000: within noise).
 
     A name left on the harvest side keeps one legitimate advantage the one-period model does not
     see: buying a name starts a 30-day window in which its loss lots cannot be harvested
@@ -1566,20 +1573,7 @@ def _refine_sides(  # noqa: PLR0917
     keep |= ctx.w0 > base.max_w + WEIGHT_EPS
     new_sides = _spread_to_groups(keep, ctx.group) & sides
     reopened = sides & ~new_sides
-    if not reopened.any():
-        return sol, data
-    active = sol.w - data.w_bench
-    marginal_te = data.loadings @ (data.factor_cov @ (data.loadings.T @ active))
-    marginal_te += data.specific_var * active
-    # The objective's slope in w_i (its sign): (Σ(w − w_b))_i, or 2λ_te·(Σw)_i − α_i with an
-    # alpha term.  A buy of a reopened name can help when it is negative, a new short
-    # (long/short, market-neutral) when it is positive.
-    slope = marginal_te
-    if data.alpha is not None:
-        slope = 2.0 * data.lambda_te * marginal_te - data.alpha
-    can_buy = reopened & base.buy_allowed & (slope < 0)
-    can_short = reopened & base.short_allowed & (slope > 0)
-    if not (can_buy | can_short).any():
+    if not (reopened & (base.buy_allowed | base.short_allowed)).any():
         return sol, data
     data2 = transform(_with_sides(ctx, new_sides, locked))
     sol2 = _try_solve(data2, solve, log, f"{label}/reopened {int(reopened.sum())} names")
