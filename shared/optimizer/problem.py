@@ -772,7 +772,8 @@ def unheld_sides(
     the short *side* ``Σσ``, and a name both bought and shorted in one ticket adds to ``Σσ``
     while its weight stays put: a box, a constructive sale (IRC §1259(c)(1)(A)) that fakes
     the shape.  So before the solve each tradable unheld name gets one direction: short-only
-    when its alpha is negative (when the market has an alpha signal), else when its benchmark
+    when its alpha is negative (when the problem has an alpha term: only a market-neutral
+    sleeve does, and it has no shape floor, so in practice never), else when its benchmark
     weight is at most the median of those names — against the benchmark a short of a small
     name costs the least tracking error (its active weight ``−w_b − s`` starts smallest).
     Names held long (short) are handled by the rest of the guard.  Without floors no side is
