@@ -374,6 +374,7 @@ class Solved(_Wire, frozen=True, kw_only=True, tag="solved", tag_field="kind"):
     #: Hard limits (TE budget, tilt floors, name caps, turnover, gain budget, cash range; for
     #: long/short and market-neutral also net, gross and side limits and factor neutrality)
     #: the rounded ticket still misses after the share-rounding repair; empty when all hold.
+    #: A held account lists what its unchanged book misses (lines starting ``held:``).
     limit_breaches: list[str] = []
     solver: SolverInfo
 

@@ -2461,6 +2461,20 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
 ROUNDED_EQ_TOL = 1e-3
 
 
+_EMPTY_IDX: IntArray = np.zeros(0, dtype=np.int64)
+#: The empty ticket (a held account's).
+_NO_ORDERS = _Orders(
+    sell_lot=_EMPTY_IDX,
+    sell_qty=[],
+    cover_lot=_EMPTY_IDX,
+    cover_qty=[],
+    buy_name=_EMPTY_IDX,
+    buy_qty=[],
+    short_name=_EMPTY_IDX,
+    short_qty=[],
+)
+
+
 def _rounded_breaches(
     ctx: _Context, data: ProblemData, orders: _Orders, w: FloatArray
 ) -> list[str]:
@@ -3065,8 +3079,14 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         sol, final, relaxations = _solve_chain(ctx, locked, solve_fn, log)
         if sol is None:
             trades, checked = [], _Checked(realized=[], issues=[], offending=set())
-            breaches = []
             w, cash_w = ctx.w0, 1.0 - float(ctx.w0.sum())
+            # Held: no trades, so the book stays as it is; say which of the account's limits it
+            # misses (a name above its cap, an excluded name still held, …) for the person who
+            # resolves it, as a rounded ticket's misses are said.
+            breaches = [
+                "held: " + b.replace(" after rounding to shares", "")
+                for b in _rounded_breaches(ctx, ctx.base, _NO_ORDERS, w)
+            ]
             break
         assert final is not None  # solved ⇒ the problem it solved
         orders, breaches = _enforce_limits(ctx, final, _orders(sol, ctx))

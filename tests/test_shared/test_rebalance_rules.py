@@ -291,3 +291,20 @@ def test_an_exclusion_matches_regardless_of_case_and_one_outside_the_market_is_n
         "exclusion 'NOT-A-TICKER' is not in the market: it excludes nothing",
     ]
     assert lower.trades == exact.trades  # the unknown symbol changes nothing
+
+
+def test_a_held_account_lists_the_limits_its_unchanged_book_misses() -> None:
+    def never(data: ProblemData) -> Solution:
+        raise Infeasible("no")
+
+    request = _request(1)
+    held = max(
+        (x for x in request.ledger.lots if x.account == request.account.account_id),
+        key=lambda x: x.quantity,
+    ).symbol
+    out = rebalance(_with_account(request, exclusions=[held]), solve=never)
+    assert out.status == "held" and out.trades == []
+    # The excluded name is still held (a hold never trades): its weight is above its cap of 0.
+    assert any(b.startswith("held: ") and held in b for b in out.limit_breaches), out.limit_breaches
+    fine = rebalance(_with_account(request, exclusions=[]))
+    assert fine.status == "ok" and fine.limit_breaches == []
