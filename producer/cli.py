@@ -12,7 +12,7 @@ import datetime as dt
 import importlib
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from shared.errors import TaxviewError
@@ -56,26 +56,25 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
+def _whole_number(minimum: int, rule: str) -> Callable[[str], int]:
+    """argparse type: a whole number ≥ ``minimum`` (``rule`` says so in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} {rule}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be ≥ 0")
-    return value
+#: argparse type: a whole number ≥ 1.
+positive_int = _whole_number(1, "must be > 0")
+#: argparse type: a whole number ≥ 0.
+non_negative_int = _whole_number(0, "must be ≥ 0")
 
 
 def positive_float(text: str) -> float:

@@ -26,17 +26,8 @@ def _context() -> rb._Context:
 
 
 def _no_orders() -> rb._Orders:
-    empty = np.zeros(0, dtype=np.int64)
-    return rb._Orders(
-        sell_lot=empty,
-        sell_qty=[],
-        cover_lot=empty,
-        cover_qty=[],
-        buy_name=empty,
-        buy_qty=[],
-        short_name=empty,
-        short_qty=[],
-    )
+    """A fresh empty ticket (its own lists: the repair may grow them)."""
+    return dataclasses.replace(rb._NO_ORDERS, sell_qty=[], cover_qty=[], buy_qty=[], short_qty=[])
 
 
 def test_unharvested_harvest_side_names_are_reopened_and_the_objective_never_worsens() -> None:
