@@ -23,6 +23,7 @@ from producer.book import Book, CompressedLedgers
 from producer.broker import send_household
 from producer.results_reader import ManifestEntry, done_accounts, manifest_json
 from shared import results_keys as keys
+from shared.errors import InputError
 from shared.messages import AccountTask, LedgerState, MarketSnapshot, encode_json
 
 
@@ -56,9 +57,23 @@ def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
 
 
 def publish_market(client: redis.Redis[bytes], market: MarketSnapshot, *, ttl_s: int) -> str:
-    """Store the day's market snapshot once; returns its key."""
+    """Store the day's market snapshot once; returns its key.
+
+    Raises:
+        InputError: the night already has another snapshot: its outcomes (and the workers'
+            cached copies) were solved on that one, and one night never mixes two markets.
+    """
     key = keys.market_key(market.as_of)
-    client.set(key, encode_json(market), ex=ttl_s)
+    raw = encode_json(market)
+    stored: Any = client.get(key)
+    if stored is not None and bytes(stored) != raw:
+        raise InputError(
+            f"night {market.as_of} was enqueued with another market snapshot; its outcomes were "
+            f"solved on that one. Re-run it with the same market, or delete the night's keys "
+            f"first ({keys.night_keys_pattern(market.as_of)!r})",
+            field="market",
+        )
+    client.set(key, raw, ex=ttl_s)
     return key
 
 
@@ -79,6 +94,7 @@ def write_manifest(
                 )
             )
     key = keys.manifest_key(as_of)
+    _same_night(client, key, as_of, mapping)
     pipe = client.pipeline(transaction=True)
     pipe.delete(key)
     for start in range(0, len(mapping), 5000):
@@ -86,6 +102,44 @@ def write_manifest(
     pipe.expire(key, ttl_s)
     pipe.execute()
     return len(mapping)
+
+
+def _same_night(
+    client: redis.Redis[bytes], key: str, as_of: dt.date, mapping: dict[str, Any]
+) -> None:
+    """Refuse to replace a night's manifest with another book's: the manifest is what the
+    completeness check counts, so a second book would drop the first one's solved accounts
+    from a night reported complete (found by an operator audit).  The same book (a crashed
+    producer run again) passes.
+
+    Raises:
+        InputError: the stored manifest lists other accounts, or the same accounts otherwise.
+    """
+    stored: Any = client.hgetall(key)
+    if not stored:
+        return
+    old = {bytes(k).decode(): bytes(v) for k, v in stored.items()}
+    new = {a: bytes(v) if isinstance(v, bytes) else str(v).encode() for a, v in mapping.items()}
+    if old == new:
+        return
+    only_old = sorted(set(old) - set(new))
+    only_new = sorted(set(new) - set(old))
+    changed = sorted(a for a in set(old) & set(new) if old[a] != new[a])
+    parts = [
+        f"{len(x)} {what} (e.g. {', '.join(x[:3])})"
+        for x, what in (
+            (only_old, "only in the night"),
+            (only_new, "only in this book"),
+            (changed, "in other households or with another strategy"),
+        )
+        if x
+    ]
+    raise InputError(
+        f"night {as_of} was enqueued from another book: its manifest lists {len(old)} accounts, "
+        f"this book {len(new)}; {'; '.join(parts)}. Aggregate that night with its own book, or "
+        f"delete the night's keys first ({keys.night_keys_pattern(as_of)!r})",
+        field="--book",
+    )
 
 
 def pending_chains(

@@ -250,12 +250,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
                 "--market needs --book: a synthetic book brings its own synthetic market",
                 field="--market",
             )
-        from shared.calendar import (
-            CALENDAR_END,
-            CALENDAR_START,
-            is_trading_day,
-            trading_day_on_or_before,
-        )
+        from shared.calendar import CALENDAR_END, CALENDAR_START, trading_day_on_or_before
         from shared.examples import HISTORY_YEARS, earliest_synthetic_night, synthetic_book_stream
         from shared.synthetic import WARMUP_DAYS
 
@@ -273,17 +268,13 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
                 f"--date {args.date} is after the NYSE calendar's end, {CALENDAR_END}",
                 field="--date",
             )
-        if args.date is not None and not is_trading_day(args.date):
-            raise InputError(
-                f"--date {args.date} is not an NYSE session (a weekend or a holiday): no market, "
-                f"no night; the session before it is {trading_day_on_or_before(args.date)}",
-                field="--date",
-            )
+        _check_session(args.date)
         day = args.date or trading_day_on_or_before(dt.date.today() - dt.timedelta(days=1))
         market, pairs = synthetic_book_stream(
             accounts=args.synthetic_accounts, names=args.names, seed=args.seed, as_of=day
         )
         return book_from_stream(market.as_of, pairs), market
+    _check_session(args.date)
     book = read_book(args.book)
     market_path = args.market or _default_market(args.book)
     if args.date is None and market_path.is_file():
@@ -314,8 +305,32 @@ def _default_market(book_dir: Path) -> Path:
     )
 
 
+def _check_session(day: dt.date | None) -> None:
+    """Refuse a ``--date`` that is no NYSE session, naming the session before it (a date
+    outside the calendar is left to the checks that name its bounds)."""
+    from shared.calendar import (
+        CALENDAR_END,
+        CALENDAR_START,
+        is_trading_day,
+        trading_day_on_or_before,
+    )
+
+    if day is not None and CALENDAR_START <= day <= CALENDAR_END and not is_trading_day(day):
+        raise InputError(
+            f"--date {day} is not an NYSE session (a weekend or a holiday): no market, "
+            f"no night; the session before it is {trading_day_on_or_before(day)}",
+            field="--date",
+        )
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     """``taxview nightly``."""
+    if args.allow_partial and args.timeout is None:
+        raise InputError(
+            "--allow-partial publishes a night stopped by --timeout; without --timeout nightly "
+            "waits for every account, so it would never apply",
+            field="--allow-partial",
+        )
     settings = _settings(args)
     book, market = load_inputs(args)
     out: Path = args.out or Path("taxview-nightly") / market.as_of.isoformat()

@@ -97,8 +97,8 @@ def preflight(
         policy = policy.decode()
     if policy not in SAFE_POLICIES:
         raise InputError(
-            f"{what} has maxmemory-policy {policy!r}: it may evict outcomes mid-night; "
-            "set `maxmemory-policy noeviction`",
+            f"{what} ({setting}) has maxmemory-policy {policy!r}: it may evict keys mid-night "
+            "(queued tasks, outcomes, staged ledgers); set `maxmemory-policy noeviction`",
             field="maxmemory-policy",
         )
 

@@ -132,8 +132,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """
         if self.soft_time_limit_s >= self.hard_time_limit_s:
             raise InputError(
-                f"soft limit {self.soft_time_limit_s}s must be below the hard limit "
-                f"{self.hard_time_limit_s}s so a slow solve is interrupted before it is killed",
+                f"soft limit {self.soft_time_limit_s}s ({PREFIX}SOFT_TIME_LIMIT) must be below "
+                f"the hard limit {self.hard_time_limit_s}s ({PREFIX}HARD_TIME_LIMIT) so a slow "
+                "solve is interrupted before it is killed",
                 field=f"{PREFIX}SOFT_TIME_LIMIT",
             )
         if self.visibility_timeout_s <= self.hard_time_limit_s:
@@ -142,11 +143,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"limit {self.hard_time_limit_s}s, or a task still running is delivered twice",
                 field=f"{PREFIX}VISIBILITY_TIMEOUT",
             )
-        if self.broker_url and not self.redis_url:
-            raise InputError(
-                "a non-Redis broker needs a results store: set TAXVIEW_REDIS_URL=redis://host:6379/1",
-                field=f"{PREFIX}REDIS_URL",
-            )
         if self.broker_url and not self.broker_url.startswith(
             ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://", "unix://")
         ):
@@ -154,6 +150,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"unsupported broker scheme in {self.broker_url.split('://')[0]!r}: "
                 "use redis:// or amqp://",
                 field=f"{PREFIX}BROKER_URL",
+            )
+        if self.broker_url and not self.redis_url:
+            raise InputError(
+                "a non-Redis broker needs a results store: set TAXVIEW_REDIS_URL=redis://host:6379/1",
+                field=f"{PREFIX}REDIS_URL",
             )
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise InputError("the results store must be a redis:// URL", field=f"{PREFIX}REDIS_URL")

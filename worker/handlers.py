@@ -74,6 +74,9 @@ class Store(Protocol):
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
         """Take back the count of a solve attempt that ended in a retried failure."""
 
+    def release(self, as_of: dt.date, household: str) -> None:
+        """Delete the household's staged ledgers."""
+
     def put_unreadable(self, outcome: Outcome, *, household: str, index: int, last: bool) -> None:
         """Store ``outcome`` for an account whose staged ledger ``(household, index)`` cannot be
         read, handing the same stored value on to sibling ``index + 1`` (or releasing the
@@ -207,6 +210,11 @@ def handle_account(
         return rejected
     if start.outcome is not None:
         log.info("account %s already has an outcome: redelivery ignored", account_id)
+        if task.household_index + 1 >= task.household_size:
+            # The household's last account, delivered again (``taxview enqueue --resend`` stages
+            # field 0 for every household): nothing will read its staged ledgers, release them
+            # as the first delivery did, or they would stay for the night's TTL.
+            store.release(task.as_of, task.household_id)
         done: Outcome = msgspec.json.decode(start.outcome, type=Outcome)
         return done
     ledger = task.ledger if task.ledger is not None else start.ledger

@@ -176,6 +176,11 @@ class ResultsStore:
         was not a lost process)."""
         self.client.hincrby(keys.attempts_key(as_of), account_id, -1)
 
+    def release(self, as_of: dt.date, household: str) -> None:
+        """Delete a household's staged ledgers (its last account was delivered again after its
+        outcome was stored, e.g. by ``taxview enqueue --resend``: nothing will read them)."""
+        self.client.delete(keys.ledger_key(as_of, household))
+
     def outcome(self, as_of: dt.date, account_id: str) -> bytes | None:
         """The outcome JSON already stored for the account, if any."""
         raw: Any = self.client.hget(keys.results_key(as_of), account_id)

@@ -26,6 +26,9 @@ class _MemoryStore:
     def end_attempt(self, as_of, account_id):
         pass
 
+    def release(self, as_of, household):
+        self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != household}
+
     def put(self, outcome, *, next_ledger=None, release=None, booked_from=None):
         self.outcomes[outcome.account_id] = outcome
         if next_ledger is not None:

@@ -110,6 +110,33 @@ def test_a_night_on_a_holiday_or_weekend_is_refused_naming_the_previous_session(
     assert not (tmp_path / "o").exists()
 
 
+def test_allow_partial_without_a_timeout_is_refused_before_anything_runs(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    argv = ["nightly", "--synthetic-accounts", "2", "--allow-partial", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "--allow-partial" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_book_night_on_a_weekend_is_refused_naming_the_session_before(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from producer.book import book_from_pairs, write_book, write_market
+    from shared.examples import synthetic_book
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
+    write_book(tmp_path / "book", book_from_pairs(dt.date(2025, 6, 5), pairs))
+    write_market(tmp_path / "book" / "market.json", market)
+    argv = ["enqueue", "--book", str(tmp_path / "book"), "--date", "2025-06-07"]
+    argv += ["--broker-url", "redis://127.0.0.1:9/0", "--redis-url", "redis://127.0.0.1:9/1"]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "2025-06-07 is not an NYSE session" in err and "2025-06-06" in err
+
+
 def test_a_night_before_the_books_close_is_refused(tmp_path, capsys, monkeypatch) -> None:
     from producer.book import book_from_pairs, write_book, write_market
     from shared.examples import synthetic_book

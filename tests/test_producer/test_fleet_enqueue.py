@@ -77,6 +77,34 @@ def test_the_manifest_and_market_are_written_and_tasks_sent_by_household(
     assert n == 11 and first_chain[1:] in sent
 
 
+def test_a_night_enqueued_from_one_book_refuses_another_book_or_market(night, monkeypatch) -> None:
+    # Operator audit: a second enqueue of a cut-down book replaced the manifest, and aggregate
+    # then published a "complete" night without the first book's other solved accounts.
+    import msgspec
+
+    book, market = night
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
+    assert enqueue.enqueue_night(client, object(), book, market, ttl_s=600)[0] == 12  # type: ignore[arg-type]
+    # The same book again (a crashed producer re-run) is fine.
+    assert enqueue.enqueue_night(client, object(), book, market, ttl_s=600)[0] == 12  # type: ignore[arg-type]
+    fewer = book_from_pairs(
+        market.as_of,
+        [(spec, book.ledgers[spec.household_id]) for spec in book.accounts[:7]],
+    )
+    with pytest.raises(InputError) as err:
+        enqueue.enqueue_night(client, object(), fewer, market, ttl_s=600)  # type: ignore[arg-type]
+    assert err.value.field == "--book"
+    assert "lists 12 accounts, this book 7" in str(err.value) and "only in the night" in str(
+        err.value
+    )
+    assert len(manifest(client, market.as_of)) == 12  # untouched
+    moved = msgspec.structs.replace(market, prices=[p * 1.01 for p in market.prices])
+    with pytest.raises(InputError) as err:
+        enqueue.enqueue_night(client, object(), book, moved, ttl_s=600)  # type: ignore[arg-type]
+    assert err.value.field == "market" and "another market snapshot" in str(err.value)
+
+
 def test_preflight_refuses_an_evicting_redis_and_names_the_policy() -> None:
     with RedisServer() as server:
         client = connect(server.url)

@@ -47,6 +47,10 @@ def test_a_soft_limit_at_or_above_the_hard_limit_is_refused() -> None:
     with pytest.raises(InputError) as err:
         Settings.from_env({"TAXVIEW_SOFT_TIME_LIMIT": "60", "TAXVIEW_HARD_TIME_LIMIT": "60"})
     assert err.value.field == "TAXVIEW_SOFT_TIME_LIMIT"
+    # Only the hard limit set, below the default soft one: the message names both variables.
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_HARD_TIME_LIMIT": "10"})
+    assert "TAXVIEW_HARD_TIME_LIMIT" in str(err.value) and "soft limit 30s" in str(err.value)
 
 
 def test_the_visibility_timeout_follows_the_hard_limit_and_an_explicit_one_must_exceed_it() -> None:
@@ -79,4 +83,8 @@ def test_settings_round_trip_through_a_child_process_environment() -> None:
 def test_an_unknown_broker_scheme_is_refused() -> None:
     with pytest.raises(InputError) as err:
         Settings.from_env({"TAXVIEW_BROKER_URL": "sqs://x", "TAXVIEW_REDIS_URL": "redis://h/1"})
+    assert err.value.field == "TAXVIEW_BROKER_URL"
+    # ... also with no store given: the scheme is the problem, not the missing store.
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_BROKER_URL": "http://x"})
     assert err.value.field == "TAXVIEW_BROKER_URL"

@@ -54,6 +54,9 @@ class MemoryStore:
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
         self.attempts[account_id] -= 1
 
+    def release(self, as_of: dt.date, household: str) -> None:
+        self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != household}
+
     def put(self, outcome: Outcome, *, next_ledger=None, release=None, booked_from=None) -> None:
         self.puts += 1
         if release is not None:
@@ -215,6 +218,25 @@ def test_a_redelivered_task_after_its_outcome_changes_nothing() -> None:
     again = _run(store, _task(), other)
     assert again == first and store.outcomes == before and store.puts == 1
     assert store.attempts["A1"] == 1, "a redelivery that finds its outcome is not a solve attempt"
+
+
+def test_a_resent_households_last_account_releases_the_ledgers_staged_again() -> None:
+    # `taxview enqueue --resend` on a finished night stages field 0 again for every household;
+    # every delivery finds its outcome, and the last one must release what was staged.
+    store = MemoryStore()
+    _run(store, _task("A1", index=0, size=2), _solved)
+    _run(store, _task("A2", index=1, size=2), _solved)
+    assert not any(k[0] == "H" for k in store.ledgers)  # the first night released them
+    store.ledgers[("H", 0)] = LedgerState(as_of=DAY, household_id="H")  # staged again
+
+    def other(request: RebalanceRequest) -> Solved:
+        raise AssertionError("a finished account is not solved again")
+
+    _run(store, _task("A1", index=0, size=2), other)
+    assert ("H", 0) in store.ledgers  # the next sibling could still need it
+    _run(store, _task("A2", index=1, size=2), other)
+    assert not any(k[0] == "H" for k in store.ledgers)
+    assert store.puts == 2
 
 
 def test_an_unexpected_error_fails_the_account_instead_of_the_night() -> None:
