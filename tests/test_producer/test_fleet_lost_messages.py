@@ -89,3 +89,40 @@ def test_a_household_is_sent_again_only_when_missing_on_two_reads_in_a_row(chain
     assert lost.confirm([single], rest | set(_ids(single))) == []
     assert lost.confirm([single], rest) == []
     assert lost.confirm([single], rest) == [single]
+
+
+def test_with_no_worker_running_the_stall_re_send_does_not_queue_a_household_twice() -> None:
+    # Operator audit: with no worker, every stall queued each pending household once more.
+    import functools
+
+    from producer.nightly import run_night
+    from producer.results_reader import connect
+
+    market, pairs = synthetic_book(accounts=10, names=12, seed=4, as_of=DAY)
+    book = book_from_pairs(market.as_of, pairs)
+    heads = len(enqueue.plan_night(book, market.as_of))
+    with RedisServer() as server:
+        settings = Settings.from_env({}).with_urls(
+            broker_url=f"{server.url}/0", redis_url=f"{server.url}/1"
+        )
+        app = client_app(settings)
+        broker = redis.Redis.from_url(settings.broker_url)
+        store = connect(settings.redis_url)
+        stats = run_night(
+            client=store,
+            app=app,
+            book=book,
+            market=market,
+            ttl_s=600,
+            stall_s=0.3,
+            poll_s=0.05,
+            progress_out=None,
+            timeout_s=2.0,
+            held=functools.partial(broker_task_ids, broker, settings.queue),
+        )
+        assert stats.progress.done == 0 and stats.swept == 0
+        queued = sum(int(broker.llen(k)) for k in broker.scan_iter(match=f"{settings.queue}*"))
+        assert queued == heads
+        app.close()
+        broker.close()
+        store.close()
