@@ -253,7 +253,10 @@ class TaxAccountant:
                 long_term * self.rates.long_term
             )
             self._net_prior += day
-        elif short_term or long_term:
+        else:
+            # Every day, not only days that realize something: on a new year's first days the
+            # loss carried in (IRC §1212(b)) already earns its $3,000 ordinary offset
+            # (§1211(b)) "as if the year ended that day", before the year's first sale.
             self._ytd_net = self._netting().tax
         return self._net_prior + self._ytd_net - before
 

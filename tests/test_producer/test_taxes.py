@@ -156,3 +156,18 @@ def test_a_rate_that_reaches_one_hundred_percent_with_the_niit_is_rejected() -> 
     with pytest.raises(InputError, match=r"rates\.long_term"):
         Rates.from_wire(TaxRates(short_term=0.2, long_term=0.5, niit=0.5))
     assert Rates.from_wire(TaxRates(short_term=0.5, niit=0.4)).short_term == D("0.9")
+
+
+def test_a_carried_loss_earns_its_ordinary_offset_from_the_new_years_first_day() -> None:
+    # IRC §1211(b), §1212(b): the accrual is the year-to-date tax "as if the year ended that
+    # day", so a carry-in counts on a day that realizes nothing (audit: it waited for the
+    # year's first sale, and a one-cent gain then moved the after-tax NAV by $1,224).
+    rates = Rates(short_term=Decimal("0.408"), long_term=Decimal("0.238"))
+    acc = TaxAccountant(rates, netting="annual")
+    acc.record(2023, Decimal("-10000"), Decimal(0))
+    assert acc.totals().net_tax == Decimal("-1224.00")
+    acc.record(2024, Decimal(0), Decimal(0))
+    assert acc.carry_forward == (Decimal("-7000.00"), Decimal(0))
+    assert acc.totals().net_tax == Decimal("-2448.00")
+    acc.record(2024, Decimal("0.01"), Decimal(0))
+    assert acc.totals().net_tax == Decimal("-2448.00")
