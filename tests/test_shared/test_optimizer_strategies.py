@@ -366,3 +366,18 @@ def test_a_sleeve_off_neutral_is_reported_by_its_worst_factor_and_the_count():
     line = next(p for p in check_solution(data, broken) if p.startswith("not factor neutral"))
     assert line.startswith(f"not factor neutral: {worst} exposure")
     assert f"({len(off)} factors beyond" in line
+
+
+def test_a_sleeve_off_its_net_zero_is_reported_as_net_exposure_not_cash() -> None:
+    from shared.optimizer.problem import solve
+    from shared.optimizer.synthetic import random_problem
+
+    data = random_problem(12, k=0, strategy="market-neutral", seed=3, te_max=0.05)
+    assert data.net_w == 0.0 and data.cash_min_w == data.cash_max_w == 0.0
+    sol = solve(data)
+    bump = np.zeros(data.n)
+    bump[int(np.argmax(data.buy_allowed))] = 0.01
+    off = replace(sol, buy=sol.buy + bump, w=sol.w + bump, cash_w=sol.cash_w - 0.01)
+    found = check_solution(data, off)
+    assert "net Σw 0.010000 != 0 (dollar neutrality)" in found, found
+    assert not any(f.startswith("cash ") for f in found)
