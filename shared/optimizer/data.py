@@ -116,6 +116,9 @@ class ProblemData:
     #: flips sides; a caller may set them too (e.g. a lot that must go today).
     lot_sell_min: FloatArray | None = None
     short_cover_min: FloatArray | None = None
+    #: Flips a known feasible solution used, ``(to_short, to_long)`` per name: the guard tries
+    #: them when its own choice of flips fails (the side refinement passes the first solve's).
+    flip_hint: tuple[BoolArray, BoolArray] | None = None
 
     #: Account id, used only to name the account in error messages.
     account: str = ""

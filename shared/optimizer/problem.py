@@ -865,12 +865,23 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
     try:
         second = once(_flip(d1, to_short, to_long), first is None)
     except (Infeasible, SolverFailed) as exc:
-        if first is None:
+        if first is None and data.flip_hint is not None:
+            # The unguarded solve's flips fail, but a caller knows flips that a feasible
+            # solution used (the side refinement's first solve, feasible for this problem too).
+            to_short = block_short & all_long_sellable & data.flip_hint[0]
+            to_long = block_buy & all_short_coverable & data.flip_hint[1]
+            notes.append(
+                f"guard: those flips infeasible; the hint's {int(to_short.sum())} to short, "
+                f"{int(to_long.sum())} to long"
+            )
+            second = once(_flip(d1, to_short, to_long), True)
+        elif first is None:
             raise
-        # The first solution is feasible for the flip problem, so this is numerical trouble:
-        # keep the first (legal) solution and say so.
-        notes.append(f"guard: the flip solve failed ({type(exc).__name__}); first solve kept")
-        return _merge([first], notes)
+        else:
+            # The first solution is feasible for the flip problem, so this is numerical
+            # trouble: keep the first (legal) solution and say so.
+            notes.append(f"guard: the flip solve failed ({type(exc).__name__}); first solve kept")
+            return _merge([first], notes)
     done = [first, second] if first is not None else [second]
     # A flip forces every lot of the name sold (covered) even if the flip solve then opens
     # nothing in the new direction: a name sold out in the first solve only because it could
