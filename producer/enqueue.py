@@ -113,13 +113,14 @@ def _same_night(
     producer run again) passes.
 
     Raises:
-        InputError: the stored manifest lists other accounts, or the same accounts otherwise.
+        InputError: the stored manifest lists other accounts, or the same accounts in other
+            households, positions or strategies.
     """
     stored: Any = client.hgetall(key)
     if not stored:
         return
     old = {bytes(k).decode(): bytes(v) for k, v in stored.items()}
-    new = {a: bytes(v) if isinstance(v, bytes) else str(v).encode() for a, v in mapping.items()}
+    new = {a: str(v).encode() for a, v in mapping.items()}  # manifest_json's text, as stored
     if old == new:
         return
     only_old = sorted(set(old) - set(new))
