@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -80,7 +80,7 @@ def close_price(close: float) -> Decimal:
     rounded to 1/100 of a cent (``shared.rebalance.PRICE_QUANTUM``), exactly the price the
     nightly rebalance fills at.  The runner marks positions, fills the baselines and cashes out
     delisted names at this same price, so a fill never creates a gain or loss of its own."""
-    return Decimal(repr(float(close))).quantize(PRICE_QUANTUM)
+    return Decimal(repr(float(close))).quantize(PRICE_QUANTUM, ROUND_HALF_UP)
 
 
 # --------------------------------------------------------------------------------------------

@@ -289,3 +289,47 @@ def test_a_turnover_limit_holds_to_the_dollar_after_rounding_to_shares() -> None
         # One-way turnover: half of everything traded.  Trades are valued at 4-decimal prices;
         # the limit is on weights at market prices.
         assert float(traded) / 2 / float(out.nav_usd) <= 0.03 + 1e-6
+
+
+def test_the_account_nav_is_rounded_to_the_cent_half_up_like_every_amount() -> None:
+    # Long/short audit: a NAV of exactly …4.1850 was reported as …4.18 (Decimal's default
+    # half-even); every other amount is rounded half-up (IRS Pub. 550 amounts, the ledger).
+    from decimal import ROUND_HALF_EVEN
+
+    from shared.messages import Lot
+
+    request = example_request(names=30, seed=2)
+    aid = request.account.account_id
+    held = {x.symbol for x in request.ledger.lots if x.account == aid}
+    spare = next(s for s in request.market.symbols if s not in held)
+    prices = [round(p, 2) for p in request.market.prices]
+    own = [x for x in request.ledger.lots if x.account == aid]
+    price = dict(zip(request.market.symbols, prices, strict=True))
+
+    def exact(tie: float) -> Decimal:
+        value = sum((x.quantity * Decimal(repr(price[x.symbol])) for x in own), Decimal(0))
+        return request.account.cash_usd + value + Decimal(repr(tie))
+
+    tie = next(
+        t
+        for t in (price[spare] + 0.005, price[spare] + 0.015)
+        if exact(t).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        != exact(t).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    )
+    prices[request.market.symbols.index(spare)] = tie
+    one = Lot(
+        account=aid,
+        symbol=spare,
+        lot_id="ONE-SHARE",
+        quantity=Decimal(1),
+        trade_date=request.as_of.replace(year=request.as_of.year - 2),
+        acquired=request.as_of.replace(year=request.as_of.year - 2),
+        cost_basis_usd=Decimal("10.00"),
+    )
+    tied = msgspec.structs.replace(
+        request,
+        market=msgspec.structs.replace(request.market, prices=prices),
+        ledger=msgspec.structs.replace(request.ledger, lots=[*request.ledger.lots, one]),
+    )
+    out = rebalance(tied)
+    assert out.nav_usd == exact(tie).quantize(Decimal("0.01"), ROUND_HALF_UP)
