@@ -233,6 +233,7 @@ def _write_trades(
         "proceeds_usd",
         "cost_basis_usd",
         "disallowed_loss_usd",
+        "permanently_disallowed_usd",
         "gain_usd",
     ]
     with (
@@ -278,9 +279,24 @@ def _write_trades(
                         s.proceeds_usd,
                         s.cost_basis_usd,
                         s.disallowed_loss_usd,
+                        s.permanently_disallowed_usd,
                         s.gain_usd,
                     ]
                 )
+
+
+def _held_reason(o: Solved) -> str:
+    """Why a held account traded nothing: the relaxation steps tried, and the limits its
+    unchanged book misses (the outcome's ``held: …`` breaches), the first three."""
+    steps = [r for r in o.relaxations if r != "hold"]
+    text = "held: no trade list is feasible" + (
+        " even after relaxing " + ", ".join(steps) if steps else ""
+    )
+    breaches = [b.removeprefix("held: ") for b in o.limit_breaches]
+    if breaches:
+        more = f" (+{len(breaches) - 3} more)" if len(breaches) > 3 else ""
+        text += "; the unchanged book misses " + "; ".join(breaches[:3]) + more
+    return text
 
 
 def _write_not_ok(
@@ -296,7 +312,7 @@ def _write_not_ok(
                 reason = (
                     "relaxed: " + ", ".join(o.relaxations)
                     if o.status == "relaxed"
-                    else "held: no feasible trade list improved on holding"
+                    else _held_reason(o)
                 )
                 writer.writerow([o.account_id, o.household_id, o.status, "", reason])
             else:

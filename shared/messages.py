@@ -308,6 +308,9 @@ class RealizedSlice(_Wire, frozen=True, kw_only=True):
     term: Term
     date_acquired: dt.date
     disallowed_loss_usd: Decimal = Decimal(0)
+    #: The part of ``disallowed_loss_usd`` lost for good: the replacement was bought in an
+    #: IRA/Roth of the household (Rev. Rul. 2008-5), so no basis carries it forward.
+    permanently_disallowed_usd: Decimal = Decimal(0)
 
 
 class FactorExposure(_Wire, frozen=True, kw_only=True):

@@ -30,8 +30,9 @@ class PnL(msgspec.Struct, frozen=True, kw_only=True):
     ``*_gain_usd`` sums the positive slices, ``*_loss_usd`` the negative ones (as a negative
     number); ``harvested_loss_usd`` is the positive amount of losses realized and allowed;
     ``estimated_tax_usd`` is the rebalance's tax estimate (negative = tax saved) and
-    ``tax_saved_usd`` the sum, over accounts, of the tax saved by accounts whose estimate is
-    negative.
+    ``tax_saved_usd`` its negative (docs/rebalance.md §9): net over a group, so an account
+    whose trades realize gains lowers its household's and the firm's tax saved (summing only
+    the accounts that saved tax overstated a household whose net estimate was a cost).
     """
 
     accounts: int = 0
@@ -48,6 +49,7 @@ class PnL(msgspec.Struct, frozen=True, kw_only=True):
     lt_gain_usd: Decimal = Decimal("0.00")
     lt_loss_usd: Decimal = Decimal("0.00")
     disallowed_loss_usd: Decimal = Decimal("0.00")
+    permanently_disallowed_usd: Decimal = Decimal("0.00")
     harvested_loss_usd: Decimal = Decimal("0.00")
     estimated_tax_usd: Decimal = Decimal("0.00")
     tax_saved_usd: Decimal = Decimal("0.00")
@@ -108,10 +110,11 @@ def account_pnl(outcome: Outcome) -> PnL:
 
 
 def _solved_pnl(outcome: Solved) -> PnL:
-    st_gain = st_loss = lt_gain = lt_loss = disallowed = Decimal(0)
+    st_gain = st_loss = lt_gain = lt_loss = disallowed = permanent = Decimal(0)
     for piece in outcome.realized:
         gain = piece.gain_usd
         disallowed += piece.disallowed_loss_usd
+        permanent += piece.permanently_disallowed_usd  # IRA replacement: Rev. Rul. 2008-5
         if piece.term == "short":  # held one year or less, IRC §1222(1)-(2)
             if gain >= 0:
                 st_gain += gain
@@ -135,9 +138,10 @@ def _solved_pnl(outcome: Solved) -> PnL:
         lt_gain_usd=cents(lt_gain),
         lt_loss_usd=cents(lt_loss),
         disallowed_loss_usd=cents(disallowed),
+        permanently_disallowed_usd=cents(permanent),
         harvested_loss_usd=cents(outcome.harvested_loss_usd),
         estimated_tax_usd=cents(tax),
-        tax_saved_usd=cents(-tax) if tax < 0 else Decimal("0.00"),
+        tax_saved_usd=cents(-tax),
     )
 
 

@@ -3102,6 +3102,7 @@ def _realized(s: Any) -> RealizedSlice:
         term=s.term,
         date_acquired=s.date_acquired,
         disallowed_loss_usd=s.disallowed_loss,
+        permanently_disallowed_usd=s.permanently_disallowed,
     )
 
 

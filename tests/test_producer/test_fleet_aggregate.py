@@ -206,3 +206,27 @@ def test_a_book_that_already_holds_the_nights_trades_is_refused(night, tmp_path)
         aggregate(market.as_of, manifest, outcomes, tmp_path / "again", book=nxt)
     assert "already holds" in str(err.value) and err.value.field == "--book"
     assert not (tmp_path / "again" / "next_book").exists()
+
+
+def test_a_held_account_in_not_ok_says_what_was_relaxed_and_which_limits_its_book_misses(
+    night, tmp_path
+) -> None:
+    _, market, manifest, outcomes = night
+    account, solved = next((a, o) for a, o in sorted(outcomes.items()) if isinstance(o, Solved))
+    held = msgspec.structs.replace(
+        solved,
+        status="held",
+        trades=[],
+        relaxations=["tilt", "te_budget×1.5", "no_te_budget", "hold"],
+        limit_breaches=[f"held: w > max_w: N{k} (0.0012)" for k in range(5)],
+    )
+    aggregate(market.as_of, manifest, {**outcomes, account: held}, tmp_path)
+    row = next(
+        r for r in csv.DictReader((tmp_path / "not_ok.csv").open()) if r["account_id"] == account
+    )
+    assert row["status"] == "held"
+    assert row["reason"] == (
+        "held: no trade list is feasible even after relaxing tilt, te_budget×1.5, no_te_budget; "
+        "the unchanged book misses w > max_w: N0 (0.0012); w > max_w: N1 (0.0012); "
+        "w > max_w: N2 (0.0012) (+2 more)"
+    )

@@ -70,9 +70,13 @@ def test_short_and_long_term_gains_and_losses_land_in_their_own_columns() -> Non
     assert p.harvested_loss_usd == Decimal("4.60")
 
 
-def test_a_negative_tax_estimate_is_tax_saved_and_a_positive_one_is_not() -> None:
-    assert pnl.account_pnl(_solved("A", [], tax="-120.5")).tax_saved_usd == Decimal("120.50")
-    assert pnl.account_pnl(_solved("A", [], tax="80")).tax_saved_usd == Decimal("0.00")
+def test_tax_saved_is_the_negative_of_the_estimate_so_a_group_nets_its_accounts() -> None:
+    saver = pnl.account_pnl(_solved("A", [], tax="-120.5"))
+    payer = pnl.account_pnl(_solved("B", [], tax="80"))
+    assert saver.tax_saved_usd == Decimal("120.50")
+    assert payer.tax_saved_usd == Decimal("-80.00")
+    household = pnl.fold([saver, payer])
+    assert household.tax_saved_usd == -household.estimated_tax_usd == Decimal("40.50")
 
 
 def test_rejected_and_failed_accounts_count_but_realize_nothing() -> None:

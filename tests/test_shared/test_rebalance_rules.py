@@ -308,3 +308,39 @@ def test_a_held_account_lists_the_limits_its_unchanged_book_misses() -> None:
     assert any(b.startswith("held: ") and held in b for b in out.limit_breaches), out.limit_breaches
     fine = rebalance(_with_account(request, exclusions=[]))
     assert fine.status == "ok" and fine.limit_breaches == []
+
+
+def test_a_forced_loss_sale_washed_by_a_household_ira_purchase_is_reported_lost_for_good() -> None:
+    import datetime as dt
+
+    from shared.messages import Lot
+
+    request = _request(1)
+    aid = request.account.account_id
+    loser = _loss_symbols(request)[0]
+    ira_buy = Lot(
+        account="IRA-OF-" + aid,
+        symbol=loser,
+        lot_id="IRA-1",
+        quantity=Decimal(5),
+        trade_date=request.as_of - dt.timedelta(days=3),
+        acquired=request.as_of - dt.timedelta(days=3),
+        cost_basis_usd=Decimal("500.00"),
+        account_type="ira",
+    )
+    ledger = msgspec.structs.replace(request.ledger, lots=[*request.ledger.lots, ira_buy])
+    forced = msgspec.structs.replace(
+        request,
+        ledger=ledger,
+        account=msgspec.structs.replace(request.account, exclusions=[loser]),
+    )
+    out = rebalance(forced)
+    washed = [s for s in out.realized if s.symbol == loser and s.disallowed_loss_usd > 0]
+    assert washed, out.wash_sale_issues
+    # Rev. Rul. 2008-5: the IRA replacement carries no basis, so the disallowed loss is lost
+    # for good and the slice says so; a slice with no wash says nothing.
+    assert sum(s.disallowed_loss_usd for s in washed) > 0
+    assert all(s.permanently_disallowed_usd == s.disallowed_loss_usd for s in washed)
+    assert all(
+        s.permanently_disallowed_usd == 0 for s in out.realized if s.disallowed_loss_usd == 0
+    )
