@@ -362,7 +362,10 @@ def read_book(directory: Path) -> Book:
     # One id per purchase and account.  The parts of one purchase that a wash sale split keep
     # its id (same security, side and trade date; Treas. Reg. §1.1091-1(d)): the ledger writes
     # them so, and the next night must read them back.
+    # A split marks the matched part replacement_used and leaves one unused remainder, so two
+    # unused parts of one id are a repeated row, which would double the position.
     first_of_lot: dict[tuple[str, str], tuple[int, tuple[str, bool, dt.date]]] = {}
+    unused_row: dict[tuple[str, str], int] = {}
     for row_no, row in lots.rows:
         lot = _lot(row, row_no, lots.file)
         key = (lot.account, lot.lot_id)
@@ -376,6 +379,16 @@ def read_book(directory: Path) -> Book:
                 account=lot.account,
                 field="lot_id",
             )
+        if not lot.replacement_used:
+            if key in unused_row:
+                raise InputError(
+                    f"{lots.file} rows {unused_row[key]} and {row_no}: account {lot.account} "
+                    f"has lot {lot.lot_id!r} twice with neither marked replacement_used (a "
+                    "repeated row? the parts of a purchase a wash sale splits are marked)",
+                    account=lot.account,
+                    field="lot_id",
+                )
+            unused_row[key] = row_no
         place(row, lots.file, row_no)["lots"].append(
             msgspec.structs.replace(lot, account_type=row["account_type"])
         )

@@ -685,11 +685,16 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     # A sale names its lot (DESIGN §2).  One id on several lots is legitimate for the parts of
     # one purchase that a wash sale split (same security, side and trade date; Treas. Reg.
     # §1.1091-1(d)) — even word for word alike: two losses each absorbing one share of a
-    # two-share IRA lot leave two equal used parts.  An id on two purchases is a data error.
+    # two-share IRA lot leave two equal used parts.  A split marks the matched part
+    # ``replacement_used`` and leaves one unused remainder, so at most one part of a purchase
+    # is unused: a second unused one is a repeated row (it would double the position).  An id
+    # on two purchases is a data error.
     ids = [x.lot_id for x in mine]
     if len(set(ids)) != len(ids):
         first: dict[str, int] = {}
+        unused: set[str] = set()
         dup = np.zeros(len(chk), dtype=np.bool_)
+        twice = np.zeros(len(chk), dtype=np.bool_)
         for k, x in enumerate(mine):
             prev = mine[first.setdefault(x.lot_id, k)]
             if first[x.lot_id] != k and (prev.symbol, prev.short, prev.trade_date) != (
@@ -698,10 +703,19 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
                 x.trade_date,
             ):
                 dup[k] = True
+            if not x.replacement_used:
+                twice[k] = x.lot_id in unused
+                unused.add(x.lot_id)
         fail(
             dup,
             "lot id {lot.lot_id} appears twice in the account (not as the parts of one "
             "purchase split by a wash sale)",
+            "lot_id",
+        )
+        fail(
+            twice,
+            "lot id {lot.lot_id} appears twice in the account with neither copy marked "
+            "replacement_used (a repeated row? the parts a wash sale splits are marked)",
             "lot_id",
         )
     _check_window_memory(request)

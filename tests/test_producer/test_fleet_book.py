@@ -363,6 +363,15 @@ def test_a_lot_split_by_a_partial_wash_sale_reads_back_from_the_next_book(tmp_pa
     with pytest.raises(InputError, match="two purchases") as err:
         read_book(tmp_path / "bad")
     assert err.value.field == "lot_id"
+    # The unused remainder written twice is a repeated row, not a third part.
+    unused = next(lot for lot in state.lots if not lot.replacement_used)
+    repeated = msgspec.structs.replace(
+        book, ledgers={"H1": msgspec.structs.replace(state, lots=[*state.lots, unused])}
+    )
+    write_book(tmp_path / "repeated", repeated)
+    with pytest.raises(InputError, match="neither marked replacement_used") as err:
+        read_book(tmp_path / "repeated")
+    assert err.value.field == "lot_id" and "L1" in str(err.value)
 
 
 def test_a_last_purchase_of_a_household_with_no_account_or_lot_is_refused(

@@ -158,6 +158,7 @@ def _split_own_lot(r: RebalanceRequest, *, other_day: bool) -> RebalanceRequest:
         cost_basis_usd=lot.cost_basis_usd / 2 + Decimal(25),
         wash_adjustment_usd=Decimal(25),
         acquired=lot.acquired.replace(day=1),
+        replacement_used=True,
     )
     if other_day:
         washed = msgspec.structs.replace(washed, trade_date=lot.trade_date.replace(day=1))
@@ -184,10 +185,30 @@ def test_two_word_for_word_equal_parts_of_one_purchase_are_accepted() -> None:
     j = _own_index(request, 0)
     lot = lots[j]
     part = msgspec.structs.replace(
-        lot, quantity=lot.quantity / 2, cost_basis_usd=lot.cost_basis_usd / 2
+        lot,
+        quantity=lot.quantity / 2,
+        cost_basis_usd=lot.cost_basis_usd / 2,
+        replacement_used=True,
     )
     lots[j : j + 1] = [part, msgspec.structs.replace(part)]
     split = msgspec.structs.replace(
         request, ledger=msgspec.structs.replace(request.ledger, lots=lots)
     )
     assert rebalance(split).status in ("ok", "relaxed")
+
+
+def test_a_repeated_lot_row_is_refused_as_it_would_double_the_position() -> None:
+    # A wash sale's split marks the part it matched replacement_used and leaves one unused
+    # remainder; two unused copies of one lot are a repeated row (data-path audit: the night
+    # ran on a doubled position and sold "lot A-1-AAA-1" twice).
+    request = _request()
+    lots = list(request.ledger.lots)
+    j = _own_index(request, 0)
+    assert not lots[j].replacement_used
+    lots.insert(j + 1, lots[j])
+    doubled = msgspec.structs.replace(
+        request, ledger=msgspec.structs.replace(request.ledger, lots=lots)
+    )
+    with pytest.raises(InputError, match="neither copy marked replacement_used") as err:
+        validate_request(doubled)
+    assert err.value.field == f"ledger.lots[{j + 1}].lot_id"
