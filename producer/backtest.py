@@ -43,6 +43,7 @@ from tqdm import tqdm
 from producer.taxes import Rates, TaxAccountant, TaxNetting
 from shared.errors import InputError
 from shared.ledger import cents
+from shared.market import PRICE_QUANTUM
 from shared.messages import (
     AccountSpec,
     FactorTilt,
@@ -53,7 +54,6 @@ from shared.messages import (
     TaxRates,
     Transaction,
 )
-from shared.rebalance import PRICE_QUANTUM
 from shared.types import FloatArray, Strategy
 
 Frequency = Literal["daily", "weekly", "monthly"]
@@ -77,7 +77,7 @@ _CASH_BAND = {
 
 def close_price(close: float) -> Decimal:
     """The session's close as the account trades at it: the price's shortest decimal form,
-    rounded to 1/100 of a cent (``shared.rebalance.PRICE_QUANTUM``), exactly the price the
+    rounded to 1/100 of a cent (``shared.market.PRICE_QUANTUM``), exactly the price the
     nightly rebalance fills at.  The runner marks positions, fills the baselines and cashes out
     delisted names at this same price, so a fill never creates a gain or loss of its own."""
     return Decimal(repr(float(close))).quantize(PRICE_QUANTUM, ROUND_HALF_UP)

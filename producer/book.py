@@ -452,15 +452,29 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
     """The day's market: a ``MarketSnapshot`` JSON file, or a market directory
     (``shared.loaders.load_market_dir``, see ``docs/formats.md``).
 
+    Either way the snapshot passes the checks each rebalance makes before it is returned.
+
     Raises:
-        InputError: the file is missing or malformed, or dated another day.
+        InputError: the file is missing or malformed, dated another day, or fails a
+            rebalance's market checks; a directory's error names the directory.
     """
+    from shared.rebalance import market_arrays
+
     if path.is_dir():
         from shared.loaders import load_market_dir
 
-        loaded: Any = load_market_dir(path)
-        snap: MarketSnapshot = loaded.snapshot(as_of) if hasattr(loaded, "snapshot") else loaded
-        return snap
+        history = load_market_dir(path)  # its own errors name the file, row and column
+        try:
+            snapshot = history.snapshot(as_of)
+            # The same checks as for market.json below, before anything is sent: the loader's
+            # checks agree with them (prices, PSD tolerance), so this is the backstop that a
+            # bad directory stops the run instead of rejecting every account.
+            market_arrays(snapshot)
+        except InputError as exc:
+            raise InputError(
+                f"{path} (the market of {as_of}): {exc.reason}", field=exc.field or "market"
+            ) from exc
+        return snapshot
     if not path.exists():
         raise InputError(f"no market file at {path}", field="--market")
     snapshot = decode_json(path.read_bytes(), MarketSnapshot)
@@ -468,8 +482,6 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
         raise InputError(
             f"{path} is the market of {snapshot.as_of}, not of {as_of}", field="market.as_of"
         )
-    from shared.rebalance import market_arrays
-
     # The checks each rebalance makes (prices, weights, risk model), once, before anything is
     # sent: a bad market file stops the run, as a bad book cell does (docs/formats.md).
     market_arrays(snapshot)

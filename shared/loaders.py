@@ -36,9 +36,21 @@ import pandas as pd
 
 from shared.calendar import CALENDAR_END, CALENDAR_START, trading_days_array
 from shared.errors import InputError
-from shared.market import EstimatedRiskSource, MarketHistory, RiskSource, StaticRiskSource
+from shared.market import (
+    MAX_PRICE_USD,
+    PRICE_QUANTUM,
+    EstimatedRiskSource,
+    MarketHistory,
+    RiskSource,
+    StaticRiskSource,
+)
 from shared.messages import RiskModel
-from shared.risk_model import PSD_TOL, make_risk_model, risk_model_arrays, validate_risk_model
+from shared.risk_model import (
+    make_risk_model,
+    psd_violation,
+    risk_model_arrays,
+    validate_risk_model,
+)
 from shared.types import FloatArray
 
 #: Benchmark weights of a date may sum to 1 ± this; they are then rescaled to sum to exactly 1.
@@ -55,7 +67,9 @@ LOADINGS, COVARIANCE, SPECIFIC, FACTOR_RETURNS = (
 UNKNOWN_SECTOR = "Unknown"
 
 Format = Literal["csv", "parquet"]
-Sign = Literal["positive", "nonnegative", "any"]
+#: ``price``: > 0 and, like every rebalance's check, between :data:`PRICE_QUANTUM` and
+#: :data:`MAX_PRICE_USD` (``shared.market``).
+Sign = Literal["positive", "nonnegative", "any", "price"]
 DateArray = npt.NDArray[np.datetime64]
 
 
@@ -198,14 +212,27 @@ def _is_long(df: pd.DataFrame, key: str, value: str) -> bool:
 
 
 def _check_sign(vals: FloatArray, fname: str, column: str, label: str, sign: Sign) -> None:
-    bad = vals <= 0 if sign == "positive" else vals < 0 if sign == "nonnegative" else None
-    if bad is None:
+    if sign == "any":
         return
+    bad = vals < 0 if sign == "nonnegative" else vals <= 0
     rows = np.flatnonzero(bad)
     if rows.size:
         i = int(rows[0])
-        need = "> 0" if sign == "positive" else ">= 0"
+        need = ">= 0" if sign == "nonnegative" else "> 0"
         raise _err(fname, i + 1, column, f"{label} {vals[i]:g} must be {need}")
+    if sign == "price":
+        # The bounds each rebalance checks (docs/rebalance.md §1): the night would otherwise
+        # send the market and reject every account.  NaN (no price) passes both comparisons.
+        rows = np.flatnonzero((vals < float(PRICE_QUANTUM)) | (vals > MAX_PRICE_USD))
+        if rows.size:
+            i = int(rows[0])
+            raise _err(
+                fname,
+                i + 1,
+                column,
+                f"{label} {vals[i]:g} must be between {PRICE_QUANTUM} and {MAX_PRICE_USD:,.0f} "
+                "(trades carry 4 decimals; the ledger books at most $1e10 a share)",
+            )
 
 
 def read_panel(
@@ -288,17 +315,17 @@ def _check_sessions(dates: DateArray, fname: str) -> None:
 
 
 def load_prices(path: Path) -> tuple[DateArray, list[str], FloatArray]:
-    """Prices (USD per share, > 0) on every NYSE session of their range.
+    """Prices (USD per share, between $0.0001 and $1e10) on every NYSE session of their range.
 
     A name's prices must be one contiguous run of sessions: NaN before its listing and after its
     delisting, never a gap in between.
 
     Raises:
-        InputError: see :func:`read_panel`, plus non-positive prices, missing or non-trading
-            dates, gaps, names with no price.
+        InputError: see :func:`read_panel`, plus prices outside $0.0001..$1e10, missing or
+            non-trading dates, gaps, names with no price.
     """
     fname = path.name
-    dates, symbols, P = read_panel(path, value="price", sign="positive")
+    dates, symbols, P = read_panel(path, value="price", sign="price")
     _check_sessions(dates, fname)
     listed = np.isfinite(P)
     for i in np.flatnonzero(~listed.all(axis=0)):
@@ -470,10 +497,11 @@ def _load_covariance(path: Path) -> tuple[list[str], FloatArray]:
         raise _err(
             fname, i + 1, cols[j], f"not symmetric: {rows[i]}/{cols[j]} != {cols[j]}/{rows[i]}"
         )
-    eig = np.linalg.eigvalsh(F)
-    if eig[0] < -PSD_TOL * max(float(np.abs(eig).max()), 1e-300):
-        raise _err(fname, None, "factor", f"not positive semidefinite (eigenvalue {eig[0]:.3g})")
-    return rows, F
+    low = psd_violation(F)  # the rebalance's own check (one tolerance, shared.risk_model.PSD_TOL)
+    if low is not None:
+        raise _err(fname, None, "factor", f"not positive semidefinite (eigenvalue {low:.3g})")
+    # Exactly symmetric from here: the asymmetry allowed above is rounding in the file.
+    return rows, (F + F.T) / 2
 
 
 def _load_loadings(path: Path, symbols: list[str], factors: list[str]) -> FloatArray:

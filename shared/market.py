@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +41,13 @@ from shared.types import FloatArray, IntArray
 
 #: Tolerance on a benchmark-weight row summing to 1.
 WEIGHT_SUM_TOL = 1e-6
+
+#: The prices a rebalance can trade, checked by the market loader and by every rebalance alike
+#: (docs/formats.md, docs/rebalance.md §1): tickets carry the price to 4 decimals, so a price
+#: below a ten-thousandth of a dollar would trade at 0.0000 (sales with no proceeds), and the
+#: ledger books at most $1e10 a share (``shared.ledger.MAX_PRICE``).
+PRICE_QUANTUM = Decimal("0.0001")
+MAX_PRICE_USD = 1e10
 
 
 class RiskSource(Protocol):

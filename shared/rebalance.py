@@ -58,6 +58,7 @@ import numpy as np
 
 from shared.errors import Infeasible, InputError, SolverFailed
 from shared.ledger import cents as ledger_cents
+from shared.market import MAX_PRICE_USD, PRICE_QUANTUM
 from shared.messages import (
     SCHEMA_VERSION,
     AccountSpec,
@@ -75,6 +76,7 @@ from shared.messages import (
     WashSaleIssue,
 )
 from shared.optimizer.data import BoolArray, ProblemData, Solution
+from shared.risk_model import psd_violation
 from shared.types import AccountType, FloatArray, IntArray, Side
 
 _DECIMAL_NUMBERS = msgspec.json.Encoder(decimal_format="number")
@@ -122,11 +124,11 @@ TILT_BINDING_TOL = 1e-3
 
 #: Fractional-share accounts trade in 1/10,000 shares; prices carry 4 decimals.
 FRACTION_QUANTUM = Decimal("0.0001")
-PRICE_QUANTUM = Decimal("0.0001")
 CENT = Decimal("0.01")
 #: Bounds of a sane request (bad data beyond them is rejected naming the field, not solved):
-#: the ledger books at most 1e10 shares and $1e10 a share per transaction.
-MAX_PRICE_USD = 1e10
+#: the ledger books at most 1e10 shares and $1e10 a share per transaction.  The price bounds
+#: (``PRICE_QUANTUM``, ``MAX_PRICE_USD``) live in ``shared.market``: the market loader checks
+#: the same ones.
 MAX_LOT_QUANTITY = 1e10
 #: More cash than any account holds ($1e13); beyond it the NAV's cents overflow Decimal's
 #: 28 digits (a traceback) or the buys exceed the ledger's share limit.
@@ -304,11 +306,12 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
             account=account,
             field="market.risk_model.factor_cov",
         )
-    if k and float(np.linalg.eigvalsh(factor_cov).min()) < -1e-10 * max(
-        1.0, float(np.abs(factor_cov).max())
-    ):
+    # One tolerance with the market loader (shared.risk_model.PSD_TOL, docs/formats.md): a
+    # covariance a market directory passes with never rejects every account.
+    low = psd_violation(factor_cov) if k else None
+    if low is not None:
         raise InputError(
-            "factor covariance is not positive semidefinite",
+            f"factor covariance is not positive semidefinite (smallest eigenvalue {low:.3g})",
             account=account,
             field="market.risk_model.factor_cov",
         )

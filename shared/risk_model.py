@@ -40,8 +40,26 @@ from shared.types import FloatArray, IntArray
 TRADING_DAYS_PER_YEAR = 252
 #: Default floor on annualised specific variance: a 5%/y specific volatility.
 SPECIFIC_VAR_FLOOR = 0.05**2
-#: Relative tolerance of the PSD check (negative eigenvalues down to ``-tol·max|λ|`` pass).
+#: Relative tolerance of every PSD check of a factor covariance: the market loader's, the
+#: risk-model check's, each rebalance's and the optimizer's factor square root all use
+#: :func:`psd_violation`, so a covariance the loader accepts is never rejected by a rebalance
+#: (docs/formats.md "Risk model").  Eigenvalues down to ``-PSD_TOL·max|λ|`` pass (rounding in a
+#: vendor's file); the factor square root clips them to 0.
 PSD_TOL = 1e-8
+
+
+def psd_violation(F: FloatArray) -> float | None:
+    """The smallest eigenvalue of the symmetric part of ``F`` when it is below
+    ``-PSD_TOL·max|λ|`` (``F`` is not positive semidefinite), else ``None``.
+
+    ``F`` must be square and finite; an empty matrix passes.
+    """
+    if F.size == 0:
+        return None
+    eig = np.linalg.eigvalsh((F + F.T) / 2)
+    if eig[0] < -PSD_TOL * float(np.abs(eig).max()):
+        return float(eig[0])
+    return None
 
 
 def risk_model_arrays(rm: RiskModel) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -149,10 +167,10 @@ def validate_risk_model(rm: RiskModel, n: int, *, account: str | None = None) ->
             raise InputError(
                 "factor_cov is not symmetric", account=account, field="risk_model.factor_cov"
             )
-        eig = np.linalg.eigvalsh((F + F.T) / 2)
-        if eig[0] < -PSD_TOL * max(float(np.max(np.abs(eig))), 1e-12):
+        low = psd_violation(F)
+        if low is not None:
             raise InputError(
-                f"factor_cov is not positive semidefinite (smallest eigenvalue {eig[0]:.3g})",
+                f"factor_cov is not positive semidefinite (smallest eigenvalue {low:.3g})",
                 account=account,
                 field="risk_model.factor_cov",
             )

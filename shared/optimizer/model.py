@@ -28,6 +28,7 @@ from shared.errors import InputError
 from shared.optimizer.check import tracking_error
 from shared.optimizer.conic import Affine, ConicBuilder
 from shared.optimizer.data import ProblemData
+from shared.risk_model import psd_violation
 from shared.types import FloatArray, IntArray
 
 #: |w₀ − (A·lot_w − A_s·short_w)| above this means the lots do not describe the holdings.
@@ -62,10 +63,10 @@ _SQRT_CACHE: dict[tuple[tuple[int, ...], bytes], FloatArray] = {}
 def _factor_sqrt(F: FloatArray, *, account: str | None) -> FloatArray:
     Fs = 0.5 * (F + F.T)
     vals, vecs = np.linalg.eigh(Fs)
-    scale = max(1.0, float(np.abs(vals).max()))
-    if vals.min() < -1e-10 * scale:
+    low = psd_violation(Fs)  # the loader's and the rebalance's tolerance (PSD_TOL)
+    if low is not None:
         raise InputError(
-            f"factor covariance is not positive semidefinite (min eigenvalue {vals.min():.3g})",
+            f"factor covariance is not positive semidefinite (min eigenvalue {low:.3g})",
             account=account,
             field="factor_cov",
         )

@@ -313,6 +313,54 @@ def test_a_bad_book_stops_nightly_before_anything_runs_with_one_line(
     assert rc == 2 and text in err, (case, err)
 
 
+BAD_HAND_MARKETS = [
+    ("price below a ten-thousandth", "2024-07-02,AAA,101\n", "2024-07-02,AAA,0.00001\n"),
+    ("price above the ledger's limit", "2024-07-02,AAA,101\n", "2024-07-02,AAA,1e12\n"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_HAND_MARKETS, ids=[c[0] for c in BAD_HAND_MARKETS])
+def test_a_market_directory_with_a_price_no_rebalance_can_trade_stops_nightly_with_one_line(
+    tmp_path, capsys, monkeypatch, case: tuple[str, str, str]
+) -> None:
+    # As market.json does: the night must not send the market and reject every account.
+    _, old, new = case
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    book = _hand_book(tmp_path / "book")
+    prices = book / "market" / "prices.csv"
+    prices.write_text(prices.read_text().replace(old, new, 1))
+    out = str(tmp_path / "out")
+    rc = main(["nightly", "--book", str(book), "--market", str(book / "market"), "--out", out])
+    err = _one_line_error(capsys)
+    assert rc == 2, err
+    assert "prices.csv row 6: price" in err and "must be between 0.0001 and" in err, err
+
+
+def test_a_market_directory_snapshot_passes_the_rebalance_market_checks_before_anything_runs(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # The backstop: whatever a rebalance would refuse in the directory's snapshot stops the
+    # night with one line naming the directory, before anything is sent.
+    import shared.rebalance
+
+    checked: list[dt.date] = []
+
+    def refuse(snapshot, **_: object):
+        from shared.errors import InputError
+
+        checked.append(snapshot.as_of)
+        raise InputError("price of AAA is 1e-05", field="market.prices[0]")
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.setattr(shared.rebalance, "market_arrays", refuse)
+    book = _hand_book(tmp_path / "book")
+    out = str(tmp_path / "out")
+    rc = main(["nightly", "--book", str(book), "--market", str(book / "market"), "--out", out])
+    err = _one_line_error(capsys)
+    assert rc == 2 and checked == [dt.date(2024, 7, 2)], err
+    assert "market.prices[0]" in err and str(book / "market") in err and "1e-05" in err, err
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("parquet", [False, True], ids=["csv", "parquet"])

@@ -4,6 +4,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,6 +99,26 @@ def test_a_wide_price_file_names_the_symbol_column_of_a_bad_cell(tmp_path):
         "prices.csv row 4: price of BBB -2 must be > 0",
         "prices.csv:BBB",
     )
+
+
+def test_a_price_no_rebalance_can_trade_is_rejected_naming_the_file_row_and_column(tmp_path):
+    # The rebalance's bounds (shared.market.PRICE_QUANTUM .. MAX_PRICE_USD): a snapshot with
+    # such a price would reject every account of the night.
+    rows = ["date,symbol,price"] + [f"{d},AAA,{100 + i}" for i, d in enumerate(DAYS)]
+    rows[3] = f"{DAYS[2]},AAA,0.00001"
+    err = rejects(
+        tiny_dir(tmp_path, prices="\n".join(rows), weights="date,symbol,weight\n2024-07-01,AAA,1"),
+        "prices.csv row 3: price 1e-05 must be between 0.0001 and 10,000,000,000",
+    )
+    assert err.field == "prices.csv:price"
+    text = "date,AAA,BBB\n" + "\n".join(f"{d},1,{'1e12' if d == DAYS[4] else 2}" for d in DAYS)
+    rejects(
+        tiny_dir(tmp_path, prices=text),
+        "prices.csv row 5: price of BBB 1e+12 must be between 0.0001 and",
+        "prices.csv:BBB",
+    )
+    ok = "date,AAA,BBB\n" + "\n".join(f"{d},0.0001,1e10" for d in DAYS)
+    assert load_market_dir(tiny_dir(tmp_path, prices=ok)).prices[0].tolist() == [1e-4, 1e10]
 
 
 def test_dates_must_be_every_nyse_session_of_the_range_and_nothing_else(tmp_path):
@@ -219,6 +240,50 @@ def test_a_bad_vendor_model_is_rejected_naming_the_file(tmp_path):
     rejects(
         path, "needs factor_loadings, factor_covariance and specific_variance", "specific_variance"
     )
+
+
+def _cov_with_smallest_eigenvalue(low: float) -> str:
+    F = np.array([[0.0256, 0.001], [0.001, 0.0016]])
+    lam, V = np.linalg.eigh(F)
+    F = F - (lam[0] - low) * np.outer(V[:, 0], V[:, 0])
+    rows = [f"{f},{float(F[i, 0])!r},{float(F[i, 1])!r}" for i, f in enumerate(("market", "value"))]
+    return "factor,market,value\n" + "\n".join(rows)
+
+
+def test_a_covariance_the_loader_accepts_passes_every_rebalance_check(tmp_path):
+    # One PSD tolerance (shared.risk_model.PSD_TOL, relative to max|λ| = 0.0257): -2e-10 is
+    # rounding and passes the loader, each rebalance and the optimizer; -3e-10 fails them all.
+    from shared.optimizer.model import factor_sqrt
+    from shared.rebalance import market_arrays
+
+    path = tiny_dir(tmp_path)
+    write_model(path, _cov_with_smallest_eigenvalue(-2e-10))
+    snap = load_market_dir(path).snapshot(dt.date(2024, 7, 8))
+    F = np.array(snap.risk_model.factor_cov)
+    assert np.linalg.eigvalsh(F)[0] == pytest.approx(-2e-10, rel=1e-3)
+    np.testing.assert_array_equal(F, F.T)
+    arrays = market_arrays(snap)
+    G = factor_sqrt(arrays.factor_cov)
+    np.testing.assert_allclose(G @ G.T, F, atol=1e-9)
+
+    write_model(path, _cov_with_smallest_eigenvalue(-3e-10))
+    rejects(path, "factor_covariance.csv: not positive semidefinite (eigenvalue -3e-10)")
+    bad = msgspec.structs.replace(
+        snap,
+        risk_model=msgspec.structs.replace(
+            snap.risk_model,
+            factor_cov=[[float(x) for x in row] for row in _cov_array(-3e-10)],
+        ),
+    )
+    with pytest.raises(InputError, match="positive semidefinite"):
+        market_arrays(bad)
+    with pytest.raises(InputError, match="positive semidefinite"):
+        factor_sqrt(_cov_array(-3e-10))
+
+
+def _cov_array(low: float) -> np.ndarray:
+    lines = _cov_with_smallest_eigenvalue(low).splitlines()[1:]
+    return np.array([[float(x) for x in line.split(",")[1:]] for line in lines])
 
 
 def test_factor_returns_drive_the_estimated_model_when_no_model_is_given(tmp_path, small):
