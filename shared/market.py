@@ -256,6 +256,18 @@ class StaticRiskSource:
         return None
 
 
+#: Returns a name needs for its own regression in an estimated model (docs/formats.md).
+ESTIMATE_MIN_OBS = 60
+
+
+def estimate_min_obs(window: int) -> int:
+    """``min_obs`` of an estimate from a window of ``window`` daily returns:
+    :data:`ESTIMATE_MIN_OBS`, or half the window while the history is shorter than twice that
+    (the first months of a directory), never below 2.  The estimator raises it to ``k + 2``.
+    """
+    return min(ESTIMATE_MIN_OBS, max(2, window // 2))
+
+
 @dataclass(frozen=True, kw_only=True)
 class EstimatedRiskSource:
     """Re-estimate the model on each date from the trailing ``lookback`` daily returns.
@@ -275,11 +287,17 @@ class EstimatedRiskSource:
     def risk_model(self, history: MarketHistory, t: int, names: IntArray) -> RiskModel:
         """Estimate from rows ``t−lookback+1 .. t`` over ``names``.
 
+        A name needs :func:`estimate_min_obs` returns of the window for its own regression
+        (and ``k + 2`` at least, :func:`shared.risk_model.estimate_risk_model`); names with
+        fewer take their sector's median loadings and specific variance.
+
         Raises:
-            InputError: fewer than 2 days of history before ``t``.
+            InputError: fewer than 2 days of history before ``t``, or no name with enough
+                returns (the message gives the date, the window, and have vs need).
         """
         lo = max(1, t - self.lookback + 1)
-        if t - lo + 1 < 2:
+        T = t - lo + 1
+        if T < 2:
             raise InputError(
                 f"{history.dates[t]}: need at least 2 days of returns before the date to "
                 "estimate a risk model; supply factor_loadings/factor_covariance/specific_variance",
@@ -287,16 +305,29 @@ class EstimatedRiskSource:
             )
         R = history.returns()[lo : t + 1][:, names]
         X = None if self.factor_returns is None else self.factor_returns[lo : t + 1]
-        return estimate_risk_model(
-            R,
-            X,
-            self.factor_names,
-            halflife=self.halflife,
-            n_factors=self.n_factors,
-            min_obs=min(60, max(2, (t - lo + 1) // 2)),
-            standardise=self.standardise,
-            sectors=[history.sectors[i] for i in names],
-        )
+        try:
+            return estimate_risk_model(
+                R,
+                X,
+                self.factor_names,
+                halflife=self.halflife,
+                n_factors=self.n_factors,
+                min_obs=estimate_min_obs(T),
+                standardise=self.standardise,
+                sectors=[history.sectors[i] for i in names],
+            )
+        except InputError as exc:
+            hint = (
+                "; supply factor_loadings/factor_covariance/specific_variance or prices of "
+                "earlier sessions"
+                if exc.field == "returns"
+                else ""
+            )
+            raise InputError(
+                f"{history.dates[t]}: estimating the risk model from the {T} daily returns "
+                f"{history.dates[lo]}..{history.dates[t]}: {exc.reason}{hint}",
+                field="risk_model" if exc.field == "returns" else exc.field,
+            ) from exc
 
     def alpha(self, history: MarketHistory, t: int, names: IntArray) -> FloatArray | None:
         """No alpha for estimated models."""

@@ -14,8 +14,11 @@ k×k, ``specific_var`` n).  This module turns it into arrays and back, checks it
   Ledoit-Wolf optimal intensity (Ledoit & Wolf 2004, "Honey, I shrunk the sample covariance
   matrix"; target as in Schäfer & Strimmer 2005, target "D"), or a fixed ``shrinkage``.
 * **Specific variance**: the weighted variance of the regression residuals, floored.
-* Names with too short a history (fewer than ``min_obs`` returns) get the median loadings and
-  median specific variance of their sector (of all names if no sector is given).
+* Every name needs ``max(min_obs, k + 2)`` returns for its own regression (k factors, an
+  intercept and one residual degree of freedom), a complete history included; names with fewer
+  get the median loadings and median specific variance of their sector (of all fitted names if
+  no sector is given or their sector has none).  When no name has that many, the estimate is
+  refused, saying how many returns there are and how many are needed.
 * Everything is annualised ×252 (trading days per year).
 
 Standardising style columns (``standardise=("value", …)``) maps each column to equal-weighted
@@ -290,9 +293,13 @@ def estimate_risk_model(
         factor_names: the k names (``pc1``… by default for the statistical model).
         halflife: exponential-weighting half-life in days (``None``: equal weights).
         shrinkage: factor-covariance shrinkage intensity in [0, 1]; ``None`` = Ledoit-Wolf.
-        n_factors: factors of the statistical model (capped at ``min(T, n) − 1``).
-        min_obs: fewest returns a name needs for its own regression; shorter histories get
-            the median loadings and specific variance of their sector.
+        n_factors: factors of the statistical model (capped at ``T − 2`` and ``n − 1``, so a
+            complete history can be regressed on them, see ``min_obs``).
+        min_obs: fewest returns a name needs for its own regression; every name, complete
+            history or not, needs ``max(min_obs, k + 2)`` of them (k factors and an intercept,
+            and at least one residual degree of freedom: fewer fits exactly, with no
+            specific risk left).  Names with fewer get the median loadings and specific
+            variance of their sector (of all fitted names when their sector has none).
         specific_floor: floor on annualised specific variance.
         standardise: factor names whose loadings are standardised cross-sectionally
             (equal-weighted mean 0, std 1), with ``factor_cov`` rescaled to match.
@@ -303,7 +310,8 @@ def estimate_risk_model(
 
     Raises:
         InputError: bad shapes, non-finite factor returns, unknown names in ``standardise``,
-            too little history.
+            too little history (no name has ``max(min_obs, k + 2)`` returns: the message says
+            how many the longest history has and how many are needed).
     """
     R = np.asarray(returns, dtype=np.float64)
     if R.ndim != 2:
@@ -359,14 +367,26 @@ def estimate_risk_model(
     design = np.column_stack([np.ones(T), X])
     sw = np.sqrt(w)
 
-    full = counts == T
+    # A name's own regression needs k + 1 coefficients and a residual: with fewer returns
+    # the fit is exact (or underdetermined), specific variances sit at the floor and the
+    # loadings are noise.  Complete histories are held to the same minimum as partial ones.
+    need = max(min_obs, k + 2)
+    enough = counts >= need
+    if not enough.any():
+        raise InputError(
+            f"too little history for a risk model: the longest name has {int(counts.max())} "
+            f"daily returns, a regression on {k} factors needs {need} "
+            f"(max(min_obs={min_obs}, k+2={k + 2}))",
+            field="returns",
+        )
+    full = enough & (counts == T)
     if full.any():
         # One weighted least-squares solve for every name with a complete history.
         coef, *_ = np.linalg.lstsq(design * sw[:, None], R[:, full] * sw[:, None], rcond=None)
         resid = R[:, full] - design @ coef
         B[full] = coef[1:].T
         resid_var[full] = _weighted_var(resid, w)
-    partial = np.flatnonzero((~full) & (counts >= max(min_obs, k + 2)))
+    partial = np.flatnonzero(enough & ~full)
     # Names that share a missing-data pattern (e.g. listed on the same day) share one solve.
     patterns: dict[bytes, list[int]] = {}
     for i in partial:
@@ -434,7 +454,8 @@ def _statistical_factors(
     Zc = np.where(mask, Z - mean, 0.0)
     vol = np.sqrt((Zc**2 * w[:, None]).sum(axis=0) / np.maximum((w[:, None] * mask).sum(0), 1e-300))
     Zs = Zc / np.where(vol > 0, vol, 1.0)
-    k = max(1, min(n_factors, T - 1, Zs.shape[1] - 1 if Zs.shape[1] > 1 else 1))
+    # At most T − 2 components: the names' regressions on them need k + 2 returns.
+    k = max(1, min(n_factors, T - 2, Zs.shape[1] - 1 if Zs.shape[1] > 1 else 1))
     U, S, _ = np.linalg.svd(Zs * np.sqrt(w)[:, None], full_matrices=False)
     # Undo the row weights so the factor returns are plain daily series; scale to the average
     # name's daily volatility so factor variances have return units.

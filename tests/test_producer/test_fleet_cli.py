@@ -361,6 +361,29 @@ def test_a_market_directory_snapshot_passes_the_rebalance_market_checks_before_a
     assert "market.prices[0]" in err and str(book / "market") in err and "1e-05" in err, err
 
 
+def test_a_market_directory_too_short_to_estimate_its_risk_model_stops_nightly_with_one_line(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Audit (book_short): 2 returns on 3 factor returns fitted every name exactly and the night
+    # traded on it.  A regression on 3 factors and an intercept needs 5 returns (k + 2).
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    book = _hand_book(tmp_path / "book")
+    (book / "book.json").write_text('{"as_of": "2024-07-02"}\n')
+    market = book / "market"
+    for name in ("factor_covariance", "factor_loadings", "specific_variance"):
+        (market / f"{name}.csv").unlink()
+    (market / "factor_returns.csv").write_text(
+        "date,market,value,size\n2024-07-01,0,0,0\n2024-07-02,0.01,-0.002,0.001\n"
+        "2024-07-03,-0.004,0.001,0.002\n"
+    )
+    out = str(tmp_path / "out")
+    rc = main(["nightly", "--book", str(book), "--market", str(market), "--out", out])
+    err = _one_line_error(capsys)
+    assert rc == 2, err
+    assert str(market) in err and "field risk_model" in err, err
+    assert "longest name has 2 daily returns, a regression on 3 factors needs 5" in err, err
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("parquet", [False, True], ids=["csv", "parquet"])

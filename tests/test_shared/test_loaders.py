@@ -299,6 +299,26 @@ def test_factor_returns_drive_the_estimated_model_when_no_model_is_given(tmp_pat
     rejects(tmp_path, f"no factor returns on {small.dates[-1]}")
 
 
+def test_an_estimate_from_too_few_returns_is_refused_naming_the_date_and_have_vs_need(tmp_path):
+    # 3 factor returns + an intercept need 5 returns (k + 2); the directory's last date has 4.
+    path = tiny_dir(tmp_path)
+    rng = np.random.default_rng(1)
+    fr = pd.DataFrame(rng.normal(0, 0.01, (len(DAYS), 3)), columns=["market", "value", "size"])
+    fr.insert(0, "date", DAYS)
+    fr.to_csv(path / "factor_returns.csv", index=False)
+    hist = load_market_dir(path)
+    with pytest.raises(InputError) as info:
+        hist.snapshot(dt.date(2024, 7, 8))
+    assert info.value.field == "risk_model"
+    message = str(info.value)
+    assert "2024-07-08: estimating the risk model from the 4 daily returns" in message
+    assert "longest name has 4 daily returns, a regression on 3 factors needs 5" in message
+    # Two factors need 4: the same window estimates.
+    fr.drop(columns="size").to_csv(path / "factor_returns.csv", index=False)
+    rm = load_market_dir(path).snapshot(dt.date(2024, 7, 8)).risk_model
+    assert rm.factor_names == ["market", "value"]
+
+
 def test_a_directory_with_both_csv_and_parquet_of_one_file_is_ambiguous(tmp_path):
     path = tiny_dir(tmp_path)
     pd.read_csv(path / "prices.csv").to_parquet(path / "prices.parquet")

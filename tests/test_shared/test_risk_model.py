@@ -103,6 +103,39 @@ def test_names_with_short_histories_fall_back_to_their_sectors_median():
     assert np.isfinite(Bh).all() and (dh > 0).all()
 
 
+def test_a_complete_history_below_min_obs_or_k_plus_2_returns_is_refused_with_have_and_need():
+    # Complete histories used to skip both minimums: T=4 returns on 3 factors + intercept fit
+    # exactly (specific variances at the floor) and the night traded on it (audit, book_short).
+    R, f, *_ = planted(T=30, n=12, seed=7)
+    f3 = f[:, :3]
+    for T, min_obs, need in ((4, 2, 5), (3, 2, 5), (30, 60, 60)):
+        with pytest.raises(
+            InputError, match=rf"longest name has {T} daily returns.*needs {need}\b"
+        ):
+            estimate_risk_model(R[-T:], f3[-T:], min_obs=min_obs)
+    rm = estimate_risk_model(R[-5:], f3[-5:], min_obs=2)  # k + 2 = 5: one residual each
+    assert len(rm.loadings) == 12
+
+
+def test_names_below_the_minimum_take_their_sectors_median_when_others_have_enough():
+    R, f, *_ = planted(T=40, n=12, seed=8)
+    R = R.copy()
+    R[:36, 0] = np.nan  # 4 returns: fewer than k + 2 = 5 even though min_obs is 2
+    sectors = ["A"] * 6 + ["B"] * 6
+    rm = estimate_risk_model(R, f[:, :3], min_obs=2, sectors=sectors)
+    Bh, _, dh = risk_model_arrays(rm)
+    np.testing.assert_allclose(Bh[0], np.median(Bh[1:6], axis=0))
+    assert dh[0] == pytest.approx(np.median(dh[1:6]))
+
+
+def test_a_statistical_model_from_a_short_window_keeps_a_residual_for_each_regression():
+    R, *_ = planted(T=6, n=30, seed=9)
+    rm = estimate_risk_model(R, None, n_factors=10, min_obs=2)
+    assert len(rm.factor_names) == 4  # T − 2 components, not T − 1 (an exact fit)
+    with pytest.raises(InputError, match=r"longest name has 2 daily returns.*needs 3"):
+        estimate_risk_model(R[:2], None, n_factors=10, min_obs=2)
+
+
 def test_standardised_style_loadings_keep_active_risk_unchanged():
     R, f, _, _, _ = planted(T=500, n=150, seed=4)
     raw = estimate_risk_model(R, f, ["market", "a", "b", "c"], halflife=60)
@@ -229,6 +262,10 @@ def test_any_estimate_is_a_valid_model_with_floored_specific_variance(T, n, k, s
         R[: starts[i], i] = np.nan
     R[:, 0] = rng.standard_normal(T) * 0.02  # at least one complete name
     f = rng.standard_normal((T, k)) * 0.01 if k else None
+    if T < 10:  # no name has min_obs returns (k + 2 ≤ 6 < 10): refused, have vs need
+        with pytest.raises(InputError, match=f"longest name has {T} daily returns.*needs 10"):
+            estimate_risk_model(R, f, halflife=20.0, n_factors=3, min_obs=10)
+        return
     rm = estimate_risk_model(R, f, halflife=20.0, n_factors=3, min_obs=10)
     validate_risk_model(rm, n)
     _, F, d = risk_model_arrays(rm)
