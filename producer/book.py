@@ -22,10 +22,10 @@ import csv
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
 import msgspec
 
@@ -155,8 +155,9 @@ def household_of(spec: AccountSpec) -> str:
 def book_from_pairs(as_of: dt.date, pairs: Sequence[tuple[AccountSpec, LedgerState]]) -> Book:
     """Build a book from ``(account, ledger)`` pairs (``shared.examples.synthetic_book``).
 
-    Ledgers of accounts of one household are merged (lots keyed by account and lot id, window
-    memory by transaction and lot), so household-wide or per-account states both work.
+    Ledgers of accounts of one household are merged (:func:`merge_states`: lots keyed by account
+    and lot id, window memory by transaction and lot, every part of a split lot kept), so
+    household-wide or per-account states both work.
 
     Raises:
         InputError: two accounts share an id.
@@ -245,32 +246,58 @@ def book_from_stream(as_of: dt.date, pairs: Iterable[tuple[AccountSpec, LedgerSt
     return Book(as_of=as_of, accounts=accounts, ledgers=ledgers)
 
 
+_T = TypeVar("_T")
+
+
+def _first_state_wins(per_state: Iterable[Sequence[_T]], key: Callable[[_T], Any]) -> list[_T]:
+    """Every item of each key from the first state that holds the key, in that state's order.
+
+    A household-wide state given once per account (or an account's lots in its own state and
+    in the household's) counts once; the items that share a key inside one state all stay: the
+    parts of one purchase split by a wash sale keep its lot id (Treas. Reg. §1.1091-1(d), the
+    ledger writes them so), and a loss sale of such a lot leaves one pending loss per part.
+    """
+    out: list[_T] = []
+    claimed: set[Any] = set()
+    for items in per_state:
+        new = {key(x) for x in items} - claimed
+        out.extend(x for x in items if key(x) in new)
+        claimed |= new
+    return out
+
+
 def merge_states(household: str, states: Iterable[LedgerState], as_of: dt.date) -> LedgerState:
-    """Union of ledger states of one household, without duplicates."""
-    lots: dict[tuple[str, str], Lot] = {}
-    pending: dict[tuple[str, str, str], PendingLoss] = {}
-    recent: dict[tuple[str, str, str], RecentPurchase] = {}
+    """Union of ledger states of one household, without duplicates.
+
+    A lot (pending loss, recent purchase) is keyed by account and lot id (and transaction);
+    the first state holding a key supplies all its parts (:func:`_first_state_wins`), so a
+    repeated state counts once and no part of a split lot is dropped.
+    """
+    states = list(states)
     last: dict[tuple[str, bool], dt.date] = {}
     identical: list[list[str]] = []
     for state in states:
-        for lot in state.lots:
-            lots.setdefault((lot.account, lot.lot_id), lot)
-        for p in state.pending_losses:
-            pending.setdefault((p.txn, p.account, p.lot_id), p)
-        for r in state.recent_purchases:
-            recent.setdefault((r.txn, r.account, r.lot_id), r)
         for lp in state.last_purchases:
             key = (lp.symbol, lp.short)
             last[key] = max(last.get(key, lp.date), lp.date)
         for group in state.identical:
             if group not in identical:
                 identical.append(list(group))
+    lots: list[Lot] = _first_state_wins(
+        (s.lots for s in states), lambda lot: (lot.account, lot.lot_id)
+    )
+    pending: list[PendingLoss] = _first_state_wins(
+        (s.pending_losses for s in states), lambda p: (p.txn, p.account, p.lot_id)
+    )
+    recent: list[RecentPurchase] = _first_state_wins(
+        (s.recent_purchases for s in states), lambda r: (r.txn, r.account, r.lot_id)
+    )
     return LedgerState(
         as_of=as_of,
         household_id=household,
-        lots=list(lots.values()),
-        pending_losses=list(pending.values()),
-        recent_purchases=list(recent.values()),
+        lots=lots,
+        pending_losses=pending,
+        recent_purchases=recent,
         identical=identical,
         last_purchases=[
             LastPurchase(symbol=symbol, date=date, short=short)
