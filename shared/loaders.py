@@ -122,6 +122,14 @@ def read_table(path: Path) -> pd.DataFrame:
     return df
 
 
+def _shown(value: object) -> str:
+    """A cell as an error message shows it: text quoted (``'abc'``), any other value plain
+    (a Parquet ``np.True_`` or ``np.int64(20240603)`` as ``True`` / ``20240603``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _err(fname: str, row: int | None, column: str, what: str) -> InputError:
     where = f"{fname} row {row}" if row is not None else fname
     return InputError(f"{where}: {what}", field=f"{fname}:{column}")
@@ -157,7 +165,9 @@ def parse_dates(values: pd.Series, fname: str, column: str = "date") -> DateArra
     bad = np.flatnonzero(~ok)
     if bad.size:
         i = int(bad[0])
-        raise _err(fname, i + 1, column, f"{column} {values.iloc[i]!r} is not a YYYY-MM-DD date")
+        raise _err(
+            fname, i + 1, column, f"{column} {_shown(values.iloc[i])} is not a YYYY-MM-DD date"
+        )
     out: DateArray = days
     return out
 
@@ -182,7 +192,7 @@ def parse_numbers(
         bad = np.flatnonzero(np.isnan(out) & ~empty & (text.str.lower() != "nan").to_numpy())
         if bad.size:
             i = int(bad[0])
-            raise _err(fname, i + 1, column, f"{column} {values.iloc[i]!r} is not a number")
+            raise _err(fname, i + 1, column, f"{column} {_shown(values.iloc[i])} is not a number")
         empty = empty | np.isnan(out)
     if not allow_empty and empty.any():
         i = int(np.flatnonzero(empty)[0])
@@ -190,7 +200,7 @@ def parse_numbers(
     inf = np.flatnonzero(np.isinf(out))
     if inf.size:
         i = int(inf[0])
-        raise _err(fname, i + 1, column, f"{column} {values.iloc[i]!r} is not finite")
+        raise _err(fname, i + 1, column, f"{column} {_shown(values.iloc[i])} is not finite")
     result: FloatArray = out
     return result
 

@@ -121,6 +121,24 @@ def test_a_price_no_rebalance_can_trade_is_rejected_naming_the_file_row_and_colu
     assert load_market_dir(tiny_dir(tmp_path, prices=ok)).prices[0].tolist() == [1e-4, 1e10]
 
 
+def test_a_typed_parquet_cell_of_the_wrong_kind_is_shown_as_a_plain_value(tmp_path):
+    # Not numpy reprs ("np.True_", "np.int64(20240603)").
+    days = pd.to_datetime(DAYS).date
+    pd.DataFrame({"date": days, "symbol": "AAA", "price": [True] * 5}).to_parquet(
+        tmp_path / "prices.parquet"
+    )
+    tiny_dir(tmp_path, prices="date,symbol,price")  # the weights file
+    (tmp_path / "prices.csv").unlink()
+    err = rejects(tmp_path, "prices.parquet row 1: price True is not a number")
+    assert "np." not in str(err)
+    dates = [int(d.strftime("%Y%m%d")) for d in days]
+    pd.DataFrame({"date": dates, "symbol": "AAA", "price": 1.0}).to_parquet(
+        tmp_path / "prices.parquet"
+    )
+    err = rejects(tmp_path, "prices.parquet row 1: date 20240701 is not a YYYY-MM-DD date")
+    assert err.field == "prices.parquet:date"
+
+
 def test_dates_must_be_every_nyse_session_of_the_range_and_nothing_else(tmp_path):
     base = "date,AAA\n" + "\n".join(f"{d},1" for d in DAYS)
     rejects(
