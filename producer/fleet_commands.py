@@ -292,7 +292,25 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
             field="--date",
         )
     refuse_booked_night(book, day)
+    _warn_skipped_sessions(book.as_of, day, args.book)
     return book, read_market(market_path, day)
+
+
+def _warn_skipped_sessions(close: dt.date, day: dt.date, book_dir: Path) -> None:
+    """One stderr line when sessions lie between the book's close and the night: a night run
+    on one of them wrote a ``next_book`` that this book lacks, and running on the older book
+    would trade that night's trades again.  A warning, not a refusal: a firm that ran no night
+    on those sessions has no newer book."""
+    from shared.calendar import next_trading_day
+
+    first = next_trading_day(close)
+    if close < day and first < day:
+        print(
+            f"taxview: warning: the book closed {close} ({book_dir}/book.json) and the night is "
+            f"{day}: the session(s) from {first} are skipped; if a night ran on them, use its "
+            "next_book instead",
+            file=sys.stderr,
+        )
 
 
 def _default_market(book_dir: Path) -> Path:

@@ -458,3 +458,33 @@ def test_nightly_with_a_timeout_refuses_the_partial_night_or_publishes_it_when_t
     assert not firm["complete"] and firm["expected"] == 6
     rows = list(csv.DictReader((tmp_path / "night" / "not_ok.csv").open()))
     assert len(rows) == 6 - firm["received"] and {r["status"] for r in rows} <= {"missing"}
+
+
+def test_a_book_closed_sessions_before_the_night_is_run_with_a_warning_naming_them(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Nights audit: night 11-29 ran on the 11-27 input book silently; had the 11-27 night run,
+    # its trades would be traded again.  A firm that skipped a session has no newer book, so
+    # this warns rather than refuses.
+    from producer.book import book_from_pairs, write_book, write_market
+    from shared.examples import synthetic_book
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 4))
+    write_book(tmp_path / "book", book_from_pairs(dt.date(2025, 6, 2), pairs))
+    write_market(tmp_path / "book" / "market.json", market)
+    rc = main(
+        ["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o"), "--quiet"]
+    )
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert rc == 0 and len(warnings) == 1, err
+    assert "closed 2025-06-02" in warnings[0] and "from 2025-06-03" in warnings[0]
+    # The next session's night (the book's own next night) warns about nothing.
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 3))
+    write_book(tmp_path / "next", book_from_pairs(dt.date(2025, 6, 2), pairs))
+    write_market(tmp_path / "next" / "market.json", market)
+    rc = main(
+        ["nightly", "--book", str(tmp_path / "next"), "--out", str(tmp_path / "p"), "--quiet"]
+    )
+    assert rc == 0 and "warning" not in capsys.readouterr().err
