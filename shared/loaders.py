@@ -475,9 +475,49 @@ def load_risk_model(directory: Path, symbols: list[str]) -> RiskModel | None:
     factors, F = _load_covariance(_present(paths[COVARIANCE]))
     B = _load_loadings(_present(paths[LOADINGS]), symbols, factors)
     d = _load_specific(_present(paths[SPECIFIC]), symbols)
+    _check_units(paths, B, F, d)
     rm = make_risk_model(factors, B, F, d)
     validate_risk_model(rm, len(symbols))
     return rm
+
+
+#: Plausible median annualised volatility of a model's names (total, from B F Bᵀ + D), and the
+#: most a median specific volatility can be: equities sit near 20–50%/y; a model in daily units
+#: reads ~1–3%, one in percent squared ~100× too large.  A median, so a few extreme names pass.
+MEDIAN_VOL_RANGE = (0.03, 2.0)
+MEDIAN_SPECIFIC_VOL_MAX = 1.5
+
+
+def _check_units(
+    paths: dict[str, Path | None], B: FloatArray, F: FloatArray, d: FloatArray
+) -> None:
+    """Refuse a vendor model whose units are evidently not annualised fractions
+    (docs/formats.md: variances annualised, as fractions): the solve would trade on it."""
+    if not len(d):
+        return
+    spec = _present(paths[SPECIFIC]).name
+    cov = _present(paths[COVARIANCE]).name
+    specific_vol = float(np.sqrt(np.median(d)))
+    if specific_vol > MEDIAN_SPECIFIC_VOL_MAX:
+        raise _err(
+            spec,
+            None,
+            "specific_var",
+            f"the median specific volatility is {specific_vol:.0%}/y: give annualised variances "
+            "as fractions (0.04 for a 20%/y volatility), not percent squared",
+        )
+    total = np.sqrt(np.einsum("ij,jk,ik->i", B, F, B) + d)
+    vol = float(np.median(total))
+    lo, hi = MEDIAN_VOL_RANGE
+    if not lo <= vol <= hi:
+        hint = "daily units? annualise them ×252" if vol < lo else "percent squared? give fractions"
+        raise _err(
+            cov,
+            None,
+            "factor",
+            f"the model's median annualised volatility of a name is {vol:.1%}, outside "
+            f"{lo:.0%}..{hi:.0%} ({hint})",
+        )
 
 
 def _present(path: Path | None) -> Path:

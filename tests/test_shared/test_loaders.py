@@ -240,6 +240,21 @@ def test_a_vendor_model_is_loaded_and_used_on_every_date(tmp_path):
     assert rm.specific_var == [0.04, 0.09]
 
 
+def test_a_vendor_model_in_percent_squared_or_daily_units_is_refused_with_a_hint(tmp_path):
+    # Data audit: specific variances ×100 were accepted and the night harvested $169 where the
+    # same model in fractions harvested $4,528.
+    path = tiny_dir(tmp_path)
+    write_model(path, GOOD_COV, spec="symbol,specific_var\nAAA,4\nBBB,9")
+    rejects(path, "median specific volatility is 255%/y", "specific_variance.csv:specific_var")
+    daily = "factor,market,value\nmarket,0.0001,0\nvalue,0,0.00001"
+    write_model(path, daily, spec="symbol,specific_var\nAAA,0.0002\nBBB,0.0003")
+    rejects(path, "daily units? annualise them ×252", "factor_covariance.csv:factor")
+    write_model(path, "factor,market,value\nmarket,256,10\nvalue,10,16")
+    rejects(path, "percent squared? give fractions", "factor_covariance.csv:factor")
+    write_model(path, GOOD_COV)
+    load_market_dir(path)  # 20–30%/y names pass
+
+
 def test_a_bad_vendor_model_is_rejected_naming_the_file(tmp_path):
     path = tiny_dir(tmp_path)
     write_model(path, "factor,market,value\nmarket,0.01,0.05\nvalue,0.05,0.01")
