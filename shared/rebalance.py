@@ -1865,20 +1865,56 @@ def _ticket_cash(
 ) -> Decimal:
     """The account's cash after the ticket, each line moving it by its notional to the cent
     (half-up: what :func:`_trade` writes, the ledger books as proceeds or cost, and the
-    aggregator and the backtest move cash by)."""
+    aggregator and the backtest move cash by), less each line's commission
+    (:func:`_ticket_fees`)."""
     pd_ = ctx.market.price_dec
+    rate = _commission_rate(ctx)
+    fees = Decimal(0)
 
     def total(lines: tuple[IntArray, list[Decimal]], name: IntArray | None) -> Decimal:
+        nonlocal fees
         index, qty = lines
         names = index.tolist() if name is None else name[index].tolist()
-        return sum((ledger_cents(q * pd_[i]) for i, q in zip(names, qty, strict=True)), Decimal(0))
+        amounts = [ledger_cents(q * pd_[i]) for i, q in zip(names, qty, strict=True)]
+        if rate:
+            fees += sum((ledger_cents(a * rate) for a in amounts), Decimal(0))
+        return sum(amounts, Decimal(0))
 
-    return (
-        ctx.request.account.cash_usd
-        + total(sell, ctx.longs.name)
+    moved = (
+        total(sell, ctx.longs.name)
         - total(cover, ctx.shorts.name)
         - total(buy, None)
         + total(short, None)
+    )
+    return ctx.request.account.cash_usd + moved - fees
+
+
+def _commission_rate(ctx: _Context) -> Decimal:
+    """``commission_bps`` as a fraction (exact), 0 for a commission-free account."""
+    bps = ctx.request.account.commission_bps
+    return Decimal(repr(bps)) / 10_000 if bps else Decimal(0)
+
+
+def _ticket_fees(ctx: _Context, orders: _Orders) -> Decimal:
+    """The ticket's commissions: each line's ``cents(cents(q·p) · rate)``, as the wash check
+    books them into basis and proceeds (IRS Pub. 550) and as they leave the account's cash."""
+    rate = _commission_rate(ctx)
+    if not rate:
+        return Decimal(0)
+    pd_ = ctx.market.price_dec
+    lines = (
+        (ctx.longs.name[orders.sell_lot].tolist(), orders.sell_qty),
+        (ctx.shorts.name[orders.cover_lot].tolist(), orders.cover_qty),
+        (orders.buy_name.tolist(), orders.buy_qty),
+        (orders.short_name.tolist(), orders.short_qty),
+    )
+    return sum(
+        (
+            ledger_cents(ledger_cents(q * pd_[i]) * rate)
+            for names, qty in lines
+            for i, q in zip(names, qty, strict=True)
+        ),
+        Decimal(0),
     )
 
 
@@ -1903,6 +1939,42 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
         short_qty=short[1],
     )
     return _keep_cash_floor(ctx, orders, cash=cash)
+
+
+def _drop_dust(ctx: _Context, orders: _Orders) -> _Orders:
+    """The ticket without lines worth less than half a cent (1/10,000 share of a cheap name in
+    a fractional account: DI audit, buys with a $0.00 notional opened lots with a $0 basis, and
+    a "harvest" sold $0.00).  A sale of a whole lot stays, whatever it is worth."""
+    pd_ = ctx.market.price_dec
+
+    def keep(
+        index: IntArray, qty: list[Decimal], name: IntArray | None, held: FloatArray | None
+    ) -> tuple[IntArray, list[Decimal]]:
+        names = index.tolist() if name is None else name[index].tolist()
+        ok = [
+            k
+            for k, (i, q) in enumerate(zip(names, qty, strict=True))
+            if ledger_cents(q * pd_[i]) > 0
+            or (held is not None and float(q) >= float(held[index[k]]))
+        ]
+        if len(ok) == len(qty):
+            return index, qty
+        return index[ok], [qty[k] for k in ok]
+
+    sell = keep(orders.sell_lot, orders.sell_qty, ctx.longs.name, ctx.longs.qty)
+    cover = keep(orders.cover_lot, orders.cover_qty, ctx.shorts.name, ctx.shorts.qty)
+    buy = keep(orders.buy_name, orders.buy_qty, None, None)
+    short = keep(orders.short_name, orders.short_qty, None, None)
+    return _Orders(
+        sell_lot=sell[0],
+        sell_qty=sell[1],
+        cover_lot=cover[0],
+        cover_qty=cover[1],
+        buy_name=buy[0],
+        buy_qty=buy[1],
+        short_name=short[0],
+        short_qty=short[1],
+    )
 
 
 def _keep_cash_floor(ctx: _Context, orders: _Orders, *, cash: Decimal | None = None) -> _Orders:
@@ -1982,12 +2054,12 @@ def _top_up(
 
 
 def _cash_floor(ctx: _Context) -> Decimal:
-    """Cash (USD) the rounded ticket must leave: ``min_cash_w·NAV``, capped by the cash the
-    account started with (a book below its floor is not forced to sell by rounding)."""
-    floor = max(
+    """Cash (USD) the rounded ticket must leave: ``min_cash_w·NAV``, the floor the solve itself
+    held (a cap at the cash the account started with let the rounding spend the cash a solve
+    had raised to the floor: DI audit, a 5% floor ended at 4.89%, unreported)."""
+    return max(
         Decimal(0), (ctx.nav_usd * Decimal(repr(ctx.base.cash_min_w))).quantize(CENT, ROUND_HALF_UP)
     )
-    return min(floor, max(ctx.request.account.cash_usd, Decimal(0)))
 
 
 @dataclass
@@ -2014,6 +2086,9 @@ class _Limits:
     #: Weight held long and short per name before the trades (``book`` only).
     long0_w: float = 0.0
     short0_w: float = 0.0
+    #: The ticket's commissions as a fraction of NAV (out of cash; a few shares more or less
+    #: move them by far less than the cash rows' tolerance).
+    fee_w: float = 0.0
 
     def weights(
         self,
@@ -2033,7 +2108,7 @@ class _Limits:
                 - short_sh
             )
         value = shares * ctx.market.prices
-        return value / ctx.nav, 1.0 - float(value.sum()) / ctx.nav
+        return value / ctx.nav, 1.0 - float(value.sum()) / ctx.nav - self.fee_w
 
     def violations(
         self,
@@ -2068,8 +2143,10 @@ class _Limits:
             g.append(gain - d.gain_budget_w)
         if not book:
             g.append(_cap_violation(w - d.max_w))
-            g.append(cash_w - d.cash_max_w)
-            g.append(self.floor_w - cash_w)
+            # A pinned cash (min = max) cannot be met by whole shares: CASH_EQ_TOL.
+            tol = CASH_EQ_TOL if d.cash_min_w == d.cash_max_w else 0.0
+            g.append(cash_w - d.cash_max_w - tol)
+            g.append(self.floor_w - tol - cash_w)
         else:
             assert covered_w is not None
             long_w = self.long0_w - float(sold_w.sum()) + bought_w
@@ -2120,6 +2197,16 @@ class _Limits:
 
 #: A name may end this far above its cap (weight) before the repair counts it as a breach.
 CAP_TOL = 1e-9
+#: A direct-indexing ticket whose cash in dollars (4-decimal prices, each line to the cent:
+#: :func:`_ticket_cash`) meets its floor is not reported below it for a float shortfall up to
+#: this (of NAV) from full-precision prices (DI audit: a fractional ticket leaving $0.07 read
+#: −4.4e-8 and was listed as a breach).
+CASH_TOL = 1e-6
+#: Direct indexing's pinned cash (``min_cash_w == max_cash_w``), which whole shares cannot
+#: meet exactly: about one share of a $100 name in a $1M account (DI audit: with the
+#: sleeves' 5e-4 a 3% pin ended at 3.05%, with none the repair chased 1e-8 at the TE
+#: budget's expense).
+CASH_EQ_TOL = 1e-4
 #: The repair's tolerance (of NAV) on a market-neutral sleeve's net 0 and every ``|Bᵀw| = 0``,
 #: which whole shares cannot meet exactly: half of what the post-rounding check allows
 #: (:data:`ROUNDED_EQ_TOL`), so a repaired sleeve passes it with room to spare.  Measured at
@@ -2248,6 +2335,7 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         ctx=ctx,
         data=data,
         floor_w=floor_w,
+        fee_w=float(_ticket_fees(ctx, orders)) / nav,
         lot_value_w=p[ctx.longs.name] / nav,
         held=np.asarray(
             np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
@@ -2555,12 +2643,18 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         buy_sh = np.zeros(n)
         buy_sh[orders.buy_name] = decimals_to_floats(orders.buy_qty)
         g, _, _ = check()
-    breaches = [
-        _breach(name, float(v), data)
-        for name, v in zip(lim.names(), g.tolist(), strict=True)
-        if v > 0.0
-    ]
-    return orders, breaches
+    found = {name: float(v) for name, v in zip(lim.names(), g.tolist(), strict=True) if v > 0.0}
+    if not book and 0.0 < found.get("cash_min", 0.0) <= CASH_TOL:
+        dollars = _ticket_cash(
+            ctx,
+            (orders.sell_lot, orders.sell_qty),
+            (orders.cover_lot, orders.cover_qty),
+            (orders.buy_name, orders.buy_qty),
+            (orders.short_name, orders.short_qty),
+        )
+        if dollars >= _cash_floor(ctx):
+            del found["cash_min"]
+    return orders, [_breach(name, v, data) for name, v in found.items()]
 
 
 #: Market-neutral's equalities (net ``Σw = 0``, every ``Bᵀw = 0``) and the long/short shape
@@ -2614,7 +2708,7 @@ def _rounded_breaches(
         buy=per_weight(orders.buy_name, orders.buy_qty, n, np.arange(n)),
         cover=per_weight(orders.cover_lot, orders.cover_qty, ctx.shorts.size, ctx.shorts.name),
         short=per_weight(orders.short_name, orders.short_qty, n, np.arange(n)),
-        cash_w=data.net_w - float(w.sum()),
+        cash_w=data.net_w - float(w.sum()) - float(_ticket_fees(ctx, orders)) / nav,
         te=0.0,
         objective=0.0,
         solver="rounded",
@@ -2852,7 +2946,9 @@ def _final_weights(ctx: _Context, orders: _Orders) -> tuple[FloatArray, float]:
     np.subtract.at(shares, orders.short_name, f)
     value = shares * p
     w = value / ctx.nav
-    cash_w = 1.0 - float(value.sum()) / ctx.nav
+    # The budget identity Σw + cash_w = 1 (DESIGN §2) less the commissions, which leave the
+    # account's cash (DI audit: with commission_bps they were never paid out of it).
+    cash_w = 1.0 - float(value.sum()) / ctx.nav - float(_ticket_fees(ctx, orders)) / ctx.nav
     return w, cash_w
 
 
@@ -3199,6 +3295,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
             break
         assert final is not None  # solved ⇒ the problem it solved
         orders, breaches = _enforce_limits(ctx, final, _orders(sol, ctx))
+        orders = _drop_dust(ctx, orders)
         conflict = _loss_sale_and_buy(ctx, orders)
         w, cash_w = _final_weights(ctx, orders)
         if ctx.request.account.strategy != "direct-index":

@@ -333,3 +333,56 @@ def test_the_account_nav_is_rounded_to_the_cent_half_up_like_every_amount() -> N
     )
     out = rebalance(tied)
     assert out.nav_usd == exact(tie).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def _with(request: RebalanceRequest, **changes: object) -> RebalanceRequest:
+    return msgspec.structs.replace(
+        request, account=msgspec.structs.replace(request.account, **changes)
+    )
+
+
+def test_a_cash_floor_the_solve_raised_cash_to_is_kept_by_the_rounding() -> None:
+    # DI audit: 30 names, seed 4, cash band [5%, 6%] with less cash than 5% to start: the solve
+    # sold to 5%, the rounding's floor was the starting cash, and the ticket ended at 4.89%
+    # with no breach listed.
+    out = rebalance(_with(example_request(names=30, seed=4), min_cash_w=0.05, max_cash_w=0.06))
+    assert out.status in ("ok", "relaxed")
+    assert out.cash_w >= 0.05 - 1e-9, (out.cash_w, out.limit_breaches)
+
+
+def test_commissions_are_paid_out_of_the_tickets_cash_which_never_goes_negative() -> None:
+    # DI audit: with commission_bps 50 the ticket's cash ignored the commissions the ledger
+    # books (IRS Pub. 550: off proceeds, into basis) and ended at −$3,204.83.
+    request = _with(example_request(names=60, seed=6), commission_bps=50.0, min_cash_w=0.0)
+    out = rebalance(request)
+    rate = Decimal("0.005")
+    fee = sum(
+        ((t.notional_usd * rate).quantize(Decimal("0.01"), ROUND_HALF_UP) for t in out.trades),
+        Decimal(0),
+    )
+    assert fee > 0
+    sold = sum((t.notional_usd for t in out.trades if t.side == "sell"), Decimal(0))
+    bought = sum((t.notional_usd for t in out.trades if t.side == "buy"), Decimal(0))
+    cash = request.account.cash_usd + sold - bought - fee
+    assert cash >= 0, cash
+    # cash_w is the budget identity less the commissions: the dollars left, to the prices'
+    # rounding (the weights use full-precision prices).
+    assert abs(out.cash_w - float(cash / out.nav_usd)) < 1e-6
+    # The realized slices net the same commissions (proceeds = notional − commission).
+    sells = {t.lot_id: t for t in out.trades if t.side == "sell"}
+    for s in out.realized:
+        t = sells[s.lot_id]
+        if s.quantity == t.quantity:
+            commission = (t.notional_usd * rate).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            assert s.proceeds_usd == t.notional_usd - commission
+
+
+def test_a_fractional_ticket_has_no_line_worth_less_than_a_cent_and_no_false_cash_breach() -> None:
+    # DI audit: 1/10,000-share buys of cheap names had a $0.00 notional (lots with a $0 basis),
+    # and a ticket leaving $0.07 was listed as cash below its floor by 4.4e-8.
+    out = rebalance(_with(example_request(names=60, seed=6), fractional_shares=True))
+    assert out.status == "ok"
+    assert all(t.notional_usd > 0 for t in out.trades), [
+        t for t in out.trades if t.notional_usd == 0
+    ]
+    assert not any(b.startswith("cash_min") for b in out.limit_breaches), out.limit_breaches
