@@ -88,7 +88,8 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
     Raises:
         InputError: it closed after the night, it already holds the night's trades (it is
             the night's ``next_book``), or its accounts are not the manifest's (another night's
-            or another firm's book would book the trades into the wrong lots).
+            or another firm's book would book the trades into the wrong lots), or an account's
+            settings or household ledger differ from what was enqueued (the manifest's digest).
     """
     if book.as_of > as_of:
         raise InputError(
@@ -100,7 +101,17 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
     ours = {a.account_id for a in book.accounts}
     only_manifest = sorted(set(expected) - ours)
     only_book = sorted(ours - set(expected))
-    if only_manifest or only_book:
+    changed: list[str] = []
+    if not (only_manifest or only_book) and any(e.book for e in expected.values()):
+        from producer.enqueue import book_digests
+
+        digests = book_digests(book)
+        changed = sorted(
+            a
+            for a, e in expected.items()
+            if e.book[:2] == digests.get(a, "")[:2] and e.book != digests.get(a)
+        )
+    if only_manifest or only_book or changed:
 
         def few(ids: list[str]) -> str:
             more = f" and {len(ids) - NAMED_MISSING} more" if len(ids) > NAMED_MISSING else ""
@@ -114,6 +125,11 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
         if only_book:
             parts.append(
                 f"{len(only_book)} account(s) of the book never enqueued: {few(only_book)}"
+            )
+        if changed:
+            parts.append(
+                f"{len(changed)} account(s) with other settings, lots or cash than enqueued "
+                f"(their household's ledger or the account changed): {few(changed)}"
             )
         raise InputError(
             f"night {as_of}: the book is not the one the night was enqueued from ("

@@ -892,7 +892,9 @@ def simulate(
         raise InputError("benchmark level must be positive and finite", field="benchmark_level")
     if config.max_weight is None:
         bench_max = float(np.nanmax(market.benchmark_weights[t0 : t1 + 1]))
-        config = replace(config, max_weight=round(max(0.10, 1.25 * bench_max), 4))
+        # A cap above 1 means none (a 2-name universe's largest weight ×1.25 was 1.16 and the
+        # first rebalance rejected it).
+        config = replace(config, max_weight=min(1.0, round(max(0.10, 1.25 * bench_max), 4)))
     capital = float(config.capital_usd)
     if config.strategy == "market-neutral":
         # The dollar-neutral sleeve's benchmark is cash: its active return is its return.

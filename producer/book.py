@@ -504,14 +504,21 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
         return snapshot
     if not path.exists():
         raise InputError(f"no market file at {path}", field="--market")
-    snapshot = decode_json(path.read_bytes(), MarketSnapshot)
+    try:
+        snapshot = decode_json(path.read_bytes(), MarketSnapshot)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc.reason}", field=exc.field or "market") from exc
     if snapshot.as_of != as_of:
         raise InputError(
             f"{path} is the market of {snapshot.as_of}, not of {as_of}", field="market.as_of"
         )
     # The checks each rebalance makes (prices, weights, risk model), once, before anything is
-    # sent: a bad market file stops the run, as a bad book cell does (docs/formats.md).
-    market_arrays(snapshot)
+    # sent: a bad market file stops the run, as a bad book cell does (docs/formats.md), naming
+    # the file.
+    try:
+        market_arrays(snapshot)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc.reason}", field=exc.field or "market") from exc
     return snapshot
 
 

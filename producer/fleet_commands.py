@@ -280,7 +280,10 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
     if args.date is None and market_path.is_file():
         from shared.messages import decode_json
 
-        day = decode_json(market_path.read_bytes(), MarketSnapshot).as_of
+        try:
+            day = decode_json(market_path.read_bytes(), MarketSnapshot).as_of
+        except InputError as exc:
+            raise InputError(f"{market_path}: {exc.reason}", field=exc.field or "market") from exc
     else:
         from shared.calendar import next_trading_day
 
@@ -350,9 +353,11 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             field="--allow-partial",
         )
     settings = _settings(args)
+    if args.out is not None:
+        _check_out(args.out)
     book, market = load_inputs(args)
     out: Path = args.out or Path("taxview-nightly") / market.as_of.isoformat()
-    out.mkdir(parents=True, exist_ok=True)
+    _make_out(out)
     if args.book is None:  # keep the synthetic input next to its outputs
         write_book(out / "book", book, fmt=args.format)
         write_market(out / "book" / "market.json", market)
@@ -393,7 +398,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         f"{totals['harvested_loss_usd']}, tax saved {totals['tax_saved_usd']}; "
         f"rejected {totals['rejected']}, failed {totals['failed']}"
     )
-    print(f"outputs: {out}/ (firm_pnl.json, trades.csv, not_ok.csv, next_book/)")
+    print(
+        f"outputs: {out}/ (firm_pnl.json, pnl_by_account.csv, pnl_by_household.csv, "
+        "pnl_by_strategy.csv, outcomes.jsonl, trades.csv, realized.csv, not_ok.csv, next_book/)"
+    )
     return 0 if summary.complete else 1
 
 
@@ -472,10 +480,26 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is an existing file (one line, not a traceback)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"cannot create --out {out}: it is a file", field="--out")
+
+
+def _make_out(out: Path) -> None:
+    """Create ``--out`` (and its parents), or say in one line why it cannot be."""
+    _check_out(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create --out {out}: {exc.strerror}", field="--out") from exc
+
+
 def cmd_aggregate(args: argparse.Namespace) -> int:
     """``taxview aggregate``."""
     settings = _settings(args)
     _require_fleet(settings, "aggregate")
+    _make_out(args.out)
     client = reader.connect(settings.redis_url)
     book = read_book(args.book) if args.book else None
     summary = finish_night(

@@ -35,6 +35,7 @@ from producer import results_reader as reader
 from producer.aggregate import NightSummary, aggregate
 from producer.book import Book, Format
 from producer.enqueue import (
+    book_digests,
     pending_chains,
     plan_night,
     publish_market,
@@ -119,7 +120,7 @@ def run_night(
     started = time.monotonic()
     chains = plan_night(book, as_of)
     publish_market(client, market, ttl_s=ttl_s)
-    expected = write_manifest(client, as_of, chains, ttl_s=ttl_s)
+    expected = write_manifest(client, as_of, chains, ttl_s=ttl_s, digests=book_digests(book))
     queue = pending_chains(client, as_of, chains)
     sent = sum(len(c) for c in chains) - sum(len(c) for c in queue)
     position = 0

@@ -32,6 +32,11 @@ class ManifestEntry(msgspec.Struct, frozen=True, kw_only=True):
     size: int = 1
     strategy: str = "direct-index"
     account_type: str = "taxable"
+    #: BLAKE2b of the account's settings and its household's ledger as enqueued
+    #: (:func:`producer.enqueue.book_digests`): another book for the same night — a lot or the
+    #: cash changed — is refused by ``enqueue`` and ``aggregate --book``.  Empty in manifests
+    #: written before it existed (not compared then).
+    book: str = ""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):

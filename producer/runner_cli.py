@@ -282,6 +282,16 @@ def run(args: argparse.Namespace) -> int:
             f"{config.universe} has none (synthetic:N has one)",
             field="--strategy",
         )
+    if config.tilts:
+        # The first day's model (cached: the run reuses it) names the universe's factors.
+        factors = market.risk_model(market.dates[t0]).factor_names
+        for k, tilt in enumerate(config.tilts):
+            if tilt.factor not in factors:
+                raise InputError(
+                    f"--tilt {tilt.factor}:{tilt.min_exposure:g}: the universe {config.universe} "
+                    f"has no factor {tilt.factor!r} (its factors: {', '.join(factors)})",
+                    field=f"--tilt[{k}]",
+                )
     # Created once every setting is accepted: a refused run leaves no empty directory behind.
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="direct-index",
         help="the account's strategy (default direct-index)",
     )
-    e.add_argument("--as-of", type=iso_date, default=None, help="YYYY-MM-DD (default fixed)")
+    e.add_argument(
+        "--as-of",
+        type=iso_date,
+        default=None,
+        help="YYYY-MM-DD; a weekend or holiday takes the NYSE session before it (default "
+        "2026-06-30)",
+    )
     e.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
     e.set_defaults(func=cmd_example_request)
 

@@ -488,3 +488,33 @@ def test_a_book_closed_sessions_before_the_night_is_run_with_a_warning_naming_th
         ["nightly", "--book", str(tmp_path / "next"), "--out", str(tmp_path / "p"), "--quiet"]
     )
     assert rc == 0 and "warning" not in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_one_line_for_nightly_and_aggregate(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Docs audit: both printed a FileExistsError traceback.
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    taken = tmp_path / "afile"
+    taken.write_text("")
+    rc = main(["nightly", "--synthetic-accounts", "2", "--names", "15", "--out", str(taken)])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "--out" in err and "it is a file" in err
+    argv = ["aggregate", "--date", "2025-06-02", "--out", str(taken)]
+    argv += ["--broker-url", "redis://127.0.0.1:9/0", "--redis-url", "redis://127.0.0.1:9/1"]
+    assert main(argv) == 2
+    assert "it is a file" in _one_line_error(capsys)
+
+
+def test_a_bad_market_json_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch) -> None:
+    # Docs audit: a truncated market.json said only "field document: not valid JSON".
+    from producer.book import book_from_pairs, write_book
+    from shared.examples import synthetic_book
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
+    write_book(tmp_path / "book", book_from_pairs(market.as_of, pairs))
+    (tmp_path / "book" / "market.json").write_text('{"as_of": "2025-06-02", "symb')
+    rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "market.json" in err and "not valid JSON" in err

@@ -183,3 +183,47 @@ def test_on_another_broker_no_priority_is_set(night, monkeypatch) -> None:
         sig.options["argsrepr"].startswith(f"({t.account.account_id!r}")
         for sig, t in zip(sent, chain, strict=True)
     )
+
+
+def test_a_night_refuses_the_same_accounts_with_another_lot_or_cash_at_enqueue_and_aggregate(
+    night, monkeypatch, tmp_path
+) -> None:
+    # Docs audit: the same night re-enqueued from a copy with one lot's quantity +1, or one
+    # account's cash changed, was accepted ({"sent": 0}), and `aggregate --book` of that copy
+    # wrote a next_book with the wrong cash and lot.
+    import msgspec
+
+    from producer.aggregate import check_book
+
+    book, market = night
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
+    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    expected = manifest(client, market.as_of)
+    check_book(market.as_of, expected, book)  # the book it was enqueued from passes
+
+    spec = book.accounts[0]
+    richer = msgspec.structs.replace(spec, cash_usd=spec.cash_usd + 1)
+    cash_book = msgspec.structs.replace(
+        book, accounts=[richer if a is spec else a for a in book.accounts]
+    )
+    state = book.ledgers[spec.household_id]
+    lot = next(x for x in state.lots if x.account == spec.account_id)
+    more = msgspec.structs.replace(lot, quantity=lot.quantity + 1)
+    lot_book = msgspec.structs.replace(
+        book,
+        ledgers={
+            **book.ledgers,
+            spec.household_id: msgspec.structs.replace(
+                state, lots=[more if x is lot else x for x in state.lots]
+            ),
+        },
+    )
+    for other in (cash_book, lot_book):
+        with pytest.raises(InputError) as err:
+            enqueue.enqueue_night(client, object(), other, market, ttl_s=600)  # type: ignore[arg-type]
+        assert err.value.field == "--book" and "other lots or cash" in str(err.value)
+        with pytest.raises(InputError) as err:
+            check_book(market.as_of, expected, other)
+        assert err.value.field == "--book" and spec.account_id in str(err.value)
+    assert manifest(client, market.as_of) == expected  # untouched

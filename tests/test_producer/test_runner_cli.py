@@ -189,6 +189,7 @@ def _refused(capsys, argv: list[str]) -> str:
         (["--long-short", "130/30"], "field --long-short"),  # the strategy is direct-index
         (["--harvest-threshold", "0.2"], "field --harvest-threshold"),  # no --baselines
         (["--exclude", "NOT-IN-IT"], "field --exclude"),
+        (["--tilt", "nofactor:0.3"], "field --tilt[0]"),  # docs audit: refused mid-run before
     ],
 )
 def test_a_setting_only_a_later_run_would_use_is_refused_before_any_run(
@@ -340,3 +341,12 @@ def test_the_money_axis_prints_distinct_ticks_on_a_nav_that_moved_by_thousands()
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
     plt.close(fig)
+
+
+def test_a_two_name_universe_runs_with_its_default_cap_held_at_one(tmp_path) -> None:
+    # Docs audit: the default cap max(10%, 1.25 × the largest benchmark weight) was 1.16 on a
+    # two-name universe and the first rebalance rejected it.
+    out = tmp_path / "o"
+    argv = ["--start", "2020-01-02", "--end", "2020-01-10", "--universe", "synthetic:2"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["settings"]["max_weight"] == 1.0
