@@ -1482,8 +1482,26 @@ class _SolveLog:
     solves: int = 0
 
 
+#: ``exclusions_over_time``: the objective's pull (per unit of weight held) on an excluded name
+#: the realized-gain or turnover budget keeps from being sold whole tonight — a negative alpha
+#: far above any tax or tracking benefit of holding it, so the solve sells all the budget allows.
+EXCLUSION_PULL = 1.0
+
+
 def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | None:
     """The problem with one more relaxation step, or None when the step changes nothing."""
+    if step == "exclusions_over_time":
+        # DESIGN §2: exclusions are sold "tax-aware, over time if a gain budget says so".  An
+        # excluded name (cap 0) still held long may stay at most at its weight, with no buys,
+        # and is pulled out as far as the budgets allow; the rest is sold on later nights.
+        held = (data.max_w == 0.0) & (np.asarray(data.w0) > WEIGHT_EPS)
+        if not held.any() or (data.turnover_max_w is None and data.gain_budget_w is None):
+            return None
+        max_w = np.array(data.max_w, dtype=np.float64)
+        max_w[held] = np.asarray(data.w0)[held]
+        alpha = np.zeros(data.n) if data.alpha is None else np.array(data.alpha, dtype=np.float64)
+        alpha[held] -= EXCLUSION_PULL
+        return dataclasses.replace(data, max_w=max_w, alpha=alpha)
     if step == "tilt":
         return dataclasses.replace(data, tilts=()) if data.tilts else None
     if step == "no_te_budget":
@@ -1733,42 +1751,31 @@ def _solve_chain(
     label = "base"
     next_step = 0
     while True:
-        data = transform(_with_sides(ctx, pre, locked))
-        sol = _try_solve(data, solve, log, label)
-        if sol is not None:
-            sol, data = _refine_sides(ctx, sol, data, pre, locked, transform, solve, log, label)
-            return sol, data, relaxations
-        free_data = transform(_with_sides(ctx, pre, locked, free=True))
-        free = _try_solve(free_data, solve, log, f"{label}/free sides")
-        for suffix in ("", " (no flips)"):
-            if free is None:
-                break
-            sides = sides_from_solution(ctx, free, locked)
-            data = transform(_with_sides(ctx, sides, locked))
-            sol = _try_solve(data, solve, log, f"{label}/searched sides{suffix}")
-            if sol is not None:
-                sol, data = _refine_sides(
-                    ctx, sol, data, sides, locked, transform, solve, log, f"{label}/searched sides"
-                )
-                return sol, data, relaxations
-            # A free solve that flipped names (sold a long out and shorted it, or the reverse)
-            # can give sides no ticket meets: a flipped name sold at a loss goes to the harvest
-            # side, where it may not be shorted.  Search once more from a free solve without
-            # flips (audit: a 50-name market-neutral sleeve was held with feasible sides).
-            held_long, held_short = _held(ctx)
-            flipped = (free.short > WEIGHT_EPS) & held_long | (free.buy > WEIGHT_EPS) & held_short
-            if suffix or not flipped.any():
-                break
-            free = _try_solve(
-                dataclasses.replace(
-                    free_data,
-                    short_allowed=free_data.short_allowed & ~held_long,
-                    buy_allowed=free_data.buy_allowed & ~held_short,
-                ),
+        found = _solve_level(ctx, pre, locked, transform, solve, log, label)
+        if found is not None:
+            return found[0], found[1], relaxations
+        # DESIGN §2: exclusions are sold "tax-aware, over time if a gain budget says so".  At
+        # every infeasible level with an excluded name held and a gain or turnover budget, the
+        # level is tried with the exclusions sold only as far as the budgets allow; it is kept
+        # when a budget binds (they are what kept the sale from being whole), else the
+        # exclusions stay whole and the chain goes on (tracking or tilts were the conflict).
+        if _relaxed(transform(ctx.base), "exclusions_over_time", te_budget) is not None:
+            steps = [*relaxations, "exclusions_over_time"]
+            found = _solve_level(
+                ctx,
+                pre,
+                locked,
+                _chain_transform(steps, te_budget),
                 solve,
                 log,
-                f"{label}/free sides (no flips)",
+                "+".join([*relaxations[-1:], "exclusions_over_time"]),
             )
+            if found is not None and _budgets_bind(*found):
+                return found[0], found[1], steps
+            if found is not None:
+                log.attempts.append(
+                    "exclusions_over_time: the budgets do not bind; the exclusions stay whole"
+                )
         probe = transform(ctx.base)
         while True:
             step = RELAXATION_CHAIN[next_step]
@@ -1782,6 +1789,69 @@ def _solve_chain(
                 transform = _chain_transform(relaxations, te_budget)
                 label = step
                 break
+
+
+def _budgets_bind(sol: Solution, data: ProblemData) -> bool:
+    """Whether the solution sits at its realized-gain budget or its turnover limit."""
+    tol = 1e-6
+    if data.gain_budget_w is not None:
+        gain = float(data.lot_gain @ sol.sell)
+        if len(sol.cover):
+            gain += float(data.short_gain @ sol.cover)
+        if gain >= data.gain_budget_w - tol:
+            return True
+    if data.turnover_max_w is not None:
+        legs = float(sol.sell.sum() + sol.buy.sum() + sol.cover.sum() + sol.short.sum())
+        if legs >= data.turnover_max_w - tol:
+            return True
+    return False
+
+
+def _solve_level(  # noqa: PLR0917
+    ctx: _Context,
+    pre: BoolArray,
+    locked: BoolArray,
+    transform: Callable[[ProblemData], ProblemData],
+    solve: SolveFn,
+    log: _SolveLog,
+    label: str,
+) -> tuple[Solution, ProblemData] | None:
+    """One level of the chain: the pre-pass sides, then the side search; refined when solved."""
+    data = transform(_with_sides(ctx, pre, locked))
+    sol = _try_solve(data, solve, log, label)
+    if sol is not None:
+        return _refine_sides(ctx, sol, data, pre, locked, transform, solve, log, label)
+    free_data = transform(_with_sides(ctx, pre, locked, free=True))
+    free = _try_solve(free_data, solve, log, f"{label}/free sides")
+    for suffix in ("", " (no flips)"):
+        if free is None:
+            break
+        sides = sides_from_solution(ctx, free, locked)
+        data = transform(_with_sides(ctx, sides, locked))
+        sol = _try_solve(data, solve, log, f"{label}/searched sides{suffix}")
+        if sol is not None:
+            return _refine_sides(
+                ctx, sol, data, sides, locked, transform, solve, log, f"{label}/searched sides"
+            )
+        # A free solve that flipped names (sold a long out and shorted it, or the reverse)
+        # can give sides no ticket meets: a flipped name sold at a loss goes to the harvest
+        # side, where it may not be shorted.  Search once more from a free solve without
+        # flips (audit: a 50-name market-neutral sleeve was held with feasible sides).
+        held_long, held_short = _held(ctx)
+        flipped = (free.short > WEIGHT_EPS) & held_long | (free.buy > WEIGHT_EPS) & held_short
+        if suffix or not flipped.any():
+            break
+        free = _try_solve(
+            dataclasses.replace(
+                free_data,
+                short_allowed=free_data.short_allowed & ~held_long,
+                buy_allowed=free_data.buy_allowed & ~held_short,
+            ),
+            solve,
+            log,
+            f"{label}/free sides (no flips)",
+        )
+    return None
 
 
 def _chain_transform(steps: list[str], te_budget: float) -> Callable[[ProblemData], ProblemData]:
@@ -3335,6 +3405,18 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     )
 
 
+def _exclusions_left(ctx: _Context, w: FloatArray, relaxations: list[str]) -> list[str]:
+    """After ``exclusions_over_time``: each excluded name still held, and its weight."""
+    if "exclusions_over_time" not in relaxations:
+        return []
+    left = np.flatnonzero(ctx.excluded & (w > WEIGHT_EPS)).tolist()
+    return [
+        f"exclusion {ctx.market.symbols[i]}: {w[i]:.4f} of NAV left to sell on later nights "
+        "(the realized-gain or turnover budget binds)"
+        for i in left
+    ]
+
+
 def _outcome(
     ctx: _Context,
     sol: Solution | None,
@@ -3392,7 +3474,7 @@ def _outcome(
         strategy=acct.strategy,
         status=status,
         relaxations=relaxations,
-        notes=list(ctx.notes),
+        notes=[*ctx.notes, *_exclusions_left(ctx, w, relaxations)],
         nav_usd=ctx.nav_usd,
         weights=weights,
         cash_w=cash_w,
