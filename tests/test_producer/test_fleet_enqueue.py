@@ -227,3 +227,23 @@ def test_a_night_refuses_the_same_accounts_with_another_lot_or_cash_at_enqueue_a
             check_book(market.as_of, expected, other)
         assert err.value.field == "--book" and spec.account_id in str(err.value)
     assert manifest(client, market.as_of) == expected  # untouched
+
+
+def test_a_manifest_written_before_book_digests_still_accepts_its_own_book(
+    night, monkeypatch
+) -> None:
+    # A night enqueued by an older producer has no digests: the same accounts re-enqueued by a
+    # newer one are its own book, not another.
+    from producer.results_reader import ManifestEntry, manifest_json
+
+    book, market = night
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
+    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    key = keys.manifest_key(market.as_of)
+    for account, entry in manifest(client, market.as_of).items():
+        old = ManifestEntry(
+            **{f: getattr(entry, f) for f in entry.__struct_fields__ if f != "book"}
+        )
+        client.hset(key, account, manifest_json(old))
+    assert enqueue.enqueue_night(client, object(), book, market, ttl_s=600)[0] == 12  # type: ignore[arg-type]
