@@ -786,7 +786,9 @@ def unheld_sides(
     unheld = (long0 <= 0) & (short0 <= 0) & data.buy_allowed & data.short_allowed
     if not unheld.any():
         return none, none
-    if data.alpha is not None and np.any(data.alpha != 0):
+    # A sleeve's alpha signal; not the pull ``exclusions_over_time`` puts on excluded names
+    # held long (shared.rebalance), which says nothing about unheld names.
+    if data.factor_neutral and data.alpha is not None and np.any(data.alpha != 0):
         short_pick = np.asarray(data.alpha < 0, dtype=np.bool_)
     else:
         wb = np.asarray(data.w_bench, dtype=np.float64)
