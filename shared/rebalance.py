@@ -1494,14 +1494,23 @@ def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | No
         # DESIGN §2: exclusions are sold "tax-aware, over time if a gain budget says so".  An
         # excluded name (cap 0) still held long may stay at most at its weight, with no buys,
         # and is pulled out as far as the budgets allow; the rest is sold on later nights.
-        held = (data.max_w == 0.0) & (np.asarray(data.w0) > WEIGHT_EPS)
-        if not held.any() or (data.turnover_max_w is None and data.gain_budget_w is None):
+        # Held short (long/short, a sleeve): it may stay at most as short as now, pulled back.
+        w0 = np.asarray(data.w0, dtype=np.float64)
+        closed = (data.max_w == 0.0) & (data.min_w == 0.0)
+        held = closed & (w0 > WEIGHT_EPS)
+        short = closed & (w0 < -WEIGHT_EPS)
+        if not (held.any() or short.any()) or (
+            data.turnover_max_w is None and data.gain_budget_w is None
+        ):
             return None
         max_w = np.array(data.max_w, dtype=np.float64)
-        max_w[held] = np.asarray(data.w0)[held]
+        min_w = np.array(data.min_w, dtype=np.float64)
+        max_w[held] = w0[held]
+        min_w[short] = w0[short]
         alpha = np.zeros(data.n) if data.alpha is None else np.array(data.alpha, dtype=np.float64)
         alpha[held] -= EXCLUSION_PULL
-        return dataclasses.replace(data, max_w=max_w, alpha=alpha)
+        alpha[short] += EXCLUSION_PULL
+        return dataclasses.replace(data, max_w=max_w, min_w=min_w, alpha=alpha)
     if step == "tilt":
         return dataclasses.replace(data, tilts=()) if data.tilts else None
     if step == "no_te_budget":
@@ -1770,11 +1779,15 @@ def _solve_chain(
                 log,
                 "+".join([*relaxations[-1:], "exclusions_over_time"]),
             )
-            if found is not None and _budgets_bind(*found):
+            if found is not None and (
+                _budgets_bind(*found)
+                or _feasible_without_budgets(ctx, pre, locked, transform, solve, log, label)
+            ):
                 return found[0], found[1], steps
             if found is not None:
                 log.attempts.append(
-                    "exclusions_over_time: the budgets do not bind; the exclusions stay whole"
+                    "exclusions_over_time: the budgets neither bind nor make the level "
+                    "infeasible; the exclusions stay whole"
                 )
         probe = transform(ctx.base)
         while True:
@@ -1789,6 +1802,28 @@ def _solve_chain(
                 transform = _chain_transform(relaxations, te_budget)
                 label = step
                 break
+
+
+def _feasible_without_budgets(  # noqa: PLR0917
+    ctx: _Context,
+    pre: BoolArray,
+    locked: BoolArray,
+    transform: Callable[[ProblemData], ProblemData],
+    solve: SolveFn,
+    log: _SolveLog,
+    label: str,
+) -> bool:
+    """Whether the level (exclusions sold whole) is feasible once the turnover limit and the
+    gain budget are dropped: then the budgets are what keeps the exclusions from a whole sale,
+    even where another limit binds at the over-time solution (review: a long/short book's
+    excluded short, whose cover the shape floors also slowed, was covered whole at $252,979
+    of gain against a $1,000 budget)."""
+
+    def unbudgeted(data: ProblemData) -> ProblemData:
+        return dataclasses.replace(transform(data), turnover_max_w=None, gain_budget_w=None)
+
+    free = unbudgeted(_with_sides(ctx, pre, locked, free=True))
+    return _try_solve(free, solve, log, f"{label}/without budgets") is not None
 
 
 def _budgets_bind(sol: Solution, data: ProblemData) -> bool:
@@ -1960,9 +1995,17 @@ def _ticket_cash(
 
 
 def _commission_rate(ctx: _Context) -> Decimal:
-    """``commission_bps`` as a fraction (exact), 0 for a commission-free account."""
-    bps = ctx.request.account.commission_bps
-    return Decimal(repr(bps)) / 10_000 if bps else Decimal(0)
+    """``commission_bps`` as a fraction (exact) of a direct-indexing account, whose commissions
+    are paid out of its cash; 0 for a commission-free account, and for a long/short book or a
+    market-neutral sleeve, whose cash rows hold the book's net (``net − Σw``, a sleeve's pinned
+    at 0) and whose commissions come out of the collateral, outside those rows (review: with
+    them in, every commissioned book read "cash inconsistent with weights" and a sleeve's net
+    row chased the fees)."""
+    acct = ctx.request.account
+    bps = acct.commission_bps
+    if not bps or acct.strategy != "direct-index":
+        return Decimal(0)
+    return Decimal(repr(bps)) / 10_000
 
 
 def _ticket_fees(ctx: _Context, orders: _Orders) -> Decimal:
@@ -2444,10 +2487,14 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
     # whole shares (a whole fractional lot stays whole).  A name the ticket flips to short
     # keeps every long lot sold (IRC §1259), one it flips to long every short lot covered.
     whole_step = np.abs(sell_sh - np.round(sell_sh / step_f) * step_f) < 1e-9
-    sell_adj = data.lot_sellable & ~ctx.excluded[ctx.longs.name] & whole_step
+    # An excluded name is sold whole — unless exclusions_over_time let it stay (its cap is its
+    # weight then): its lots move by a share like any other (a $16 gain-budget overshoot that
+    # one share fewer would fix was left: exclusions audit).
+    whole_only = ctx.excluded & (data.max_w == 0.0) & (data.min_w == 0.0)
+    sell_adj = data.lot_sellable & ~whole_only[ctx.longs.name] & whole_step
     sell_less_ok = sell_adj & ~(can_short & (short_sh > 0))[ctx.longs.name]
     whole_cover = np.abs(cover_sh - np.round(cover_sh / step_f) * step_f) < 1e-9
-    cover_adj = data.short_coverable & ~ctx.excluded[ctx.shorts.name] & whole_cover
+    cover_adj = data.short_coverable & ~whole_only[ctx.shorts.name] & whole_cover
     cover_less_ok = cover_adj & ~can_buy[ctx.shorts.name]
     lot_gain = data.lot_gain
     rows = {name: r for r, name in enumerate(lim.names())}
@@ -3409,10 +3456,11 @@ def _exclusions_left(ctx: _Context, w: FloatArray, relaxations: list[str]) -> li
     """After ``exclusions_over_time``: each excluded name still held, and its weight."""
     if "exclusions_over_time" not in relaxations:
         return []
-    left = np.flatnonzero(ctx.excluded & (w > WEIGHT_EPS)).tolist()
+    left = np.flatnonzero(ctx.excluded & (np.abs(w) > WEIGHT_EPS)).tolist()
     return [
-        f"exclusion {ctx.market.symbols[i]}: {w[i]:.4f} of NAV left to sell on later nights "
-        "(the realized-gain or turnover budget binds)"
+        f"exclusion {ctx.market.symbols[i]}: {abs(w[i]):.4f} of NAV left to "
+        f"{'sell' if w[i] > 0 else 'cover'} on later nights (the realized-gain or turnover "
+        "budget keeps it from a whole sale tonight)"
         for i in left
     ]
 

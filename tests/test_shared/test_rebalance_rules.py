@@ -369,3 +369,26 @@ def test_an_exclusion_a_gain_budget_keeps_from_a_whole_sale_is_sold_over_time() 
     # Without a budget the exclusion is sold whole tonight, whatever it realizes.
     whole = rebalance(_with_account(request, exclusions=[target]))
     assert target not in whole.weights and "exclusions_over_time" not in whole.relaxations
+
+
+def test_an_excluded_short_whose_cover_would_break_the_gain_budget_is_covered_over_time() -> None:
+    # Review: exclusions_over_time only knew names held long; a long/short book's excluded
+    # short (one lot's proceeds raised so that covering it gains ~$400k) was covered whole at
+    # $252,979 of gain against a $1,000 budget.
+    request = example_request(names=60, seed=1, strategy="long-short")
+    aid = request.account.account_id
+    lot = next(x for x in request.ledger.lots if x.account == aid and x.short)
+    rich = msgspec.structs.replace(lot, cost_basis_usd=lot.cost_basis_usd + Decimal(400_000))
+    ledger = msgspec.structs.replace(
+        request.ledger, lots=[rich if x is lot else x for x in request.ledger.lots]
+    )
+    account = msgspec.structs.replace(
+        request.account, exclusions=[lot.symbol], gain_budget_usd=Decimal(1000)
+    )
+    out = rebalance(msgspec.structs.replace(request, ledger=ledger, account=account))
+    assert "exclusions_over_time" in out.relaxations and "budgets" not in out.relaxations
+    assert out.realized_st_usd + out.realized_lt_usd <= Decimal("1001.00")
+    assert out.weights.get(lot.symbol, 0.0) < 0.0  # still short, less than before or equal
+    assert all(t.side == "cover" for t in out.trades if t.symbol == lot.symbol)
+    assert rich.lot_id not in {t.lot_id for t in out.trades}  # the big-gain lot waits
+    assert any(n.startswith(f"exclusion {lot.symbol}: ") and "cover" in n for n in out.notes)
