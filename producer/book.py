@@ -471,8 +471,25 @@ def read_book(directory: Path) -> Book:
         as_of=as_of,
         accounts=accounts,
         ledgers=ledgers,
-        history=[_convert(row, Transaction, history.file, n) for n, row in history.rows],
+        history=[_transaction(row, history.file, n) for n, row in history.rows],
     )
+
+
+def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:
+    """A history row, held to the ledger's own rules (docs/ledger.md): quantity > 0, price
+    ≥ 0 (a data-path audit found a price of −5 copied into the next book)."""
+    txn: Transaction = _convert(row, Transaction, file, row_no)
+    for column, value, ok, rule in (
+        ("quantity", txn.quantity, txn.quantity > 0, "> 0"),
+        ("price", txn.price, txn.price >= 0, ">= 0"),
+    ):
+        if not ok:
+            raise InputError(
+                f"{file} row {row_no}: {column} {value} must be {rule}",
+                account=txn.account,
+                field=column,
+            )
+    return txn
 
 
 def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:

@@ -442,3 +442,23 @@ def test_a_last_purchase_of_a_household_with_no_account_or_lot_is_refused(
     with pytest.raises(InputError, match=r"last_purchases\.csv row 1") as err:
         read_book(tmp_path)
     assert err.value.field == "household_id"
+
+
+@pytest.mark.parametrize(
+    ("cell", "field", "text"),
+    [("-5", "price", "price -5 must be >= 0"), ("0", "quantity", "quantity 0 must be > 0")],
+)
+def test_a_history_row_breaking_the_ledgers_rules_is_refused_naming_row_and_column(
+    tmp_path: Path, cell: str, field: str, text: str
+) -> None:
+    # Data-path audit: a history row priced −5 ran the night and was copied into next_book.
+    hand_book(tmp_path)
+    quantity, price = ("10", cell) if field == "price" else (cell, "120")
+    (tmp_path / "history.csv").write_text(
+        "id,date,account,account_type,symbol,side,quantity,price,lot_id,household_id\n"
+        f"t1,2023-01-03,ACC-1,taxable,AAA,buy,{quantity},{price},L1,HH-1\n"
+    )
+    with pytest.raises(InputError) as err:
+        read_book(tmp_path)
+    assert err.value.field == field and "history.csv row 1" in str(err.value)
+    assert text in str(err.value)
