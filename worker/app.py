@@ -48,7 +48,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "task_default_queue": settings.queue,
         "task_acks_late": True,
-        "task_acks_on_failure_or_timeout": True,
+        # A failed task is acked (it recorded its outcome); a delivery whose pool process the
+        # hard time limit killed is requeued and counted like a lost process (deploy audit:
+        # acked, it was never retried and its household stopped).
+        "task_acks_on_failure": True,
+        "task_acks_on_timeout": False,
         "task_reject_on_worker_lost": True,
         "task_retry_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,

@@ -148,6 +148,22 @@ def decode_task(payload: Any) -> AccountTask | Rejected | None:
         )
 
 
+def chain_place(payload: Any) -> tuple[str, int, int] | None:
+    """``(household, index, size)`` of a malformed task whose household chain can still be
+    read, so its siblings go on (deploy audit: a malformed first account left its household's
+    later accounts waiting for a ledger that was never passed on); ``None`` otherwise."""
+    if not isinstance(payload, dict):
+        return None
+    household = payload.get("household_id")
+    index = payload.get("household_index", 0)
+    size = payload.get("household_size", 1)
+    if not isinstance(household, str) or not household:
+        return None
+    if type(index) is not int or type(size) is not int or not 0 <= index < size:
+        return None
+    return household, index, size
+
+
 def _dig(payload: Any, *path: str) -> str | None:
     node = payload
     for step in path:

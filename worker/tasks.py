@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.config import Settings
 from shared.errors import SolverFailed
 from shared.messages import TASK_REBALANCE, AccountTask
-from worker.handlers import NotReady, decode_task, handle_account
+from worker.handlers import NotReady, chain_place, decode_task, handle_account
 from worker.market_data import MarketCache
 from worker.results_writer import ResultsStore
 
@@ -66,7 +66,14 @@ def register(app: Celery, settings: Settings) -> None:
         task = decode_task(payload)
         if not isinstance(task, AccountTask):  # malformed: a `rejected` outcome, or dropped
             if task is not None:
-                store.put(task)
+                place = chain_place(payload)
+                if place is None:
+                    store.put(task)
+                else:  # it traded nothing: the next sibling starts from the same ledger
+                    household, index, size = place
+                    store.put_unreadable(
+                        task, household=household, index=index, last=index + 1 >= size
+                    )
             return "dropped" if task is None else task.status
         # Deliveries that were solve attempts (or lost processes), not waits for a sibling.
         solves = max(self.request.retries - waits, 0)

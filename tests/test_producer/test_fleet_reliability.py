@@ -87,7 +87,9 @@ class Fleet:
         self.pid_dir = tmp / "pids"
         self.pid_dir.mkdir(exist_ok=True)
 
-    def worker(self, name: str, *, slow: str = "", poison: str = "", slow_s: float = 3.0):
+    def worker(
+        self, name: str, *, slow: str = "", poison: str = "", slow_s: float = 3.0, hang: str = ""
+    ):
         w = WorkerProcess(
             self.settings,
             concurrency=2,
@@ -99,6 +101,7 @@ class Fleet:
                 "TAXVIEW_FAULT_SLOW": slow,
                 "TAXVIEW_FAULT_SLOW_S": str(slow_s),
                 "TAXVIEW_FAULT_POISON": poison,
+                "TAXVIEW_FAULT_HANG": hang,
                 "TAXVIEW_FAULT_PID_DIR": str(self.pid_dir),
             },
         ).start()
@@ -610,6 +613,41 @@ def test_a_poison_account_fails_after_bounded_attempts_while_the_rest_finishes(
         rest = {a: o for a, o in got.items() if a != poison}
         expected = {a: o for a, o in reference.items() if a != poison}
         assert _firm(rest) == _firm(expected)
+    finally:
+        fleet.close()
+
+
+def test_a_solve_over_the_hard_time_limit_is_retried_then_failed_and_its_household_goes_on(
+    night, reference, tmp_path
+) -> None:
+    # Deploy audit: Celery acknowledged a delivery whose pool process the hard time limit
+    # killed (task_acks_on_failure_or_timeout), so it was never retried, never got an outcome,
+    # and the household's later accounts never ran.  The timed-out delivery is now requeued
+    # (task_acks_on_timeout = False) and counted like a lost process.
+    book, market = night
+    first = next(
+        specs[0].account_id
+        for specs in book.households().values()
+        if len(specs) > 1 and book.accounts[MALFORMED] not in specs
+    )
+    siblings = next(s for s in book.households().values() if s[0].account_id == first)[1:]
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.worker("w0", hang=first)
+        fleet.enqueue(book, market)
+        took = fleet.wait_done(timeout_s=120.0)
+        got = fleet.outcomes()
+        bad = got[first]
+        assert isinstance(bad, Failed) and "solve attempts that never finished" in bad.reason
+        assert f"after {fleet.settings.max_retries + 1} solve attempts" in bad.reason
+        for spec in siblings:  # the household went on
+            assert not isinstance(got[spec.account_id], Failed), got[spec.account_id]
+        others = {spec.account_id for spec in siblings} | {first}
+        rest = {a: o for a, o in got.items() if a not in others}
+        expected = {a: o for a, o in reference.items() if a not in others}
+        assert _firm(rest) == _firm(expected)
+        attempts = fleet.settings.max_retries + 1
+        print(f"\nhard time limit: failed after {attempts} attempts, night {took:.1f}s")
     finally:
         fleet.close()
 

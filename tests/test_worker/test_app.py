@@ -195,3 +195,41 @@ def test_only_a_flower_with_no_authentication_at_all_is_refused(
     from worker.app import flower_without_auth
 
     assert flower_without_auth(argv, env) is refused
+
+
+def test_a_malformed_first_account_passes_its_households_ledger_on_to_the_next() -> None:
+    # Deploy audit: a household's first account sent with max_weight "abc" was stored
+    # `rejected`, but its sibling waited for a ledger that was never passed on and failed.
+    import datetime as dt
+
+    import redis
+
+    from shared import results_keys as keys
+    from shared.messages import AccountSpec, AccountTask, LedgerState, to_wire
+
+    url = "redis://127.0.0.1:6379/13"
+    client = redis.Redis.from_url(url)
+    day = dt.date(2031, 1, 3)
+    app = create_app(Settings.from_env({"TAXVIEW_BROKER_URL": url, "TAXVIEW_REDIS_URL": url}))
+    staged = keys.encode_ledger(LedgerState(as_of=day, household_id="HM"))
+    client.hset(keys.ledger_key(day, "HM"), "0", staged)
+    payload = to_wire(
+        AccountTask(
+            as_of=day,
+            market_key="unused",
+            account=AccountSpec(account_id="M1", household_id="HM"),
+            household_id="HM",
+            household_index=0,
+            household_size=2,
+        )
+    )
+    payload["account"]["max_weight"] = "abc"
+    try:
+        assert app.tasks[TASK_REBALANCE].run(payload) == "rejected"
+        stored = client.hget(keys.results_key(day), "M1")
+        assert stored is not None and b"account.max_weight" in stored
+        # The sibling (index 1) starts from the same ledger: the rejected account traded nothing.
+        assert client.hget(keys.ledger_key(day, "HM"), "1") == staged
+    finally:
+        for key in client.scan_iter(match=f"*{day}*"):
+            client.delete(key)
