@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Final
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -92,7 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         default = cls()
         broker = env.get(f"{PREFIX}BROKER_URL", "").strip()
         redis_url = env.get(f"{PREFIX}REDIS_URL", "").strip()
-        if not redis_url and broker.startswith(("redis://", "rediss://")):
+        if not redis_url and broker.startswith(("redis://", "rediss://", "unix://")):
             redis_url = broker
         ints: dict[str, int] = {}
         for name, var, minimum in _INT_VARS:
@@ -109,7 +110,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if value < minimum:
                 raise InputError(f"must be at least {minimum}, got {value}", field=f"{PREFIX}{var}")
             ints[name] = value
-        if f"{PREFIX}VISIBILITY_TIMEOUT" not in env:
+        if not env.get(f"{PREFIX}VISIBILITY_TIMEOUT", "").strip():  # unset or empty: the default
             ints["visibility_timeout_s"] = max(
                 ints["visibility_timeout_s"], ints["hard_time_limit_s"] + 20
             )
@@ -151,6 +152,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "use redis:// or amqp://",
                 field=f"{PREFIX}BROKER_URL",
             )
+        for url, var in ((self.broker_url, "BROKER_URL"), (self.redis_url, "REDIS_URL")):
+            _check_url(url, f"{PREFIX}{var}")
         if self.broker_url and not self.redis_url:
             raise InputError(
                 "a non-Redis broker needs a results store: set TAXVIEW_REDIS_URL=redis://host:6379/1",
@@ -183,6 +186,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, var, _ in _INT_VARS:
             env[f"{PREFIX}{var}"] = str(getattr(self, name))
         return env
+
+
+def _check_url(url: str, field: str) -> None:
+    """Refuse a server URL whose host and port cannot be read, without echoing it (it may hold
+    a password): a password with ``/``, ``#``, ``?`` or ``@`` must be percent-encoded (deploy
+    audit: a base64 password with ``/`` crashed preflight and the worker with a traceback that
+    showed its first characters)."""
+    if not url or url.startswith("unix://"):
+        return
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise InputError(
+            "cannot read the host and port of this URL; percent-encode any '/', '#', '?' or '@' "
+            "in its password (e.g. / as %2F)",
+            field=field,
+        ) from exc
+    if not parts.hostname:
+        raise InputError("the URL names no host", field=field)
 
 
 #: (attribute, variable suffix, minimum) of every integer setting.

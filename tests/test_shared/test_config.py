@@ -88,3 +88,24 @@ def test_an_unknown_broker_scheme_is_refused() -> None:
     with pytest.raises(InputError) as err:
         Settings.from_env({"TAXVIEW_BROKER_URL": "http://x"})
     assert err.value.field == "TAXVIEW_BROKER_URL"
+
+
+def test_a_url_whose_password_breaks_it_is_one_line_naming_the_variable_not_the_password() -> None:
+    # Deploy audit: a base64 password with '/' crashed preflight and the worker with a traceback
+    # that showed its first characters.
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_BROKER_URL": "redis://:s3cr/et@redis:6379/0"})
+    assert err.value.field == "TAXVIEW_BROKER_URL" and "s3cr" not in str(err.value)
+    assert "percent-encode" in str(err.value)
+    ok = Settings.from_env({"TAXVIEW_BROKER_URL": "redis://:s3cr%2Fet@redis:6379/0"})
+    assert ok.redis_url == ok.broker_url  # the store defaults to the broker's server
+
+
+def test_an_empty_visibility_timeout_is_its_default_like_every_other_variable() -> None:
+    s = Settings.from_env({"TAXVIEW_HARD_TIME_LIMIT": "100", "TAXVIEW_VISIBILITY_TIMEOUT": ""})
+    assert s.visibility_timeout_s == 120  # max(60, hard + 20)
+
+
+def test_a_unix_socket_broker_is_also_the_default_results_store() -> None:
+    s = Settings.from_env({"TAXVIEW_BROKER_URL": "unix:///run/redis.sock"})
+    assert s.redis_url == "unix:///run/redis.sock"
