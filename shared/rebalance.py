@@ -1602,15 +1602,16 @@ def _refine_sides(  # noqa: PLR0917
     log: _SolveLog,
     label: str,
 ) -> tuple[Solution, ProblemData]:
-    """Reopen the harvest-side names the solve did not harvest, and re-solve once.
+    """Reopen the harvest-side names the solve did not harvest and re-solve, repeated while it
+    reopens names and improves (:func:`_reopen_rounds`); then try the side search's sides.
 
     The pre-pass (:func:`harvest_sides`) forbids buys of every name with a worthwhile loss lot,
     also of those the solve then leaves unsold; tracking then has to be done with fewer names.
     Keeping only the names the solution sold at a loss on the harvest side (plus names that may
     not be bought, are over their cap or locked) and moving every other name to the buy side is
     a legal side assignment under which the first solution stays feasible (it sold none of the
-    reopened names' loss lots), so the re-solve can only improve the objective; the better of the
-    two is kept.
+    reopened names' loss lots), so each re-solve can only improve the objective; the best is
+    kept.
 
     The re-solve runs whenever a name was reopened.  A first-order shortcut used to skip it
     when no reopened name had a negative marginal TE, on the reasoning that a buy of one could
