@@ -144,7 +144,8 @@ RELAXATION_CHAIN: tuple[str, ...] = (
     "te_budget×1.5",
     "te_budget×2",
     "no_te_budget",
-    "budgets",
+    "turnover",
+    "gain_budget",
     "book_shape",
     "hold",
 )
@@ -1520,10 +1521,17 @@ def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | No
             return None
         factor = float(step.removeprefix("te_budget×"))
         return dataclasses.replace(data, te_max=te_budget * factor)
-    if step == "budgets":
-        if data.turnover_max_w is None and data.gain_budget_w is None:
+    # The turnover limit goes before the realized-gain budget, each alone: the budget is the
+    # client's tax limit, and dropping both together when only the turnover conflicted
+    # realized $42,171 against a $500 budget (exclusions audit, a 50-name long/short book).
+    if step == "turnover":
+        if data.turnover_max_w is None:
             return None
-        return dataclasses.replace(data, turnover_max_w=None, gain_budget_w=None)
+        return dataclasses.replace(data, turnover_max_w=None)
+    if step == "gain_budget":
+        if data.gain_budget_w is None:
+            return None
+        return dataclasses.replace(data, gain_budget_w=None)
     if step == "book_shape":
         if data.long_min_w is None and data.short_min_w is None:
             return None

@@ -406,7 +406,7 @@ def product_point(d: RefData, outcome: dict[str, Any]) -> ProductPoint:
 def relaxed_options(d: RefData, relaxations: list[str]) -> dict[str, Any]:
     """Map the outcome's recorded relaxations to the reference's knobs (TE budget scale, …)."""
     te_scale = 1.0
-    drop_te = drop_tilts = drop_budgets = False
+    drop_te = drop_tilts = drop_turnover = drop_gain_budget = False
     for step in relaxations:
         if step == "tilt":
             drop_tilts = True
@@ -414,13 +414,16 @@ def relaxed_options(d: RefData, relaxations: list[str]) -> dict[str, Any]:
             te_scale = float(step.split("×", 1)[1])
         elif step == "no_te_budget":
             drop_te = True
-        elif step == "budgets":
-            drop_budgets = True
+        elif step == "turnover":
+            drop_turnover = True
+        elif step == "gain_budget":
+            drop_gain_budget = True
     return {
         "te_scale": te_scale,
         "drop_te_budget": drop_te,
         "drop_tilts": drop_tilts,
-        "drop_budgets": drop_budgets,
+        "drop_turnover": drop_turnover,
+        "drop_gain_budget": drop_gain_budget,
     }
 
 
@@ -482,7 +485,8 @@ def audit(req: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
     d_eff = with_account(
         d,
         te_budget=float(acct.get("te_budget", 0.02)) * opts["te_scale"],
-        **({"turnover_limit_w": None, "gain_budget_usd": None} if opts["drop_budgets"] else {}),
+        **({"turnover_limit_w": None} if opts["drop_turnover"] else {}),
+        **({"gain_budget_usd": None} if opts["drop_gain_budget"] else {}),
     )
     solve_kw = {"drop_te_budget": opts["drop_te_budget"], "drop_tilts": opts["drop_tilts"]}
     pp = product_point(d, outcome)
