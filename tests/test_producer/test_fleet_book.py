@@ -20,7 +20,7 @@ from producer.book import (
 from shared import results_keys as keys
 from shared.errors import InputError
 from shared.examples import synthetic_book, synthetic_book_stream
-from shared.messages import LastPurchase, encode_json
+from shared.messages import LastPurchase, Transaction, encode_json
 
 DAY = dt.date(2025, 6, 2)
 
@@ -316,26 +316,32 @@ def test_the_last_purchases_memory_survives_a_book_round_trip(
     assert all(not s.last_purchases for h, s in back.ledgers.items() if h != household)
 
 
+_XYZ_DAY = dt.date(2025, 5, 1)
+
+
+def _xyz_txn(tid: str, days: int, side: str, qty: int, *, price: int, lot: str) -> Transaction:
+    """A1's XYZ trade ``days`` after :data:`_XYZ_DAY` (the wash-split lot tests)."""
+    return Transaction(
+        id=tid,
+        date=_XYZ_DAY + dt.timedelta(days=days),
+        account="A1",
+        symbol="XYZ",
+        side=side,  # type: ignore[arg-type]
+        quantity=Decimal(qty),
+        price=Decimal(price),
+        lot_id=lot,
+    )
+
+
 def test_a_lot_split_by_a_partial_wash_sale_reads_back_from_the_next_book(tmp_path: Path) -> None:
     # Sold 100 XYZ at a loss, bought 300 five days later: 100 of them replace the loss (basis
     # and holding period adjusted), 200 do not — two parts of lot L1 under its one id
     # (IRC §1091(d)).  The next night reads them back; an id on two purchases stays an error.
     from shared.ledger import Ledger
-    from shared.messages import AccountSpec, Transaction
+    from shared.messages import AccountSpec
 
-    day = dt.date(2025, 5, 1)
-
-    def txn(tid: str, days: int, side: str, qty: int, *, price: int, lot: str) -> Transaction:
-        return Transaction(
-            id=tid,
-            date=day + dt.timedelta(days=days),
-            account="A1",
-            symbol="XYZ",
-            side=side,  # type: ignore[arg-type]
-            quantity=Decimal(qty),
-            price=Decimal(price),
-            lot_id=lot,
-        )
+    day = _XYZ_DAY
+    txn = _xyz_txn
 
     ledger = Ledger(household_id="H1")
     for t in (
@@ -379,21 +385,9 @@ def _split_lot_states():
     a clean part of 200, one id, IRC §1091(d)), then sold all of L1 at a loss (two pending
     losses of one sale and one lot id)."""
     from shared.ledger import Ledger
-    from shared.messages import Transaction
 
-    day = dt.date(2025, 5, 1)
-
-    def txn(tid: str, days: int, side: str, qty: int, *, price: int, lot: str) -> Transaction:
-        return Transaction(
-            id=tid,
-            date=day + dt.timedelta(days=days),
-            account="A1",
-            symbol="XYZ",
-            side=side,  # type: ignore[arg-type]
-            quantity=Decimal(qty),
-            price=Decimal(price),
-            lot_id=lot,
-        )
+    day = _XYZ_DAY
+    txn = _xyz_txn
 
     ledger = Ledger(household_id="H1")
     ledger.apply(txn("b0", 0, "buy", 100, price=50, lot="L0"))
