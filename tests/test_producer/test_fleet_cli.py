@@ -120,16 +120,22 @@ def test_allow_partial_without_a_timeout_is_refused_before_anything_runs(
     assert not (tmp_path / "o").exists()
 
 
-def test_a_book_night_on_a_weekend_is_refused_naming_the_session_before(
-    tmp_path, capsys, monkeypatch
-) -> None:
+def _small_book(directory: Path, *, night: dt.date, close: dt.date) -> None:
+    """A 2-account, 15-name synthetic book closed on ``close``, with the market of ``night``
+    as its ``market.json``."""
     from producer.book import book_from_pairs, write_book, write_market
     from shared.examples import synthetic_book
 
+    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=night)
+    write_book(directory, book_from_pairs(close, pairs))
+    write_market(directory / "market.json", market)
+
+
+def test_a_book_night_on_a_weekend_is_refused_naming_the_session_before(
+    tmp_path, capsys, monkeypatch
+) -> None:
     monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
-    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
-    write_book(tmp_path / "book", book_from_pairs(dt.date(2025, 6, 5), pairs))
-    write_market(tmp_path / "book" / "market.json", market)
+    _small_book(tmp_path / "book", night=dt.date(2025, 6, 2), close=dt.date(2025, 6, 5))
     argv = ["enqueue", "--book", str(tmp_path / "book"), "--date", "2025-06-07"]
     argv += ["--broker-url", "redis://127.0.0.1:9/0", "--redis-url", "redis://127.0.0.1:9/1"]
     assert main(argv) == 2
@@ -138,14 +144,9 @@ def test_a_book_night_on_a_weekend_is_refused_naming_the_session_before(
 
 
 def test_a_night_before_the_books_close_is_refused(tmp_path, capsys, monkeypatch) -> None:
-    from producer.book import book_from_pairs, write_book, write_market
-    from shared.examples import synthetic_book
-
     monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
-    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
-    book = book_from_pairs(dt.date(2025, 6, 3), pairs)  # the book closed after the market's day
-    write_book(tmp_path / "book", book)
-    write_market(tmp_path / "book" / "market.json", market)
+    # The book closed after the market's day.
+    _small_book(tmp_path / "book", night=dt.date(2025, 6, 2), close=dt.date(2025, 6, 3))
     rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
     err = _one_line_error(capsys)
     assert rc == 2 and "2025-06-02" in err and "2025-06-03" in err
@@ -466,13 +467,8 @@ def test_a_book_closed_sessions_before_the_night_is_run_with_a_warning_naming_th
     # Nights audit: night 11-29 ran on the 11-27 input book silently; had the 11-27 night run,
     # its trades would be traded again.  A firm that skipped a session has no newer book, so
     # this warns rather than refuses.
-    from producer.book import book_from_pairs, write_book, write_market
-    from shared.examples import synthetic_book
-
     monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
-    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 4))
-    write_book(tmp_path / "book", book_from_pairs(dt.date(2025, 6, 2), pairs))
-    write_market(tmp_path / "book" / "market.json", market)
+    _small_book(tmp_path / "book", night=dt.date(2025, 6, 4), close=dt.date(2025, 6, 2))
     rc = main(
         ["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o"), "--quiet"]
     )
@@ -481,9 +477,7 @@ def test_a_book_closed_sessions_before_the_night_is_run_with_a_warning_naming_th
     assert rc == 0 and len(warnings) == 1, err
     assert "closed 2025-06-02" in warnings[0] and "from 2025-06-03" in warnings[0]
     # The next session's night (the book's own next night) warns about nothing.
-    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 3))
-    write_book(tmp_path / "next", book_from_pairs(dt.date(2025, 6, 2), pairs))
-    write_market(tmp_path / "next" / "market.json", market)
+    _small_book(tmp_path / "next", night=dt.date(2025, 6, 3), close=dt.date(2025, 6, 2))
     rc = main(
         ["nightly", "--book", str(tmp_path / "next"), "--out", str(tmp_path / "p"), "--quiet"]
     )
@@ -508,12 +502,9 @@ def test_an_out_that_is_a_file_is_one_line_for_nightly_and_aggregate(
 
 def test_a_bad_market_json_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch) -> None:
     # Docs audit: a truncated market.json said only "field document: not valid JSON".
-    from producer.book import book_from_pairs, write_book
-    from shared.examples import synthetic_book
-
     monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
-    market, pairs = synthetic_book(accounts=2, names=15, seed=1, as_of=dt.date(2025, 6, 2))
-    write_book(tmp_path / "book", book_from_pairs(market.as_of, pairs))
+    day = dt.date(2025, 6, 2)
+    _small_book(tmp_path / "book", night=day, close=day)
     (tmp_path / "book" / "market.json").write_text('{"as_of": "2025-06-02", "symb')
     rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
     err = _one_line_error(capsys)
