@@ -591,6 +591,24 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
+def _csv_rows(reader: Any, *, file: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line the row starts on, cells)`` for each row of a strict ``csv.reader``; a CSV error
+    (a quote opened and never closed) is an ``InputError`` naming the file and the row."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            where = "header" if start == 1 else f"row {start - 1}"
+            raise InputError(
+                f"{file} {where}: not valid CSV ({exc}): a quote opened and never closed?",
+                field="row",
+            ) from exc
+        yield start, cells
+
+
 def _table(
     directory: Path,
     name: str,
@@ -622,16 +640,26 @@ def _table(
             raw.append((i + 1, [_cell(v) for v in row.values()]))
     elif csv_path.exists():
         file = csv_path.name
+        header = []
         with csv_path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel) is dropped
-            reader = csv.reader(fh)
-            header = [c.strip() for c in next(reader, [])]
-            if not header:
-                raise InputError(f"{file} is empty: it needs a header row", field=name)
-            for cells in reader:
+            # strict: a stray quote is an error, not a cell that swallows the rows after it
+            reader = csv.reader(fh, strict=True)
+            for row_start, cells in _csv_rows(reader, file=file):
+                if row_start == 1:
+                    header = [c.strip() for c in cells]
+                    if not header:
+                        break
+                    continue
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue  # a blank line
                 # A data row is numbered from 1 after the header, by line: row N is line N + 1.
                 row_no = reader.line_num - 1
+                if any("\n" in c or "\r" in c for c in cells):
+                    raise InputError(
+                        f"{file} row {row_start - 1}: a cell spans several lines (a quote "
+                        "opened and never closed?)",
+                        field="row",
+                    )
                 if len(cells) != len(header):
                     raise InputError(
                         f"{file} row {row_no}: {len(cells)} cells, but the header has "
@@ -639,6 +667,8 @@ def _table(
                         field="row",
                     )
                 raw.append((row_no, [c.strip() for c in cells]))
+        if not header:
+            raise InputError(f"{file} is empty: it needs a header row", field=name)
     elif optional_file:
         return _Table(file=f"{name}.csv", rows=[])
     else:

@@ -88,6 +88,8 @@ EXAMPLE_IDENTICAL = "GOOG=GOOGL"
 #: spreadsheets write 0.00001 as ``1e-05``); no ``_`` separators, no NaN or Infinity.
 _PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
 _SIDES: dict[str, Side] = {"buy": "buy", "sell": "sell", "short": "short", "cover": "cover"}
 _ACCOUNT_TYPES: dict[str, AccountType] = {"taxable": "taxable", "ira": "ira", "roth": "roth"}
 
@@ -116,7 +118,7 @@ def parse_identical(text: str | None) -> list[list[str]]:
         if not part.strip():
             continue
         members = [s.strip().upper() for s in part.split("=")]
-        if any(ch in m for m in members for ch in ", \t"):
+        if any(ch in m for m in members for ch in ", \t\r\n"):
             # "SPY=VOO,IVV" would silently make "VOO,IVV" one symbol and miss the wash sale.
             raise InputError(
                 f"group {part.strip()!r} has a symbol with a comma or a space; separate groups "
@@ -162,9 +164,9 @@ def parse_row(row: Mapping[str | None, Any], *, line: int) -> Transaction:
     if row.get(None):
         raise LedgerError("the row has more fields than the header", row=rid, field="id")
     try:
-        date = dt.date.fromisoformat(values["date"])
-        if len(values["date"]) != 10:
+        if not _ISO_DATE.fullmatch(values["date"]):  # not 2024-W01-1 or 20240101
             raise ValueError(values["date"])
+        date = dt.date.fromisoformat(values["date"])
     except ValueError as exc:
         raise LedgerError(
             f"{values['date']!r} is not an ISO date (YYYY-MM-DD)", row=rid, field="date"
@@ -219,8 +221,12 @@ def read_transactions(stream: TextIO) -> Iterator[Transaction]:
         LedgerError: a bad row (row id and field), or a duplicate id.
         InputError: a missing column.
     """
-    reader = csv.DictReader(stream)
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # strict: a stray quote is an error, not a field that swallows the rows after it
+    reader = csv.DictReader(stream, strict=True)
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise InputError(f"the header is not valid CSV: {exc}", field="header") from exc
     missing = [c for c in INPUT_COLUMNS if c not in header]
     if missing:
         raise InputError(
@@ -232,14 +238,40 @@ def read_transactions(stream: TextIO) -> Iterator[Transaction]:
         raise InputError(f"column(s) {', '.join(twice)} appear more than once", field="header")
     reader.fieldnames = header
     seen: set[str] = set()
-    for raw in reader:
+    rows = iter(reader)
+    while True:
+        start = reader.line_num + 1  # the line the next row starts on
+        try:
+            raw = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise LedgerError(
+                f"not valid CSV ({exc}): a quote opened and never closed?",
+                row=f"at line {start}",
+                field="csv",
+            ) from exc
         if not any((v or "").strip() for k, v in raw.items() if k is not None):
             continue  # blank line
+        _one_line_fields(raw, line=reader.line_num)
         txn = parse_row(raw, line=reader.line_num)
         if txn.id in seen:
             raise LedgerError(f"id {txn.id} appears twice", row=txn.id, field="id")
         seen.add(txn.id)
         yield txn
+
+
+def _one_line_fields(raw: Mapping[str | None, Any], *, line: int) -> None:
+    """A quoted field may not span lines: a stray quote would otherwise swallow the rows after
+    it into one field, and the trades in them would silently go missing (ledger audit)."""
+    for key, value in raw.items():
+        if key is not None and isinstance(value, str) and ("\n" in value or "\r" in value):
+            rid = str(raw.get("id") or "").strip() or f"at line {line}"
+            raise LedgerError(
+                f"{key} spans several lines (a quote opened and never closed?)",
+                row=rid if "\n" not in rid and "\r" not in rid else f"at line {line}",
+                field=key.strip(),
+            )
 
 
 def replay(stream: TextIO, *, lot_method: LotMethod, identical: list[list[str]]) -> Ledger:

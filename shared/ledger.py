@@ -72,11 +72,27 @@ LAST_DATE = dt.date(2999, 12, 31)
 #: inside ``Decimal``'s 28-digit context, so money always rounds to the cent without overflow.
 MAX_QUANTITY = Decimal(10) ** 10
 MAX_PRICE = Decimal(10) ** 10
+#: Most decimal places of a quantity (fractional shares; a float's digits fit).  With at most 10
+#: integer digits that is 28 significant digits, inside the 28-digit context, so a remainder of a
+#: lot is never rounded back up to what was held: without the limit, selling 1e-29 then 1 share
+#: out of 1 held passed, since 1 − 1e-29 rounds back to 1 (ledger audit).
+MAX_QUANTITY_PLACES = 18
 
 
 # --------------------------------------------------------------------------------------------
 # Dates and money
 # --------------------------------------------------------------------------------------------
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Decimal places of a finite ``value`` without its trailing zeros (``1.50`` → 1), read
+    from its digits: no arithmetic, so ``1E-999999999`` cannot underflow to 0."""
+    _, digits, exponent = value.as_tuple()
+    text = "".join(map(str, digits)).rstrip("0")
+    if not isinstance(exponent, int) or exponent >= 0 or not text:
+        return 0
+    trailing = len(digits) - len(text)
+    return max(0, -exponent - trailing)
 
 
 def _add_one_year(day: dt.date) -> dt.date:
@@ -798,6 +814,13 @@ class Ledger:
                 field="quantity",
                 account=txn.account,
             )
+        if _decimal_places(txn.quantity) > MAX_QUANTITY_PLACES:
+            raise LedgerError(
+                f"quantity {txn.quantity} has more than {MAX_QUANTITY_PLACES} decimal places",
+                row=row,
+                field="quantity",
+                account=txn.account,
+            )
         try:
             p_ok = txn.price.is_finite() and txn.price >= 0
         except InvalidOperation:  # pragma: no cover - signalling NaN
@@ -1082,7 +1105,7 @@ class Ledger:
                 # IRC §1091(a): only a loss can be washed; gains and break-even never are.
                 losses.append(
                     (
-                        _fifo_key(lot),
+                        _acquisition_key(lot),
                         _Pending(
                             txn=txn.id,
                             account=txn.account,
@@ -1247,9 +1270,18 @@ def _check_commission(txn: Transaction, commission: Decimal) -> None:
         )
 
 
-def _fifo_key(lot: _Lot) -> tuple[dt.date, dt.date, int, int]:
-    """First in, first out (Treas. Reg. §1.1012-1(c)(1)): by purchase date; within one purchase
-    split by a wash sale, the replacement part with the tacked (earlier) holding period first."""
+def _fifo_key(lot: _Lot) -> tuple[dt.date, int, dt.date, int]:
+    """First in, first out (Treas. Reg. §1.1012-1(c)(1)): by purchase date, purchases of one day
+    in the order they were made (file order); within one purchase split by a wash sale, the
+    replacement part with the tacked (earlier) holding period first.  A tacked start does not
+    move a purchase ahead of an earlier one of the same day (ledger audit: it did)."""
+    return (lot.trade_date, lot.seq, lot.acquired, lot.sub)
+
+
+def _acquisition_key(lot: _Lot) -> tuple[dt.date, dt.date, int, int]:
+    """The order in which one sale's loss slices are matched with replacement shares (Treas. Reg.
+    §1.1091-1(c), "in accordance with the order of their acquisition"): trade date, then the
+    tacked start, then the order the lots were opened."""
     return (lot.trade_date, lot.acquired, lot.seq, lot.sub)
 
 

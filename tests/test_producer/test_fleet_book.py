@@ -209,6 +209,16 @@ BAD_BOOKS = [
     ),
     ("short row", "lots", "2021-03-01,2000,0,false,ira", "2021-03-01,2000", "row", "row 3"),
     ("empty account id", "accounts", "ACC-3,,taxable", ",,taxable", "account_id", "row 3"),
+    # ledger audit: a stray quote in the last column swallowed every later row into one cell
+    ("stray quote", "lots", "HH-1,ACC-1,BBB,L2,", 'HH-1,ACC-1,BBB,"L2,', "row", "row 2: not valid"),
+    (
+        "quoted line break",
+        "lots",
+        "HH-1,ACC-1,BBB,L2,",
+        'HH-1,ACC-1,BBB,"L\n2",',
+        "row",
+        "row 2: a cell spans",
+    ),
 ]
 
 

@@ -164,6 +164,8 @@ def test_identical_groups_parse_and_a_lonely_symbol_is_refused() -> None:
         parse_identical("GOOG")
     with pytest.raises(InputError):
         parse_identical("GOOG=")
+    with pytest.raises(InputError, match="comma or a space"):
+        parse_identical("A=B\nC")  # would make "B\nC" one symbol
 
 
 GOOD = "1,2024-01-02,A,taxable,XYZ,buy,10,10,L1\n"
@@ -185,6 +187,12 @@ GOOD = "1,2024-01-02,A,taxable,XYZ,buy,10,10,L1\n"
         ("7,2024-02-01,A,brokerage,XYZ,buy,1,10,", "account_type"),
         ("7,2024-02-01,A,taxable,XYZ,buy,1,10,L1", "lot_id"),
         ("1,2024-02-01,A,taxable,XYZ,buy,1,10,", "id"),
+        # ledger audit: an ISO week date is 10 characters long too
+        ("7,2024-W05-4,A,taxable,XYZ,buy,1,10,", "date"),
+        # ledger audit: 1 - 1e-29 rounds back to 1 in Decimal's 28 digits
+        ("7,2024-02-01,A,taxable,XYZ,sell,1e-29,10,", "quantity"),
+        ("7,2024-02-01,A,taxable,XYZ,buy,1e-999999999,10,", "quantity"),
+        ('7,2024-02-01,"A\nB",taxable,XYZ,buy,1,10,', "account"),
     ],
 )
 def test_a_bad_row_stops_with_one_line_naming_the_row_and_field_and_writes_nothing(
@@ -199,6 +207,54 @@ def test_a_bad_row_stops_with_one_line_naming_the_row_and_field_and_writes_nothi
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not sales.exists() and not lots.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["tx.csv"]
+
+
+def test_a_stray_quote_stops_at_its_line_instead_of_swallowing_the_rows_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ledger audit: lot_id `"L1` with no closing quote read the loss sale and its replacement
+    into one three-line lot id, and the $1,000 wash sale went missing with exit 0."""
+    body = (
+        '1,2024-01-02,A,taxable,XYZ,buy,100,50,"L1\n'
+        "2,2024-02-01,A,taxable,XYZ,sell,100,40,L1\n"
+        "3,2024-02-05,B,taxable,XYZ,buy,100,41,L2\n"
+    )
+    rc, sales, lots = _run(tmp_path, body)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("taxview: error: row at line 2, field csv: not valid CSV")
+    assert err.count("\n") == 1 and not sales.exists() and not lots.exists()
+
+
+def test_fifo_relieves_two_purchases_of_one_day_in_file_order_even_after_a_wash_tacks_one(
+    tmp_path: Path,
+) -> None:
+    """Ledger audit: L2's washed part got the tacked start 2023-12-15 and was relieved before
+    L1, bought earlier the same day (Treas. Reg. §1.1012-1(c)(1): the earliest lot purchased)."""
+    body = (
+        "1,2024-01-02,A,taxable,X,buy,10,20,L1\n"
+        "2,2024-01-02,A,taxable,X,buy,10,10,L2\n"
+        "3,2024-01-20,A,taxable,X,sell,5,15,L1\n"
+        "4,2024-03-01,A,taxable,X,sell,5,15,\n"
+    )
+    rc, sales, lots = _run(tmp_path, body)
+    assert rc == 0
+    last = _rows(sales)[-1]
+    assert (last["txn"], last["lot_id"], last["gain"]) == ("4", "L1", "-25.00")
+    assert {(r["lot_id"], r["acquired"]) for r in _rows(lots)} == {
+        ("L2", "2023-12-15"),
+        ("L2", "2024-01-02"),
+    }
+
+
+def test_a_quantity_with_eighteen_decimal_places_is_still_exact(tmp_path: Path) -> None:
+    body = (
+        "1,2024-01-02,A,taxable,XYZ,buy,1,10,L1\n"
+        "2,2024-01-03,A,taxable,XYZ,sell,0.000000000000000001,10,L1\n"
+    )
+    rc, _, lots = _run(tmp_path, body)
+    assert rc == 0
+    assert [r["quantity"] for r in _rows(lots)] == ["0.999999999999999999"]
 
 
 def test_an_error_leaves_earlier_outputs_untouched(tmp_path: Path) -> None:

@@ -324,9 +324,9 @@ class _PerShare:
             own = [s for s in own if s.lot_id == t.lot_id]
         if self.lot_method == "hifo" and not t.lot_id:
             sign = 1 if short else -1
-            own.sort(key=lambda s: (sign * s.basis, s.trade, s.acquired, s.seq, s.idx))
-        else:
-            own.sort(key=lambda s: (s.trade, s.acquired, s.seq, s.idx))
+            own.sort(key=lambda s: (sign * s.basis, s.trade, s.seq, s.acquired, s.idx))
+        else:  # FIFO: purchases of one day in the order they were made
+            own.sort(key=lambda s: (s.trade, s.seq, s.acquired, s.idx))
         sold = own[: int(t.quantity)]
         for s in sold:
             self.shares.remove(s)
