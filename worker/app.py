@@ -117,7 +117,9 @@ def create_app(settings: Settings) -> Celery:
         settings = settings.with_urls(broker_url=broker, redis_url=broker)
     app = Celery("taxview", broker=broker, set_as_current=False)
     app.conf.update(celery_config(settings))
-    from worker import lifecycle, tasks
+    from worker import kombu_patches, lifecycle, tasks
+
+    kombu_patches.patch_redis_transport()  # a Redis restart must not stop the worker
 
     tasks.register(app, settings)
     lifecycle.connect(settings)

@@ -505,7 +505,7 @@ def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, reference, tm
     slow = _slow_accounts(book)
     fleet = Fleet(tmp_path)
     try:
-        fleet.worker("w0", slow=",".join(slow), slow_s=1.0)
+        w0 = fleet.worker("w0", slow=",".join(slow), slow_s=1.0)
         producer = Producer(fleet.client, fleet.app, book, market, stall_s=15.0)
         fleet.wait_pid(slow[0])
         fleet.redis.kill()
@@ -520,6 +520,8 @@ def test_redis_down_for_ten_seconds_mid_night_loses_nothing(night, reference, tm
             f"({stats.swept} account(s) re-sent by the producer's sweep)"
         )
         _assert_same_night(fleet, reference)
+        # No supervisor here: the worker itself rode out the outage (worker.kombu_patches)
+        assert w0.proc is not None and w0.proc.poll() is None, fleet.log()[-3000:]
     finally:
         fleet.close()
 
