@@ -173,7 +173,9 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
         _one_line(f"taxview rebalance: rejected: {where + ': ' if where else ''}{outcome.reason}")
         return 1
     if isinstance(outcome, Failed):
-        _one_line(f"taxview rebalance: failed: account {outcome.account_id}: {outcome.reason}")
+        # The solver's own message may already name the account (SolverFailed's text).
+        reason = outcome.reason.removeprefix(f"account {outcome.account_id}: ")
+        _one_line(f"taxview rebalance: failed: account {outcome.account_id}: {reason}")
         return 1
     return 0
 

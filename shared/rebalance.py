@@ -133,6 +133,10 @@ MAX_LOT_QUANTITY = 1e10
 #: More cash than any account holds ($1e13); beyond it the NAV's cents overflow Decimal's
 #: 28 digits (a traceback) or the buys exceed the ledger's share limit.
 MAX_CASH_USD = Decimal(10) ** 13
+#: Largest |alpha| accepted (annualised return units: 10 = 1,000%/y).  Beyond it a signal is in
+#: the wrong units, and 1e20 made the solve fail with "objective unbounded below" instead of a
+#: rejected request (market-neutral audit).
+MAX_ABS_ALPHA = 10.0
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
@@ -331,6 +335,14 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
         if not np.isfinite(alpha).all():
             i = _first_bad(~np.isfinite(alpha))
             raise InputError("alpha must be finite", account=account, field=f"market.alpha[{i}]")
+        if (np.abs(alpha) > MAX_ABS_ALPHA).any():
+            i = _first_bad(np.abs(alpha) > MAX_ABS_ALPHA)
+            raise InputError(
+                f"alpha {alpha[i]:.6g} is beyond ±{MAX_ABS_ALPHA:g} (annualised return units: "
+                "0.05 is 5%/y; percent or raw scores are a units error)",
+                account=account,
+                field=f"market.alpha[{i}]",
+            )
     if len(set(rm.factor_names)) != k:
         raise InputError(
             "factor names must be unique", account=account, field="market.risk_model.factor_names"
@@ -1731,7 +1743,11 @@ def _reopen(  # noqa: PLR0917
     held_long = np.bincount(base.lot_name, weights=base.lot_w, minlength=base.n) > 0
     held_short = np.bincount(base.short_name, weights=base.short_w, minlength=base.n) > 0
     hint = (held_long & (sol.w < -WEIGHT_EPS), held_short & (sol.w > WEIGHT_EPS))
-    data2 = dataclasses.replace(transform(_with_sides(ctx, new_sides, locked)), flip_hint=hint)
+    data2 = dataclasses.replace(
+        transform(_with_sides(ctx, new_sides, locked)),
+        flip_hint=hint,
+        flip_hint_objective=sol.objective,
+    )
     sol2 = _try_solve(data2, solve, log, f"{label}/reopened {int(reopened.sum())} names")
     return new_sides, sol2, data2
 

@@ -119,6 +119,9 @@ class ProblemData:
     #: Flips a known feasible solution used, ``(to_short, to_long)`` per name: the guard tries
     #: them when its own choice of flips fails (the side refinement passes the first solve's).
     flip_hint: tuple[BoolArray, BoolArray] | None = None
+    #: The objective of that feasible solution: when the guard's own flips end above it, the
+    #: guard also solves with ``flip_hint``'s flips and keeps the better.
+    flip_hint_objective: float | None = None
 
     #: Account id, used only to name the account in error messages.
     account: str = ""

@@ -108,3 +108,58 @@ def test_a_negative_warmup_is_refused_by_the_parser(capsys: pytest.CaptureFixtur
         main(["bench", "solve", "--warmup", "-1"])
     assert exc.value.code == 2
     assert "--warmup" in capsys.readouterr().err
+
+
+def test_an_alpha_in_the_wrong_units_is_rejected_naming_its_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Market-neutral audit: alpha 1e20 failed the solve ("objective unbounded below") and 1e308
+    # ended in a NumericalError, instead of a rejected request naming the entry.
+    path = tmp_path / "mn.json"
+    assert (
+        main(
+            ["example-request", "--names", "25", "--strategy", "market-neutral", "--out", str(path)]
+        )
+        == 0
+    )
+    doc = json.loads(path.read_text())
+    doc["market"]["alpha"][3] = 1e20
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["rebalance", str(path)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "rejected" and out["field"] == "market.alpha[3]"
+
+
+def test_a_failed_solve_names_its_account_once_on_stderr(
+    request_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shared.rebalance
+    from shared.errors import SolverFailed
+
+    account = json.loads(request_file.read_text())["account"]["account_id"]
+
+    def fail(request: object) -> object:
+        raise SolverFailed("no attempt produced a trustworthy answer", account=account)
+
+    monkeypatch.setattr(shared.rebalance, "rebalance", fail)
+    capsys.readouterr()
+    assert main(["rebalance", str(request_file)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"taxview rebalance: failed: account {account}: no attempt produced a trustworthy answer\n"
+    )
+
+
+def test_what_a_solvers_c_code_prints_goes_to_stderr_not_into_the_outcome_json(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import os
+
+    from shared.optimizer.problem import _c_stdout_to_stderr
+
+    with _c_stdout_to_stderr():
+        os.write(1, b"ERROR: could not determine problem status.\n")
+    print("{}", flush=True)
+    out, err = capfd.readouterr()
+    assert out == "{}\n" and err == "ERROR: could not determine problem status.\n"
