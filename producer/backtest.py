@@ -199,7 +199,7 @@ class BacktestConfig:
             if isinstance(value, dt.date):
                 out[key] = value.isoformat()
             elif isinstance(value, Decimal):
-                out[key] = str(value)
+                out[key] = f"{value:.2f}"  # USD to the cent, plain (never "1E+3")
             elif value is None or isinstance(value, msgspec.Struct):
                 out[key] = msgspec.to_builtins(value)
             elif isinstance(value, tuple):

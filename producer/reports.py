@@ -138,7 +138,10 @@ def nav_figure(run: RunResult, title: str) -> Figure:
     """After-tax NAV (dark) against benchmark NAV (grey), both from the starting capital."""
     fig, ax = plt.subplots(figsize=(10, 5.2), dpi=110)
     dates = np.array(run.dates, dtype="datetime64[D]")
-    ax.plot(dates, run.benchmark_nav, color=GREY, lw=1.6, label="Benchmark NAV (total return)")
+    # The market-neutral sleeve's benchmark is cash (a flat line), not an index's total return.
+    neutral = run.config is not None and run.config.strategy == "market-neutral"
+    label = "Cash benchmark" if neutral else "Benchmark NAV (total return)"
+    ax.plot(dates, run.benchmark_nav, color=GREY, lw=1.6, label=label)
     ax.plot(dates, run.after_tax_nav, color=DARK, lw=1.6, label="After-tax NAV")
     start = float(run.benchmark_nav[0])
     ax.axhline(start, color="#cccccc", lw=0.8, ls=":", zorder=0)

@@ -38,7 +38,8 @@ def _money(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"{text!r} is above the largest amount, {MAX_CAPITAL:,}")
     if value != value.quantize(Decimal("0.01")):
         raise argparse.ArgumentTypeError(f"{text!r} must be whole cents (USD to the cent)")
-    return value
+    # Plain cents: ``1e3`` is 1000.00 in every output (summary settings, not "1E+3").
+    return value.quantize(Decimal("0.01"))
 
 
 def _fraction(text: str) -> float:
@@ -62,13 +63,16 @@ def _bps(text: str) -> float:
 
 
 def _tilt(text: str) -> tuple[str, float]:
-    name, sep, sigmas = text.partition(":")
+    # The last colon splits: sector factors are named ``sector:Energy`` (``sector:Energy:0.1``).
+    name, sep, sigmas = text.rpartition(":")
     try:
         value = float(sigmas)
     except ValueError:
         value = float("nan")
     if not sep or not name or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected FACTOR:SIGMAS, e.g. quality:0.3")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected FACTOR:SIGMAS, e.g. quality:0.3 or sector:Energy:0.1"
+        )
     return name, value
 
 
@@ -126,14 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FACTOR:SIGMAS",
-        help="minimum active exposure to a factor, in standardised units (repeatable)",
+        help="minimum active exposure to a factor, in standardised units, e.g. quality:0.3 or "
+        "sector:Energy:0.1 (the last colon splits; repeatable)",
     )
     p.add_argument(
         "--long-short",
         type=_long_short,
         default=None,
         metavar="LONG/SHORT",
-        help="book shape of the long-short strategy in percent, e.g. 130/30 (the default)",
+        help="book shape of the long-short strategy in percent, e.g. 130/30 (the default): "
+        "long 100–400, short 0–300, long − short = 100",
     )
     p.add_argument(
         "--exclude", action="append", default=[], metavar="SYMBOL", help="never hold SYMBOL"
@@ -221,6 +227,27 @@ def _config(args: argparse.Namespace) -> Any:
     )
 
 
+def _check_account_settings(config: Any) -> None:
+    """Refuse the account settings the rebalance would refuse on the first day, before the
+    market loads and ``--out`` is created: the same bounds as ``shared.rebalance``'s account
+    validation (a TE budget above 0; a single-name cap in (0, 1]).
+
+    Raises:
+        InputError: naming the flag.
+    """
+    if not config.te_budget > 0:
+        raise InputError(
+            f"--te-budget {config.te_budget:g} must be above 0 (an annualised TE cap, 0.02 = 2%)",
+            field="--te-budget",
+        )
+    if config.max_weight is not None and not 0 < config.max_weight <= 1:
+        raise InputError(
+            f"--max-weight {config.max_weight:g} must be above 0 and at most 1 "
+            "(a single-name cap as a weight, 0.10 = 10%)",
+            field="--max-weight",
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the backtest described by ``args`` and write the outputs.
 
@@ -256,6 +283,13 @@ def run(args: argparse.Namespace) -> int:
             "(add --strategy long-short)",
             field="--long-short",
         )
+    if args.baselines and config.strategy != "direct-index":
+        raise InputError(
+            f"--baselines are long-only index baselines (hold the index, harvest into peers); "
+            f"they compare with --strategy direct-index, not {config.strategy}",
+            field="--baselines",
+        )
+    _check_account_settings(config)
     if args.harvest_threshold is not None and not args.baselines:
         raise InputError(
             "--harvest-threshold sets the threshold harvester of --baselines (add --baselines)",
@@ -401,10 +435,15 @@ def run(args: argparse.Namespace) -> int:
         tradeoff_fig=tradeoff,
         tickets=policy.tickets.tickets,
     )
+    # A run whose every day was held (no trade: the solve found no feasible level) or relaxed
+    # (the tilt or the TE budget dropped) still exits 0: the line says how many there were.
+    statuses = opt.get("diagnostics", {}).get("statuses", {})
     line = (
         f"{title}: tax alpha {opt['annual_tax_alpha']:+.2%}/y, realized TE "
         f"{opt['realized_te']:.2%} (budget {used.te_budget:.2%}), wash sales "
-        f"{opt['wash_sales_created']}, {opt['rebalances']} rebalances, {seconds:.1f}s → {out}"
+        f"{opt['wash_sales_created']}, {opt['rebalances']} rebalances "
+        f"({statuses.get('held', 0)} held, {statuses.get('relaxed', 0)} relaxed), "
+        f"{seconds:.1f}s → {out}"
     )
     print(line)
     if comparison:
