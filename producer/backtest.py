@@ -287,8 +287,16 @@ def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
 class Fill:
     """What one day's trades did to the account."""
 
+    #: The day's change of the realized short- and long-term gains, restatements included.
     realized_st: Decimal
     realized_lt: Decimal
+    #: The sum of the day's slices *with a gain*, per term (the base of ``taxes_paid``).
+    gains_st: Decimal = _ZERO
+    gains_lt: Decimal = _ZERO
+    #: Restatements (IRC §1091(a)) of slices sold in an earlier calendar year than the
+    #: washing purchase, by the year of the sale: (short-term, long-term) change.  Included in
+    #: ``realized_st``/``realized_lt``; the tax books them in the sale's year.
+    prior_years: dict[int, tuple[Decimal, Decimal]] = field(default_factory=dict)
     losses: Decimal
     bought_usd: Decimal
     sold_usd: Decimal
@@ -357,7 +365,8 @@ class Book:
             LedgerError: the ledger refused a transaction (names the row and field).
             InputError: a transaction names a symbol outside the universe.
         """
-        st = lt = losses = bought = sold = cost = _ZERO
+        st = lt = losses = bought = sold = cost = gains_st = gains_lt = _ZERO
+        prior: dict[int, tuple[Decimal, Decimal]] = {}
         washed = 0
         for txn in txns:
             i = self.index.get(txn.symbol)
@@ -403,8 +412,10 @@ class Book:
                 self._counted.append(s.gain)
                 if s.term == "long":
                     lt += s.gain
+                    gains_lt += max(s.gain, _ZERO)
                 else:
                     st += s.gain
+                    gains_st += max(s.gain, _ZERO)
                 if s.gain < 0:
                     losses -= s.gain
                     self.harvested_by_year[s.date_sold.year] -= s.gain
@@ -413,13 +424,21 @@ class Book:
             if txn.side in ("buy", "short") and len(self.ledger.wash_matches) != matched:
                 # IRC §1091(a): a purchase within 30 days *after* a loss sale disallows (part
                 # of) that earlier loss.  The ledger adjusted the earlier slice in place; the
-                # adjustment is realized today, with the sold slice's term.
+                # adjustment is known today, with the sold slice's term, and belongs to the
+                # year of the sale (a December sale washed in January: ``prior_years``).
                 for s, before in self._restate(txn.date):
                     change = s.gain - before
                     if s.term == "long":
                         lt += change
                     else:
                         st += change
+                    if s.date_sold.year < txn.date.year:
+                        p_st, p_lt = prior.get(s.date_sold.year, (_ZERO, _ZERO))
+                        if s.term == "long":
+                            p_lt += change
+                        else:
+                            p_st += change
+                        prior[s.date_sold.year] = (p_st, p_lt)
                     lost = max(-s.gain, _ZERO) - max(-before, _ZERO)
                     losses += lost
                     self.harvested_by_year[s.date_sold.year] += lost
@@ -432,12 +451,39 @@ class Book:
         return Fill(
             realized_st=st,
             realized_lt=lt,
+            gains_st=gains_st,
+            gains_lt=gains_lt,
+            prior_years=prior,
             losses=losses,
             bought_usd=bought,
             sold_usd=sold,
             cost_usd=cost,
             washed=washed,
         )
+
+    def record_taxes(self, day: dt.date, fills: Sequence[Fill]) -> None:
+        """Feed one day's fills to the tax accountant: the day's realized gains (and its gain
+        slices alone, for ``taxes_paid``) in the day's year, and each restatement of a slice
+        sold in an earlier year in the year of that sale (IRC §1091(a))."""
+        st = sum((f.realized_st for f in fills), _ZERO)
+        lt = sum((f.realized_lt for f in fills), _ZERO)
+        prior: dict[int, tuple[Decimal, Decimal]] = {}
+        for f in fills:
+            for year, (p_st, p_lt) in f.prior_years.items():
+                st, lt = st - p_st, lt - p_lt
+                a, b = prior.get(year, (_ZERO, _ZERO))
+                prior[year] = (a + p_st, b + p_lt)
+        self.taxes.record(
+            day.year,
+            st,
+            lt,
+            gains_short_term=sum((f.gains_st for f in fills), _ZERO),
+            gains_long_term=sum((f.gains_lt for f in fills), _ZERO),
+        )
+        # After the day is recorded (its first session closes the previous year), so the
+        # restatement reopens that closed year.
+        for year in sorted(prior):
+            self.taxes.restate(year, *prior[year])
 
     def commission(self, amount: Decimal) -> Decimal:
         """The commission of a fill of ``amount`` USD: the cost rate of it, to the cent
@@ -940,18 +986,18 @@ def simulate(
         )
         np.copyto(last_px, raw[k], where=listed[k])
         held_unlisted = (book.shares != 0) & ~listed[k]
-        st_out = lt_out = Decimal(0)
+        fills: list[Fill] = []
         if held_unlisted.any():
             # Cash out before the policy looks at the ledger (the solver cannot see the name).
-            out = book.apply(book.close_out(day, np.flatnonzero(held_unlisted), last_px))
-            st_out, lt_out = out.realized_st, out.realized_lt
+            fills.append(book.apply(book.close_out(day, np.flatnonzero(held_unlisted), last_px)))
         txns = policy.decide(ctx)
         if ctx.rebalance:
             rebalances += 1
         fill = book.apply(txns)
+        fills.append(fill)
         if k == 0:
             first_traded = fill.bought_usd + fill.sold_usd
-        book.taxes.record(day.year, fill.realized_st + st_out, fill.realized_lt + lt_out)
+        book.record_taxes(day, fills)
         totals = book.taxes.totals()
         if config.audit:
             book.audit(day)

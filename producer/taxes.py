@@ -26,9 +26,20 @@ the year-to-date gains as if the year ended that day; at each year end it is loc
 carry-forward rolls into the next year.
 
 Definitions used in every output (both modes): ``taxes_paid`` is the tax the realized *gains*
-alone would cost (day by day, per term, at the term's rate); ``tax_saved`` is how much the realized
-losses reduced it (``taxes_paid − net tax``).  So ``net tax = taxes_paid − tax_saved`` exactly.
-Amounts are ``Decimal`` rounded to the cent (half-up) at the point each tax is computed.
+alone would cost — every sale slice with a gain (Form 8949, after wash-sale adjustments, IRC
+§1091) at its term's rate, summed per day and term before rounding, *before* any loss of the same
+day or term is netted against it; ``tax_saved`` is how much the realized losses reduced it
+(``taxes_paid − net tax``): a loss realized the same day as a same-term gain counts as saved like
+any other.  So ``net tax = taxes_paid − tax_saved`` exactly, and the split never changes the net
+tax (hence the after-tax NAV).  Amounts are ``Decimal`` rounded to the cent (half-up) at the point
+each tax is computed.
+
+Wash sales across a year end (``annual`` mode): a purchase in January that washes a loss sold in
+December disallows the loss *in the year of the sale* (IRC §1091(a): "no deduction shall be
+allowed" for the loss of that sale; IRS Pub 550, "Wash Sales": the disallowed loss is added to the
+replacement's basis).  :meth:`TaxAccountant.restate` reopens the closed year, nets it again as on
+Schedule D with the loss gone, and rolls the changed carry-forward into the later years; the
+accrual changes on the day the washing purchase is known.
 """
 
 from __future__ import annotations
@@ -213,24 +224,39 @@ class TaxAccountant:
         self._ytd_net = _ZERO  # annual: accrued tax of the open year
         self._carry_st = _ZERO
         self._carry_lt = _ZERO
+        #: Closed years' realized (short-term, long-term) gains and their carry-in (annual mode),
+        #: to net a closed year again when a later purchase washes one of its losses.
+        self._closed: dict[int, tuple[Decimal, Decimal, Decimal, Decimal]] = {}
         self._cum_st = _ZERO
         self._cum_lt = _ZERO
         #: Closed years' netting (annual mode), by year.
         self.years: dict[int, YearNetting] = {}
 
-    def record(self, year: int, short_term: Decimal, long_term: Decimal) -> Decimal:
+    def record(
+        self,
+        year: int,
+        short_term: Decimal,
+        long_term: Decimal,
+        *,
+        gains_short_term: Decimal | None = None,
+        gains_long_term: Decimal | None = None,
+    ) -> Decimal:
         """Record one day's net realized gains and return that day's change in net tax.
 
         Args:
             year: calendar year of the day.
             short_term: the day's net realized short-term gain (USD, negative = loss).
             long_term: the day's net realized long-term gain (USD).
+            gains_short_term: the sum of the day's short-term slices *with a gain* (≥ 0), before
+                any loss is netted: ``taxes_paid`` is the tax on it.  Default: the positive part
+                of ``short_term`` (a caller who only knows the day's net).
+            gains_long_term: the same for long-term slices.
 
         Returns:
             The change in accrued net tax caused by this day (negative = tax saved).
 
         Raises:
-            InputError: days are fed out of year order.
+            InputError: days are fed out of year order, or a gain sum is negative.
         """
         if self._year is None:
             self._year = year
@@ -240,8 +266,14 @@ class TaxAccountant:
             self.close_year()
             self._year = year
         before = self._net_prior + self._ytd_net
-        gross_st = cents(max(short_term, _ZERO) * self.rates.short_term)
-        gross_lt = cents(max(long_term, _ZERO) * self.rates.long_term)
+        gains_st = max(short_term, _ZERO) if gains_short_term is None else gains_short_term
+        gains_lt = max(long_term, _ZERO) if gains_long_term is None else gains_long_term
+        if gains_st < 0 or gains_lt < 0:
+            raise InputError("the day's realized gains alone must be ≥ 0", field="gains")
+        # Tax on the gain slices alone, per term at its rate (IRC §1(h), §1(j), §1411), before
+        # any loss nets against them: the losses' effect is ``tax_saved``.
+        gross_st = cents(gains_st * self.rates.short_term)
+        gross_lt = cents(gains_lt * self.rates.long_term)
         self._gross += gross_st + gross_lt
         self._cum_st += short_term
         self._cum_lt += long_term
@@ -274,12 +306,69 @@ class TaxAccountant:
         if self._year is None:
             return
         if self.netting == "annual":
+            self._closed[self._year] = (self._ytd_st, self._ytd_lt, self._carry_st, self._carry_lt)
             netting = self._netting()
             self.years[self._year] = netting
             self._net_prior += netting.tax
             self._carry_st = netting.carry_short_term
             self._carry_lt = netting.carry_long_term
         self._ytd_st = self._ytd_lt = self._ytd_net = _ZERO
+
+    def restate(self, year: int, short_term: Decimal, long_term: Decimal) -> Decimal:
+        """Book a change to the realized gains of slices sold in ``year``, known today.
+
+        A purchase within 30 days after a loss sale disallows (part of) that loss (IRC
+        §1091(a)); the ledger restates the sold slice, and this books the change (≥ 0: a loss
+        reduced) in the year of the *sale*.  In ``annual`` mode a sale of a year already closed
+        reopens it: the year is netted again (Schedule D, §1211(b), §1212(b)), its tax replaces
+        the one locked in, and the changed carry-forward rolls through the later years into the
+        open one.  In ``daily`` mode the change is taxed at the rates on the day it is booked.
+        ``taxes_paid`` is unchanged (a washed slice still has no gain: the disallowed loss is
+        at most the loss, Pub 550 "Wash Sales"); ``tax_saved`` falls by the tax change.
+
+        Args:
+            year: calendar year of the sale of the restated slices.
+            short_term: change of the short-term realized gain (USD).
+            long_term: change of the long-term realized gain (USD).
+
+        Returns:
+            The change in accrued net tax.
+
+        Raises:
+            InputError: ``year`` is after the open year, or no day was recorded yet.
+        """
+        if self._year is None or year > self._year:
+            raise InputError(f"a restatement of {year} before that year was recorded", field="date")
+        before = self._net_prior + self._ytd_net
+        self._cum_st += short_term
+        self._cum_lt += long_term
+        if self.netting == "daily":
+            self._net_prior += cents(short_term * self.rates.short_term) + cents(
+                long_term * self.rates.long_term
+            )
+        elif year == self._year:
+            self._ytd_st += short_term
+            self._ytd_lt += long_term
+            self._ytd_net = self._netting().tax
+        else:
+            if year not in self._closed:
+                raise InputError(f"year {year} was never recorded", field="date")
+            st, lt, carry_st, carry_lt = self._closed[year]
+            self._closed[year] = (st + short_term, lt + long_term, carry_st, carry_lt)
+            # Net the reopened year and every later closed year again, each with the carry-in
+            # the year before it now leaves (IRC §1212(b)).
+            for y in sorted(k for k in self._closed if k >= year):
+                st, lt, _, _ = self._closed[y]
+                self._closed[y] = (st, lt, carry_st, carry_lt)
+                netting = net_year(
+                    st, lt, rates=self.rates, carry_short_term=carry_st, carry_long_term=carry_lt
+                )
+                self.years[y] = netting
+                carry_st, carry_lt = netting.carry_short_term, netting.carry_long_term
+            self._net_prior = sum((n.tax for n in self.years.values()), _ZERO)
+            self._carry_st, self._carry_lt = carry_st, carry_lt
+            self._ytd_net = self._netting().tax
+        return self._net_prior + self._ytd_net - before
 
     @property
     def carry_forward(self) -> tuple[Decimal, Decimal]:
