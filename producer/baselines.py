@@ -13,6 +13,15 @@
   of the last 30 days is not sold, a name sold at a loss in the last 30 days is not bought, and a
   name is never bought on a day it is sold at a loss.
 
+Both honour the account's exclusions (``--exclude``) as the optimizer's account does: an excluded
+name is never bought, and its benchmark weight goes where the optimizer's tracking would put it.
+The optimizer keeps the full benchmark and caps an excluded name at 0, so its account tracks the
+benchmark with the rest; the baselines hold :func:`index_weights`, the long-only weights without
+the excluded names that track the full benchmark with the least risk-model TE (no tax term, tilt or
+TE budget: a passive account with the same exclusions).  Without exclusions they are the benchmark
+weights.  The baselines are long-only index accounts: the runner refuses them for the long-short
+and market-neutral strategies.
+
 The selection logic is on plain arrays (:func:`harvest_mask`, :func:`correlations`,
 :func:`most_correlated`) so it is tested without a market or a ledger.
 """
@@ -71,6 +80,91 @@ def correlations(
     row[i] += spec[i]
     denom = np.sqrt(np.maximum(var * var[i], 1e-300))
     return np.asarray(row / denom, dtype=np.float64)
+
+
+def _inverse_times(
+    loadings: FloatArray, factor_cov: FloatArray, specific_var: FloatArray, v: FloatArray
+) -> FloatArray:
+    """``Σ⁻¹ v`` for ``Σ = B F Bᵀ + diag(d)`` by the Woodbury identity, O(n·k²), never forming
+    Σ: ``Σ⁻¹ = D⁻¹ − D⁻¹ B F (I + Bᵀ D⁻¹ B F)⁻¹ Bᵀ D⁻¹`` (no inverse of ``F`` needed)."""
+    dinv = 1.0 / np.maximum(specific_var, 1e-12)
+    bd = loadings * dinv[:, None]  # D⁻¹ B
+    k = factor_cov.shape[0]
+    inner = np.eye(k) + (loadings.T @ bd) @ factor_cov
+    dv = v * dinv[:, None] if v.ndim == 2 else v * dinv
+    return np.asarray(dv - bd @ (factor_cov @ np.linalg.solve(inner, loadings.T @ dv)))
+
+
+def index_weights(
+    w_bench: FloatArray,
+    excluded: BoolArray,
+    loadings: FloatArray,
+    factor_cov: FloatArray,
+    specific_var: FloatArray,
+    *,
+    cap: float | None = None,
+) -> FloatArray:
+    """The long-only weights, without the excluded names, that track ``w_bench`` best.
+
+    Minimises ``(w − w_b)ᵀ Σ (w − w_b)`` with ``Σ = B F Bᵀ + diag(d)`` subject to ``Σw = 1``,
+    ``w = 0`` on the excluded names, ``0 ≤ w`` and ``w ≤ max(cap, w_b)`` (redistribution never
+    lifts a name above the cap; a benchmark weight above it is kept as the benchmark has it).  It
+    is what the optimizer's account tracks — the full benchmark with the excluded names capped at
+    0 — without its tax term, tilts and TE budget.  The equality-constrained minimum has a closed
+    form (``Σ_SS⁻¹`` by Woodbury); a name it would put outside its bounds is pinned at the bound and
+    the rest solved again (at most ``n`` rounds, usually one).  Without exclusions: ``w_b``.
+
+    Args:
+        w_bench: (n,) benchmark weights (sum 1).
+        excluded: (n,) True for the names the account never holds.
+        loadings: (n, k) factor loadings ``B``.
+        factor_cov: (k, k) factor covariance ``F``.
+        specific_var: (n,) specific variances ``d``.
+        cap: single-name cap, if any.
+
+    Returns:
+        (n,) weights summing to 1 (all zero if every name is excluded).
+    """
+    w_b = np.asarray(w_bench, dtype=np.float64)
+    n = len(w_b)
+    excluded = np.asarray(excluded, dtype=bool)
+    if not excluded.any():
+        return w_b.copy()
+    hi = np.full(n, np.inf) if cap is None else np.maximum(cap, w_b)
+    hi[excluded] = 0.0
+    value = np.zeros(n)
+    fixed = excluded.copy()
+    for _ in range(n):
+        free = np.flatnonzero(~fixed)
+        if not len(free):
+            break
+        pinned = np.flatnonzero(fixed)
+        b_free = loadings[free]
+        # Σ_SE a_E: the free names' covariance with the fixed names' active weights (the
+        # specific part is diagonal, so only the factors link them).
+        g = b_free @ (factor_cov @ (loadings[pinned].T @ (value[pinned] - w_b[pinned])))
+        rhs = np.column_stack([g, np.ones(len(free))])
+        x, y = _inverse_times(b_free, factor_cov, specific_var[free], rhs).T
+        room = 1.0 - value[pinned].sum() - w_b[free].sum()
+        mu = (room + x.sum()) / y.sum()
+        w_free = w_b[free] - x + mu * y
+        low, high = w_free < -1e-12, w_free > hi[free] + 1e-12
+        if not (low.any() or high.any()):
+            value[free] = w_free
+            break
+        value[free[low]] = 0.0
+        value[free[high]] = hi[free[high]]
+        fixed[free[low | high]] = True
+    value = np.clip(value, 0.0, hi)
+    total = value.sum()
+    return value / total if total > 0 else value
+
+
+def excluded_mask(symbols: tuple[str, ...] | list[str], exclusions: tuple[str, ...]) -> BoolArray:
+    """(n,) True for the names of ``symbols`` the account excludes (exact symbols; the runner
+    refuses an exclusion that is not in the universe)."""
+    out = set(exclusions)
+    return np.array([s in out for s in symbols], dtype=bool)
 
 
 def most_correlated(corr: FloatArray, allowed: BoolArray) -> int | None:
@@ -146,16 +240,37 @@ class HoldIndexPolicy:
                 out.append(self._txn(ctx.day, symbols[i], "buy", q, price))
         return out
 
+    def _targets(self, ctx: DayContext) -> FloatArray:
+        """The day's weights to buy at: the benchmark's, or with exclusions
+        :func:`index_weights` under the day's risk model (book column order)."""
+        w = np.asarray(ctx.market.benchmark_weights[ctx.t], dtype=np.float64)
+        excluded = excluded_mask(ctx.book.symbols, ctx.config.exclusions)
+        if not (excluded & (w > 0)).any():
+            return w
+        snap = ctx.snapshot()
+        cols = np.fromiter((ctx.book.index[s] for s in snap.symbols), dtype=np.int64)
+        rm: RiskModel = snap.risk_model
+        out = np.zeros(len(w))
+        out[cols] = index_weights(
+            np.asarray(snap.benchmark_weights, dtype=np.float64),
+            excluded[cols],
+            np.asarray(rm.loadings, dtype=np.float64).reshape(len(cols), -1),
+            np.asarray(rm.factor_cov, dtype=np.float64),
+            np.asarray(rm.specific_var, dtype=np.float64),
+            cap=ctx.config.max_weight,
+        )
+        return out
+
     def decide(self, ctx: DayContext) -> list[Transaction]:
         """Day one: buy the benchmark; later: follow reconstitutions (and harvest, if any)."""
         w = np.asarray(ctx.market.benchmark_weights[ctx.t], dtype=np.float64)
         members = w > 0
         if ctx.first or self._members is None:
             self._members = members
-            return self._buy_weights(ctx, w, float(ctx.book.cash))
+            return self._buy_weights(ctx, self._targets(ctx), float(ctx.book.cash))
         txns: list[Transaction] = []
         if ctx.rebalance and (members != self._members).any():
-            txns, pending = self._reconstitute(ctx, w, members)
+            txns, pending = self._reconstitute(ctx, self._targets(ctx), members)
             # A change that could not be completed today (wash-sale window) stays pending.
             self._members = np.where(pending, self._members, members)
         return txns + self.harvest(ctx)
@@ -186,12 +301,14 @@ class HoldIndexPolicy:
                     self._txn(ctx.day, lot.symbol, "sell", lot.quantity, _price(p), lot=lot.lot_id)
                 )
                 cash += float(lot.quantity) * p
+        # An excluded name that joins the index is never bought (its target weight is 0).
+        added &= ~excluded_mask(book.symbols, ctx.config.exclusions)
         if added.any():
             blocked = np.array([restrictions.is_blocked_buy(s) for s in book.symbols])
             pending |= added & blocked
             want = np.where(added & ~blocked, w, 0.0)
             budget = min(cash, float(want.sum()) * book.value(ctx.prices))
-            if budget > 0:
+            if budget > 0 and want.sum() > 0:
                 out += self._buy_weights(ctx, want / want.sum(), budget)
         return out, pending
 
@@ -312,8 +429,8 @@ class ThresholdHarvestPolicy(HoldIndexPolicy):
                 out.append(self._txn(ctx.day, original, "buy", q, _price(p)))
         if not proceeds:
             return out
-        # Replacement: the most correlated name that is listed, in the benchmark, not sold today
-        # and not inside a wash-sale window.
+        # Replacement: the most correlated name that is listed, in the benchmark, not excluded,
+        # not sold today and not inside a wash-sale window.
         snap = ctx.snapshot()
         cols = np.fromiter((book.index[s] for s in snap.symbols), dtype=np.int64)
         pos = {int(c): k for k, c in enumerate(cols)}
@@ -325,6 +442,7 @@ class ThresholdHarvestPolicy(HoldIndexPolicy):
         sold = {t.symbol for t in out if t.side == "sell"} | loss_names
         allowed = (
             (w > 0)
+            & ~excluded_mask(snap.symbols, ctx.config.exclusions)
             & np.array([s not in sold and not restrictions.is_blocked_buy(s) for s in snap.symbols])
             & (np.asarray(snap.prices) > 0)
         )

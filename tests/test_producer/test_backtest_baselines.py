@@ -14,6 +14,7 @@ from producer.baselines import (
     ThresholdHarvestPolicy,
     correlations,
     harvest_mask,
+    index_weights,
     most_correlated,
 )
 from shared.errors import InputError
@@ -167,3 +168,81 @@ def test_the_baselines_fill_at_the_optimizers_price_and_start_from_exactly_the_c
             first = next(csv.DictReader(fh))
         assert first["after_tax_nav"] == first["pre_tax_nav"] == "1000000.00", policy.name
         assert t0 == day[run.dates[0]]
+
+
+def _risk(n: int, k: int, seed: int):
+    rng = np.random.default_rng(seed)
+    B = rng.normal(size=(n, k))
+    A = rng.normal(size=(k, k))
+    F = A @ A.T / 50
+    d = rng.uniform(0.01, 0.04, n)
+    w = rng.uniform(0.5, 1.5, n)
+    return w / w.sum(), B, F, d
+
+
+def test_index_weights_are_the_minimum_te_weights_without_the_excluded_names() -> None:
+    w_b, B, F, d = _risk(30, 4, seed=2)
+    excluded = np.zeros(30, bool)
+    excluded[[3, 17]] = True
+    w = index_weights(w_b, excluded, B, F, d)
+    # The dense KKT system of min (w − w_b)ᵀ Σ (w − w_b) s.t. Σw = 1, w_excluded = 0.
+    S = B @ F @ B.T + np.diag(d)
+    free = np.flatnonzero(~excluded)
+    m = len(free)
+    kkt = np.zeros((m + 1, m + 1))
+    kkt[:m, :m] = 2 * S[np.ix_(free, free)]
+    kkt[:m, m] = kkt[m, :m] = 1.0
+    rhs = np.append(2 * S[free] @ w_b, 1.0)
+    dense = np.zeros(30)
+    dense[free] = np.linalg.solve(kkt, rhs)[:m]
+    assert (dense >= 0).all(), "the example must not need the bounds"
+    assert np.allclose(w, dense, atol=1e-10)
+    assert w[excluded].tolist() == [0.0, 0.0] and w.sum() == pytest.approx(1.0)
+
+    def te(x):
+        return float((x - w_b) @ S @ (x - w_b))
+
+    pro_rata = np.where(excluded, 0.0, w_b) / w_b[~excluded].sum()
+    assert te(w) < te(pro_rata)
+    assert np.array_equal(index_weights(w_b, np.zeros(30, bool), B, F, d), w_b)
+
+
+def test_index_weights_never_go_short_nor_lift_a_name_above_the_cap() -> None:
+    w_b, B, F, d = _risk(12, 2, seed=5)
+    excluded = np.zeros(12, bool)
+    excluded[:5] = True  # most of the index out: the redistribution is large
+    w = index_weights(w_b, excluded, B, F, d, cap=0.15)
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+    assert (w <= np.maximum(0.15, w_b) + 1e-12).all()
+    assert (w[excluded] == 0).all()
+
+
+def test_the_baselines_never_buy_an_excluded_name_and_hold_index_redistributes_its_weight(
+    market, config
+) -> None:
+    from dataclasses import replace
+
+    t0, _ = window(market, START, END)
+    w0 = np.asarray(market.benchmark_weights[t0])
+    excluded = tuple(market.symbols[i] for i in np.argsort(-w0)[:3])
+    cfg = replace(config, exclusions=excluded, max_weight=0.25)
+    hold = simulate(market, HoldIndexPolicy(), cfg)
+    harvester = ThresholdHarvestPolicy(0.10)
+    harvest = simulate(market, harvester, cfg)
+    for run in (hold, harvest):
+        assert not [t for t in run.book.log if t.symbol in excluded], run.policy
+    assert [t for t in harvest.book.log if t.side == "sell"], "the harvester must have traded"
+    # Day one buys the minimum-TE weights without the excluded names (whole shares).
+    snap = market.snapshot(START)
+    rm = snap.risk_model
+    target = index_weights(
+        np.asarray(snap.benchmark_weights),
+        np.array([s in excluded for s in snap.symbols]),
+        np.asarray(rm.loadings).reshape(len(snap.symbols), -1),
+        np.asarray(rm.factor_cov),
+        np.asarray(rm.specific_var),
+        cap=0.25,
+    )
+    bought = {t.symbol: float(t.quantity * t.price) for t in hold.book.log if t.date == START}
+    held = np.array([bought.get(s, 0.0) for s in snap.symbols]) / 1_000_000
+    assert np.abs(held - target).max() < 0.005
