@@ -220,3 +220,21 @@ def test_restating_a_closed_year_rolls_its_changed_carry_forward_into_the_open_y
     assert tax.totals().net_tax == cents(Decimal(-3000) * ST) + cents(Decimal(-2000) * ST)
     assert change == cents(Decimal(100) * ST)
     assert tax.totals().realized_short_term == Decimal(-5000)
+
+
+# --------------------------------------------------------------------------------------------
+# The lot mirror keeps the ledger's basis to the cent
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_lot_mirror_values_open_lots_at_the_ledgers_cent_basis() -> None:
+    import numpy as np
+
+    book = _book(["AAA"])
+    day = dt.date(2024, 3, 1)
+    # 3 × 33.335 = 100.005: the ledger's basis is 100.01 (half-up), seven times over.
+    book.apply([_txn(book, n, day, "AAA", ("buy", 3, "33.335", f"L{n}")) for n in range(7)])
+    assert [lot.cost_basis_usd for lot in book.ledger.open_lots()] == [Decimal("100.01")] * 7
+    st, lt = book.unrealized(day, np.array([33.335]))
+    assert st == pytest.approx(-0.035, abs=1e-9) and lt == 0.0
+    book.audit(day)
