@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="starting cash, USD to the cent (1000000)",
     )
     p.add_argument(
-        "--te-budget", type=_fraction, default=0.02, help="annualised ex-ante TE cap (0.02 = 2%%)"
+        "--te-budget",
+        type=_fraction,
+        default=0.02,
+        help="annualised ex-ante TE cap, above 0 (0.02 = 2%%)",
     )
     p.add_argument("--lambda-tax", type=_fraction, default=1.0, help="weight of the tax term (1)")
     p.add_argument("--lambda-te", type=_fraction, default=1.0, help="weight of the TE² term (1)")
@@ -148,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-weight",
         type=_fraction,
         default=None,
-        help="single-name cap (default max(10%%, 1.25 × largest benchmark weight))",
+        help="single-name cap as a weight in (0, 1] (default max(10%%, 1.25 × largest "
+        "benchmark weight))",
     )
     p.add_argument(
         "--rebalance",
@@ -178,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--baselines",
         action="store_true",
-        help="also run hold-the-index and the threshold harvester and compare on tax alpha vs TE",
+        help="also run hold-the-index and the threshold harvester (long-only, honouring "
+        "--exclude; --strategy direct-index only) and compare on tax alpha vs TE",
     )
     p.add_argument(
         "--harvest-threshold",
