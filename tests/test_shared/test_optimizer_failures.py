@@ -281,3 +281,20 @@ def test_the_te_cap_is_predicted_to_bind_for_alpha_sleeves_and_taxable_books_out
     assert not slack(replace(data, te_max=None))
     assert not slack(replace(data, te_max=1.2 * te0, lambda_te=0.0))
     assert not slack(random_problem(40, k=4, strategy="market-neutral", seed=7))
+
+
+def test_the_check_names_the_name_furthest_over_its_cap_not_the_first():
+    # Market-neutral audit: a held sleeve's breach named a name at 0.112 over a 0.05 cap while
+    # another sat at 0.1946.
+    data = random_problem(12, k=3, seed=1, te_max=None)
+    sol = solve(data)
+    first, far = np.argsort(sol.w)[-2:]  # two held names; the later-listed check is the test
+    first, far = min(first, far), max(first, far)
+    cap = np.array(data.max_w, dtype=np.float64)
+    cap[first] = sol.w[first] - 0.02  # the first offender, far over
+    cap[far] = sol.w[far] - 0.001  # a later one, just over
+    lines = check_solution(replace(data, max_w=cap), sol)
+    assert any(line.startswith(f"w > max_w: {data.symbols[first]} ") for line in lines), lines
+    cap[first], cap[far] = sol.w[first] - 0.001, sol.w[far] - 0.02
+    lines = check_solution(replace(data, max_w=cap), sol)
+    assert any(line.startswith(f"w > max_w: {data.symbols[far]} ") for line in lines), lines
