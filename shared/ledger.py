@@ -814,7 +814,12 @@ class Ledger:
                 field="quantity",
                 account=txn.account,
             )
-        if _decimal_places(txn.quantity) > MAX_QUANTITY_PLACES:
+        exponent = txn.quantity.as_tuple().exponent  # a cheap test first: apply is hot
+        if (
+            isinstance(exponent, int)
+            and exponent < -MAX_QUANTITY_PLACES
+            and _decimal_places(txn.quantity) > MAX_QUANTITY_PLACES
+        ):
             raise LedgerError(
                 f"quantity {txn.quantity} has more than {MAX_QUANTITY_PLACES} decimal places",
                 row=row,

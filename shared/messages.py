@@ -55,8 +55,12 @@ class Transaction(_Wire, frozen=True, kw_only=True):
     lot_id: str = ""
 
 
-class Lot(_Wire, frozen=True, kw_only=True):
+class Lot(_Wire, frozen=True, kw_only=True, gc=False):
     """An open tax lot.
+
+    Not tracked by the garbage collector (``gc=False``): its fields are strings, dates,
+    Decimals and bools, which can never refer back to it, so it can be in no reference cycle;
+    a worker decodes thousands per task, and tracking them doubled the collections it ran.
 
     ``cost_basis_usd`` is the whole lot's basis including wash-sale adjustments (for a short lot:
     the proceeds of the short sale, less any washed loss carried into it).  ``acquired`` is the

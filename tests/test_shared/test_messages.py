@@ -25,3 +25,26 @@ def test_a_document_that_is_not_json_is_named_as_such() -> None:
     with pytest.raises(InputError) as info:
         decode_json(b"{not json", RebalanceRequest)
     assert info.value.field == "document"
+
+
+def test_lots_are_not_tracked_by_the_garbage_collector_and_decode_that_way() -> None:
+    import datetime as dt
+    import gc
+    from decimal import Decimal
+
+    import msgspec
+
+    from shared.messages import Lot
+
+    lot = Lot(
+        account="A",
+        symbol="X",
+        lot_id="L1",
+        quantity=Decimal(3),
+        trade_date=dt.date(2024, 1, 2),
+        acquired=dt.date(2024, 1, 2),
+        cost_basis_usd=Decimal("30.00"),
+    )
+    decoded = msgspec.json.decode(msgspec.json.encode([lot]), type=list[Lot])
+    assert decoded == [lot]
+    assert not gc.is_tracked(lot) and not gc.is_tracked(decoded[0])
