@@ -1164,6 +1164,19 @@ def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
         carry_st, carry_lt = book.taxes.carry_forward
         out["final"]["carry_forward_st"] = str(carry_st)
         out["final"]["carry_forward_lt"] = str(carry_lt)
+        # Each year as filed (Schedule D; the last as of the run's end), restated when a later
+        # purchase washed one of its losses (TaxAccountant.restate).
+        out["tax_years"] = {
+            str(year): {
+                "net_short_term": str(y.net_short_term),
+                "net_long_term": str(y.net_long_term),
+                "ordinary_offset": str(y.ordinary_offset),
+                "carry_short_term": str(y.carry_short_term),
+                "carry_long_term": str(y.carry_long_term),
+                "tax": str(y.tax),
+            }
+            for year, y in sorted(book.taxes.years.items())
+        }
     report = getattr(run.policy_obj, "report", None)
     if callable(report):
         out["diagnostics"] = report()

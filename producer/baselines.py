@@ -32,6 +32,7 @@ import datetime as dt
 import math
 from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -110,9 +111,12 @@ def index_weights(
     ``w = 0`` on the excluded names, ``0 ≤ w`` and ``w ≤ max(cap, w_b)`` (redistribution never
     lifts a name above the cap; a benchmark weight above it is kept as the benchmark has it).  It
     is what the optimizer's account tracks — the full benchmark with the excluded names capped at
-    0 — without its tax term, tilts and TE budget.  The equality-constrained minimum has a closed
-    form (``Σ_SS⁻¹`` by Woodbury); a name it would put outside its bounds is pinned at the bound and
-    the rest solved again (at most ``n`` rounds, usually one).  Without exclusions: ``w_b``.
+    0 — without its tax term, tilts and TE budget.  The minimum with only the equalities has a
+    closed form (``Σ_SS⁻¹`` by Woodbury), and it is the answer when it is inside the bounds (the
+    usual case: a few small names excluded); otherwise the quadratic program is solved with
+    CLARABEL in factor form (review: pinning every bound violator at once and renormalising
+    left names up to 0.028 above the cap and up to 6% more TE variance than the optimum).
+    Without exclusions: ``w_b``.
 
     Args:
         w_bench: (n,) benchmark weights (sum 1).
@@ -130,34 +134,61 @@ def index_weights(
     excluded = np.asarray(excluded, dtype=bool)
     if not excluded.any():
         return w_b.copy()
+    free = np.flatnonzero(~excluded)
+    if not len(free):
+        return np.zeros(n)
     hi = np.full(n, np.inf) if cap is None else np.maximum(cap, w_b)
     hi[excluded] = 0.0
-    value = np.zeros(n)
-    fixed = excluded.copy()
-    for _ in range(n):
-        free = np.flatnonzero(~fixed)
-        if not len(free):
-            break
-        pinned = np.flatnonzero(fixed)
-        b_free = loadings[free]
-        # Σ_SE a_E: the free names' covariance with the fixed names' active weights (the
-        # specific part is diagonal, so only the factors link them).
-        g = b_free @ (factor_cov @ (loadings[pinned].T @ (value[pinned] - w_b[pinned])))
-        rhs = np.column_stack([g, np.ones(len(free))])
-        x, y = _inverse_times(b_free, factor_cov, specific_var[free], rhs).T
-        room = 1.0 - value[pinned].sum() - w_b[free].sum()
-        mu = (room + x.sum()) / y.sum()
-        w_free = w_b[free] - x + mu * y
-        low, high = w_free < -1e-12, w_free > hi[free] + 1e-12
-        if not (low.any() or high.any()):
-            value[free] = w_free
-            break
-        value[free[low]] = 0.0
-        value[free[high]] = hi[free[high]]
-        fixed[free[low | high]] = True
-    value = np.clip(value, 0.0, hi)
-    total = value.sum()
-    return value / total if total > 0 else value
+    pinned = np.flatnonzero(excluded)
+    b_free = loadings[free]
+    # Σ_SE a_E: the free names' covariance with the excluded names' active weights (−w_b; the
+    # specific part is diagonal, so only the factors link them).
+    g = b_free @ (factor_cov @ (loadings[pinned].T @ (-w_b[pinned])))
+    rhs = np.column_stack([g, np.ones(len(free))])
+    x, y = _inverse_times(b_free, factor_cov, specific_var[free], rhs).T
+    mu = (1.0 - w_b[free].sum() + x.sum()) / y.sum()
+    w_free = w_b[free] - x + mu * y
+    if (w_free >= -1e-12).all() and (w_free <= hi[free] + 1e-12).all():
+        value = np.zeros(n)
+        value[free] = np.clip(w_free, 0.0, hi[free])
+        return value
+    return _bounded_index_weights(w_b, hi, loadings, factor_cov, specific_var)
+
+
+def _bounded_index_weights(
+    w_b: FloatArray,
+    hi: FloatArray,
+    loadings: FloatArray,
+    factor_cov: FloatArray,
+    specific_var: FloatArray,
+) -> FloatArray:
+    """:func:`index_weights` when bounds bind: the QP in factor form (never an n×n matrix)."""
+    import cvxpy
+
+    cp: Any = cvxpy  # untyped library
+    n = len(w_b)
+    vals, vecs = np.linalg.eigh((factor_cov + factor_cov.T) / 2.0)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))  # F = root rootᵀ
+    w = cp.Variable(n)
+    active = w - w_b
+    risk = cp.sum_squares((loadings @ root).T @ active) + cp.sum(
+        cp.multiply(np.maximum(specific_var, 0.0), cp.square(active))
+    )
+    bounded = np.isfinite(hi)
+    cons = [cp.sum(w) == 1, w >= 0]
+    if bounded.any():
+        cons.append(w[np.flatnonzero(bounded)] <= hi[bounded])
+    problem = cp.Problem(cp.Minimize(risk), cons)
+    # Tight gaps: tracking variances are ~1e-8 to 1e-4, the default absolute gap is not.
+    problem.solve(solver="CLARABEL", tol_gap_abs=1e-14, tol_gap_rel=1e-10)
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or w.value is None:
+        raise InputError(
+            f"no long-only weights without the excluded names fit the caps ({problem.status})",
+            field="--exclude",
+        )
+    value: FloatArray = np.clip(np.asarray(w.value, dtype=np.float64), 0.0, hi)
+    out: FloatArray = value / value.sum()
+    return out
 
 
 def excluded_mask(symbols: tuple[str, ...] | list[str], exclusions: tuple[str, ...]) -> BoolArray:

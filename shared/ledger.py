@@ -421,6 +421,12 @@ class Ledger:
         # household purchase, sold again or not (IRC §1091(a): "has acquired"; docs/rebalance.md).
         window_start = state.as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
         bought: list[Lot] = []
+        # The parts of one purchase that wash sales split share its ``seq`` (their ``sub`` in
+        # snapshot order), as in the ledger that wrote the snapshot: FIFO orders one day's
+        # purchases by ``seq`` and the parts of one purchase by their tacked start
+        # (:func:`_fifo_key`), so a resumed ledger relieves them in the same order (review: a
+        # part's own ``seq`` relieved a later-tacked part first, short-term instead of long).
+        purchase: dict[tuple[str, str, bool], tuple[int, int]] = {}
         for i, lot in enumerate(state.lots):
             if lot.quantity <= 0:
                 raise InputError(
@@ -438,7 +444,14 @@ class Ledger:
                     account=lot.account,
                     field=f"lots[{i}].account_type",
                 )
-            seq += 1
+            key = (lot.account, lot.lot_id, lot.short)
+            if key in purchase:
+                lot_seq, sub = purchase[key]
+                sub += 1
+            else:
+                seq += 1
+                lot_seq, sub = seq, 0
+            purchase[key] = (lot_seq, sub)
             if lot.trade_date >= window_start:
                 bought.append(lot)
             # A sub-lot is available as replacement unless the snapshot says it already absorbed
@@ -456,7 +469,8 @@ class Ledger:
                     wash_adj=lot.wash_adjustment_usd,
                     short=lot.short,
                     used=lot.replacement_used,
-                    seq=seq,
+                    seq=lot_seq,
+                    sub=sub,
                     txn=recent.get((lot.account, lot.symbol, lot.lot_id), lot.lot_id),
                 )
             )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -481,26 +482,67 @@ def build_cvxpy(
     return cp.Problem(cp.Minimize(objective), cons), ctx
 
 
-@contextlib.contextmanager
-def _c_stdout_to_stderr() -> Iterator[None]:
-    """Send what a solver's C code prints to file descriptor 1 to stderr instead, so it never
-    mixes with the outcome JSON of ``taxview rebalance`` (market-neutral audit: SCS printed
-    "ERROR: could not determine problem status." before the JSON).  No-op when the
-    descriptors cannot be duplicated."""
-    try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
+class _StdoutToStderr:
+    """What a solver prints to stdout goes to stderr instead, so it never mixes with the outcome
+    JSON of ``taxview rebalance`` (market-neutral audit: SCS printed "ERROR: could not determine
+    problem status." before the JSON).  Both levels are moved: file descriptor 1 (C code's
+    ``printf``) and ``sys.stdout`` (SCS's binding prints through ``PySys_WriteStdout``).
+
+    Reentrant and thread-safe: the first holder moves them, the last one puts them back (two
+    overlapping redirects that each saved and restored fd 1 left it on stderr for good).  A
+    process without a usable stdout (``sys.stdout`` ``None``, fd 1 closed) is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved_fd: int | None = None
+        self._saved_stdout: Any = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._move()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._restore()
+
+    def _move(self) -> None:
+        self._saved_fd, self._saved_stdout = None, None
+        with contextlib.suppress(AttributeError, OSError, ValueError):
             sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        try:
+            saved = os.dup(1)
+        except OSError:
+            return
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            os.close(saved)
+            return
+        self._saved_fd = saved
+        if sys.stdout is not None and sys.stderr is not None:
+            self._saved_stdout, sys.stdout = sys.stdout, sys.stderr
+
+    def _restore(self) -> None:
+        if self._saved_fd is None:
+            return
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stdout.flush()
+        if self._saved_stdout is not None:
+            sys.stdout = self._saved_stdout
+        os.dup2(self._saved_fd, 1)
+        os.close(self._saved_fd)
+        self._saved_fd, self._saved_stdout = None, None
+
+
+_c_stdout_to_stderr = _StdoutToStderr()
 
 
 def _cvxpy_attempt(data: ProblemData, solver: str) -> _Attempt:

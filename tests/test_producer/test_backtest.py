@@ -208,6 +208,11 @@ def test_annual_netting_accrues_the_years_schedule_d_tax_across_a_year_end() -> 
     assert y2021.tax >= -Decimal(3000) * Decimal("0.408")
     assert run.taxes_paid[-1] - run.tax_saved[-1] == run.net_tax[-1]
     assert run.wash_sales_created == 0
+    # The summary files each closed year as netted (review: docs promised it, no output had it).
+    filed = summarize(run, cfg)["tax_years"]
+    assert list(filed) == [str(y) for y in sorted(taxes.years)] and "2021" in filed
+    assert filed["2021"]["tax"] == str(y2021.tax)
+    assert filed["2021"]["ordinary_offset"] == str(y2021.ordinary_offset)
 
 
 @pytest.fixture(scope="module")

@@ -217,6 +217,37 @@ def test_index_weights_never_go_short_nor_lift_a_name_above_the_cap() -> None:
     assert (w[excluded] == 0).all()
 
 
+def test_index_weights_match_a_dense_qp_when_the_bounds_bind() -> None:
+    # Review: pinning every bound violator at once and renormalising left names up to 0.028
+    # above the cap (3 of 300 random cases) and up to 6% more tracking variance than the optimum.
+    import cvxpy as cp
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n, k = int(rng.integers(8, 40)), int(rng.integers(1, 5))
+        B = rng.normal(size=(n, k)) * rng.uniform(0.2, 2)
+        A = rng.normal(size=(k, k))
+        F = A @ A.T * 0.01
+        d = rng.uniform(0.001, 0.05, n)
+        w_b = rng.dirichlet(np.ones(n) * rng.uniform(0.2, 3))
+        excluded = rng.random(n) < rng.uniform(0.05, 0.5)
+        excluded[0] = False
+        free = n - int(excluded.sum())
+        cap = float(rng.uniform(1.05 / free, 1.05 / free + 0.3))
+        w = index_weights(w_b, excluded, B, F, d, cap=cap)
+        hi = np.maximum(cap, w_b)
+        assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+        assert (w <= hi + 1e-9).all() and (w[excluded] == 0).all()
+        S = B @ F @ B.T + np.diag(d)
+        x = cp.Variable(n)
+        cons = [cp.sum(x) == 1, x >= 0, x <= hi, x[np.flatnonzero(excluded)] == 0]
+        cp.Problem(cp.Minimize(cp.quad_form(x - w_b, cp.psd_wrap(S))), cons).solve(
+            solver="CLARABEL", tol_gap_abs=1e-14, tol_gap_rel=1e-10
+        )
+        best = float((x.value - w_b) @ S @ (x.value - w_b))
+        assert float((w - w_b) @ S @ (w - w_b)) <= best * (1 + 1e-4) + 1e-11
+
+
 def test_the_baselines_never_buy_an_excluded_name_and_hold_index_redistributes_its_weight(
     market, config
 ) -> None:

@@ -298,3 +298,23 @@ def test_the_check_names_the_name_furthest_over_its_cap_not_the_first():
     cap[first], cap[far] = sol.w[first] - 0.001, sol.w[far] - 0.02
     lines = check_solution(replace(data, max_w=cap), sol)
     assert any(line.startswith(f"w > max_w: {data.symbols[far]} ") for line in lines), lines
+
+
+def test_what_a_fallback_solver_prints_never_reaches_stdout(monkeypatch, capfd):
+    # Market-neutral audit: SCS printed "ERROR: could not determine problem status." (through
+    # the Python binding's stdout and C's printf) before `taxview rebalance`'s outcome JSON.
+    import os
+
+    import cvxpy as cp
+
+    def noisy_solve(self, *args, **kwargs):
+        print("ERROR: from the binding")
+        os.write(1, b"ERROR: from C\n")
+        raise cp.error.SolverError("Solver 'SCS' failed.")
+
+    monkeypatch.setattr(cp.Problem, "solve", noisy_solve)
+    attempt = problem._cvxpy_attempt(random_problem(10, k=3, seed=2, te_max=None), "SCS")
+    assert attempt.status == "SolverError"
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "ERROR: from the binding" in err and "ERROR: from C" in err
