@@ -592,33 +592,20 @@ def test_a_resumed_ledger_relieves_the_parts_of_a_split_purchase_in_the_same_ord
     # Review: R replaces two losses and is split into a part tacked from L2 (2023-03-10) and a
     # later one tacked from L1 (2023-01-10).  Resumed from its snapshot, each part had its own
     # purchase order, so FIFO relieved the later-tacked part first: short-term instead of long.
-    def txn(i: int, day: dt.date, side: str, q: int, p: int, *, lot: str = "") -> Transaction:
-        return Transaction(
-            id=f"t{i}",
-            date=day,
-            account="A",
-            symbol="X",
-            side=side,  # type: ignore[arg-type]
-            quantity=Decimal(q),
-            price=Decimal(p),
-            lot_id=lot,
-        )
-
-    d = dt.date
     head = [
-        txn(1, d(2023, 1, 1), "buy", 10, 100, lot="L1"),
-        txn(2, d(2023, 3, 1), "buy", 10, 100, lot="L2"),
-        txn(3, d(2023, 6, 1), "sell", 5, 80, lot="L2"),
-        txn(4, d(2023, 6, 1), "sell", 5, 80, lot="L1"),
-        txn(5, d(2023, 6, 10), "buy", 20, 81, lot="R"),
+        tx("2023-01-01", "buy", "10", "100", lot="L1"),
+        tx("2023-03-01", "buy", "10", "100", lot="L2"),
+        tx("2023-06-01", "sell", "5", "80", lot="L2"),
+        tx("2023-06-01", "sell", "5", "80", lot="L1"),
+        tx("2023-06-10", "buy", "20", "81", lot="R"),
     ]
-    tail = txn(6, d(2024, 2, 1), "sell", 15, 90)
+    tail = tx("2024-02-01", "sell", "15", "90", tid="t6")
 
     def sold(resume: bool) -> list[tuple[str, str, dt.date, str]]:
         ledger = Ledger(lot_method=method)  # type: ignore[arg-type]
         ledger.apply_all(head)
         if resume:
-            ledger = Ledger.from_state(ledger.state(d(2023, 6, 10)), lot_method=method)  # type: ignore[arg-type]
+            ledger = Ledger.from_state(ledger.state(d("2023-06-10")), lot_method=method)  # type: ignore[arg-type]
         ledger.apply(tail)
         return [
             (s.lot_id, str(s.quantity), s.date_acquired, s.term)
@@ -629,4 +616,4 @@ def test_a_resumed_ledger_relieves_the_parts_of_a_split_purchase_in_the_same_ord
     straight = sold(False)
     assert sold(True) == straight
     if method == "fifo":
-        assert straight[-1] == ("R", "5", d(2023, 1, 10), "long")
+        assert straight[-1] == ("R", "5", d("2023-01-10"), "long")
