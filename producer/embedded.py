@@ -11,6 +11,7 @@ down on exit, Ctrl-C included.  The reliability tests use the same classes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -69,6 +70,34 @@ def wait_for_redis(url: str, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise EmbeddedError(f"Redis at {url} did not answer within {timeout_s:.0f}s")
         time.sleep(0.05)
+
+
+#: ``prctl`` option: the signal a child gets when the thread that started it ends (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes a child process get SIGTERM when the process (thread) that
+    started it dies, on Linux (``prctl(PR_SET_PDEATHSIG)``); ``None`` elsewhere.
+
+    An embedded night killed with SIGKILL (or by the out-of-memory killer) left its private
+    ``redis-server`` and Celery worker running for good, reparented to PID 1 (fleet fault
+    audit).  The libc function is looked up here, in the parent; the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before the call: go now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 class RedisServer:
@@ -138,7 +167,12 @@ class RedisServer:
             ]
             if self.fsync_always:
                 args += ["--appendfsync", "always"]
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 (one C call, no Python locks)
+            )
         else:
             self._start_fake()
         wait_for_redis(self.url)
@@ -279,7 +313,11 @@ class WorkerProcess:
             self._log = self.log_path.open("ab")
             out = self._log
         self.proc = subprocess.Popen(
-            self.command(), env=self.env(), stdout=out, stderr=subprocess.STDOUT
+            self.command(),
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 (one C call, no Python locks)
         )
         return self
 

@@ -120,7 +120,20 @@ def run_night(
     started = time.monotonic()
     chains = plan_night(book, as_of)
     publish_market(client, market, ttl_s=ttl_s)
-    expected = write_manifest(client, as_of, chains, ttl_s=ttl_s, digests=book_digests(book))
+    digests = book_digests(book)
+    expected = write_manifest(client, as_of, chains, ttl_s=ttl_s, digests=digests)
+
+    def republish() -> None:
+        # A store that came back empty (Redis restarted without its AOF) lost the night's
+        # snapshot and manifest too: publish them again before anything is sent again, or
+        # every re-sent account finds no market (fleet fault audit: all 80 were rejected).
+        if not client.exists(keys.market_key(as_of)):
+            publish_market(client, market, ttl_s=ttl_s)
+            if bar is not None:
+                bar.note("the results store lost the night's market snapshot: published again")
+        if not client.exists(keys.manifest_key(as_of)):
+            write_manifest(client, as_of, chains, ttl_s=ttl_s, digests=digests)
+
     queue = pending_chains(client, as_of, chains)
     sent = sum(len(c) for c in chains) - sum(len(c) for c in queue)
     position = 0
@@ -182,6 +195,8 @@ def run_night(
                     # copies would fill a noeviction Redis).
                     with contextlib.suppress(redis.exceptions.ConnectionError):
                         todo = lost.not_held(todo, held())
+                if todo:
+                    republish()
                 swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
                 last_change = now
                 if lost is not None:
@@ -199,6 +214,7 @@ def run_night(
                 except redis.exceptions.ConnectionError:
                     todo = []  # the broker or store is restarting: read again later
                 if todo:
+                    republish()
                     swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
                     if bar is not None:
                         households = ", ".join(c[0].household_id for c in todo[:3])

@@ -115,10 +115,44 @@ def manifest(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, ManifestEn
 
 
 def outcomes(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, Outcome]:
-    """Every stored outcome of the night, by account id (sorted)."""
+    """Every stored outcome of the night, by account id (sorted).
+
+    Raises:
+        InputError: a stored outcome cannot be decoded (another schema version, a corrupt
+            value), or it is filed under another account or night than its own (fleet fault
+            audit: a misfiled outcome was counted twice and its account silently dropped from
+            a night published as complete).  Names the account.
+    """
     raw: Any = client.hgetall(keys.results_key(as_of))
     decoder = msgspec.json.Decoder(Outcome)
-    return {k.decode(): decoder.decode(v) for k, v in sorted(raw.items())}
+    out: dict[str, Outcome] = {}
+    for key, value in sorted(raw.items()):
+        account = key.decode(errors="replace")
+        out[account] = _checked(decoder, value, account, as_of)
+    return out
+
+
+def _checked(
+    decoder: msgspec.json.Decoder[Outcome], value: bytes, account: str, as_of: dt.date
+) -> Outcome:
+    """One stored outcome, decoded and checked against the field and night it is filed under."""
+    try:
+        outcome = decoder.decode(value)
+    except msgspec.DecodeError as exc:
+        raise InputError(
+            f"the stored outcome of account {account} for {as_of} cannot be read: {exc}",
+            account=account,
+            field="outcome",
+        ) from exc
+    if outcome.account_id != account or outcome.as_of != as_of:
+        raise InputError(
+            f"the outcome stored for account {account} on {as_of} belongs to account "
+            f"{outcome.account_id} on {outcome.as_of}: the results store is corrupt; "
+            f"delete that field and run `taxview sweep` to solve the account again",
+            account=account,
+            field="outcome",
+        )
+    return outcome
 
 
 def outcomes_with_status(
@@ -132,7 +166,9 @@ def outcomes_with_status(
         return {}
     raw: Any = client.hmget(keys.results_key(as_of), wanted)
     decoder = msgspec.json.Decoder(Outcome)
-    return {a: decoder.decode(v) for a, v in zip(wanted, raw, strict=True) if v is not None}
+    return {
+        a: _checked(decoder, v, a, as_of) for a, v in zip(wanted, raw, strict=True) if v is not None
+    }
 
 
 def done_accounts(client: redis.Redis[bytes], as_of: dt.date) -> set[str]:

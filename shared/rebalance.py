@@ -137,6 +137,9 @@ MAX_CASH_USD = Decimal(10) ** 13
 #: the wrong units, and 1e20 made the solve fail with "objective unbounded below" instead of a
 #: rejected request (market-neutral audit).
 MAX_ABS_ALPHA = 10.0
+#: Largest λ_te and λ_tax accepted: a million times the default weight of 1.  Beyond it the
+#: objective's scale is numerically meaningless (Clarabel stalls or reports it unbounded).
+MAX_LAMBDA = 1e6
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
@@ -520,8 +523,10 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
     _check_float(
         acct.max_cash_w, account=aid, field="account.max_cash_w", lo=acct.min_cash_w, hi=1.0
     )
-    _check_float(acct.lambda_te, account=aid, field="account.lambda_te", lo=0.0)
-    _check_float(acct.lambda_tax, account=aid, field="account.lambda_tax", lo=0.0)
+    # Bounded (fleet fault audit: λ_te 1e15 hung every solve past the soft time limit, until the
+    # hard limit killed the process four times; λ_tax 1e15 ended in "objective unbounded").
+    _check_float(acct.lambda_te, account=aid, field="account.lambda_te", lo=0.0, hi=MAX_LAMBDA)
+    _check_float(acct.lambda_tax, account=aid, field="account.lambda_tax", lo=0.0, hi=MAX_LAMBDA)
     _check_float(acct.trading_cost_bps, account=aid, field="account.trading_cost_bps", lo=0.0)
     _check_float(
         acct.commission_bps, account=aid, field="account.commission_bps", lo=0.0, hi=1000.0

@@ -99,7 +99,7 @@ class Markets(Protocol):
     """Snapshot lookup by key (``worker.market_data.MarketCache``)."""
 
     def get(self, key: str) -> MarketSnapshot:
-        """The snapshot under ``key`` (raises InputError when absent)."""
+        """The snapshot under ``key`` (raises :class:`NotReady` when absent)."""
 
 
 def default_solve(request: RebalanceRequest) -> Solved:
@@ -253,11 +253,13 @@ def handle_account(
         return outcome
 
     try:
+        market = markets.get(task.market_key)
+    except NotReady:
+        store.end_attempt(task.as_of, account_id)  # nothing was solved: not an attempt
+        raise
+    try:
         request = RebalanceRequest(
-            as_of=task.as_of,
-            account=task.account,
-            ledger=ledger,
-            market=markets.get(task.market_key),
+            as_of=task.as_of, account=task.account, ledger=ledger, market=market
         )
         outcome = solve(request)
     except InputError as exc:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
-from shared.errors import InputError
 from shared.messages import MarketSnapshot
+from worker.handlers import NotReady
 
 
 class MarketSource(Protocol):
@@ -38,8 +38,11 @@ class MarketCache:
         """The snapshot under ``key``.
 
         Raises:
-            InputError: nothing was published under ``key`` (the producer must publish the
-                market before sending tasks).
+            NotReady: nothing is stored under ``key``: not published yet, or lost with a store
+                that came back empty.  Transient, like a sibling's ledger not stored yet: the
+                task is retried (the producer publishes the snapshot again before it re-sends
+                accounts), never a ``rejected`` outcome (fleet fault audit: a store wiped
+                mid-night made every account of the night a permanent rejection).
         """
         hit = self._cache.get(key)
         if hit is not None:
@@ -47,10 +50,7 @@ class MarketCache:
             return hit
         snapshot = self.source.market(key)
         if snapshot is None:
-            raise InputError(
-                f"no market snapshot under {key!r}: run `taxview enqueue` for the night first",
-                field="market_key",
-            )
+            raise NotReady(f"no market snapshot under {key!r} yet (`taxview enqueue` publishes it)")
         self.loads += 1
         self._cache[key] = snapshot
         while len(self._cache) > self.size:

@@ -230,3 +230,29 @@ def test_a_held_account_in_not_ok_says_what_was_relaxed_and_which_limits_its_boo
         "the unchanged book misses w > max_w: N0 (0.0012); w > max_w: N1 (0.0012); "
         "w > max_w: N2 (0.0012) (+2 more)"
     )
+
+
+def test_a_corrupt_or_misfiled_stored_outcome_is_refused_naming_the_account(night) -> None:
+    # Fleet fault audit: an undecodable outcome was a 23-line traceback with the "partial night"
+    # exit code; one filed under another account was counted twice, its own account silently
+    # absent from a night published as complete.
+    import fakeredis
+
+    from producer import results_reader as reader
+    from shared import results_keys as keys
+
+    _, market, _, outcomes = night
+    first, second = sorted(outcomes)[:2]
+    client = fakeredis.FakeRedis()
+    field = keys.results_key(market.as_of)
+    for account, outcome in outcomes.items():
+        client.hset(field, account, msgspec.json.encode(outcome))
+    assert reader.outcomes(client, market.as_of) == dict(sorted(outcomes.items()))
+    client.hset(field, first, msgspec.json.encode(outcomes[second]))
+    with pytest.raises(InputError, match=f"belongs to account {second}") as err:
+        reader.outcomes(client, market.as_of)
+    assert err.value.account == first and err.value.field == "outcome"
+    client.hset(field, first, b"{not json")
+    with pytest.raises(InputError, match="cannot be read") as err:
+        reader.outcomes(client, market.as_of)
+    assert err.value.account == first

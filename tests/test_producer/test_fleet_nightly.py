@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -210,3 +214,37 @@ def test_on_a_terminal_the_progress_is_one_line_redrawn_in_place() -> None:
     bar.end()
     text = out.getvalue()
     assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaped counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG)")
+def test_an_embedded_night_killed_with_sigkill_leaves_no_redis_server_behind() -> None:
+    # Fleet fault audit: SIGKILL (or the OOM killer) on an embedded `taxview nightly` left its
+    # private redis-server and Celery worker running for good, reparented to PID 1.
+    code = (
+        "import time\n"
+        "from producer.embedded import RedisServer\n"
+        "server = RedisServer(fake=False).start()\n"
+        "print(server.proc.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the redis-server outlived the process that started it"

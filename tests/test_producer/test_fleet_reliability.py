@@ -677,3 +677,40 @@ def test_rabbitmq_works_as_the_broker(night, reference, baseline, tmp_path) -> N
         with fleet.app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
         fleet.close()
+
+
+def test_a_redis_that_comes_back_empty_mid_night_loses_no_account(
+    night, reference, tmp_path
+) -> None:
+    """Fleet fault audit: Redis restarted without its data (store and broker wiped) mid-night.
+    The producer re-sent the households the broker lost, but the market snapshot was gone too,
+    and every account was stored ``rejected`` for good.  Now the producer publishes the snapshot
+    and manifest again before it re-sends, and a worker waits for a missing snapshot."""
+    book, market = night
+    slow = _slow_accounts(book)
+    fleet = Fleet(tmp_path)
+    broker = redis.Redis.from_url(fleet.settings.broker_url)
+    try:
+        fleet.worker("w0", slow=",".join(slow), slow_s=1.0)
+        producer = Producer(
+            fleet.client,
+            fleet.app,
+            book,
+            market,
+            stall_s=600.0,
+            held=functools.partial(broker_task_ids, broker, fleet.settings.queue),
+            lost_probe_s=1.5,
+        )
+        fleet.wait_pid(slow[0])
+        broker.flushall()  # == a restart without AOF: queue, unacked, store, snapshot, manifest
+        wiped = time.monotonic()
+        stats = producer.join()
+        print(
+            f"\nRedis came back empty mid-night: night complete {time.monotonic() - wiped:.1f}s "
+            f"later ({stats.swept} account(s) sent again)"
+        )
+        assert stats.swept > 0
+        _assert_same_night(fleet, reference)  # every account once, no rejection added
+    finally:
+        broker.close()
+        fleet.close()

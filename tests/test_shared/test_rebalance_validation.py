@@ -99,6 +99,9 @@ CASES: list[tuple[str, Edit, str]] = [
         "account.tilts[0].factor",
     ),
     ("zero TE budget", _account(te_budget=0.0), "account.te_budget"),
+    # fleet fault audit: 1e15 hung the solve past its time limits / ended "unbounded"
+    ("huge risk weight", _account(lambda_te=1e15), "account.lambda_te"),
+    ("huge tax weight", _account(lambda_tax=1e15), "account.lambda_tax"),
     ("cap above one", _account(max_weight=1.5), "account.max_weight"),
     ("min cash above max", _account(min_cash_w=0.5, max_cash_w=0.1), "account.max_cash_w"),
     ("negative cash", _account(cash_usd=Decimal(-5)), "account.cash_usd"),

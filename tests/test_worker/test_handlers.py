@@ -87,7 +87,7 @@ class Markets:
 
     def get(self, key: str) -> MarketSnapshot:
         if self.market is None:
-            raise InputError("no market", field="market_key")
+            raise NotReady("no market snapshot under 'k' yet")
         return self.market
 
 
@@ -254,6 +254,17 @@ def test_a_later_household_account_waits_for_its_siblings_ledger() -> None:
     _run(store, _task("A1", index=0, size=2), _solved)
     assert ("H", 1) in store.ledgers
     assert _run(store, _task("A2", index=1, size=2), _solved).status == "ok"
+
+
+def test_a_missing_market_snapshot_is_waited_for_not_rejected_and_costs_no_attempt() -> None:
+    # Fleet fault audit: a store wiped mid-night lost the snapshot, and every re-sent account
+    # was stored `rejected` for good; re-running the night then published 80 rejections.
+    store = MemoryStore()
+    kwargs = {"retries": 0, "max_retries": 2, "solve": _solved, "advance": lambda s, o, t: s}
+    with pytest.raises(NotReady):
+        handle_account(_task(), store=store, markets=Markets(None), **kwargs)
+    assert store.outcomes == {} and store.attempts["A1"] == 0
+    assert handle_account(_task(), store=store, markets=Markets(), **kwargs).status == "ok"
 
 
 def test_a_malformed_payload_is_rejected_naming_the_field_and_an_anonymous_one_dropped() -> None:
