@@ -109,6 +109,21 @@ def default_solve(request: RebalanceRequest) -> Solved:
     return rebalance(request)
 
 
+def deadline_solve(seconds: float) -> Solve:
+    """:func:`default_solve` with every solver attempt bounded by what is left of ``seconds``
+    (:func:`shared.optimizer.problem.solve_deadline`): a Celery soft time limit reaches Python
+    code only, so a solve stuck in Clarabel's native code ran on until the hard limit killed
+    the process, once per delivery (fleet fault audit)."""
+
+    def run(request: RebalanceRequest) -> Solved:
+        from shared.optimizer.problem import solve_deadline
+
+        with solve_deadline(seconds):
+            return default_solve(request)
+
+    return run
+
+
 def default_advance(ledger: LedgerState, outcome: Solved, task: AccountTask) -> Booked:
     """The household ledger with this account's trades applied, for its next sibling
     (:func:`shared.household.book_outcome_carried`: full IRC §1091 rules, only the lots today's

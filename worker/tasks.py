@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.config import Settings
 from shared.errors import SolverFailed
 from shared.messages import TASK_REBALANCE, AccountTask
-from worker.handlers import NotReady, chain_place, decode_task, handle_account
+from worker.handlers import NotReady, chain_place, deadline_solve, decode_task, handle_account
 from worker.market_data import MarketCache
 from worker.results_writer import ResultsStore
 
@@ -38,6 +38,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 #: After them the task fails without an outcome; the completeness check names the account and
 #: ``taxview sweep`` sends it again.
 MAX_WAITS = 10
+
+#: The share of the soft time limit that a rebalance's solver attempts may use together (the
+#: rest: validation, rounding, the wash check and the store writes).
+SOLVE_SHARE_OF_SOFT_LIMIT = 0.8
 
 
 def register(app: Celery, settings: Settings) -> None:
@@ -84,6 +88,8 @@ def register(app: Celery, settings: Settings) -> None:
                 markets=markets,
                 retries=solves,
                 max_retries=settings.max_retries,
+                # Solver attempts end before the soft limit (which cannot interrupt them).
+                solve=deadline_solve(SOLVE_SHARE_OF_SOFT_LIMIT * settings.soft_time_limit_s),
                 retryable=(SoftTimeLimitExceeded,),
             ).status
         except NotReady as exc:

@@ -27,6 +27,7 @@ removal alone makes the problem feasible; dual infeasibility raises
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -123,6 +124,35 @@ class SolveSettings:
 SAFE_MAX_ITER = 1000
 
 
+#: Wall-clock deadline (``time.monotonic()``) of every solver attempt in the current context,
+#: set by :func:`solve_deadline`; ``None``: no deadline.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "taxview_solve_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def solve_deadline(seconds: float | None) -> Iterator[None]:
+    """Bound the wall time of every solver attempt started inside the block: each gets at most
+    what is left of ``seconds`` (Clarabel's ``time_limit``, SCS's ``time_limit_secs``), so a
+    solve stuck in native code ends with a solver failure instead of running on until the
+    worker's hard time limit kills the process (fleet fault audit: a Celery soft time limit
+    reaches Python code only, and such an account cost four hard limits)."""
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _time_left(limit: float) -> float:
+    """``limit`` capped by what is left of the current deadline (at least 1 ms)."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return limit
+    return min(limit, max(deadline - time.monotonic(), 1e-3))
+
+
 def _clarabel_settings(s: SolveSettings, *, safe: bool, refine: bool = False) -> Any:
     cs = clarabel.DefaultSettings()
     cs.verbose = False
@@ -131,7 +161,7 @@ def _clarabel_settings(s: SolveSettings, *, safe: bool, refine: bool = False) ->
     cs.tol_feas = s.tol_feas
     cs.max_iter = s.max_iter
     cs.direct_solve_method = s.direct_solve_method
-    cs.time_limit = s.time_limit_s
+    cs.time_limit = _time_left(s.time_limit_s)
     cs.max_threads = 1
     cs.iterative_refinement_enable = (
         refine if s.iterative_refinement is None else s.iterative_refinement
@@ -556,10 +586,17 @@ def _cvxpy_attempt(data: ProblemData, solver: str) -> _Attempt:
         # The same accuracy as the direct path (objectives are small numbers; see
         # SolveSettings.tol_gap), so the two can be compared at 1e-6.
         opts = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10}
+        if _DEADLINE.get() is not None:
+            opts["time_limit"] = _time_left(float("inf"))
     elif solver == "SCS":
         # First-order method: tight tolerances so its answer can pass the 1e-6 check, and a
         # time limit so a last resort never stalls the worker.
-        opts = {"eps_abs": 1e-8, "eps_rel": 1e-8, "max_iters": 50_000, "time_limit_secs": 60.0}
+        opts = {
+            "eps_abs": 1e-8,
+            "eps_rel": 1e-8,
+            "max_iters": 50_000,
+            "time_limit_secs": _time_left(60.0),
+        }
     try:
         with _c_stdout_to_stderr():
             prob.solve(solver=solver, **opts)
@@ -703,6 +740,13 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
             setup_ms=max(total_ms - sol.solver_ms, 0.0),
         )
 
+    def out_of_time() -> None:
+        # The caller's deadline (solve_deadline) is spent: no further attempt is started.
+        deadline = _DEADLINE.get()
+        if deadline is not None and time.monotonic() >= deadline:
+            done = "; ".join(a.line() for a in attempts) or "no attempt started"
+            raise SolverFailed(f"the solve's time ran out ({done})", account=acct)
+
     def infeasible() -> Infeasible:
         hint = ""
         if settings.diagnose_infeasible:
@@ -711,6 +755,7 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
                 hint = "; likely binding: " + ", ".join(binding) + " (relax one of them)"
         return Infeasible(f"the constraints cannot all hold{hint}", account=acct)
 
+    out_of_time()
     if settings.uncapped_first and te_cap_predicted_slack(data, terms, constraints):
         # A convex problem's optimum without the TE cone that meets the cap is the optimum
         # with it (feasible there, and optimal on a larger set).
@@ -727,6 +772,7 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
         sol = finish(att)
         if sol is not None:
             return sol
+    out_of_time()
     att = _run_clarabel(data, layout, terms, constraints, settings, safe=False, name="clarabel")
     sol = finish(att)
     if sol is not None:
@@ -745,6 +791,7 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
         # attempt lacked when its end-game lost accuracy), ~1.2–1.45× the first attempt's
         # time instead of the safe settings' 3–5×.  Skipped when the first attempt already refined
         # or ran out of iterations (refinement does not buy iterations).
+        out_of_time()
         att = _run_clarabel(
             data,
             layout,
@@ -761,6 +808,7 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
         if att.status == "PrimalInfeasible":
             raise infeasible()
     if settings.fallback:
+        out_of_time()
         att = _run_clarabel(
             data, layout, terms, constraints, settings, safe=True, name="clarabel-safe"
         )
@@ -772,6 +820,7 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
         if att.status in _UNBOUNDED:
             raise Unbounded("objective unbounded below: a bound is missing", account=acct)
         for solver in settings.fallback_solvers:
+            out_of_time()
             att = _cvxpy_attempt(data, solver)
             sol = finish(att)
             if sol is not None:

@@ -318,3 +318,23 @@ def test_what_a_fallback_solver_prints_never_reaches_stdout(monkeypatch, capfd):
     out, err = capfd.readouterr()
     assert out == ""
     assert "ERROR: from the binding" in err and "ERROR: from C" in err
+
+
+def test_a_spent_deadline_ends_every_solver_attempt_at_once_with_a_solver_failure():
+    # Fleet fault audit: a Celery soft time limit cannot interrupt Clarabel's native code, so a
+    # stuck solve ran on until the hard limit killed the process, once per delivery.
+    import time
+
+    data = random_problem(60, k=4, seed=3, te_max=0.03)
+    with problem.solve_deadline(60.0):
+        assert check_solution(data, solve(data)) == []  # room enough: the usual answer
+    started = time.monotonic()
+    with problem.solve_deadline(0.0), pytest.raises(SolverFailed, match="time ran out"):
+        solve(data)
+    assert time.monotonic() - started < 5.0
+    assert problem._DEADLINE.get() is None  # the block leaves no deadline behind
+    # An attempt started with time left is itself bounded by it (Clarabel's time_limit).
+    settings = problem._clarabel_settings(SolveSettings(), safe=False)
+    assert settings.time_limit == float("inf")
+    with problem.solve_deadline(0.5):
+        assert 0.0 < problem._clarabel_settings(SolveSettings(), safe=False).time_limit <= 0.5

@@ -388,3 +388,15 @@ def test_an_unreadable_staged_ledger_is_a_rejected_outcome_handed_on_to_the_next
     assert isinstance(out, Rejected) and out.field == "ledger"
     assert store.stored("A2") == out
     assert store.handed_on == [("H", 1, False)]
+
+
+def test_the_workers_solve_ends_with_a_solver_failure_once_its_time_is_spent() -> None:
+    # Fleet fault audit: the soft time limit cannot interrupt native solver code.
+    from shared.errors import SolverFailed
+    from shared.examples import example_request
+    from worker.handlers import deadline_solve
+
+    request = example_request(names=20, seed=1)
+    assert deadline_solve(60.0)(request).status in {"ok", "relaxed", "held"}
+    with pytest.raises(SolverFailed, match="time ran out"):
+        deadline_solve(0.0)(request)
