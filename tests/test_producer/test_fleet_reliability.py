@@ -151,6 +151,22 @@ class Fleet:
         self.redis.stop()
 
 
+def _broker_reading_producer(
+    fleet: Fleet, broker: redis.Redis, book: Book, market: MarketSnapshot, *, probe_s: float
+) -> Producer:
+    """``taxview nightly``'s loop reading which tasks the broker holds (what it does on a Redis
+    broker), reads ``probe_s`` apart, the stall re-send far away (600 s)."""
+    return Producer(
+        fleet.client,
+        fleet.app,
+        book,
+        market,
+        stall_s=600.0,
+        held=functools.partial(broker_task_ids, broker, fleet.settings.queue),
+        lost_probe_s=probe_s,
+    )
+
+
 def _slow_accounts(book: Book, n: int = 2) -> list[str]:
     """First accounts of single-account households, so their solve runs early and alone."""
     singles = [specs[0].account_id for specs in book.households().values() if len(specs) == 1]
@@ -405,15 +421,7 @@ def test_a_household_the_broker_lost_is_sent_again_within_seconds_and_a_running_
     probe_s = 1.5
     assert probe_s < LOST_PROBE_S
     try:
-        producer = Producer(
-            fleet.client,
-            fleet.app,
-            book,
-            market,
-            stall_s=600.0,
-            held=functools.partial(broker_task_ids, broker, fleet.settings.queue),
-            lost_probe_s=probe_s,
-        )
+        producer = _broker_reading_producer(fleet, broker, book, market, probe_s=probe_s)
         deadline = time.monotonic() + 30
         while len(broker_task_ids(broker, fleet.settings.queue)) < len(chains):
             assert time.monotonic() < deadline, "not every household was enqueued"
@@ -692,15 +700,7 @@ def test_a_redis_that_comes_back_empty_mid_night_loses_no_account(
     broker = redis.Redis.from_url(fleet.settings.broker_url)
     try:
         fleet.worker("w0", slow=",".join(slow), slow_s=1.0)
-        producer = Producer(
-            fleet.client,
-            fleet.app,
-            book,
-            market,
-            stall_s=600.0,
-            held=functools.partial(broker_task_ids, broker, fleet.settings.queue),
-            lost_probe_s=1.5,
-        )
+        producer = _broker_reading_producer(fleet, broker, book, market, probe_s=1.5)
         fleet.wait_pid(slow[0])
         broker.flushall()  # == a restart without AOF: queue, unacked, store, snapshot, manifest
         wiped = time.monotonic()
