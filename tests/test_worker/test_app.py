@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,22 @@ from worker.tasks import MAX_WAITS
 
 def _app(**env: str):
     return create_app(Settings.from_env({"TAXVIEW_BROKER_URL": "redis://127.0.0.1:1/0", **env}))
+
+
+def _payload(day: Any, account: str, household: str, *, index: int) -> dict[str, Any]:
+    """The wire form of account ``index`` of a two-account household (store-only task)."""
+    from shared.messages import AccountSpec, AccountTask, to_wire
+
+    task = AccountTask(
+        as_of=day,
+        market_key="unused",
+        account=AccountSpec(account_id=account, household_id=household),
+        household_id=household,
+        household_index=index,
+        household_size=2,
+    )
+    out: dict[str, Any] = to_wire(task)
+    return out
 
 
 def test_the_task_is_registered_under_its_explicit_versioned_name() -> None:
@@ -91,7 +108,6 @@ def test_waiting_for_a_siblings_ledger_never_uses_up_the_accounts_solve_attempts
     import redis
 
     from shared import results_keys as keys
-    from shared.messages import AccountSpec, AccountTask, to_wire
     from worker import tasks
 
     url = "redis://127.0.0.1:6379/13"
@@ -107,16 +123,7 @@ def test_waiting_for_a_siblings_ledger_never_uses_up_the_accounts_solve_attempts
     monkeypatch.setattr(tasks, "handle_account", recording)
     app = create_app(Settings.from_env({"TAXVIEW_BROKER_URL": url, "TAXVIEW_REDIS_URL": url}))
     app.conf.task_always_eager = True  # this test only: runs the retries in-process
-    payload = to_wire(
-        AccountTask(
-            as_of=day,
-            market_key="unused",
-            account=AccountSpec(account_id="W1", household_id="HW"),
-            household_id="HW",
-            household_index=1,
-            household_size=2,
-        )
-    )
+    payload = _payload(day, "W1", "HW", index=1)
     try:
         result = app.tasks[TASK_REBALANCE].apply(args=[payload])  # each retry runs nested
         assert isinstance(result.result, Exception)  # waited, then gave up (no ledger ever came)
@@ -205,7 +212,7 @@ def test_a_malformed_first_account_passes_its_households_ledger_on_to_the_next()
     import redis
 
     from shared import results_keys as keys
-    from shared.messages import AccountSpec, AccountTask, LedgerState, to_wire
+    from shared.messages import LedgerState
 
     url = "redis://127.0.0.1:6379/13"
     client = redis.Redis.from_url(url)
@@ -213,16 +220,7 @@ def test_a_malformed_first_account_passes_its_households_ledger_on_to_the_next()
     app = create_app(Settings.from_env({"TAXVIEW_BROKER_URL": url, "TAXVIEW_REDIS_URL": url}))
     staged = keys.encode_ledger(LedgerState(as_of=day, household_id="HM"))
     client.hset(keys.ledger_key(day, "HM"), "0", staged)
-    payload = to_wire(
-        AccountTask(
-            as_of=day,
-            market_key="unused",
-            account=AccountSpec(account_id="M1", household_id="HM"),
-            household_id="HM",
-            household_index=0,
-            household_size=2,
-        )
-    )
+    payload = _payload(day, "M1", "HM", index=0)
     payload["account"]["max_weight"] = "abc"
     try:
         assert app.tasks[TASK_REBALANCE].run(payload) == "rejected"
