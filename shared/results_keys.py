@@ -109,10 +109,27 @@ def _zstd() -> Any:
     return pyarrow.Codec("zstd", compression_level=1)
 
 
+#: The JSON of a :class:`~shared.messages.Lot` whose last four fields hold their defaults (no
+#: wash-sale adjustment, long, taxable, not yet a replacement): nearly every lot of a book.
+_DEFAULT_LOT_TAIL: Final = (
+    b',"wash_adjustment_usd":"0","short":false,"account_type":"taxable","replacement_used":false}'
+)
+
+
+def _compact(text: bytes) -> bytes:
+    """Staged-ledger JSON without the default tail of each plain lot (:data:`_DEFAULT_LOT_TAIL`);
+    the decoder fills in the defaults.  A worker decodes a household's ~4,000 lots per task, and
+    the ``Decimal("0")`` of every lot's adjustment was most of that decode (5.9 → 1.9 ms, 1.04 →
+    0.72 MB of JSON on a 4,157-lot household).  Only structure can match: the pattern's quotes
+    are unescaped, which no JSON string value contains."""
+    return text.replace(_DEFAULT_LOT_TAIL, b"}")
+
+
 def encode_ledger(state: LedgerState) -> bytes:
     """A staged household ledger as stored: Zstandard-compressed msgspec JSON (:data:`ZSTD_TAG`,
-    length, frame); zlib level 1 where pyarrow has no Zstandard."""
-    text = encode_json(state)
+    length, frame; plain lots without their default fields, :func:`_compact`); zlib level 1
+    where pyarrow has no Zstandard."""
+    text = _compact(encode_json(state))
     codec = _zstd()
     if codec is None:
         return zlib.compress(text, 1)
@@ -270,7 +287,7 @@ def encode_patch(state: LedgerState, lineage: Lineage) -> bytes | None:
         identical=state.identical,
         last_purchases=state.last_purchases,
     )
-    text = encode_json(patch)
+    text = _compact(encode_json(patch))
     frame: bytes = codec.compress(text, asbytes=True)
     return PATCH_TAG + _LENGTH.pack(len(text)) + frame
 

@@ -41,6 +41,37 @@ def test_a_staged_ledger_round_trips_and_is_smaller_than_its_json() -> None:
     assert keys.decode_ledger(raw, household="H") == state
 
 
+def test_a_staged_ledger_leaves_out_only_the_default_fields_of_plain_lots() -> None:
+    plain = _ledger(4).lots
+    odd = [
+        msgspec.structs.replace(plain[0], lot_id="W", wash_adjustment_usd=Decimal("1.50")),
+        msgspec.structs.replace(plain[1], lot_id="S", short=True),
+        msgspec.structs.replace(plain[2], lot_id="I", account_type="ira"),
+        msgspec.structs.replace(plain[3], lot_id="R", replacement_used=True),
+        msgspec.structs.replace(plain[0], lot_id="Z", wash_adjustment_usd=Decimal("0.00")),
+        # The pattern inside a string value is escaped JSON: never cut.
+        msgspec.structs.replace(
+            plain[1],
+            symbol=keys._DEFAULT_LOT_TAIL.decode(),
+            lot_id='x","replacement_used":false}',
+        ),
+    ]
+    state = msgspec.structs.replace(_ledger(4), lots=[*plain, *odd])
+    text = keys._text(keys.encode_ledger(state), "H")
+    assert text.count(b'"wash_adjustment_usd"') == len(odd) - 1  # the last is plain
+    assert len(text) < len(encode_json(state)) - 3 * len(keys._DEFAULT_LOT_TAIL)
+    decoded = keys.decode_ledger(keys.encode_ledger(state), household="H")
+    assert decoded == state
+    assert [str(x.wash_adjustment_usd) for x in decoded.lots[4:]] == [
+        "1.50",
+        "0",
+        "0",
+        "0",
+        "0.00",
+        "0",
+    ]
+
+
 def test_a_ledger_staged_with_zlib_still_decodes() -> None:
     state = _ledger()
     assert keys.decode_ledger(zlib.compress(encode_json(state), 1), household="H") == state
