@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -46,12 +47,18 @@ from shared.market import (
 )
 from shared.messages import RiskModel
 from shared.risk_model import (
+    TRADING_DAYS_PER_YEAR,
     make_risk_model,
     psd_violation,
     risk_model_arrays,
     validate_risk_model,
 )
 from shared.types import FloatArray
+
+#: The one factor whose estimated loadings stay betas when a directory's ``factor_returns`` are
+#: regressed on (every other factor's are standardised by default, as the synthetic market's
+#: style loadings are: a factor tilt is a floor in standardised units).
+MARKET_FACTOR = "market"
 
 #: Benchmark weights of a date may sum to 1 ± this; they are then rescaled to sum to exactly 1.
 WEIGHT_SUM_TOLERANCE = 0.01
@@ -95,6 +102,10 @@ def find_file(directory: Path, stem: str, *, required: bool) -> Path | None:
     return found[0]
 
 
+#: pandas' message for a CSV line with more cells than the header (its line counts the header).
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV (every cell read as text) or Parquet file as a DataFrame, columns stripped.
 
@@ -112,7 +123,14 @@ def read_table(path: Path) -> pd.DataFrame:
         else:
             df = pd.read_parquet(path)
     except Exception as exc:  # pandas/pyarrow raise many types; all mean "unreadable file"
-        raise InputError(f"{path.name}: cannot be read: {exc}", field=path.name) from exc
+        ragged = _RAGGED.search(str(exc))
+        if ragged is not None:  # the row and the counts, not pandas' tokenizer message
+            want, line, got = (int(x) for x in ragged.groups())
+            raise InputError(
+                f"{path.name} row {line - 1}: {got} cells, the header has {want}", field=path.name
+            ) from exc
+        what = " ".join(str(exc).split())  # one line (the tokenizer's messages end in "\n")
+        raise InputError(f"{path.name}: cannot be read: {what}", field=path.name) from exc
     df.columns = [str(c).strip() for c in df.columns]
     if any(c == "" for c in df.columns):
         raise InputError(f"{path.name}: a column has an empty header", field=path.name)
@@ -486,6 +504,9 @@ def load_risk_model(directory: Path, symbols: list[str]) -> RiskModel | None:
 #: reads ~1–3%, one in percent squared ~100× too large.  A median, so a few extreme names pass.
 MEDIAN_VOL_RANGE = (0.03, 2.0)
 MEDIAN_SPECIFIC_VOL_MAX = 1.5
+#: Most a directory's median factor may move, annualised: market factors run near 16%/y and
+#: style factors at 3–10%/y; the same returns in percent read ~100× that.
+MAX_MEDIAN_FACTOR_VOL = 2.0
 
 
 def _check_units(
@@ -626,7 +647,22 @@ def load_factor_returns(path: Path, dates: DateArray) -> tuple[list[str], FloatA
     missing = np.setdiff1d(dates, fdates)
     if missing.size:
         raise _err(fname, None, "date", f"no factor returns on {missing[0]} (a prices date)")
-    return factors, X[np.searchsorted(fdates, dates)]
+    aligned = X[np.searchsorted(fdates, dates)]
+    if len(aligned) > 1 and len(factors):
+        # Daily simple returns as fractions (docs/formats.md): factor returns in percent load
+        # otherwise, with betas 100× too small and factor risk 100× too large (data audit).
+        vol = aligned.std(axis=0) * np.sqrt(TRADING_DAYS_PER_YEAR)
+        if float(np.median(vol)) > MAX_MEDIAN_FACTOR_VOL:
+            worst = int(np.argmax(vol))
+            raise _err(
+                fname,
+                None,
+                factors[worst],
+                f"the median factor's annualised volatility is {float(np.median(vol)):.0%} "
+                f"({factors[worst]}: {float(vol[worst]):.0%}), above "
+                f"{MAX_MEDIAN_FACTOR_VOL:.0%}: returns in percent? give fractions (0.01 = 1%)",
+            )
+    return factors, aligned
 
 
 # ------------------------------------------------------------------------------ the directory
@@ -638,7 +674,7 @@ def load_market_dir(
     lookback: int = 252,
     halflife: float | None = 126.0,
     n_factors: int = 10,
-    standardise: Sequence[str] = (),
+    standardise: Sequence[str] | None = None,
 ) -> MarketHistory:
     """Load a market directory (see the module docstring and docs/formats.md).
 
@@ -647,7 +683,10 @@ def load_market_dir(
         lookback: days of returns per estimate when the risk model is estimated.
         halflife: exponential weighting of those returns (days).
         n_factors: factors of the statistical model (no factor returns given).
-        standardise: factor names whose estimated loadings are standardised cross-sectionally.
+        standardise: factor names whose estimated loadings (betas to ``factor_returns``) are
+            standardised cross-sectionally; ``None``: every factor but ``market`` (a factor
+            tilt is a floor in standardised units, docs/formats.md "Style loadings"), ``()``:
+            none.
 
     Returns:
         The history; its risk source is the loaded model (used on every date) if the directory
@@ -682,7 +721,9 @@ def load_market_dir(
                 halflife=halflife,
                 factor_returns=X,
                 factor_names=tuple(names),
-                standardise=tuple(standardise),
+                standardise=tuple(
+                    (f for f in names if f != MARKET_FACTOR) if standardise is None else standardise
+                ),
             )
             factor_names = tuple(names)
     ret = np.nan_to_num(P[1:] / P[:-1] - 1.0, nan=0.0)

@@ -298,8 +298,9 @@ def estimate_risk_model(
         min_obs: fewest returns a name needs for its own regression; every name, complete
             history or not, needs ``max(min_obs, k + 2)`` of them (k factors and an intercept,
             and at least one residual degree of freedom: fewer fits exactly, with no
-            specific risk left).  Names with fewer get the median loadings and specific
-            variance of their sector (of all fitted names when their sector has none).
+            specific risk left).  Names with fewer, and names whose returns are all 0 (a
+            stale quote), get the median loadings and specific variance of their sector (of
+            all fitted names when their sector has none).
         specific_floor: floor on annualised specific variance.
         standardise: factor names whose loadings are standardised cross-sectionally
             (equal-weighted mean 0, std 1), with ``factor_cov`` rescaled to match.
@@ -371,12 +372,18 @@ def estimate_risk_model(
     # the fit is exact (or underdetermined), specific variances sit at the floor and the
     # loadings are noise.  Complete histories are held to the same minimum as partial ones.
     need = max(min_obs, k + 2)
-    enough = counts >= need
+    # A price that never moved in the window (a stale or halted quote) has no risk to fit: its
+    # regression gives zero loadings and the specific floor, a name the optimizer would take
+    # for nearly riskless (data audit: 5%/y against a 30%/y median).  It is treated as a name
+    # without history: its sector's median loadings and specific variance.
+    stale = (counts > 0) & ~np.any(obs & (R != 0), axis=0)
+    enough = (counts >= need) & ~stale
     if not enough.any():
+        frozen = f"; {int(stale.sum())} names' prices never moved" if stale.any() else ""
         raise InputError(
             f"too little history for a risk model: the longest name has {int(counts.max())} "
             f"daily returns, a regression on {k} factors needs {need} "
-            f"(max(min_obs={min_obs}, k+2={k + 2}))",
+            f"(max(min_obs={min_obs}, k+2={k + 2})){frozen}",
             field="returns",
         )
     full = enough & (counts == T)

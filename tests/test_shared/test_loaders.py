@@ -374,3 +374,53 @@ def test_a_column_repeated_in_a_csv_header_is_refused_not_renamed(tmp_path: Path
     assert err.value.field == "lots.csv:symbol" and "appears twice" in str(err.value)
     path.write_text("account, symbol\nA,X\n")
     assert list(read_table(path).columns) == ["account", "symbol"]
+
+
+def _factor_returns_dir(tmp_path: Path, small: MarketHistory, scale: float = 1.0) -> Path:
+    write_market_dir(small, tmp_path, fmt="csv", layout="wide", risk_model=False)
+    rng = np.random.default_rng(3)
+    X = rng.normal(0, 0.01, (len(small.dates), 2)) * [1.0, 0.5]
+    fr = pd.DataFrame(X * scale, columns=["market", "value"])
+    fr.insert(0, "date", [d.isoformat() for d in small.dates])
+    fr.to_csv(tmp_path / "factor_returns.csv", index=False)
+    return tmp_path
+
+
+def test_betas_to_a_directory_s_style_factor_returns_are_standardised_but_market_s_are_not(
+    tmp_path, small
+):
+    # A tilt is a floor in standardised units (docs/formats.md "Style loadings"): the CLI paths
+    # load a directory with the default, and a half-scale `value` series gave betas of std 2.1.
+    path = _factor_returns_dir(tmp_path, small)
+    rm = load_market_dir(path).risk_model(small.dates[-1])
+    B, F, d = risk_model_arrays(rm)
+    assert abs(B[:, 1].mean()) < 1e-12 and abs(B[:, 1].std() - 1) < 1e-12
+    assert abs(B[:, 0].std() - 1) > 0.05  # market stays a beta
+    raw = load_market_dir(path, standardise=()).risk_model(small.dates[-1])
+    B0, F0, _ = risk_model_arrays(raw)
+    # Standardising leaves the risk of a zero-sum (active) portfolio unchanged.
+    active = np.random.default_rng(4).normal(size=len(d))
+    active -= active.mean()
+    assert np.isclose(active @ B @ F @ B.T @ active, active @ B0 @ F0 @ B0.T @ active)
+
+
+def test_factor_returns_in_percent_are_refused_with_a_hint(tmp_path, small):
+    path = _factor_returns_dir(tmp_path, small, scale=100.0)
+    err = rejects(path, "factor_returns.csv: the median factor's annualised volatility is")
+    assert "returns in percent? give fractions (0.01 = 1%)" in str(err)
+    assert err.field == "factor_returns.csv:market"
+    load_market_dir(_factor_returns_dir(tmp_path, small))  # the same in fractions loads
+
+
+def test_a_csv_row_with_more_cells_than_the_header_names_its_row_on_one_line(tmp_path):
+    rows = [
+        "date,symbol,price",
+        "2024-07-01,AAA,100",
+        "",
+        "2024-07-01,BBB,50",
+        "2024-07-02,AAA,1,9",
+    ]
+    write_csv(tmp_path / "prices.csv", "\n".join(rows))
+    err = rejects(tiny_dir(tmp_path, prices="\n".join(rows)), "prices.csv row 4: 4 cells, the")
+    assert str(err).endswith("prices.csv row 4: 4 cells, the header has 3")
+    assert err.field == "prices.csv"

@@ -128,6 +128,28 @@ def test_names_below_the_minimum_take_their_sectors_median_when_others_have_enou
     assert dh[0] == pytest.approx(np.median(dh[1:6]))
 
 
+def test_a_price_that_never_moved_takes_its_sectors_median_not_zero_risk():
+    # A stale quote regressed to zero loadings and the 5%/y specific floor: nearly riskless to
+    # the optimizer (data audit).  Also in the statistical model.
+    R, f, *_ = planted(T=300, n=40, seed=9)
+    R = R.copy()
+    R[:, 5] = 0.0
+    R[:200, 6] = np.nan
+    R[200:, 6] = 0.0  # listed late, and stale since
+    sectors = ["A"] * 20 + ["B"] * 20
+    for X in (f, None):
+        rm = estimate_risk_model(R, X, sectors=sectors, min_obs=60, n_factors=4)
+        Bh, Fh, dh = risk_model_arrays(rm)
+        fitted = [i for i in range(20) if i not in (5, 6)]
+        for i in (5, 6):
+            np.testing.assert_allclose(Bh[i], np.median(Bh[fitted], axis=0))
+            assert dh[i] == pytest.approx(np.median(dh[fitted]))
+            vol = np.sqrt(Bh[i] @ Fh @ Bh[i] + dh[i])
+            assert vol > 0.15
+    with pytest.raises(InputError, match="2 names' prices never moved"):
+        estimate_risk_model(np.zeros((100, 2)), f[:100], min_obs=60)
+
+
 def test_a_statistical_model_from_a_short_window_keeps_a_residual_for_each_regression():
     R, *_ = planted(T=6, n=30, seed=9)
     rm = estimate_risk_model(R, None, n_factors=10, min_obs=2)
