@@ -1500,6 +1500,33 @@ class _SolveLog:
     solves: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Level:
+    """One level of the relaxation chain as the side search and refinement see it."""
+
+    ctx: _Context
+    #: Names no ticket may trade today (held excluded names the budgets keep, …).
+    locked: BoolArray
+    #: The level's relaxation steps applied to a problem (:func:`_chain_transform`).
+    transform: Callable[[ProblemData], ProblemData]
+    solve: SolveFn
+    log: _SolveLog
+    #: The level's name in the outcome's attempts (``base``, a step, ``…/searched sides``).
+    label: str
+
+    def problem(self, sides: BoolArray, *, free: bool = False) -> ProblemData:
+        """The level's problem with ``sides`` (``free``: no side constraints)."""
+        return self.transform(_with_sides(self.ctx, sides, self.locked, free=free))
+
+    def attempt(self, data: ProblemData, what: str = "") -> Solution | None:
+        """:func:`_try_solve`, logged as ``label`` + ``what``."""
+        return _try_solve(data, self.solve, self.log, self.label + what)
+
+    def named(self, label: str) -> _Level:
+        """The same level logged under another label."""
+        return dataclasses.replace(self, label=label)
+
+
 #: ``exclusions_over_time``: the objective's pull (per unit of weight held) on an excluded name
 #: the realized-gain or turnover budget keeps from being sold whole tonight — a negative alpha
 #: far above any tax or tracking benefit of holding it, so the solve sells all the budget allows.
@@ -1616,16 +1643,8 @@ def _loss_sold_names(ctx: _Context, sol: Solution) -> BoolArray:
     return out
 
 
-def _refine_sides(  # noqa: PLR0917
-    ctx: _Context,
-    sol: Solution,
-    data: ProblemData,
-    sides: BoolArray,
-    locked: BoolArray,
-    transform: Callable[[ProblemData], ProblemData],
-    solve: SolveFn,
-    log: _SolveLog,
-    label: str,
+def _refine_sides(
+    level: _Level, sol: Solution, data: ProblemData, sides: BoolArray
 ) -> tuple[Solution, ProblemData]:
     """Reopen the harvest-side names the solve did not harvest and re-solve, repeated while it
     reopens names and improves (:func:`_reopen_rounds`); then try the side search's sides.
@@ -1652,29 +1671,25 @@ def _refine_sides(  # noqa: PLR0917
     is refined, long/short and market-neutral books too (the constructive-sale guard applies
     inside each solve); IRA/Roth accounts have no sides.
     """
-    if not ctx.taxable:
+    if not level.ctx.taxable:
         return sol, data
-    sol, data, tried = _reopen_rounds(ctx, sol, data, sides, locked, transform, solve, log, label)
+    sol, data, tried = _reopen_rounds(level, sol, data, sides)
     if not tried:
         return sol, data
     # Reopening only moves names from the harvest side to the buy side, so it keeps the
     # pre-pass's harvest names that a better assignment would trade for others (audit: a tilted
     # 100-name book harvested 0.2% of NAV less than the side search's sides).  When the sides
     # were worth refining, the side search is tried too and the better solution kept.
-    free = _try_solve(
-        transform(_with_sides(ctx, sides, locked, free=True)), solve, log, f"{label}/free sides"
-    )
+    free = level.attempt(level.problem(sides, free=True), "/free sides")
     if free is not None:
-        searched = sides_from_solution(ctx, free, locked)
+        searched = sides_from_solution(level.ctx, free, level.locked)
         if not any((searched == t).all() for t in tried):
-            data3 = transform(_with_sides(ctx, searched, locked))
-            sol3 = _try_solve(data3, solve, log, f"{label}/searched sides")
+            data3 = level.problem(searched)
+            sol3 = level.attempt(data3, "/searched sides")
             if sol3 is not None and sol3.objective < sol.objective:
                 # The searched sides are refined as the pre-pass's were: their harvest side
                 # can hold names the solve then leaves unsold and unbuyable.
-                sol, data, _ = _reopen_rounds(
-                    ctx, sol3, data3, searched, locked, transform, solve, log, label
-                )
+                sol, data, _ = _reopen_rounds(level, sol3, data3, searched)
     return sol, data
 
 
@@ -1686,16 +1701,8 @@ def _refine_sides(  # noqa: PLR0917
 MAX_REOPEN_ROUNDS = 4
 
 
-def _reopen_rounds(  # noqa: PLR0917
-    ctx: _Context,
-    sol: Solution,
-    data: ProblemData,
-    sides: BoolArray,
-    locked: BoolArray,
-    transform: Callable[[ProblemData], ProblemData],
-    solve: SolveFn,
-    log: _SolveLog,
-    label: str,
+def _reopen_rounds(
+    level: _Level, sol: Solution, data: ProblemData, sides: BoolArray
 ) -> tuple[Solution, ProblemData, list[BoolArray]]:
     """Repeat :func:`_reopen` from the best solution so far until it reopens no name, fails
     or stops improving (at most :data:`MAX_REOPEN_ROUNDS`).
@@ -1706,7 +1713,7 @@ def _reopen_rounds(  # noqa: PLR0917
     """
     tried: list[BoolArray] = []
     for _ in range(MAX_REOPEN_ROUNDS):
-        step = _reopen(ctx, sol, sides, locked, transform, solve, log, label)
+        step = _reopen(level, sol, sides)
         if step is None:
             break
         new_sides, sol2, data2 = step
@@ -1717,15 +1724,8 @@ def _reopen_rounds(  # noqa: PLR0917
     return sol, data, tried
 
 
-def _reopen(  # noqa: PLR0917
-    ctx: _Context,
-    sol: Solution,
-    sides: BoolArray,
-    locked: BoolArray,
-    transform: Callable[[ProblemData], ProblemData],
-    solve: SolveFn,
-    log: _SolveLog,
-    label: str,
+def _reopen(
+    level: _Level, sol: Solution, sides: BoolArray
 ) -> tuple[BoolArray, Solution | None, ProblemData] | None:
     """One reopening step of :func:`_refine_sides`: the harvest side cut to the names ``sol``
     sold at a loss (plus the unbuyable, over-cap and locked ones), re-solved.
@@ -1734,8 +1734,9 @@ def _reopen(  # noqa: PLR0917
         ``None`` when no name is reopened, else the new sides, the re-solve (``None`` if it
         failed) and its problem.
     """
+    ctx = level.ctx
     base = ctx.base
-    keep = _loss_sold_names(ctx, sol) | ~base.buy_allowed | locked
+    keep = _loss_sold_names(ctx, sol) | ~base.buy_allowed | level.locked
     keep |= ctx.w0 > base.max_w + WEIGHT_EPS
     new_sides = _spread_to_groups(keep, ctx.group) & sides
     reopened = sides & ~new_sides
@@ -1749,11 +1750,9 @@ def _reopen(  # noqa: PLR0917
     held_short = np.bincount(base.short_name, weights=base.short_w, minlength=base.n) > 0
     hint = (held_long & (sol.w < -WEIGHT_EPS), held_short & (sol.w > WEIGHT_EPS))
     data2 = dataclasses.replace(
-        transform(_with_sides(ctx, new_sides, locked)),
-        flip_hint=hint,
-        flip_hint_objective=sol.objective,
+        level.problem(new_sides), flip_hint=hint, flip_hint_objective=sol.objective
     )
-    sol2 = _try_solve(data2, solve, log, f"{label}/reopened {int(reopened.sum())} names")
+    sol2 = level.attempt(data2, f"/reopened {int(reopened.sum())} names")
     return new_sides, sol2, data2
 
 
@@ -1790,7 +1789,10 @@ def _solve_chain(
     label = "base"
     next_step = 0
     while True:
-        found = _solve_level(ctx, pre, locked, transform, solve, log, label)
+        level = _Level(
+            ctx=ctx, locked=locked, transform=transform, solve=solve, log=log, label=label
+        )
+        found = _solve_level(level, pre)
         if found is not None:
             return found[0], found[1], relaxations
         # DESIGN §2: exclusions are sold "tax-aware, over time if a gain budget says so".  At
@@ -1800,18 +1802,14 @@ def _solve_chain(
         # exclusions stay whole and the chain goes on (tracking or tilts were the conflict).
         if _relaxed(transform(ctx.base), "exclusions_over_time", te_budget) is not None:
             steps = [*relaxations, "exclusions_over_time"]
-            found = _solve_level(
-                ctx,
-                pre,
-                locked,
-                _chain_transform(steps, te_budget),
-                solve,
-                log,
-                "+".join([*relaxations[-1:], "exclusions_over_time"]),
+            over_time = dataclasses.replace(
+                level,
+                transform=_chain_transform(steps, te_budget),
+                label="+".join([*relaxations[-1:], "exclusions_over_time"]),
             )
+            found = _solve_level(over_time, pre)
             if found is not None and (
-                _budgets_bind(*found)
-                or _feasible_without_budgets(ctx, pre, locked, transform, solve, log, label)
+                _budgets_bind(*found) or _feasible_without_budgets(level, pre)
             ):
                 return found[0], found[1], steps
             if found is not None:
@@ -1834,26 +1832,17 @@ def _solve_chain(
                 break
 
 
-def _feasible_without_budgets(  # noqa: PLR0917
-    ctx: _Context,
-    pre: BoolArray,
-    locked: BoolArray,
-    transform: Callable[[ProblemData], ProblemData],
-    solve: SolveFn,
-    log: _SolveLog,
-    label: str,
-) -> bool:
+def _feasible_without_budgets(level: _Level, pre: BoolArray) -> bool:
     """Whether the level (exclusions sold whole) is feasible once the turnover limit and the
     gain budget are dropped: then the budgets are what keeps the exclusions from a whole sale,
     even where another limit binds at the over-time solution (review: a long/short book's
     excluded short, whose cover the shape floors also slowed, was covered whole at $252,979
     of gain against a $1,000 budget)."""
 
-    def unbudgeted(data: ProblemData) -> ProblemData:
-        return dataclasses.replace(transform(data), turnover_max_w=None, gain_budget_w=None)
-
-    free = unbudgeted(_with_sides(ctx, pre, locked, free=True))
-    return _try_solve(free, solve, log, f"{label}/without budgets") is not None
+    free = dataclasses.replace(
+        level.problem(pre, free=True), turnover_max_w=None, gain_budget_w=None
+    )
+    return level.attempt(free, "/without budgets") is not None
 
 
 def _budgets_bind(sol: Solution, data: ProblemData) -> bool:
@@ -1872,32 +1861,23 @@ def _budgets_bind(sol: Solution, data: ProblemData) -> bool:
     return False
 
 
-def _solve_level(  # noqa: PLR0917
-    ctx: _Context,
-    pre: BoolArray,
-    locked: BoolArray,
-    transform: Callable[[ProblemData], ProblemData],
-    solve: SolveFn,
-    log: _SolveLog,
-    label: str,
-) -> tuple[Solution, ProblemData] | None:
+def _solve_level(level: _Level, pre: BoolArray) -> tuple[Solution, ProblemData] | None:
     """One level of the chain: the pre-pass sides, then the side search; refined when solved."""
-    data = transform(_with_sides(ctx, pre, locked))
-    sol = _try_solve(data, solve, log, label)
+    ctx, locked = level.ctx, level.locked
+    data = level.problem(pre)
+    sol = level.attempt(data)
     if sol is not None:
-        return _refine_sides(ctx, sol, data, pre, locked, transform, solve, log, label)
-    free_data = transform(_with_sides(ctx, pre, locked, free=True))
-    free = _try_solve(free_data, solve, log, f"{label}/free sides")
+        return _refine_sides(level, sol, data, pre)
+    free_data = level.problem(pre, free=True)
+    free = level.attempt(free_data, "/free sides")
     for suffix in ("", " (no flips)"):
         if free is None:
             break
         sides = sides_from_solution(ctx, free, locked)
-        data = transform(_with_sides(ctx, sides, locked))
-        sol = _try_solve(data, solve, log, f"{label}/searched sides{suffix}")
+        data = level.problem(sides)
+        sol = level.attempt(data, f"/searched sides{suffix}")
         if sol is not None:
-            return _refine_sides(
-                ctx, sol, data, sides, locked, transform, solve, log, f"{label}/searched sides"
-            )
+            return _refine_sides(level.named(f"{level.label}/searched sides"), sol, data, sides)
         # A free solve that flipped names (sold a long out and shorted it, or the reverse)
         # can give sides no ticket meets: a flipped name sold at a loss goes to the harvest
         # side, where it may not be shorted.  Search once more from a free solve without
@@ -1906,15 +1886,13 @@ def _solve_level(  # noqa: PLR0917
         flipped = (free.short > WEIGHT_EPS) & held_long | (free.buy > WEIGHT_EPS) & held_short
         if suffix or not flipped.any():
             break
-        free = _try_solve(
+        free = level.attempt(
             dataclasses.replace(
                 free_data,
                 short_allowed=free_data.short_allowed & ~held_long,
                 buy_allowed=free_data.buy_allowed & ~held_short,
             ),
-            solve,
-            log,
-            f"{label}/free sides (no flips)",
+            "/free sides (no flips)",
         )
     return None
 

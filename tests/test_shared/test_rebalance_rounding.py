@@ -75,9 +75,10 @@ def test_a_reopened_name_whose_marginal_te_is_positive_is_still_re_solved_and_ca
     marginal += data.specific_var * active
     assert reopened.any() and (marginal[reopened] > 0).all()
     assert data.te_max is not None and sol.te > data.te_max - 1e-6  # the budget binds
-    kept, _ = rb._refine_sides(
-        ctx, sol, data, harvest, none, lambda d: d, solve, rb._SolveLog(), "x"
+    level = rb._Level(
+        ctx=ctx, locked=none, transform=lambda d: d, solve=solve, log=rb._SolveLog(), label="x"
     )
+    kept, _ = rb._refine_sides(level, sol, data, harvest)
     assert kept.objective < sol.objective - 4e-5  # 5.3e-5 of NAV better
 
 
