@@ -134,13 +134,15 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     raw = _read_request_bytes(args.request)
     try:
         doc = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # Invalid UTF-8 and nesting deeper than the stack are not msgspec.DecodeError.
         raise InputError(f"not valid JSON: {exc}", field="REQUEST.json") from exc
     if not isinstance(doc, dict):
         raise InputError("a request is a JSON object", field="REQUEST.json")
     acct = doc.get("account") if isinstance(doc.get("account"), dict) else {}
     account_id = str(acct.get("account_id", "")) if acct else ""
     as_of = _as_of(doc.get("as_of"))
+    household_id = str(acct.get("household_id", "")) if acct else ""
     outcome: Outcome
     try:
         request = decode_json(raw, RebalanceRequest, account=account_id or None)
@@ -148,13 +150,19 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     except InputError as exc:
         outcome = Rejected(
             account_id=account_id,
-            household_id=str(acct.get("household_id", "")) if acct else "",
+            household_id=household_id,
             as_of=as_of,
             field=exc.field or "",
             reason=exc.reason,
         )
     except OptimizationError as exc:
-        outcome = Failed(account_id=account_id, as_of=as_of, reason=str(exc), attempts=1)
+        outcome = Failed(
+            account_id=account_id,
+            household_id=household_id,
+            as_of=as_of,
+            reason=str(exc),
+            attempts=1,
+        )
     out = msgspec.json.encode(outcome)
     if args.indent:
         out = msgspec.json.format(out, indent=2)

@@ -152,7 +152,10 @@ def _share(total: Decimal, part: Decimal, whole: Decimal) -> Decimal:
     second rounding moved the exact half cent 6,242,768,242.425 down to .42.
     """
     if part == whole:
-        return total
+        # Whole cents even when a loaded lot's basis carries more digits (a broker's per-share
+        # basis times the shares): a slice is a Form 8949 line (fuzz audit: a basis of
+        # 1E-9 made a slice's gain -10841.619999999).
+        return cents(total)
     tn, td = total.as_integer_ratio()
     pn, pd = part.as_integer_ratio()
     wn, wd = whole.as_integer_ratio()

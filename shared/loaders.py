@@ -44,6 +44,8 @@ from shared.market import (
     MarketHistory,
     RiskSource,
     StaticRiskSource,
+    coarse_price_reason,
+    coarse_prices,
 )
 from shared.messages import RiskModel
 from shared.risk_model import (
@@ -261,6 +263,10 @@ def _check_sign(vals: FloatArray, fname: str, column: str, label: str, sign: Sig
                 f"{label} {vals[i]:g} must be between {PRICE_QUANTUM} and {MAX_PRICE_USD:,.0f} "
                 "(trades carry 4 decimals; the ledger books at most $1e10 a share)",
             )
+        rows = np.flatnonzero(coarse_prices(vals))
+        if rows.size:
+            i = int(rows[0])
+            raise _err(fname, i + 1, column, f"{label}: {coarse_price_reason(float(vals[i]))}")
 
 
 def read_panel(

@@ -25,10 +25,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from shared.errors import InputError
 from shared.messages import MarketSnapshot, RiskModel
@@ -48,6 +49,31 @@ WEIGHT_SUM_TOL = 1e-6
 #: ledger books at most $1e10 a share (``shared.ledger.MAX_PRICE``).
 PRICE_QUANTUM = Decimal("0.0001")
 MAX_PRICE_USD = 1e10
+#: Most a price may move (relative) when a ticket carries it to 4 decimals.  Weights, cash and
+#: TE use the snapshot's price and the ticket fills at the 4-decimal one; a sub-cent price such
+#: as 0.00015 fills at 0.0002, 33% off, and the reported cash and weights were thousands of
+#: dollars off the ticket (fuzz audit).  Every price of $0.05 and above passes; below, a price
+#: needs (nearly) 4 decimals.
+MAX_PRICE_ROUNDING = 1e-3
+
+
+def coarse_prices(prices: FloatArray) -> npt.NDArray[np.bool_]:
+    """Which prices 4 decimals move by more than :data:`MAX_PRICE_ROUNDING` of themselves
+    (NaN: no)."""
+    quantum = float(PRICE_QUANTUM)
+    off = np.abs(np.round(prices / quantum) * quantum - prices)
+    out: npt.NDArray[np.bool_] = off > MAX_PRICE_ROUNDING * prices
+    return out
+
+
+def coarse_price_reason(price: float) -> str:
+    """Why a price :func:`coarse_prices` flags is refused (follows the price's label)."""
+    filled = Decimal(repr(price)).quantize(PRICE_QUANTUM, ROUND_HALF_UP)
+    return (
+        f"{price:g} would trade at {filled} (trades carry 4 decimals), "
+        f"{abs(float(filled) - price) / price:.1%} off: below $0.05 a price needs at most 4 "
+        f"decimals (a rounding of at most {MAX_PRICE_ROUNDING:.1%})"
+    )
 
 
 class RiskSource(Protocol):

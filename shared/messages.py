@@ -450,8 +450,17 @@ def decode_json(raw: bytes | str, typ: type[T], *, account: str | None = None) -
         msg = str(exc)
         field = _field_of(msg)
         raise InputError(msg, account=account, field=field) from exc
-    except msgspec.DecodeError as exc:
-        raise InputError(f"not valid JSON: {exc}", account=account, field="document") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # Invalid UTF-8 in a string and nesting deeper than the interpreter's stack are not
+        # msgspec.DecodeError (fuzz audit: both were tracebacks).
+        raise InputError(
+            f"not valid JSON: {_short(exc)}", account=account, field="document"
+        ) from exc
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's message, or its type when it has none."""
+    return str(exc) or type(exc).__name__
 
 
 def encode_json(obj: Any) -> bytes:

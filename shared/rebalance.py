@@ -57,8 +57,10 @@ import msgspec
 import numpy as np
 
 from shared.errors import Infeasible, InputError, SolverFailed
+from shared.ledger import FIRST_DATE, LAST_DATE
+from shared.ledger import MAX_QUANTITY as LEDGER_MAX_QUANTITY
 from shared.ledger import cents as ledger_cents
-from shared.market import MAX_PRICE_USD, PRICE_QUANTUM
+from shared.market import MAX_PRICE_USD, PRICE_QUANTUM, coarse_price_reason, coarse_prices
 from shared.messages import (
     SCHEMA_VERSION,
     AccountSpec,
@@ -90,12 +92,15 @@ def decimals_to_floats(values: Sequence[Decimal]) -> FloatArray:
     correctly rounded parser: the same float as ``float(v)`` (which also parses the decimal
     string), bit for bit; zeros are redone with ``float`` so ``-0`` keeps its sign.  A value
     JSON cannot carry (NaN, ±Infinity, out of float range) takes the plain per-value path, so
-    validation still sees it as non-finite.
+    validation still sees it as non-finite (a signalling NaN as NaN: ``float`` raises on it, and
+    a lot quantity of ``"sNaN"`` was a traceback instead of a rejection naming the field).
     """
     try:
         out = np.asarray(_FLOAT_LIST.decode(_DECIMAL_NUMBERS.encode(values)), dtype=np.float64)
     except msgspec.MsgspecError:
-        return np.fromiter((float(v) for v in values), np.float64, len(values))
+        return np.fromiter(
+            (math.nan if v.is_nan() else float(v) for v in values), np.float64, len(values)
+        )
     for i in np.flatnonzero(out == 0.0).tolist():  # "-0" parses as the integer 0: keep the sign
         out[i] = float(values[i])
     return out
@@ -131,7 +136,8 @@ CENT = Decimal("0.01")
 #: the same ones.
 MAX_LOT_QUANTITY = 1e10
 #: More cash than any account holds ($1e13); beyond it the NAV's cents overflow Decimal's
-#: 28 digits (a traceback) or the buys exceed the ledger's share limit.
+#: 28 digits (a traceback).  A ticket line above the ledger's share limit (a large account and
+#: a cheap name) is rejected on its own (:func:`_check_ticket_size`).
 MAX_CASH_USD = Decimal(10) ** 13
 #: Largest |alpha| accepted (annualised return units: 10 = 1,000%/y).  Beyond it a signal is in
 #: the wrong units, and 1e20 made the solve fail with "objective unbounded below" instead of a
@@ -140,6 +146,17 @@ MAX_ABS_ALPHA = 10.0
 #: Largest λ_te and λ_tax accepted: a million times the default weight of 1.  Beyond it the
 #: objective's scale is numerically meaningless (Clarabel stalls or reports it unbounded).
 MAX_LAMBDA = 1e6
+#: Largest |entry| of a request's risk model: a loading, a factor (co)variance or a specific
+#: variance (annual variances: 100 is a volatility of 1,000%/y).  Beyond it the model is in the
+#: wrong units (percent squared, daily × 1e6 …), and 1e20 to 1e300 ended in a failed solve or a
+#: traceback from the fallback solver instead of a rejection (fuzz audit).
+MAX_RISK_VALUE = 100.0
+#: Largest trading cost κ (bps of traded notional): 100% of every trade.
+MAX_TRADING_COST_BPS = 10_000.0
+#: Largest |tilt floor| (standardised units: sigmas of active exposure); no book reaches it.
+MAX_ABS_TILT = 100.0
+#: Largest long side of a long/short book (10.0 is 1000/900; the product runs up to 250/150).
+MAX_LONG_W = 10.0
 
 #: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
@@ -266,6 +283,14 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
             account=account,
             field=f"market.prices[{i}]",
         )
+    bad = coarse_prices(prices)
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            f"price of {market.symbols[i]}: {coarse_price_reason(float(prices[i]))}",
+            account=account,
+            field=f"market.prices[{i}]",
+        )
     w_bench = np.asarray(market.benchmark_weights, dtype=np.float64)
     bad = ~np.isfinite(w_bench) | (w_bench < 0)
     if bad.any():
@@ -289,6 +314,11 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
         raise InputError(
             f"ragged risk model rows: {exc}", account=account, field="market.risk_model"
         ) from exc
+    if k == 0:  # no factors (specific risk only): JSON's [] and [[], …] carry no shape
+        if factor_cov.size == 0:
+            factor_cov = factor_cov.reshape(0, 0)
+        if loadings.size == 0:
+            loadings = loadings.reshape(n, 0)
     if loadings.shape != (n, k):
         raise InputError(
             f"loadings are {loadings.shape}, expected ({n}, {k}) (symbols × factor_names)",
@@ -314,6 +344,22 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
             account=account,
             field="market.risk_model.factor_cov",
         )
+    for name, values in (("loadings", loadings), ("factor_cov", factor_cov)):
+        big = np.abs(values) > MAX_RISK_VALUE
+        if big.any():
+            i, j = (int(x) for x in np.argwhere(big)[0])
+            f = rm.factor_names
+            if name == "loadings":
+                what, where = f"the loading of {market.symbols[i]} on {f[j]}", f"[{i}]"
+                units = "betas and standardised scores are a few units; raw scores are not"
+            else:
+                what, where = f"the covariance of {f[i]} and {f[j]}", ""
+                units = "annual variances as fractions: 0.04 is 20%/y; not percent squared"
+            raise InputError(
+                f"{what} is {float(values[i, j]):.6g}, beyond ±{MAX_RISK_VALUE:g} ({units})",
+                account=account,
+                field=f"market.risk_model.{name}{where}",
+            )
     # One tolerance with the market loader (shared.risk_model.PSD_TOL, docs/formats.md): a
     # covariance a market directory passes with never rejects every account.
     low = psd_violation(factor_cov) if k else None
@@ -324,11 +370,12 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
             field="market.risk_model.factor_cov",
         )
     specific = np.asarray(rm.specific_var, dtype=np.float64)
-    bad = ~np.isfinite(specific) | (specific < 0)
+    bad = ~np.isfinite(specific) | (specific < 0) | (specific > MAX_RISK_VALUE)
     if bad.any():
         i = _first_bad(bad)
         raise InputError(
-            f"specific variance of {market.symbols[i]} must be finite and ≥ 0",
+            f"specific variance of {market.symbols[i]} is {float(specific[i])!r}; must be "
+            f"finite, ≥ 0 and ≤ {MAX_RISK_VALUE:g} (annualised: 0.04 is 20%/y)",
             account=account,
             field=f"market.risk_model.specific_var[{i}]",
         )
@@ -469,6 +516,13 @@ def _validate(request: RebalanceRequest) -> tuple[MarketArrays, _Scan]:
             account=aid,
             field="schema_version",
         )
+    # The ledger's dates (its 30-day windows and one-year holding test stay inside
+    # ``datetime.date``): as_of 9999-12-31 or a ledger of 0001-01-01 were tracebacks (fuzz audit).
+    for field, day in (("as_of", request.as_of), ("ledger.as_of", request.ledger.as_of)):
+        if not FIRST_DATE <= day <= LAST_DATE:
+            raise InputError(
+                f"{day} is outside {FIRST_DATE} to {LAST_DATE}", account=aid, field=field
+            )
     if request.market.as_of != request.as_of:
         raise InputError(
             f"market snapshot is of {request.market.as_of}, the request of {request.as_of}",
@@ -527,7 +581,13 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
     # hard limit killed the process four times; λ_tax 1e15 ended in "objective unbounded").
     _check_float(acct.lambda_te, account=aid, field="account.lambda_te", lo=0.0, hi=MAX_LAMBDA)
     _check_float(acct.lambda_tax, account=aid, field="account.lambda_tax", lo=0.0, hi=MAX_LAMBDA)
-    _check_float(acct.trading_cost_bps, account=aid, field="account.trading_cost_bps", lo=0.0)
+    _check_float(
+        acct.trading_cost_bps,
+        account=aid,
+        field="account.trading_cost_bps",
+        lo=0.0,
+        hi=MAX_TRADING_COST_BPS,
+    )
     _check_float(
         acct.commission_bps, account=aid, field="account.commission_bps", lo=0.0, hi=1000.0
     )
@@ -555,7 +615,13 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
                 account=aid,
                 field=f"account.tilts[{t}].factor",
             )
-        _check_float(tilt.min_exposure, account=aid, field=f"account.tilts[{t}].min_exposure")
+        _check_float(
+            tilt.min_exposure,
+            account=aid,
+            field=f"account.tilts[{t}].min_exposure",
+            lo=-MAX_ABS_TILT,
+            hi=MAX_ABS_TILT,
+        )
     for e, sym in enumerate(acct.exclusions):
         if not sym:
             raise InputError("empty symbol", account=aid, field=f"account.exclusions[{e}]")
@@ -567,7 +633,9 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
                 account=aid,
                 field="account.long_short",
             )
-        _check_float(spec.long_w, account=aid, field="account.long_short.long_w", lo=1.0)
+        _check_float(
+            spec.long_w, account=aid, field="account.long_short.long_w", lo=1.0, hi=MAX_LONG_W
+        )
         _check_float(spec.short_w, account=aid, field="account.long_short.short_w", lo=0.0)
         if abs(spec.long_w - spec.short_w - 1.0) > WEIGHT_TOL:
             raise InputError(
@@ -687,11 +755,13 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         f"above ${MAX_BASIS_PER_SHARE:,.0f} a share; the quantity or the basis is wrong",
         "cost_basis_usd",
     )
-    fail(
-        (acquired > as_of.toordinal()) | (traded > as_of.toordinal()),
-        f"lot {{lot.lot_id}} acquired {{lot.acquired}} / traded {{lot.trade_date}}, after {as_of}",
-        "acquired",
-    )
+    earliest = FIRST_DATE.toordinal()
+    for day, field in ((acquired, "acquired"), (traded, "trade_date")):
+        fail(
+            (day > as_of.toordinal()) | (day < earliest),
+            f"lot {{lot.lot_id}} {field} {{lot.{field}}} is outside {FIRST_DATE} to {as_of}",
+            field,
+        )
     # Most lots carry no adjustment (Decimal 0 is falsy, NaN is not): only the others are
     # looked at (converting every lot's adjustment cost 3.7 ms on 11,000 lots).
     odd = [k for k, x in enumerate(chk) if x.wash_adjustment_usd]
@@ -2062,6 +2132,61 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
     return _keep_cash_floor(ctx, orders, cash=cash)
 
 
+def _whole_sales(ctx: _Context, data: ProblemData, orders: _Orders) -> _Orders:
+    """Every long lot of a name that may not be held long after the ticket is sold whole, and
+    every short lot of a name that may not be short is covered whole.
+
+    A long position must go when the solved problem caps the name at 0 (an excluded name sold
+    whole) or the ticket shorts the name (IRC §1259: a name is never held long and short); a
+    short one when the problem floors the name at 0 or the ticket buys it.  The rounding of
+    :func:`_round_lots` sells a lot whole only when the solve sold (nearly) all of it in
+    shares, and at a very large NAV a lot is a few 1e-9 of it, the solver's own accuracy
+    (fuzz audit: an excluded name kept 11 shares of a $2.1e12 account; a long/short book of
+    $4.5e9 kept 109 shares long of a name it shorted 11 million shares of, both unreported).
+    """
+    n = data.n
+    shorted = np.zeros(n, dtype=np.bool_)
+    shorted[orders.short_name] = True
+    bought = np.zeros(n, dtype=np.bool_)
+    bought[orders.buy_name] = True
+    sells = _complete(
+        orders.sell_lot,
+        orders.sell_qty,
+        ctx.longs,
+        ((data.max_w <= 0.0) | shorted)[ctx.longs.name] & data.lot_sellable,
+    )
+    covers = _complete(
+        orders.cover_lot,
+        orders.cover_qty,
+        ctx.shorts,
+        ((data.min_w >= 0.0) | bought)[ctx.shorts.name] & data.short_coverable,
+    )
+    if sells is None and covers is None:
+        return orders
+    sell_lot, sell_qty = sells or (orders.sell_lot, orders.sell_qty)
+    cover_lot, cover_qty = covers or (orders.cover_lot, orders.cover_qty)
+    return dataclasses.replace(
+        orders, sell_lot=sell_lot, sell_qty=sell_qty, cover_lot=cover_lot, cover_qty=cover_qty
+    )
+
+
+def _complete(
+    index: IntArray, qty: list[Decimal], lots: _LotArrays, whole: BoolArray
+) -> tuple[IntArray, list[Decimal]] | None:
+    """Lot orders ``(index, qty)`` with every lot in ``whole`` taken whole (``None``: they
+    already are)."""
+    want = np.flatnonzero(whole)
+    if not len(want):
+        return None
+    taken = dict(zip(index.tolist(), qty, strict=True))
+    if all(taken.get(j) == lots.lots[j].quantity for j in want.tolist()):
+        return None
+    for j in want.tolist():
+        taken[j] = lots.lots[j].quantity
+    order = sorted(taken)
+    return np.asarray(order, dtype=np.int64), [taken[j] for j in order]
+
+
 def _drop_dust(ctx: _Context, orders: _Orders) -> _Orders:
     """The ticket without lines worth less than half a cent (1/10,000 share of a cheap name in
     a fractional account: DI audit, buys with a $0.00 notional opened lots with a $0 basis, and
@@ -3419,13 +3544,14 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
             ]
             break
         assert final is not None  # solved ⇒ the problem it solved
-        orders, breaches = _enforce_limits(ctx, final, _orders(sol, ctx))
+        orders, breaches = _enforce_limits(ctx, final, _whole_sales(ctx, final, _orders(sol, ctx)))
         orders = _drop_dust(ctx, orders)
         conflict = _loss_sale_and_buy(ctx, orders)
         w, cash_w = _final_weights(ctx, orders)
         if ctx.request.account.strategy != "direct-index":
             breaches = _rounded_breaches(ctx, final, orders, w)
         trades = _trades(ctx, orders, w, final.tilts)
+        _check_ticket_size(ctx, trades)
         checked = _wash_check(ctx, trades)
         # A lot the ledger realized at a loss is a loss lot from now on (the sale of a part of
         # a lot rounds to a cent below its break-even price): a buy of its name is a conflict.
@@ -3458,6 +3584,26 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
         t0=t0,
         breaches=breaches,
     )
+
+
+def _check_ticket_size(ctx: _Context, trades: list[Trade]) -> None:
+    """Every line within the ledger's share limit per transaction.
+
+    Raises:
+        InputError: a buy or short larger than :data:`shared.ledger.MAX_QUANTITY` shares (an
+            account of $1e13 buying a $92 name at 10%: it was rejected under a field
+            ``quantity`` that no request has, fuzz audit), naming the name's price.
+    """
+    for t in trades:
+        if t.quantity > LEDGER_MAX_QUANTITY:
+            i = ctx.market.index[t.symbol]
+            raise InputError(
+                f"the ticket would {t.side} {t.quantity} shares of {t.symbol} at {t.price} "
+                f"(NAV {ctx.nav_usd} USD): more than the {LEDGER_MAX_QUANTITY:,} shares one "
+                "transaction may carry; the account is too large for this price",
+                account=ctx.request.account.account_id,
+                field=f"market.prices[{i}]",
+            )
 
 
 def _exclusions_left(ctx: _Context, w: FloatArray, relaxations: list[str]) -> list[str]:

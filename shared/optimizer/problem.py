@@ -512,14 +512,16 @@ def build_cvxpy(
     return cp.Problem(cp.Minimize(objective), cons), ctx
 
 
-class _StdoutToStderr:
-    """What a solver prints to stdout goes to stderr instead, so it never mixes with the outcome
-    JSON of ``taxview rebalance`` (market-neutral audit: SCS printed "ERROR: could not determine
-    problem status." before the JSON).  Both levels are moved: file descriptor 1 (C code's
-    ``printf``) and ``sys.stdout`` (SCS's binding prints through ``PySys_WriteStdout``).
+class _QuietStdout:
+    """What a solver prints to stdout is discarded, so it never mixes with the outcome JSON of
+    ``taxview rebalance`` (market-neutral audit: SCS printed "ERROR: could not determine problem
+    status." before the JSON) nor with its one-line reason on stderr (fuzz audit: moved to
+    stderr, it came before the reason).  The outcome records each solver attempt and its status.
+    Both levels are silenced: file descriptor 1 (C code's ``printf``) and ``sys.stdout`` (SCS's
+    binding prints through ``PySys_WriteStdout``).
 
-    Reentrant and thread-safe: the first holder moves them, the last one puts them back (two
-    overlapping redirects that each saved and restored fd 1 left it on stderr for good).  A
+    Reentrant and thread-safe: the first holder silences them, the last one puts them back (two
+    overlapping redirects that each saved and restored fd 1 left it redirected for good).  A
     process without a usable stdout (``sys.stdout`` ``None``, fd 1 closed) is left as it is.
     """
 
@@ -528,6 +530,7 @@ class _StdoutToStderr:
         self._depth = 0
         self._saved_fd: int | None = None
         self._saved_stdout: Any = None
+        self._sink: Any = None
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
@@ -544,7 +547,7 @@ class _StdoutToStderr:
                     self._restore()
 
     def _move(self) -> None:
-        self._saved_fd, self._saved_stdout = None, None
+        self._saved_fd, self._saved_stdout, self._sink = None, None, None
         with contextlib.suppress(AttributeError, OSError, ValueError):
             sys.stdout.flush()
         try:
@@ -552,27 +555,32 @@ class _StdoutToStderr:
         except OSError:
             return
         try:
-            os.dup2(2, 1)
+            sink = open(os.devnull, "w")  # noqa: SIM115 (closed in _restore)
         except OSError:
             os.close(saved)
             return
-        self._saved_fd = saved
-        if sys.stdout is not None and sys.stderr is not None:
-            self._saved_stdout, sys.stdout = sys.stdout, sys.stderr
+        try:
+            os.dup2(sink.fileno(), 1)
+        except OSError:
+            os.close(saved)
+            sink.close()
+            return
+        self._saved_fd, self._sink = saved, sink
+        if sys.stdout is not None:
+            self._saved_stdout, sys.stdout = sys.stdout, sink
 
     def _restore(self) -> None:
         if self._saved_fd is None:
             return
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            sys.stdout.flush()
         if self._saved_stdout is not None:
             sys.stdout = self._saved_stdout
         os.dup2(self._saved_fd, 1)
         os.close(self._saved_fd)
-        self._saved_fd, self._saved_stdout = None, None
+        self._sink.close()
+        self._saved_fd, self._saved_stdout, self._sink = None, None, None
 
 
-_c_stdout_to_stderr = _StdoutToStderr()
+_quiet_stdout = _QuietStdout()
 
 
 def _cvxpy_attempt(data: ProblemData, solver: str) -> _Attempt:
@@ -598,10 +606,15 @@ def _cvxpy_attempt(data: ProblemData, solver: str) -> _Attempt:
             "time_limit_secs": _time_left(60.0),
         }
     try:
-        with _c_stdout_to_stderr():
+        with _quiet_stdout():
             prob.solve(solver=solver, **opts)
     except cp.error.SolverError as exc:
         return _Attempt(name, "SolverError", None, str(exc).splitlines()[0][:80])
+    except (ValueError, ArithmeticError, MemoryError) as exc:
+        # A solver's own error is one failed attempt, as in the Clarabel path (fuzz audit:
+        # SCS's "ScsWork allocation error!" on a loading of 1e300 was a traceback).
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:80]
+        return _Attempt(name, "SolverError", None, reason)
     t1 = time.perf_counter()
     status = str(prob.status)
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
@@ -965,8 +978,11 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
         long_after, short_after = long_short_sides(
             d1, first.sell, first.buy, first.cover, first.short
         )
-        to_short = block_short & (long_after <= tol) & (first.buy <= tol)
-        to_long = block_buy & (short_after <= tol) & (first.short <= tol)
+        # Only names whose every lot may be sold (covered): a lot the sides keep (a loss
+        # lot of a buy-side name) is still held, however small its weight (fuzz audit: at a
+        # $4.5e9 NAV, 109 shares long were under the tolerance and the name was shorted).
+        to_short = block_short & all_long_sellable & (long_after <= tol) & (first.buy <= tol)
+        to_long = block_buy & all_short_coverable & (short_after <= tol) & (first.short <= tol)
     else:
         free = once(data, True)  # infeasible here too: the problem is infeasible, not the guard
         notes.append("guard: infeasible without flips; the unguarded solve picks the flips")

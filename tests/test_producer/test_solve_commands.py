@@ -137,7 +137,8 @@ def test_a_failed_solve_names_its_account_once_on_stderr(
     import shared.rebalance
     from shared.errors import SolverFailed
 
-    account = json.loads(request_file.read_text())["account"]["account_id"]
+    spec = json.loads(request_file.read_text())["account"]
+    account = spec["account_id"]
 
     def fail(request: object) -> object:
         raise SolverFailed("no attempt produced a trustworthy answer", account=account)
@@ -145,21 +146,43 @@ def test_a_failed_solve_names_its_account_once_on_stderr(
     monkeypatch.setattr(shared.rebalance, "rebalance", fail)
     capsys.readouterr()
     assert main(["rebalance", str(request_file)]) == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    failed = json.loads(out)
+    assert failed["kind"] == "failed" and failed["household_id"] == spec["household_id"] != ""
     assert err == (
         f"taxview rebalance: failed: account {account}: no attempt produced a trustworthy answer\n"
     )
 
 
-def test_what_a_solvers_c_code_prints_goes_to_stderr_not_into_the_outcome_json(
+def test_what_a_solvers_c_code_prints_is_discarded_not_put_in_the_outcome_json_or_stderr(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     import os
+    import sys
 
-    from shared.optimizer.problem import _c_stdout_to_stderr
+    from shared.optimizer.problem import _quiet_stdout
 
-    with _c_stdout_to_stderr():
+    print("before", flush=True)
+    with _quiet_stdout(), _quiet_stdout():  # reentrant
         os.write(1, b"ERROR: could not determine problem status.\n")
+        print("from the binding")
     print("{}", flush=True)
+    sys.stderr.write("reason\n")
     out, err = capfd.readouterr()
-    assert out == "{}\n" and err == "ERROR: could not determine problem status.\n"
+    assert out == "before\n{}\n" and err == "reason\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"account": {"account_id": "A\xff"}}', b"[" * 100_000],
+    ids=["invalid utf-8", "nesting deeper than the stack"],
+)
+def test_bytes_that_are_not_json_exit_2_with_one_line(
+    tmp_path: Path, raw: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(raw)
+    capsys.readouterr()
+    assert main(["rebalance", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "not valid JSON" in err

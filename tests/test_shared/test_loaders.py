@@ -424,3 +424,11 @@ def test_a_csv_row_with_more_cells_than_the_header_names_its_row_on_one_line(tmp
     err = rejects(tiny_dir(tmp_path, prices="\n".join(rows)), "prices.csv row 4: 4 cells, the")
     assert str(err).endswith("prices.csv row 4: 4 cells, the header has 3")
     assert err.field == "prices.csv"
+
+
+def test_a_sub_cent_price_four_decimals_cannot_carry_is_refused_as_every_rebalance_would(tmp_path):
+    rows = ["date,symbol,price"]
+    for i, d in enumerate(DAYS):
+        rows += [f"{d},AAA,{100 + i}", f"{d},BBB,{'0.00015' if i == 2 else '0.0002'}"]
+    err = rejects(tiny_dir(tmp_path, prices="\n".join(rows)), "prices.csv row 6: price", None)
+    assert "0.00015 would trade at 0.0002" in str(err) and err.field == "prices.csv:price"
