@@ -340,6 +340,10 @@ def _write_not_ok(
             )
 
 
+def _traded(outcome: Outcome | None) -> bool:
+    return isinstance(outcome, Solved) and bool(outcome.trades)
+
+
 def next_book(book: Book, as_of: dt.date, outcomes: Mapping[str, Outcome]) -> Book:
     """The book at the close of ``as_of``: every solved account's trades booked through the
     household ledger (full wash-sale rules, IRC §1091) in the order the accounts ran, cash moved
@@ -351,7 +355,16 @@ def next_book(book: Book, as_of: dt.date, outcomes: Mapping[str, Outcome]) -> Bo
     new_history: list[Transaction] = []
     cash: dict[str, Decimal] = {}
     for household, specs in book.households().items():
-        ledger = Ledger.from_state(book.ledgers[household])
+        try:
+            ledger = Ledger.from_state(book.ledgers[household])
+        except InputError:
+            if any(_traded(outcomes.get(spec.account_id)) for spec in specs):
+                raise
+            # A ledger its own accounts were rejected on (bad window memory, say) is carried
+            # over as it was: the night wrote their reasons, and one household's bad rows never
+            # stop the others' next book (book audit: the command died after the night, with
+            # no firm_pnl.json and no next_book/).
+            continue
         for spec in specs:
             outcome = outcomes.get(spec.account_id)
             if not isinstance(outcome, Solved) or not outcome.trades:

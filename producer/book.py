@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -41,9 +42,9 @@ from shared.messages import (
     MarketSnapshot,
     PendingLoss,
     RecentPurchase,
+    RiskModel,
     TaxRates,
     Transaction,
-    decode_json,
     encode_json,
 )
 from shared.types import AccountType, Side, Strategy
@@ -343,6 +344,8 @@ def read_book(directory: Path) -> Book:
             )
         row_of_account[spec.account_id] = row_no
         accounts.append(spec)
+    if not accounts:  # a night of nothing (book audit: it failed later, on a missing manifest)
+        raise InputError(f"{table.file} has no account rows", field="account_id")
     by_id = {a.account_id: a for a in accounts}
     states: dict[str, dict[str, list[Any]]] = {}
     #: account → (its type, the file and row that said so), for accounts not in ``accounts``
@@ -426,7 +429,10 @@ def read_book(directory: Path) -> Book:
         extra = _table(directory, name, columns, required=_required(typ), optional_file=True)
         for row_no, row in extra.rows:
             bucket = place(row, extra.file, row_no)
-            bucket[part].append(_convert(row, typ, extra.file, row_no))
+            item = _convert(row, typ, extra.file, row_no)
+            if isinstance(item, PendingLoss):
+                _check_pending(item, extra.file, row_no)
+            bucket[part].append(item)
     last_purchases: dict[str, list[LastPurchase]] = {}
     last = _table(
         directory,
@@ -443,10 +449,27 @@ def read_book(directory: Path) -> Book:
         directory, "households", HOUSEHOLD_COLUMNS, required=("household_id",), optional_file=True
     )
     identical: dict[str, list[list[str]]] = {}
-    for _, row in households.rows:
-        identical[row["household_id"]] = _groups(row.get("identical", ""))
-    ledgers = {}
+    row_of_household: dict[str, int] = {}
     known = {*(household_of(a) for a in accounts), *states}
+    for row_no, row in households.rows:
+        household = row["household_id"]
+        # One row per household: a second one replaced the first's identical groups, which
+        # the wash-sale rules read (book audit: "VJC=GBP" was dropped without a word).
+        if household in row_of_household:
+            raise InputError(
+                f"{households.file} rows {row_of_household[household]} and {row_no}: household "
+                f"{household!r} twice (give its identical groups on one row, ';'-separated)",
+                field="household_id",
+            )
+        if household not in known:
+            raise InputError(
+                f"{households.file} row {row_no}: household {household!r} has no account and "
+                "no lot",
+                field="household_id",
+            )
+        row_of_household[household] = row_no
+        identical[household] = _groups(row.get("identical", ""))
+    ledgers = {}
     for household in sorted(set(last_purchases) - known):
         row_no = next(n for n, row in last.rows if row["household_id"] == household)
         raise InputError(
@@ -467,12 +490,27 @@ def read_book(directory: Path) -> Book:
     history = _table(
         directory, "history", HISTORY_COLUMNS, required=_required(Transaction), optional_file=True
     )
-    return Book(
-        as_of=as_of,
-        accounts=accounts,
-        ledgers=ledgers,
-        history=[_transaction(row, history.file, n) for n, row in history.rows],
-    )
+    transactions = [_transaction(row, history.file, n) for n, row in history.rows]
+    row_of_id: dict[str, int] = {}
+    for (row_no, _), txn in zip(history.rows, transactions, strict=True):
+        # The history is the record of what traded: a row after the book's close, or one id
+        # twice (a repeated row), is not a trade that happened (book audit: both were carried
+        # into next_book).
+        if txn.date > as_of:
+            raise InputError(
+                f"{history.file} row {row_no}: date {txn.date} is after the book's close {as_of}",
+                account=txn.account,
+                field="date",
+            )
+        if txn.id in row_of_id:
+            raise InputError(
+                f"{history.file} rows {row_of_id[txn.id]} and {row_no}: transaction id "
+                f"{txn.id!r} twice (a repeated row?)",
+                account=txn.account,
+                field="id",
+            )
+        row_of_id[txn.id] = row_no
+    return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=transactions)
 
 
 def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:
@@ -490,6 +528,35 @@ def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:
                 field=column,
             )
     return txn
+
+
+class _FileRiskModel(RiskModel, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A market file's risk model: no key the snapshot does not have."""
+
+
+class _FileMarket(MarketSnapshot, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A market file: no key the snapshot does not have (a misspelt ``alphas`` was ignored)."""
+
+    risk_model: _FileRiskModel
+
+
+def decode_market_file(raw: bytes) -> MarketSnapshot:
+    """A ``market.json`` as written by ``taxview nightly`` (docs/formats.md): unknown keys and
+    numbers written as text are refused (book audit: ``"alphas"`` was ignored and a price of
+    ``"74.8"`` traded), where a rebalance request is read leniently.
+
+    Raises:
+        InputError: naming the key or the value.
+    """
+    try:
+        file: MarketSnapshot = msgspec.json.decode(raw, type=_FileMarket, strict=True)
+    except msgspec.ValidationError as exc:
+        where = str(exc).rsplit(" - at `$.", 1)  # msgspec: "<what> - at `$.<path>`"
+        field = "market" + ("." + where[1].rstrip("`") if len(where) == 2 else "")
+        raise InputError(where[0], field=field) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"not valid JSON: {exc}", field="document") from exc
+    return msgspec.convert(msgspec.to_builtins(file), MarketSnapshot)
 
 
 def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
@@ -522,7 +589,7 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
     if not path.exists():
         raise InputError(f"no market file at {path}", field="--market")
     try:
-        snapshot = decode_json(path.read_bytes(), MarketSnapshot)
+        snapshot = decode_market_file(path.read_bytes())
     except InputError as exc:
         raise InputError(f"{path}: {exc.reason}", field=exc.field or "market") from exc
     if snapshot.as_of != as_of:
@@ -541,6 +608,42 @@ def read_market(path: Path, as_of: dt.date) -> MarketSnapshot:
 
 #: Book columns that hold a struct field of another name.
 _RENAMED = {"cost_basis_usd": "cost_basis", "wash_adjustment_usd": "wash_adjustment"}
+
+#: A number cell as docs/formats.md has it: plain ASCII decimals, an optional exponent (and
+#: the words NaN/Infinity, refused by the finiteness checks with their own message).  Python's
+#: float() and Decimal() also read "1_000" and non-ASCII digits ("١٢٣"): book audit.
+_PLAIN_NUMBER = re.compile(
+    r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+_NUMERIC_FIELDS: dict[str, frozenset[str]] = {}
+
+
+def _numeric_fields(typ: type[Any]) -> frozenset[str]:
+    """The fields of a struct that hold numbers (Decimal, float or int, optional or not)."""
+    known = _NUMERIC_FIELDS.get(typ.__name__)
+    if known is None:
+        numeric = (Decimal, float, int)
+        known = frozenset(
+            f.name
+            for f in msgspec.structs.fields(typ)
+            if any(k in numeric for k in (get_args(f.type) or (f.type,)))
+        )
+        _NUMERIC_FIELDS[typ.__name__] = known
+    return known
+
+
+def _plain_number(raw: str, file: str, row_no: int, column: str, account: str | None) -> None:
+    """Refuse a number cell that is not a plain decimal (an empty cell is no number)."""
+    if raw and not _PLAIN_NUMBER.fullmatch(raw):
+        raise InputError(
+            f"{file} row {row_no}: {column} {raw!r} is not a number (plain decimals: 1234.5, 1e-3)",
+            account=account or None,
+            field=column,
+        )
+
 
 #: The allowed values of the enumerated columns (named in the error for any other value).
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -591,15 +694,30 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
-def _csv_rows(reader: Any, *, file: str) -> Iterator[tuple[int, list[str]]]:
+def _check_header(file: str, header: list[str]) -> None:
+    """A header names each column once."""
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise InputError(f"{file}: column {column!r} appears twice", field=column)
+        seen.add(column)
+
+
+def _csv_rows(reader: Any, *, file: str, name: str) -> Iterator[tuple[int, list[str]]]:
     """``(line the row starts on, cells)`` for each row of a strict ``csv.reader``; a CSV error
-    (a quote opened and never closed) is an ``InputError`` naming the file and the row."""
+    (a quote opened and never closed) is an ``InputError`` naming the file and the row, and so
+    is text that is not UTF-8 (book audit: a Latin-1 "é" was a traceback)."""
     while True:
         start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{file}: not UTF-8 text (a byte {exc.object[exc.start]:#04x}); save it as UTF-8",
+                field=name,
+            ) from exc
         except csv.Error as exc:
             where = "header" if start == 1 else f"row {start - 1}"
             raise InputError(
@@ -634,17 +752,32 @@ def _table(
         try:
             data = pq.read_table(pq_path)
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{file}: not a readable Parquet file ({exc})", field=name) from exc
+            reason = " ".join(str(exc).split())[:200]  # pyarrow's can dump a whole schema
+            raise InputError(f"{file}: not a readable Parquet file ({reason})", field=name) from exc
         header = [str(c).strip() for c in data.column_names]
+        _check_header(file, header)
+        for column_field in data.schema:
+            if pa.types.is_nested(column_field.type):  # list, struct, map: no CSV cell holds one
+                raise InputError(
+                    f"{file}: column {column_field.name!r} holds {column_field.type} values; "
+                    "a book cell is a plain value (text, number, boolean, date)",
+                    field=column_field.name,
+                )
         for i, row in enumerate(data.to_pylist()):
-            raw.append((i + 1, [_cell(v) for v in row.values()]))
+            try:
+                raw.append((i + 1, [_cell(v) for v in row.values()]))
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{file} row {i + 1}: a binary cell is not UTF-8 text ({exc.reason})",
+                    field="row",
+                ) from exc
     elif csv_path.exists():
         file = csv_path.name
         header = []
         with csv_path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel) is dropped
             # strict: a stray quote is an error, not a cell that swallows the rows after it
             reader = csv.reader(fh, strict=True)
-            for row_start, cells in _csv_rows(reader, file=file):
+            for row_start, cells in _csv_rows(reader, file=file, name=name):
                 if row_start == 1:
                     header = [c.strip() for c in cells]
                     if not header:
@@ -673,11 +806,8 @@ def _table(
         return _Table(file=f"{name}.csv", rows=[])
     else:
         raise InputError(f"{directory} has neither {name}.csv nor {name}.parquet", field=name)
-    seen: set[str] = set()
-    for column in header:
-        if column in seen:
-            raise InputError(f"{file}: column {column!r} appears twice", field=column)
-        seen.add(column)
+    _check_header(file, header)
+    seen = set(header)
     unknown = [c for c in header if c not in columns]
     for column in required:
         if column not in seen:
@@ -736,6 +866,9 @@ def _convert(row: dict[str, str], typ: type[Any], file: str, row_no: int) -> Any
         for name in typ.__struct_fields__
         if row.get(_RENAMED.get(name, name), "") != ""
     }
+    for name in _numeric_fields(typ).intersection(data):
+        column = _RENAMED.get(name, name)
+        _plain_number(data[name], file, row_no, column, row.get("account"))
     try:
         obj = msgspec.convert(data, typ, strict=False)
     except msgspec.ValidationError as exc:
@@ -750,6 +883,20 @@ def _convert(row: dict[str, str], typ: type[Any], file: str, row_no: int) -> Any
                 field=column,
             )
     return obj
+
+
+def _check_pending(loss: PendingLoss, file: str, row_no: int) -> None:
+    """The shares of a pending loss the ledger can hold: ``0 < quantity ≤ sold_quantity`` (book
+    audit: a quantity of 0 rejected its account, then stopped the night when its next book was
+    written)."""
+    if loss.sold_quantity <= 0 or not 0 < loss.quantity <= loss.sold_quantity:
+        column = "sold_quantity" if loss.sold_quantity <= 0 else "quantity"
+        raise InputError(
+            f"{file} row {row_no}: quantity {loss.quantity} of sold_quantity "
+            f"{loss.sold_quantity}: the shares still to wash must be > 0 and at most those sold",
+            account=loss.account,
+            field=column,
+        )
 
 
 def _lot(row: dict[str, str], row_no: int, file: str) -> Lot:
@@ -786,6 +933,7 @@ def _account(row: dict[str, str], row_no: int, file: str) -> AccountSpec:
         raw = row.get(col, "").strip()
         if raw == "":
             return None
+        _plain_number(raw, file, row_no, col, account)
         try:
             return float(raw)
         except ValueError as exc:
@@ -797,7 +945,7 @@ def _account(row: dict[str, str], row_no: int, file: str) -> AccountSpec:
     for part in _split(row.get("tilts", "")):
         factor, sep, value = part.partition(":")
         try:
-            if not sep:
+            if not sep or not _PLAIN_NUMBER.fullmatch(value.strip()):
                 raise ValueError(part)
             tilts.append(FactorTilt(factor=factor.strip(), min_exposure=float(value)))
         except ValueError as exc:
@@ -813,6 +961,8 @@ def _account(row: dict[str, str], row_no: int, file: str) -> AccountSpec:
         and v != ""
         and k not in {"exclusions", "tilts", "identical"}
     }
+    for name in _numeric_fields(AccountSpec).intersection(data):
+        _plain_number(data[name], file, row_no, name, account)
     data["exclusions"] = _split(row.get("exclusions", ""))
     data["tilts"] = tilts
     data["identical"] = _groups(row.get("identical", ""))

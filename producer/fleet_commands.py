@@ -278,12 +278,15 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
     book = read_book(args.book)
     market_path = args.market or _default_market(args.book)
     if args.date is None and market_path.is_file():
-        from shared.messages import decode_json
+        from producer.book import decode_market_file
 
         try:
-            day = decode_json(market_path.read_bytes(), MarketSnapshot).as_of
+            day = decode_market_file(market_path.read_bytes()).as_of
         except InputError as exc:
             raise InputError(f"{market_path}: {exc.reason}", field=exc.field or "market") from exc
+        # The night's date comes from the file: it must be a session as --date must (book
+        # audit: a market dated 2026-12-25 ran a night and dated 79 lots on Christmas).
+        _check_session(day, f"{market_path}: as_of", "market.as_of")
     else:
         from shared.calendar import next_trading_day
 
@@ -326,9 +329,10 @@ def _default_market(book_dir: Path) -> Path:
     )
 
 
-def _check_session(day: dt.date | None) -> None:
-    """Refuse a ``--date`` that is no NYSE session, naming the session before it (a date
-    outside the calendar is left to the checks that name its bounds)."""
+def _check_session(day: dt.date | None, label: str = "--date", field: str = "--date") -> None:
+    """Refuse a ``--date`` (or a market file's date) that is no NYSE session, naming the
+    session before it (a date outside the calendar is left to the checks that name its
+    bounds)."""
     from shared.calendar import (
         CALENDAR_END,
         CALENDAR_START,
@@ -338,9 +342,9 @@ def _check_session(day: dt.date | None) -> None:
 
     if day is not None and CALENDAR_START <= day <= CALENDAR_END and not is_trading_day(day):
         raise InputError(
-            f"--date {day} is not an NYSE session (a weekend or a holiday): no market, "
+            f"{label} {day} is not an NYSE session (a weekend or a holiday): no market, "
             f"no night; the session before it is {trading_day_on_or_before(day)}",
-            field="--date",
+            field=field,
         )
 
 

@@ -256,3 +256,43 @@ def test_a_corrupt_or_misfiled_stored_outcome_is_refused_naming_the_account(nigh
     with pytest.raises(InputError, match="cannot be read") as err:
         reader.outcomes(client, market.as_of)
     assert err.value.account == first
+
+
+def test_a_household_whose_ledger_its_accounts_were_rejected_on_is_carried_into_the_next_book() -> (
+    None
+):
+    # Book audit: a pending loss the ledger refuses rejected its account, then stopped the
+    # night while the next book was written (no firm_pnl.json, no next_book/).
+    from producer.aggregate import next_book
+    from shared.messages import PendingLoss, Rejected
+
+    market, pairs = synthetic_book(accounts=3, names=15, seed=1, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    spec = book.accounts[0]
+    household = next(h for h, specs in book.households().items() if spec in specs)
+    bad = PendingLoss(
+        txn="T1",
+        account=spec.account_id,
+        symbol=market.symbols[0],
+        lot_id="L0",
+        date_sold=market.as_of,
+        quantity=Decimal(0),
+        sold_quantity=Decimal(10),
+        loss_usd=Decimal(50),
+        acquired=market.as_of,
+    )
+    broken = msgspec.structs.replace(book.ledgers[household], pending_losses=[bad])
+    book = msgspec.structs.replace(book, ledgers={**book.ledgers, household: broken})
+    outcomes = {
+        a.account_id: Rejected(
+            account_id=a.account_id,
+            household_id=household,
+            as_of=market.as_of,
+            field="x",
+            reason="x",
+        )
+        for a in book.households()[household]
+    }
+    after = next_book(book, market.as_of, outcomes)
+    assert after.ledgers[household] is broken
+    assert set(after.ledgers) == set(book.ledgers)

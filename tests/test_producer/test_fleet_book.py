@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -219,6 +220,9 @@ BAD_BOOKS = [
         "row",
         "row 2: a cell spans",
     ),
+    # book audit: Python's float() and Decimal() read these; formats.md says plain decimals
+    ("underscore digits", "accounts", "1000,0.03,", "1_000,0.03,", "cash_usd", "'1_000'"),
+    ("non-ascii digits", "lots", "AAA,L1,100,", "AAA,L1,\u0661\u0660\u0660,", "quantity", "row 1"),
 ]
 
 
@@ -466,3 +470,72 @@ def test_a_history_row_breaking_the_ledgers_rules_is_refused_naming_row_and_colu
         read_book(tmp_path)
     assert err.value.field == field and "history.csv row 1" in str(err.value)
     assert text in str(err.value)
+
+
+def test_a_book_that_is_not_utf8_or_holds_nested_parquet_cells_is_one_error(
+    tmp_path: Path,
+) -> None:
+    # Book audit: both were tracebacks (a Latin-1 "é"; a binary symbol cell of b"\xff\xfe").
+    book = hand_book(tmp_path / "latin1")
+    (book / "accounts.csv").write_bytes(HAND_ACCOUNTS.replace("DDD", "DÉ").encode("latin-1"))
+    with pytest.raises(InputError, match=re.escape("accounts.csv: not UTF-8 text")):
+        read_book(book)
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    for name, column in (
+        ("binary", pa.array([b"\xff\xfe", b"BBB"], type=pa.binary())),
+        ("list", pa.array([["AAA"], ["BBB"]])),
+    ):
+        book = hand_book(tmp_path / name)
+        table = pa.table(
+            {
+                "household_id": ["HH-1", "HH-1"],
+                "account": ["ACC-1", "ACC-1"],
+                "symbol": column,
+                "lot_id": ["L1", "L2"],
+                "quantity": ["100", "200"],
+                "trade_date": ["2023-01-03", "2024-06-10"],
+                "acquired": ["2023-01-03", "2024-06-10"],
+                "cost_basis": ["12000", "11000"],
+            }
+        )
+        pq.write_table(table, book / "lots.parquet")
+        (book / "lots.csv").unlink()
+        with pytest.raises(InputError) as err:
+            read_book(book)
+        assert "lots.parquet" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_window_memory_households_and_history_the_ledger_cannot_hold_are_refused_naming_the_row(
+    tmp_path: Path,
+) -> None:
+    cases = {
+        # book audit: rejected its account, then stopped the night writing its next book
+        "pending_losses.csv": (
+            "txn,account,symbol,lot_id,date_sold,quantity,loss_usd,acquired,sold_quantity\n"
+            "T1,ACC-1,AAA,L0,2024-06-20,0,50,2024-01-02,10\n",
+            "pending_losses.csv row 1: quantity 0 of sold_quantity 10",
+        ),
+        # a second row replaced the first's identical groups
+        "households.csv": (
+            "household_id,identical\nHH-1,AAA=BBB\nHH-1,CCC=DDD\n",
+            "households.csv rows 1 and 2: household 'HH-1' twice",
+        ),
+        "history.csv": (
+            "household_id,id,date,account,account_type,symbol,side,quantity,price,lot_id\n"
+            "HH-1,T1,2024-07-05,ACC-1,taxable,AAA,buy,1,10,L9\n",
+            "history.csv row 1: date 2024-07-05 is after the book's close 2024-07-01",
+        ),
+    }
+    for name, (text, message) in cases.items():
+        book = hand_book(tmp_path / name)
+        (book / name).write_text(text)
+        with pytest.raises(InputError, match=re.escape(message)):
+            read_book(book)
+
+
+def test_a_book_without_accounts_is_refused_as_such(tmp_path: Path) -> None:
+    # Book audit: it started the fleet and failed on a missing manifest.
+    header = HAND_ACCOUNTS.splitlines()[0] + "\n"
+    with pytest.raises(InputError, match=re.escape("accounts.csv has no account rows")):
+        read_book(hand_book(tmp_path, accounts=header, lots=HAND_LOTS.splitlines()[0] + "\n"))

@@ -171,6 +171,29 @@ def test_a_market_file_with_a_bad_price_stops_the_night_before_anything_is_sent(
     assert not (tmp_path / "o").exists()
 
 
+def test_a_market_file_dated_on_a_holiday_or_with_unknown_keys_is_refused(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Book audit: a market.json of 2026-12-25 ran a night dated on Christmas; a misspelt
+    # "alphas" was ignored and a price written as text traded.
+    import json
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    _small_book(tmp_path / "book", night=dt.date(2025, 6, 2), close=dt.date(2025, 5, 30))
+    path = tmp_path / "book" / "market.json"
+    good = json.loads(path.read_text())
+    for edit, text in (
+        ({"as_of": "2025-06-07"}, "as_of 2025-06-07 is not an NYSE session"),
+        ({"alphas": [0.0]}, "unknown field `alphas`"),
+        ({"prices": [str(good["prices"][0]), *good["prices"][1:]]}, "market.prices[0]"),
+    ):
+        path.write_text(json.dumps({**good, **edit}))
+        rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
+        err = _one_line_error(capsys)
+        assert rc == 2 and text in err, err
+        assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def redis_url():
     from producer.embedded import RedisServer

@@ -248,7 +248,9 @@ BAD: list[tuple[str, Edit, str]] = [
                 lots=[
                     *g.lots,
                     msgspec.structs.replace(
-                        g.lots[0], trade_date=g.lots[0].trade_date - dt.timedelta(days=1)
+                        g.lots[0],
+                        trade_date=g.lots[0].trade_date - dt.timedelta(days=1),
+                        acquired=g.lots[0].acquired - dt.timedelta(days=1),
                     ),
                 ],
             )

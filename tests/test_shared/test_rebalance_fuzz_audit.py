@@ -74,6 +74,11 @@ def test_dates_the_ledger_cannot_count_from_are_rejected_naming_the_field() -> N
     future = request.as_of + dt.timedelta(days=3)
     _rejected(_with_lot(request, 0, trade_date=future), "ledger.lots[0].trade_date")
     _rejected(_with_lot(request, 0, acquired=dt.date(1850, 1, 2)), "ledger.lots[0].acquired")
+    # Book audit: tacking (IRC §1223(3)) only moves the start earlier; a later one made a
+    # long-term lot a short-term loss.
+    lot = request.ledger.lots[0]
+    later = _with_lot(request, 0, acquired=lot.trade_date + dt.timedelta(days=1))
+    _rejected(later, "ledger.lots[0].acquired", "after its trade date")
 
 
 def test_a_risk_model_in_the_wrong_units_is_rejected_naming_the_entry() -> None:
