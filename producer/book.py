@@ -335,14 +335,15 @@ def read_book(directory: Path) -> Book:
     row_of_account: dict[str, int] = {}
     for row_no, row in table.rows:
         spec = _account(row, row_no, table.file)
-        if spec.account_id in row_of_account:
-            raise InputError(
-                f"{table.file} rows {row_of_account[spec.account_id]} and {row_no}: duplicate "
-                f"account_id {spec.account_id!r}",
-                account=spec.account_id,
-                field="account_id",
-            )
-        row_of_account[spec.account_id] = row_no
+        what = f"duplicate account_id {spec.account_id!r}"
+        _once(
+            row_of_account,
+            spec.account_id,
+            row_no,
+            file=table.file,
+            what=what,
+            account=spec.account_id,
+        )
         accounts.append(spec)
     if not accounts:  # a night of nothing (book audit: it failed later, on a missing manifest)
         raise InputError(f"{table.file} has no account rows", field="account_id")
@@ -455,19 +456,24 @@ def read_book(directory: Path) -> Book:
         household = row["household_id"]
         # One row per household: a second one replaced the first's identical groups, which
         # the wash-sale rules read (book audit: "VJC=GBP" was dropped without a word).
-        if household in row_of_household:
-            raise InputError(
-                f"{households.file} rows {row_of_household[household]} and {row_no}: household "
-                f"{household!r} twice (give its identical groups on one row, ';'-separated)",
-                field="household_id",
-            )
+        what = (
+            f"household {household!r} twice (give its identical groups on one row, ';'-separated)"
+        )
+        _once(
+            row_of_household,
+            household,
+            row_no,
+            file=households.file,
+            what=what,
+            account=None,
+            field="household_id",
+        )
         if household not in known:
             raise InputError(
                 f"{households.file} row {row_no}: household {household!r} has no account and "
                 "no lot",
                 field="household_id",
             )
-        row_of_household[household] = row_no
         identical[household] = _groups(row.get("identical", ""))
     ledgers = {}
     for household in sorted(set(last_purchases) - known):
@@ -502,14 +508,10 @@ def read_book(directory: Path) -> Book:
                 account=txn.account,
                 field="date",
             )
-        if txn.id in row_of_id:
-            raise InputError(
-                f"{history.file} rows {row_of_id[txn.id]} and {row_no}: transaction id "
-                f"{txn.id!r} twice (a repeated row?)",
-                account=txn.account,
-                field="id",
-            )
-        row_of_id[txn.id] = row_no
+        what = f"transaction id {txn.id!r} twice (a repeated row?)"
+        _once(
+            row_of_id, txn.id, row_no, file=history.file, what=what, account=txn.account, field="id"
+        )
     return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=transactions)
 
 
@@ -692,6 +694,24 @@ def _cell(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return str(value).strip()
+
+
+def _once(
+    seen: dict[str, int],
+    key: str,
+    row_no: int,
+    *,
+    file: str,
+    what: str,
+    account: str | None,
+    field: str = "account_id",
+) -> None:
+    """Remember the row of ``key``; a second row of it is refused naming both rows."""
+    if key in seen:
+        raise InputError(
+            f"{file} rows {seen[key]} and {row_no}: {what}", account=account, field=field
+        )
+    seen[key] = row_no
 
 
 def _check_header(file: str, header: list[str]) -> None:
