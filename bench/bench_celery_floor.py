@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import subprocess
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+
+from producer.bench_out import emit
 
 #: Task name of the no-op task (never the fleet's own name).
 NOOP = "taxview.bench.noop.v1"
@@ -238,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         result["inline_ms_per_account"] = round(loop_ms, 2)
         result["floor_vs_inline"] = round(result["cpu_ms_per_task"] / loop_ms, 4)
     result["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    line = json.dumps(result)
-    print(line, flush=True)
-    with args.out.open("a") as fh:
-        fh.write(line + "\n")
+    emit(result, args.out)
     return 0
 
 

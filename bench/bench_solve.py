@@ -21,10 +21,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYO
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from producer.bench_out import emit  # noqa: E402
 from producer.solve_commands import bench_solve  # noqa: E402
 
 
@@ -42,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         names, accounts = (int(x) for x in run.lower().split("x"))
         result = bench_solve(names=names, accounts=accounts, seed=args.seed, fresh=args.fresh)
         result["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        line = json.dumps(result)
-        print(line, flush=True)
-        with args.out.open("a") as fh:
-            fh.write(line + "\n")
+        emit(result, args.out)
     return 0
 
 

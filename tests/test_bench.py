@@ -34,3 +34,18 @@ def test_the_celery_floor_benchmark_runs_every_no_op_task_and_counts_its_cpu(poo
     assert result["cpu_ms_per_task"] == pytest.approx(
         result["worker_and_redis_cpu_ms"] + result["producer_cpu_ms"], abs=2e-3
     )
+
+
+def test_the_parallel_floor_benchmark_times_lone_and_side_by_side_loops(tmp_path: Path) -> None:
+    import json
+
+    floor = _load("bench_parallel_floor")
+    out = tmp_path / "floor.jsonl"
+    assert floor.main(["--names", "30", "--sample", "4", "--workers", "2", "--out", str(out)]) == 0
+    (line,) = out.read_text().splitlines()
+    result = json.loads(line)
+    assert result["workers"] == 2 and len(result["together_ms_per_account"]) == 2
+    assert all(x > 0 for x in [*result["alone_ms_per_account"], *result["together_ms_per_account"]])
+    together = sum(result["together_ms_per_account"]) / 2
+    alone = sum(result["alone_ms_per_account"]) / 2
+    assert result["parallel_floor"] == pytest.approx(together / alone - 1, abs=2e-3)
