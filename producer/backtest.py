@@ -1190,6 +1190,10 @@ def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
 SweepParam = Literal["lambda_tax", "lambda_te", "te_budget"]
 
 
+#: Upper bound (exclusive) of a swept λ or TE budget: the runner's flags take [0, 10).
+MAX_SWEEP_VALUE = 10.0
+
+
 def parse_sweep(text: str) -> tuple[SweepParam, list[float]]:
     """Parse ``lambda_tax=0.5,1,2``, ``lambda_te=0.1,1`` or ``te_budget=0.01,0.02``.
 
@@ -1204,11 +1208,16 @@ def parse_sweep(text: str) -> tuple[SweepParam, list[float]]:
             field="sweep",
         )
     try:
-        points = [float(v) for v in values.split(",") if v.strip()]
-    except ValueError as exc:
+        points = [float(v) for v in values.split(",")]
+    except ValueError as exc:  # an empty value too (runner audit: "0.01,,0.02" dropped it)
         raise InputError(f"{text!r}: values must be numbers", field="sweep") from exc
-    if not points or any(not math.isfinite(v) or v < 0 for v in points):
-        raise InputError(f"{text!r}: give one or more non-negative numbers", field="sweep")
+    # The bounds of the flags they stand for (--lambda-tax, --lambda-te, --te-budget: runner
+    # audit, a sweep took lambda_tax=1e6 that the flag refuses).
+    if not points or any(not math.isfinite(v) or not 0 <= v < MAX_SWEEP_VALUE for v in points):
+        raise InputError(
+            f"{text!r}: give one or more numbers in [0, {MAX_SWEEP_VALUE:g}), as the flag takes",
+            field="sweep",
+        )
     if name == "te_budget" and min(points) <= 0:
         raise InputError(f"{text!r}: a TE budget must be > 0", field="sweep")
     params: dict[str, SweepParam] = {

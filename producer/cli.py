@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import importlib
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -49,11 +50,17 @@ class SubcommandParser(OneLineParser):
 
 
 def iso_date(text: str) -> dt.date:
-    """argparse type: a ``YYYY-MM-DD`` date."""
+    """argparse type: a ``YYYY-MM-DD`` date (Python 3.11 also reads ``20210301`` and week
+    dates: the help says YYYY-MM-DD, so only that is taken)."""
     try:
+        if not _ISO_DAY.fullmatch(text):
+            raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 def _whole_number(minimum: int, rule: str) -> Callable[[str], int]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,6 +227,20 @@ def load_sp500_sample(start: dt.date, end: dt.date) -> SampleMarket:
     return SampleMarket(history=history, reference_level=reference)
 
 
+#: ``synthetic`` or ``synthetic:N``.
+_SYNTHETIC = re.compile(r"synthetic(?::(\d+))?", re.ASCII)
+
+
+def is_synthetic(spec: str) -> bool:
+    """Whether ``--universe`` names the synthetic market (``synthetic`` or ``synthetic:N``)."""
+    return _SYNTHETIC.fullmatch(spec) is not None
+
+
+#: Most names of a synthetic universe (a backtest's market lives in memory: 10,000 names over
+#: 5 years is ~1 GB of prices, loadings and weights).
+MAX_SYNTHETIC_NAMES = 10_000
+
+
 def load_universe(
     spec: str, *, start: dt.date, end: dt.date, seed: int = 0
 ) -> tuple[MarketHistory, FloatArray | None]:
@@ -240,20 +255,25 @@ def load_universe(
     Raises:
         InputError: unknown universe, bad N, missing directory, or bad data (field named).
     """
-    if spec.startswith("synthetic"):
-        _, _, n_text = spec.partition(":")
-        try:
-            n = int(n_text) if n_text else 500
-        except ValueError as exc:
-            raise InputError(f"{spec!r}: N must be an integer", field="universe") from exc
-        if n < 2:
-            raise InputError(f"{spec!r}: need at least 2 names", field="universe")
+    synthetic = _SYNTHETIC.fullmatch(spec)
+    if synthetic is not None or spec.startswith("synthetic:"):
+        # Only ``synthetic`` or ``synthetic:N``: a directory named ``synthetic_mkt`` ran the
+        # synthetic market instead (runner audit), and "synthetics:30" did too.
+        if synthetic is None:
+            raise InputError(f"{spec!r}: N must be a whole number (synthetic:N)", field="universe")
+        n = int(synthetic.group(1) or 500)
+        if not 2 <= n <= MAX_SYNTHETIC_NAMES:
+            raise InputError(
+                f"{spec!r}: between 2 and {MAX_SYNTHETIC_NAMES:,} names", field="universe"
+            )
         from shared.synthetic import synthetic_market
 
         return synthetic_market(n_names=n, start=start, end=end, seed=seed), None
     if spec == "sp500-sample":
         sample = load_sp500_sample(start, end)
         return sample.history, sample.reference_level
+    if not spec.strip():
+        raise InputError("--universe is empty", field="universe")
     path = Path(spec)
     if not path.is_dir():
         raise InputError(

@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sweep",
+        action="append",
         default=None,
         metavar="PARAM=a,b,c",
         help="frontier: lambda_tax=a,b,c, lambda_te=a,b,c or te_budget=a,b,c "
@@ -251,6 +252,22 @@ def _check_account_settings(config: Any) -> None:
             "(a single-name cap as a weight, 0.10 = 10%)",
             field="--max-weight",
         )
+    from shared.rebalance import MAX_ABS_TILT
+
+    for tilt in config.tilts:
+        if not abs(tilt.min_exposure) <= MAX_ABS_TILT:
+            raise InputError(
+                f"--tilt {tilt.factor}:{tilt.min_exposure:g}: a floor within ±{MAX_ABS_TILT:g} "
+                "standard deviations of active exposure",
+                field="--tilt",
+            )
+    if config.tilts and config.strategy == "market-neutral":
+        # A sleeve pins every factor exposure to zero: a floor would be dropped every day.
+        raise InputError(
+            "--tilt does nothing for --strategy market-neutral (every factor exposure is "
+            "pinned to zero)",
+            field="--tilt",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -271,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         window,
     )
     from producer.baselines import HoldIndexPolicy, ThresholdHarvestPolicy
-    from producer.datasets import load_universe
+    from producer.datasets import is_synthetic, load_universe
     from producer.taxes import Rates
 
     started = time.perf_counter()
@@ -280,8 +297,26 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be refused is refused before the (long) runs, not after them.
     if config.end < config.start:
         raise InputError(f"--end {config.end} is before --start {config.start}", field="end")
-    Rates.from_wire(config.rates)
-    sweep_spec = parse_sweep(args.sweep) if args.sweep else None
+    try:
+        Rates.from_wire(config.rates)
+    except InputError as exc:  # named by the flags, not by the account's fields
+        flag = {"rates.short_term": "--st-rate", "rates.long_term": "--lt-rate"}.get(
+            exc.field or "", "--niit"
+        )
+        if "NIIT" in exc.reason:
+            flag = f"{flag}/--niit"
+        raise InputError(exc.reason, field=flag) from exc
+    if args.sweep and len(args.sweep) > 1:
+        raise InputError("--sweep takes one parameter per run (give it once)", field="--sweep")
+    sweep_spec = parse_sweep(args.sweep[0]) if args.sweep else None
+    if args.seed and not is_synthetic(config.universe):
+        # (0, the default, is what summary.json's settings record for any universe.)
+        raise InputError(
+            f"--seed {args.seed} draws a synthetic market; the universe {config.universe} is "
+            "not one",
+            field="--seed",
+        )
+
     if args.long_short is not None and config.strategy != "long-short":
         raise InputError(
             f"--long-short shapes the long-short strategy, not {config.strategy} "
@@ -314,6 +349,11 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join(s or repr(s) for s in unknown)} is not in the universe {config.universe}",
             field="--exclude",
         )
+    if set(market.symbols) <= set(config.exclusions):
+        raise InputError(
+            f"--exclude names every name of the universe {config.universe}: nothing to hold",
+            field="--exclude",
+        )
     t0, _ = window(market, config.start, config.end)
     if config.strategy == "market-neutral" and not market.alpha(market.dates[t0]):
         raise InputError(
@@ -329,6 +369,14 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(
                     f"--tilt {tilt.factor}:{tilt.min_exposure:g}: the universe {config.universe} "
                     f"has no factor {tilt.factor!r} (its factors: {', '.join(factors)})",
+                    field=f"--tilt[{k}]",
+                )
+            loads = market.risk_model(market.dates[t0]).loadings
+            j = factors.index(tilt.factor)
+            if all(row[j] == 0 for row in loads):
+                raise InputError(
+                    f"--tilt {tilt.factor}:{tilt.min_exposure:g}: no name of the universe "
+                    f"{config.universe} loads on {tilt.factor} (an empty sector?)",
                     field=f"--tilt[{k}]",
                 )
     # Created once every setting is accepted: a refused run leaves no empty directory behind.

@@ -217,7 +217,11 @@ class TaxAccountant:
         self.rates = rates
         self.netting: TaxNetting = netting
         self._year: int | None = None
-        self._gross = _ZERO  # tax on gains alone, cumulative
+        self._gross = _ZERO  # tax on gains alone, cumulative (annual: of the closed years)
+        # annual: the open year's gain slices per term, taxed once as Schedule D rounds its
+        # tax (runner audit: summing each day's rounded tax left taxes_paid 2 cents under the
+        # net tax of a year with no loss, a tax_saved of -$0.02)
+        self._ytd_gains_st = self._ytd_gains_lt = _ZERO
         self._net_prior = _ZERO  # net tax of closed years (annual) / of all days (daily)
         self._ytd_st = _ZERO
         self._ytd_lt = _ZERO
@@ -272,9 +276,13 @@ class TaxAccountant:
             raise InputError("the day's realized gains alone must be ≥ 0", field="gains")
         # Tax on the gain slices alone, per term at its rate (IRC §1(h), §1(j), §1411), before
         # any loss nets against them: the losses' effect is ``tax_saved``.
-        gross_st = cents(gains_st * self.rates.short_term)
-        gross_lt = cents(gains_lt * self.rates.long_term)
-        self._gross += gross_st + gross_lt
+        if self.netting == "daily":
+            gross_st = cents(gains_st * self.rates.short_term)
+            gross_lt = cents(gains_lt * self.rates.long_term)
+            self._gross += gross_st + gross_lt
+        else:
+            self._ytd_gains_st += gains_st
+            self._ytd_gains_lt += gains_lt
         self._cum_st += short_term
         self._cum_lt += long_term
         self._ytd_st += short_term
@@ -312,6 +320,8 @@ class TaxAccountant:
             self._net_prior += netting.tax
             self._carry_st = netting.carry_short_term
             self._carry_lt = netting.carry_long_term
+            self._gross = self._gross_total()
+            self._ytd_gains_st = self._ytd_gains_lt = _ZERO
         self._ytd_st = self._ytd_lt = self._ytd_net = _ZERO
 
     def restate(self, year: int, short_term: Decimal, long_term: Decimal) -> Decimal:
@@ -370,6 +380,16 @@ class TaxAccountant:
             self._ytd_net = self._netting().tax
         return self._net_prior + self._ytd_net - before
 
+    def _gross_total(self) -> Decimal:
+        """``taxes_paid``: the closed years' and, in annual mode, the open year's gain slices
+        taxed at their rates and rounded once, as :func:`net_year` rounds the year's tax."""
+        if self.netting == "daily":
+            return self._gross
+        rates = self.rates
+        return self._gross + cents(
+            self._ytd_gains_st * rates.short_term + self._ytd_gains_lt * rates.long_term
+        )
+
     @property
     def carry_forward(self) -> tuple[Decimal, Decimal]:
         """Loss carried into the open year, (short-term, long-term), each ≤ 0."""
@@ -378,9 +398,10 @@ class TaxAccountant:
     def totals(self) -> TaxTotals:
         """The cumulative position at the last recorded day."""
         net = self._net_prior + self._ytd_net
+        gross = self._gross_total()
         return TaxTotals(
-            taxes_paid=self._gross,
-            tax_saved=self._gross - net,
+            taxes_paid=gross,
+            tax_saved=gross - net,
             net_tax=net,
             realized_short_term=self._cum_st,
             realized_long_term=self._cum_lt,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 
 import pytest
@@ -184,12 +185,18 @@ def _refused(capsys, argv: list[str]) -> str:
     [
         (["--sweep", "te_budget=0,0.02"], "field sweep"),
         (["--baselines", "--harvest-threshold", "1.5"], "field harvest_threshold"),
-        (["--niit", "0.7"], "field rates.short_term"),
+        (["--niit", "0.7"], "field --st-rate/--niit"),
         (["--end", "2019-12-31"], "field end"),
         (["--long-short", "130/30"], "field --long-short"),  # the strategy is direct-index
         (["--harvest-threshold", "0.2"], "field --harvest-threshold"),  # no --baselines
         (["--exclude", "NOT-IN-IT"], "field --exclude"),
         (["--tilt", "nofactor:0.3"], "field --tilt[0]"),  # docs audit: refused mid-run before
+        # runner audit: refused by the first rebalance, after --out was created
+        (["--tilt", "quality:101"], "field --tilt"),
+        (["--strategy", "market-neutral", "--tilt", "quality:0.3"], "field --tilt"),
+        (["--sweep", "lambda_tax=0.5", "--sweep", "lambda_te=1"], "field --sweep"),
+        (["--sweep", "te_budget=0.01,,0.02"], "field sweep"),
+        (["--sweep", "lambda_tax=1e6"], "field sweep"),
     ],
 )
 def test_a_setting_only_a_later_run_would_use_is_refused_before_any_run(
@@ -350,3 +357,37 @@ def test_a_two_name_universe_runs_with_its_default_cap_held_at_one(tmp_path) -> 
     argv = ["--start", "2020-01-02", "--end", "2020-01-10", "--universe", "synthetic:2"]
     assert main([*argv, "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["settings"]["max_weight"] == 1.0
+
+
+def test_a_universe_is_synthetic_only_when_named_so_and_a_directory_is_never_taken_for_one(
+    no_backtest, capsys, tmp_path, monkeypatch
+) -> None:
+    # Runner audit: a directory named synthetic_mkt ran synthetic:500, "synthetics:30" ran
+    # synthetic:30, and synthetic:100000000 was a traceback.
+    from producer.datasets import load_universe
+    from shared.loaders import write_market_dir
+    from shared.synthetic import synthetic_market
+
+    start, end = dt.date(2020, 1, 2), dt.date(2020, 2, 28)
+    small = synthetic_market(n_names=7, start=dt.date(2019, 1, 2), end=end, seed=4)
+    write_market_dir(small, tmp_path / "synthetic_mkt")
+    monkeypatch.chdir(tmp_path)
+    history, _ = load_universe("synthetic_mkt", start=start, end=end)
+    assert set(history.symbols) == set(small.symbols)
+    base = ["--start", "2020-01-02", "--end", "2020-02-28", "--quiet", "--out", "o"]
+    for spec in ("synthetics:30", "synthetic:", "synthetic:100000000", ""):
+        assert "field universe" in _refused(capsys, [*base, "--universe", spec])
+    err = _refused(capsys, [*base, "--universe", "synthetic_mkt", "--seed", "7"])
+    assert "field --seed" in err
+    every = [x for sym in small.symbols for x in ("--exclude", sym)]
+    err = _refused(capsys, [*base, "--universe", "synthetic_mkt", *every])
+    assert "field --exclude" in err and "every name" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_date_not_written_yyyy_mm_dd_is_a_usage_error(capsys) -> None:
+    # Runner audit: Python 3.11's fromisoformat also reads 20210301; the help says YYYY-MM-DD.
+    with pytest.raises(SystemExit) as stop:
+        main(["--start", "20200102", "--end", "2020-02-28"])
+    assert stop.value.code == 2
+    assert "'20200102' is not a date (YYYY-MM-DD)" in capsys.readouterr().err

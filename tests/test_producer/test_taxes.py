@@ -171,3 +171,14 @@ def test_a_carried_loss_earns_its_ordinary_offset_from_the_new_years_first_day()
     assert acc.totals().net_tax == Decimal("-2448.00")
     acc.record(2024, Decimal("0.01"), Decimal(0))
     assert acc.totals().net_tax == Decimal("-2448.00")
+
+
+def test_annual_taxes_paid_on_gains_alone_equal_the_net_tax_to_the_cent() -> None:
+    # Runner audit: daily-rounded tax on gains summed to 2 cents under the year's tax rounded
+    # once, so a year with no loss showed a tax_saved of -$0.02.
+    acct = TaxAccountant(Rates.from_wire(TaxRates()), netting="annual")
+    for k in range(40):
+        gain = Decimal("13.37") + Decimal(k) / 100
+        acct.record(2024 if k < 25 else 2025, gain, gain / 3)
+        totals = acct.totals()
+        assert totals.tax_saved == 0 and totals.taxes_paid == totals.net_tax
