@@ -14,6 +14,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from shared.errors import TaxviewError
@@ -61,6 +62,14 @@ def iso_date(text: str) -> dt.date:
 
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def out_path(text: str) -> Path:
+    """argparse type: an output path; an empty one is refused (``Path("")`` is the current
+    directory: ``--out ''`` wrote a whole night there, settings audit)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name the output directory")
+    return Path(text)
 
 
 def _whole_number(minimum: int, rule: str) -> Callable[[str], int]:

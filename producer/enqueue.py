@@ -112,6 +112,44 @@ def write_manifest(
 ) -> int:
     """Record every expected account (before any task is sent); returns the count.
     ``digests``: :func:`book_digests` of the book the chains come from."""
+    mapping = manifest_mapping(chains, digests)
+    key = keys.manifest_key(as_of)
+    _same_night(client, key, as_of, mapping)
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key)
+    for start in range(0, len(mapping), 5000):
+        pipe.hset(key, mapping=dict(list(mapping.items())[start : start + 5000]))
+    pipe.expire(key, ttl_s)
+    pipe.execute()
+    return len(mapping)
+
+
+def check_same_book(
+    client: redis.Redis[bytes], book: Book, market: MarketSnapshot, chains: list[list[AccountTask]]
+) -> None:
+    """Refuse a book or market other than the ones the night was enqueued from, as
+    :func:`write_manifest` and :func:`publish_market` do, without writing anything
+    (``taxview sweep``: settings audit, a sweep from an edited book re-sent its accounts and the
+    night was published complete on two books).
+
+    Raises:
+        InputError: naming the difference (``--book`` or ``market``).
+    """
+    stored: Any = client.get(keys.market_key(market.as_of))
+    if stored is not None and bytes(stored) != encode_json(market):
+        raise InputError(
+            f"night {market.as_of} was enqueued with another market snapshot: sweep it with "
+            "the same market",
+            field="market",
+        )
+    mapping = manifest_mapping(chains, book_digests(book))
+    _same_night(client, keys.manifest_key(market.as_of), market.as_of, mapping)
+
+
+def manifest_mapping(
+    chains: list[list[AccountTask]], digests: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The manifest's entries (account → JSON) of ``chains``."""
     mapping: dict[str, Any] = {}
     for chain in chains:
         for task in chain:
@@ -126,15 +164,7 @@ def write_manifest(
                     book=(digests or {}).get(aid, ""),
                 )
             )
-    key = keys.manifest_key(as_of)
-    _same_night(client, key, as_of, mapping)
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(key)
-    for start in range(0, len(mapping), 5000):
-        pipe.hset(key, mapping=dict(list(mapping.items())[start : start + 5000]))
-    pipe.expire(key, ttl_s)
-    pipe.execute()
-    return len(mapping)
+    return mapping
 
 
 def _same_night(

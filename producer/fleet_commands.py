@@ -8,7 +8,6 @@ import datetime as dt
 import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +28,15 @@ from producer.book import (
     write_market,
 )
 from producer.broker import broker_task_ids, client_app
-from producer.cli import iso_date, positive_float, positive_int
+from producer.cli import iso_date, out_path, positive_float, positive_int
 from producer.embedded import EmbeddedFleet
-from producer.enqueue import enqueue_night, pending_chains, plan_night, send_chains
+from producer.enqueue import (
+    check_same_book,
+    enqueue_night,
+    pending_chains,
+    plan_night,
+    send_chains,
+)
 from producer.nightly import finish_night, run_night
 from shared.config import Settings
 from shared.errors import InputError
@@ -73,7 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _add_inputs(p, synthetic_default=200)
     _add_urls(p)
-    p.add_argument("--out", type=Path, help="output directory (default ./taxview-nightly/DATE)")
+    p.add_argument("--out", type=out_path, help="output directory (default ./taxview-nightly/DATE)")
     p.add_argument(
         "--workers", type=positive_int, default=1, help="embedded worker processes (default 1)"
     )
@@ -120,7 +125,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("aggregate", help="check completeness and write the night's reports")
     p.add_argument("--date", type=iso_date, required=True, help="the night")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--out", type=out_path, required=True, help="output directory")
     p.add_argument("--book", type=Path, help="the night's input book: writes out/next_book")
     p.add_argument("--allow-partial", action="store_true", help="publish with accounts missing")
     p.add_argument(
@@ -179,22 +184,14 @@ def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
     return run
 
 
-#: Connection attempts of ``taxview preflight`` (a check answers in seconds, not half a minute).
-PREFLIGHT_RETRIES = 3
-
-
-def check_broker(settings: Settings, *, retries: int = PREFLIGHT_RETRIES) -> None:
+def check_broker(settings: Settings, *, retries: int = reader.PREFLIGHT_RETRIES) -> None:
     """Refuse a broker that is unreachable or, for Redis, may evict queued tasks.
 
     Raises:
         InputError: naming ``TAXVIEW_BROKER_URL`` (unreachable) or ``maxmemory-policy``.
     """
     if settings.broker_is_redis:
-        client = reader.connect(settings.broker_url, retries=retries)
-        try:
-            reader.preflight(client, what="broker", setting="TAXVIEW_BROKER_URL")
-        finally:
-            client.close()
+        reader.check_server(settings.broker_url, what="broker", setting="TAXVIEW_BROKER_URL")
         return
     from kombu.connection import Connection
 
@@ -216,8 +213,12 @@ def check_broker(settings: Settings, *, retries: int = PREFLIGHT_RETRIES) -> Non
 
 
 def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+    """``url`` without its credentials: everything from the scheme to the last ``@`` of the
+    URL (a password may hold ``/`` or ``@``; settings audit: one with a ``/`` was printed)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url if sep else "(a URL)"
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -421,7 +422,8 @@ def _run(
     check: Callable[[], None] | None = None,
 ) -> tuple[Any, Any]:
     client = reader.connect(settings.redis_url)
-    if not embedded:  # the store is checked by run_night (the embedded one never evicts)
+    if not embedded:  # the embedded store never evicts
+        reader.check_server(settings.redis_url)
         check_broker(settings)
     app = client_app(settings)
     # A Redis broker is asked which tasks it holds, so a message it lost is sent again within
@@ -439,7 +441,7 @@ def _run(
             progress_out=progress,
             timeout_s=args.timeout,
             check=check,
-            check_store=not embedded,
+            check_store=False,  # checked above, with short timeouts
             held=None
             if broker is None
             else functools.partial(broker_task_ids, broker, settings.queue),
@@ -465,9 +467,9 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _require_fleet(settings, "enqueue")
     book, market = load_inputs(args)
-    client = reader.connect(settings.redis_url)
-    reader.preflight(client)
+    reader.check_server(settings.redis_url)
     check_broker(settings)
+    client = reader.connect(settings.redis_url)
     app = client_app(settings)
     try:
         expected, sent = enqueue_night(
@@ -539,9 +541,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"nothing was enqueued for {market.as_of}: run `taxview enqueue` first",
             field="--date",
         )
+    chains = plan_night(book, market.as_of)
+    check_same_book(client, book, market, chains)
     app = client_app(settings)
     try:
-        todo = pending_chains(client, market.as_of, plan_night(book, market.as_of))
+        todo = pending_chains(client, market.as_of, chains)
         sent = send_chains(app, client, todo, book.ledgers, ttl_s=settings.results_ttl_s)
     finally:
         app.close()
@@ -553,11 +557,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     """``taxview preflight``: the store and the broker are reachable and never evict."""
     settings = _settings(args)
     _require_fleet(settings, "preflight")
-    client = reader.connect(settings.redis_url, retries=PREFLIGHT_RETRIES)
-    try:
-        reader.preflight(client)
-    finally:
-        client.close()
+    reader.check_server(settings.redis_url)
     check_broker(settings)
     print("preflight ok: results store and broker reachable, neither evicts keys")
     return 0

@@ -57,19 +57,41 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
 STORE_RETRIES = 20
 
 
-def connect(url: str, *, retries: int | None = None) -> redis.Redis[bytes]:
+#: Connection attempts of a preflight check (it answers in seconds, not half a minute).
+PREFLIGHT_RETRIES = 3
+#: Seconds a preflight check waits for an answer: ``CONFIG GET`` is instant on a live server,
+#: and one that never answers (a ``rediss://`` URL on a plain port: the TLS handshake hangs)
+#: held each attempt for a working read's 30 s (settings audit: preflight 121 s, enqueue 666 s).
+PREFLIGHT_TIMEOUT_S = 5.0
+
+
+def connect(
+    url: str, *, retries: int | None = None, socket_timeout: float = 30.0
+) -> redis.Redis[bytes]:
     """A client of the results store (connects on first command; a dropped connection is
     re-opened with backoff — :data:`STORE_RETRIES` times, about half a minute, unless
     ``retries`` says otherwise — before an error surfaces)."""
     return redis.Redis.from_url(
         url,
-        socket_timeout=30,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=5,
         retry=Retry(
             ExponentialBackoff(cap=2.0, base=0.05),
             STORE_RETRIES if retries is None else retries,
         ),
     )
+
+
+def check_server(
+    url: str, *, what: str = "results store", setting: str = "TAXVIEW_REDIS_URL"
+) -> None:
+    """:func:`preflight` on a client of its own with short timeouts (:data:`PREFLIGHT_RETRIES`
+    attempts of :data:`PREFLIGHT_TIMEOUT_S`)."""
+    client = connect(url, retries=PREFLIGHT_RETRIES, socket_timeout=PREFLIGHT_TIMEOUT_S)
+    try:
+        preflight(client, what=what, setting=setting)
+    finally:
+        client.close()
 
 
 def preflight(

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from producer.cli import OneLineParser, iso_date
+from producer.cli import OneLineParser, iso_date, out_path
 from shared.errors import InputError, TaxviewError
 
 PROG = "taxview-runner"
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="frontier: lambda_tax=a,b,c, lambda_te=a,b,c or te_budget=a,b,c "
         "(one optimizer run per value)",
     )
-    p.add_argument("--out", type=Path, default=Path("runner-out"), help="output directory")
+    p.add_argument("--out", type=out_path, default=Path("runner-out"), help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.cli import iso_date, non_negative_int, positive_int
+from producer.cli import iso_date, non_negative_int, out_path, positive_int
 
 REBALANCE_EPILOG = (
     "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="YYYY-MM-DD; a weekend or holiday takes the NYSE session before it (default "
         "2026-06-30)",
     )
-    e.add_argument("--out", type=Path, default=None, help="output file (default stdout)")
+    e.add_argument("--out", type=out_path, default=None, help="output file (default stdout)")
     e.set_defaults(func=cmd_example_request)
 
     s = sub.add_parser(

@@ -101,14 +101,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if raw == "":
                 ints[name] = getattr(default, name)
                 continue
-            try:
-                value = int(raw)
-            except ValueError as exc:
+            # ASCII digits only: int() also reads "1_0" and non-ASCII digits (settings audit).
+            if not (raw.isascii() and raw.lstrip("+-").isdigit()):
+                raise InputError(f"expected a whole number, got {raw!r}", field=f"{PREFIX}{var}")
+            value = int(raw)
+            if not minimum <= value <= MAX_INT_SETTING:
                 raise InputError(
-                    f"expected a whole number, got {raw!r}", field=f"{PREFIX}{var}"
-                ) from exc
-            if value < minimum:
-                raise InputError(f"must be at least {minimum}, got {value}", field=f"{PREFIX}{var}")
+                    f"must be between {minimum} and {MAX_INT_SETTING:,}, got {value}",
+                    field=f"{PREFIX}{var}",
+                )
             ints[name] = value
         if not env.get(f"{PREFIX}VISIBILITY_TIMEOUT", "").strip():  # unset or empty: the default
             ints["visibility_timeout_s"] = max(
@@ -147,9 +148,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.broker_url and not self.broker_url.startswith(
             ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://", "unix://")
         ):
+            # The scheme alone, and only when it is one: a URL without "://" is all secret
+            # (settings audit: 'u:hunter2@host:6391/0' was echoed whole).
+            scheme, sep, _ = self.broker_url.partition("://")
+            shown = f"{scheme!r}" if sep and scheme.isalnum() else "a URL without a scheme"
             raise InputError(
-                f"unsupported broker scheme in {self.broker_url.split('://')[0]!r}: "
-                "use redis:// or amqp://",
+                f"unsupported broker scheme ({shown}): use redis:// or amqp://",
                 field=f"{PREFIX}BROKER_URL",
             )
         for url, var in ((self.broker_url, "BROKER_URL"), (self.redis_url, "REDIS_URL")):
@@ -164,9 +168,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.flower_basic_auth:
             for pair in self.flower_basic_auth.split(","):
                 user, sep, password = pair.partition(":")
-                if not sep or not user or not password:
+                # ASCII: Flower compares credentials with hmac.compare_digest, which raises on
+                # non-ASCII text, so every request was a 500 (settings audit).
+                if not sep or not user or not password or not pair.isascii():
                     raise InputError(
-                        "expected user:password pairs separated by commas",
+                        "expected ASCII user:password pairs separated by commas",
                         field="FLOWER_BASIC_AUTH",
                     )
 
@@ -195,18 +201,36 @@ def _check_url(url: str, field: str) -> None:
     showed its first characters)."""
     if not url or url.startswith("unix://"):
         return
+    encode = "percent-encode any '/', '#', '?' or '@' in its password (e.g. / as %2F)"
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises on a port that is not a number
+        port = parts.port  # raises on a port that is not a number
     except ValueError as exc:
         raise InputError(
-            "cannot read the host and port of this URL; percent-encode any '/', '#', '?' or '@' "
-            "in its password (e.g. / as %2F)",
-            field=field,
+            f"cannot read the host and port of this URL; {encode}", field=field
         ) from exc
+    # An '@' after the host means the password held a '/' (or '?', '#') that ended the host
+    # early: 'amqp://guest:12/hunter2@host' read user 'guest' as the host and 12 as the port
+    # (settings audit: it passed, and the password was printed).
+    if "@" in url.partition("://")[2][len(parts.netloc) :]:
+        raise InputError(f"cannot read the host of this URL; {encode}", field=field)
     if not parts.hostname:
         raise InputError("the URL names no host", field=field)
+    if port == 0:  # the Redis client takes port 0 for "the default", 6379: another server
+        raise InputError("the URL's port is 0", field=field)
+    if (
+        parts.scheme in ("redis", "rediss")
+        and parts.path.strip("/")
+        and not (parts.path.strip("/").isascii() and parts.path.strip("/").isdigit())
+    ):
+        raise InputError(
+            "a redis:// URL's path is its database number (redis://host:6379/0)", field=field
+        )
 
+
+#: Largest value of an integer setting (a year in seconds is 3.2e7; Redis refuses an expiry
+#: time near 2^62: settings audit).
+MAX_INT_SETTING: Final = 10**9
 
 #: (attribute, variable suffix, minimum) of every integer setting.
 _INT_VARS: Final[tuple[tuple[str, str, int], ...]] = (

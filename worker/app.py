@@ -134,11 +134,23 @@ def flower_without_auth(argv: list[str], env: Mapping[str, str]) -> bool:
     """True when ``argv`` starts Flower (``celery -A worker.app flower``) with no authentication:
     no ``FLOWER_BASIC_AUTH`` in ``env`` and no auth flag.  An open Flower shows every task's
     arguments and can revoke tasks and shut workers down, so the fleet refuses to start one."""
-    if "flower" not in argv[1:]:
+    args = argv[1:]
+    if "flower" not in args or "--help" in args or "-h" in args:  # help starts nothing
         return False
     if env.get("FLOWER_BASIC_AUTH", "").strip():
         return False
-    return not any(a.startswith(FLOWER_AUTH_FLAGS) for a in argv[1:])
+    return not any(
+        _auth_value(args, k) for k, a in enumerate(args) if a.startswith(FLOWER_AUTH_FLAGS)
+    )
+
+
+def _auth_value(args: list[str], k: int) -> bool:
+    """Whether the auth flag ``args[k]`` (``--auth=…`` or ``--auth …``) has a non-empty value:
+    ``--auth=`` alone started an open Flower (settings audit)."""
+    _, sep, value = args[k].partition("=")
+    if not sep:
+        value = args[k + 1] if k + 1 < len(args) else ""
+    return bool(value.strip())
 
 
 def _app_from_environment() -> Celery:

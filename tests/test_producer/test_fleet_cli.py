@@ -532,3 +532,11 @@ def test_a_bad_market_json_is_one_line_naming_the_file(tmp_path, capsys, monkeyp
     rc = main(["nightly", "--book", str(tmp_path / "book"), "--out", str(tmp_path / "o")])
     err = _one_line_error(capsys)
     assert rc == 2 and "market.json" in err and "not valid JSON" in err
+
+
+def test_an_unreachable_broker_is_named_without_its_password() -> None:
+    from producer.fleet_commands import _redacted
+
+    assert _redacted("amqp://guest:12/hunter2@127.0.0.1:5999//") == "amqp://***@127.0.0.1:5999//"
+    assert _redacted("redis://h:1/0") == "redis://h:1/0"
+    assert "hunter2" not in _redacted("u:hunter2@h")

@@ -247,3 +247,28 @@ def test_a_manifest_written_before_book_digests_still_accepts_its_own_book(
         )
         client.hset(key, account, manifest_json(old))
     assert enqueue.enqueue_night(client, object(), book, market, ttl_s=600)[0] == 12  # type: ignore[arg-type]
+
+
+def test_a_sweep_refuses_another_book_or_market_before_it_sends_anything(
+    night, monkeypatch
+) -> None:
+    # Settings audit: `taxview sweep --book` of an edited book re-sent its accounts, and the
+    # night was published complete on two books.
+    import msgspec
+
+    book, market = night
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
+    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    chains = enqueue.plan_night(book, market.as_of)
+    enqueue.check_same_book(client, book, market, chains)  # the same book: fine
+    spec = book.accounts[0]
+    richer = msgspec.structs.replace(spec, cash_usd=spec.cash_usd + 1)
+    edited = msgspec.structs.replace(book, accounts=[richer, *book.accounts[1:]])
+    with pytest.raises(InputError) as err:
+        enqueue.check_same_book(client, edited, market, enqueue.plan_night(edited, market.as_of))
+    assert err.value.field == "--book" and "other lots or cash" in str(err.value)
+    moved = msgspec.structs.replace(market, prices=[p * 1.01 for p in market.prices])
+    with pytest.raises(InputError) as err:
+        enqueue.check_same_book(client, book, moved, chains)
+    assert err.value.field == "market"

@@ -109,3 +109,37 @@ def test_an_empty_visibility_timeout_is_its_default_like_every_other_variable() 
 def test_a_unix_socket_broker_is_also_the_default_results_store() -> None:
     s = Settings.from_env({"TAXVIEW_BROKER_URL": "unix:///run/redis.sock"})
     assert s.redis_url == "unix:///run/redis.sock"
+
+
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("u:hunter2@127.0.0.1:6391/0", "without a scheme"),  # echoed whole before
+        ("amqp://guest:12/hunter2@127.0.0.1:5999//", "percent-encode"),  # read as host:port
+        ("redis://default:99/hunter2@127.0.0.1:6392/0", "percent-encode"),
+        ("redis://127.0.0.1:6391/abc", "database number"),  # a traceback in kombu later
+        ("redis://127.0.0.1:0/0", "port is 0"),  # the client took port 0 for 6379
+    ],
+)
+def test_a_broker_url_that_cannot_be_read_safely_is_refused_without_its_password(
+    url: str, text: str
+) -> None:
+    env = {"TAXVIEW_BROKER_URL": url, "TAXVIEW_REDIS_URL": "redis://127.0.0.1:6391/1"}
+    with pytest.raises(InputError) as err:
+        Settings.from_env(env)
+    assert err.value.field == "TAXVIEW_BROKER_URL" and text in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw", ["1_0", "\u0663", "4611686018427387904"])
+def test_a_number_setting_is_plain_ascii_digits_within_bounds(raw: str) -> None:
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"TAXVIEW_RESULTS_TTL": raw})
+    assert err.value.field == "TAXVIEW_RESULTS_TTL"
+
+
+def test_a_non_ascii_flower_password_is_refused() -> None:
+    # Flower compares credentials with hmac.compare_digest: every request was a 500.
+    with pytest.raises(InputError) as err:
+        Settings.from_env({"FLOWER_BASIC_AUTH": "ädmin:tøpsecret"})
+    assert err.value.field == "FLOWER_BASIC_AUTH"

@@ -194,6 +194,11 @@ def test_flower_without_basic_auth_is_refused_with_one_line() -> None:
         (["celery", "-A", "worker.app", "flower", "--basic-auth=ops:pw"], {}, False),
         (["celery", "-A", "worker.app", "flower", "--auth=.*@firm.com"], {}, False),
         (["celery", "-A", "worker.app", "worker", "-n", "flower@host"], {}, False),
+        # Settings audit: an empty --auth= started an open Flower; --help started nothing.
+        (["celery", "-A", "worker.app", "flower", "--auth="], {}, True),
+        (["celery", "-A", "worker.app", "flower", "--basic-auth", ""], {}, True),
+        (["celery", "-A", "worker.app", "flower", "--basic-auth", "ops:pw"], {}, False),
+        (["celery", "-A", "worker.app", "flower", "--help"], {}, False),
     ],
 )
 def test_only_a_flower_with_no_authentication_at_all_is_refused(
