@@ -508,9 +508,11 @@ def read_book(directory: Path) -> Book:
                 account=txn.account,
                 field="date",
             )
-        what = f"transaction id {txn.id!r} twice (a repeated row?)"
+        # Per account: ids numbered per household export may repeat across accounts (review).
+        what = f"transaction id {txn.id!r} twice in account {txn.account} (a repeated row?)"
+        id_key = f"{txn.account}\x00{txn.id}"
         _once(
-            row_of_id, txn.id, row_no, file=history.file, what=what, account=txn.account, field="id"
+            row_of_id, id_key, row_no, file=history.file, what=what, account=txn.account, field="id"
         )
     return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=transactions)
 

@@ -30,6 +30,7 @@ Environment variables (documented with defaults in ``docs/fleet.md``):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
@@ -102,7 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 ints[name] = getattr(default, name)
                 continue
             # ASCII digits only: int() also reads "1_0" and non-ASCII digits (settings audit).
-            if not (raw.isascii() and raw.lstrip("+-").isdigit()):
+            if not _WHOLE.fullmatch(raw):
                 raise InputError(f"expected a whole number, got {raw!r}", field=f"{PREFIX}{var}")
             value = int(raw)
             if not minimum <= value <= MAX_INT_SETTING:
@@ -227,6 +228,9 @@ def _check_url(url: str, field: str) -> None:
             "a redis:// URL's path is its database number (redis://host:6379/0)", field=field
         )
 
+
+#: A whole number as a setting takes it: ASCII digits, one optional sign.
+_WHOLE: Final = re.compile(r"[+-]?[0-9]+")
 
 #: Largest value of an integer setting (a year in seconds is 3.2e7; Redis refuses an expiry
 #: time near 2^62: settings audit).

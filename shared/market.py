@@ -52,9 +52,9 @@ MAX_PRICE_USD = 1e10
 #: Most a price may move (relative) when a ticket carries it to 4 decimals.  Weights, cash and
 #: TE use the snapshot's price and the ticket fills at the 4-decimal one; a sub-cent price such
 #: as 0.00015 fills at 0.0002, 33% off, and the reported cash and weights were thousands of
-#: dollars off the ticket (fuzz audit).  Every price of $0.05 and above passes; below, a price
-#: needs (nearly) 4 decimals.
-MAX_PRICE_ROUNDING = 1e-3
+#: dollars off the ticket (fuzz audit).  Every price of half a cent and above passes (old
+#: split-adjusted prices sit at a few cents: review); below, a price needs (nearly) 4 decimals.
+MAX_PRICE_ROUNDING = 1e-2
 
 
 def coarse_prices(prices: FloatArray) -> npt.NDArray[np.bool_]:
@@ -71,8 +71,8 @@ def coarse_price_reason(price: float) -> str:
     filled = Decimal(repr(price)).quantize(PRICE_QUANTUM, ROUND_HALF_UP)
     return (
         f"{price:g} would trade at {filled} (trades carry 4 decimals), "
-        f"{abs(float(filled) - price) / price:.1%} off: below $0.05 a price needs at most 4 "
-        f"decimals (a rounding of at most {MAX_PRICE_ROUNDING:.1%})"
+        f"{abs(float(filled) - price) / price:.2%} off: below half a cent a price needs at "
+        f"most 4 decimals (a rounding of at most {MAX_PRICE_ROUNDING:.0%})"
     )
 
 

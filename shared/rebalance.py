@@ -147,10 +147,12 @@ MAX_ABS_ALPHA = 10.0
 #: objective's scale is numerically meaningless (Clarabel stalls or reports it unbounded).
 MAX_LAMBDA = 1e6
 #: Largest |entry| of a request's risk model: a loading, a factor (co)variance or a specific
-#: variance (annual variances: 100 is a volatility of 1,000%/y).  Beyond it the model is in the
-#: wrong units (percent squared, daily × 1e6 …), and 1e20 to 1e300 ended in a failed solve or a
-#: traceback from the fallback solver instead of a rejection (fuzz audit).
-MAX_RISK_VALUE = 100.0
+#: variance (annual variances: 1e4 is a volatility of 10,000%/y).  Beyond it the model is in the
+#: wrong units (percent squared of percent …), and 1e20 to 1e300 ended in a failed solve or a
+#: traceback from the fallback solver instead of a rejection (fuzz audit).  Not lower: the
+#: product's own estimate gives a loading of ~120 to a name with a ×10 day, and a vendor model
+#: may carry one extreme specific variance (review: 100 rejected whole nights on both).
+MAX_RISK_VALUE = 1e4
 #: Largest trading cost κ (bps of traded notional): 100% of every trade.
 MAX_TRADING_COST_BPS = 10_000.0
 #: Largest |tilt floor| (standardised units: sigmas of active exposure); no book reaches it.
@@ -354,7 +356,7 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
                 units = "betas and standardised scores are a few units; raw scores are not"
             else:
                 what, where = f"the covariance of {f[i]} and {f[j]}", ""
-                units = "annual variances as fractions: 0.04 is 20%/y; not percent squared"
+                units = "annual variances as fractions: 0.04 is 20%/y"
             raise InputError(
                 f"{what} is {float(values[i, j]):.6g}, beyond ±{MAX_RISK_VALUE:g} ({units})",
                 account=account,

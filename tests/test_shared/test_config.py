@@ -131,7 +131,7 @@ def test_a_broker_url_that_cannot_be_read_safely_is_refused_without_its_password
     assert "hunter2" not in str(err.value)
 
 
-@pytest.mark.parametrize("raw", ["1_0", "\u0663", "4611686018427387904"])
+@pytest.mark.parametrize("raw", ["1_0", "\u0663", "4611686018427387904", "+-5", "--5"])
 def test_a_number_setting_is_plain_ascii_digits_within_bounds(raw: str) -> None:
     with pytest.raises(InputError) as err:
         Settings.from_env({"TAXVIEW_RESULTS_TTL": raw})

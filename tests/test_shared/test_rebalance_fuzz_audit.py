@@ -90,12 +90,13 @@ def test_a_risk_model_in_the_wrong_units_is_rejected_naming_the_entry() -> None:
     specific = list(rm.specific_var)
     specific[5] = 1e20
     _rejected(_with_risk(request, specific_var=specific), "market.risk_model.specific_var[5]")
-    percent_squared = [[x * 1e4 for x in row] for row in rm.factor_cov]
+    wrong_units = [[x * 1e12 for x in row] for row in rm.factor_cov]
     _rejected(
-        _with_risk(request, factor_cov=percent_squared),
-        "market.risk_model.factor_cov",
-        "not percent squared",
+        _with_risk(request, factor_cov=wrong_units), "market.risk_model.factor_cov", "beyond ±10000"
     )
+    # Not lower: the product's own estimate gives ~120 to a name with a x10 day (review).
+    loadings[3][0] = 150.0
+    assert isinstance(rebalance(_with_risk(request, loadings=loadings)), Solved)
 
 
 def test_absurd_costs_tilts_and_book_shapes_are_rejected_not_failed() -> None:
