@@ -32,6 +32,14 @@ def night():
     return book_from_pairs(market.as_of, pairs), market
 
 
+def _enqueued(book: Any, market: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fake store holding the night enqueued from ``book`` (no task is sent)."""
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
+    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    return client
+
+
 def test_every_account_is_planned_once_and_households_run_in_order(night) -> None:
     book, market = night
     chains = enqueue.plan_night(book, market.as_of)
@@ -196,9 +204,7 @@ def test_a_night_refuses_the_same_accounts_with_another_lot_or_cash_at_enqueue_a
     from producer.aggregate import check_book
 
     book, market = night
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
-    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    client = _enqueued(book, market, monkeypatch)
     expected = manifest(client, market.as_of)
     check_book(market.as_of, expected, book)  # the book it was enqueued from passes
 
@@ -237,9 +243,7 @@ def test_a_manifest_written_before_book_digests_still_accepts_its_own_book(
     from producer.results_reader import ManifestEntry, manifest_json
 
     book, market = night
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
-    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    client = _enqueued(book, market, monkeypatch)
     key = keys.manifest_key(market.as_of)
     for account, entry in manifest(client, market.as_of).items():
         old = ManifestEntry(
@@ -257,9 +261,7 @@ def test_a_sweep_refuses_another_book_or_market_before_it_sends_anything(
     import msgspec
 
     book, market = night
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: None)
-    enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    client = _enqueued(book, market, monkeypatch)
     chains = enqueue.plan_night(book, market.as_of)
     enqueue.check_same_book(client, book, market, chains)  # the same book: fine
     spec = book.accounts[0]
