@@ -206,3 +206,29 @@ def test_a_risk_model_without_factors_solves_on_specific_risk() -> None:
     )
     out = rebalance(_with_market(request, risk_model=rm))
     assert isinstance(out, Solved) and out.status == "ok"
+
+
+def test_a_long_short_ticket_that_overdraws_its_cash_by_its_commissions_says_so() -> None:
+    # Outcome audit: 10 bps on a 130/30 book left $0.37 before commissions of $1,087.88, and
+    # the outcome reported cash_w 2.6e-7 with no breach.
+    book = example_request(names=30, seed=1, strategy="long-short")
+    out = rebalance(_with_account(book, commission_bps=10.0))
+    assert isinstance(out, Solved) and out.trades
+    cash = book.account.cash_usd
+    for t in out.trades:
+        cash += t.notional_usd if t.side in ("sell", "short") else -t.notional_usd
+    rate = Decimal("0.001")
+    fees = sum(
+        (
+            (t.notional_usd * rate).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+            for t in out.trades
+        ),
+        Decimal(0),
+    )
+    overdrawn = [b for b in out.limit_breaches if b.startswith("cash:") and "commissions" in b]
+    assert (cash - fees < 0) == bool(overdrawn)
+    assert cash - fees < 0  # this book spends its cash to the cent
+    assert not any(
+        b.startswith("cash:") and "commissions" in b
+        for b in rebalance(book).limit_breaches  # no commission: nothing to say
+    )
