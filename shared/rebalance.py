@@ -2089,13 +2089,7 @@ def _overdraft(ctx: _Context, orders: _Orders) -> list[str]:
     acct = ctx.request.account
     if acct.strategy != "long-short" or not acct.commission_bps:
         return []
-    cash = _ticket_cash(
-        ctx,
-        (orders.sell_lot, orders.sell_qty),
-        (orders.cover_lot, orders.cover_qty),
-        (orders.buy_name, orders.buy_qty),
-        (orders.short_name, orders.short_qty),
-    )
+    cash = _orders_cash(ctx, orders)
     fees = _ticket_fees(ctx, orders, Decimal(repr(acct.commission_bps)) / 10_000)
     if cash - fees >= 0:
         return []
@@ -2117,6 +2111,17 @@ def _commission_rate(ctx: _Context) -> Decimal:
     if not bps or acct.strategy != "direct-index":
         return Decimal(0)
     return Decimal(repr(bps)) / 10_000
+
+
+def _orders_cash(ctx: _Context, orders: _Orders) -> Decimal:
+    """:func:`_ticket_cash` of rounded orders."""
+    return _ticket_cash(
+        ctx,
+        (orders.sell_lot, orders.sell_qty),
+        (orders.cover_lot, orders.cover_qty),
+        (orders.buy_name, orders.buy_qty),
+        (orders.short_name, orders.short_qty),
+    )
 
 
 def _ticket_fees(ctx: _Context, orders: _Orders, rate: Decimal | None = None) -> Decimal:
@@ -2929,13 +2934,7 @@ def _enforce_limits(ctx: _Context, data: ProblemData, orders: _Orders) -> tuple[
         g, _, _ = check()
     found = {name: float(v) for name, v in zip(lim.names(), g.tolist(), strict=True) if v > 0.0}
     if not book and 0.0 < found.get("cash_min", 0.0) <= CASH_TOL:
-        dollars = _ticket_cash(
-            ctx,
-            (orders.sell_lot, orders.sell_qty),
-            (orders.cover_lot, orders.cover_qty),
-            (orders.buy_name, orders.buy_qty),
-            (orders.short_name, orders.short_qty),
-        )
+        dollars = _orders_cash(ctx, orders)
         if dollars >= _cash_floor(ctx):
             del found["cash_min"]
     return orders, [_breach(name, v, data) for name, v in found.items()]
@@ -3003,13 +3002,7 @@ def _rounded_breaches(
     )
     found = check_solution(data, rounded, tol=CAP_TOL, eq_tol=ROUNDED_EQ_TOL)
     found += [f"constructive sale: {line}" for line in constructive_sales(data, rounded)]
-    cash = _ticket_cash(
-        ctx,
-        (orders.sell_lot, orders.sell_qty),
-        (orders.cover_lot, orders.cover_qty),
-        (orders.buy_name, orders.buy_qty),
-        (orders.short_name, orders.short_qty),
-    )
+    cash = _orders_cash(ctx, orders)
     if cash < (floor := _cash_floor(ctx)):
         found.append(f"cash ${cash} below its floor ${floor}")
     return [f"{line} after rounding to shares" for line in found]
