@@ -45,6 +45,7 @@ from shared.messages import (
     RiskModel,
     TaxRates,
     Transaction,
+    decode_json,
     encode_json,
 )
 from shared.types import AccountType, Side, Strategy
@@ -553,13 +554,10 @@ def decode_market_file(raw: bytes) -> MarketSnapshot:
         InputError: naming the key or the value.
     """
     try:
-        file: MarketSnapshot = msgspec.json.decode(raw, type=_FileMarket, strict=True)
-    except msgspec.ValidationError as exc:
-        where = str(exc).rsplit(" - at `$.", 1)  # msgspec: "<what> - at `$.<path>`"
-        field = "market" + ("." + where[1].rstrip("`") if len(where) == 2 else "")
-        raise InputError(where[0], field=field) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"not valid JSON: {exc}", field="document") from exc
+        file = decode_json(raw, _FileMarket, strict=True)
+    except InputError as exc:
+        path = "" if exc.field in (None, "message", "document") else f".{exc.field}"
+        raise InputError(exc.reason, field=f"market{path}") from exc
     return msgspec.convert(msgspec.to_builtins(file), MarketSnapshot)
 
 

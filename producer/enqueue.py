@@ -66,8 +66,18 @@ def publish_market(client: redis.Redis[bytes], market: MarketSnapshot, *, ttl_s:
             cached copies) were solved on that one, and one night never mixes two markets.
     """
     key = keys.market_key(market.as_of)
+    client.set(key, _same_market(client, market), ex=ttl_s)
+    return key
+
+
+def _same_market(client: redis.Redis[bytes], market: MarketSnapshot) -> bytes:
+    """The snapshot's stored bytes, checked against the night's snapshot if one is stored.
+
+    Raises:
+        InputError: the night already has another snapshot.
+    """
     raw = encode_json(market)
-    stored: Any = client.get(key)
+    stored: Any = client.get(keys.market_key(market.as_of))
     if stored is not None and bytes(stored) != raw:
         raise InputError(
             f"night {market.as_of} was enqueued with another market snapshot; its outcomes were "
@@ -75,8 +85,7 @@ def publish_market(client: redis.Redis[bytes], market: MarketSnapshot, *, ttl_s:
             f"first ({keys.night_keys_pattern(market.as_of)!r})",
             field="market",
         )
-    client.set(key, raw, ex=ttl_s)
-    return key
+    return raw
 
 
 def book_digests(book: Book) -> dict[str, str]:
@@ -135,13 +144,7 @@ def check_same_book(
     Raises:
         InputError: naming the difference (``--book`` or ``market``).
     """
-    stored: Any = client.get(keys.market_key(market.as_of))
-    if stored is not None and bytes(stored) != encode_json(market):
-        raise InputError(
-            f"night {market.as_of} was enqueued with another market snapshot: sweep it with "
-            "the same market",
-            field="market",
-        )
+    _same_market(client, market)
     mapping = manifest_mapping(chains, book_digests(book))
     _same_night(client, keys.manifest_key(market.as_of), market.as_of, mapping)
 

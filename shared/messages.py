@@ -442,10 +442,13 @@ def from_wire(data: Any, typ: type[T], *, account: str | None = None) -> T:
         raise InputError(msg, account=account, field=field) from exc
 
 
-def decode_json(raw: bytes | str, typ: type[T], *, account: str | None = None) -> T:
-    """JSON bytes → a validated Struct, errors as :class:`InputError`."""
+def decode_json(
+    raw: bytes | str, typ: type[T], *, account: str | None = None, strict: bool = False
+) -> T:
+    """JSON bytes → a validated Struct, errors as :class:`InputError` (``strict``: no number
+    written as text, msgspec's strict mode)."""
     try:
-        return msgspec.json.decode(raw, type=typ, strict=False)
+        return msgspec.json.decode(raw, type=typ, strict=strict)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         field = _field_of(msg)
