@@ -13,12 +13,15 @@ k×k, ``specific_var`` n).  This module turns it into arrays and back, checks it
   shrunk towards its own diagonal (correlations towards zero, variances kept) with the
   Ledoit-Wolf optimal intensity (Ledoit & Wolf 2004, "Honey, I shrunk the sample covariance
   matrix"; target as in Schäfer & Strimmer 2005, target "D"), or a fixed ``shrinkage``.
-* **Specific variance**: the weighted variance of the regression residuals, floored.
+* **Specific variance**: the weighted variance of the regression residuals, corrected for the
+  regression's degrees of freedom (``(T − k − 1)/T`` with equal weights), floored at 5%/y and
+  capped at 1,000%/y (:data:`SPECIFIC_VAR_CAP`).
 * Every name needs ``max(min_obs, k + 2)`` returns for its own regression (k factors, an
   intercept and one residual degree of freedom), a complete history included; names with fewer
   get the median loadings and median specific variance of their sector (of all fitted names if
-  no sector is given or their sector has none).  When no name has that many, the estimate is
-  refused, saying how many returns there are and how many are needed.
+  no sector is given or their sector has none); so do names whose price moved (a return that
+  is not 0) on fewer days than that (a stale or halted quote).  When no name has that many,
+  the estimate is refused, saying how many returns there are and how many are needed.
 * Everything is annualised ×252 (trading days per year).
 
 Standardising style columns (``standardise=("value", …)``) maps each column to equal-weighted
@@ -43,6 +46,9 @@ from shared.types import FloatArray, IntArray
 TRADING_DAYS_PER_YEAR = 252
 #: Default floor on annualised specific variance: a 5%/y specific volatility.
 SPECIFIC_VAR_FLOOR = 0.05**2
+#: Cap on an estimated annualised specific variance: a 1,000%/y specific volatility, far above
+#: any listed stock's and far below what a rebalance refuses (``MAX_RISK_VALUE`` = 1e4).
+SPECIFIC_VAR_CAP = 10.0**2
 #: Relative tolerance of every PSD check of a factor covariance: the market loader's, the
 #: risk-model check's, each rebalance's and the optimizer's factor square root all use
 #: :func:`psd_violation`, so a covariance the loader accepts is never rejected by a rebalance
@@ -298,10 +304,11 @@ def estimate_risk_model(
         min_obs: fewest returns a name needs for its own regression; every name, complete
             history or not, needs ``max(min_obs, k + 2)`` of them (k factors and an intercept,
             and at least one residual degree of freedom: fewer fits exactly, with no
-            specific risk left).  Names with fewer, and names whose returns are all 0 (a
-            stale quote), get the median loadings and specific variance of their sector (of
-            all fitted names when their sector has none).
-        specific_floor: floor on annualised specific variance.
+            specific risk left), and as many that are not 0.  Names with fewer (a stale or
+            halted quote among them), get the median loadings and specific variance of their
+            sector (of all fitted names when their sector has none).
+        specific_floor: floor on annualised specific variance (the cap is
+            :data:`SPECIFIC_VAR_CAP`).
         standardise: factor names whose loadings are standardised cross-sectionally
             (equal-weighted mean 0, std 1), with ``factor_cov`` rescaled to match.
         sectors: n sector labels for the short-history fallback.
@@ -374,12 +381,21 @@ def estimate_risk_model(
     need = max(min_obs, k + 2)
     # A price that never moved in the window (a stale or halted quote) has no risk to fit: its
     # regression gives zero loadings and the specific floor, a name the optimizer would take
-    # for nearly riskless (data audit: 5%/y against a 30%/y median).  It is treated as a name
-    # without history: its sector's median loadings and specific variance.
-    stale = (counts > 0) & ~np.any(obs & (R != 0), axis=0)
+    # for nearly riskless (data audit: 5%/y against a 30%/y median).  A price that moved on a
+    # few days only is the same quote with a tick or two (risk-model audit: one 1% move in a
+    # year gave 5%/y, 20 moves 8.6%/y, against 31.8%/y for the price that never moved): an
+    # unchanged price is no observation of risk, so a name needs ``need`` returns that are
+    # not 0.  Either is treated as a name without history: its sector's median loadings and
+    # specific variance.
+    moving = np.count_nonzero(obs & (R != 0), axis=0)
+    stale = (counts > 0) & (moving < need)
     enough = (counts >= need) & ~stale
     if not enough.any():
-        frozen = f"; {int(stale.sum())} names' prices never moved" if stale.any() else ""
+        frozen = (
+            f"; {int(stale.sum())} names' prices moved on fewer than {need} days"
+            if stale.any()
+            else ""
+        )
         raise InputError(
             f"too little history for a risk model: the longest name has {int(counts.max())} "
             f"daily returns, a regression on {k} factors needs {need} "
@@ -392,7 +408,7 @@ def estimate_risk_model(
         coef, *_ = np.linalg.lstsq(design * sw[:, None], R[:, full] * sw[:, None], rcond=None)
         resid = R[:, full] - design @ coef
         B[full] = coef[1:].T
-        resid_var[full] = _weighted_var(resid, w)
+        resid_var[full] = _weighted_var(resid, w) / _residual_share(design, w)
     partial = np.flatnonzero(enough & ~full)
     # Names that share a missing-data pattern (e.g. listed on the same day) share one solve.
     patterns: dict[bytes, list[int]] = {}
@@ -405,12 +421,15 @@ def estimate_risk_model(
         Y = R[np.ix_(rows, np.asarray(cols, dtype=np.int64))]
         coef, *_ = np.linalg.lstsq(D * np.sqrt(wr)[:, None], Y * np.sqrt(wr)[:, None], rcond=None)
         B[cols] = coef[1:].T
-        resid_var[cols] = _weighted_var(Y - D @ coef, wr)
+        resid_var[cols] = _weighted_var(Y - D @ coef, wr) / _residual_share(D, wr)
 
     ok = np.isfinite(resid_var)
     B = _group_median(B, ok, sectors)
     resid_var = _group_median(resid_var[:, None], ok, sectors)[:, 0]
-    specific = np.maximum(resid_var * TRADING_DAYS_PER_YEAR, specific_floor)
+    # Capped too: one extreme day (a ×150 move of a penny stock, a bad print) gave a specific
+    # variance of 1.35e4, above what a rebalance accepts (MAX_RISK_VALUE), and the whole night's
+    # market was refused (risk-model audit).  At the cap the name is still far the riskiest.
+    specific = np.clip(resid_var * TRADING_DAYS_PER_YEAR, specific_floor, SPECIFIC_VAR_CAP)
 
     F, _ = shrunk_covariance(X, w, shrinkage)
     F = F * TRADING_DAYS_PER_YEAR
@@ -429,6 +448,23 @@ def estimate_risk_model(
         F[:, j] *= s
     F = (F + F.T) / 2
     return make_risk_model(names, B, F, specific)
+
+
+def _residual_share(design: FloatArray, w: FloatArray) -> float:
+    """``E[Σ_t w_t e_t²] / σ²`` for weighted least squares on ``design`` with weights ``w``
+    (summing to 1): ``1 − tr((DᵀWD)⁻¹ DᵀW²D)``, the degrees-of-freedom correction of a
+    residual variance (``(T − k − 1)/T`` with equal weights).
+
+    Without it the specific variances of a short history were biased low by exactly that
+    factor (risk-model audit: 0.165 of the truth at 6 returns on 4 factors, 0.545 at 11, 0.91 at
+    60).  Its residuals satisfy ``DᵀWe = 0``, so ``E[eᵀWe] = σ² tr(W(I − H))``.
+    """
+    dw = design * w[:, None]
+    gram = design.T @ dw
+    share = 1.0 - float(np.trace(np.linalg.pinv(gram) @ (dw.T @ dw)))
+    # At least one residual degree of freedom (``need`` ≥ k + 2); a degenerate design keeps
+    # the plain estimate rather than dividing by ~0.
+    return share if share > 1e-6 else 1.0
 
 
 def _weighted_var(resid: FloatArray, w: FloatArray) -> FloatArray:

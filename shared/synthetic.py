@@ -289,6 +289,14 @@ def _standardise(raw: FloatArray, members: BoolArray) -> FloatArray:
     return out
 
 
+def earliest_synthetic_start() -> dt.date:
+    """The first session a synthetic market can start on: :data:`WARMUP_DAYS` sessions after the
+    NYSE calendar's first (``shared.calendar.CALENDAR_START``), for its warm-up year."""
+    from shared.calendar import CALENDAR_END, CALENDAR_START
+
+    return dt.date.fromisoformat(str(trading_days_array(CALENDAR_START, CALENDAR_END)[WARMUP_DAYS]))
+
+
 def synthetic_market(
     *,
     n_names: int = 500,
@@ -312,19 +320,50 @@ def synthetic_market(
         The history, with the generator's true risk model and alpha as its risk source.
 
     Raises:
-        InputError: ``n_names < 2``, a negative seed, no session in the range.
+        InputError: ``n_names < 2``, a negative or fractional seed, a negative
+            ``events_per_year``, no session in the range, a first session before
+            :func:`earliest_synthetic_start` (the warm-up year must lie in the calendar).
     """
+    # Whole numbers only (risk-model audit: seed=1.5 or n_names=50.0 were numpy TypeErrors).
+    for fname, value in (("n_names", n_names), ("seed", seed), ("n_sectors", n_sectors)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InputError(f"{fname} must be a whole number, got {value!r}", field=fname)
     if n_names < 2:
         raise InputError(f"n_names must be >= 2, got {n_names}", field="n_names")
     if seed < 0:
         raise InputError(f"seed must be >= 0, got {seed}", field="seed")
+    if events_per_year is not None and not (
+        math.isfinite(events_per_year) and events_per_year >= 0
+    ):
+        raise InputError(
+            f"events_per_year must be a number >= 0, got {events_per_year!r}",
+            field="events_per_year",
+        )
+    defaulted = start is None
     if start is None:
         start = end - dt.timedelta(days=365)
+    earliest = earliest_synthetic_start()
+
+    def too_early(first: dt.date) -> InputError:
+        # The year of warm-up sessions before the window must lie in the calendar too
+        # (risk-model audit: "need 252 NYSE sessions before 1990-01-02", field "date").
+        return InputError(
+            f"a synthetic market simulates {WARMUP_DAYS} warm-up sessions before its first "
+            f"day, so it can start on {earliest} at the earliest, not {first}"
+            + (f" (the default start, a year before end {end})" if defaulted else ""),
+            field="start",
+        )
+
+    if defaulted and start < earliest:
+        raise too_early(start)
     days = trading_days_array(start, end)
     T = len(days)
     if T == 0:
         raise InputError(f"no NYSE session between {start} and {end}", field="start")
-    warm = trading_days_before(dt.date.fromisoformat(str(days[0])), WARMUP_DAYS)
+    first_day = dt.date.fromisoformat(str(days[0]))
+    if first_day < earliest:
+        raise too_early(first_day)
+    warm = trading_days_before(first_day, WARMUP_DAYS)
     W = len(warm)
     TT = W + T
     H = ALPHA_HORIZON

@@ -11,7 +11,12 @@ from shared.errors import InputError
 from shared.market import MarketHistory
 from shared.messages import MarketSnapshot, from_wire, to_wire
 from shared.risk_model import risk_model_arrays, validate_risk_model
-from shared.synthetic import STYLE_FACTORS, synthetic_market, synthetic_snapshot
+from shared.synthetic import (
+    STYLE_FACTORS,
+    earliest_synthetic_start,
+    synthetic_market,
+    synthetic_snapshot,
+)
 
 START, END = dt.date(2019, 1, 1), dt.date(2023, 12, 31)
 
@@ -170,6 +175,37 @@ def test_a_date_outside_the_history_or_not_a_session_is_rejected(hist):
         hist.snapshot(dt.date(2030, 1, 2))
     with pytest.raises(InputError, match="n_names"):
         synthetic_market(n_names=1, end=dt.date(2024, 1, 5))
+
+
+def test_a_synthetic_start_without_its_warm_up_year_names_start_and_the_earliest_day():
+    # "need 252 NYSE sessions before 1990-01-02; the calendar has 0" under field "date", and an
+    # end-only call blamed a start the caller never gave (risk-model audit).
+    earliest = earliest_synthetic_start()
+    assert earliest == dt.date(1990, 12, 31)
+    with pytest.raises(InputError, match="1990-12-31 at the earliest, not 1990-01-02") as info:
+        synthetic_market(n_names=10, start=dt.date(1990, 1, 2), end=dt.date(1991, 3, 1))
+    assert info.value.field == "start"
+    with pytest.raises(InputError, match=r"the default start, a year before end 1990-06-01"):
+        synthetic_market(n_names=10, end=dt.date(1990, 6, 1))
+    assert synthetic_market(n_names=10, start=earliest, end=earliest).dates == (earliest,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"seed": 1.5}, "seed"),
+        ({"n_names": 50.0}, "n_names"),
+        ({"n_sectors": True}, "n_sectors"),
+        ({"events_per_year": -5}, "events_per_year"),
+        ({"events_per_year": float("nan")}, "events_per_year"),
+    ],
+)
+def test_a_fractional_size_or_seed_or_negative_event_rate_is_an_input_error(kwargs, field):
+    # seed=1.5 and n_names=50.0 were numpy TypeErrors; events_per_year=-5 ran as 0.
+    args = {"n_names": 10, "start": dt.date(2023, 1, 3), "end": dt.date(2023, 2, 1), **kwargs}
+    with pytest.raises(InputError) as info:
+        synthetic_market(**args)
+    assert info.value.field == field
 
 
 def test_a_history_whose_weights_do_not_sum_to_one_is_rejected():

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from shared.errors import InputError
 from shared.messages import RiskModel
 from shared.risk_model import (
+    SPECIFIC_VAR_CAP,
     estimate_risk_model,
     make_risk_model,
     risk_model_arrays,
@@ -146,8 +147,55 @@ def test_a_price_that_never_moved_takes_its_sectors_median_not_zero_risk():
             assert dh[i] == pytest.approx(np.median(dh[fitted]))
             vol = np.sqrt(Bh[i] @ Fh @ Bh[i] + dh[i])
             assert vol > 0.15
-    with pytest.raises(InputError, match="2 names' prices never moved"):
+    with pytest.raises(InputError, match="2 names' prices moved on fewer than 60 days"):
         estimate_risk_model(np.zeros((100, 2)), f[:100], min_obs=60)
+
+
+def test_a_price_that_moved_on_a_few_days_only_is_a_stale_quote_too():
+    # One tick in a halted name's year regressed to the 5%/y floor against 31.8%/y for the price
+    # that never moved (risk-model audit): fewer moving days than the minimum take the sector's
+    # median; a name that moves on most days keeps its own estimate.
+    R, f, *_ = planted(T=300, n=40, seed=9)
+    R = R.copy()
+    for i, moves in ((5, 1), (6, 3), (7, 59)):
+        R[: 300 - moves, i] = 0.0
+    R[:150, 8] = 0.0  # moved on 150 days: its own regression
+    sectors = ["A"] * 20 + ["B"] * 20
+    Bh, _, dh = risk_model_arrays(estimate_risk_model(R, f, sectors=sectors, min_obs=60))
+    fitted = [i for i in range(20) if i not in (5, 6, 7)]
+    for i in (5, 6, 7):
+        np.testing.assert_allclose(Bh[i], np.median(Bh[fitted], axis=0))
+        assert dh[i] == pytest.approx(np.median(dh[fitted]))
+    assert not np.allclose(Bh[8], np.median(Bh[fitted], axis=0))
+
+
+def test_one_extreme_day_gives_a_capped_specific_variance_a_rebalance_accepts():
+    # A ×150 day made a specific variance of 1.35e4, above MAX_RISK_VALUE: every account of the
+    # night was refused (risk-model audit).  Capped at 1,000%/y; the name stays the riskiest.
+    from shared.rebalance import MAX_RISK_VALUE
+
+    R, f, *_ = planted(T=260, n=30, seed=4)
+    R = R.copy()
+    R[255, 0] = 149.0
+    for X in (f, None):
+        _, _, dh = risk_model_arrays(estimate_risk_model(R, X, min_obs=60, n_factors=4))
+        assert dh[0] == SPECIFIC_VAR_CAP < MAX_RISK_VALUE
+        assert dh[1:].max() < 1.0
+
+
+@pytest.mark.parametrize("T", [8, 12, 40])
+def test_specific_variances_of_short_histories_are_not_biased_low(T):
+    # The residual variance was not corrected for the regression's degrees of freedom: at 8
+    # returns on 4 factors the estimate averaged (8 − 5)/8 of the truth (risk-model audit).
+    ratios = []
+    for seed in range(30):
+        R, f, _, _, d = planted(T=T, n=200, seed=seed)
+        for halflife in (None, 20.0):
+            _, _, dh = risk_model_arrays(
+                estimate_risk_model(R, f, min_obs=2, halflife=halflife, specific_floor=0.0)
+            )
+            ratios.append(float(np.mean(dh / d)))
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.05)
 
 
 def test_a_statistical_model_from_a_short_window_keeps_a_residual_for_each_regression():
