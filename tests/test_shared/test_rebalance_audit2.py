@@ -66,13 +66,16 @@ def test_a_market_neutral_name_flipped_in_vain_is_not_forced_closed() -> None:
     # their lots sold and opened the other direction in only 5.  The other 6 (MEE: a 6.5% short
     # at a gain) were closed for nothing: estimated tax $23,362 instead of $5,948, objective
     # 0.0127 against 0.0029 for the optimum of the flips actually made (IRC §1259 guard).
-    for data, sol in _captured(50, 8, "market-neutral"):
+    calls = _captured(50, 8, "market-neutral")
+    for data, sol in calls:
         assert constructive_sales(data, sol) == []
         legal = _with_only_the_flips_used(data, sol)
         best = solve(legal, settings=SolveSettings(constructive_sale_guard=False))
         assert constructive_sales(legal, best) == []
         assert sol.objective <= best.objective + 1e-6 * max(1.0, abs(best.objective))
-        assert any("released" in a for a in sol.attempts)
+    # The first solve releases names flipped in vain (the side flip pass's later solves start
+    # from sides where the guard may have nothing to release).
+    assert any("released" in a for a in calls[0][1].attempts)
 
 
 @pytest.mark.parametrize(
