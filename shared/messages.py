@@ -267,7 +267,10 @@ class RebalanceRequest(_Wire, frozen=True, kw_only=True):
     ``ledger`` is household-wide (every account's open lots and the wash-sale window memory) so
     the restrictions of IRC §1091 are derived across accounts; the account's own lots are the
     ones with ``lot.account == account.account_id``.  ``history`` optionally carries the
-    household's recent transactions for display and audit (the ledger state is what counts).
+    household's recent transactions for display and audit; the ledger state is what counts, and
+    a trade of the last 30 days that only the history shows still restricts the ticket
+    (``shared.rebalance.history_window``: a purchase blocks loss sales of the name, a sale the
+    history shows was a loss blocks buys).
     """
 
     schema_version: int = SCHEMA_VERSION

@@ -1138,12 +1138,74 @@ def household_restrictions(
     return dict(r.no_buy), dict(r.no_short), blocked
 
 
+def history_window(
+    request: RebalanceRequest, groups: list[frozenset[str]]
+) -> tuple[set[tuple[str, bool]], dict[str, tuple[str, bool]]]:
+    """What the request's ``history`` says about the last :data:`WINDOW_DAYS` days, for the
+    restrictions (DESIGN §2: "no buy within 30 days after a loss sale anywhere in the household;
+    no loss sale of a name bought within the last 30 days").
+
+    The ledger state's window memory is the source of truth and already holds every trade a
+    ledger booked; a request written by hand can carry a trade in its history only
+    (reference-solve audit: a household purchase of FSA twelve days earlier, in ``history``
+    alone, and the ticket harvested three FSA lots).  So history only ever adds restrictions:
+
+    * every purchase (short sale) in the window, in any account, IRAs included: ``(symbol,
+      short)`` pairs whose loss lots may not be sold (covered) at a loss;
+    * every sale (cover) in the window from a taxable account that the history itself shows
+      was a loss — its lot's purchase (short sale) is in the history under the same account and
+      ``lot_id``, at a higher (lower) price, or at the same price when the account pays
+      commissions — : symbol → (reason, was a cover); no buys (and, after a cover, no new
+      shorts: IRC §1091(e)) of the name and of its substantially identical group.  A sale whose
+      lot's cost the history does not show is left to the ledger's memory.
+
+    Rows dated after ``as_of`` are not in the window.
+    """
+    as_of = request.as_of
+    cut = as_of - dt.timedelta(days=WINDOW_DAYS)
+    window = [t for t in request.history if cut <= t.date <= as_of]
+    if not window:
+        return set(), {}
+    bought = {(t.symbol, t.side == "short") for t in window if t.side in ("buy", "short")}
+    opened: dict[tuple[str, str, bool], Decimal] = {}
+    for t in request.history:
+        if t.side in ("buy", "short") and t.date <= as_of:
+            opened[(t.account, t.lot_id or t.id, t.side == "short")] = t.price
+    fee = request.account.commission_bps > 0
+    member_of = {sym: g for g in groups for sym in g}
+    lost: dict[str, tuple[str, bool]] = {}
+    for t in window:
+        if t.side not in ("sell", "cover") or t.account_type != "taxable" or not t.lot_id:
+            continue
+        cover = t.side == "cover"
+        cost = opened.get((t.account, t.lot_id, cover))
+        if cost is None:
+            continue
+        loss = (t.price > cost if cover else t.price < cost) or (fee and t.price == cost)
+        if not loss:
+            continue
+        why = (
+            f"history: {t.side} of {t.symbol} lot {t.lot_id} (acct {t.account}) at {t.price} "
+            f"on {t.date}, below its cost {cost}: a loss in the 30-day window (IRC §1091)"
+            if not cover
+            else f"history: cover of {t.symbol} lot {t.lot_id} (acct {t.account}) at "
+            f"{t.price} on {t.date}, above its short sale at {cost}: a loss in the 30-day "
+            "window (IRC §1091(e))"
+        )
+        for sym in member_of.get(t.symbol, (t.symbol,)):
+            prev = lost.get(sym)
+            lost[sym] = (why if prev is None else prev[0], cover or (prev is not None and prev[1]))
+    return bought, lost
+
+
 def bought_in_window(
     request: RebalanceRequest,
     groups: list[frozenset[str]],
     scan: _Scan,
     group: IntArray,
     market: MarketArrays,
+    *,
+    also: set[tuple[str, bool]] | None = None,
 ) -> BoolArray:
     """Which of the account's lots (aligned with ``scan``) the rebalance sells at no loss because
     their substantially identical group was bought (a short lot: sold short) anywhere in the
@@ -1175,6 +1237,7 @@ def bought_in_window(
     seen.update(
         (p.symbol, p.short) for p in request.ledger.last_purchases if cut <= p.date <= request.as_of
     )
+    seen.update(also or ())  # the request's history (:func:`history_window`)
     for sym, short in seen:
         mark(sym, short)
     if not len(scan.name):
@@ -1194,8 +1257,13 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
         if ids:
             group[ids] = min(ids)
     no_buy, no_short, blocked = household_restrictions(request, groups, scan, group, market)
+    bought_hist, lost_hist = history_window(request, groups)
+    for sym, (why, cover) in lost_hist.items():
+        no_buy.setdefault(sym, why)
+        if cover:
+            no_short.setdefault(sym, why)
     if acct.account_type == "taxable":
-        blocked = blocked | bought_in_window(request, groups, scan, group, market)
+        blocked = blocked | bought_in_window(request, groups, scan, group, market, also=bought_hist)
     cut = long_term_cutoff(request.as_of)
     longs = _lot_arrays(
         request, scan, mask=~scan.short, market=market, long_term_cut=cut, blocked=blocked

@@ -190,3 +190,94 @@ def test_with_a_commission_a_lot_in_the_window_is_not_sold_at_a_loss_net_of_it()
     assert out.realized
     for s in out.realized:
         assert s.proceeds_usd == notional[s.lot_id] - cents(notional[s.lot_id] * Decimal("0.005"))
+
+
+def _with_history(request: RebalanceRequest, *rows: Transaction) -> RebalanceRequest:
+    return msgspec.structs.replace(request, history=[*request.history, *rows])
+
+
+def _hist(request: RebalanceRequest, spec: tuple[int, int, str, str, str, str]) -> Transaction:
+    """A history row: (n, days before as_of, symbol, side, price, lot id), in another
+    taxable account of the household."""
+    n, days_ago, symbol, side, price, lot_id = spec
+    return Transaction(
+        id=f"H{n}",
+        date=request.as_of - dt.timedelta(days=days_ago),
+        account="SPOUSE-1",
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        quantity=Decimal(10),
+        price=Decimal(price),
+        lot_id=lot_id,
+    )
+
+
+def test_a_purchase_in_the_requests_history_alone_still_blocks_the_loss_sale() -> None:
+    # Reference-solve audit: a household buy of FSA twelve days earlier, written into the
+    # request's history but not into the ledger's window memory; the ticket harvested three FSA
+    # lots (a wash sale under IRC §1091(a)).  History only ever adds restrictions.
+    request = _request()
+    symbol, _ = _harvested_old_lot(request)
+    for days_ago in (12, 30):
+        buy = _hist(request, (1, days_ago, symbol, "buy", "50", "H-L1"))
+        out = rebalance(_with_history(request, buy))
+        assert symbol not in _loss_sold(out)
+    # Outside the window (31 days) or after the night, a history row restricts nothing.
+    for days_ago in (31, -1):
+        buy = _hist(request, (1, days_ago, symbol, "buy", "50", "H-L1"))
+        assert symbol in _loss_sold(rebalance(_with_history(request, buy)))
+
+
+def test_a_loss_sale_the_history_shows_blocks_buys_of_the_name_and_its_twins() -> None:
+    from shared.rebalance import history_window
+
+    request = _request()
+    rows = (
+        _hist(request, (1, 60, "AAA", "buy", "100", "L1")),
+        _hist(request, (2, 10, "AAA", "sell", "90", "L1")),  # a loss 10 days ago
+        _hist(request, (3, 60, "BBB", "buy", "100", "L2")),
+        _hist(request, (4, 10, "BBB", "sell", "120", "L2")),  # a gain: no restriction
+        _hist(request, (5, 60, "CCC", "buy", "100", "L3")),
+        _hist(request, (6, 40, "CCC", "sell", "90", "L3")),  # a loss 40 days ago: outside
+        _hist(request, (7, 60, "DDD", "short", "50", "S1")),
+        _hist(request, (8, 5, "DDD", "cover", "55", "S1")),  # a cover loss (IRC §1091(e))
+        _hist(request, (9, 5, "EEE", "sell", "1", "UNKNOWN")),  # its cost is not in the history
+    )
+    ira = msgspec.structs.replace(
+        _hist(request, (10, 3, "FFF", "sell", "90", "L4")), account_type="ira"
+    )
+    ira_buy = msgspec.structs.replace(
+        _hist(request, (11, 50, "FFF", "buy", "100", "L4")), account_type="ira"
+    )
+    recent = (
+        _hist(request, (12, 5, "GGG", "buy", "10", "L5")),
+        _hist(request, (13, 29, "HHH", "short", "10", "S2")),
+    )
+    bought, lost = history_window(
+        _with_history(request, *rows, ira_buy, ira, *recent),
+        [frozenset({"AAA", "AAB"})],
+    )
+    # The IRA's loss sale reports nothing (IRS Pub. 550): it restricts no purchase.  (The
+    # example's own history has loss sales in the window too.)
+    own_bought, own = history_window(request, [])
+    assert set(lost) - set(own) == {"AAA", "AAB", "DDD"}
+    assert lost["AAA"][1] is False and lost["DDD"][1] is True
+    assert "IRC §1091" in lost["AAA"][0]
+    assert bought - own_bought == {("GGG", False), ("HHH", True)}
+
+
+def test_a_name_the_history_shows_sold_at_a_loss_is_not_bought() -> None:
+    request = _request()
+    base = rebalance(request)
+    bought = sorted({t.symbol for t in base.trades if t.side == "buy"})
+    assert bought
+    symbol = bought[0]
+    price = next(
+        p for s, p in zip(request.market.symbols, request.market.prices, strict=True) if s == symbol
+    )
+    rows = (
+        _hist(request, (1, 200, symbol, "buy", str(Decimal(repr(price)) * 2), "HX")),
+        _hist(request, (2, 7, symbol, "sell", str(Decimal(repr(price))), "HX")),
+    )
+    out = rebalance(_with_history(request, *rows))
+    assert symbol not in {t.symbol for t in out.trades if t.side == "buy"}
