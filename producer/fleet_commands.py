@@ -191,7 +191,9 @@ def check_broker(settings: Settings, *, retries: int = reader.PREFLIGHT_RETRIES)
         InputError: naming ``TAXVIEW_BROKER_URL`` (unreachable) or ``maxmemory-policy``.
     """
     if settings.broker_is_redis:
-        reader.check_server(settings.broker_url, what="broker", setting="TAXVIEW_BROKER_URL")
+        reader.check_server(
+            settings.broker_url, what="broker", setting="TAXVIEW_BROKER_URL", retries=retries
+        )
         return
     from kombu.connection import Connection
 

@@ -83,11 +83,15 @@ def connect(
 
 
 def check_server(
-    url: str, *, what: str = "results store", setting: str = "TAXVIEW_REDIS_URL"
+    url: str,
+    *,
+    what: str = "results store",
+    setting: str = "TAXVIEW_REDIS_URL",
+    retries: int = PREFLIGHT_RETRIES,
 ) -> None:
-    """:func:`preflight` on a client of its own with short timeouts (:data:`PREFLIGHT_RETRIES`
-    attempts of :data:`PREFLIGHT_TIMEOUT_S`)."""
-    client = connect(url, retries=PREFLIGHT_RETRIES, socket_timeout=PREFLIGHT_TIMEOUT_S)
+    """:func:`preflight` on a client of its own with short timeouts (``retries`` attempts of
+    :data:`PREFLIGHT_TIMEOUT_S`)."""
+    client = connect(url, retries=retries, socket_timeout=PREFLIGHT_TIMEOUT_S)
     try:
         preflight(client, what=what, setting=setting)
     finally:

@@ -540,3 +540,25 @@ def test_an_unreachable_broker_is_named_without_its_password() -> None:
     assert _redacted("amqp://guest:12/hunter2@127.0.0.1:5999//") == "amqp://***@127.0.0.1:5999//"
     assert _redacted("redis://h:1/0") == "redis://h:1/0"
     assert "hunter2" not in _redacted("u:hunter2@h")
+
+
+def test_the_broker_check_gives_a_redis_broker_the_attempts_it_was_asked_for(monkeypatch) -> None:
+    # check_broker's `retries` reached only the AMQP branch; a Redis broker always got the
+    # preflight default.
+    from producer import fleet_commands
+    from producer import results_reader as reader
+    from shared.config import Settings
+    from shared.errors import InputError
+
+    asked: list[int | None] = []
+
+    def connect(url: str, *, retries: int | None = None, socket_timeout: float = 30.0):
+        asked.append(retries)
+        raise InputError("unreachable", field="TAXVIEW_BROKER_URL")
+
+    monkeypatch.setattr(reader, "connect", connect)
+    settings = Settings.from_env({"TAXVIEW_BROKER_URL": "redis://127.0.0.1:1/0"})
+    for retries in (1, 7):
+        with pytest.raises(InputError):
+            fleet_commands.check_broker(settings, retries=retries)
+    assert asked == [1, 7]
