@@ -1152,49 +1152,49 @@ def history_window(
 
     * every purchase (short sale) in the window, in any account, IRAs included: ``(symbol,
       short)`` pairs whose loss lots may not be sold (covered) at a loss;
-    * every sale (cover) in the window from a taxable account that the history itself shows
-      was a loss — its lot's purchase (short sale) is in the history under the same account and
-      ``lot_id``, at a higher (lower) price, or at the same price when the account pays
-      commissions — : symbol → (reason, was a cover); no buys (and, after a cover, no new
-      shorts: IRC §1091(e)) of the name and of its substantially identical group.  A sale whose
-      lot's cost the history does not show is left to the ledger's memory.
+    * every loss sale (cover) in the window that the history itself shows, judged by the ledger
+      (IRC §1091, IRS Pub. 550): the history's rows of the groups sold in the window are
+      replayed through a fresh :class:`~shared.ledger.Ledger` — lot methods, basis carried by
+      earlier wash sales, each fill's commission, reused lot ids — and its ``no_buy`` /
+      ``no_short`` are kept: symbol → (reason, a cover).  A sale that names no lot is replayed
+      with FIFO and with HIFO (the household's method is not in the request) and restricts
+      when either makes it a loss.  A row the replay cannot book (a sale of a lot whose purchase
+      the history does not show) is left to the ledger's memory.
 
-    Rows dated after ``as_of`` are not in the window.
+    Rows dated after ``as_of`` are not in the window (diff review: a raw price comparison
+    missed sales naming no lot, basis carried by a wash sale, commissions and reused ids).
     """
+    from shared.ledger import Ledger
+
     as_of = request.as_of
     cut = as_of - dt.timedelta(days=WINDOW_DAYS)
-    window = [t for t in request.history if cut <= t.date <= as_of]
+    rows = [t for t in request.history if t.date <= as_of]
+    window = [t for t in rows if t.date >= cut]
     if not window:
         return set(), {}
     bought = {(t.symbol, t.side == "short") for t in window if t.side in ("buy", "short")}
-    opened: dict[tuple[str, str, bool], Decimal] = {}
-    for t in request.history:
-        if t.side in ("buy", "short") and t.date <= as_of:
-            opened[(t.account, t.lot_id or t.id, t.side == "short")] = t.price
-    fee = request.account.commission_bps > 0
     member_of = {sym: g for g in groups for sym in g}
-    lost: dict[str, tuple[str, bool]] = {}
+    sold: set[str] = set()
     for t in window:
-        if t.side not in ("sell", "cover") or t.account_type != "taxable" or not t.lot_id:
-            continue
-        cover = t.side == "cover"
-        cost = opened.get((t.account, t.lot_id, cover))
-        if cost is None:
-            continue
-        loss = (t.price > cost if cover else t.price < cost) or (fee and t.price == cost)
-        if not loss:
-            continue
-        why = (
-            f"history: {t.side} of {t.symbol} lot {t.lot_id} (acct {t.account}) at {t.price} "
-            f"on {t.date}, below its cost {cost}: a loss in the 30-day window (IRC §1091)"
-            if not cover
-            else f"history: cover of {t.symbol} lot {t.lot_id} (acct {t.account}) at "
-            f"{t.price} on {t.date}, above its short sale at {cost}: a loss in the 30-day "
-            "window (IRC §1091(e))"
-        )
-        for sym in member_of.get(t.symbol, (t.symbol,)):
-            prev = lost.get(sym)
-            lost[sym] = (why if prev is None else prev[0], cover or (prev is not None and prev[1]))
+        if t.side in ("sell", "cover"):
+            sold.update(member_of.get(t.symbol, (t.symbol,)))
+    if not sold:
+        return bought, {}
+    replay = sorted((t for t in rows if t.symbol in sold), key=lambda t: t.date)
+    rate = Decimal(repr(request.account.commission_bps)) / 10_000
+    lost: dict[str, tuple[str, bool]] = {}
+    for method in ("fifo", "hifo"):
+        book = Ledger(lot_method=method, identical=[sorted(g) for g in groups])
+        for t in replay:
+            fee = ledger_cents(ledger_cents(t.quantity * t.price) * rate) if rate else Decimal(0)
+            try:
+                book.apply(t, commission=fee)
+            except InputError:
+                continue  # not bookable from the history alone: the ledger state decides
+        r = book.restrictions(as_of)
+        for sym, why in r.no_buy.items():
+            cover = sym in r.no_short or (sym in lost and lost[sym][1])
+            lost[sym] = (lost[sym][0] if sym in lost else f"history: {why}", cover)
     return bought, lost
 
 

@@ -281,3 +281,48 @@ def test_a_name_the_history_shows_sold_at_a_loss_is_not_bought() -> None:
     )
     out = rebalance(_with_history(request, *rows))
     assert symbol not in {t.symbol for t in out.trades if t.side == "buy"}
+
+
+def test_the_history_is_judged_by_the_ledger_not_by_raw_prices() -> None:
+    # Diff review: a sale naming no lot, basis carried by an earlier wash sale, a sale just
+    # above cost that commissions make a loss, and a reused lot id all hid a loss sale of the
+    # window; each let the ticket buy the name (a wash sale, IRC §1091(a)).
+    from shared.rebalance import history_window
+
+    request = _request()
+
+    def lost(
+        *specs: tuple[int, int, str, str, str, str], bps: float = 0.0, last_qty: int = 10
+    ) -> set[str]:
+        rows = [_hist(request, s) for s in specs]
+        rows[-1] = msgspec.structs.replace(rows[-1], quantity=Decimal(last_qty))
+        req = _with_history(request, *rows)
+        if bps:
+            req = msgspec.structs.replace(
+                req, account=msgspec.structs.replace(req.account, commission_bps=bps)
+            )
+        return set(history_window(req, [])[1]) - set(history_window(request, [])[1])
+
+    # No lot named: FIFO (and HIFO) relieve the only lot, bought at 120.
+    assert lost((1, 200, "ZZA", "buy", "120", "HX"), (2, 10, "ZZA", "sell", "100", "")) == {"ZZA"}
+    # Washed 45 days ago into the replacement's basis (105 + 30): sold at 110, a loss.
+    assert lost(
+        (1, 200, "ZZB", "buy", "130", "HA"),
+        (2, 45, "ZZB", "sell", "100", "HA"),
+        (3, 40, "ZZB", "buy", "105", "HB"),
+        (4, 10, "ZZB", "sell", "110", "HB"),
+    ) == {"ZZB"}
+    # 10 bps on each fill: sold 0.1% above cost is a loss net of them, and not without them.
+    specs = ((1, 200, "ZZC", "buy", "100", "HC"), (2, 10, "ZZC", "sell", "100.10", "HC"))
+    assert lost(*specs, bps=10.0) == {"ZZC"}
+    assert lost(*specs) == set()
+    # The id reused by a later purchase of 1 share does not turn the earlier loss sale into a
+    # gain: 9 of its 10 shares are still unmatched.  (A purchase of all 10 absorbs the loss:
+    # a buy today washes nothing more.)
+    reuse = (
+        (1, 200, "ZZD", "buy", "120", "HX"),
+        (2, 10, "ZZD", "sell", "100", "HX"),
+        (3, 5, "ZZD", "buy", "90", "HX"),
+    )
+    assert lost(*reuse, last_qty=1) == {"ZZD"}
+    assert lost(*reuse, last_qty=10) == set()
