@@ -350,24 +350,41 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return buf.getvalue()
 
 
-def _check_destinations(outputs: Sequence[tuple[Path, str]], *, source: Path | None) -> None:
+def _check_destinations(
+    outputs: Sequence[tuple[Path, str]], *, source: Path | None
+) -> list[tuple[Path, str]]:
     """Refuse destinations that cannot all be replaced, before anything is written.
 
+    A symbolic link is written through: its target file is replaced and the link stays
+    (ledger audit: the rename replaced the link itself and left its target unchanged).
+
+    Returns:
+        The outputs with each destination resolved to the file that will be replaced.
+
     Raises:
-        InputError: a destination is a directory, two outputs share a path, or an output would
-            overwrite the input (names the path).
+        InputError: a destination is a directory (or written as one, with a trailing ``/``),
+            not a regular file (a pipe or a device: the rename replaced ``/dev/full`` itself),
+            two outputs share a path, or an output would overwrite the input (names the path).
     """
     seen: set[Path] = set()
     src = source.resolve() if source is not None else None
-    for path, _ in outputs:
+    out: list[tuple[Path, str]] = []
+    for path, text in outputs:
         resolved = path.resolve()
-        if path.is_dir():
+        if path.is_dir() or str(path).endswith(("/", os.sep)):
             raise InputError(f"{path} is a directory; give a file path", field=str(path))
+        if resolved.exists() and not resolved.is_file():
+            raise InputError(
+                f"{path} is not a regular file (a pipe, socket or device); give a file path",
+                field=str(path),
+            )
         if resolved in seen:
             raise InputError(f"{path} is given for two outputs", field=str(path))
         if src is not None and resolved == src:
             raise InputError(f"{path} would overwrite the input", field=str(path))
         seen.add(resolved)
+        out.append((resolved if path.is_symlink() else path, text))
+    return out
 
 
 def write_atomically(outputs: Sequence[tuple[Path, str]], *, source: Path | None = None) -> None:
@@ -380,7 +397,7 @@ def write_atomically(outputs: Sequence[tuple[Path, str]], *, source: Path | None
     Raises:
         InputError: an output cannot be written (names the path).
     """
-    _check_destinations(outputs, source=source)
+    outputs = _check_destinations(outputs, source=source)
     umask = os.umask(0)
     os.umask(umask)
     temps: list[tuple[Path, str]] = []
@@ -483,6 +500,14 @@ def example_path() -> Path:
     return Path(str(resources.files("producer") / "data" / "example_transactions.csv"))
 
 
+def _out_path(arg: str | Path) -> Path:
+    """``arg`` as a path; ``Path`` drops a trailing ``/``, which says "a directory"."""
+    text = str(arg)
+    if text.endswith(("/", os.sep)):
+        raise InputError(f"{text} is a directory; give a file path", field=text)
+    return Path(text)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``taxview realized``.
 
@@ -515,8 +540,8 @@ def run(args: argparse.Namespace) -> int:
     sales = ledger.sales
     write_atomically(
         [
-            (Path(sales_out), _csv_text(SALES_COLUMNS, sales_rows(sales))),
-            (Path(lots_out), _csv_text(LOTS_COLUMNS, lots_rows(ledger.open_lots()))),
+            (_out_path(sales_out), _csv_text(SALES_COLUMNS, sales_rows(sales))),
+            (_out_path(lots_out), _csv_text(LOTS_COLUMNS, lots_rows(ledger.open_lots()))),
         ],
         source=Path(source),
     )
@@ -552,8 +577,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="replay the bundled example household, with --identical GOOG=GOOGL unless given "
         "(outputs default to ./out/sales.csv and ./out/lots.csv)",
     )
-    p.add_argument("--sales-out", type=Path, metavar="SALES.csv", help="realized slices")
-    p.add_argument("--lots-out", type=Path, metavar="LOTS.csv", help="open taxable lots")
+    p.add_argument("--sales-out", metavar="SALES.csv", help="realized slices")
+    p.add_argument("--lots-out", metavar="LOTS.csv", help="open taxable lots")
     p.add_argument(
         "--lot-method",
         choices=("fifo", "hifo", "specific"),

@@ -1237,3 +1237,77 @@ def test_an_unwritable_lots_destination_leaves_the_sales_report_untouched(
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert (tmp_path / "sales.csv").read_text() == "OLD SALES\n"
+
+
+def _run_realized(tx: Path, sales: str, lots: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TAXVIEW, "realized", "--transactions", str(tx), "--sales-out", sales, "--lots-out", lots],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_symlinked_destination_is_written_through_and_a_pipe_or_dir_path_refused(
+    tmp_path: Path,
+) -> None:
+    # Ledger audit: the atomic rename replaced a symlink (its target kept "old target"), a named
+    # pipe, and as root even /dev/full, with regular files; "sub/x/" quietly wrote a file sub/x.
+    import os
+
+    tx = tmp_path / "tx.csv"
+    tx.write_text(TX_HEADER + "\n" + GOOD_PREFIX.strip() + "\n")
+    target = tmp_path / "target.csv"
+    target.write_text("old target\n")
+    link = tmp_path / "lots_link.csv"
+    link.symlink_to(target)
+    proc = _run_realized(tx, str(tmp_path / "sales.csv"), str(link))
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and target.read_text().startswith(",".join(LOTS_HEADER))
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for sales in (str(pipe), str(tmp_path / "sub" / "x") + "/"):
+        (tmp_path / "lots.csv").write_text("OLD LOTS\n")
+        proc = _run_realized(tx, sales, str(tmp_path / "lots.csv"))
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert "give a file path" in proc.stderr
+        assert (tmp_path / "lots.csv").read_text() == "OLD LOTS\n"
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert not (tmp_path / "sub").exists()
+
+
+def test_the_monthly_rotation_of_the_docs_tacks_the_start_back_to_2023_11_03(
+    tmp_path: Path,
+) -> None:
+    # docs/ledger.md "Overlapping holding periods" (it said 2023-08-10).  By hand, each loss
+    # going to the earliest purchase of the 30 days before it (IRC §1223(3) tacking):
+    # s1 01-31 (a, held 29 d) → b: acquired 2023-12-05, basis 1,100;
+    # s2 02-29 (b, held 86 d) → c: 2023-11-05, 1,250;  s3 03-31 (c, 147 d) → e (d is 32 days
+    # back): 2023-11-04, 1,300;  s4 04-30 (d, 62 d) → f: 2024-02-27, 900;
+    # s5 05-31 (e, 209 d) → g: 2024-05-30 − 209 d = 2023-11-03, 550 + 800.
+    proc, _, lots = _realized(
+        tmp_path,
+        """
+        a,2024-01-02,t,taxable,XOM,buy,10,100.00,
+        b,2024-01-03,t,taxable,XOM,buy,10,100.00,
+        c,2024-01-30,t,taxable,XOM,buy,10,95.00,
+        s1,2024-01-31,t,taxable,XOM,sell,10,90.00,a
+        d,2024-02-28,t,taxable,XOM,buy,10,85.00,
+        s2,2024-02-29,t,taxable,XOM,sell,10,80.00,b
+        e,2024-03-30,t,taxable,XOM,buy,10,75.00,
+        s3,2024-03-31,t,taxable,XOM,sell,10,70.00,c
+        f,2024-04-29,t,taxable,XOM,buy,10,65.00,
+        s4,2024-04-30,t,taxable,XOM,sell,10,60.00,d
+        g,2024-05-30,t,taxable,XOM,buy,10,55.00,
+        s5,2024-05-31,t,taxable,XOM,sell,10,50.00,e
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(_read(lots, LOTS_HEADER)) == _split(
+        """
+        t,XOM,f,10,2024-04-29,2024-02-27,900.00,250.00
+        t,XOM,g,10,2024-05-30,2023-11-03,1350.00,800.00
+        """
+    )
