@@ -515,7 +515,81 @@ def read_book(directory: Path) -> Book:
         _once(
             row_of_id, id_key, row_no, file=history.file, what=what, account=txn.account, field="id"
         )
+    memory_files = any(
+        (directory / f"{name}.{ext}").exists()
+        for name in ("pending_losses", "recent_purchases", "last_purchases")
+        for ext in ("csv", "parquet")
+    )
+    by_household: dict[str, list[Transaction]] = {}
+    for (_, row), txn in zip(history.rows, transactions, strict=True):
+        owner = by_id.get(txn.account)
+        household = row.get("household_id", "") or (household_of(owner) if owner else txn.account)
+        by_household.setdefault(household, []).append(txn)
+    for household, txns in by_household.items():
+        if household in ledgers:
+            ledgers[household] = history_memory(
+                ledgers[household], txns, derive_pending=not memory_files
+            )
     return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=transactions)
+
+
+def history_memory(
+    state: LedgerState, txns: Sequence[Transaction], *, derive_pending: bool
+) -> LedgerState:
+    """The household's wash-sale window memory with what its trade history shows.
+
+    DESIGN.md §3 has a book of accounts, lots and trade history: a firm's own export has no
+    ``pending_losses`` or ``last_purchases``, and without them a loss sale of ten days ago left
+    no trace (its lot is gone) and the night could buy the name back — a wash sale.  So:
+
+    * every purchase (short sale) of the last 30 days in the history is added to
+      ``last_purchases`` (the latest date per security and side): the rebalance then sells no lot
+      of its group at a loss (docs/rebalance.md §3; restrictive only, the ledger's tax
+      accounting does not read it);
+    * with ``derive_pending`` (the book has none of the three window-memory files), the loss
+      sales (covers) of the window are found by replaying the history's rows of the groups sold
+      in the window through a fresh ledger (IRC §1091, IRS Pub. 550: lot methods, wash-sale
+      basis, reused ids; a sale naming no lot by FIFO; a row it cannot book — a sale of a lot
+      whose purchase the history does not show — is skipped), and its pending losses become
+      the book's: the night buys none of those names, and a purchase would wash them.  A book
+      that has the memory files keeps its own pending losses (``next_book/`` writes them).
+    """
+    from shared.ledger import Ledger
+
+    as_of = state.as_of
+    cut = as_of - dt.timedelta(days=30)
+    window = [t for t in txns if cut <= t.date <= as_of]
+    if not window:
+        return state
+    latest: dict[tuple[str, bool], dt.date] = {
+        (p.symbol, p.short): p.date for p in state.last_purchases
+    }
+    for t in window:
+        if t.side in ("buy", "short"):
+            key = (t.symbol.upper(), t.side == "short")
+            if key not in latest or latest[key] < t.date:
+                latest[key] = t.date
+    last = [
+        LastPurchase(symbol=sym, date=day, short=short)
+        for (sym, short), day in sorted(latest.items())
+    ]
+    pending = state.pending_losses
+    if derive_pending:
+        groups = [frozenset(s.upper() for s in g) for g in state.identical]
+        member_of = {sym: g for g in groups for sym in g}
+        sold: set[str] = set()
+        for t in window:
+            if t.side in ("sell", "cover"):
+                sold.update(member_of.get(t.symbol.upper(), {t.symbol.upper()}))
+        replay = sorted((t for t in txns if t.symbol.upper() in sold), key=lambda t: t.date)
+        book = Ledger(identical=state.identical, household_id=state.household_id)
+        for t in replay:
+            try:
+                book.apply(t)
+            except InputError:
+                continue  # not bookable from the history alone
+        pending = [*pending, *book.state(as_of).pending_losses]
+    return msgspec.structs.replace(state, last_purchases=last, pending_losses=pending)
 
 
 def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:

@@ -539,3 +539,45 @@ def test_a_book_without_accounts_is_refused_as_such(tmp_path: Path) -> None:
     header = HAND_ACCOUNTS.splitlines()[0] + "\n"
     with pytest.raises(InputError, match=re.escape("accounts.csv has no account rows")):
         read_book(hand_book(tmp_path, accounts=header, lots=HAND_LOTS.splitlines()[0] + "\n"))
+
+
+HISTORY_HEADER = "id,date,account,account_type,symbol,side,quantity,price,lot_id,household_id\n"
+
+
+def test_a_book_of_lots_and_history_alone_remembers_the_windows_loss_sales_and_purchases(
+    tmp_path: Path,
+) -> None:
+    # DESIGN §3: a book is accounts, lots and trade history.  Without the window-memory files a
+    # loss sale of ten days ago left no trace (its lot is gone) and the night could buy the name
+    # back: a wash sale (IRC §1091(a)).  The history's window is now remembered.
+    from shared.ledger import Ledger
+
+    hand_book(tmp_path)
+    (tmp_path / "history.csv").write_text(
+        HISTORY_HEADER
+        + "t1,2024-01-02,ACC-1,taxable,CCC,buy,10,50,L9,HH-1\n"
+        + "t2,2024-06-21,ACC-1,taxable,CCC,sell,10,40,L9,HH-1\n"  # a $100 loss, 10 days ago
+        + "t3,2024-01-02,ACC-1,taxable,EEE,buy,10,50,L10,HH-1\n"
+        + "t4,2024-06-21,ACC-1,taxable,EEE,sell,10,60,L10,HH-1\n"  # a gain: nothing
+        + "t5,2024-06-01,ACC-1,taxable,DDD,buy,5,20,L11,HH-1\n"  # bought 30 days ago
+        + "t6,2024-06-05,ACC-1,taxable,DDD,sell,5,21,L11,HH-1\n"
+        + "t7,2024-05-31,ACC-1,taxable,FFF,buy,5,20,L12,HH-1\n"  # 31 days ago: outside
+        + "t8,2024-06-03,ACC-1,taxable,FFF,sell,5,21,L12,HH-1\n"
+        + "t9,2024-06-25,ACC-1,taxable,GGG,sell,5,21,NOPE,HH-1\n"  # cost unknown: skipped
+    )
+    state = read_book(tmp_path).ledgers["HH-1"]
+    assert [(p.symbol, p.quantity, p.loss_usd) for p in state.pending_losses] == [
+        ("CCC", Decimal(10), Decimal(100))
+    ]
+    # DDD bought 30 days ago and sold again (its lot is gone): remembered; FFF (31 days) not.
+    assert {(p.symbol, p.date) for p in state.last_purchases} == {("DDD", dt.date(2024, 6, 1))}
+    assert "CCC" in Ledger.from_state(state).restrictions(state.as_of).no_buy
+    # A book with window-memory files keeps its own pending losses (next_book writes them) and
+    # only adds the history's purchases.
+    (tmp_path / "pending_losses.csv").write_text(
+        "household_id,txn,account,symbol,lot_id,date_sold,quantity,loss_usd,sold_quantity,"
+        "acquired,short\n"
+    )
+    state = read_book(tmp_path).ledgers["HH-1"]
+    assert state.pending_losses == []
+    assert ("DDD", dt.date(2024, 6, 1)) in {(p.symbol, p.date) for p in state.last_purchases}
