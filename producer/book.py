@@ -547,14 +547,15 @@ def history_memory(
       of its group at a loss (docs/rebalance.md §3; restrictive only, the ledger's tax
       accounting does not read it);
     * with ``derive_pending`` (the book has none of the three window-memory files), the loss
-      sales (covers) of the window are found by replaying the history's rows of the groups sold
-      in the window through a fresh ledger (IRC §1091, IRS Pub. 550: lot methods, wash-sale
-      basis, reused ids; a sale naming no lot by FIFO; a row it cannot book — a sale of a lot
-      whose purchase the history does not show — is skipped), and its pending losses become
-      the book's: the night buys none of those names, and a purchase would wash them.  A book
+      sales (covers) of the window become the book's pending losses
+      (:func:`shared.household.history_losses`: the history's rows of the groups sold in the
+      window replayed through a fresh ledger, FIFO for a sale naming no lot; a sale of a lot
+      whose purchase the history does not reach judged from the book's lots, and one whose cost
+      neither shows taken as a loss of unknown size): the night buys none of those names, and
+      a purchase would wash them.  A book
       that has the memory files keeps its own pending losses (``next_book/`` writes them).
     """
-    from shared.ledger import Ledger
+    from shared.household import history_losses
 
     as_of = state.as_of
     cut = as_of - dt.timedelta(days=30)
@@ -575,20 +576,7 @@ def history_memory(
     ]
     pending = state.pending_losses
     if derive_pending:
-        groups = [frozenset(s.upper() for s in g) for g in state.identical]
-        member_of = {sym: g for g in groups for sym in g}
-        sold: set[str] = set()
-        for t in window:
-            if t.side in ("sell", "cover"):
-                sold.update(member_of.get(t.symbol.upper(), {t.symbol.upper()}))
-        replay = sorted((t for t in txns if t.symbol.upper() in sold), key=lambda t: t.date)
-        book = Ledger(identical=state.identical, household_id=state.household_id)
-        for t in replay:
-            try:
-                book.apply(t)
-            except InputError:
-                continue  # not bookable from the history alone
-        pending = [*pending, *book.state(as_of).pending_losses]
+        pending = [*pending, *history_losses(txns, state.lots, state.identical, as_of)]
     return msgspec.structs.replace(state, last_purchases=last, pending_losses=pending)
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 
-from shared.messages import LedgerState, Lot, Solved, Transaction
-from shared.types import AccountType
+from shared.errors import InputError
+from shared.messages import LedgerState, Lot, PendingLoss, Solved, Transaction
+from shared.types import AccountType, LotMethod
 
 
 class Booked(NamedTuple):
@@ -159,3 +162,130 @@ def merge_lots(whole: LedgerState, keep: list[int], booked: LedgerState) -> Book
         lots.extend(new)
         carried.extend(itertools.repeat(-1, len(new)))
     return Booked(msgspec.structs.replace(booked, lots=lots), carried)
+
+
+#: The wash-sale window (IRC §1091(a): 30 days before or after a loss sale).
+_WINDOW_DAYS = 30
+
+
+def history_losses(
+    history: Sequence[Transaction],
+    lots: Sequence[Lot],
+    identical: Sequence[Sequence[str]],
+    as_of: dt.date,
+    *,
+    lot_method: LotMethod = "fifo",
+    commission_bps: float = 0.0,
+) -> list[PendingLoss]:
+    """The loss sales (covers) of the last 30 days that a household's trade history shows, as
+    the ledger's pending losses (IRC §1091(a); IRS Pub. 550): what a buy tonight would wash.
+
+    The history's rows of the securities (and their substantially identical groups) sold in the
+    window are replayed through a fresh :class:`~shared.ledger.Ledger` (lot methods, basis
+    carried by earlier wash sales, reused lot ids, each fill's commission at ``commission_bps``)
+    and its pending losses are returned.  A firm's export rarely reaches back to the purchase of
+    every lot (firm-book audit: a history cut two months back dropped a $24,885 loss sale of ten
+    days ago, and the night bought the name back): a taxable sale of the window that the replay
+    cannot book, or that names no lot where the replay's open shares of the security differ from
+    the book's (its FIFO took the oldest lot the history knows, not the one sold), is judged from
+    the household's open ``lots`` instead: the rest of the lot it names (its basis decides), or,
+    when it names none or its lot is gone, any lot of the security and side in its account at the
+    highest basis per share (the lowest proceeds per share for a cover) that makes it a loss, so
+    a possible loss is never missed; a sale whose cost neither shows is a loss of unknown size: a
+    pending loss of $0 (acquired on the day of the sale), which keeps buys of its group out for
+    30 days and disallows nothing.
+
+    Args:
+        history: the household's transactions (any order; rows after ``as_of`` are ignored).
+        lots: the household's open lots.
+        identical: its substantially identical groups.
+        as_of: the night.
+        lot_method: relief of a replayed sale that names no lot.
+        commission_bps: each replayed fill's commission (bps of its amount, to the cent).
+
+    Returns:
+        The pending losses, the replay's first.
+    """
+    from shared.ledger import Ledger, cents
+
+    cut = as_of - dt.timedelta(days=_WINDOW_DAYS)
+    rows = [t for t in history if t.date <= as_of]
+    window = [t for t in rows if t.date >= cut]
+    member_of = {s.upper(): {m.upper() for m in g} for g in identical for s in g}
+    sold: set[str] = set()
+    for t in window:
+        if t.side in ("sell", "cover"):
+            sold |= member_of.get(t.symbol.upper(), {t.symbol.upper()})
+    if not sold:
+        return []
+    replay = sorted((t for t in rows if t.symbol.upper() in sold), key=lambda t: t.date)
+    rate = Decimal(repr(commission_bps)) / 10_000
+    book = Ledger(lot_method=lot_method, identical=identical)
+    unbooked: list[Transaction] = []
+    for t in replay:
+        fee = cents(cents(t.quantity * t.price) * rate) if rate else Decimal(0)
+        try:
+            book.apply(t, commission=fee)
+        except InputError:
+            if t.side in ("sell", "cover") and t.date >= cut and t.account_type == "taxable":
+                unbooked.append(t)
+    replayed = book.state(as_of)
+    out = list(replayed.pending_losses)
+    # Where the history does not reach back to every lot, the replay's relief of a sale that
+    # names no lot is a guess (FIFO took the oldest lot it knew, not the one sold): its open
+    # shares of the security then differ from the book's, and the sale is judged from the lots.
+    held: dict[tuple[str, str, bool], Decimal] = {}
+    for x in lots:
+        key = (x.account, x.symbol.upper(), x.short)
+        held[key] = held.get(key, Decimal(0)) + x.quantity
+    for x in replayed.lots:
+        key = (x.account, x.symbol.upper(), x.short)
+        held[key] = held.get(key, Decimal(0)) - x.quantity
+    pending_txns = {p.txn for p in out}
+    for t in window:
+        key = (t.account, t.symbol.upper(), t.side == "cover")
+        if (
+            t.side in ("sell", "cover")
+            and t.account_type == "taxable"
+            and not t.lot_id
+            and held.get(key, Decimal(0)) != 0
+            and t.id not in pending_txns
+            and t not in unbooked
+        ):
+            unbooked.append(t)
+    for t in unbooked:
+        short = t.side == "cover"
+        same = [
+            x
+            for x in lots
+            if x.account == t.account
+            and x.short == short
+            and x.symbol.upper() == t.symbol.upper()
+            and (not t.lot_id or x.lot_id == t.lot_id)
+        ]
+        per_share = [(x.cost_basis_usd / x.quantity, x) for x in same if x.quantity > 0]
+        loss, acquired = Decimal("0.00"), t.date
+        if per_share:
+            basis, lot = (min if short else max)(per_share, key=lambda bx: bx[0])
+            loss = cents((t.price - basis if short else basis - t.price) * t.quantity)
+            acquired = lot.acquired
+            if loss <= 0 and t.lot_id:
+                continue  # the named lot's own basis: a gain
+            if loss <= 0:
+                # The lot it relieved is gone and the others are gains: its cost is unknown.
+                loss, acquired = Decimal("0.00"), t.date
+        out.append(
+            PendingLoss(
+                txn=t.id,
+                account=t.account,
+                symbol=t.symbol.upper(),
+                lot_id=t.lot_id,
+                date_sold=t.date,
+                quantity=t.quantity,
+                loss_usd=loss,
+                sold_quantity=t.quantity,
+                acquired=min(acquired, t.date),
+                short=short,
+            )
+        )
+    return out

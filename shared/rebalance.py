@@ -1152,49 +1152,44 @@ def history_window(
 
     * every purchase (short sale) in the window, in any account, IRAs included: ``(symbol,
       short)`` pairs whose loss lots may not be sold (covered) at a loss;
-    * every loss sale (cover) in the window that the history itself shows, judged by the ledger
-      (IRC §1091, IRS Pub. 550): the history's rows of the groups sold in the window are
-      replayed through a fresh :class:`~shared.ledger.Ledger` — lot methods, basis carried by
-      earlier wash sales, each fill's commission, reused lot ids — and its ``no_buy`` /
-      ``no_short`` are kept: symbol → (reason, a cover).  A sale that names no lot is replayed
-      with FIFO and with HIFO (the household's method is not in the request) and restricts
-      when either makes it a loss.  A row the replay cannot book (a sale of a lot whose purchase
-      the history does not show) is left to the ledger's memory.
+    * every loss sale (cover) in the window that the history shows, judged by the ledger
+      (IRC §1091, IRS Pub. 550; :func:`shared.household.history_losses`: the history's rows of
+      the groups sold in the window replayed through a fresh ledger, a sale it cannot book
+      judged from the ledger state's lots, one whose cost neither shows taken as a loss):
+      symbol → (reason, a cover).  A sale that names no lot is replayed with FIFO and with HIFO
+      (the household's method is not in the request) and restricts when either makes it a loss.
 
     Rows dated after ``as_of`` are not in the window (diff review: a raw price comparison
     missed sales naming no lot, basis carried by a wash sale, commissions and reused ids).
     """
-    from shared.ledger import Ledger
+    from shared.household import history_losses
 
     as_of = request.as_of
     cut = as_of - dt.timedelta(days=WINDOW_DAYS)
-    rows = [t for t in request.history if t.date <= as_of]
-    window = [t for t in rows if t.date >= cut]
+    window = [t for t in request.history if cut <= t.date <= as_of]
     if not window:
         return set(), {}
     bought = {(t.symbol, t.side == "short") for t in window if t.side in ("buy", "short")}
     member_of = {sym: g for g in groups for sym in g}
-    sold: set[str] = set()
-    for t in window:
-        if t.side in ("sell", "cover"):
-            sold.update(member_of.get(t.symbol, (t.symbol,)))
-    if not sold:
-        return bought, {}
-    replay = sorted((t for t in rows if t.symbol in sold), key=lambda t: t.date)
-    rate = Decimal(repr(request.account.commission_bps)) / 10_000
     lost: dict[str, tuple[str, bool]] = {}
     for method in ("fifo", "hifo"):
-        book = Ledger(lot_method=method, identical=[sorted(g) for g in groups])
-        for t in replay:
-            fee = ledger_cents(ledger_cents(t.quantity * t.price) * rate) if rate else Decimal(0)
-            try:
-                book.apply(t, commission=fee)
-            except InputError:
-                continue  # not bookable from the history alone: the ledger state decides
-        r = book.restrictions(as_of)
-        for sym, why in r.no_buy.items():
-            cover = sym in r.no_short or (sym in lost and lost[sym][1])
-            lost[sym] = (lost[sym][0] if sym in lost else f"history: {why}", cover)
+        for p in history_losses(
+            request.history,
+            request.ledger.lots,
+            [sorted(g) for g in groups],
+            as_of,
+            lot_method=method,
+            commission_bps=request.account.commission_bps,
+        ):
+            what = "cover" if p.short else "loss sale"
+            size = f"{p.loss_usd} USD" if p.loss_usd > 0 else "a loss of unknown size"
+            why = (
+                f"history: {what} of {p.quantity} sh {p.symbol} in acct {p.account} on "
+                f"{p.date_sold} ({size}) (IRC §1091)"
+            )
+            for sym in member_of.get(p.symbol, (p.symbol,)):
+                prev = lost.get(sym)
+                lost[sym] = (why if prev is None else prev[0], p.short or bool(prev and prev[1]))
     return bought, lost
 
 

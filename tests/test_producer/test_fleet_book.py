@@ -563,11 +563,18 @@ def test_a_book_of_lots_and_history_alone_remembers_the_windows_loss_sales_and_p
         + "t6,2024-06-05,ACC-1,taxable,DDD,sell,5,21,L11,HH-1\n"
         + "t7,2024-05-31,ACC-1,taxable,FFF,buy,5,20,L12,HH-1\n"  # 31 days ago: outside
         + "t8,2024-06-03,ACC-1,taxable,FFF,sell,5,21,L12,HH-1\n"
-        + "t9,2024-06-25,ACC-1,taxable,GGG,sell,5,21,NOPE,HH-1\n"  # cost unknown: skipped
+        + "t9,2024-06-25,ACC-1,taxable,GGG,sell,5,21,NOPE,HH-1\n"  # cost unknown: a loss
+        + "t10,2024-06-26,ACC-1,taxable,BBB,sell,50,40,L2,HH-1\n"  # L2's rest: basis 55/sh
+        + "t11,2024-06-27,ACC-1,taxable,AAA,sell,10,130,L1,HH-1\n"  # L1's rest: 120/sh, a gain
     )
     state = read_book(tmp_path).ledgers["HH-1"]
-    assert [(p.symbol, p.quantity, p.loss_usd) for p in state.pending_losses] == [
-        ("CCC", Decimal(10), Decimal(100))
+    # Firm-book audit: a history that does not reach back to the sold lot's purchase dropped the
+    # loss sale; the lots' basis judges it, and a sale whose cost nothing shows blocks buys
+    # ($0: nothing to disallow).
+    assert sorted((p.symbol, p.quantity, p.loss_usd) for p in state.pending_losses) == [
+        ("BBB", Decimal(50), Decimal(750)),
+        ("CCC", Decimal(10), Decimal(100)),
+        ("GGG", Decimal(5), Decimal(0)),
     ]
     # DDD bought 30 days ago and sold again (its lot is gone): remembered; FFF (31 days) not.
     assert {(p.symbol, p.date) for p in state.last_purchases} == {("DDD", dt.date(2024, 6, 1))}
