@@ -733,7 +733,8 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
 
     fail(
         ~np.isfinite(qty) | (qty <= 0),
-        "lot {lot.lot_id} has quantity {lot.quantity}; must be > 0",
+        "lot {lot.lot_id} has quantity {lot.quantity}; must be > 0 (a short lot is flagged by "
+        "`short`, not by a negative quantity)",
         "quantity",
     )
     fail(
