@@ -982,11 +982,20 @@ def _check_pending(loss: PendingLoss, file: str, row_no: int) -> None:
 
 
 def _lot(row: dict[str, str], row_no: int, file: str) -> Lot:
-    """A lot row.  A quantity ≤ 0 or a negative basis is a well-formed number its account's
-    rebalance refuses (``ledger.lots[i].quantity`` / ``cost_basis_usd``, a ``rejected``
-    outcome): one bad lot no longer stops every household's night (firm-book audit).  Short lots
-    are flagged by ``short``, never by a negative quantity (IRC §1233): the rejection says so."""
+    """A lot row.  A negative basis is a well-formed number its account's rebalance refuses
+    (``ledger.lots[i].cost_basis_usd``, a ``rejected`` outcome; firm-book audit: it stopped
+    every household's night).  A quantity ≤ 0 still stops the night here: the household's
+    ledger cannot hold such a lot, so the siblings' trades could not be booked into the next
+    book (review: the night died in the aggregator, without firm_pnl.json or next_book/)."""
     lot: Lot = _convert(row, Lot, file, row_no)
+    # Short lots are flagged by `short`, never by a negative quantity (IRC §1233).
+    if lot.quantity <= 0:
+        raise InputError(
+            f"{file} row {row_no}: quantity {row['quantity']!r} must be > 0 (a short lot is "
+            "flagged by `short`, not by a negative quantity)",
+            account=lot.account,
+            field="quantity",
+        )
     return lot
 
 

@@ -171,6 +171,7 @@ BAD_BOOKS = [
     ("missing cost column", "lots", ",cost_basis,", ",basis,", "cost_basis", "lots.csv"),
     ("unknown column", "accounts", ",te_budget,", ",te_budgett,", "te_budgett", "accounts.csv"),
     ("bad date", "lots", "2024-06-10,2024-06-10", "2024-13-10,2024-06-10", "trade_date", "row 2"),
+    ("negative quantity", "lots", "AAA,L1,100,", "AAA,L1,-100,", "quantity", "row 1"),
     ("NaN quantity", "lots", "AAA,L1,100,", "AAA,L1,NaN,", "quantity", "row 1"),
     ("not a number", "lots", "AAA,L1,100,", "AAA,L1,10o,", "quantity", "'10o'"),
     (
@@ -589,17 +590,14 @@ def test_a_book_of_lots_and_history_alone_remembers_the_windows_loss_sales_and_p
     assert ("DDD", dt.date(2024, 6, 1)) in {(p.symbol, p.date) for p in state.last_purchases}
 
 
-def test_a_lot_with_a_quantity_below_1_or_a_negative_basis_is_left_to_its_accounts_rebalance(
-    tmp_path: Path,
-) -> None:
-    # Firm-book audit: one lot with quantity -10 stopped every household's night; it is a
-    # well-formed number its account's rebalance rejects (ledger.lots[i].quantity), the rest run.
-    lots = _edit(HAND_LOTS, "AAA,L1,100,", "AAA,L1,-100,")
+def test_a_lot_with_a_negative_basis_is_left_to_its_accounts_rebalance(tmp_path: Path) -> None:
+    # Firm-book audit: one lot with a basis of -336.30 stopped every household's night; it is a
+    # well-formed number its account's rebalance rejects (ledger.lots[i].cost_basis_usd).
     lots = _edit(
-        lots,
+        HAND_LOTS,
         ",ACC-3,BBB,L7,100,2024-01-02,2024-01-02,6000",
         ",ACC-3,BBB,L7,100,2024-01-02,2024-01-02,-6000",
     )
     book = read_book(hand_book(tmp_path, lots=lots))
     held = {x.lot_id: x for state in book.ledgers.values() for x in state.lots}
-    assert held["L1"].quantity == Decimal(-100) and held["L7"].cost_basis_usd == Decimal(-6000)
+    assert held["L7"].cost_basis_usd == Decimal(-6000)

@@ -310,6 +310,7 @@ def _hand_book(directory: Path, *, parquet: bool = False) -> Path:
 
 
 BAD_HAND_BOOKS = [
+    ("negative quantity", "lots.csv", "AAA,L1,100,", "AAA,L1,-100,", "lots.csv row 1"),
     ("quantity not a number", "lots.csv", "AAA,L1,100,", "AAA,L1,1OO,", "lots.csv row 1"),
     ("duplicate account", "accounts.csv", "ACC-4,,", "ACC-1,,", "accounts.csv rows 1 and 4"),
     ("bad date", "lots.csv", "2024-06-10,2024-06-10", "2024-06-31,2024-06-10", "row 2"),
