@@ -193,7 +193,9 @@ def history_losses(
     highest basis per share (the lowest proceeds per share for a cover) that makes it a loss, so
     a possible loss is never missed; a sale whose cost neither shows is a loss of unknown size: a
     pending loss of $0 (acquired on the day of the sale), which keeps buys of its group out for
-    30 days and disallows nothing.
+    30 days and disallows nothing.  So is a loss judged from the lots when the history has a
+    purchase of its group within 30 days of the sale (it may already sit in that lot's basis).
+    Transaction ids are unique per account only; symbols are matched regardless of case.
 
     Args:
         history: the household's transactions (any order; rows after ``as_of`` are ignored).
@@ -218,7 +220,16 @@ def history_losses(
             sold |= member_of.get(t.symbol.upper(), {t.symbol.upper()})
     if not sold:
         return []
-    replay = sorted((t for t in rows if t.symbol.upper() in sold), key=lambda t: t.date)
+    # Tickers are case-insensitive (docs/ledger.md): the replay sees them as the ledger's reader
+    # writes them.
+    replay = sorted(
+        (
+            t if t.symbol.isupper() else msgspec.structs.replace(t, symbol=t.symbol.upper())
+            for t in rows
+            if t.symbol.upper() in sold
+        ),
+        key=lambda t: t.date,
+    )
     rate = Decimal(repr(commission_bps)) / 10_000
     book = Ledger(lot_method=lot_method, identical=identical)
     unbooked: list[Transaction] = []
@@ -230,18 +241,20 @@ def history_losses(
             if t.side in ("sell", "cover") and t.date >= cut and t.account_type == "taxable":
                 unbooked.append(t)
     replayed = book.state(as_of)
-    out = list(replayed.pending_losses)
+    out = [msgspec.structs.replace(p, symbol=p.symbol.upper()) for p in replayed.pending_losses]
     # Where the history does not reach back to every lot, the replay's relief of a sale that
     # names no lot is a guess (FIFO took the oldest lot it knew, not the one sold): its open
     # shares of the security then differ from the book's, and the sale is judged from the lots.
+    by_key: dict[tuple[str, str, bool], list[Lot]] = {}
     held: dict[tuple[str, str, bool], Decimal] = {}
     for x in lots:
         key = (x.account, x.symbol.upper(), x.short)
+        by_key.setdefault(key, []).append(x)
         held[key] = held.get(key, Decimal(0)) + x.quantity
     for x in replayed.lots:
         key = (x.account, x.symbol.upper(), x.short)
         held[key] = held.get(key, Decimal(0)) - x.quantity
-    pending_txns = {p.txn for p in out}
+    pending_txns = {(p.account, p.txn) for p in out} | {(t.account, t.id) for t in unbooked}
     for t in window:
         key = (t.account, t.symbol.upper(), t.side == "cover")
         if (
@@ -249,31 +262,35 @@ def history_losses(
             and t.account_type == "taxable"
             and not t.lot_id
             and held.get(key, Decimal(0)) != 0
-            and t.id not in pending_txns
-            and t not in unbooked
+            and (t.account, t.id) not in pending_txns
         ):
             unbooked.append(t)
     for t in unbooked:
         short = t.side == "cover"
-        same = [
-            x
-            for x in lots
-            if x.account == t.account
-            and x.short == short
-            and x.symbol.upper() == t.symbol.upper()
-            and (not t.lot_id or x.lot_id == t.lot_id)
-        ]
-        per_share = [(x.cost_basis_usd / x.quantity, x) for x in same if x.quantity > 0]
+        same = by_key.get((t.account, t.symbol.upper(), short), [])
+        named = [x for x in same if t.lot_id and x.lot_id == t.lot_id]
+        per_share = [(x.cost_basis_usd / x.quantity, x) for x in named or same if x.quantity > 0]
         loss, acquired = Decimal("0.00"), t.date
         if per_share:
             basis, lot = (min if short else max)(per_share, key=lambda bx: bx[0])
             loss = cents((t.price - basis if short else basis - t.price) * t.quantity)
             acquired = lot.acquired
-            if loss <= 0 and t.lot_id:
-                continue  # the named lot's own basis: a gain
+            if loss <= 0 and named:
+                continue  # the rest of the lot it names: a gain
             if loss <= 0:
                 # The lot it relieved is gone and the others are gains: its cost is unknown.
                 loss, acquired = Decimal("0.00"), t.date
+        group = member_of.get(t.symbol.upper(), {t.symbol.upper()})
+        if loss > 0 and any(
+            r.side in ("buy", "short")
+            and r.symbol.upper() in group
+            and abs((r.date - t.date).days) <= _WINDOW_DAYS
+            for r in replay
+        ):
+            # A purchase within 30 days of it may already have taken the loss into its basis
+            # (the lots would show it): the sale still restricts, with nothing to disallow
+            # twice (review: a $300 loss already in the replacement's basis was counted again).
+            loss, acquired = Decimal("0.00"), t.date
         out.append(
             PendingLoss(
                 txn=t.id,

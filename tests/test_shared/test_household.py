@@ -19,6 +19,7 @@ from shared.messages import (
     RebalanceRequest,
     Solved,
     Trade,
+    Transaction,
     encode_json,
 )
 from shared.rebalance import outcome_transactions, rebalance
@@ -181,3 +182,62 @@ def test_the_lots_booking_says_it_carried_over_are_the_very_lots_of_the_ledger(
         assert keys.carry(lineage, booked.carried) == keys.trace(ledger, lineage, booked.state)
         checked += 1
     assert checked
+
+
+def _hl_txn(row: str) -> Transaction:
+    """``id,date,account,symbol,side,quantity,price[,lot_id]``."""
+    tid, day, account, symbol, side, qty, price, *lot = row.split(",")
+    return Transaction(
+        id=tid,
+        date=dt.date.fromisoformat(day),
+        account=account,
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        quantity=Decimal(qty),
+        price=Decimal(price),
+        lot_id=lot[0] if lot else "",
+    )
+
+
+def _hl_lot(row: str) -> Lot:
+    """``account,symbol,lot_id,quantity,basis,date``."""
+    account, symbol, lot_id, qty, basis, day = row.split(",")
+    d = dt.date.fromisoformat(day)
+    return Lot(
+        account=account,
+        symbol=symbol,
+        lot_id=lot_id,
+        quantity=Decimal(qty),
+        cost_basis_usd=Decimal(basis),
+        trade_date=d,
+        acquired=d,
+    )
+
+
+def test_history_losses_read_ids_per_account_lots_of_a_gone_lot_and_washed_losses_once() -> None:
+    # Review of the history memory: an id reused by another account hid a loss sale; a sale
+    # naming a lot that is gone ignored the account's other lots; a loss the lots judge was
+    # counted again though a purchase in the window may already hold it in its basis.
+    from shared.household import history_losses
+
+    as_of = dt.date(2024, 7, 1)
+    history = [
+        _hl_txn("T1,2024-01-02,ACC-1,CCC,buy,10,100,L9"),
+        _hl_txn("T1,2024-06-21,ACC-4,AAA,sell,10,100"),  # the same id in another account
+        _hl_txn("T2,2024-06-21,ACC-1,ccc,sell,10,90,L9"),  # lower case
+        _hl_txn("T3,2024-06-22,ACC-1,DDD,sell,10,100,GONE"),
+        _hl_txn("T4,2024-06-10,ACC-1,EEE,sell,10,100"),
+        _hl_txn("T5,2024-06-15,ACC-2,EEE,buy,10,101,R1"),  # a replacement within 30 days
+    ]
+    lots = [
+        _hl_lot("ACC-4,AAA,A0,5,600,2023-01-03"),  # 120/sh: the no-lot sale was a loss
+        _hl_lot("ACC-1,DDD,D3,5,600,2023-02-03"),  # 120/sh: judges the sale of a gone lot
+        _hl_lot("ACC-1,EEE,E0,5,650,2023-03-03"),  # 130/sh
+    ]
+    got = {(p.account, p.symbol): p.loss_usd for p in history_losses(history, lots, [], as_of)}
+    assert got == {
+        ("ACC-1", "CCC"): Decimal("100.00"),
+        ("ACC-4", "AAA"): Decimal("200.00"),
+        ("ACC-1", "DDD"): Decimal("200.00"),
+        ("ACC-1", "EEE"): Decimal("0.00"),  # restricts, disallows nothing twice
+    }
