@@ -552,8 +552,8 @@ def history_memory(
       window replayed through a fresh ledger, FIFO for a sale naming no lot; a sale of a lot
       whose purchase the history does not reach judged from the book's lots, and one whose cost
       neither shows taken as a loss of unknown size): the night buys none of those names, and
-      a purchase would wash them.  A book
-      that has the memory files keeps its own pending losses (``next_book/`` writes them).
+      a purchase would wash them.  A book that has the memory files keeps its own pending
+      losses (``next_book/`` writes them).
     """
     from shared.household import history_losses
 

@@ -1170,7 +1170,7 @@ def history_window(
     window = [t for t in request.history if cut <= t.date <= as_of]
     if not window:
         return set(), {}
-    bought = {(t.symbol, t.side == "short") for t in window if t.side in ("buy", "short")}
+    bought = {(t.symbol.upper(), t.side == "short") for t in window if t.side in ("buy", "short")}
     member_of = {sym: g for g in groups for sym in g}
     lost: dict[str, tuple[str, bool]] = {}
     for method in ("fifo", "hifo"):
