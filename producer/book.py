@@ -556,9 +556,10 @@ def history_memory(
       losses (``next_book/`` writes them).
     """
     from shared.household import history_losses
+    from shared.ledger import WASH_WINDOW_DAYS
 
     as_of = state.as_of
-    cut = as_of - dt.timedelta(days=30)
+    cut = as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
     window = [t for t in txns if cut <= t.date <= as_of]
     if not window:
         return state

@@ -164,10 +164,6 @@ def merge_lots(whole: LedgerState, keep: list[int], booked: LedgerState) -> Book
     return Booked(msgspec.structs.replace(booked, lots=lots), carried)
 
 
-#: The wash-sale window (IRC §1091(a): 30 days before or after a loss sale).
-_WINDOW_DAYS = 30
-
-
 def history_losses(
     history: Sequence[Transaction],
     lots: Sequence[Lot],
@@ -208,9 +204,9 @@ def history_losses(
     Returns:
         The pending losses, the replay's first.
     """
-    from shared.ledger import Ledger, cents
+    from shared.ledger import WASH_WINDOW_DAYS, Ledger, cents
 
-    cut = as_of - dt.timedelta(days=_WINDOW_DAYS)
+    cut = as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
     rows = [t for t in history if t.date <= as_of]
     window = [t for t in rows if t.date >= cut]
     member_of = {s.upper(): {m.upper() for m in g} for g in identical for s in g}
@@ -284,7 +280,7 @@ def history_losses(
         if loss > 0 and any(
             r.side in ("buy", "short")
             and r.symbol.upper() in group
-            and abs((r.date - t.date).days) <= _WINDOW_DAYS
+            and abs((r.date - t.date).days) <= WASH_WINDOW_DAYS
             for r in replay
         ):
             # A purchase within 30 days of it may already have taken the loss into its basis
