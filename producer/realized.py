@@ -362,16 +362,17 @@ def _check_destinations(
         The outputs with each destination resolved to the file that will be replaced.
 
     Raises:
-        InputError: a destination is a directory (or written as one, with a trailing ``/``),
-            not a regular file (a pipe or a device: the rename replaced ``/dev/full`` itself),
-            two outputs share a path, or an output would overwrite the input (names the path).
+        InputError: a destination is a directory (:func:`_out_path` refuses one written with a
+            trailing ``/``), not a regular file (a pipe or a device: the rename replaced
+            ``/dev/full`` itself), two outputs share a path, or an output would overwrite the
+            input (names the path).
     """
     seen: set[Path] = set()
     src = source.resolve() if source is not None else None
     out: list[tuple[Path, str]] = []
     for path, text in outputs:
         resolved = path.resolve()
-        if path.is_dir() or str(path).endswith(("/", os.sep)):
+        if path.is_dir():
             raise InputError(f"{path} is a directory; give a file path", field=str(path))
         if resolved.exists() and not resolved.is_file():
             raise InputError(
