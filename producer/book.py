@@ -555,22 +555,19 @@ def history_memory(
       a purchase would wash them.  A book that has the memory files keeps its own pending
       losses (``next_book/`` writes them).
     """
-    from shared.household import history_losses
+    from shared.household import history_losses, history_purchases
     from shared.ledger import WASH_WINDOW_DAYS
 
     as_of = state.as_of
     cut = as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
-    window = [t for t in txns if cut <= t.date <= as_of]
-    if not window:
+    if not any(cut <= t.date <= as_of for t in txns):
         return state
     latest: dict[tuple[str, bool], dt.date] = {
         (p.symbol, p.short): p.date for p in state.last_purchases
     }
-    for t in window:
-        if t.side in ("buy", "short"):
-            key = (t.symbol.upper(), t.side == "short")
-            if key not in latest or latest[key] < t.date:
-                latest[key] = t.date
+    for key, day in history_purchases(txns, as_of).items():
+        if key not in latest or latest[key] < day:
+            latest[key] = day
     last = [
         LastPurchase(symbol=sym, date=day, short=short)
         for (sym, short), day in sorted(latest.items())

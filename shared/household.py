@@ -164,6 +164,24 @@ def merge_lots(whole: LedgerState, keep: list[int], booked: LedgerState) -> Book
     return Booked(msgspec.structs.replace(booked, lots=lots), carried)
 
 
+def history_purchases(
+    history: Sequence[Transaction], as_of: dt.date
+) -> dict[tuple[str, bool], dt.date]:
+    """The latest purchase (short sale) date of each security in the last 30 days of a
+    household's history, keyed by ``(SYMBOL, short)`` (tickers are case-insensitive): the
+    rebalance sells no lot of its group at a loss until 30 days after it (IRC §1091(a))."""
+    from shared.ledger import WASH_WINDOW_DAYS
+
+    cut = as_of - dt.timedelta(days=WASH_WINDOW_DAYS)
+    latest: dict[tuple[str, bool], dt.date] = {}
+    for t in history:
+        if t.side in ("buy", "short") and cut <= t.date <= as_of:
+            key = (t.symbol.upper(), t.side == "short")
+            if key not in latest or latest[key] < t.date:
+                latest[key] = t.date
+    return latest
+
+
 def history_losses(
     history: Sequence[Transaction],
     lots: Sequence[Lot],

@@ -1163,14 +1163,13 @@ def history_window(
     Rows dated after ``as_of`` are not in the window (diff review: a raw price comparison
     missed sales naming no lot, basis carried by a wash sale, commissions and reused ids).
     """
-    from shared.household import history_losses
+    from shared.household import history_losses, history_purchases
 
     as_of = request.as_of
     cut = as_of - dt.timedelta(days=WINDOW_DAYS)
-    window = [t for t in request.history if cut <= t.date <= as_of]
-    if not window:
+    if not any(cut <= t.date <= as_of for t in request.history):
         return set(), {}
-    bought = {(t.symbol.upper(), t.side == "short") for t in window if t.side in ("buy", "short")}
+    bought = set(history_purchases(request.history, as_of))
     member_of = {sym: g for g in groups for sym in g}
     lost: dict[str, tuple[str, bool]] = {}
     for method in ("fifo", "hifo"):
