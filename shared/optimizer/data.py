@@ -122,6 +122,11 @@ class ProblemData:
     #: The objective of that feasible solution: when the guard's own flips end above it, the
     #: guard also solves with ``flip_hint``'s flips and keeps the better.
     flip_hint_objective: float | None = None
+    #: What a related solve showed about the TE cap (the same account's problem with other
+    #: sides): ``True`` — it bound there, so the first attempt keeps the TE cone and refines
+    #: (``shared.optimizer.problem.solve``); ``None`` — predicted from this problem alone.
+    #: A hint for speed only: every attempt is checked the same way whatever it says.
+    te_cap_binds: bool | None = None
 
     #: Account id, used only to name the account in error messages.
     account: str = ""

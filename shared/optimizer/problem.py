@@ -769,7 +769,14 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
         return Infeasible(f"the constraints cannot all hold{hint}", account=acct)
 
     out_of_time()
-    if settings.uncapped_first and te_cap_predicted_slack(data, terms, constraints):
+    # Refinement on the first attempt with the cone: where it was measured to pay
+    # (needs_refinement), and where the cap is known to bind — a related solve's hint, or the
+    # uncapped attempt below over budget.  Example requests of 50–150 names, whose cap binds,
+    # stopped AlmostSolved / InsufficientProgress without it in 549 of 587 first attempts (and
+    # were Solved with it in 519 of 549), so each solve there cost two or three attempts.
+    capped = any(c.family == "tracking-error budget" for c in constraints)
+    binds = capped and data.te_cap_binds is True
+    if settings.uncapped_first and not binds and te_cap_predicted_slack(data, terms, constraints):
         # A convex problem's optimum without the TE cone that meets the cap is the optimum
         # with it (feasible there, and optimal on a larger set).
         free = [c for c in constraints if c.family != "tracking-error budget"]
@@ -782,11 +789,15 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
                 solution=None,
                 note=f"TE {att.solution.te:.4%} > cap {te_max:.4%}; re-solved with the TE cone",
             )
+            binds = True
         sol = finish(att)
         if sol is not None:
             return sol
     out_of_time()
-    att = _run_clarabel(data, layout, terms, constraints, settings, safe=False, name="clarabel")
+    refined = needs_refinement(data, constraints) or binds
+    att = _run_clarabel(
+        data, layout, terms, constraints, settings, safe=False, name="clarabel", refine=refined
+    )
     sol = finish(att)
     if sol is not None:
         return sol
@@ -798,7 +809,7 @@ def _solve_chain(data: ProblemData, settings: SolveSettings) -> Solution:
         settings.fallback
         and att.status in _REFINE_HELPS
         and settings.iterative_refinement is None
-        and not needs_refinement(data, constraints)
+        and not refined
     ):
         # The cheap re-solve: the same settings with iterative refinement (what the first
         # attempt lacked when its end-game lost accuracy), ~1.2–1.45× the first attempt's
@@ -1028,19 +1039,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
     # forced sale, no new direction) and solve again, until every remaining flip is used (at
     # most MAX_FLIP_RELEASES times); each solution is feasible for the next problem, so the
     # answer can only improve.
-    cur = second
-    for _ in range(MAX_FLIP_RELEASES):
-        unused = (to_short & (cur.short <= tol)) | (to_long & (cur.buy <= tol))
-        if not unused.any():
-            break
-        notes.append(f"guard: {int(unused.sum())} flipped names opened nothing; released")
-        to_short, to_long = to_short & ~unused, to_long & ~unused
-        try:
-            cur = once(_flip(d1, to_short, to_long), False)
-        except (Infeasible, SolverFailed) as exc:
-            notes.append(f"guard: the release solve failed ({type(exc).__name__})")
-            break
-        done.append(cur)
+    done += _release_unused(d1, once, (to_short, to_long), second, notes)
     if first is not None:
         ahead = min(done, key=lambda sol: sol.objective)
         done += _hint_flips(data, d1, once, (to_short0, to_long0), best=ahead, notes=notes)
@@ -1086,10 +1085,42 @@ def _hint_flips(
         f"{int(hint_long.sum())} to long"
     )
     try:
-        return [once(_flip(d1, hint_short, hint_long), False)]
+        hinted = once(_flip(d1, hint_short, hint_long), False)
     except (Infeasible, SolverFailed) as exc:
         notes.append(f"guard: the hint's flip solve failed ({type(exc).__name__})")
         return []
+    # The hint's flips can be left unused as the guard's own can (a 100-name sleeve's flip
+    # trials ended 5e-4–7e-4 of NAV above the optimum for the flips they used): released too.
+    return [hinted, *_release_unused(d1, once, (hint_short, hint_long), hinted, notes)]
+
+
+def _release_unused(
+    d1: ProblemData,
+    once: Callable[[ProblemData, bool], Solution],
+    flips: tuple[BoolArray, BoolArray],
+    cur: Solution,
+    notes: list[str],
+) -> list[Solution]:
+    """The solves that release flipped names ``cur`` opened nothing in (back to the first
+    problem's rules: no forced sale, no new direction), repeated until every remaining flip
+    is used (at most :data:`MAX_FLIP_RELEASES` times); each solution is feasible for the next
+    problem, so each can only improve on the one before."""
+    to_short, to_long = flips
+    tol = CHECK_TOL
+    out: list[Solution] = []
+    for _ in range(MAX_FLIP_RELEASES):
+        unused = (to_short & (cur.short <= tol)) | (to_long & (cur.buy <= tol))
+        if not unused.any():
+            break
+        notes.append(f"guard: {int(unused.sum())} flipped names opened nothing; released")
+        to_short, to_long = to_short & ~unused, to_long & ~unused
+        try:
+            cur = once(_flip(d1, to_short, to_long), False)
+        except (Infeasible, SolverFailed) as exc:
+            notes.append(f"guard: the release solve failed ({type(exc).__name__})")
+            break
+        out.append(cur)
+    return out
 
 
 def _block(data: ProblemData, held: FloatArray, *, short: bool) -> BoolArray:
