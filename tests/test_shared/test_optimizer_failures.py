@@ -260,8 +260,7 @@ def test_an_uncapped_answer_over_the_te_budget_is_re_solved_with_the_te_cone():
     assert problem.tracking_error(data, data.w0) < 0.025
     sol = solve(data)
     assert sol.attempts[0].startswith("clarabel-uncapped: OverBudget (TE 2.8")
-    # A binding cap at n=40 may need the refinement re-solve (see needs_refinement).
-    assert sol.solver in {"clarabel", "clarabel-refine"}
+    assert sol.solver in {"clarabel", "clarabel-safe"}  # the cone attempt refined already
     assert sol.attempts[-1] == f"{sol.solver}: Solved"
     assert sol.te <= 0.025 + 1e-8
     assert check_solution(data, sol) == []
@@ -338,3 +337,50 @@ def test_a_spent_deadline_ends_every_solver_attempt_at_once_with_a_solver_failur
     assert settings.time_limit == float("inf")
     with problem.solve_deadline(0.5):
         assert 0.0 < problem._clarabel_settings(SolveSettings(), safe=False).time_limit <= 0.5
+
+
+def _attempt_calls(monkeypatch) -> list[tuple[str, bool | None]]:
+    """Record (attempt name, refine) of every Clarabel attempt ``solve`` starts."""
+    calls: list[tuple[str, bool | None]] = []
+    real = problem._run_clarabel
+
+    def spy(data, layout, terms, constraints, settings, *, safe, name, refine=None):
+        calls.append((name, refine))
+        return real(data, layout, terms, constraints, settings, safe=safe, name=name, refine=refine)
+
+    monkeypatch.setattr(problem, "_run_clarabel", spy)
+    return calls
+
+
+def test_a_cap_a_related_solve_saw_bind_skips_the_uncapped_attempt_and_refines(monkeypatch):
+    # Predicted slack on its own (inside its budget tonight), but the account's previous solve
+    # sat on the cap: the hint sends the first attempt straight to the refined cone.
+    data = replace(random_problem(40, k=4, seed=5), lambda_te=0.001, te_max=0.025)
+    terms, constraints = problem.objective_terms(data), problem.model_constraints(data)
+    assert problem.te_cap_predicted_slack(data, terms, constraints)
+    calls = _attempt_calls(monkeypatch)
+    sol = solve(replace(data, te_cap_binds=True))
+    assert calls[0] == ("clarabel", True)
+    assert not any(name == problem.UNCAPPED for name, _ in calls)
+    assert check_solution(data, sol) == []
+    plain = solve(data, settings=SolveSettings(uncapped_first=False))
+    assert sol.objective == pytest.approx(plain.objective, rel=1e-7, abs=1e-10)
+
+
+def test_an_uncapped_answer_over_budget_sends_the_cone_attempt_refined(monkeypatch):
+    # The uncapped optimum breaks the cap, so the cap binds at the capped optimum (convexity):
+    # the cone attempt refines at once instead of stopping short without it first.
+    data = replace(random_problem(40, k=4, seed=5), lambda_te=0.001, te_max=0.025)
+    calls = _attempt_calls(monkeypatch)
+    sol = solve(data)
+    assert calls[:2] == [(problem.UNCAPPED, None), ("clarabel", True)]
+    assert sol.attempts[0].startswith("clarabel-uncapped: OverBudget")
+    assert sol.te <= 0.025 + 1e-8
+
+
+def test_without_a_hint_or_a_miss_the_cone_attempt_keeps_the_measured_default(monkeypatch):
+    data = random_problem(40, k=4, seed=7)
+    outside = replace(data, te_max=problem.tracking_error(data, data.w0) * 0.5)
+    calls = _attempt_calls(monkeypatch)
+    solve(outside)
+    assert calls[0] == ("clarabel", False)  # below REFINE_MIN_NAMES, no related solve

@@ -5,6 +5,7 @@ objective improves, found by the reference-solve audit of 2026-12-07 (valid tick
 from __future__ import annotations
 
 import functools
+import itertools
 from decimal import Decimal
 
 import msgspec
@@ -98,3 +99,38 @@ def test_books_above_the_flip_limit_or_in_an_ira_get_no_flip_trials(
     lots = [msgspec.structs.replace(x, account_type="ira") for x in ira.ledger.lots]
     ira = msgspec.structs.replace(ira, ledger=msgspec.structs.replace(ira.ledger, lots=lots))
     assert not any("/flip " in a for a in rb.rebalance(ira).solver.attempts)
+
+
+def test_a_solve_after_one_that_sat_on_the_te_cap_is_told_the_cap_binds() -> None:
+    # The 100-name example's 2% cap binds: each flip trial used to try without the cone, then
+    # the cone without refinement, then with it (41 attempts); the log's hint skips the first two.
+    from shared.optimizer.data import ProblemData, Solution
+    from shared.optimizer.problem import solve
+
+    calls: list[tuple[ProblemData, Solution]] = []
+
+    def capture(data: ProblemData) -> Solution:
+        sol = solve(data)
+        calls.append((data, sol))
+        return sol
+
+    out = rb.rebalance(example_request(names=100, seed=4), solve=capture)
+    assert isinstance(out, Solved)
+    told = 0
+    for (before, prev), (data, sol) in itertools.pairwise(calls):
+        cap = before.te_max
+        if cap is None or data.te_max != cap or prev.te < rb.CAP_BINDS_SHARE * cap:
+            continue
+        told += 1
+        assert data.te_cap_binds is True
+        assert not sol.attempts[0].startswith("clarabel-uncapped")
+    assert told >= 10
+    uncapped = [a for a in out.solver.attempts if "clarabel-uncapped" in a]
+    assert len(uncapped) <= 4, uncapped
+
+
+def test_flip_candidates_take_three_harvest_trials_for_each_buy_trial() -> None:
+    assert rb._interleave([1, 2, 3, 4, 5], [10, 11], 3) == [1, 2, 3, 10, 4, 5, 11]
+    assert rb._interleave([1], [10, 11, 12], 3) == [1, 10, 11, 12]
+    assert rb._interleave([], [10], 3) == [10]
+    assert rb._interleave([1, 2], [], 3) == [1, 2]
