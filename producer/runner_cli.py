@@ -8,10 +8,12 @@ Writes ``OUT/nav.csv``, ``OUT/summary.json``, ``OUT/nav.png`` and ``OUT/report.h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -379,129 +381,168 @@ def run(args: argparse.Namespace) -> int:
                     f"{config.universe} loads on {tilt.factor} (an empty sector?)",
                     field=f"--tilt[{k}]",
                 )
-    # Created once every setting is accepted: a refused run leaves no empty directory behind.
+    # Created once every setting is accepted (and removed again, empty, when the solve itself
+    # refuses the run): a refused run leaves no empty directory behind.
+    with _out_dir(out):
+        policy = OptimizerPolicy(config)
+        main = simulate(market, policy, config, progress=progress)
+        used = main.config or config
+        opt = summarize(main, used)
+        solvers = opt.get("diagnostics", {}).get("solvers", {})
+        solver = max(solvers, key=solvers.get) if solvers else "none"
+
+        baselines: dict[str, Any] = {}
+        if harvester is not None:
+            for base in (HoldIndexPolicy(), harvester):
+                baselines[base.name] = summarize(
+                    simulate(market, base, used, progress=progress), used
+                )
+        frontier: list[dict[str, Any]] = []
+        if sweep_spec is not None:
+            frontier = sweep(market, used, sweep_spec[0], sweep_spec[1], progress=progress)
+
+        comparison: dict[str, Any] = {}
+        if "threshold-harvest" in baselines:
+            h = baselines["threshold-harvest"]
+            pts = [(opt["realized_te"], opt["annual_tax_alpha"])]
+            pts += [(p["realized_te"], p["annual_tax_alpha"]) for p in frontier]
+            h_point = (h["realized_te"], h["annual_tax_alpha"])
+            comparison = compare_at_equal_te(pts, h_point)
+            if comparison["beats"] is None and h["realized_te"] > 0:
+                # Not comparable yet: place one more optimizer run at the harvester's TE.  Above it,
+                # cap the TE budget there; below it, the λ_te penalty (not the budget) holds TE
+                # down, so scale λ_te by the squared TE ratio (TE² is what λ_te prices).
+                te_opt = opt["realized_te"]
+                param: SweepParam
+                if te_opt > h["realized_te"]:
+                    param, value = "te_budget", float(h["realized_te"])
+                else:
+                    param = "lambda_te"
+                    value = used.lambda_te * (te_opt / h["realized_te"]) ** 2
+                matched = sweep(market, used, param, [value], progress=progress)
+                for point in matched:
+                    point["matched_to"] = "threshold-harvest"
+                frontier += matched
+                pts += [(p["realized_te"], p["annual_tax_alpha"]) for p in matched]
+                comparison = compare_at_equal_te(pts, h_point)
+
+        seconds = time.perf_counter() - started
+        contract = (
+            "annual_tax_alpha",
+            "realized_te",
+            "pre_tax_active_return",
+            "harvested_losses",
+            "turnover",
+            "wash_sales_created",
+            "rebalances",
+        )
+        summary: dict[str, Any] = {k: opt[k] for k in contract}
+        summary["seconds"] = seconds
+        summary["seconds_optimizer_run"] = opt["seconds"]
+        summary["seconds_market_load"] = load_seconds
+        summary["te_budget"] = used.te_budget
+        summary["solver"] = solver
+        summary["window"] = {
+            "start": main.dates[0].isoformat(),
+            "end": main.dates[-1].isoformat(),
+            "sessions": len(main.dates),
+        }
+        summary["settings"] = used.settings()
+        summary["optimizer"] = opt
+        if reference is not None:
+            ref = reference[-len(main.dates) :]
+            summary["reference_index_return"] = float(ref[-1] / ref[0] - 1.0)
+        if baselines:
+            summary["baselines"] = baselines
+        if frontier:
+            summary["frontier"] = frontier
+        if comparison:
+            summary["comparison"] = comparison
+
+        title = reports.chart_title(used.strategy, main.dates[0], main.dates[-1], solver)
+        reports.write_nav_csv(out / "nav.csv", main)
+        reports.write_summary(out / "summary.json", summary)
+        reports.save_nav_png(out / "nav.png", main, title)
+        tradeoff = None
+        if baselines or frontier:
+            policies: list[dict[str, Any]] = [{"label": "optimizer", **opt}]
+            policies += [{"label": name, **block} for name, block in baselines.items()]
+            tradeoff = reports.tradeoff_figure(
+                policies, f"Tax alpha vs realized TE · {title}", frontier=frontier
+            )
+            reports.save_figure(out / "tradeoff.png", tradeoff)
+            tradeoff = reports.tradeoff_figure(
+                policies, f"Tax alpha vs realized TE · {title}", frontier=frontier
+            )
+        names, exposures = policy.exposure_matrix()
+        risk = None
+        if names:
+            risk = reports.risk_panel_figure(
+                policy.exposure_dates, names, exposures, policy.targets
+            )
+            reports.save_figure(out / "risk.png", risk)
+            risk = reports.risk_panel_figure(
+                policy.exposure_dates, names, exposures, policy.targets
+            )
+        reports.write_report_html(
+            out / "report.html",
+            title=title,
+            summary=summary,
+            nav_fig=reports.nav_figure(main, title),
+            risk_fig=risk,
+            tradeoff_fig=tradeoff,
+            tickets=policy.tickets.tickets,
+        )
+        # A run whose every day was held (no trade: the solve found no feasible level) or relaxed
+        # (the tilt or the TE budget dropped) still exits 0: the line says how many there were.
+        statuses = opt.get("diagnostics", {}).get("statuses", {})
+        line = (
+            f"{title}: tax alpha {opt['annual_tax_alpha']:+.2%}/y, realized TE "
+            f"{opt['realized_te']:.2%} (budget {used.te_budget:.2%}), wash sales "
+            f"{opt['wash_sales_created']}, {opt['rebalances']} rebalances "
+            f"({statuses.get('held', 0)} held, {statuses.get('relaxed', 0)} relaxed), "
+            f"{seconds:.1f}s → {out}"
+        )
+        print(line)
+        if comparison:
+            print(comparison["verdict"])
+        return 0
+
+
+#: The files a run writes into ``--out``.
+OUTPUTS = ("nav.csv", "summary.json", "nav.png", "report.html", "tradeoff.png", "risk.png")
+
+
+@contextlib.contextmanager
+def _out_dir(out: Path) -> Iterator[None]:
+    """Create ``out`` and refuse one the run could not write into, before the backtest runs
+    (runner audit: a directory named ``nav.csv`` inside it, or a read-only folder, ended the
+    run with a traceback after all the work); remove it again if it was created here and a
+    refusal (:class:`TaxviewError`) leaves it empty; a write that still fails is a one-line
+    error naming the file."""
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TaxviewError(f"cannot create --out {out}: {exc.strerror}") from exc
-
-    policy = OptimizerPolicy(config)
-    main = simulate(market, policy, config, progress=progress)
-    used = main.config or config
-    opt = summarize(main, used)
-    solvers = opt.get("diagnostics", {}).get("solvers", {})
-    solver = max(solvers, key=solvers.get) if solvers else "none"
-
-    baselines: dict[str, Any] = {}
-    if harvester is not None:
-        for base in (HoldIndexPolicy(), harvester):
-            baselines[base.name] = summarize(simulate(market, base, used, progress=progress), used)
-    frontier: list[dict[str, Any]] = []
-    if sweep_spec is not None:
-        frontier = sweep(market, used, sweep_spec[0], sweep_spec[1], progress=progress)
-
-    comparison: dict[str, Any] = {}
-    if "threshold-harvest" in baselines:
-        h = baselines["threshold-harvest"]
-        pts = [(opt["realized_te"], opt["annual_tax_alpha"])]
-        pts += [(p["realized_te"], p["annual_tax_alpha"]) for p in frontier]
-        h_point = (h["realized_te"], h["annual_tax_alpha"])
-        comparison = compare_at_equal_te(pts, h_point)
-        if comparison["beats"] is None and h["realized_te"] > 0:
-            # Not comparable yet: place one more optimizer run at the harvester's TE.  Above it,
-            # cap the TE budget there; below it, the λ_te penalty (not the budget) holds TE
-            # down, so scale λ_te by the squared TE ratio (TE² is what λ_te prices).
-            te_opt = opt["realized_te"]
-            param: SweepParam
-            if te_opt > h["realized_te"]:
-                param, value = "te_budget", float(h["realized_te"])
-            else:
-                param = "lambda_te"
-                value = used.lambda_te * (te_opt / h["realized_te"]) ** 2
-            matched = sweep(market, used, param, [value], progress=progress)
-            for point in matched:
-                point["matched_to"] = "threshold-harvest"
-            frontier += matched
-            pts += [(p["realized_te"], p["annual_tax_alpha"]) for p in matched]
-            comparison = compare_at_equal_te(pts, h_point)
-
-    seconds = time.perf_counter() - started
-    contract = (
-        "annual_tax_alpha",
-        "realized_te",
-        "pre_tax_active_return",
-        "harvested_losses",
-        "turnover",
-        "wash_sales_created",
-        "rebalances",
-    )
-    summary: dict[str, Any] = {k: opt[k] for k in contract}
-    summary["seconds"] = seconds
-    summary["seconds_optimizer_run"] = opt["seconds"]
-    summary["seconds_market_load"] = load_seconds
-    summary["te_budget"] = used.te_budget
-    summary["solver"] = solver
-    summary["window"] = {
-        "start": main.dates[0].isoformat(),
-        "end": main.dates[-1].isoformat(),
-        "sessions": len(main.dates),
-    }
-    summary["settings"] = used.settings()
-    summary["optimizer"] = opt
-    if reference is not None:
-        ref = reference[-len(main.dates) :]
-        summary["reference_index_return"] = float(ref[-1] / ref[0] - 1.0)
-    if baselines:
-        summary["baselines"] = baselines
-    if frontier:
-        summary["frontier"] = frontier
-    if comparison:
-        summary["comparison"] = comparison
-
-    title = reports.chart_title(used.strategy, main.dates[0], main.dates[-1], solver)
-    reports.write_nav_csv(out / "nav.csv", main)
-    reports.write_summary(out / "summary.json", summary)
-    reports.save_nav_png(out / "nav.png", main, title)
-    tradeoff = None
-    if baselines or frontier:
-        policies: list[dict[str, Any]] = [{"label": "optimizer", **opt}]
-        policies += [{"label": name, **block} for name, block in baselines.items()]
-        tradeoff = reports.tradeoff_figure(
-            policies, f"Tax alpha vs realized TE · {title}", frontier=frontier
-        )
-        reports.save_figure(out / "tradeoff.png", tradeoff)
-        tradeoff = reports.tradeoff_figure(
-            policies, f"Tax alpha vs realized TE · {title}", frontier=frontier
-        )
-    names, exposures = policy.exposure_matrix()
-    risk = None
-    if names:
-        risk = reports.risk_panel_figure(policy.exposure_dates, names, exposures, policy.targets)
-        reports.save_figure(out / "risk.png", risk)
-        risk = reports.risk_panel_figure(policy.exposure_dates, names, exposures, policy.targets)
-    reports.write_report_html(
-        out / "report.html",
-        title=title,
-        summary=summary,
-        nav_fig=reports.nav_figure(main, title),
-        risk_fig=risk,
-        tradeoff_fig=tradeoff,
-        tickets=policy.tickets.tickets,
-    )
-    # A run whose every day was held (no trade: the solve found no feasible level) or relaxed
-    # (the tilt or the TE budget dropped) still exits 0: the line says how many there were.
-    statuses = opt.get("diagnostics", {}).get("statuses", {})
-    line = (
-        f"{title}: tax alpha {opt['annual_tax_alpha']:+.2%}/y, realized TE "
-        f"{opt['realized_te']:.2%} (budget {used.te_budget:.2%}), wash sales "
-        f"{opt['wash_sales_created']}, {opt['rebalances']} rebalances "
-        f"({statuses.get('held', 0)} held, {statuses.get('relaxed', 0)} relaxed), "
-        f"{seconds:.1f}s → {out}"
-    )
-    print(line)
-    if comparison:
-        print(comparison["verdict"])
-    return 0
+    try:
+        for name in OUTPUTS:
+            if (out / name).is_dir():
+                raise TaxviewError(f"cannot write {out / name}: it is a directory")
+        try:
+            with tempfile.NamedTemporaryFile(dir=out, prefix=".taxview-probe-"):
+                pass
+        except OSError as exc:
+            raise TaxviewError(f"cannot write into --out {out}: {exc.strerror or exc}") from exc
+        try:
+            yield
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise TaxviewError(f"cannot write{where}: {exc.strerror or exc}") from exc
+    except TaxviewError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -217,6 +217,43 @@ def test_an_out_path_that_cannot_be_a_directory_is_refused_before_any_run(
     assert "--out" in _refused(capsys, [*argv, "--out", str(taken), "--quiet"])
 
 
+def test_an_out_folder_the_run_cannot_write_into_is_refused_before_any_run(
+    no_backtest, capsys, tmp_path
+) -> None:
+    # Runner audit: a directory where nav.csv goes ended the run with a traceback after the
+    # whole backtest (IsADirectoryError on the rename), leaving nav.csv.tmp behind.
+    out = tmp_path / "o"
+    (out / "nav.csv").mkdir(parents=True)
+    argv = ["--start", "2020-01-02", "--end", "2020-02-28", "--universe", "synthetic:5"]
+    err = _refused(capsys, [*argv, "--out", str(out), "--quiet"])
+    assert "nav.csv" in err and "directory" in err
+    assert sorted(p.name for p in out.iterdir()) == ["nav.csv"]
+
+
+def test_a_write_that_fails_during_the_run_is_a_one_line_error(
+    monkeypatch, capsys, tmp_path
+) -> None:
+    from producer import reports
+
+    def full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(reports, "write_nav_csv", full)
+    argv = ["--start", "2020-01-02", "--end", "2020-01-10", "--universe", "synthetic:5"]
+    err = _refused(capsys, [*argv, "--out", str(tmp_path / "o"), "--quiet"])
+    assert "No space left on device" in err and "nav.csv" in err
+
+
+def test_a_run_the_solve_refuses_leaves_no_empty_out_folder(capsys, tmp_path) -> None:
+    # Runner audit: a $1e12 book on a 10-name universe is refused by the solve (a ticket over
+    # the shares one transaction may carry) after --out was created: it stayed, empty.
+    argv = ["--start", "2024-01-02", "--end", "2024-01-31", "--universe", "synthetic:10"]
+    out = tmp_path / "big"
+    err = _refused(capsys, [*argv, "--capital", "1000000000000", "--out", str(out), "--quiet"])
+    assert "shares" in err
+    assert not out.exists()
+
+
 def test_an_end_before_the_start_names_the_end_for_every_universe(
     no_backtest, capsys, tmp_path
 ) -> None:
