@@ -150,7 +150,9 @@ def nav_figure(run: RunResult, title: str) -> Figure:
     ax.set_ylabel("NAV")
     _money_axis(ax)
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper left", frameon=False)
+    # A flat cash benchmark sits mid-chart, where "upper left" put the legend on top of it
+    # (runner audit): matplotlib's "best" finds the corner the lines leave free.
+    ax.legend(loc="best" if neutral else "upper left", frameon=False)
     at_end, b_end = float(run.after_tax_nav[-1]), float(run.benchmark_nav[-1])
     # The higher end value labelled above its line, the lower below, so they never overlap.
     dark_above = at_end >= b_end
