@@ -118,6 +118,33 @@ class Book(msgspec.Struct, kw_only=True):
         return out
 
 
+def book_warnings(book: Book) -> list[str]:
+    """What in a book that reads cleanly is still likely a mistake: a household where a
+    listed account holds no lot while an account missing from ``accounts`` holds some (a typo
+    in an account id: the listed one ran as a cash-only account and the real lots, ~$440k,
+    were never rebalanced, with no word — fuzz audit).  An unlisted account's lots are legal
+    (a household account the firm does not manage: they only restrict wash sales)."""
+    out: list[str] = []
+    for household, specs in book.households().items():
+        ledger = book.ledgers.get(household)
+        if ledger is None:
+            continue
+        holders: dict[str, int] = {}
+        for lot in ledger.lots:
+            holders[lot.account] = holders.get(lot.account, 0) + 1
+        listed = {spec.account_id for spec in specs}
+        empty = sorted(a for a in listed if a not in holders)
+        unlisted = sorted(a for a in holders if a not in listed)
+        if empty and unlisted:
+            out.append(
+                f"household {household}: {', '.join(empty)} (in accounts) holds no lot while "
+                + ", ".join(f"{a} ({holders[a]} lots)" for a in unlisted)
+                + " is not in accounts: a typo in an account id? An account missing from "
+                "accounts is never rebalanced (its lots only restrict wash sales)"
+            )
+    return out
+
+
 def accounts_booked_on(book: Book, night: dt.date) -> list[str]:
     """The book's accounts whose history already holds trades of ``night``'s rebalance (their
     transaction ids are ``night:account:n``, ``shared.rebalance.outcome_transactions``): the book
@@ -739,6 +766,51 @@ class _Table(NamedTuple):
     rows: list[tuple[int, dict[str, str]]]
 
 
+#: Book columns that hold money or share counts: exact to the cent / share fraction.
+_EXACT_COLUMNS = frozenset(
+    {"quantity", "sold_quantity", "cost_basis", "wash_adjustment", "price", "loss_usd"}
+)
+
+
+def _narrow_floats_as_text(table: Any, file: str) -> Any:
+    """``table`` with its float32 / float16 columns as the text of each value's shortest repr
+    *in its own precision* (a float32 of 0.1 read as a Python float is 0.10000000149011612).
+
+    A money or quantity column in such a type is refused: float32 holds ~7 significant digits,
+    so a basis of $440,000.13 is stored as 440000.125 and no reading gets the cents back (fuzz
+    audit: a float32 ``cost_basis`` moved the night's money by cents and the next book carried
+    the digits).
+
+    Raises:
+        InputError: a float32 / float16 money or quantity column, naming the file and column.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    for idx, column in enumerate(table.schema):
+        narrow = pa.types.is_float32(column.type) or pa.types.is_float16(column.type)
+        name = str(column.name).strip()
+        if narrow and (name in _EXACT_COLUMNS or name.endswith("_usd")):
+            raise InputError(
+                f"{file}: column {name!r} is "
+                f"{'float32' if pa.types.is_float32(column.type) else 'float16'}, which holds "
+                "~7 significant digits or fewer "
+                "(a basis of 440000.13 is stored as 440000.125): write money and share counts "
+                "as float64, decimal or text",
+                field=name,
+            )
+        if pa.types.is_float32(column.type):
+            kind: Any = np.float32
+        elif pa.types.is_float16(column.type):
+            kind = np.float16
+        else:
+            continue
+        values = table.column(idx).to_numpy(zero_copy_only=False)
+        text = [None if math.isnan(v) else str(kind(v)) for v in values]
+        table = table.set_column(idx, column.name, pa.array(text, type=pa.string()))
+    return table
+
+
 def _cell(value: Any) -> str:
     """A Parquet cell as the text a CSV would hold (typed columns welcome)."""
     if value is None:
@@ -843,6 +915,7 @@ def _table(
                     "a book cell is a plain value (text, number, boolean, date)",
                     field=column_field.name,
                 )
+        data = _narrow_floats_as_text(data, file)
         for i, row in enumerate(data.to_pylist()):
             try:
                 raw.append((i + 1, [_cell(v) for v in row.values()]))
@@ -1007,6 +1080,12 @@ def _groups(text: str) -> list[list[str]]:
 
 def _account(row: dict[str, str], row_no: int, file: str) -> AccountSpec:
     account = row["account_id"]
+    if not account.isprintable():  # fuzz audit: a NUL inside an id reached every output file
+        raise InputError(
+            f"{file} row {row_no}: account_id {account!r} holds a control character",
+            account=account,
+            field="account_id",
+        )
 
     def num(col: str) -> float | None:
         raw = row.get(col, "").strip()

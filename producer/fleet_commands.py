@@ -21,6 +21,7 @@ from producer import results_reader as reader
 from producer.book import (
     Book,
     book_from_stream,
+    book_warnings,
     read_book,
     read_market,
     refuse_booked_night,
@@ -279,6 +280,8 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
         return book_from_stream(market.as_of, pairs), market
     _check_session(args.date)
     book = read_book(args.book)
+    for warning in book_warnings(book):
+        print(f"taxview: warning: {warning}", file=sys.stderr)
     market_path = args.market or _default_market(args.book)
     if args.date is None and market_path.is_file():
         from producer.book import decode_market_file

@@ -253,6 +253,15 @@ def read_transactions(stream: TextIO) -> Iterator[Transaction]:
             ) from exc
         if not any((v or "").strip() for k, v in raw.items() if k is not None):
             continue  # blank line
+        short = [k for k, v in raw.items() if k is not None and v is None]
+        if short:  # csv.DictReader fills missing trailing cells with None, silently
+            rid = str(raw.get("id") or "").strip() or f"at line {reader.line_num}"
+            raise LedgerError(
+                f"the row has {len(header) - len(short)} fields, the header {len(header)}: "
+                f"{', '.join(short)} missing (an empty cell still needs its comma)",
+                row=rid,
+                field=short[0],
+            )
         _one_line_fields(raw, line=reader.line_num)
         txn = parse_row(raw, line=reader.line_num)
         if txn.id in seen:

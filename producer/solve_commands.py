@@ -128,7 +128,14 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     import msgspec
 
     from shared.errors import InputError, OptimizationError
-    from shared.messages import Failed, Outcome, RebalanceRequest, Rejected, decode_json
+    from shared.messages import (
+        Failed,
+        Outcome,
+        RebalanceRequest,
+        Rejected,
+        decode_json,
+        unknown_field,
+    )
     from shared.rebalance import rebalance
 
     raw = _read_request_bytes(args.request)
@@ -145,6 +152,9 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     household_id = str(acct.get("household_id", "")) if acct else ""
     outcome: Outcome
     try:
+        unknown = unknown_field(doc, RebalanceRequest)
+        if unknown is not None:
+            raise InputError(unknown[1], account=account_id or None, field=unknown[0])
         request = decode_json(raw, RebalanceRequest, account=account_id or None)
         outcome = rebalance(request)
     except InputError as exc:

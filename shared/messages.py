@@ -12,6 +12,7 @@ with :func:`from_wire` (``msgspec.convert``) after it; code past the task edge n
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -462,6 +463,48 @@ def decode_json(
         raise InputError(
             f"not valid JSON: {_short(exc)}", account=account, field="document"
         ) from exc
+
+
+def unknown_field(doc: Any, typ: Any) -> tuple[str, str] | None:
+    """The first key of the decoded JSON ``doc`` that ``typ`` (a Struct type) has no field for:
+    ``(path, message)``, e.g. ``("account.exclusion", "unknown field 'exclusion' (did you mean
+    'exclusions'?)")``; ``None`` when every key is known.
+
+    The wire Structs tolerate unknown fields (rolling deploys, module docstring); a file a
+    user wrote does not: a misspelt ``exclusion`` was ignored and the excluded name kept at
+    12.7% of the account (fuzz audit).
+    """
+    return _unknown(doc, msgspec.inspect.type_info(typ), "")
+
+
+def _unknown(obj: Any, info: Any, path: str) -> tuple[str, str] | None:
+    mi = msgspec.inspect
+    if isinstance(info, mi.UnionType):
+        for member in info.types:
+            if isinstance(member, mi.StructType) and isinstance(obj, dict):
+                return _unknown(obj, member, path)
+            if isinstance(member, (mi.ListType, mi.VarTupleType)) and isinstance(obj, list):
+                return _unknown(obj, member, path)
+        return None
+    if isinstance(info, mi.StructType) and isinstance(obj, dict):
+        fields = {f.encode_name: f for f in info.fields}
+        for key, value in obj.items():
+            where = f"{path}.{key}" if path else str(key)
+            found = fields.get(key)
+            if found is None:
+                close = difflib.get_close_matches(str(key).strip(), list(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return where, f"unknown field {key!r}{hint}"
+            hit = _unknown(value, found.type, where)
+            if hit is not None:
+                return hit
+        return None
+    if isinstance(info, (mi.ListType, mi.VarTupleType)) and isinstance(obj, list):
+        for i, item in enumerate(obj):
+            hit = _unknown(item, info.item_type, f"{path}[{i}]")
+            if hit is not None:
+                return hit
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -202,6 +202,8 @@ class MarketArrays:
     specific_var: FloatArray
     factor_names: tuple[str, ...]
     alpha: FloatArray | None
+    #: Upper-cased symbol → the market's spelling (tickers are case-insensitive: one security).
+    by_upper: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 _market_cache: list[tuple[MarketSnapshot, MarketArrays]] = []
@@ -241,6 +243,7 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
     if len(index) != n:
         dup = next(s for i, s in enumerate(market.symbols) if index[s] != i)
         raise InputError(f"symbol {dup} appears twice", account=account, field="market.symbols")
+    by_upper = _symbol_spellings(market.symbols, account)
     rm = market.risk_model
     k = len(rm.factor_names)
     for name, seq in (
@@ -414,6 +417,77 @@ def _convert_market(market: MarketSnapshot, account: str | None) -> MarketArrays
         specific_var=specific,
         factor_names=tuple(rm.factor_names),
         alpha=alpha,
+        by_upper=by_upper,
+    )
+
+
+def _symbol_spellings(symbols: list[str], account: str | None) -> dict[str, str]:
+    """Upper-cased symbol → symbol, refusing a symbol that is blank, padded or holds a control
+    character, and two symbols that differ only in case.
+
+    Tickers are case-insensitive (docs/ledger.md; ``taxview realized`` upper-cases them), so
+    ``MKJ`` and ``mkj`` are one security to the wash-sale rules (IRC §1091(a)): a market that
+    listed both let a ticket harvest ``MKJ`` lots and buy ``mkj`` the same day, a wash sale
+    booked as a harvested loss (fuzz audit: $196k "harvested" on a 30-name request).
+    """
+    by_upper: dict[str, str] = {}
+    for i, sym in enumerate(symbols):
+        if not sym or sym != sym.strip() or not sym.isprintable():
+            raise InputError(
+                f"symbol {sym!r} is blank, padded with spaces or holds a control character",
+                account=account,
+                field=f"market.symbols[{i}]",
+            )
+        first = by_upper.setdefault(sym.upper(), sym)
+        if first != sym:
+            raise InputError(
+                f"symbols {first} and {sym} differ only in case: tickers are case-insensitive, "
+                "so they are one security to the wash-sale rules (IRC §1091)",
+                account=account,
+                field=f"market.symbols[{i}]",
+            )
+    return by_upper
+
+
+def _market_spelling(request: RebalanceRequest, market: MarketArrays) -> RebalanceRequest:
+    """The request with the window memory's and the identical groups' symbols in the market's
+    spelling where they differ only in case (fuzz audit: pending losses of PQW
+    written ``pqw`` were matched to no name, and the ticket bought PQW 15 days after its loss
+    sale).  A symbol the market does not list in any case is left as written."""
+    index, by_upper = market.index, market.by_upper
+
+    def fix(sym: str) -> str:
+        return sym if sym in index else by_upper.get(sym.upper(), sym)
+
+    def moved(items: list[Any]) -> list[Any] | None:
+        if all(it.symbol in index for it in items):
+            return None
+        return [msgspec.structs.replace(it, symbol=fix(it.symbol)) for it in items]
+
+    def regrouped(groups: list[list[str]]) -> list[list[str]] | None:
+        if all(sym in index for group in groups for sym in group):
+            return None
+        return [[fix(sym) for sym in group] for group in groups]
+
+    ledger, acct = request.ledger, request.account
+    changes: dict[str, Any] = {}
+    for name in ("pending_losses", "recent_purchases", "last_purchases"):
+        items = moved(getattr(ledger, name))
+        if items is not None:
+            changes[name] = items
+    identical = regrouped(ledger.identical)
+    if identical is not None:
+        changes["identical"] = identical
+    acct_changes: dict[str, Any] = {}  # exclusions: matched with a note (_exclusions)
+    acct_identical = regrouped(acct.identical)
+    if acct_identical is not None:
+        acct_changes["identical"] = acct_identical
+    if not changes and not acct_changes:
+        return request
+    return msgspec.structs.replace(
+        request,
+        ledger=msgspec.structs.replace(ledger, **changes) if changes else ledger,
+        account=msgspec.structs.replace(acct, **acct_changes) if acct_changes else acct,
     )
 
 
@@ -550,9 +624,66 @@ def _validate(request: RebalanceRequest) -> tuple[MarketArrays, _Scan]:
         )
     market = market_arrays(request.market, account=aid)
     _validate_account(acct, market)
+    _check_history(request)
     identical_groups(acct.identical, account=aid, field="account.identical")
     identical_groups(request.ledger.identical, account=aid, field="ledger.identical")
     return market, _scan_lots(request, market)
+
+
+def _check_history(request: RebalanceRequest) -> None:
+    """The request's history held to the ledger's own rules (docs/ledger.md), as the book's
+    is (``producer.book``): quantity finite, > 0 and at most :data:`shared.ledger.MAX_QUANTITY`;
+    price finite and ≥ 0 (fuzz audit: a NaN quantity in the window ended in a decimal
+    traceback, a negative price was read silently).
+
+    Raises:
+        InputError: naming ``history[i].<field>``.
+    """
+    aid = request.account.account_id
+    for i, t in enumerate(request.history):
+        q, p = t.quantity, t.price
+        if not q.is_finite() or q <= 0 or q > LEDGER_MAX_QUANTITY:
+            raise InputError(
+                f"{t.side} of {t.symbol} on {t.date}: quantity {q} must be > 0 and at most "
+                f"{LEDGER_MAX_QUANTITY:,} shares",
+                account=aid,
+                field=f"history[{i}].quantity",
+            )
+        if not p.is_finite() or p < 0 or p > MAX_PRICE_USD:
+            raise InputError(
+                f"{t.side} of {t.symbol} on {t.date}: price {p} must be ≥ 0 and at most "
+                f"{MAX_PRICE_USD:,.0f} USD",
+                account=aid,
+                field=f"history[{i}].price",
+            )
+
+
+def _check_room(acct: AccountSpec, eligible: int, n: int) -> None:
+    """Refuse settings no ticket can meet, naming the setting, instead of running the whole
+    relaxation chain to ``held`` (fuzz audit: every name excluded ended ``held`` with a breach
+    line about a name's cap; a 1% cap on 32 names could invest 32% of a long-only book).
+
+    Raises:
+        InputError: ``account.exclusions`` when they leave no name to hold;
+            ``account.max_weight`` when ``max_weight`` × the names that may be held is below
+            what a direct-index account must invest (1 − ``max_cash_w``).
+    """
+    aid = acct.account_id
+    if eligible == 0:
+        raise InputError(
+            f"the exclusions leave none of the market's {n} names to hold",
+            account=aid,
+            field="account.exclusions",
+        )
+    need = 1.0 - acct.max_cash_w
+    if acct.strategy == "direct-index" and acct.max_weight * eligible < need - 1e-12:
+        raise InputError(
+            f"max_weight {acct.max_weight:g} × {eligible} names that may be held = "
+            f"{acct.max_weight * eligible:.4g} of NAV, below the {need:.4g} a direct-index "
+            "account must invest (1 − max_cash_w)",
+            account=aid,
+            field="account.max_weight",
+        )
 
 
 def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
@@ -783,6 +914,16 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
             "lot {lot.lot_id} has wash adjustment {lot.wash_adjustment_usd}; must be a number",
             "wash_adjustment_usd",
         )
+        # Bounded like the basis it is part of (fuzz audit: 1e30 on a lot the ticket sold
+        # ended in a decimal traceback in the wash check's cent rounding).
+        adj = np.zeros(len(chk))
+        adj[odd] = [abs(float(chk[k].wash_adjustment_usd)) for k in odd]
+        fail(
+            adj > MAX_BASIS_PER_SHARE * qty,
+            f"lot {{lot.lot_id}}: wash adjustment {{lot.wash_adjustment_usd}} for "
+            f"{{lot.quantity}} shares is above ${MAX_BASIS_PER_SHARE:,.0f} a share",
+            "wash_adjustment_usd",
+        )
     # A sale names its lot (DESIGN §2).  One id on several lots is legitimate for the parts of
     # one purchase that a wash sale split (same security, side and trade date; Treas. Reg.
     # §1.1091-1(d)) — even word for word alike: two losses each absorbing one share of a
@@ -791,6 +932,13 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     # is unused: a second unused one is a repeated row (it would double the position).  An id
     # on two purchases is a data error.
     ids = [x.lot_id for x in mine]
+    if not all(ids):  # fuzz audit: an empty id was matched to no lot, the error named quantity
+        k = ids.index("")
+        raise InputError(
+            f"a {mine[k].symbol} lot has an empty lot_id: a sale names its lot (DESIGN §2)",
+            account=aid,
+            field=f"ledger.lots[{check[k]}].lot_id",
+        )
     if len(set(ids)) != len(ids):
         first: dict[str, int] = {}
         unused: set[str] = set()
@@ -1423,6 +1571,7 @@ def _base_problem(
             buy_allowed[i] = False
     strategy = acct.strategy
     max_w = np.where(excluded, 0.0, acct.max_weight)
+    _check_room(acct, int(n - np.count_nonzero(excluded)), len(market.symbols))
     if strategy == "direct-index":
         min_w = np.zeros(n)
         short_allowed = np.zeros(n, dtype=np.bool_)
@@ -3732,6 +3881,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     t0 = time.perf_counter()
     solve_fn = solve or _default_solve
     market, scan = _validate(request)
+    request = _market_spelling(request, market)
     ctx = _context(request, market, scan)
     n = len(market.symbols)
     locked = np.zeros(n, dtype=np.bool_)

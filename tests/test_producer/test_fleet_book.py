@@ -601,3 +601,56 @@ def test_a_lot_with_a_negative_basis_is_left_to_its_accounts_rebalance(tmp_path:
     book = read_book(hand_book(tmp_path, lots=lots))
     held = {x.lot_id: x for state in book.ledgers.values() for x in state.lots}
     assert held["L7"].cost_basis_usd == Decimal(-6000)
+
+
+def test_a_float32_money_column_in_a_parquet_book_is_refused_naming_it(tmp_path: Path) -> None:
+    # Fuzz audit: a float32 cost_basis read 1929.16 as 1929.1600341796875; the night's money
+    # moved by cents and the next book carried the digits.  float32 cannot hold the cents of
+    # larger amounts at all, so such a column is refused.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pd = pytest.importorskip("pandas")
+    directory = hand_book(tmp_path)
+    frame = pd.read_csv(directory / "lots.csv")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    i = table.schema.get_field_index("cost_basis")
+    table = table.set_column(i, "cost_basis", table.column(i).cast(pa.float32()))
+    pq.write_table(table, directory / "lots.parquet")
+    (directory / "lots.csv").unlink()
+    with pytest.raises(InputError, match="float32") as info:
+        read_book(directory)
+    assert info.value.field == "cost_basis"
+
+
+def test_a_float32_rate_column_reads_through_its_own_shortest_repr(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    from producer.book import _narrow_floats_as_text
+
+    table = pa.table({"max_weight": pa.array([0.1, None, 0.05], type=pa.float32())})
+    assert _narrow_floats_as_text(table, "accounts.parquet").to_pylist() == [
+        {"max_weight": "0.1"},
+        {"max_weight": None},
+        {"max_weight": "0.05"},
+    ]
+
+
+def test_a_listed_account_without_lots_beside_an_unlisted_lot_holder_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    # Fuzz audit: accounts.csv said A007-00003 for A007-000003; the listed id ran as a cash-only
+    # account and the real lots were never rebalanced, without a word.
+    from producer.book import book_warnings
+
+    typo = HAND_ACCOUNTS.replace("ACC-1,HH-1", "ACC-01,HH-1")
+    warnings = book_warnings(read_book(hand_book(tmp_path / "typo", accounts=typo)))
+    assert len(warnings) == 1
+    assert "ACC-01 (in accounts) holds no lot" in warnings[0]
+    assert "ACC-1 (2 lots) is not in accounts" in warnings[0]
+    assert book_warnings(read_book(hand_book(tmp_path / "fine"))) == []
+
+
+def test_an_account_id_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    bad = HAND_ACCOUNTS.replace("ACC-3,,", "ACC\x003,,")
+    with pytest.raises(InputError, match="control character") as info:
+        read_book(hand_book(tmp_path, accounts=bad))
+    assert info.value.field == "account_id"

@@ -545,3 +545,21 @@ def test_a_bad_row_names_the_row_and_field_and_writes_nothing(
     assert err.startswith(f"taxview: error: row {row}, field {field}: ")
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not sales_path.exists() and not lots_path.exists()
+
+
+def test_a_row_missing_its_trailing_cell_is_refused_not_read_as_an_empty_lot_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Fuzz audit: `t3,...,sell,10,80` (no trailing comma) was read with an empty lot_id, and
+    # FIFO relieved L1 (a gain) instead of the L2 the writer meant (a loss).
+    tx = """
+    t1,2024-01-02,A,taxable,X,buy,10,70,L1
+    t2,2024-02-01,A,taxable,X,buy,10,100,L2
+    t3,2024-03-01,A,taxable,X,sell,10,80
+    """
+    rc, sales_path, lots_path = _run(tmp_path, tx)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("taxview: error: row t3, field lot_id: the row has 8 fields")
+    assert err.count("\n") == 1
+    assert not sales_path.exists() and not lots_path.exists()

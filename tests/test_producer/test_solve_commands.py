@@ -186,3 +186,44 @@ def test_bytes_that_are_not_json_exit_2_with_one_line(
     assert main(["rebalance", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and "not valid JSON" in err
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("account", "exclusion", "account.exclusion", "exclusions"),
+        ("account", "max_weigth", "account.max_weigth", "max_weight"),
+        ("account", "exclusions ", "account.exclusions ", "exclusions"),
+        ("market", "alphas", "market.alphas", "alpha"),
+    ],
+)
+def test_a_misspelt_key_is_rejected_naming_it_not_silently_ignored(
+    request_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: tuple[str, str, str, str],
+) -> None:
+    # Fuzz audit: "exclusion": ["BDF"] was ignored and BDF kept at 12.7% of the account.
+    where, key, field, hint = case
+    doc = json.loads(request_file.read_text())
+    doc[where][key] = doc[where].get(hint, 0.02)
+    bad = tmp_path / "misspelt.json"
+    bad.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "rejected"
+    assert out["field"] == field
+    assert f"did you mean {hint!r}" in out["reason"]
+
+
+def test_an_unknown_key_deep_in_a_lot_is_named_by_its_path(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(request_file.read_text())
+    doc["ledger"]["lots"][3]["cost_basis"] = "1.00"
+    bad = tmp_path / "lot.json"
+    bad.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 1
+    assert json.loads(capsys.readouterr().out)["field"] == "ledger.lots[3].cost_basis"
