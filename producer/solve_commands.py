@@ -138,7 +138,7 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     )
     from shared.rebalance import rebalance
 
-    raw = _read_request_bytes(args.request)
+    raw = _read_request_bytes(args.request).removeprefix(b"\xef\xbb\xbf")  # a BOM, as CSVs
     try:
         doc = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -155,7 +155,9 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
         unknown = unknown_field(doc, RebalanceRequest)
         if unknown is not None:
             raise InputError(unknown[1], account=account_id or None, field=unknown[0])
-        request = decode_json(raw, RebalanceRequest, account=account_id or None)
+        # strict: a number written as text is refused, as the published schema says (money
+        # is Decimal and travels as text either way).
+        request = decode_json(raw, RebalanceRequest, account=account_id or None, strict=True)
         outcome = rebalance(request)
     except InputError as exc:
         outcome = Rejected(
@@ -213,11 +215,22 @@ def cmd_example_request(args: argparse.Namespace) -> int:
     """Write an example request (stdout or ``--out``)."""
     import msgspec
 
+    from shared.errors import InputError
     from shared.examples import example_request
 
-    request = example_request(
-        names=args.names, seed=args.seed, as_of=args.as_of, strategy=args.strategy
-    )
+    try:
+        request = example_request(
+            names=args.names, seed=args.seed, as_of=args.as_of, strategy=args.strategy
+        )
+    except InputError as exc:
+        if exc.field not in {"start", "end", "as_of"}:
+            raise
+        # The example's market history starts years before --as-of (fuzz audit: the error
+        # named `start`, a date the user never gave).
+        raise InputError(
+            f"--as-of {args.as_of} is too early for an example's market history: {exc.reason}",
+            field="--as-of",
+        ) from exc
     data = msgspec.json.format(msgspec.json.encode(request), indent=1) + b"\n"
     if args.out is None:
         _write_stdout(data)
@@ -225,8 +238,6 @@ def cmd_example_request(args: argparse.Namespace) -> int:
         try:
             args.out.write_bytes(data)
         except OSError as exc:
-            from shared.errors import InputError
-
             raise InputError(f"cannot write {args.out}: {exc.strerror}", field="--out") from exc
     return 0
 

@@ -227,3 +227,33 @@ def test_an_unknown_key_deep_in_a_lot_is_named_by_its_path(
     capsys.readouterr()
     assert main(["rebalance", str(bad)]) == 1
     assert json.loads(capsys.readouterr().out)["field"] == "ledger.lots[3].cost_basis"
+
+
+def test_a_number_written_as_text_is_refused_as_the_schema_says(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(request_file.read_text())
+    doc["account"]["te_budget"] = "0.1"
+    bad = tmp_path / "text.json"
+    bad.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 1
+    assert json.loads(capsys.readouterr().out)["field"] == "account.te_budget"
+
+
+def test_a_request_saved_with_a_byte_order_mark_reads(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + request_file.read_bytes())
+    capsys.readouterr()
+    assert main(["rebalance", str(bom)]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "solved"
+
+
+def test_an_example_as_of_too_early_names_the_as_of_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["example-request", "--as-of", "1800-01-01", "--names", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("taxview: error: field --as-of: ") and err.count("\n") == 1
