@@ -606,12 +606,20 @@ def history_memory(
 
 
 def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:
-    """A history row, held to the ledger's own rules (docs/ledger.md): quantity > 0, price
-    ≥ 0 (a data-path audit found a price of −5 copied into the next book)."""
+    """A history row, held to the ledger's own rules (docs/ledger.md): quantity > 0, at most
+    1e10 shares and 18 decimals, price ≥ 0 and at most $1e10 (a data-path audit found a price
+    of −5 copied into the next book, the fuzz audit 2e10 shares and 19 decimals)."""
+    from shared.ledger import MAX_PRICE, MAX_QUANTITY, MAX_QUANTITY_PLACES
+
     txn: Transaction = _convert(row, Transaction, file, row_no)
+    q, p = txn.quantity, txn.price
+    exponent = q.normalize().as_tuple().exponent if q.is_finite() else 0
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
     for column, value, ok, rule in (
-        ("quantity", txn.quantity, txn.quantity > 0, "> 0"),
-        ("price", txn.price, txn.price >= 0, ">= 0"),
+        ("quantity", q, q.is_finite() and 0 < q <= MAX_QUANTITY, f"> 0 and ≤ {MAX_QUANTITY:,}"),
+        # more places than the ledger carries (fuzz audit: 19 were copied into the next book)
+        ("quantity", q, places <= MAX_QUANTITY_PLACES, f"of ≤ {MAX_QUANTITY_PLACES} decimals"),
+        ("price", p, p.is_finite() and 0 <= p <= MAX_PRICE, f">= 0 and ≤ {MAX_PRICE:,}"),
     ):
         if not ok:
             raise InputError(

@@ -59,6 +59,7 @@ import numpy as np
 from shared.errors import Infeasible, InputError, SolverFailed
 from shared.ledger import FIRST_DATE, LAST_DATE
 from shared.ledger import MAX_QUANTITY as LEDGER_MAX_QUANTITY
+from shared.ledger import MAX_QUANTITY_PLACES as LEDGER_MAX_QUANTITY_PLACES
 from shared.ledger import cents as ledger_cents
 from shared.market import MAX_PRICE_USD, PRICE_QUANTUM, coarse_price_reason, coarse_prices
 from shared.messages import (
@@ -632,7 +633,8 @@ def _validate(request: RebalanceRequest) -> tuple[MarketArrays, _Scan]:
 
 def _check_history(request: RebalanceRequest) -> None:
     """The request's history held to the ledger's own rules (docs/ledger.md), as the book's
-    is (``producer.book``): quantity finite, > 0 and at most :data:`shared.ledger.MAX_QUANTITY`;
+    is (``producer.book``): quantity finite, > 0, at most :data:`shared.ledger.MAX_QUANTITY`
+    and of at most :data:`shared.ledger.MAX_QUANTITY_PLACES` decimals;
     price finite and ≥ 0 (fuzz audit: a NaN quantity in the window ended in a decimal
     traceback, a negative price was read silently).
 
@@ -642,6 +644,18 @@ def _check_history(request: RebalanceRequest) -> None:
     aid = request.account.account_id
     for i, t in enumerate(request.history):
         q, p = t.quantity, t.price
+        exponent = q.as_tuple().exponent  # trailing zeros are no places: normalize only then
+        if (
+            isinstance(exponent, int)
+            and exponent < -LEDGER_MAX_QUANTITY_PLACES
+            and int(q.normalize().as_tuple().exponent) < -LEDGER_MAX_QUANTITY_PLACES
+        ):
+            raise InputError(
+                f"{t.side} of {t.symbol} on {t.date}: quantity {q} has more than "
+                f"{LEDGER_MAX_QUANTITY_PLACES} decimal places",
+                account=aid,
+                field=f"history[{i}].quantity",
+            )
         if not q.is_finite() or q <= 0 or q > LEDGER_MAX_QUANTITY:
             raise InputError(
                 f"{t.side} of {t.symbol} on {t.date}: quantity {q} must be > 0 and at most "

@@ -454,7 +454,13 @@ def test_a_last_purchase_of_a_household_with_no_account_or_lot_is_refused(
 
 @pytest.mark.parametrize(
     ("cell", "field", "text"),
-    [("-5", "price", "price -5 must be >= 0"), ("0", "quantity", "quantity 0 must be > 0")],
+    [
+        ("-5", "price", "price -5 must be >= 0"),
+        ("0", "quantity", "quantity 0 must be > 0"),
+        # fuzz audit: both were accepted and copied into the next book
+        ("2e10", "quantity", "quantity 2E+10 must be > 0 and ≤ 10,000,000,000"),
+        ("0.1234567890123456789", "quantity", "must be of ≤ 18 decimals"),
+    ],
 )
 def test_a_history_row_breaking_the_ledgers_rules_is_refused_naming_row_and_column(
     tmp_path: Path, cell: str, field: str, text: str
