@@ -102,6 +102,7 @@ def test_a_pending_loss_written_in_another_case_still_blocks_the_purchase() -> N
         ("quantity", Decimal("NaN")),
         ("quantity", Decimal(0)),
         ("quantity", Decimal(-5)),
+        ("quantity", Decimal("0.1234567890123456789")),
         ("price", Decimal("Infinity")),
         ("price", Decimal(-1)),
     ],
