@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -173,6 +174,11 @@ def aggregate(
         check_book(as_of, expected, book)
     present = [outcomes[a] for a in sorted(outcomes) if a in expected]
     out.mkdir(parents=True, exist_ok=True)
+    # firm_pnl.json is written last (atomically) and removed first: a run killed half-way
+    # never leaves one saying "complete" next to reports and a next_book of another run or of
+    # none (fleet fault audit: a killed re-run left `complete: true` beside a third of the lots).
+    summary_path = out / "firm_pnl.json"
+    summary_path.unlink(missing_ok=True)
 
     def household(o: Outcome) -> str:
         return expected[o.account_id].household
@@ -204,9 +210,9 @@ def aggregate(
         by_strategy={k: v.row() for k, v in by_strategy.items()},
         out_dir=str(out),
     )
-    (out / "firm_pnl.json").write_text(
-        json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n"
-    )
+    tmp = summary_path.with_name(summary_path.name + ".tmp")
+    tmp.write_text(json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, summary_path)
     return summary
 
 

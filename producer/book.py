@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -353,11 +354,31 @@ def read_book(directory: Path) -> Book:
         raise InputError(f"no book directory at {directory}", field="--book")
     meta_path = directory / "book.json"
     if not meta_path.exists():
-        raise InputError(f"{meta_path} is missing (it holds the book's as_of date)", field="book")
+        raise InputError(
+            f"{meta_path} is missing (it holds the book's as_of date; taxview writes it last, "
+            "so a book without it is also what an interrupted write leaves)",
+            field="book",
+        )
     try:
-        as_of = dt.date.fromisoformat(json.loads(meta_path.read_text())["as_of"])
+        meta = json.loads(meta_path.read_text())
+        as_of = dt.date.fromisoformat(meta["as_of"])
+        declared = _declared_rows(meta.get("tables"))
     except (KeyError, ValueError, TypeError) as exc:
         raise InputError(f"{meta_path}: expected {{'as_of': 'YYYY-MM-DD'}}", field="as_of") from exc
+    counts: dict[str, int] = {}
+
+    def _table(
+        directory: Path,
+        name: str,
+        columns: Sequence[str],
+        *,
+        required: Sequence[str],
+        optional_file: bool = False,
+    ) -> _Table:
+        read = _read_table(directory, name, columns, required=required, optional_file=optional_file)
+        counts[name] = len(read.rows)
+        return read
+
     table = _table(directory, "accounts", ACCOUNT_COLUMNS, required=("account_id",))
     accounts: list[AccountSpec] = []
     row_of_account: dict[str, int] = {}
@@ -557,7 +578,26 @@ def read_book(directory: Path) -> Book:
             ledgers[household] = history_memory(
                 ledgers[household], txns, derive_pending=not memory_files
             )
+    for name, rows in sorted(declared.items()):
+        if counts.get(name, 0) != rows:
+            raise InputError(
+                f"{directory}: {name} holds {counts.get(name, 0)} rows but book.json says the "
+                f"writer wrote {rows}: the book is incomplete or was edited after it was written "
+                '(drop the "tables" entry of book.json to read an edited book)',
+                field=name,
+            )
     return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=transactions)
+
+
+def _declared_rows(tables: Any) -> dict[str, int]:
+    """book.json's ``tables``: table name → rows the writer wrote (``{}`` when absent)."""
+    if tables is None:
+        return {}
+    if not isinstance(tables, dict) or not all(
+        isinstance(k, str) and type(v) is int and v >= 0 for k, v in tables.items()
+    ):
+        raise ValueError("tables")
+    return dict(tables)
 
 
 def history_memory(
@@ -887,7 +927,7 @@ def _csv_rows(reader: Any, *, file: str, name: str) -> Iterator[tuple[int, list[
         yield start, cells
 
 
-def _table(
+def _read_table(
     directory: Path,
     name: str,
     columns: Sequence[str],
@@ -1172,9 +1212,26 @@ def _account(row: dict[str, str], row_no: int, file: str) -> AccountSpec:
 
 
 def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
-    """Write a book directory that :func:`read_book` reads back to an equal book."""
+    """Write a book directory that :func:`read_book` reads back to an equal book.
+
+    ``book.json`` is removed first and written last, with the rows of every table: each table
+    is replaced whole (written aside, then renamed), so a writer killed half-way leaves no
+    ``book.json`` and :func:`read_book` refuses the directory, and one that rewrote some tables
+    of an existing book fails the row counts (fleet fault audit: a SIGKILLed aggregator left a
+    ``next_book/`` with a third of its lots and no window memory, which read as a valid book,
+    and the next night bought back 147 names sold at a loss).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "book.json").write_text(json.dumps({"as_of": book.as_of.isoformat()}) + "\n")
+    meta = directory / "book.json"
+    meta.unlink(missing_ok=True)
+    rows: dict[str, int] = {}
+
+    def _write(
+        directory: Path, name: str, columns: Sequence[str], table: list[dict[str, str]], fmt: Format
+    ) -> None:
+        _write_table(directory, name, columns, table, fmt)
+        rows[name] = len(table)
+
     _write(directory, "accounts", ACCOUNT_COLUMNS, [_account_row(a) for a in book.accounts], fmt)
     lots, pending, recent, last, households = [], [], [], [], []
     for household, state in sorted(book.ledgers.items()):
@@ -1203,6 +1260,9 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
         [_struct_row(household_of_account.get(t.account, ""), t) for t in book.history],
         fmt,
     )
+    tmp = meta.with_name(meta.name + ".tmp")
+    tmp.write_text(json.dumps({"as_of": book.as_of.isoformat(), "tables": rows}) + "\n")
+    os.replace(tmp, meta)
 
 
 def write_market(path: Path, market: MarketSnapshot) -> None:
@@ -1268,20 +1328,23 @@ def _account_row(spec: AccountSpec) -> dict[str, str]:
     return row
 
 
-def _write(
+def _write_table(
     directory: Path, name: str, columns: Sequence[str], rows: list[dict[str, str]], fmt: Format
 ) -> None:
     # A table of the other format left from an earlier write would shadow this one (Parquet is
     # read first) or be read instead of it.
     (directory / f"{name}.{'csv' if fmt == 'parquet' else 'parquet'}").unlink(missing_ok=True)
+    path = directory / f"{name}.{fmt}"
+    tmp = path.with_name(path.name + ".tmp")  # written aside, renamed whole
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.table({c: pa.array([r.get(c, "") for r in rows], pa.string()) for c in columns})
-        pq.write_table(table, directory / f"{name}.parquet")
-        return
-    with (directory / f"{name}.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        pq.write_table(table, tmp)
+    else:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    os.replace(tmp, path)

@@ -29,17 +29,23 @@ from shared.errors import InputError
 from shared.messages import AccountTask, LedgerState, MarketSnapshot, encode_json
 
 
-def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
+def plan_night(
+    book: Book, as_of: dt.date, *, market: MarketSnapshot | None = None
+) -> list[list[AccountTask]]:
     """One chain of tasks per household, households and accounts in a stable order.
 
     Args:
         book: the book at the previous close.
         as_of: the night's date.
+        market: the night's snapshot: each task carries the digest of its stored bytes, so a
+            worker never solves it on another snapshot stored under the night's key (a cached
+            one of an earlier run of the night included).
 
     Returns:
         Household chains (the ledgers are staged in the store by :func:`send_chains`).
     """
     market_key = keys.market_key(as_of)
+    digest = "" if market is None else keys.snapshot_digest(encode_json(market))
     chains: list[list[AccountTask]] = []
     for household, specs in book.households().items():
         chains.append(
@@ -51,6 +57,7 @@ def plan_night(book: Book, as_of: dt.date) -> list[list[AccountTask]]:
                     household_id=household,
                     household_index=k,
                     household_size=len(specs),
+                    market_digest=digest,
                 )
                 for k, spec in enumerate(specs)
             ]
@@ -66,7 +73,11 @@ def publish_market(client: redis.Redis[bytes], market: MarketSnapshot, *, ttl_s:
             cached copies) were solved on that one, and one night never mixes two markets.
     """
     key = keys.market_key(market.as_of)
-    client.set(key, _same_market(client, market), ex=ttl_s)
+    raw = _same_market(client, market)
+    pipe = client.pipeline(transaction=True)
+    pipe.set(key, raw, ex=ttl_s)
+    pipe.set(keys.market_digest_key(market.as_of), keys.snapshot_digest(raw), ex=ttl_s)
+    pipe.execute()
     return key
 
 
@@ -287,7 +298,7 @@ def enqueue_night(
         ``(expected, sent)`` account counts.
     """
     as_of = market.as_of
-    chains = plan_night(book, as_of)
+    chains = plan_night(book, as_of, market=market)
     publish_market(client, market, ttl_s=ttl_s)
     expected = write_manifest(client, as_of, chains, ttl_s=ttl_s, digests=book_digests(book))
     todo = pending_chains(client, as_of, chains) if skip_done else chains

@@ -39,6 +39,7 @@ from producer.enqueue import (
     send_chains,
 )
 from producer.nightly import finish_night, run_night
+from shared import results_keys as keys
 from shared.config import Settings
 from shared.errors import InputError
 from shared.messages import MarketSnapshot
@@ -541,12 +542,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _require_fleet(settings, "sweep")
     book, market = load_inputs(args)
     client = reader.connect(settings.redis_url)
-    if client.exists(f"taxview:market:{market.as_of.isoformat()}") == 0:
+    if client.exists(keys.market_key(market.as_of)) == 0:
         raise InputError(
             f"nothing was enqueued for {market.as_of}: run `taxview enqueue` first",
             field="--date",
         )
-    chains = plan_night(book, market.as_of)
+    if client.exists(keys.manifest_key(market.as_of)) == 0:
+        # The producer stopped between the snapshot and the manifest: without the manifest
+        # there is no book to hold this one to, and a sweep of another book's accounts would
+        # be taken as the night's (fleet fault audit: a sweep with another book's cash, then
+        # enqueue sent nothing and aggregate published the mix as complete).
+        raise InputError(
+            f"night {market.as_of} has a market snapshot but no manifest (the producer stopped "
+            "before writing it): run `taxview enqueue` again, which writes it and sends every "
+            "account without an outcome",
+            field="--date",
+        )
+    chains = plan_night(book, market.as_of, market=market)
     check_same_book(client, book, market, chains)
     app = client_app(settings)
     try:

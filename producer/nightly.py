@@ -118,7 +118,7 @@ def run_night(
     if check_store:
         reader.preflight(client)
     started = time.monotonic()
-    chains = plan_night(book, as_of)
+    chains = plan_night(book, as_of, market=market)
     publish_market(client, market, ttl_s=ttl_s)
     digests = book_digests(book)
     expected = write_manifest(client, as_of, chains, ttl_s=ttl_s, digests=digests)

@@ -541,3 +541,7 @@ class AccountTask(_Wire, frozen=True, kw_only=True):
     household_index: int = 0
     household_size: int = 1
     ledger: LedgerState | None = None
+    #: :func:`shared.results_keys.snapshot_digest` of the snapshot the night was planned with
+    #: (empty: not checked): a worker's cached snapshot with another digest is read again, and
+    #: a stored one with another digest is not solved on.
+    market_digest: str = ""

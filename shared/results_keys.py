@@ -56,6 +56,21 @@ def market_key(as_of: dt.date) -> str:
     return f"{NAMESPACE}:market:{as_of.isoformat()}"
 
 
+def market_digest_key(as_of: dt.date) -> str:
+    """Key of the digest (:func:`snapshot_digest`) of the day's stored snapshot: read by the
+    worker's one round trip before a solve, so a task planned with another snapshot is never
+    solved (the snapshot itself is too large to read per task)."""
+    return f"{NAMESPACE}:market-digest:{as_of.isoformat()}"
+
+
+def snapshot_digest(raw: bytes) -> str:
+    """Fingerprint of a stored market snapshot's bytes (BLAKE2b-128, hex): a task carries the
+    one it was planned with, so a worker's cached snapshot of an earlier run of the night is
+    never used for it (fleet fault audit: a night restarted with a corrected market was solved
+    on the old one by workers that stayed up)."""
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
 def manifest_key(as_of: dt.date) -> str:
     """Hash of the accounts expected for the night."""
     return f"{NAMESPACE}:manifest:{as_of.isoformat()}"

@@ -60,16 +60,28 @@ class Start(NamedTuple):
     #: The household ledger the account starts from (``None``: not stored yet, or not asked).
     ledger: LedgerState | None
     #: Solve attempts started for the account and not taken back, this one included; 0 when
-    #: this delivery was not counted (an outcome is stored, or the ledger is not there yet).
+    #: this delivery was not counted (an outcome is stored, the ledger is not there yet, or
+    #: the stored snapshot is not the task's).
     attempts: int
+    #: The digest of the night's stored snapshot (``None``: none stored, or not read).
+    market_digest: str | None = None
 
 
 class Store(Protocol):
     """What the handler needs of the results store (``worker.results_writer.ResultsStore``)."""
 
-    def begin(self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None) -> Start:
-        """Read the stored outcome and the staged ledger ``(household, index)`` (when asked);
-        with no outcome and the ledger there (or not asked), count one more solve attempt."""
+    def begin(
+        self,
+        as_of: dt.date,
+        account_id: str,
+        *,
+        ledger: tuple[str, int] | None,
+        market_digest: str = "",
+    ) -> Start:
+        """Read the stored outcome, the staged ledger ``(household, index)`` (when asked) and the
+        stored snapshot's digest; with no outcome, the ledger there (or not asked) and the
+        snapshot the task's (``market_digest``, when both are known), count one more solve
+        attempt."""
 
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
         """Take back the count of a solve attempt that ended in a retried failure."""
@@ -98,8 +110,9 @@ class Store(Protocol):
 class Markets(Protocol):
     """Snapshot lookup by key (``worker.market_data.MarketCache``)."""
 
-    def get(self, key: str) -> MarketSnapshot:
-        """The snapshot under ``key`` (raises :class:`NotReady` when absent)."""
+    def get(self, key: str, digest: str = "") -> MarketSnapshot:
+        """The snapshot under ``key`` whose stored bytes have ``digest`` when given (raises
+        :class:`NotReady` when absent or another)."""
 
 
 def default_solve(request: RebalanceRequest) -> Solved:
@@ -223,7 +236,7 @@ def handle_account(
     account_id = task.account.account_id
     staged = None if task.ledger is not None else (task.household_id, task.household_index)
     try:
-        start = store.begin(task.as_of, account_id, ledger=staged)
+        start = store.begin(task.as_of, account_id, ledger=staged, market_digest=task.market_digest)
     except InputError as exc:
         if staged is None:  # begin decodes nothing else: not a ledger problem
             raise
@@ -248,6 +261,16 @@ def handle_account(
             store.release(task.as_of, task.household_id)
         done: Outcome = msgspec.json.decode(start.outcome, type=Outcome)
         return done
+    stored = start.market_digest
+    if task.market_digest and stored is not None and stored != task.market_digest:
+        # A task of an earlier run of the night (its keys deleted and the night started over
+        # with another market, Runbook): never solved on a snapshot it was not planned with
+        # (fleet fault audit).  Transient: it runs out of waits without an outcome, while its
+        # account's task of the current run solves the account.
+        raise NotReady(
+            f"account {account_id}: the night's stored market snapshot ({stored[:12]}) is not "
+            f"the one this task was planned with ({task.market_digest[:12]})"
+        )
     ledger = task.ledger if task.ledger is not None else start.ledger
     if ledger is None:
         raise NotReady(
@@ -268,7 +291,7 @@ def handle_account(
         return outcome
 
     try:
-        market = markets.get(task.market_key)
+        market = markets.get(task.market_key, task.market_digest)
     except NotReady:
         store.end_attempt(task.as_of, account_id)  # nothing was solved: not an attempt
         raise

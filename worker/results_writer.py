@@ -30,26 +30,30 @@ STORE_RETRIES = 25
 #: so a sibling still hits when another household's account ran in between.
 WRITTEN_LEDGERS = 4
 
-#: :meth:`ResultsStore.begin` in one atomic step: KEYS = results, attempts, ledger hash; ARGV =
-#: account, ledger field ('' = none needed), TTL, the patch tag.  Returns ``{attempts, outcome,
-#: ledger, base}``: ``base`` is the household's field ``0`` when the staged ledger is a patch on
-#: it (read in the same step, so the last sibling's release cannot fall in between); the attempt
-#: is counted only when there is no outcome and the ledger is there (or not needed).
+#: :meth:`ResultsStore.begin` in one atomic step: KEYS = results, attempts, ledger hash, market
+#: digest; ARGV = account, ledger field ('' = none needed), TTL, the patch tag, the task's market
+#: digest ('' = not checked).  Returns ``{attempts, outcome, ledger, base, digest}``: ``base`` is
+#: the household's field ``0`` when the staged ledger is a patch on it (read in the same step, so
+#: the last sibling's release cannot fall in between); ``digest`` the stored snapshot's digest.
+#: The attempt is counted only when there is no outcome, the ledger is there (or not needed) and
+#: the stored snapshot is the task's (or either digest is unknown).
 BEGIN_SCRIPT = """
 local done = redis.call('HGET', KEYS[1], ARGV[1])
-if done then return {0, done, false, false} end
+if done then return {0, done, false, false, false} end
+local digest = redis.call('GET', KEYS[4])
+if ARGV[5] ~= '' and digest and digest ~= ARGV[5] then return {0, false, false, false, digest} end
 local staged = false
 local base = false
 if ARGV[2] ~= '' then
   staged = redis.call('HGET', KEYS[3], ARGV[2])
-  if not staged then return {0, false, false, false} end
+  if not staged then return {0, false, false, false, digest} end
   if ARGV[2] ~= '0' and string.sub(staged, 1, string.len(ARGV[4])) == ARGV[4] then
     base = redis.call('HGET', KEYS[3], '0')
   end
 end
 local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-return {n, false, staged, base}
+return {n, false, staged, base, digest}
 """
 
 #: :meth:`ResultsStore.put_unreadable` in one atomic step: KEYS = results, status, ledger hash;
@@ -141,11 +145,19 @@ class ResultsStore:
 
     # -- reads (the worker reads its inputs and its own previous work) -----------------------
 
-    def begin(self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None) -> Start:
+    def begin(
+        self,
+        as_of: dt.date,
+        account_id: str,
+        *,
+        ledger: tuple[str, int] | None,
+        market_digest: str = "",
+    ) -> Start:
         """One round trip before a solve: the outcome an earlier delivery stored, the staged
-        household ledger ``(household, index)`` (when asked), and — only when there is no
-        outcome and the ledger is there or not needed — one more solve attempt counted in
-        ``attempts:{D}`` (deliveries that wait for a sibling, or find their outcome, do not count).
+        household ledger ``(household, index)`` (when asked), the stored snapshot's digest, and
+        — only when there is no outcome, the ledger is there or not needed, and the stored
+        snapshot is the task's ``market_digest`` (when both are known) — one more solve attempt
+        counted in ``attempts:{D}`` (deliveries that wait, or find their outcome, do not count).
         """
         client = self.client
         self._handed = None
@@ -153,13 +165,16 @@ class ResultsStore:
             self._begin = (client, client.register_script(BEGIN_SCRIPT))
         results = keys.results_key(as_of)
         key, field = (keys.ledger_key(as_of, ledger[0]), str(ledger[1])) if ledger else ("", "")
-        count, done, raw, base = self._begin[1](
-            keys=[results, keys.attempts_key(as_of), key or results],
-            args=[account_id, field, self.ttl_s, keys.PATCH_TAG],
+        count, done, raw, base, digest = self._begin[1](
+            keys=[results, keys.attempts_key(as_of), key or results, keys.market_digest_key(as_of)],
+            args=[account_id, field, self.ttl_s, keys.PATCH_TAG, market_digest],
             client=client,
         )
         if done is not None:
             return Start(outcome=bytes(done), ledger=None, attempts=0)
+        stored = None if digest is None else bytes(digest).decode()
+        if market_digest and stored is not None and stored != market_digest:
+            return Start(outcome=None, ledger=None, attempts=0, market_digest=stored)
         state = None
         if ledger is not None and raw is not None:
             state = self._ledger(
@@ -169,7 +184,7 @@ class ResultsStore:
                 household=ledger[0],
                 base=None if base is None else bytes(base),
             )
-        return Start(outcome=None, ledger=state, attempts=int(count))
+        return Start(outcome=None, ledger=state, attempts=int(count), market_digest=stored)
 
     def end_attempt(self, as_of: dt.date, account_id: str) -> None:
         """Take back one counted solve attempt (it ended in a failure that is retried, so it
@@ -188,10 +203,16 @@ class ResultsStore:
 
     def market(self, key: str) -> MarketSnapshot | None:
         """The market snapshot published under ``key`` (``None`` if absent)."""
+        entry = self.market_entry(key)
+        return None if entry is None else entry[0]
+
+    def market_entry(self, key: str) -> tuple[MarketSnapshot, str] | None:
+        """The market snapshot published under ``key`` and the digest of its stored bytes
+        (:func:`shared.results_keys.snapshot_digest`); ``None`` if absent."""
         raw: Any = self.client.get(key)
         if raw is None:
             return None
-        return decode_json(raw, MarketSnapshot)
+        return decode_json(raw, MarketSnapshot), keys.snapshot_digest(bytes(raw))
 
     def household_ledger(self, as_of: dt.date, household: str, index: int) -> LedgerState | None:
         """The household's ledger after its first ``index`` accounts traded, if written yet."""

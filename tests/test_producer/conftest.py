@@ -19,7 +19,7 @@ class _MemoryStore:
         self.outcomes: dict[str, object] = {}
         self.ledgers: dict[tuple[str, int], object] = {}
 
-    def begin(self, as_of, account_id, *, ledger):
+    def begin(self, as_of, account_id, *, ledger, market_digest=""):
         state = self.ledgers.get(ledger) if ledger is not None else None
         return Start(outcome=None, ledger=state, attempts=1)
 
@@ -39,7 +39,7 @@ class _OneMarket:
     def __init__(self, market: MarketSnapshot) -> None:
         self.market = market
 
-    def get(self, key: str) -> MarketSnapshot:
+    def get(self, key: str, digest: str = "") -> MarketSnapshot:
         return self.market
 
 

@@ -115,6 +115,27 @@ def test_the_next_book_holds_the_nights_trades(night, tmp_path) -> None:
         assert cash[o.account_id] == cents(old + flow)
 
 
+def test_an_aggregate_killed_half_way_leaves_no_firm_pnl_saying_complete(
+    night, tmp_path, monkeypatch
+) -> None:
+    # Fleet fault audit: a re-run into a completed night's directory, killed while it rewrote
+    # next_book, left `"complete": true` beside a third of the lots.  firm_pnl.json is removed
+    # first and written last; the next_book without its book.json is refused (test_fleet_book).
+    import producer.aggregate as agg
+
+    book, market, manifest, outcomes = night
+    aggregate(market.as_of, manifest, outcomes, tmp_path, book=book)
+    assert json.loads((tmp_path / "firm_pnl.json").read_text())["complete"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(agg, "write_book", killed)
+    with pytest.raises(KeyboardInterrupt):
+        aggregate(market.as_of, manifest, outcomes, tmp_path, book=book)
+    assert not (tmp_path / "firm_pnl.json").exists()
+
+
 def test_taxview_aggregate_exits_2_naming_the_missing_account(night, tmp_path, capsys) -> None:
     book, market, _, _ = night
     with RedisServer() as server:

@@ -660,3 +660,57 @@ def test_an_account_id_with_a_control_character_is_refused(tmp_path: Path) -> No
     with pytest.raises(InputError, match="control character") as info:
         read_book(hand_book(tmp_path, accounts=bad))
     assert info.value.field == "account_id"
+
+
+def test_a_book_write_killed_half_way_leaves_no_book_json_and_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fleet fault audit: a SIGKILLed aggregator left a next_book/ with a third of its lots and
+    # no window memory that read as a valid book; the next night bought back 147 names sold
+    # at a loss.  book.json is now removed first and written last.
+    import producer.book as book_mod
+
+    market, pairs = synthetic_book(accounts=3, names=20, seed=2, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    write_book(tmp_path, book)
+    real = book_mod._write_table
+
+    def killed(directory, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "pending_losses":
+            raise KeyboardInterrupt  # the process stops here
+        return real(directory, name, *args, **kwargs)
+
+    monkeypatch.setattr(book_mod, "_write_table", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_book(tmp_path, book)
+    assert not (tmp_path / "book.json").exists()
+    with pytest.raises(InputError, match="interrupted write"):
+        read_book(tmp_path)
+    monkeypatch.setattr(book_mod, "_write_table", real)
+    write_book(tmp_path, book)
+    assert read_book(tmp_path).accounts == book.accounts
+
+
+def test_a_table_cut_short_after_the_write_fails_book_jsons_row_counts(tmp_path: Path) -> None:
+    import json
+
+    market, pairs = synthetic_book(accounts=3, names=20, seed=2, as_of=dt.date(2025, 6, 2))
+    write_book(tmp_path, book_from_pairs(market.as_of, pairs))
+    tables = json.loads((tmp_path / "book.json").read_text())["tables"]
+    assert tables["lots"] > 10 and set(tables) >= {"accounts", "lots", "history"}
+    lines = (tmp_path / "lots.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "lots.csv").write_text("".join(lines[: len(lines) // 3]))  # whole rows only
+    with pytest.raises(InputError, match=r"book\.json says the writer wrote") as info:
+        read_book(tmp_path)
+    assert info.value.field == "lots"
+    # A table file gone altogether (an optional one: read as empty without the counts).
+    (tmp_path / "lots.csv").write_text("".join(lines))
+    read_book(tmp_path)
+    optional = next(
+        name
+        for name in ("pending_losses", "recent_purchases", "last_purchases", "history")
+        if tables[name] > 0
+    )
+    (tmp_path / f"{optional}.csv").unlink()
+    with pytest.raises(InputError, match=f"{optional} holds 0 rows"):
+        read_book(tmp_path)

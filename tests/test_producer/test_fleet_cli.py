@@ -235,6 +235,35 @@ def test_preflight_refuses_an_evicting_policy_and_an_unreachable_broker_in_one_l
 
 
 @pytest.mark.integration
+def test_a_sweep_of_a_night_without_its_manifest_is_refused(
+    redis_url: str, tmp_path, capsys, monkeypatch
+) -> None:
+    # Fleet fault audit: the producer stopped after the snapshot, before the manifest; a
+    # sweep of another book (one account's cash changed) was taken as the night's, enqueue
+    # then sent nothing and aggregate published the mix as complete.
+    from producer.book import read_book
+    from producer.enqueue import publish_market
+    from producer.results_reader import connect
+    from shared import results_keys as keys
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    night = dt.date(2025, 6, 2)
+    _small_book(tmp_path / "book", night=night, close=dt.date(2025, 5, 30))
+    client = connect(f"{redis_url}/3")
+    client.delete(*client.keys(keys.night_keys_pattern(night)) or ["none"])
+    from producer.book import read_market
+
+    publish_market(client, read_market(tmp_path / "book" / "market.json", night), ttl_s=600)
+    assert read_book(tmp_path / "book").accounts  # the book itself reads
+    urls = ["--broker-url", f"{redis_url}/2", "--redis-url", f"{redis_url}/3"]
+    rc = main(["sweep", "--book", str(tmp_path / "book"), *urls])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "no manifest" in err and "taxview enqueue" in err
+    assert not client.hlen(keys.results_key(night))
+
+
+@pytest.mark.integration
 def test_fleet_commands_against_an_unreachable_store_fail_in_one_line(
     tmp_path, capsys, monkeypatch
 ) -> None:

@@ -42,7 +42,14 @@ class MemoryStore:
         self.ledgers: dict[tuple[str, int], LedgerState] = {}
         self.puts = 0
 
-    def begin(self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None) -> Start:
+    def begin(
+        self,
+        as_of: dt.date,
+        account_id: str,
+        *,
+        ledger: tuple[str, int] | None,
+        market_digest: str = "",
+    ) -> Start:
         if account_id in self.outcomes:
             return Start(outcome=self.outcomes[account_id], ledger=None, attempts=0)
         state = self.ledgers.get(ledger) if ledger is not None else None
@@ -85,7 +92,7 @@ class Markets:
     def __init__(self, market: MarketSnapshot | None = TINY) -> None:
         self.market = market
 
-    def get(self, key: str) -> MarketSnapshot:
+    def get(self, key: str, digest: str = "") -> MarketSnapshot:
         if self.market is None:
             raise NotReady("no market snapshot under 'k' yet")
         return self.market
@@ -369,7 +376,12 @@ def test_an_unreadable_staged_ledger_is_a_rejected_outcome_handed_on_to_the_next
             self.handed_on: list[tuple[str, int, bool]] = []
 
         def begin(
-            self, as_of: dt.date, account_id: str, *, ledger: tuple[str, int] | None
+            self,
+            as_of: dt.date,
+            account_id: str,
+            *,
+            ledger: tuple[str, int] | None,
+            market_digest: str = "",
         ) -> Start:
             raise InputError(
                 "staged ledger is not compressed ledger data", account="H", field="ledger"

@@ -137,6 +137,86 @@ def test_the_market_is_read_once_per_process_and_a_missing_one_names_the_key(
         cache.get(keys.market_key(dt.date(2025, 6, 3)))
 
 
+def test_a_cached_snapshot_is_not_used_for_a_task_planned_with_another_one(
+    store: ResultsStore,
+) -> None:
+    # Fleet fault audit: a night started over (its keys deleted) with a corrected market was
+    # solved on the old snapshot by workers that stayed up, the cache being keyed by date only.
+    def snap(price: float) -> MarketSnapshot:
+        return MarketSnapshot(
+            as_of=DAY,
+            symbols=["AAA"],
+            prices=[price],
+            benchmark_weights=[1.0],
+            risk_model=RiskModel(
+                factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
+            ),
+        )
+
+    key = keys.market_key(DAY)
+    old, new = snap(10.0), snap(9.0)
+    old_digest = keys.snapshot_digest(encode_json(old))
+    new_digest = keys.snapshot_digest(encode_json(new))
+    store.client.set(key, encode_json(old))
+    cache = MarketCache(store)
+    assert cache.get(key, old_digest) == old
+    store.client.set(key, encode_json(new))  # the night started over with a corrected market
+    # The cache alone still serves the old digest from memory: the store's round trip before a
+    # solve (begin, next test) is what stops a task of the earlier run.
+    assert cache.get(key, old_digest) == old
+    assert cache.get(key, new_digest) == new  # a task of the new run reads the new one
+    assert cache.get(key, new_digest) == new and cache.loads == 2
+    # A task of the earlier run never solves on the new snapshot: transient, retried, and it
+    # runs out of retries without an outcome while its account's new task solves it.
+    with pytest.raises(NotReady, match="earlier run"):
+        cache.get(key, old_digest)
+
+
+def test_a_task_planned_with_another_snapshot_than_the_stored_one_is_never_solved(
+    store: ResultsStore,
+) -> None:
+    # The task of an earlier run of a night started over with a corrected market: its digest
+    # no longer matches the stored snapshot's, read in the same round trip as the outcome.
+    from producer.enqueue import publish_market
+    from shared.messages import AccountSpec, AccountTask
+    from worker.handlers import handle_account
+
+    def snap(price: float) -> MarketSnapshot:
+        return MarketSnapshot(
+            as_of=DAY,
+            symbols=["AAA"],
+            prices=[price],
+            benchmark_weights=[1.0],
+            risk_model=RiskModel(
+                factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
+            ),
+        )
+
+    old, new = snap(10.0), snap(9.0)
+    old_digest = keys.snapshot_digest(encode_json(old))
+    new_digest = keys.snapshot_digest(encode_json(new))
+    publish_market(store.client, old, ttl_s=600)
+    start = store.begin(DAY, "A1", ledger=None, market_digest=old_digest)
+    assert (start.attempts, start.market_digest) == (1, old_digest)
+    store.client.delete(keys.market_key(DAY), keys.market_digest_key(DAY), keys.attempts_key(DAY))
+    publish_market(store.client, new, ttl_s=600)
+    start = store.begin(DAY, "A1", ledger=None, market_digest=old_digest)
+    assert (start.attempts, start.market_digest) == (0, new_digest)  # not counted
+    stale = AccountTask(
+        as_of=DAY,
+        market_key=keys.market_key(DAY),
+        account=AccountSpec(account_id="A1"),
+        household_id="A1",
+        market_digest=old_digest,
+    )
+    markets = MarketCache(store)
+    markets.get(keys.market_key(DAY))  # a worker that cached a snapshot: the new one here
+    with pytest.raises(NotReady, match="not the one this task was planned with"):
+        handle_account(stale, store=store, markets=markets, retries=0, max_retries=2)
+    assert store.outcome(DAY, "A1") is None
+    assert store.begin(DAY, "A1", ledger=None, market_digest=new_digest).attempts == 1
+
+
 def test_an_unreadable_staged_ledger_rejects_each_sibling_in_turn_and_is_released_at_the_end(
     store: ResultsStore,
 ) -> None:
