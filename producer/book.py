@@ -404,6 +404,12 @@ def read_book(directory: Path) -> Book:
     def place(row: dict[str, str], file: str, row_no: int) -> dict[str, list[Any]]:
         """Fill the row's household and account type from ``accounts``; its household bucket."""
         account = row.get("account", "")
+        if not account.isprintable():  # as in accounts (review: only accounts was checked)
+            raise InputError(
+                f"{file} row {row_no}: account {account!r} holds a control character",
+                account=account,
+                field="account",
+            )
         spec = by_id.get(account)
         household = row.get("household_id", "")
         if spec is not None:
@@ -649,12 +655,11 @@ def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:
     """A history row, held to the ledger's own rules (docs/ledger.md): quantity > 0, at most
     1e10 shares and 18 decimals, price ≥ 0 and at most $1e10 (a data-path audit found a price
     of −5 copied into the next book, the fuzz audit 2e10 shares and 19 decimals)."""
-    from shared.ledger import MAX_PRICE, MAX_QUANTITY, MAX_QUANTITY_PLACES
+    from shared.ledger import MAX_PRICE, MAX_QUANTITY, MAX_QUANTITY_PLACES, decimal_places
 
     txn: Transaction = _convert(row, Transaction, file, row_no)
     q, p = txn.quantity, txn.price
-    exponent = q.normalize().as_tuple().exponent if q.is_finite() else 0
-    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    places = decimal_places(q) if q.is_finite() else 0
     for column, value, ok, rule in (
         ("quantity", q, q.is_finite() and 0 < q <= MAX_QUANTITY, f"> 0 and ≤ {MAX_QUANTITY:,}"),
         # more places than the ledger carries (fuzz audit: 19 were copied into the next book)

@@ -60,8 +60,12 @@ def _usd(x: float | Decimal) -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written .tmp behind
+        raise
 
 
 def write_nav_csv(path: Path, run: RunResult) -> None:

@@ -356,6 +356,21 @@ def run(args: argparse.Namespace) -> int:
             f"--exclude names every name of the universe {config.universe}: nothing to hold",
             field="--exclude",
         )
+    eligible = len(set(market.symbols) - set(config.exclusions))
+    need = 1.0 - config.cash_band()[1]
+    if (
+        config.strategy == "direct-index"
+        and config.max_weight is not None
+        and config.max_weight * eligible < need - 1e-12
+    ):
+        # The book starts in cash: no day could invest it (fuzz audit: every day was held and
+        # the headline read "tax alpha +8.24%/y").
+        raise InputError(
+            f"--max-weight {config.max_weight:g} × {eligible} names that may be held = "
+            f"{config.max_weight * eligible:.4g} of NAV, below the {need:.4g} a direct-index "
+            "book must invest",
+            field="--max-weight",
+        )
     t0, _ = window(market, config.start, config.end)
     if config.strategy == "market-neutral" and not market.alpha(market.dates[t0]):
         raise InputError(
@@ -520,7 +535,10 @@ def _out_dir(out: Path) -> Iterator[None]:
     run with a traceback after all the work); remove it again if it was created here and a
     refusal (:class:`TaxviewError`) leaves it empty; a write that still fails is a one-line
     error naming the file."""
-    created = not out.exists()
+    first_new: Path | None = None  # the outermost directory this run creates
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        first_new, probe = probe, probe.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -537,11 +555,17 @@ def _out_dir(out: Path) -> Iterator[None]:
         try:
             yield
         except OSError as exc:
-            where = f" {exc.filename}" if exc.filename else ""
-            raise TaxviewError(f"cannot write{where}: {exc.strerror or exc}") from exc
+            # A failed write() names no file (a full disk): then the folder is named.
+            where = exc.filename if exc.filename else f"into --out {out}"
+            raise TaxviewError(f"cannot write {where}: {exc.strerror or exc}") from exc
     except TaxviewError:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        if first_new is not None:  # every directory this run created, if left empty
+            level = out
+            while level.is_dir() and not any(level.iterdir()):
+                level.rmdir()
+                if level == first_new:
+                    break
+                level = level.parent
         raise
 
 

@@ -84,7 +84,7 @@ MAX_QUANTITY_PLACES = 18
 # --------------------------------------------------------------------------------------------
 
 
-def _decimal_places(value: Decimal) -> int:
+def decimal_places(value: Decimal) -> int:
     """Decimal places of a finite ``value`` without its trailing zeros (``1.50`` → 1), read
     from its digits: no arithmetic, so ``1E-999999999`` cannot underflow to 0."""
     _, digits, exponent = value.as_tuple()
@@ -835,7 +835,7 @@ class Ledger:
         if (
             isinstance(exponent, int)
             and exponent < -MAX_QUANTITY_PLACES
-            and _decimal_places(txn.quantity) > MAX_QUANTITY_PLACES
+            and decimal_places(txn.quantity) > MAX_QUANTITY_PLACES
         ):
             raise LedgerError(
                 f"quantity {txn.quantity} has more than {MAX_QUANTITY_PLACES} decimal places",

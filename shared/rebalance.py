@@ -57,7 +57,7 @@ import msgspec
 import numpy as np
 
 from shared.errors import Infeasible, InputError, SolverFailed
-from shared.ledger import FIRST_DATE, LAST_DATE
+from shared.ledger import FIRST_DATE, LAST_DATE, decimal_places
 from shared.ledger import MAX_QUANTITY as LEDGER_MAX_QUANTITY
 from shared.ledger import MAX_QUANTITY_PLACES as LEDGER_MAX_QUANTITY_PLACES
 from shared.ledger import cents as ledger_cents
@@ -205,6 +205,14 @@ class MarketArrays:
     alpha: FloatArray | None
     #: Upper-cased symbol → the market's spelling (tickers are case-insensitive: one security).
     by_upper: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def find(self, sym: str) -> int | None:
+        """The market index of ``sym``, matched exactly, else regardless of case."""
+        i = self.index.get(sym)
+        if i is None:
+            spelled = self.by_upper.get(sym.upper())
+            i = None if spelled is None else self.index.get(spelled)
+        return i
 
 
 _market_cache: list[tuple[MarketSnapshot, MarketArrays]] = []
@@ -450,11 +458,19 @@ def _symbol_spellings(symbols: list[str], account: str | None) -> dict[str, str]
     return by_upper
 
 
-def _market_spelling(request: RebalanceRequest, market: MarketArrays) -> RebalanceRequest:
-    """The request with the window memory's and the identical groups' symbols in the market's
-    spelling where they differ only in case (fuzz audit: pending losses of PQW
-    written ``pqw`` were matched to no name, and the ticket bought PQW 15 days after its loss
-    sale).  A symbol the market does not list in any case is left as written."""
+def _market_spelling(request: RebalanceRequest) -> RebalanceRequest:
+    """The request with every symbol the market lists in another case written as the market
+    writes it: the household's lots, the window memory, the identical groups and the history
+    (tickers are case-insensitive, docs/ledger.md).  The ledger and the restrictions match
+    symbols exactly, so a purchase spelled ``bmo`` (a household IRA's lot, a history row, a
+    pending loss of ``pqw``) restricted nothing and the ticket harvested BMO five days after it
+    (fuzz audit, diff review).  A symbol the market does not list in any case is left as
+    written; an identical group that two spellings of one name collapse is dropped.
+
+    Raises:
+        InputError: a bad market (:func:`market_arrays`), naming the account.
+    """
+    market = market_arrays(request.market, account=request.account.account_id or None)
     index, by_upper = market.index, market.by_upper
 
     def fix(sym: str) -> str:
@@ -468,11 +484,16 @@ def _market_spelling(request: RebalanceRequest, market: MarketArrays) -> Rebalan
     def regrouped(groups: list[list[str]]) -> list[list[str]] | None:
         if all(sym in index for group in groups for sym in group):
             return None
-        return [[fix(sym) for sym in group] for group in groups]
+        out = []
+        for group in groups:
+            spelled = list(dict.fromkeys(fix(sym) for sym in group))
+            if len(spelled) > 1 or len(group) < 2:  # a one-name group stays: validated later
+                out.append(spelled)
+        return out
 
     ledger, acct = request.ledger, request.account
     changes: dict[str, Any] = {}
-    for name in ("pending_losses", "recent_purchases", "last_purchases"):
+    for name in ("lots", "pending_losses", "recent_purchases", "last_purchases"):
         items = moved(getattr(ledger, name))
         if items is not None:
             changes[name] = items
@@ -483,12 +504,14 @@ def _market_spelling(request: RebalanceRequest, market: MarketArrays) -> Rebalan
     acct_identical = regrouped(acct.identical)
     if acct_identical is not None:
         acct_changes["identical"] = acct_identical
-    if not changes and not acct_changes:
+    history = moved(request.history)
+    if not changes and not acct_changes and history is None:
         return request
     return msgspec.structs.replace(
         request,
         ledger=msgspec.structs.replace(ledger, **changes) if changes else ledger,
         account=msgspec.structs.replace(acct, **acct_changes) if acct_changes else acct,
+        history=request.history if history is None else history,
     )
 
 
@@ -644,12 +667,7 @@ def _check_history(request: RebalanceRequest) -> None:
     aid = request.account.account_id
     for i, t in enumerate(request.history):
         q, p = t.quantity, t.price
-        exponent = q.as_tuple().exponent  # trailing zeros are no places: normalize only then
-        if (
-            isinstance(exponent, int)
-            and exponent < -LEDGER_MAX_QUANTITY_PLACES
-            and int(q.normalize().as_tuple().exponent) < -LEDGER_MAX_QUANTITY_PLACES
-        ):
+        if q.is_finite() and decimal_places(q) > LEDGER_MAX_QUANTITY_PLACES:
             raise InputError(
                 f"{t.side} of {t.symbol} on {t.date}: quantity {q} has more than "
                 f"{LEDGER_MAX_QUANTITY_PLACES} decimal places",
@@ -672,32 +690,32 @@ def _check_history(request: RebalanceRequest) -> None:
             )
 
 
-def _check_room(acct: AccountSpec, eligible: int, n: int) -> None:
-    """Refuse settings no ticket can meet, naming the setting, instead of running the whole
-    relaxation chain to ``held`` (fuzz audit: every name excluded ended ``held`` with a breach
-    line about a name's cap; a 1% cap on 32 names could invest 32% of a long-only book).
-
-    Raises:
-        InputError: ``account.exclusions`` when they leave no name to hold;
-            ``account.max_weight`` when ``max_weight`` × the names that may be held is below
-            what a direct-index account must invest (1 − ``max_cash_w``).
-    """
-    aid = acct.account_id
-    if eligible == 0:
-        raise InputError(
-            f"the exclusions leave none of the market's {n} names to hold",
-            account=aid,
-            field="account.exclusions",
-        )
+def _room_shortfall(ctx: _Context) -> list[str]:
+    """Why no ticket can meet the account's own settings, when the simple count says so: the
+    exclusions leave no name to hold while cash is capped below 100%, or (direct-index) the
+    single-name cap times the names that may be held is below what the account must invest
+    (1 − ``max_cash_w``).  Said first on a ``held`` outcome, naming the setting (fuzz audit: a
+    1% cap on 32 names ended ``held`` with a line about one name's cap).  Not a refusal: held
+    excluded names sold over time, or loss lots the wash-sale rules keep, can give a ticket
+    more room than the count (review: an up-front refusal rejected such accounts)."""
+    acct = ctx.request.account
+    eligible = int(np.count_nonzero(~ctx.excluded))
     need = 1.0 - acct.max_cash_w
+    if acct.strategy == "market-neutral" or need <= 0:
+        return []
+    if eligible == 0:
+        return [
+            f"held: the exclusions (account.exclusions) leave none of the market's "
+            f"{len(ctx.market.symbols)} names to hold, and max_cash_w {acct.max_cash_w:g} keeps "
+            f"{need:.4g} of NAV invested"
+        ]
     if acct.strategy == "direct-index" and acct.max_weight * eligible < need - 1e-12:
-        raise InputError(
-            f"max_weight {acct.max_weight:g} × {eligible} names that may be held = "
-            f"{acct.max_weight * eligible:.4g} of NAV, below the {need:.4g} a direct-index "
-            "account must invest (1 − max_cash_w)",
-            account=aid,
-            field="account.max_weight",
-        )
+        return [
+            f"held: max_weight {acct.max_weight:g} (account.max_weight) × {eligible} names that "
+            f"may be held = {acct.max_weight * eligible:.4g} of NAV, below the {need:.4g} a "
+            "direct-index account must invest (1 − max_cash_w)"
+        ]
+    return []
 
 
 def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
@@ -1382,6 +1400,9 @@ def bought_in_window(
     member_of = {sym: g for g in groups for sym in g}
 
     def mark(sym: str, short: bool) -> None:
+        i = market.find(sym)
+        if i is not None:
+            sym = market.symbols[i]  # the history's symbols are upper-cased
         for x in member_of.get(sym, (sym,)):
             i = index.get(x)
             if i is not None:
@@ -1580,12 +1601,11 @@ def _base_problem(
         gain[washed] = 0.0
     buy_allowed = ~excluded.copy()
     for sym in no_buy:
-        i = market.index.get(sym)
+        i = market.find(sym)  # the history's symbols are upper-cased
         if i is not None:
             buy_allowed[i] = False
     strategy = acct.strategy
     max_w = np.where(excluded, 0.0, acct.max_weight)
-    _check_room(acct, int(n - np.count_nonzero(excluded)), len(market.symbols))
     if strategy == "direct-index":
         min_w = np.zeros(n)
         short_allowed = np.zeros(n, dtype=np.bool_)
@@ -1594,7 +1614,7 @@ def _base_problem(
         # IRC §1091(e): a short sale within 30 days of a loss on a cover washes that loss.
         short_allowed = ~excluded.copy()
         for sym in no_short:
-            i = market.index.get(sym)
+            i = market.find(sym)
             if i is not None:
                 short_allowed[i] = False
     w_bench = market.w_bench
@@ -3894,8 +3914,8 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
     """
     t0 = time.perf_counter()
     solve_fn = solve or _default_solve
+    request = _market_spelling(request)
     market, scan = _validate(request)
-    request = _market_spelling(request, market)
     ctx = _context(request, market, scan)
     n = len(market.symbols)
     locked = np.zeros(n, dtype=np.bool_)
@@ -3915,7 +3935,7 @@ def rebalance(request: RebalanceRequest, *, solve: SolveFn | None = None) -> Sol
             # Held: no trades, so the book stays as it is; say which of the account's limits it
             # misses (a name above its cap, an excluded name still held, …) for the person who
             # resolves it, as a rounded ticket's misses are said.
-            breaches = [
+            breaches = _room_shortfall(ctx) + [
                 "held: " + b.replace(" after rounding to shares", "")
                 for b in _rounded_breaches(ctx, ctx.base, _NO_ORDERS, w)
             ]

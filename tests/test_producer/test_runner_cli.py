@@ -428,3 +428,35 @@ def test_a_date_not_written_yyyy_mm_dd_is_a_usage_error(capsys) -> None:
         main(["--start", "20200102", "--end", "2020-02-28"])
     assert stop.value.code == 2
     assert "'20200102' is not a date (YYYY-MM-DD)" in capsys.readouterr().err
+
+
+def test_a_refused_run_removes_every_directory_it_created_for_out(capsys, tmp_path) -> None:
+    argv = ["--start", "2024-01-02", "--end", "2024-01-31", "--universe", "synthetic:10"]
+    out = tmp_path / "p1" / "p2" / "p3"
+    _refused(capsys, [*argv, "--capital", "1000000000000", "--out", str(out), "--quiet"])
+    assert not (tmp_path / "p1").exists()
+
+
+def test_a_full_disk_names_the_out_folder_and_leaves_no_tmp_file(
+    monkeypatch, capsys, tmp_path
+) -> None:
+    # Diff review: a failing write() carries no file name; the error said "cannot write: …".
+    from producer import reports
+
+    def full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reports.Path, "write_text", lambda self, *a, **k: full(self, a))
+    argv = ["--start", "2020-01-02", "--end", "2020-01-10", "--universe", "synthetic:5"]
+    err = _refused(capsys, [*argv, "--out", str(tmp_path / "o"), "--quiet"])
+    assert "No space left on device" in err and f"into --out {tmp_path / 'o'}" in err
+    assert not list((tmp_path / "o").glob("*.tmp"))
+
+
+def test_a_cap_no_day_could_invest_the_book_under_is_refused_before_the_run(
+    capsys, tmp_path
+) -> None:
+    argv = ["--start", "2024-01-02", "--end", "2024-01-31", "--universe", "synthetic:20"]
+    err = _refused(capsys, [*argv, "--max-weight", "0.01", "--out", str(tmp_path / "o")])
+    assert "--max-weight" in err and "× 20 names" in err
+    assert not (tmp_path / "o").exists()
