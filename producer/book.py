@@ -362,9 +362,15 @@ def read_book(directory: Path) -> Book:
     try:
         meta = json.loads(meta_path.read_text())
         as_of = dt.date.fromisoformat(meta["as_of"])
-        declared = _declared_rows(meta.get("tables"))
     except (KeyError, ValueError, TypeError) as exc:
         raise InputError(f"{meta_path}: expected {{'as_of': 'YYYY-MM-DD'}}", field="as_of") from exc
+    try:
+        declared = _declared_rows(meta.get("tables"))
+    except ValueError as exc:
+        raise InputError(
+            f"{meta_path}: \"tables\" must map table names to row counts (whole numbers ≥ 0)",
+            field="tables",
+        ) from exc
     counts: dict[str, int] = {}
 
     def _table(

@@ -460,12 +460,13 @@ def _symbol_spellings(symbols: list[str], account: str | None) -> dict[str, str]
 
 def _market_spelling(request: RebalanceRequest) -> RebalanceRequest:
     """The request with every symbol the market lists in another case written as the market
-    writes it: the household's lots, the window memory, the identical groups and the history
-    (tickers are case-insensitive, docs/ledger.md).  The ledger and the restrictions match
-    symbols exactly, so a purchase spelled ``bmo`` (a household IRA's lot, a history row, a
-    pending loss of ``pqw``) restricted nothing and the ticket harvested BMO five days after it
-    (fuzz audit, diff review).  A symbol the market does not list in any case is left as
-    written; an identical group that two spellings of one name collapse is dropped.
+    writes it: the household's other accounts' lots, the window memory, the identical groups
+    and the history (tickers are case-insensitive, docs/ledger.md).  The ledger and the
+    restrictions match symbols exactly, so a purchase spelled ``bmo`` (a household IRA's lot,
+    a history row, a pending loss of ``pqw``) restricted nothing and the ticket harvested BMO
+    five days after it (fuzz audit, diff review).  A symbol the market does not list in any
+    case is left as written; an identical group that two spellings of one name collapse is
+    dropped.
 
     Raises:
         InputError: a bad market (:func:`market_arrays`), naming the account.
@@ -493,10 +494,21 @@ def _market_spelling(request: RebalanceRequest) -> RebalanceRequest:
 
     ledger, acct = request.ledger, request.account
     changes: dict[str, Any] = {}
-    for name in ("lots", "pending_losses", "recent_purchases", "last_purchases"):
+    for name in ("pending_losses", "recent_purchases", "last_purchases"):
         items = moved(getattr(ledger, name))
         if items is not None:
             changes[name] = items
+    # Other accounts' lots only: the account's own lots are traded by name, and the ledger that
+    # books the ticket keeps their spelling, so one spelled otherwise stays a rejection
+    # (review: a `vjc` lot sold as VJC could not be booked and the night's aggregation died).
+    aid = acct.account_id
+    if not all(lot.symbol in index or lot.account == aid for lot in ledger.lots):
+        changes["lots"] = [
+            lot
+            if lot.symbol in index or lot.account == aid
+            else msgspec.structs.replace(lot, symbol=fix(lot.symbol))
+            for lot in ledger.lots
+        ]
     identical = regrouped(ledger.identical)
     if identical is not None:
         changes["identical"] = identical
@@ -1349,7 +1361,9 @@ def history_window(
     if not any(cut <= t.date <= as_of for t in request.history):
         return set(), {}
     bought = set(history_purchases(request.history, as_of))
-    member_of = {sym: g for g in groups for sym in g}
+    # Upper-case keys: history_losses upper-cases its symbols, the groups are in the market's
+    # spelling (review: a lower-case `ubh` loss barred no buy of its group's BZQ).
+    member_of = {sym.upper(): g for g in groups for sym in g}
     lost: dict[str, tuple[str, bool]] = {}
     for method in ("fifo", "hifo"):
         for p in history_losses(
@@ -1366,7 +1380,7 @@ def history_window(
                 f"history: {what} of {p.quantity} sh {p.symbol} in acct {p.account} on "
                 f"{p.date_sold} ({size}) (IRC §1091)"
             )
-            for sym in member_of.get(p.symbol, (p.symbol,)):
+            for sym in member_of.get(p.symbol.upper(), (p.symbol,)):
                 prev = lost.get(sym)
                 lost[sym] = (why if prev is None else prev[0], p.short or bool(prev and prev[1]))
     return bought, lost

@@ -101,10 +101,13 @@ class Store(Protocol):
         next_ledger: tuple[str, int, LedgerState] | None = None,
         release: str | None = None,
         booked_from: tuple[LedgerState, list[int]] | None = None,
+        market_digest: str = "",
     ) -> None:
         """Store an outcome (and the next sibling's ledger, or release the household's);
         ``booked_from`` = ``(ledger, carried)``: the next ledger was booked from ``ledger``
-        (the one :meth:`begin` returned), keeping its lots ``carried`` (``Booked.carried``)."""
+        (the one :meth:`begin` returned), keeping its lots ``carried`` (``Booked.carried``);
+        with ``market_digest``, only while the stored snapshot is that one (else
+        :class:`NotReady`, nothing written)."""
 
 
 class Markets(Protocol):
@@ -262,14 +265,15 @@ def handle_account(
         done: Outcome = msgspec.json.decode(start.outcome, type=Outcome)
         return done
     stored = start.market_digest
-    if task.market_digest and stored is not None and stored != task.market_digest:
+    if task.market_digest and stored != task.market_digest:
         # A task of an earlier run of the night (its keys deleted and the night started over
         # with another market, Runbook): never solved on a snapshot it was not planned with
         # (fleet fault audit).  Transient: it runs out of waits without an outcome, while its
         # account's task of the current run solves the account.
         raise NotReady(
-            f"account {account_id}: the night's stored market snapshot ({stored[:12]}) is not "
-            f"the one this task was planned with ({task.market_digest[:12]})"
+            f"account {account_id}: the night's stored market snapshot "
+            f"({'none' if stored is None else stored[:12]}) is not the one this task was "
+            f"planned with ({task.market_digest[:12]})"
         )
     ledger = task.ledger if task.ledger is not None else start.ledger
     if ledger is None:
@@ -337,9 +341,14 @@ def _store(
                 if isinstance(booked, Booked) and booked.carried is not None:
                     booked_from = (ledger, booked.carried)
         next_ledger = (task.household_id, task.household_index + 1, state)
-        store.put(outcome, next_ledger=next_ledger, booked_from=booked_from)
+        store.put(
+            outcome,
+            next_ledger=next_ledger,
+            booked_from=booked_from,
+            market_digest=task.market_digest,
+        )
     else:  # the household's last account: its staged ledgers are no longer needed
-        store.put(outcome, release=task.household_id)
+        store.put(outcome, release=task.household_id, market_digest=task.market_digest)
 
 
 def _rejected(task: AccountTask, exc: InputError, *, field: str = "") -> Rejected:

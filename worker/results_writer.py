@@ -19,7 +19,7 @@ from redis.retry import Retry
 
 from shared import results_keys as keys
 from shared.messages import LedgerState, MarketSnapshot, Outcome, decode_json, encode_json
-from worker.handlers import Start
+from worker.handlers import NotReady, Start
 
 #: Reconnect attempts of one store operation (exponential backoff capped at 2 s: ~45 s in all),
 #: so a task rides out a Redis restart instead of failing while the broker is down too.
@@ -36,12 +36,14 @@ WRITTEN_LEDGERS = 4
 #: the household's field ``0`` when the staged ledger is a patch on it (read in the same step, so
 #: the last sibling's release cannot fall in between); ``digest`` the stored snapshot's digest.
 #: The attempt is counted only when there is no outcome, the ledger is there (or not needed) and
-#: the stored snapshot is the task's (or either digest is unknown).
+#: the stored snapshot is the task's (when the task names one: a missing digest is not ready —
+#: the night's keys were deleted, or the store came back empty, and the producer publishes it
+#: again before it sends anything).
 BEGIN_SCRIPT = """
 local done = redis.call('HGET', KEYS[1], ARGV[1])
 if done then return {0, done, false, false, false} end
 local digest = redis.call('GET', KEYS[4])
-if ARGV[5] ~= '' and digest and digest ~= ARGV[5] then return {0, false, false, false, digest} end
+if ARGV[5] ~= '' and digest ~= ARGV[5] then return {0, false, false, false, digest} end
 local staged = false
 local base = false
 if ARGV[2] ~= '' then
@@ -173,7 +175,7 @@ class ResultsStore:
         if done is not None:
             return Start(outcome=bytes(done), ledger=None, attempts=0)
         stored = None if digest is None else bytes(digest).decode()
-        if market_digest and stored is not None and stored != market_digest:
+        if market_digest and stored != market_digest:
             return Start(outcome=None, ledger=None, attempts=0, market_digest=stored)
         state = None
         if ledger is not None and raw is not None:
@@ -283,9 +285,13 @@ class ResultsStore:
         next_ledger: tuple[str, int, LedgerState] | None = None,
         release: str | None = None,
         booked_from: tuple[LedgerState, list[int]] | None = None,
+        market_digest: str = "",
     ) -> None:
         """Store one account's outcome (overwrite) and, for a household, the ledger that the
-        next account of the household starts from, atomically.
+        next account of the household starts from, atomically — only while the night's stored
+        snapshot is still ``market_digest`` (when given; else :class:`~worker.handlers.NotReady`
+        and nothing is written: a solve of an earlier run of the night, its keys deleted while
+        it ran, never leaves its outcome in the new run).
 
         Args:
             outcome: the account's outcome.
@@ -299,13 +305,13 @@ class ResultsStore:
                 :meth:`begin` handed out).
         """
         if next_ledger is None:
-            self._write(outcome, staged=None, release=release)
+            self._write(outcome, staged=None, release=release, market_digest=market_digest)
             return
         household, index, state = next_ledger
         key = keys.ledger_key(outcome.as_of, household)
         lineage, raw = self._patch(key, index, state, booked_from)
         staged = (key, str(index), raw)
-        self._write(outcome, staged=staged, release=release)
+        self._write(outcome, staged=staged, release=release, market_digest=market_digest)
         self._written[key, staged[1]] = _Staged(raw, state, lineage)
         while len(self._written) > WRITTEN_LEDGERS:
             self._written.popitem(last=False)
@@ -337,12 +343,46 @@ class ResultsStore:
         return None, keys.encode_ledger(state)
 
     def _write(
-        self, outcome: Outcome, *, staged: tuple[str, str, bytes] | None, release: str | None
+        self,
+        outcome: Outcome,
+        *,
+        staged: tuple[str, str, bytes] | None,
+        release: str | None,
+        market_digest: str = "",
     ) -> None:
         """One transaction: release a household's staged ledgers, stage ``(key, field, stored
-        bytes)``, and write the outcome and its status (overwrite), all with the TTL."""
+        bytes)``, and write the outcome and its status (overwrite), all with the TTL; with a
+        ``market_digest``, only while the stored snapshot's digest is that one (``WATCH``ed)."""
         as_of = outcome.as_of
-        pipe = self.client.pipeline(transaction=True)
+        if not market_digest:
+            self._commit(self.client.pipeline(transaction=True), outcome, staged, release)
+            return
+        digest_key = keys.market_digest_key(as_of)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(digest_key)
+                    stored: Any = pipe.get(digest_key)
+                    if stored is None or bytes(stored).decode() != market_digest:
+                        pipe.reset()
+                        raise NotReady(
+                            f"account {outcome.account_id}: the night's market snapshot changed "
+                            "while it was solved (the night was started over): not stored"
+                        )
+                    pipe.multi()
+                    self._commit(pipe, outcome, staged, release)
+                    return
+                except redis.WatchError:
+                    continue  # the digest key was written meanwhile: read it again
+
+    def _commit(
+        self,
+        pipe: Any,
+        outcome: Outcome,
+        staged: tuple[str, str, bytes] | None,
+        release: str | None,
+    ) -> None:
+        as_of = outcome.as_of
         if release is not None:
             pipe.delete(keys.ledger_key(as_of, release))
         if staged is not None:

@@ -29,7 +29,7 @@ class _MemoryStore:
     def release(self, as_of, household):
         self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != household}
 
-    def put(self, outcome, *, next_ledger=None, release=None, booked_from=None):
+    def put(self, outcome, *, next_ledger=None, release=None, booked_from=None, market_digest=""):
         self.outcomes[outcome.account_id] = outcome
         if next_ledger is not None:
             self.ledgers[next_ledger[:2]] = next_ledger[2]

@@ -714,3 +714,13 @@ def test_a_table_cut_short_after_the_write_fails_book_jsons_row_counts(tmp_path:
     (tmp_path / f"{optional}.csv").unlink()
     with pytest.raises(InputError, match=f"{optional} holds 0 rows"):
         read_book(tmp_path)
+
+
+def test_a_book_json_whose_tables_entry_is_malformed_is_refused_naming_tables(
+    tmp_path: Path,
+) -> None:
+    directory = hand_book(tmp_path)
+    (directory / "book.json").write_text('{"as_of": "2024-07-01", "tables": {"lots": "5"}}')
+    with pytest.raises(InputError, match="row counts") as info:
+        read_book(directory)
+    assert info.value.field == "tables"

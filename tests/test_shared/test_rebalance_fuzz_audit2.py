@@ -214,3 +214,51 @@ def test_a_history_quantity_of_29_significant_digits_is_counted_to_its_last_plac
     _rejected(
         msgspec.structs.replace(req, history=history), f"history[{len(history) - 1}].quantity"
     )
+
+
+def test_an_own_lot_spelled_in_another_case_is_still_rejected_not_traded_unbookably() -> None:
+    # Review: rewriting the account's own lots let the ticket sell `cby` lots as CBY, which
+    # the booking ledger (case-sensitive) then could not find: the night's aggregation died.
+    req = _req()
+    i = _own_lot(req)
+    lots = list(req.ledger.lots)
+    lots[i] = msgspec.structs.replace(lots[i], symbol=lots[i].symbol.lower())
+    _rejected(_with_ledger(req, lots=lots), f"ledger.lots[{i}].symbol", "not in the market")
+
+
+def test_a_history_loss_of_a_lower_case_market_name_bars_its_identical_groups_buys() -> None:
+    # Review: history_losses upper-cases symbols; the groups are in the market's spelling.
+    import shared.rebalance as rb
+
+    req = _req()
+    sym, twin = req.market.symbols[0], req.market.symbols[1]
+    low = [s.lower() if s == sym else s for s in req.market.symbols]
+    req = _with_market(req, symbols=low)
+    lots = [
+        msgspec.structs.replace(lot, symbol=sym.lower()) if lot.symbol == sym else lot
+        for lot in req.ledger.lots
+    ]
+    history = [
+        msgspec.structs.replace(t, symbol=sym.lower()) if t.symbol == sym else t
+        for t in req.history
+    ]
+    req = msgspec.structs.replace(req, history=history)
+    req = _with_ledger(req, lots=lots)
+    groups = [frozenset({sym.lower(), twin})]
+    day = req.as_of - dt.timedelta(days=10)
+    sale = Transaction(
+        id="H-LOSS",
+        date=day,
+        account="OTHER",
+        symbol=sym.lower(),
+        side="sell",
+        quantity=Decimal(10),
+        price=Decimal("1.00"),
+        lot_id="H-L1",
+    )
+    buy = msgspec.structs.replace(
+        sale, id="H-BUY", date=day - dt.timedelta(days=400), side="buy", price=Decimal("100.00")
+    )
+    req = msgspec.structs.replace(req, history=[*req.history, buy, sale])
+    _, lost = rb.history_window(req, groups)
+    assert twin in lost and sym.lower() in lost

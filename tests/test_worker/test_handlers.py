@@ -64,7 +64,15 @@ class MemoryStore:
     def release(self, as_of: dt.date, household: str) -> None:
         self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != household}
 
-    def put(self, outcome: Outcome, *, next_ledger=None, release=None, booked_from=None) -> None:
+    def put(
+        self,
+        outcome: Outcome,
+        *,
+        next_ledger=None,
+        release=None,
+        booked_from=None,
+        market_digest: str = "",
+    ) -> None:
         self.puts += 1
         if release is not None:
             self.ledgers = {k: v for k, v in self.ledgers.items() if k[0] != release}

@@ -217,6 +217,29 @@ def test_a_task_planned_with_another_snapshot_than_the_stored_one_is_never_solve
     assert store.begin(DAY, "A1", ledger=None, market_digest=new_digest).attempts == 1
 
 
+def test_an_outcome_solved_while_the_night_was_started_over_is_not_stored(
+    store: ResultsStore,
+) -> None:
+    # Review: a task of the earlier run, mid-solve while the operator deleted the night's keys,
+    # wrote its outcome (and its sibling's ledger) into the new run, and a queued sibling,
+    # finding no digest stored yet, solved on its worker's cached old snapshot.
+    digest = "a" * 32
+    done = Failed(account_id="A1", as_of=DAY, reason="x")
+    assert not store.begin(DAY, "A1", ledger=None, market_digest=digest).attempts  # none stored
+    with pytest.raises(NotReady, match="started over"):
+        store.put(done, market_digest=digest)
+    assert store.outcome(DAY, "A1") is None
+    store.client.set(keys.market_digest_key(DAY), "b" * 32)  # the new run's snapshot
+    with pytest.raises(NotReady):
+        store.put(done, market_digest=digest)
+    assert store.outcome(DAY, "A1") is None
+    store.client.set(keys.market_digest_key(DAY), digest)
+    store.put(done, market_digest=digest)
+    assert store.outcome(DAY, "A1") == encode_json(done)
+    store.put(Failed(account_id="A2", as_of=DAY, reason="y"))  # a task naming no digest
+    assert store.outcome(DAY, "A2") is not None
+
+
 def test_an_unreadable_staged_ledger_rejects_each_sibling_in_turn_and_is_released_at_the_end(
     store: ResultsStore,
 ) -> None:
