@@ -81,6 +81,27 @@ return 1
 """
 
 
+#: :meth:`ResultsStore._write` with a market digest, in one atomic step (one round trip, as the
+#: plain transaction): KEYS = results, status, the released household's ledgers (or results),
+#: the staged ledger hash (or results), the market digest; ARGV = account, outcome JSON, status,
+#: TTL, '1' to release, the staged field ('' = none), its bytes, the task's market digest.
+#: Writes nothing and returns 0 when the stored digest is not the task's.
+PUT_SCRIPT = """
+if redis.call('GET', KEYS[5]) ~= ARGV[8] then return 0 end
+local ttl = tonumber(ARGV[4])
+if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
+"""
+
+
 class _Staged(NamedTuple):
     """A household ledger this process wrote: its stored bytes, decoded state and lineage."""
 
@@ -121,6 +142,8 @@ class ResultsStore:
         self._client: redis.Redis[bytes] | None = None
         #: ``(client, the registered BEGIN_SCRIPT)``: redis-py loads it again after a restart.
         self._begin: tuple[Any, Any] | None = None
+        #: ``(client, the registered PUT_SCRIPT)``, likewise.
+        self._put: tuple[Any, Any] | None = None
         self._pid = 0
         #: The last household ledgers this process wrote, ``(key, field) → (stored bytes,
         #: state, lineage)``: when the household's next account lands on this process and the
@@ -352,28 +375,41 @@ class ResultsStore:
     ) -> None:
         """One transaction: release a household's staged ledgers, stage ``(key, field, stored
         bytes)``, and write the outcome and its status (overwrite), all with the TTL; with a
-        ``market_digest``, only while the stored snapshot's digest is that one (``WATCH``ed)."""
+        ``market_digest``, only while the stored snapshot's digest is that one
+        (:data:`PUT_SCRIPT`, checked and written in one step)."""
         as_of = outcome.as_of
         if not market_digest:
             self._commit(self.client.pipeline(transaction=True), outcome, staged, release)
             return
-        digest_key = keys.market_digest_key(as_of)
-        with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(digest_key)
-                    stored: Any = pipe.get(digest_key)
-                    if stored is None or bytes(stored).decode() != market_digest:
-                        pipe.reset()
-                        raise NotReady(
-                            f"account {outcome.account_id}: the night's market snapshot changed "
-                            "while it was solved (the night was started over): not stored"
-                        )
-                    pipe.multi()
-                    self._commit(pipe, outcome, staged, release)
-                    return
-                except redis.WatchError:
-                    continue  # the digest key was written meanwhile: read it again
+        client = self.client
+        if self._put is None or self._put[0] is not client:
+            self._put = (client, client.register_script(PUT_SCRIPT))
+        results = keys.results_key(as_of)
+        written = self._put[1](
+            keys=[
+                results,
+                keys.status_key(as_of),
+                keys.ledger_key(as_of, release) if release is not None else results,
+                staged[0] if staged is not None else results,
+                keys.market_digest_key(as_of),
+            ],
+            args=[
+                outcome.account_id,
+                encode_json(outcome),
+                outcome.status,
+                self.ttl_s,
+                "1" if release is not None else "0",
+                staged[1] if staged is not None else "",
+                staged[2] if staged is not None else b"",
+                market_digest,
+            ],
+            client=client,
+        )
+        if not written:
+            raise NotReady(
+                f"account {outcome.account_id}: the night's market snapshot changed while it "
+                "was solved (the night was started over): not stored"
+            )
 
     def _commit(
         self,
