@@ -17,6 +17,19 @@ from worker.results_writer import WRITTEN_LEDGERS, ResultsStore
 DAY = dt.date(2025, 6, 2)
 
 
+def _snap(price: float) -> MarketSnapshot:
+    """A one-name snapshot of ``DAY`` at ``price``."""
+    return MarketSnapshot(
+        as_of=DAY,
+        symbols=["AAA"],
+        prices=[price],
+        benchmark_weights=[1.0],
+        risk_model=RiskModel(
+            factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
+        ),
+    )
+
+
 @pytest.fixture
 def store() -> ResultsStore:
     s = ResultsStore("redis://unused", ttl_s=3600)
@@ -118,15 +131,7 @@ def test_only_the_last_few_written_ledgers_are_kept_decoded(store: ResultsStore)
 def test_the_market_is_read_once_per_process_and_a_missing_one_names_the_key(
     store: ResultsStore,
 ) -> None:
-    snap = MarketSnapshot(
-        as_of=DAY,
-        symbols=["AAA"],
-        prices=[1.0],
-        benchmark_weights=[1.0],
-        risk_model=RiskModel(
-            factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
-        ),
-    )
+    snap = _snap(1.0)
     store.client.set(keys.market_key(DAY), encode_json(snap))
     cache = MarketCache(store)
     assert cache.get(keys.market_key(DAY)) == snap == cache.get(keys.market_key(DAY))
@@ -142,19 +147,8 @@ def test_a_cached_snapshot_is_not_used_for_a_task_planned_with_another_one(
 ) -> None:
     # Fleet fault audit: a night started over (its keys deleted) with a corrected market was
     # solved on the old snapshot by workers that stayed up, the cache being keyed by date only.
-    def snap(price: float) -> MarketSnapshot:
-        return MarketSnapshot(
-            as_of=DAY,
-            symbols=["AAA"],
-            prices=[price],
-            benchmark_weights=[1.0],
-            risk_model=RiskModel(
-                factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
-            ),
-        )
-
     key = keys.market_key(DAY)
-    old, new = snap(10.0), snap(9.0)
+    old, new = _snap(10.0), _snap(9.0)
     old_digest = keys.snapshot_digest(encode_json(old))
     new_digest = keys.snapshot_digest(encode_json(new))
     store.client.set(key, encode_json(old))
@@ -181,18 +175,7 @@ def test_a_task_planned_with_another_snapshot_than_the_stored_one_is_never_solve
     from shared.messages import AccountSpec, AccountTask
     from worker.handlers import handle_account
 
-    def snap(price: float) -> MarketSnapshot:
-        return MarketSnapshot(
-            as_of=DAY,
-            symbols=["AAA"],
-            prices=[price],
-            benchmark_weights=[1.0],
-            risk_model=RiskModel(
-                factor_names=["m"], loadings=[[1.0]], factor_cov=[[0.1]], specific_var=[0.1]
-            ),
-        )
-
-    old, new = snap(10.0), snap(9.0)
+    old, new = _snap(10.0), _snap(9.0)
     old_digest = keys.snapshot_digest(encode_json(old))
     new_digest = keys.snapshot_digest(encode_json(new))
     publish_market(store.client, old, ttl_s=600)
