@@ -607,7 +607,7 @@ def validate_request(request: RebalanceRequest) -> MarketArrays:
     Raises:
         InputError: naming the account and the offending field.
     """
-    return _validate(request)[0]
+    return _validate(_market_spelling(request))[0]  # as rebalance() reads it
 
 
 def _validate(request: RebalanceRequest) -> tuple[MarketArrays, _Scan]:
