@@ -368,7 +368,7 @@ def read_book(directory: Path) -> Book:
         declared = _declared_rows(meta.get("tables"))
     except ValueError as exc:
         raise InputError(
-            f"{meta_path}: \"tables\" must map table names to row counts (whole numbers ≥ 0)",
+            f'{meta_path}: "tables" must map table names to row counts (whole numbers ≥ 0)',
             field="tables",
         ) from exc
     counts: dict[str, int] = {}
