@@ -5,8 +5,10 @@ sparse COO → CSC once, no CVXPY canonicalisation, no n×n matrix) and calls Cl
 attempt chain (docs/rebalance.md §6a):
 
 0. ``clarabel-uncapped`` — only when the TE cap is predicted slack
-   (:func:`te_cap_predicted_slack`): without the TE cone, kept only if its TE is within the cap;
-1. ``clarabel`` — the caller's settings (default: :class:`SolveSettings`);
+   (:func:`te_cap_predicted_slack`) and not known to bind (``ProblemData.te_cap_binds``):
+   without the TE cone, kept only if its TE is within the cap;
+1. ``clarabel`` — the caller's settings (default: :class:`SolveSettings`), refined from the
+   start where the cap is known to bind (the hint, or the uncapped attempt over budget);
 2. ``clarabel-refine`` — the same with iterative refinement, when ``clarabel`` stopped short of
    ``Solved`` without it;
 3. ``clarabel-safe`` — more regularisation, longer iterative refinement, more equilibration and
