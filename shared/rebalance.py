@@ -1531,21 +1531,13 @@ def _exclusions(symbols: list[str], market: MarketArrays) -> tuple[BoolArray, tu
     """
     excluded = np.zeros(len(market.symbols), dtype=np.bool_)
     notes: list[str] = []
-    folded: dict[str, list[int]] | None = None
     for sym in symbols:
-        i = market.index.get(sym)
+        i = market.find(sym)
         if i is None:
-            if folded is None:
-                folded = {}
-                for k, name in enumerate(market.symbols):
-                    folded.setdefault(name.casefold(), []).append(k)
-            same = folded.get(sym.casefold(), [])
-            if len(same) == 1:
-                i = same[0]
-                notes.append(f"exclusion {sym!r} matched {market.symbols[i]} (case ignored)")
-            else:
-                notes.append(f"exclusion {sym!r} is not in the market: it excludes nothing")
-                continue
+            notes.append(f"exclusion {sym!r} is not in the market: it excludes nothing")
+            continue
+        if market.symbols[i] != sym:
+            notes.append(f"exclusion {sym!r} matched {market.symbols[i]} (case ignored)")
         excluded[i] = True
     return excluded, tuple(notes)
 
@@ -2057,7 +2049,8 @@ def _reopen_and_search(
 #: Doubled (1200 / 24 before) when a bound TE cap stopped costing two or three solver attempts
 #: per trial (``ProblemData.te_cap_binds``): on 36 example requests of 50–150 names the gap to
 #: an exhaustive search (every single flip, repeated while one helps) fell from 1.6e-3 to
-#: 1.0e-3 of NAV at the mean (max 8.0e-3 → 4.1e-3) for less CPU time than before.
+#: 9.6e-4 of NAV at the mean (max 8.0e-3 → 4.1e-3) for about the CPU the old pass took
+#: before the hint (bench/bench_examples.py: 7.33 s against 7.27 s for the 36).
 FLIP_WORK = 2400
 MAX_FLIP_TRIALS = 48
 #: Of every four trials, this many move a buy-side name to the harvest side: in the exhaustive

@@ -81,13 +81,13 @@ return 1
 """
 
 
-#: :meth:`ResultsStore._write` with a market digest, in one atomic step (one round trip, as the
-#: plain transaction): KEYS = results, status, the released household's ledgers (or results),
-#: the staged ledger hash (or results), the market digest; ARGV = account, outcome JSON, status,
-#: TTL, '1' to release, the staged field ('' = none), its bytes, the task's market digest.
-#: Writes nothing and returns 0 when the stored digest is not the task's.
+#: :meth:`ResultsStore._write` in one atomic step (one round trip): KEYS = results, status, the
+#: released household's ledgers (or results), the staged ledger hash (or results), the market
+#: digest; ARGV = account, outcome JSON, status, TTL, '1' to release, the staged field ('' =
+#: none), its bytes, the task's market digest ('' = not checked).  Writes nothing and returns 0
+#: when the task names a digest and the stored one is not it.
 PUT_SCRIPT = """
-if redis.call('GET', KEYS[5]) ~= ARGV[8] then return 0 end
+if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return 0 end
 local ttl = tonumber(ARGV[4])
 if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
 if ARGV[6] ~= '' then
@@ -373,14 +373,11 @@ class ResultsStore:
         release: str | None,
         market_digest: str = "",
     ) -> None:
-        """One transaction: release a household's staged ledgers, stage ``(key, field, stored
-        bytes)``, and write the outcome and its status (overwrite), all with the TTL; with a
-        ``market_digest``, only while the stored snapshot's digest is that one
-        (:data:`PUT_SCRIPT`, checked and written in one step)."""
+        """One atomic step (:data:`PUT_SCRIPT`): release a household's staged ledgers, stage
+        ``(key, field, stored bytes)``, and write the outcome and its status (overwrite), all
+        with the TTL; with a ``market_digest``, only while the stored snapshot's digest is that
+        one (else :class:`~worker.handlers.NotReady`, nothing written)."""
         as_of = outcome.as_of
-        if not market_digest:
-            self._commit(self.client.pipeline(transaction=True), outcome, staged, release)
-            return
         client = self.client
         if self._put is None or self._put[0] is not client:
             self._put = (client, client.register_script(PUT_SCRIPT))
@@ -410,22 +407,3 @@ class ResultsStore:
                 f"account {outcome.account_id}: the night's market snapshot changed while it "
                 "was solved (the night was started over): not stored"
             )
-
-    def _commit(
-        self,
-        pipe: Any,
-        outcome: Outcome,
-        staged: tuple[str, str, bytes] | None,
-        release: str | None,
-    ) -> None:
-        as_of = outcome.as_of
-        if release is not None:
-            pipe.delete(keys.ledger_key(as_of, release))
-        if staged is not None:
-            pipe.hset(staged[0], staged[1], staged[2])
-            pipe.expire(staged[0], self.ttl_s)
-        pipe.hset(keys.results_key(as_of), outcome.account_id, encode_json(outcome))
-        pipe.hset(keys.status_key(as_of), outcome.account_id, outcome.status)
-        pipe.expire(keys.results_key(as_of), self.ttl_s)
-        pipe.expire(keys.status_key(as_of), self.ttl_s)
-        pipe.execute()
