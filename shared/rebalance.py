@@ -2532,7 +2532,11 @@ def _orders(sol: Solution, ctx: _Context) -> _Orders:
     short = _round_names(sol.short, ctx, fractional)
     cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
     if cash > _cash_floor(ctx) and ctx.base.cash_max_w > 0:
-        buy_name, buy_qty = _top_up(sol, ctx, buy_name, buy_qty, cash=cash, fractional=fractional)
+        sold = np.zeros(len(ctx.market.prices), dtype=np.bool_)
+        sold[ctx.longs.name[sell[0]]] = True
+        buy_name, buy_qty = _top_up(
+            sol, ctx, buy_name, buy_qty, cash=cash, fractional=fractional, sold=sold
+        )
         cash = _ticket_cash(ctx, sell, cover, (buy_name, buy_qty), short)
     orders = _Orders(
         sell_lot=sell[0],
@@ -2683,10 +2687,16 @@ def _top_up(
     *,
     cash: Decimal,
     fractional: bool,
+    sold: BoolArray,
 ) -> tuple[IntArray, list[Decimal]]:
     """Spend what rounding the buys down left above the solver's cash, one share (or 1/10,000
     share) at a time on the names the solver bought, most-rounded-down first, never above the
-    name's cap, so cash does not end above its maximum because of rounding alone."""
+    name's cap, so cash does not end above its maximum because of rounding alone.
+
+    Never on a name the ticket sells (``sold``): the solver's buy of such a name is solver
+    noise (a 1e-9 weight is "short" of its wanted shares too), and the share it got made a
+    round trip — 173 shares sold at a gain and 1 bought back, taxed and paid for twice
+    (a 50-name long/short example request)."""
     nav = ctx.nav
     target = Decimal(repr(max(sol.cash_w, ctx.base.cash_min_w) * nav)).quantize(CENT, ROUND_HALF_UP)
     surplus = cash - target
@@ -2705,6 +2715,8 @@ def _top_up(
     for i in np.argsort(-short_by, kind="stable").tolist():
         if short_by[i] <= 1e-9:
             break
+        if sold[i]:
+            continue
         price = pd_[i]
         if price * step > surplus or w_after[i] + float(step) * p[i] / nav > ctx.base.max_w[i]:
             continue

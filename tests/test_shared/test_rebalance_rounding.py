@@ -102,6 +102,33 @@ def test_cash_left_above_its_maximum_by_rounding_is_spent_on_names_the_account_m
     assert not sold_at_loss & {t.symbol for t in out.trades if t.side == "buy"}
 
 
+def test_the_cash_top_up_never_buys_back_a_name_the_ticket_sells() -> None:
+    # A 50-name long/short example request sold 173 shares of a lot at a gain and bought 1
+    # back: the solver's buy of that name was noise (~1e-8 of NAV), "short" of its wanted
+    # shares like any rounded-down buy, and the top-up gave it one.
+    request = warmup_request()
+    ctx = _context()
+    noisy: list[int] = []
+
+    def noise_on_sold_names(data: ProblemData) -> Solution:
+        sol = solve(data)
+        sold = np.unique(data.lot_name[sol.sell > 1e-6])
+        noisy[:] = sold.tolist()
+        # Cash above what the buys spend, so the top-up has a surplus to place ...
+        cut = data.cash_max_w - sol.cash_w + 0.003
+        buy = sol.buy * (1 - cut / float(sol.buy.sum()))
+        # ... and each sold name "bought" 0.9 of a share: the most rounded-down name of all.
+        buy[sold] = 0.9 * ctx.market.prices[sold] / ctx.nav
+        return dataclasses.replace(sol, buy=buy, w=sol.w - sol.buy + buy, cash_w=sol.cash_w + cut)
+
+    out = rebalance(request, solve=noise_on_sold_names)
+    assert noisy, "the warm-up request's ticket sells something"
+    sold = {t.symbol for t in out.trades if t.side == "sell"}
+    bought = {t.symbol for t in out.trades if t.side == "buy"}
+    assert sold and bought
+    assert not sold & bought
+
+
 def test_a_limit_the_repair_cannot_meet_is_reported_in_limit_breaches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
