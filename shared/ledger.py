@@ -1249,8 +1249,12 @@ class Ledger:
             lot.wash_adj += disallowed
             if not lot.short and not pending.short:
                 # IRC §1223(3): the replacement's holding period includes the sold shares'.
-                held = pending.date_sold - pending.acquired
-                lot.acquired = lot.trade_date - held
+                # Tacking (docs/ledger.md: the day-count method, also for a replacement
+                # bought before the sale).  A start tacked back past 0001-01-01 (decades of
+                # daily rotation) stays there: long-term either way, never an OverflowError
+                # (ledger audit, 2026-12-07 second session: a 50,000-row history).
+                held = (pending.date_sold - pending.acquired).days
+                lot.acquired = dt.date.fromordinal(max(1, lot.trade_date.toordinal() - held))
         self._matches.append(
             WashMatch(
                 loss_txn=pending.txn,

@@ -161,7 +161,8 @@ MAX_ABS_TILT = 100.0
 #: Largest long side of a long/short book (10.0 is 1000/900; the product runs up to 250/150).
 MAX_LONG_W = 10.0
 
-#: The relaxation chain, in order (each step keeps the previous ones); ``hold`` ends it.
+#: The relaxation chain, in order (each step keeps the previous ones, and those the last step
+#: made unnecessary are put back: :func:`_tighten`); ``hold`` ends it.
 #: ``no_te_budget`` drops the TE cap (TE stays in the objective): a client's exclusions and
 #: budgets outrank a tracking target the book cannot meet.  ``book_shape`` drops a long/short
 #: book's shape floors (its maxima stay): a book that cannot reach its declared shape tonight
@@ -934,11 +935,15 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
         f"above ${MAX_BASIS_PER_SHARE:,.0f} a share; the quantity or the basis is wrong",
         "cost_basis_usd",
     )
-    earliest = FIRST_DATE.toordinal()
-    for day, field in ((acquired, "acquired"), (traded, "trade_date")):
+    # A tacked start may precede the first trade date the ledger takes (decades of rotation
+    # tack it back to 0001-01-01 at most, shared.ledger); the purchase itself may not.
+    for day, field, earliest in (
+        (acquired, "acquired", dt.date.min),
+        (traded, "trade_date", FIRST_DATE),
+    ):
         fail(
-            (day > as_of.toordinal()) | (day < earliest),
-            f"lot {{lot.lot_id}} {field} {{lot.{field}}} is outside {FIRST_DATE} to {as_of}",
+            (day > as_of.toordinal()) | (day < earliest.toordinal()),
+            f"lot {{lot.lot_id}} {field} {{lot.{field}}} is outside {earliest} to {as_of}",
             field,
         )
     fail(
@@ -2247,9 +2252,12 @@ def _solve_chain(
         level = _Level(
             ctx=ctx, locked=locked, transform=transform, solve=solve, log=log, label=label
         )
-        found = _solve_level(level, pre)
-        if found is not None:
-            return found[0], found[1], relaxations
+        first = _first_solution(level, pre)
+        if first is not None:
+            if len(relaxations) >= 2:
+                relaxations, first = _tighten(level, pre, relaxations, first)
+            sol, data = _refine_sides(*first)
+            return sol, data, relaxations
         # DESIGN §2: exclusions are sold "tax-aware, over time if a gain budget says so".  At
         # every infeasible level with an excluded name held and a gain or turnover budget, the
         # level is tried with the exclusions sold only as far as the budgets allow; it is kept
@@ -2318,11 +2326,71 @@ def _budgets_bind(sol: Solution, data: ProblemData) -> bool:
 
 def _solve_level(level: _Level, pre: BoolArray) -> tuple[Solution, ProblemData] | None:
     """One level of the chain: the pre-pass sides, then the side search; refined when solved."""
+    first = _first_solution(level, pre)
+    return None if first is None else _refine_sides(*first)
+
+
+#: The relaxation steps that loosen the TE cap, in the chain's order: each replaces the one
+#: before it, so the cap in force is the last one present.
+TE_LADDER: tuple[str, ...] = ("te_budget×1.5", "te_budget×2", "no_te_budget")
+
+
+def _tighten(
+    level: _Level,
+    pre: BoolArray,
+    relaxations: list[str],
+    first: tuple[_Level, Solution, ProblemData, BoolArray],
+) -> tuple[list[str], tuple[_Level, Solution, ProblemData, BoolArray]]:
+    """Put back the earlier relaxation steps the chain's last step made unnecessary.
+
+    The chain is cumulative: a level that turned feasible only once the turnover limit went
+    had dropped the tilt and the TE cap on the way, and kept them dropped (reference-solve
+    audit: a 300-name book with a $1,000 gain budget and a 5% turnover limit ended at TE
+    4.27% against its 2% budget and its value floor missed, though a ticket within both
+    existed once the turnover limit alone was dropped).  DESIGN §3 relaxes the tilt, then TE
+    — a step is taken because the levels before it are infeasible, not to be kept once a
+    later step made them feasible.  The last step stays (the level without it was
+    infeasible); every earlier one is tried back, the most important first (the chain drops
+    the least important first), a loosened TE cap at its tightest first (the budget, then ×1.5,
+    then ×2), each kept back when the level still has a solution with it.
+    """
+    steps = list(relaxations)
+    last = steps[-1]
+    earlier = [s for s in steps[:-1] if not (last in TE_LADDER and s in TE_LADDER)]
+    # Each limit the earlier steps loosened, most important first, as its steps in the
+    # chain's order: the TE cap's are cut from the first (the budget back), then the second …
+    dims: list[list[str]] = []
+    for step in reversed(earlier):
+        if step not in TE_LADDER:
+            dims.append([step])
+        elif not any(step in d for d in dims):
+            dims.append([s for s in steps if s in TE_LADDER])
+    te_budget = level.ctx.request.account.te_budget
+    for dim in dims:
+        for cut in (dim[k:] for k in range(len(dim))):
+            candidate = [s for s in steps if s not in cut]
+            probe = dataclasses.replace(
+                level,
+                transform=_chain_transform(candidate, te_budget),
+                label=f"{'+'.join(candidate)} (put back: {'+'.join(cut)})",
+            )
+            found = _first_solution(probe, pre)
+            if found is not None:
+                steps, first = candidate, found
+                break
+    return steps, first
+
+
+def _first_solution(
+    level: _Level, pre: BoolArray
+) -> tuple[_Level, Solution, ProblemData, BoolArray] | None:
+    """The level's first solution, unrefined: the pre-pass sides, then the side search.
+    Returns the level as the refinement logs it, the solution, its problem and its sides."""
     ctx, locked = level.ctx, level.locked
     data = level.problem(pre)
     sol = level.attempt(data)
     if sol is not None:
-        return _refine_sides(level, sol, data, pre)
+        return level, sol, data, pre
     free_data = level.problem(pre, free=True)
     free = level.attempt(free_data, "/free sides")
     for suffix in ("", " (no flips)"):
@@ -2332,7 +2400,7 @@ def _solve_level(level: _Level, pre: BoolArray) -> tuple[Solution, ProblemData] 
         data = level.problem(sides)
         sol = level.attempt(data, f"/searched sides{suffix}")
         if sol is not None:
-            return _refine_sides(level.named(f"{level.label}/searched sides"), sol, data, sides)
+            return level.named(f"{level.label}/searched sides"), sol, data, sides
         # A free solve that flipped names (sold a long out and shorted it, or the reverse)
         # can give sides no ticket meets: a flipped name sold at a loss goes to the harvest
         # side, where it may not be shorted.  Search once more from a free solve without

@@ -354,6 +354,32 @@ def test_a_tacked_holding_period_can_make_the_replacement_long_term() -> None:
     assert led.sales[1].term == "long" and led.sales[1].gain == D("20.00")
 
 
+def test_a_start_tacked_back_past_year_one_stays_at_0001_01_01_instead_of_overflowing() -> None:
+    # Tacking a replacement bought before the sale counts the overlap twice (docs/ledger.md),
+    # so decades of daily rotation tack a start back ~30 days a day (ledger audit: a
+    # 50,000-row history from 1900 ended in an OverflowError traceback).  A lot already tacked
+    # to the second day of the calendar stands in for them.
+    from shared.messages import LedgerState, Lot
+
+    old = Lot(
+        account="A",
+        symbol="X",
+        lot_id="L1",
+        quantity=D(10),
+        trade_date=d("1900-01-05"),
+        acquired=d("0001-01-02"),
+        cost_basis_usd=D("100"),
+    )
+    led = Ledger.from_state(LedgerState(as_of=d("1900-01-05"), lots=[old]))
+    led.apply(tx("1900-01-07", "buy", "10", "8", lot="L2"))
+    led.apply(tx("1900-01-10", "sell", "10", "8", lot="L1"))
+    (lot,) = [x for x in led.state(d("1900-01-10")).lots if x.lot_id == "L2"]
+    assert lot.acquired == dt.date.min
+    assert lot.cost_basis_usd == D("100.00")  # 80 + the washed 20
+    led.apply(tx("1900-02-20", "sell", "10", "12", lot="L2"))
+    assert led.sales[-1].term == "long"
+
+
 def test_a_declared_substantially_identical_security_washes_the_loss() -> None:
     for identical, washed in (([["GOOG", "GOOGL"]], True), ([], False)):
         led = Ledger(identical=identical)

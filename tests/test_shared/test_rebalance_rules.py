@@ -245,6 +245,59 @@ def test_infeasible_never_escapes_the_relaxation_chain() -> None:
     assert plain.relaxations == ["te_budget×1.5", "te_budget×2", "no_te_budget", "hold"]
 
 
+def _infeasible_while(conflict: object) -> object:
+    """A solver that finds the problem infeasible while ``conflict(data)`` holds."""
+
+    def solve_unless(data: ProblemData) -> Solution:
+        if conflict(data):  # type: ignore[operator]
+            raise Infeasible("conflict")
+        return solve(data)
+
+    return solve_unless
+
+
+def test_steps_a_later_relaxation_made_unnecessary_are_put_back() -> None:
+    # Only the turnover limit conflicts: the chain drops the tilt and the TE cap on its way
+    # to it, and once the turnover limit is gone both come back (reference-solve audit: a
+    # 300-name book kept TE 4.27% against its 2% budget and missed its value floor).
+    request = _with_account(
+        _request(1),
+        tilts=[FactorTilt(factor=_request(1).market.risk_model.factor_names[-1], min_exposure=0.0)],
+        turnover_limit_w=0.05,
+    )
+    out = rebalance(request, solve=_infeasible_while(lambda d: d.turnover_max_w is not None))  # type: ignore[arg-type]
+    assert out.status == "relaxed"
+    assert out.relaxations == ["turnover"]
+    assert out.te_ex_ante <= request.account.te_budget + 1e-9
+    (tilt,) = [x for x in out.factor_exposures if x.target_min is not None]
+    assert tilt.active >= -1e-6
+    assert any("put back: tilt" in a for a in out.solver.attempts)
+
+    # The TE cap is put back as far as it goes: here to ×2, which the turnover limit's
+    # absence does not make unnecessary.
+    budget = request.account.te_budget
+
+    def te_or_turnover(d: ProblemData) -> bool:
+        return d.turnover_max_w is not None or (d.te_max is not None and d.te_max < 1.9 * budget)
+
+    out = rebalance(request, solve=_infeasible_while(te_or_turnover))  # type: ignore[arg-type]
+    assert out.relaxations == ["te_budget×1.5", "te_budget×2", "turnover"]
+
+
+def test_the_last_relaxation_step_stays_when_it_alone_makes_the_account_feasible() -> None:
+    # The TE cap is the conflict: nothing after it is tried, and the tilt comes back.
+    request = _with_account(
+        _request(1),
+        tilts=[FactorTilt(factor=_request(1).market.risk_model.factor_names[-1], min_exposure=0.0)],
+    )
+    budget = request.account.te_budget
+    out = rebalance(
+        request,
+        solve=_infeasible_while(lambda d: d.te_max is not None and d.te_max < 1.4 * budget),  # type: ignore[arg-type]
+    )
+    assert out.relaxations == ["te_budget×1.5"]
+
+
 def test_a_gain_budget_and_a_turnover_limit_hold_on_the_rounded_ticket() -> None:
     request = _with_account(
         _request(2), gain_budget_usd=Decimal(0), turnover_limit_w=0.05, exclusions=[]
