@@ -72,15 +72,15 @@ def out_path(text: str) -> Path:
     return Path(text)
 
 
-def _whole_number(minimum: int, rule: str) -> Callable[[str], int]:
-    """argparse type: a whole number ≥ ``minimum`` (``rule`` says so in the error)."""
+def _whole_number(minimum: int, rule: str, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number in ``minimum..maximum`` (``rule`` says so in the error)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"{value} {rule}")
         return value
 
@@ -91,6 +91,10 @@ def _whole_number(minimum: int, rule: str) -> Callable[[str], int]:
 positive_int = _whole_number(1, "must be > 0")
 #: argparse type: a whole number ≥ 0.
 non_negative_int = _whole_number(0, "must be ≥ 0")
+#: argparse type: the size of a synthetic universe, as ``taxview-runner --universe
+#: synthetic:N`` takes it (contracts audit: ``--names 100000000`` was a numpy memory-error
+#: traceback or a run that never ended; ``--names 1`` named an internal field).
+universe_size = _whole_number(2, "is not between 2 and 10,000 names", maximum=10_000)
 
 
 def positive_float(text: str) -> float:

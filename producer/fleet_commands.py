@@ -18,6 +18,8 @@ import kombu.exceptions
 import redis
 
 from producer import results_reader as reader
+from producer.aggregate import IncompleteNight
+from producer.bench_out import contract_keys
 from producer.book import (
     Book,
     book_from_stream,
@@ -29,7 +31,7 @@ from producer.book import (
     write_market,
 )
 from producer.broker import broker_task_ids, client_app
-from producer.cli import iso_date, out_path, positive_float, positive_int
+from producer.cli import iso_date, out_path, positive_float, positive_int, universe_size
 from producer.embedded import EmbeddedFleet
 from producer.enqueue import (
     check_same_book,
@@ -50,6 +52,11 @@ def _add_urls(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", help="results store (default: $TAXVIEW_REDIS_URL)")
 
 
+#: A synthetic book's universe size and seed when ``--names`` / ``--seed`` are not given.
+SYNTHETIC_NAMES = 500
+SYNTHETIC_SEED = 7
+
+
 def _add_inputs(p: argparse.ArgumentParser, *, synthetic_default: int | None) -> None:
     p.add_argument("--date", type=iso_date, help="the night (default: the market's / book's day)")
     src = p.add_mutually_exclusive_group()
@@ -63,9 +70,13 @@ def _add_inputs(p: argparse.ArgumentParser, *, synthetic_default: int | None) ->
     )
     p.add_argument("--market", type=Path, help="market snapshot JSON or market directory")
     p.add_argument(
-        "--names", type=positive_int, default=500, help="synthetic universe size (default 500)"
+        "--names",
+        type=universe_size,
+        help=f"synthetic universe size (default {SYNTHETIC_NAMES}; not with --book)",
     )
-    p.add_argument("--seed", type=int, default=7, help="synthetic seed (default 7)")
+    p.add_argument(
+        "--seed", type=int, help=f"synthetic seed (default {SYNTHETIC_SEED}; not with --book)"
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,7 +163,7 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         "fleet", help="fleet throughput vs an in-process loop; prints one JSON line"
     )
     p.add_argument("--accounts", type=positive_int, default=1000, help="accounts (default 1000)")
-    p.add_argument("--names", type=positive_int, default=500, help="universe size (default 500)")
+    p.add_argument("--names", type=universe_size, default=500, help="universe size (default 500)")
     p.add_argument("--workers", type=positive_int, default=2, help="solving processes (default 2)")
     p.add_argument("--seed", type=int, default=11, help="synthetic seed (default 11)")
     p.add_argument(
@@ -160,6 +171,11 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         type=positive_int,
         default=200,
         help="accounts solved in the plain loop to time it, scaled to --accounts (default 200)",
+    )
+    p.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the wall time, the plain loop's time per account and the statuses",
     )
     p.set_defaults(func=cmd_bench_fleet)
 
@@ -247,6 +263,13 @@ def _require_fleet(settings: Settings, command: str) -> None:
 
 def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
     """The book and the night's market from the flags (a synthetic book by default)."""
+    if args.book is not None:
+        for flag, value in (("--names", args.names), ("--seed", args.seed)):
+            if value is not None:  # contracts audit: both were silently ignored
+                raise InputError(
+                    f"{flag} shapes a synthetic book; with --book it would do nothing",
+                    field=flag,
+                )
     if args.book is None:
         if not args.synthetic_accounts:
             raise InputError("give --book DIR or --synthetic-accounts N", field="--book")
@@ -276,7 +299,10 @@ def load_inputs(args: argparse.Namespace) -> tuple[Book, MarketSnapshot]:
         _check_session(args.date)
         day = args.date or trading_day_on_or_before(dt.date.today() - dt.timedelta(days=1))
         market, pairs = synthetic_book_stream(
-            accounts=args.synthetic_accounts, names=args.names, seed=args.seed, as_of=day
+            accounts=args.synthetic_accounts,
+            names=SYNTHETIC_NAMES if args.names is None else args.names,
+            seed=SYNTHETIC_SEED if args.seed is None else args.seed,
+            as_of=day,
         )
         return book_from_stream(market.as_of, pairs), market
     _check_session(args.date)
@@ -364,6 +390,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             field="--allow-partial",
         )
     settings = _settings(args)
+    if settings.embedded and settings.redis_url:
+        # Contracts audit: the store was dropped without a word and a private one started.
+        raise InputError(
+            "a results store without a broker: give TAXVIEW_BROKER_URL (or --broker-url) too "
+            "to drive a deployed fleet, or neither to run the embedded default",
+            field="--redis-url" if getattr(args, "redis_url", None) else "TAXVIEW_REDIS_URL",
+        )
     if args.out is not None:
         _check_out(args.out)
     book, market = load_inputs(args)
@@ -379,24 +412,34 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             f"{args.concurrency} processes)",
             file=sys.stderr,
         )
-        with EmbeddedFleet(
-            settings,
-            workers=args.workers,
-            concurrency=args.concurrency,
-            log_dir=out,
-            server=args.embedded_server,
-        ) as fleet:
-            print(f"taxview: embedded {fleet.redis.kind} at {fleet.redis.url}", file=sys.stderr)
-            summary, stats = _run(
-                settings=fleet.settings,
-                book=book,
-                market=market,
-                out=out,
-                args=args,
-                progress=progress,
-                embedded=True,
-                check=fleet.check,
-            )
+        try:
+            with EmbeddedFleet(
+                settings,
+                workers=args.workers,
+                concurrency=args.concurrency,
+                log_dir=out,
+                server=args.embedded_server,
+            ) as fleet:
+                print(f"taxview: embedded {fleet.redis.kind} at {fleet.redis.url}", file=sys.stderr)
+                summary, stats = _run(
+                    settings=fleet.settings,
+                    book=book,
+                    market=market,
+                    out=out,
+                    args=args,
+                    progress=progress,
+                    embedded=True,
+                    check=fleet.check,
+                )
+        except IncompleteNight as exc:
+            # The embedded store goes with the fleet: `taxview sweep` has nothing to sweep
+            # (contracts audit: the advice could not be followed).
+            head = exc.reason.partition("; run `taxview sweep`")[0]
+            raise InputError(
+                f"{head}; the embedded fleet and its store are gone: run the night again (a "
+                "longer --timeout, or none), or pass --allow-partial",
+                field=exc.field,
+            ) from exc
     else:
         summary, stats = _run(
             settings=settings, book=book, market=market, out=out, args=args, progress=progress
@@ -592,5 +635,16 @@ def cmd_bench_fleet(args: argparse.Namespace) -> int:
         inline_sample=args.inline_sample,
         settings=Settings.from_env(os.environ),
     )
-    print(json.dumps(result))
+    print(json.dumps(contract_keys(result, BENCH_FLEET_KEYS, details=args.details)))
     return 0
+
+
+#: The keys of ``taxview bench fleet``'s line, in order (issue contract).
+BENCH_FLEET_KEYS = (
+    "accounts",
+    "names",
+    "workers",
+    "accounts_per_s",
+    "overhead_vs_inline",
+    "redis_peak_mb",
+)

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.cli import iso_date, non_negative_int, out_path, positive_int
+from producer.bench_out import contract_keys
+from producer.cli import iso_date, non_negative_int, out_path, positive_int, universe_size
 
 REBALANCE_EPILOG = (
     "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "lots at several dates, a household IRA, recent trades so the wash-sale rules bite, the "
         "day's synthetic market and its true risk model.",
     )
-    e.add_argument("--names", type=positive_int, default=100, help="universe size (default 100)")
+    e.add_argument("--names", type=universe_size, default=100, help="universe size (default 100)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument(
         "--strategy",
@@ -80,10 +81,16 @@ def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser
         "solve",
         help="time whole rebalances of M accounts on one N-name universe",
         description="Run M different accounts on one universe in this process and print one "
-        'JSON line: {"names","lots","p50_ms","p95_ms","solver_p50_ms","peak_rss_mb",...}. '
-        "Times are whole rebalances (validation, pre-pass, solve, trade list, wash check).",
+        'JSON line: {"names","lots","p50_ms","p95_ms","solver_p50_ms","peak_rss_mb"} '
+        "(--details: CPU times, ratio, statuses and more after them).  Times are whole "
+        "rebalances (validation, pre-pass, solve, trade list, wash check).",
     )
-    b.add_argument("--names", type=positive_int, default=500, help="universe size (default 500)")
+    b.add_argument(
+        "--details",
+        action="store_true",
+        help="also print CPU percentiles, the ratio to Clarabel, trades and statuses",
+    )
+    b.add_argument("--names", type=universe_size, default=500, help="universe size (default 500)")
     b.add_argument(
         "--accounts",
         type=positive_int,
@@ -373,5 +380,10 @@ def cmd_bench_solve(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         fresh=args.fresh,
     )
-    print(json.dumps(result))
+    print(json.dumps(contract_keys(result, BENCH_SOLVE_KEYS, details=args.details)))
     return 0
+
+
+#: The keys of ``taxview bench solve``'s line, in order (issue contract); ``--details`` adds
+#: the rest of :func:`bench_solve`'s dict after them.
+BENCH_SOLVE_KEYS = ("names", "lots", "p50_ms", "p95_ms", "solver_p50_ms", "peak_rss_mb")

@@ -13,6 +13,12 @@ from producer import cli, runner_cli
         (cli.main, ["nosuch"], "COMMAND"),
         (cli.main, ["realized", "--example", "--lot-method", "lifo"], "--lot-method"),
         (cli.main, ["bench", "solve", "--names", "-5"], "--names"),
+        # Contracts audit: 1e8 names was a numpy memory-error traceback (or a run that never
+        # ended); 1 name named the internal field n_names.
+        (cli.main, ["bench", "solve", "--names", "1"], "--names"),
+        (cli.main, ["example-request", "--names", "100000000"], "--names"),
+        (cli.main, ["nightly", "--synthetic-accounts", "1", "--names", "10001"], "--names"),
+        (cli.main, ["bench", "fleet", "--names", "100000000"], "--names"),
         (runner_cli.main, ["--start", "2022-13-01", "--end", "2022-02-01"], "--start"),
         (runner_cli.main, ["--start", "2022-01-03"], "--end"),
     ],
@@ -35,6 +41,31 @@ def test_the_runner_refuses_an_exclusion_outside_the_universe(
     rc = runner_cli.main([*argv, "--exclude", "ZZZZ", "--out", str(tmp_path), "--quiet"])
     assert rc == 2
     assert "field --exclude: ZZZZ" in capsys.readouterr().err
+
+
+def test_nightly_refuses_a_results_store_without_a_broker_instead_of_dropping_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Contracts audit: it printed "no broker configured: embedded fleet" and ran on a private
+    # store, the one asked for never touched.
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    argv = ["nightly", "--synthetic-accounts", "2", "--names", "20"]
+    assert cli.main([*argv, "--redis-url", "redis://127.0.0.1:6499/1"]) == 2
+    assert "field --redis-url" in capsys.readouterr().err
+    monkeypatch.setenv("TAXVIEW_REDIS_URL", "redis://127.0.0.1:6499/1")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "field TAXVIEW_REDIS_URL" in err[0]
+
+
+@pytest.mark.parametrize("flag", ["--names", "--seed"])
+def test_nightly_refuses_synthetic_book_flags_beside_a_book(
+    flag: str, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = cli.main(["nightly", "--book", str(tmp_path), flag, "50"])
+    assert rc == 2
+    assert f"field {flag}" in capsys.readouterr().err
 
 
 def test_nightly_refuses_a_market_file_without_a_book(capsys: pytest.CaptureFixture[str]) -> None:

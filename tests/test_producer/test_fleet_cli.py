@@ -47,6 +47,31 @@ def test_fleet_commands_without_a_broker_say_what_to_set(capsys, monkeypatch) ->
     assert rc == 2 and "TAXVIEW_BROKER_URL" in err and "Traceback" not in err
 
 
+@pytest.mark.integration
+def test_bench_fleet_prints_one_json_line_with_exactly_the_contract_keys() -> None:
+    # Embedded (no broker in the environment), one worker, a small book; --details adds the
+    # wall time, the plain loop's time and the statuses after the contract's keys.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
+    argv = [sys.executable, "-m", "producer", "bench", "fleet", "--accounts", "12"]
+    argv += ["--names", "20", "--workers", "1", "--inline-sample", "3"]
+    keys = ["accounts", "names", "workers", "accounts_per_s", "overhead_vs_inline"]
+    keys.append("redis_peak_mb")
+    for extra, detailed in (([], False), (["--details"], True)):
+        run = subprocess.run(
+            [*argv, *extra], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        lines = run.stdout.strip().splitlines()
+        assert len(lines) == 1, lines
+        doc = json.loads(lines[0])
+        assert list(doc)[:6] == keys
+        assert (len(doc) > 6) is detailed
+        assert (doc["accounts"], doc["names"], doc["workers"]) == (12, 20, 1)
+        assert doc["accounts_per_s"] > 0 and doc["redis_peak_mb"] > 0
+        if detailed:
+            assert doc["done"] == 12 and doc["failed"] == 0
+
+
 def _nightly(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
     return subprocess.run(
@@ -505,6 +530,8 @@ def test_nightly_with_a_timeout_refuses_the_partial_night_or_publishes_it_when_t
     assert refused.returncode == 2, refused.stderr[-3000:]
     last = refused.stderr.strip().splitlines()[-1]
     assert "6 account(s) have no outcome" in last and "--allow-partial" in last
+    # The embedded store is gone with its fleet: no `taxview sweep` advice (contracts audit).
+    assert "run the night again" in last and "taxview sweep" not in last
     assert not (tmp_path / "night" / "firm_pnl.json").exists()
     published = _nightly(tmp_path, "--timeout", "0.01", "--quiet", "--allow-partial")
     assert published.returncode == 1, published.stderr[-3000:]

@@ -161,13 +161,11 @@ def _gain_sold_beside_unsold_loss(request: RebalanceRequest, outcome: Solved) ->
         for short in (False, True):
             lots = [x for x in request.ledger.lots if x.account == aid and x.symbol == sym]
             lots = [x for x in lots if x.short == short]
-
-            def loss(x: object) -> bool:
-                per_share = float(x.cost_basis_usd / x.quantity)  # type: ignore[attr-defined]
-                return prices[sym] > per_share if short else prices[sym] < per_share
-
-            gain_sold = any(not loss(x) and sold.get(x.lot_id, 0) > 0 for x in lots)
-            loss_left = any(loss(x) and sold.get(x.lot_id, 0) < x.quantity for x in lots)
+            price = prices[sym]
+            # A loss lot: bought above the price (long), sold short below it (short).
+            loss = {x.lot_id: (price > float(x.cost_basis_usd / x.quantity)) == short for x in lots}
+            gain_sold = any(not loss[x.lot_id] and sold.get(x.lot_id, 0) > 0 for x in lots)
+            loss_left = any(loss[x.lot_id] and sold.get(x.lot_id, 0) < x.quantity for x in lots)
             if gain_sold and loss_left:
                 out.append(f"{sym} ({'short' if short else 'long'})")
     return sorted(out)
