@@ -202,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="frontier: lambda_tax=a,b,c, lambda_te=a,b,c or te_budget=a,b,c "
         "(one optimizer run per value)",
     )
-    p.add_argument("--out", type=out_path, default=Path("runner-out"), help="output directory")
+    p.add_argument(
+        "--out",
+        type=out_path,
+        default=Path("runner-out"),
+        help="output directory (default runner-out)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
