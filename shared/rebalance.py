@@ -2030,10 +2030,13 @@ def _refine_sides(
     return _swap_to_loss_lots(level, sol, data)
 
 
-def _unopened(level: _Level, sol: Solution, data: ProblemData) -> tuple[BoolArray, BoolArray]:
+def _unopened(
+    level: _Level, sol: Solution, data: ProblemData, *, traded: bool = True
+) -> tuple[BoolArray, BoolArray]:
     """The current sides, and the buy-side names whose group the solution trades out of
     (sells or covers) without opening anything in it (no buy, no short) while the group holds
-    an unblocked loss lot: names whose loss lots a legal ticket may sell instead."""
+    an unblocked loss lot: names whose loss lots a legal ticket may sell instead
+    (``traded=False``: also the groups it does not trade at all)."""
     ctx = level.ctx
     base = ctx.base
     n = base.n
@@ -2059,16 +2062,17 @@ def _unopened(level: _Level, sol: Solution, data: ProblemData) -> tuple[BoolArra
         per_group(base.lot_name, sol.sell) + per_group(base.short_name, sol.cover)
     ) > SIDE_EPS
     opened = per_group(np.arange(n), sol.buy + sol.short) > SIDE_EPS
-    close: BoolArray = (has_loss & traded_out & ~opened)[group] & ~sides
+    close: BoolArray = (has_loss & (traded_out | (not traded)) & ~opened)[group] & ~sides
     return sides, close
 
 
 def _close_unopened(
     level: _Level, sol: Solution, data: ProblemData
 ) -> tuple[Solution, ProblemData]:
-    """Move the names of :func:`_unopened` to the harvest side and re-solve; the re-solve is
-    kept when it lowers the objective (books of at most :data:`FLIP_MAX_NAMES` names; larger
-    ones get the lot swap alone, :func:`_swap_to_loss_lots`).
+    """Move the names of :func:`_unopened` — those the solution trades out of and those it
+    leaves alone — to the harvest side and re-solve; the re-solve is kept when it lowers the
+    objective (books of at most :data:`FLIP_MAX_NAMES` names; larger ones get the lot swap
+    alone, :func:`_swap_to_loss_lots`).
 
     A buy-side name's loss lots may not be sold (a buy of it and a loss sale would wash), so
     a solve that sold such a name sold its gain lots, paying tax, with its loss lots unsold
@@ -2079,7 +2083,7 @@ def _close_unopened(
     shorts none of the moved names, so it stays feasible and the re-solve can only improve.
     """
     ctx = level.ctx
-    sides, close = _unopened(level, sol, data)
+    sides, close = _unopened(level, sol, data, traded=False)
     if not close.any():
         return sol, data
     held_long, held_short = _held(ctx)
