@@ -171,7 +171,7 @@ def check_solution(
             out.append(f"tilt {data.factor_names[f]}: active {active[f]:.6f} < {t:.6f}")
     if data.factor_neutral:
         expo = w @ data.loadings
-        bad = np.flatnonzero(np.abs(expo) > eq)
+        bad = np.flatnonzero(np.abs(expo) > eq + data.neutral_band)
         if len(bad):
             f = int(bad[np.argmax(np.abs(expo[bad]))])  # the worst factor, and how many miss
             more = f" ({len(bad)} factors beyond {eq:g})" if len(bad) > 1 else ""

@@ -183,17 +183,26 @@ class FactorTilt:
 
 @dataclass(frozen=True, slots=True)
 class FactorNeutral:
-    """``Bᵀw = 0``: every factor exposure of the market-neutral sleeve pinned to zero."""
+    """``Bᵀw = 0``: every factor exposure of the market-neutral sleeve pinned to zero; with
+    ``band > 0`` (the relaxation chain's ``neutral_band`` step) ``|Bᵀw| ≤ band`` instead."""
 
+    band: float = 0.0
     family: ClassVar[str] = "factor neutrality"
 
     def cvxpy(self, ctx: CvxContext) -> list[Any]:
-        return [ctx.w @ ctx.data.loadings == 0]
+        expo = ctx.w @ ctx.data.loadings
+        if self.band > 0:
+            return [expo <= self.band, expo >= -self.band]
+        return [expo == 0]
 
     def conic(self, ctx: ConicContext) -> None:
-        # k dense rows on the weights; the assembly then treats y = Bᵀ(w − w_b) = −Bᵀw_b as
-        # a constant.
-        ctx.builder.eq(ctx.w.left_mul(np.ascontiguousarray(ctx.data.loadings.T)))
+        # k dense rows on the weights.
+        expo = ctx.w.left_mul(np.ascontiguousarray(ctx.data.loadings.T))
+        if self.band > 0:
+            ctx.builder.le(expo, self.band)
+            ctx.builder.ge(expo, -self.band)
+        else:
+            ctx.builder.eq(expo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +313,7 @@ def model_constraints(data: ProblemData) -> list[Constraint]:
         out.append(TEBudget(data.te_max))
     out += [FactorTilt(f, t) for f, t in data.tilts]
     if data.factor_neutral:
-        out.append(FactorNeutral())
+        out.append(FactorNeutral(data.neutral_band))
     limits = (data.long_max_w, data.short_max_w, data.gross_max_w)
     floors = (data.long_min_w, data.short_min_w)
     if any(x is not None for x in (*limits, *floors)):

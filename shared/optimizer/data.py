@@ -93,6 +93,9 @@ class ProblemData:
     tilts: tuple[tuple[int, float], ...] = ()
     #: Market-neutral: every factor exposure Bᵀw pinned to zero.
     factor_neutral: bool = False
+    #: With ``factor_neutral``: each exposure within ``±neutral_band`` instead of pinned at 0
+    #: (the relaxation chain's ``neutral_band`` step, before ``hold``).
+    neutral_band: float = 0.0
     #: Σw + w_c = net_w (1 for the long strategies, 0 for the market-neutral sleeve).
     net_w: float = 1.0
     cash_min_w: float = 0.0

@@ -53,7 +53,7 @@ from shared.optimizer.check import (
     weights_from_trades,
 )
 from shared.optimizer.conic import Affine, ConicBuilder, ConicProblem
-from shared.optimizer.constraints import Constraint, model_constraints
+from shared.optimizer.constraints import Constraint, FactorNeutral, model_constraints
 from shared.optimizer.data import BoolArray, ProblemData, Solution
 from shared.optimizer.model import ConicContext, CvxContext, Layout, validate
 from shared.optimizer.terms import Alpha, TaxCost, Term, TrackingError, objective_terms
@@ -238,10 +238,11 @@ def assemble(
     else:
         w = w_expr
     y: Affine | None = None
-    if any(c.family == "factor neutrality" for c in constraints):
+    if any(isinstance(c, FactorNeutral) and c.band == 0 for c in constraints):
         # Bᵀw = 0 (added by FactorNeutral) makes the active exposure a constant, −Bᵀw_b: no
         # exposure variables, and the TE's factor part is a constant.  (Pinning variables y
         # by equality left Clarabel short of primal accuracy without iterative refinement.)
+        # Within a band (the ``neutral_band`` relaxation) the exposures vary: variables.
         y = Affine.constant(-(np.asarray(data.w_bench) @ data.loadings))
     elif _needs_exposures(terms, constraints):
         o_y = b.var("y", k)

@@ -96,7 +96,7 @@ def assert_every_constraint_holds(data: ProblemData, sol: Solution, tol: float =
     for f, t in data.tilts:
         assert active[f] >= t - tol, f"tilt {data.factor_names[f]}"
     if data.factor_neutral:
-        assert np.all(np.abs(data.loadings.T @ w) <= 1e-5)
+        assert np.all(np.abs(data.loadings.T @ w) <= data.neutral_band + 1e-5)
     if data.long_max_w is not None:
         assert np.clip(w, 0, None).sum() <= data.long_max_w + tol
     if data.short_max_w is not None:

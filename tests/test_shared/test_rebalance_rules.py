@@ -298,6 +298,20 @@ def test_the_last_relaxation_step_stays_when_it_alone_makes_the_account_feasible
     assert out.relaxations == ["te_budget×1.5"]
 
 
+def test_a_sleeve_no_ticket_can_pin_to_neutral_trades_within_the_narrow_band_not_held() -> None:
+    # 17 factor exposures pinned with 30 names, several tradable one way only: this sleeve was
+    # held (no trades, its exposures left up to 0.64).  The chain's band steps come before
+    # hold, and the TE steps taken on the way are put back.
+    import shared.rebalance as rb
+
+    out = rebalance(example_request(names=30, seed=2, strategy="market-neutral"))
+    assert out.status == "relaxed" and out.relaxations == ["neutral_band=0.05"]
+    assert out.trades
+    assert max(abs(x.active) for x in out.factor_exposures) <= 0.05 + rb.ROUNDED_EQ_TOL
+    assert out.te_ex_ante <= out.te_budget + 1e-9
+    assert out.limit_breaches == []
+
+
 def test_a_gain_budget_and_a_turnover_limit_hold_on_the_rounded_ticket() -> None:
     request = _with_account(
         _request(2), gain_budget_usd=Decimal(0), turnover_limit_w=0.05, exclusions=[]
