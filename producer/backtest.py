@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from producer.taxes import Rates, TaxAccountant, TaxNetting
-from shared.errors import InputError
+from shared.errors import InputError, SolverFailed
 from shared.ledger import cents
 from shared.market import PRICE_QUANTUM
 from shared.messages import (
@@ -815,7 +815,15 @@ class OptimizerPolicy:
             market=ctx.snapshot(),
         )
         t0 = time.perf_counter()
-        outcome: Solved = self._rebalance(request)
+        try:
+            outcome: Solved = self._rebalance(request)
+        except SolverFailed:
+            # Every solver attempt failed (the fleet would retry, then report it `failed`):
+            # the day trades nothing and is counted, the backtest goes on (a sleeve's day
+            # whose solves all stopped AlmostSolved ended a half-year run on its 61st day).
+            self.solve_ms.append((time.perf_counter() - t0) * 1000.0)
+            self.statuses["failed"] += 1
+            return []
         self.solve_ms.append((time.perf_counter() - t0) * 1000.0)
         self._record(ctx.day, outcome)
         return list(self._transactions(outcome, account_type="taxable"))

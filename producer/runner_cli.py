@@ -520,7 +520,9 @@ def run(args: argparse.Namespace) -> int:
             f"{title}: tax alpha {opt['annual_tax_alpha']:+.2%}/y, realized TE "
             f"{opt['realized_te']:.2%} (budget {used.te_budget:.2%}), wash sales "
             f"{opt['wash_sales_created']}, {opt['rebalances']} rebalances "
-            f"({statuses.get('held', 0)} held, {statuses.get('relaxed', 0)} relaxed), "
+            f"({statuses.get('held', 0)} held, {statuses.get('relaxed', 0)} relaxed"
+            + (f", {statuses['failed']} failed" if statuses.get("failed") else "")
+            + "), "
             f"{seconds:.1f}s → {out}"
         )
         print(line)

@@ -2001,7 +2001,12 @@ def _loss_sold_names(ctx: _Context, sol: Solution) -> BoolArray:
     """Names the solution sells (or covers) at a reportable loss."""
     n = ctx.base.n
     loss = _tax_loss(ctx, short=False)
-    sold = np.bincount(ctx.base.lot_name[loss], weights=sol.sell[loss], minlength=n)
+    # float64 even when nothing is selected: numpy's bincount of no items is int64 whatever
+    # its weights, and the in-place add below then failed (households audit: a long/short
+    # account without a long loss lot ended `failed` with a UFuncTypeError).
+    sold = np.bincount(ctx.base.lot_name[loss], weights=sol.sell[loss], minlength=n).astype(
+        np.float64
+    )
     short_loss = _tax_loss(ctx, short=True)
     sold += np.bincount(ctx.base.short_name[short_loss], weights=sol.cover[short_loss], minlength=n)
     out: BoolArray = sold > SIDE_EPS
@@ -3845,7 +3850,8 @@ def _final_weights(ctx: _Context, orders: _Orders) -> tuple[FloatArray, float]:
     """Post-trade weights of the rounded orders (fractions of the pre-trade NAV) and cash."""
     n = len(ctx.market.symbols)
     p = ctx.market.prices
-    shares = np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n)
+    # float64 for an account with no long lot too (bincount of no items is int64).
+    shares = np.bincount(ctx.longs.name, weights=ctx.longs.qty, minlength=n).astype(np.float64)
     shares -= np.bincount(ctx.shorts.name, weights=ctx.shorts.qty, minlength=n)
     f = decimals_to_floats(orders.sell_qty)
     np.subtract.at(shares, ctx.longs.name[orders.sell_lot], f)
