@@ -536,6 +536,16 @@ def read_book(directory: Path) -> Book:
                 field="household_id",
             )
         identical[household] = _groups(row.get("identical", ""))
+    # Substantial identity is the securities', not one account's (IRC §1091 reads the
+    # household's purchases and sales of "substantially identical" stock): an account's
+    # groups are its household's, so every sibling's solve, wash check and the night's booking
+    # see them (households audit: groups given on a taxable account's row alone let a sibling
+    # IRA buy ONN the night YNR was harvested: $33,524.74 of $99,326.52 lost for good).
+    for spec in accounts:
+        groups = identical.setdefault(household_of(spec), [])
+        for group in spec.identical:
+            if list(group) not in groups:
+                groups.append(list(group))
     ledgers = {}
     for household in sorted(set(last_purchases) - known):
         row_no = next(n for n, row in last.rows if row["household_id"] == household)

@@ -151,6 +151,23 @@ def test_the_hand_written_book_of_the_docs_reads_with_defaults_filled_in(tmp_pat
     assert acc3["L6"].account_type == "taxable" and not acc3["L6"].short
 
 
+def test_an_accounts_identical_groups_are_its_households_for_every_sibling(tmp_path: Path) -> None:
+    # Households audit: groups given on the taxable account's row reached only its own solve;
+    # the sibling IRA bought the twin of the name harvested that night and the booking missed
+    # the permanent disallowance (Rev. Rul. 2008-5).
+    accounts = """\
+account_id,household_id,account_type,strategy,cash_usd,te_budget,max_weight,exclusions,tilts,identical
+ACC-1,HH-1,taxable,direct-index,1000,0.03,0.5,,,AAA=ZZZ
+ACC-2,HH-1,ira,direct-index,500,,0.5,,,
+ACC-3,,taxable,direct-index,0,0.03,0.5,DDD,,
+"""
+    book = read_book(hand_book(tmp_path, accounts=accounts))
+    assert book.ledgers["HH-1"].identical == [["AAA", "ZZZ"]]
+    assert book.ledgers["ACC-3"].identical == []
+    ira = next(a for a in book.accounts if a.account_id == "ACC-2")
+    assert ira.identical == []  # its own spec is as written; its household's ledger has the group
+
+
 def test_an_empty_lot_account_type_is_the_type_of_its_account_and_a_contradiction_refused(
     tmp_path: Path,
 ) -> None:

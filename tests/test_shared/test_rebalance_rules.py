@@ -315,12 +315,10 @@ def test_a_sleeve_no_ticket_can_pin_to_neutral_trades_within_the_narrow_band_not
 def test_a_long_short_book_without_a_long_loss_lot_rebalances() -> None:
     # Households audit: every long lot at a gain, short lots at a loss: numpy's bincount of
     # no items is int64, and an in-place float add on it ended the account `failed`.
-    from decimal import Decimal as D
-
     request = _request(1, "long-short")
     aid = request.account.account_id
     lots = [
-        msgspec.structs.replace(lot, cost_basis_usd=D("0.01") * lot.quantity)
+        msgspec.structs.replace(lot, cost_basis_usd=Decimal("0.01") * lot.quantity)
         if lot.account == aid and not lot.short
         else lot
         for lot in request.ledger.lots
