@@ -18,6 +18,7 @@ from producer.book import (
     read_book,
     write_book,
 )
+from producer.enqueue import plan_night
 from shared import results_keys as keys
 from shared.errors import InputError
 from shared.examples import synthetic_book, synthetic_book_stream
@@ -166,6 +167,20 @@ ACC-3,,taxable,direct-index,0,0.03,0.5,DDD,,
     assert book.ledgers["ACC-3"].identical == []
     ira = next(a for a in book.accounts if a.account_id == "ACC-2")
     assert ira.identical == []  # its own spec is as written; its household's ledger has the group
+
+
+def test_a_household_runs_excluding_taxable_accounts_first_and_iras_last(tmp_path: Path) -> None:
+    # Households audit: in account-id order an IRA bought 278 CAT before its sibling had to
+    # sell its excluded CAT at a loss, losing $3,437.36 of it for good (Rev. Rul. 2008-5).
+    accounts = HAND_ACCOUNTS + (
+        "ACC-0,HH-1,ira,direct-index,500,,0.5,,\nACC-9,HH-1,taxable,direct-index,10,0.03,0.5,AAA,\n"
+    )
+    book = read_book(hand_book(tmp_path, accounts=accounts))
+    order = [spec.account_id for spec in book.households()["HH-1"]]
+    assert order == ["ACC-9", "ACC-1", "ACC-0", "ACC-2"]
+    (household,) = [c for c in plan_night(book, dt.date(2024, 7, 2)) if c[0].household_id == "HH-1"]
+    assert [t.account.account_id for t in household] == order
+    assert [t.household_index for t in household] == [0, 1, 2, 3]
 
 
 def test_an_empty_lot_account_type_is_the_type_of_its_account_and_a_contradiction_refused(
