@@ -2440,11 +2440,13 @@ def _solve_chain(
                 transform=_chain_transform(steps, te_budget),
                 label="+".join([*relaxations[-1:], "exclusions_over_time"]),
             )
-            found = _solve_level(over_time, pre)
-            if found is not None and (
-                _budgets_bind(*found) or _feasible_without_budgets(level, pre)
-            ):
-                return found[0], found[1], steps
+            found = _first_solution(over_time, pre)
+            if found is not None and _over_time_kept(level, pre, found):
+                if len(steps) >= 2:  # the steps before it, put back where they still can be
+                    kept = _over_time_accept(level, pre, te_budget)
+                    steps, found = _tighten(over_time, pre, steps, found, accept=kept)
+                sol, data = _refine_sides(*found)
+                return sol, data, steps
             if found is not None:
                 log.attempts.append(
                     "exclusions_over_time: the budgets neither bind nor make the level "
@@ -2463,6 +2465,26 @@ def _solve_chain(
                 transform = _chain_transform(relaxations, te_budget)
                 label = step
                 break
+
+
+def _over_time_accept(
+    level: _Level, pre: BoolArray, te_budget: float
+) -> Callable[[list[str], _First], bool]:
+    """:func:`_tighten`'s test of a candidate ending in ``exclusions_over_time``: the step
+    stays justified at the candidate's level (:func:`_over_time_kept`)."""
+
+    def kept(steps: list[str], found: _First) -> bool:
+        without = _chain_transform(steps[:-1], te_budget)
+        return _over_time_kept(dataclasses.replace(level, transform=without), pre, found)
+
+    return kept
+
+
+def _over_time_kept(level: _Level, pre: BoolArray, found: _First) -> bool:
+    """Whether ``exclusions_over_time`` stays at ``level`` (the level without it), given the
+    level's first solution with it: the budgets bind there, or are what makes ``level``
+    infeasible (:func:`_feasible_without_budgets`)."""
+    return _budgets_bind(found[1], found[2]) or _feasible_without_budgets(level, pre)
 
 
 def _feasible_without_budgets(level: _Level, pre: BoolArray) -> bool:
@@ -2513,12 +2535,19 @@ def _ladder(step: str) -> tuple[str, ...]:
     return next((rungs for rungs in LADDERS if step in rungs), (step,))
 
 
+#: A level's first solution (:func:`_first_solution`): the level as the refinement logs it,
+#: the solution, its problem and its sides.
+_First = tuple[_Level, Solution, ProblemData, BoolArray]
+
+
 def _tighten(
     level: _Level,
     pre: BoolArray,
     relaxations: list[str],
-    first: tuple[_Level, Solution, ProblemData, BoolArray],
-) -> tuple[list[str], tuple[_Level, Solution, ProblemData, BoolArray]]:
+    first: _First,
+    *,
+    accept: Callable[[list[str], _First], bool] | None = None,
+) -> tuple[list[str], _First]:
     """Put back the earlier relaxation steps the chain's last step made unnecessary.
 
     The chain is cumulative: a level that turned feasible only once the turnover limit went
@@ -2528,10 +2557,12 @@ def _tighten(
     existed once the turnover limit alone was dropped).  DESIGN §3 relaxes the tilt, then TE
     — a step is taken because the levels before it are infeasible, not to be kept once a
     later step made them feasible.  The last step stays (the level without it was
-    infeasible); every earlier one is tried back, the most important first (the chain drops
+    infeasible).  Every earlier one is tried back, the most important first (the chain drops
     the least important first), a ladder at its tightest first (the TE budget, then ×1.5, then
     ×2; a sleeve's neutrality, then its narrow band), each kept back when the level still has
-    a solution with it.
+    a solution with it (and ``accept`` agrees: on the ``exclusions_over_time`` path, that the
+    budgets still keep the exclusions from a whole sale; diff review: a tilt dropped on that
+    path stayed dropped though the level met it).
     """
     steps = list(relaxations)
     last = steps[-1]
@@ -2558,15 +2589,13 @@ def _tighten(
                 # budget restored beside its neutral band stopped AlmostSolved, its safe
                 # attempt 0.02033 against 0.02, and the backtest ended there).
                 found = None
-            if found is not None:
+            if found is not None and (accept is None or accept(candidate, found)):
                 steps, first = candidate, found
                 break
     return steps, first
 
 
-def _first_solution(
-    level: _Level, pre: BoolArray
-) -> tuple[_Level, Solution, ProblemData, BoolArray] | None:
+def _first_solution(level: _Level, pre: BoolArray) -> _First | None:
     """The level's first solution, unrefined: the pre-pass sides, then the side search.
     Returns the level as the refinement logs it, the solution, its problem and its sides."""
     ctx, locked = level.ctx, level.locked

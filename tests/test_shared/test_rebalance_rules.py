@@ -284,6 +284,24 @@ def test_steps_a_later_relaxation_made_unnecessary_are_put_back() -> None:
     assert out.relaxations == ["te_budget×1.5", "te_budget×2", "turnover"]
 
 
+def test_steps_before_exclusions_over_time_are_put_back_while_the_budgets_still_bind() -> None:
+    # Diff review: on the exclusions_over_time path the chain kept its dropped tilt although
+    # the level with the tilt solved with the gain budget binding (low_vol -0.036 against 0.3).
+    base = example_request(names=50, seed=3)
+    request = _with_account(
+        base,
+        exclusions=["ZSP"],
+        gain_budget_usd=Decimal(0),
+        te_budget=0.004,
+        tilts=[FactorTilt(factor="low_vol", min_exposure=0.3)],
+    )
+    out = rebalance(request)
+    assert out.relaxations[-1] == "exclusions_over_time"
+    assert "tilt" not in out.relaxations
+    (tilt,) = [x for x in out.factor_exposures if x.target_min is not None]
+    assert tilt.active >= 0.3 - 1e-3 or "tilt" in " ".join(out.limit_breaches)
+
+
 def test_the_last_relaxation_step_stays_when_it_alone_makes_the_account_feasible() -> None:
     # The TE cap is the conflict: nothing after it is tried, and the tilt comes back.
     request = _with_account(
