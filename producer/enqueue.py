@@ -4,10 +4,11 @@ Messages stay small: the household's ledger (every account's lots, often hundred
 staged in the results store under ``ledger:{date}:{household}`` field ``0`` just before its
 chain is sent, and each task carries only a reference (its household and place in the chain).
 
-Accounts of one household go as one Celery chain (in account-id order), so their solves see each
-other's same-day trades and never create a cross-account wash sale (IRC §1091, household-wide).
-Task ids are ``date:account``; re-running the producer re-sends the same ids, and accounts that
-already have an outcome are skipped, so a crashed producer is simply run again.
+Accounts of one household go as one Celery chain (in ``producer.book.run_rank`` order), so
+their solves see each other's same-day trades and never create a cross-account wash sale
+(IRC §1091, household-wide).  Task ids are ``date:account``; re-running the producer re-sends
+the same ids, and accounts that already have an outcome are skipped, so a crashed producer is
+simply run again.
 """
 
 from __future__ import annotations

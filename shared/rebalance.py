@@ -2584,12 +2584,15 @@ def _tighten(
             )
             try:
                 found = _first_solution(probe, pre)
+                if found is not None and accept is not None and not accept(candidate, found):
+                    found = None
             except SolverFailed:
                 # Optional: a limit put back only when a solve vouches for it (a sleeve's TE
                 # budget restored beside its neutral band stopped AlmostSolved, its safe
-                # attempt 0.02033 against 0.02, and the backtest ended there).
+                # attempt 0.02033 against 0.02, and the backtest ended there); ``accept``'s
+                # own solves alike (diff review: one failing there failed the account).
                 found = None
-            if found is not None and (accept is None or accept(candidate, found)):
+            if found is not None:
                 steps, first = candidate, found
                 break
     return steps, first

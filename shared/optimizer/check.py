@@ -174,7 +174,9 @@ def check_solution(
         bad = np.flatnonzero(np.abs(expo) > eq + data.neutral_band)
         if len(bad):
             f = int(bad[np.argmax(np.abs(expo[bad]))])  # the worst factor, and how many miss
-            more = f" ({len(bad)} factors beyond {eq:g})" if len(bad) > 1 else ""
+            more = (
+                f" ({len(bad)} factors beyond {eq + data.neutral_band:g})" if len(bad) > 1 else ""
+            )
             out.append(f"not factor neutral: {data.factor_names[f]} exposure {expo[f]:.3g}{more}")
 
     # Long/short/gross limits on the long and short sides (which bound Σw⁺, Σw⁻, Σ|w|).
