@@ -561,10 +561,13 @@ def read_book(directory: Path) -> Book:
     # groups are its household's, so every sibling's solve, wash check and the night's booking
     # see them (households audit: groups given on a taxable account's row alone let a sibling
     # IRA buy ONN the night YNR was harvested: $33,524.74 of $99,326.52 lost for good).
+    # A malformed group (one name, a name twice, two spellings of one) stays the account's
+    # own, to be rejected with it naming `account.identical`, rather than its siblings'.
     for spec in accounts:
         groups = identical.setdefault(household_of(spec), [])
         for group in spec.identical:
-            if list(group) not in groups:
+            well_formed = len(group) >= 2 and len({s.upper() for s in group}) == len(group)
+            if well_formed and all(group) and list(group) not in groups:
                 groups.append(list(group))
     ledgers = {}
     for household in sorted(set(last_purchases) - known):
@@ -1275,16 +1278,21 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
 
     _write(directory, "accounts", ACCOUNT_COLUMNS, [_account_row(a) for a in book.accounts], fmt)
     lots, pending, recent, last, households = [], [], [], [], []
+    # An account row's groups are merged into its household's on reading (read_book): they
+    # stay on the account row, so withdrawing one there withdraws it (diff review: copied into
+    # households.csv they outlived the account row's edit).
+    from_rows: dict[str, list[list[str]]] = {}
+    for spec in book.accounts:
+        from_rows.setdefault(household_of(spec), []).extend(list(g) for g in spec.identical)
     for household, state in sorted(book.ledgers.items()):
         for lot in state.lots:
             lots.append(_lot_row(household, lot))
         pending += [_struct_row(household, p) for p in state.pending_losses]
         recent += [_struct_row(household, r) for r in state.recent_purchases]
         last += [_struct_row(household, p) for p in state.last_purchases]
-        if state.identical:
-            households.append(
-                {"household_id": household, "identical": _fmt_groups(state.identical)}
-            )
+        own = [g for g in state.identical if list(g) not in from_rows.get(household, [])]
+        if own:
+            households.append({"household_id": household, "identical": _fmt_groups(own)})
     _write(directory, "lots", LOT_COLUMNS, lots, fmt)
     _write(directory, "pending_losses", PENDING_COLUMNS, pending, fmt)
     _write(directory, "recent_purchases", RECENT_COLUMNS, recent, fmt)

@@ -167,6 +167,19 @@ ACC-3,,taxable,direct-index,0,0.03,0.5,DDD,,
     assert book.ledgers["ACC-3"].identical == []
     ira = next(a for a in book.accounts if a.account_id == "ACC-2")
     assert ira.identical == []  # its own spec is as written; its household's ledger has the group
+    # Written back, the group stays on the account row only (diff review: copied into
+    # households.csv it outlived the row's edit), and reads back the same.
+    write_book(tmp_path / "next", book)
+    assert (
+        not (tmp_path / "next" / "households.csv").exists()
+        or "ZZZ" not in (tmp_path / "next" / "households.csv").read_text()
+    )
+    assert read_book(tmp_path / "next").ledgers["HH-1"].identical == [["AAA", "ZZZ"]]
+    # A malformed group stays the account's own (its rebalance rejects it, naming
+    # account.identical), never its siblings'.
+    bad = accounts.replace("AAA=ZZZ", "XYP=xyp")
+    book = read_book(hand_book(tmp_path / "bad", accounts=bad))
+    assert book.ledgers["HH-1"].identical == []
 
 
 def test_a_household_runs_excluding_taxable_accounts_first_and_iras_last(tmp_path: Path) -> None:
