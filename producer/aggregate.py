@@ -26,7 +26,7 @@ from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
 from shared.ledger import cents
-from shared.messages import Outcome, Rejected, Solved, Transaction, encode_json
+from shared.messages import AccountSpec, Outcome, Rejected, Solved, Transaction, encode_json
 
 #: Accounts named in full in an "incomplete night" error before it says "and N more".
 NAMED_MISSING = 20
@@ -199,7 +199,10 @@ def aggregate(
     _write_trades(out, as_of, present, expected)
     _write_not_ok(out / "not_ok.csv", present, missing, expected)
     if book is not None:
-        write_book(out / "next_book", next_book(book, as_of, outcomes), fmt=book_format)
+        order = {a: e.index for a, e in expected.items()}
+        write_book(
+            out / "next_book", next_book(book, as_of, outcomes, order=order), fmt=book_format
+        )
     summary = NightSummary(
         as_of=as_of,
         complete=not missing,
@@ -350,17 +353,36 @@ def _traded(outcome: Outcome | None) -> bool:
     return isinstance(outcome, Solved) and bool(outcome.trades)
 
 
-def next_book(book: Book, as_of: dt.date, outcomes: Mapping[str, Outcome]) -> Book:
+def _in_order(specs: list[AccountSpec], order: Mapping[str, int]) -> list[AccountSpec]:
+    """``specs`` sorted by their place in ``order`` (those it lacks last, as they were)."""
+    last = len(specs)
+    return sorted(specs, key=lambda spec: order.get(spec.account_id, last))
+
+
+def next_book(
+    book: Book,
+    as_of: dt.date,
+    outcomes: Mapping[str, Outcome],
+    *,
+    order: Mapping[str, int] | None = None,
+) -> Book:
     """The book at the close of ``as_of``: every solved account's trades booked through the
     household ledger (full wash-sale rules, IRC §1091) in the order the accounts ran, cash moved
-    by the traded notional, the transactions appended to the history."""
+    by the traded notional, the transactions appended to the history.
+
+    ``order``: each account's place in its household's chain as enqueued (the manifest's
+    ``index``); the book's own run order (:meth:`Book.households`) otherwise.  The manifest's
+    wins, so a night enqueued by a taxview that ordered the chains otherwise is booked as its
+    workers solved it (diff review: booked in the new order, a replacement lot's basis and
+    holding period came out otherwise than the solves' realized slices)."""
     from shared.ledger import Ledger
     from shared.rebalance import outcome_transactions
 
     ledgers = {}
     new_history: list[Transaction] = []
     cash: dict[str, Decimal] = {}
-    for household, specs in book.households().items():
+    for household, ran in book.households().items():
+        specs = ran if order is None else _in_order(ran, order)
         try:
             ledger = Ledger.from_state(book.ledgers[household])
         except InputError:

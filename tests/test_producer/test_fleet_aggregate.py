@@ -317,3 +317,40 @@ def test_a_household_whose_ledger_its_accounts_were_rejected_on_is_carried_into_
     after = next_book(book, market.as_of, outcomes)
     assert after.ledgers[household] is broken
     assert set(after.ledgers) == set(book.ledgers)
+
+
+def test_the_next_book_books_a_household_in_the_order_its_chain_was_enqueued(monkeypatch) -> None:
+    # Diff review: a night enqueued by a taxview that ordered the chains otherwise was booked in
+    # the new order; a replacement lot's basis and holding period then differed from the
+    # workers' realized slices.  The manifest's `index` says the order the workers solved in.
+    import shared.rebalance as rb
+    from producer.aggregate import next_book
+    from shared.messages import RebalanceRequest
+
+    market, pairs = synthetic_book(accounts=6, names=15, seed=2, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    household, specs = next((h, s) for h, s in book.households().items() if len(s) >= 2)
+    outcomes = {
+        spec.account_id: rb.rebalance(
+            RebalanceRequest(
+                as_of=market.as_of, account=spec, ledger=book.ledgers[household], market=market
+            )
+        )
+        for spec in specs
+    }
+    assert all(isinstance(o, Solved) and o.trades for o in outcomes.values())
+    booked: list[str] = []
+    real = rb.outcome_transactions
+
+    def spy(outcome, *, account_type):  # type: ignore[no-untyped-def]
+        booked.append(outcome.account_id)
+        return real(outcome, account_type=account_type)
+
+    monkeypatch.setattr(rb, "outcome_transactions", spy)
+    ran = [s.account_id for s in specs]
+    next_book(book, market.as_of, outcomes)
+    assert booked == ran
+    booked.clear()
+    enqueued = {a: k for k, a in enumerate(reversed(ran))}
+    next_book(book, market.as_of, outcomes, order=enqueued)
+    assert booked == list(reversed(ran))
