@@ -183,11 +183,13 @@ RELAXATION_CHAIN: tuple[str, ...] = (
 #: The ``neutral_band=…`` relaxation steps: a market-neutral sleeve that no ticket can bring
 #: to every factor exposure 0 (17 pinned with 30–60 names, many of which may only be traded
 #: one way: 6 of 24 example sleeves were held, their exposures left at 0.16–0.74) keeps each
-#: within the band instead (``|Bᵀw| ≤ band``, sigmas × NAV), so it trades towards neutral
-#: rather than not at all.  A 60-name sleeve's half-year backtest (``taxview-runner --start
-#: 2024-01-02 --end 2024-06-28 --universe synthetic:60 --strategy market-neutral``): 31 of 124
-#: days held with neither (tax alpha −14.1%/y, TE 7.8%); 8 with 0.05 alone (+0.57%/y, 3.0%);
-#: none with 0.2 alone (−1.08%/y, 3.6%) nor with 0.05 then 0.2 (+5.65%/y, 5.7%).
+#: within the band instead (``|Bᵀw| ≤ band``, sigmas × NAV), its exposures' squares charged
+#: in the objective (``shared.optimizer.data.NEUTRAL_PENALTY``) so it trades towards neutral
+#: rather than not at all, and never fills the band for tax or alpha.  The 6 held example
+#: sleeves end at exposures of 0.002–0.015.  A 60-name sleeve's half-year backtest
+#: (``taxview-runner --start 2024-01-02 --end 2024-06-28 --universe synthetic:60 --strategy
+#: market-neutral``): 31 of 124 days held without the bands (tax alpha −14.1%/y), 9 with them
+#: (−6.9%/y); without the charge, none (+5.65%/y, the band filled: exposures at ±0.05–0.2).
 NEUTRAL_BANDS: dict[str, float] = {"neutral_band=0.05": 0.05, "neutral_band=0.2": 0.2}
 
 #: Long/short books hold their declared shape within this band (weights): a 130/30 book

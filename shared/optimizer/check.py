@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.optimizer.data import ProblemData, Solution
+from shared.optimizer.data import NEUTRAL_PENALTY, ProblemData, Solution
 from shared.types import FloatArray
 
 #: Default absolute tolerance on weights (fractions of NAV): 1e-6 is $1 on a $1M account.
@@ -65,6 +65,9 @@ def objective_value(
     obj = data.lambda_te * te * te + data.lambda_tax * tax + data.kappa * traded
     if data.alpha is not None:
         obj -= float(data.alpha @ w)
+    if data.factor_neutral and data.neutral_band > 0:
+        expo = w @ data.loadings
+        obj += NEUTRAL_PENALTY * float(expo @ expo)
     return obj
 
 

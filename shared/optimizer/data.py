@@ -34,6 +34,15 @@ def _empty_i() -> IntArray:
     return np.zeros(0, dtype=np.int64)
 
 
+#: Objective weight of ``Σ_f (B_fᵀw)²`` in a sleeve whose neutrality is relaxed to a band
+#: (``ProblemData.neutral_band``): an exposure ``e`` bought for a gain ``g`` per unit (tax, at
+#: most 0.41 per unit of weight sold; alpha, less) costs ``50·e²``, so the optimum keeps
+#: ``e ≤ g/100 ≈ 0.004`` — the band is spent where neutrality cannot be met, not filled for
+#: tax or alpha (diff review: without it 11 factors went from ~0 to ±0.05 and a sleeve moved
+#: away from neutral on 5 of 19 banded days).
+NEUTRAL_PENALTY = 50.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProblemData:
     """Inputs of one solve.  n names, k factors, L long lots, S short lots."""
@@ -94,7 +103,8 @@ class ProblemData:
     #: Market-neutral: every factor exposure Bᵀw pinned to zero.
     factor_neutral: bool = False
     #: With ``factor_neutral``: each exposure within ``±neutral_band`` instead of pinned at 0
-    #: (the relaxation chain's ``neutral_band`` step, before ``hold``).
+    #: (the relaxation chain's ``neutral_band`` step, before ``hold``), the exposures' sum of
+    #: squares charged at :data:`NEUTRAL_PENALTY` in the objective.
     neutral_band: float = 0.0
     #: Σw + w_c = net_w (1 for the long strategies, 0 for the market-neutral sleeve).
     net_w: float = 1.0

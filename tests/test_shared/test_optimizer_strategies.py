@@ -232,16 +232,17 @@ def test_the_market_neutral_sleeve_is_dollar_and_factor_neutral_within_its_gross
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_a_neutral_band_bounds_every_exposure_and_both_paths_agree(seed):
-    # The relaxation chain's `neutral_band` step: |Bᵀw| ≤ band instead of Bᵀw = 0.
+def test_a_neutral_band_is_a_bound_not_a_target_and_both_paths_agree(seed):
+    # The relaxation chain's `neutral_band` steps: |Bᵀw| ≤ band instead of Bᵀw = 0, with the
+    # exposures' squares charged (NEUTRAL_PENALTY), so a sleeve that can be near neutral stays
+    # there (diff review: without the charge the optimizer filled the band for tax and alpha).
     data = replace(random_problem(30, k=6, strategy="market-neutral", seed=seed), neutral_band=0.05)
     sol, _ = _agree(data)
     assert_every_constraint_holds(data, sol)
     expo = data.loadings.T @ sol.w
-    assert np.max(np.abs(expo)) <= 0.05 + 1e-6
-    pinned = solve(replace(data, neutral_band=0.0))
-    assert sol.objective <= pinned.objective + 1e-9  # a band only widens the feasible set
-    assert np.max(np.abs(expo)) > 1e-4  # and here the optimum uses it
+    assert np.max(np.abs(expo)) <= 0.005
+    free = solve(replace(data, factor_neutral=False))
+    assert np.max(np.abs(data.loadings.T @ free.w)) > 0.05  # what the sleeve would take
 
 
 def test_the_market_neutral_sleeve_follows_its_alpha():
