@@ -2113,7 +2113,7 @@ def _close_unopened(
     held_long, held_short = _held(ctx)
     hint = (held_long & (sol.w < -WEIGHT_EPS), held_short & (sol.w > WEIGHT_EPS))
     data2 = dataclasses.replace(
-        level.problem(sides | close), flip_hint=hint, flip_hint_objective=sol.objective
+        _to_harvest(level, data, sides, close), flip_hint=hint, flip_hint_objective=sol.objective
     )
     try:
         sol2 = level.attempt(data2, f"/closed {int(close.sum())} names")
@@ -2122,6 +2122,27 @@ def _close_unopened(
     if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
         return sol2, data2
     return sol, data
+
+
+def _to_harvest(
+    level: _Level, data: ProblemData, sides: BoolArray, close: BoolArray
+) -> ProblemData:
+    """``data`` with the ``close`` names moved to the harvest side — no buys or new shorts of
+    them, their loss lots sellable as the harvest side makes them (wash window and locks
+    still apply) — and every other name's masks exactly as in ``data``.  (Rebuilt from sides
+    read off ``data.buy_allowed``, the masks of names the guard or the pre-pass had treated
+    otherwise changed too: a sleeve's over-cap name the solve had flipped short was then
+    reported "shorted a blocked name".)"""
+    harvest = level.problem(sides | close)
+    on_long = close[data.lot_name]
+    on_short = close[data.short_name]
+    return dataclasses.replace(
+        data,
+        buy_allowed=data.buy_allowed & ~close,
+        short_allowed=data.short_allowed & ~close,
+        lot_sellable=np.where(on_long, harvest.lot_sellable, data.lot_sellable),
+        short_coverable=np.where(on_short, harvest.short_coverable, data.short_coverable),
+    )
 
 
 def _swap_to_loss_lots(
@@ -2143,7 +2164,7 @@ def _swap_to_loss_lots(
     sides, close = _unopened(level, sol, data)
     if not close.any():
         return sol, data
-    new_data = level.problem(sides | close)
+    new_data = _to_harvest(level, data, sides, close)
     sell, cover = sol.sell.copy(), sol.cover.copy()
     delta = 0.0
     for u, names, cap, tau, ok, floor in (
@@ -2182,13 +2203,7 @@ def _swap_to_loss_lots(
                 left -= take
     if delta >= -1e-12:
         return sol, data
-    out = dataclasses.replace(
-        data,
-        buy_allowed=new_data.buy_allowed,
-        short_allowed=new_data.short_allowed,
-        lot_sellable=new_data.lot_sellable,
-        short_coverable=new_data.short_coverable,
-    )
+    out = new_data
     level.log.attempts.append(
         f"{level.label}/lot swap: {int(close.sum())} names sold from their loss lots instead"
     )

@@ -192,3 +192,13 @@ def test_a_name_traded_out_and_not_bought_sells_its_loss_lots_before_its_gain_lo
     before = rb.rebalance(request)
     assert isinstance(before, Solved)
     assert _gain_sold_beside_unsold_loss(request, before) != []
+
+
+def test_moving_names_to_the_harvest_side_keeps_every_other_names_masks() -> None:
+    # Diff review: the harvest-side step rebuilt every mask from sides read off buy_allowed,
+    # so an over-cap name the solve had flipped short became "blocked" for shorts and the
+    # rounded ticket reported "shorted a blocked name: BDF" (a 30-name sleeve, seed 1).
+    outcome = rb.rebalance(example_request(names=30, seed=1, strategy="market-neutral"))
+    assert isinstance(outcome, Solved)
+    assert any(t.symbol == "BDF" and t.side == "short" for t in outcome.trades)
+    assert outcome.limit_breaches == []
