@@ -412,5 +412,9 @@ def next_book(
         for a in book.accounts
     ]
     return Book(
-        as_of=as_of, accounts=accounts, ledgers=ledgers, history=[*book.history, *new_history]
+        as_of=as_of,
+        accounts=accounts,
+        ledgers=ledgers,
+        history=[*book.history, *new_history],
+        declared=book.declared,
     )

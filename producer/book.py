@@ -110,6 +110,10 @@ class Book(msgspec.Struct, kw_only=True):
     #: :class:`CompressedLedgers` for a big generated book.
     ledgers: Mapping[str, LedgerState]
     history: list[Transaction] = []
+    #: household id → the identical groups its ``households`` row declared, when read from
+    #: files: the ledgers' groups also hold the account rows' (merged on reading), and only
+    #: these are written back to ``households`` (``None``: every ledger group is declared).
+    declared: dict[str, list[list[str]]] | None = None
 
     def households(self) -> dict[str, list[AccountSpec]]:
         """Accounts grouped by household, in the order they run (household id; then
@@ -561,14 +565,16 @@ def read_book(directory: Path) -> Book:
     # groups are its household's, so every sibling's solve, wash check and the night's booking
     # see them (households audit: groups given on a taxable account's row alone let a sibling
     # IRA buy ONN the night YNR was harvested: $33,524.74 of $99,326.52 lost for good).
-    # A malformed group (one name, a name twice, two spellings of one) stays the account's
-    # own, to be rejected with it naming `account.identical`, rather than its siblings'.
+    # A group of one name (after dropping repeats, in any case) stays the account's own, to
+    # be rejected with it naming `account.identical` (or, two spellings of one name, dropped
+    # by its solve), rather than its siblings'.
+    own_groups = {h: [list(g) for g in gs] for h, gs in identical.items()}
     for spec in accounts:
         groups = identical.setdefault(household_of(spec), [])
         for group in spec.identical:
-            well_formed = len(group) >= 2 and len({s.upper() for s in group}) == len(group)
-            if well_formed and all(group) and list(group) not in groups:
-                groups.append(list(group))
+            names = list({sym.upper(): sym for sym in reversed(group) if sym}.values())[::-1]
+            if len(names) >= 2 and names not in groups:
+                groups.append(names)
     ledgers = {}
     for household in sorted(set(last_purchases) - known):
         row_no = next(n for n, row in last.rows if row["household_id"] == household)
@@ -631,7 +637,13 @@ def read_book(directory: Path) -> Book:
                 '(drop the "tables" entry of book.json to read an edited book)',
                 field=name,
             )
-    return Book(as_of=as_of, accounts=accounts, ledgers=ledgers, history=transactions)
+    return Book(
+        as_of=as_of,
+        accounts=accounts,
+        ledgers=ledgers,
+        history=transactions,
+        declared=own_groups,
+    )
 
 
 def _declared_rows(tables: Any) -> dict[str, int]:
@@ -1280,17 +1292,15 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
     lots, pending, recent, last, households = [], [], [], [], []
     # An account row's groups are merged into its household's on reading (read_book): they
     # stay on the account row, so withdrawing one there withdraws it (diff review: copied into
-    # households.csv they outlived the account row's edit).
-    from_rows: dict[str, list[list[str]]] = {}
-    for spec in book.accounts:
-        from_rows.setdefault(household_of(spec), []).extend(list(g) for g in spec.identical)
+    # households.csv they outlived the account row's edit); the household's own are kept
+    # whatever the rows say (another review: one also on a row was dropped from both).
     for household, state in sorted(book.ledgers.items()):
         for lot in state.lots:
             lots.append(_lot_row(household, lot))
         pending += [_struct_row(household, p) for p in state.pending_losses]
         recent += [_struct_row(household, r) for r in state.recent_purchases]
         last += [_struct_row(household, p) for p in state.last_purchases]
-        own = [g for g in state.identical if list(g) not in from_rows.get(household, [])]
+        own = state.identical if book.declared is None else book.declared.get(household, [])
         if own:
             households.append({"household_id": household, "identical": _fmt_groups(own)})
     _write(directory, "lots", LOT_COLUMNS, lots, fmt)

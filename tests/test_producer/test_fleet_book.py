@@ -180,6 +180,17 @@ ACC-3,,taxable,direct-index,0,0.03,0.5,DDD,,
     bad = accounts.replace("AAA=ZZZ", "XYP=xyp")
     book = read_book(hand_book(tmp_path / "bad", accounts=bad))
     assert book.ledgers["HH-1"].identical == []
+    # A name repeated is dropped, as the account's own solve drops it (another review: the
+    # account solved with AJU=BCI while its siblings went without it).
+    twice = accounts.replace("AAA=ZZZ", "AJU=AJU=BCI")
+    book = read_book(hand_book(tmp_path / "twice", accounts=twice))
+    assert book.ledgers["HH-1"].identical == [["AJU", "BCI"]]
+    # A group the household declared itself survives a write, also when a row repeats it.
+    both = hand_book(tmp_path / "both", accounts=accounts)
+    (both / "households.csv").write_text("household_id,identical\nHH-1,AAA=ZZZ\n")
+    write_book(tmp_path / "both_next", read_book(both))
+    rows = (tmp_path / "both_next" / "households.csv").read_text().splitlines()
+    assert rows == ["household_id,identical", "HH-1,AAA=ZZZ"]
 
 
 def test_a_household_runs_excluding_taxable_accounts_first_and_iras_last(tmp_path: Path) -> None:
