@@ -572,7 +572,11 @@ def read_book(directory: Path) -> Book:
     for spec in accounts:
         groups = identical.setdefault(household_of(spec), [])
         for group in spec.identical:
-            names = list({sym.upper(): sym for sym in reversed(group) if sym}.values())[::-1]
+            first: dict[str, str] = {}
+            for sym in group:
+                if sym:
+                    first.setdefault(sym.upper(), sym)
+            names = list(first.values())
             if len(names) >= 2 and names not in groups:
                 groups.append(names)
     ledgers = {}
