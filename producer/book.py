@@ -126,6 +126,16 @@ class Book(msgspec.Struct, kw_only=True):
         return out
 
 
+def _distinct(group: Sequence[str]) -> list[str]:
+    """``group``'s symbols without blanks and repeats in any letter case (tickers are
+    case-insensitive), each as first spelled."""
+    first: dict[str, str] = {}
+    for sym in group:
+        if sym:
+            first.setdefault(sym.upper(), sym)
+    return list(first.values())
+
+
 def run_rank(spec: AccountSpec) -> int:
     """Where an account runs in its household's chain: taxable accounts with exclusions first
     (an excluded name held at a loss must be sold whatever its siblings do), then the other
@@ -559,7 +569,19 @@ def read_book(directory: Path) -> Book:
                 "no lot",
                 field="household_id",
             )
-        identical[household] = _groups(row.get("identical", ""))
+        groups = []
+        for group in _groups(row.get("identical", "")):
+            names = _distinct(group)
+            if len(names) < 2:
+                # Review: `AJU` read, then rejected every account of the household each night
+                # (and was written back every night).
+                raise InputError(
+                    f"{households.file} row {row_no}: group {'='.join(group)!r} needs at least "
+                    "two distinct symbols",
+                    field="identical",
+                )
+            groups.append(names)
+        identical[household] = groups
     # Substantial identity is the securities', not one account's (IRC §1091 reads the
     # household's purchases and sales of "substantially identical" stock): an account's
     # groups are its household's, so every sibling's solve, wash check and the night's booking
@@ -572,11 +594,7 @@ def read_book(directory: Path) -> Book:
     for spec in accounts:
         groups = identical.setdefault(household_of(spec), [])
         for group in spec.identical:
-            first: dict[str, str] = {}
-            for sym in group:
-                if sym:
-                    first.setdefault(sym.upper(), sym)
-            names = list(first.values())
+            names = _distinct(group)
             if len(names) >= 2 and names not in groups:
                 groups.append(names)
     ledgers = {}

@@ -317,7 +317,12 @@ class _Pending:
 
 
 def _merge_groups(groups: Iterable[Iterable[str]]) -> dict[str, str]:
-    """symbol → canonical group key (the smallest member), merging overlapping groups."""
+    """upper-cased symbol → canonical group key (the smallest member, upper-cased), merging
+    overlapping groups.  Tickers are case-insensitive (docs/ledger.md): a group declared
+    ``spr=UGP`` links a purchase of SPR to a loss sale of UGP (review: declared on a book's
+    account row in lower case, it linked them in the solve, which spells symbols as the market
+    does, but not in the ledger that booked the night — $57.46 of disallowed loss went
+    neither to a deduction nor into the replacement's basis)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -328,7 +333,7 @@ def _merge_groups(groups: Iterable[Iterable[str]]) -> dict[str, str]:
         return x
 
     for group in groups:
-        members = [s.strip() for s in group if s.strip()]
+        members = [s.strip().upper() for s in group if s.strip()]
         for s in members:
             find(s)
         for a, b in itertools.pairwise(members):
@@ -377,9 +382,11 @@ class Ledger:
         ]
         self._identical = [g for g in self._identical if g]
         self._group_of: dict[str, str] = _merge_groups(self._identical)
+        #: group key → its members as declared (the restrictions name them so).
         self._members: dict[str, set[str]] = {}
-        for sym, key in self._group_of.items():
-            self._members.setdefault(key, set()).add(sym)
+        for members in self._identical:
+            for sym in members:
+                self._members.setdefault(self._group_of[sym.upper()], set()).add(sym)
         self._lots: dict[tuple[str, str], list[_Lot]] = {}
         self._keys_by_group: dict[str, set[tuple[str, str]]] = {}
         #: (account, lot_id) → number of open sub-lots, to refuse a duplicate lot id.
@@ -607,8 +614,9 @@ class Ledger:
     # ---------------------------------------------------------------- queries
 
     def group(self, symbol: str) -> str:
-        """The substantially-identical group key of ``symbol`` (itself when undeclared)."""
-        return self._group_of.get(symbol, symbol)
+        """The substantially-identical group key of ``symbol``, in any case (itself, as
+        spelled, when undeclared)."""
+        return self._group_of.get(symbol.upper(), symbol)
 
     def members(self, symbol: str) -> set[str]:
         """Every declared member of ``symbol``'s group (at least ``symbol`` itself)."""

@@ -780,3 +780,15 @@ def test_a_book_json_whose_tables_entry_is_malformed_is_refused_naming_tables(
     with pytest.raises(InputError, match="row counts") as info:
         read_book(directory)
     assert info.value.field == "tables"
+
+
+def test_a_households_group_of_one_distinct_name_is_refused_on_reading(tmp_path: Path) -> None:
+    # Review: `AJU` read without a word, then rejected every account of the household each
+    # night and was written back each night.
+    book_dir = hand_book(tmp_path / "one")
+    (book_dir / "households.csv").write_text("household_id,identical\nHH-1,AJU=aju\n")
+    with pytest.raises(InputError) as err:
+        read_book(book_dir)
+    assert err.value.field == "identical" and "households.csv row 1" in err.value.reason
+    (book_dir / "households.csv").write_text("household_id,identical\nHH-1,AJU=aju=BCX\n")
+    assert read_book(book_dir).ledgers["HH-1"].identical == [["AJU", "BCX"]]

@@ -380,6 +380,21 @@ def test_a_start_tacked_back_past_year_one_stays_at_0001_01_01_instead_of_overfl
     assert led.sales[-1].term == "long"
 
 
+def test_a_group_declared_in_another_letter_case_still_washes_the_loss() -> None:
+    # Review: a book's account row declared `spr=UGP`; the solve (symbols in the market's
+    # spelling) saw the link, the ledger that booked the night (exact spelling) did not, and
+    # the disallowed loss went neither to a deduction nor into the replacement's basis.
+    led = Ledger(identical=[["spr", "UGP"]])
+    led.apply(tx("2024-01-02", "buy", "10", "10", sym="UGP", lot="U"))
+    led.apply(tx("2024-03-01", "sell", "10", "8", sym="UGP", lot="U"))
+    led.apply(tx("2024-03-02", "buy", "10", "8", sym="SPR", lot="S"))
+    assert led.sales[0].adjustment_code == "W"
+    (lot,) = [x for x in led.state(d("2024-03-02")).lots if x.lot_id == "S"]
+    assert lot.wash_adjustment_usd == D("20.00")
+    assert led.group("spr") == led.group("SPR") == led.group("ugp")
+    assert led.group("XYZ") == "XYZ" and led.group("xyz") == "xyz"  # undeclared: as spelled
+
+
 def test_a_declared_substantially_identical_security_washes_the_loss() -> None:
     for identical, washed in (([["GOOG", "GOOGL"]], True), ([], False)):
         led = Ledger(identical=identical)
