@@ -206,12 +206,21 @@ def _same_night(
     changed = sorted(a for a in set(old) & set(new) if not _same_entry(old[a], new[a]))
     if not (only_old or only_new or changed):
         return
+    # Entries that differ in their place in the chain alone: the night was enqueued by a
+    # taxview that ordered households otherwise (review: reported as "other lots or cash").
+    moved = [a for a in changed if _same_entry(old[a], new[a], ignore_index=True)]
+    changed = [a for a in changed if a not in moved]
     parts = [
         f"{len(x)} {what} (e.g. {', '.join(x[:3])})"
         for x, what in (
             (only_old, "only in the night"),
             (only_new, "only in this book"),
             (changed, "in other households, with another strategy, or other lots or cash"),
+            (
+                moved,
+                "at another place of their household's chain (enqueued by a taxview that "
+                "orders households otherwise: use that version for this night)",
+            ),
         )
         if x
     ]
@@ -223,9 +232,10 @@ def _same_night(
     )
 
 
-def _same_entry(old: bytes, new: bytes) -> bool:
-    """Two manifest entries of one account agree; a book digest counts only when both have
-    one of the same kind (a manifest written before digests existed has none)."""
+def _same_entry(old: bytes, new: bytes, *, ignore_index: bool = False) -> bool:
+    """Two manifest entries of one account agree (``ignore_index``: but for their place in
+    the household's chain); a book digest counts only when both have one of the same kind (a
+    manifest written before digests existed has none)."""
     if old == new:
         return True
     a = msgspec.json.decode(old, type=ManifestEntry)
@@ -233,6 +243,8 @@ def _same_entry(old: bytes, new: bytes) -> bool:
     if a.book[:2] != b.book[:2] or not a.book:
         a = msgspec.structs.replace(a, book="")
         b = msgspec.structs.replace(b, book="")
+    if ignore_index:
+        b = msgspec.structs.replace(b, index=a.index)
     return a == b
 
 

@@ -113,6 +113,18 @@ def test_a_night_enqueued_from_one_book_refuses_another_book_or_market(night, mo
     assert err.value.field == "market" and "another market snapshot" in str(err.value)
 
 
+def test_a_night_enqueued_with_another_chain_order_is_refused_saying_so(night, monkeypatch) -> None:
+    # Review: a night enqueued by a taxview that ordered households otherwise was refused as
+    # "other lots or cash"; its entries differ only in their place in the chain.
+    book, market = night
+    client = _enqueued(book, market, monkeypatch)
+    monkeypatch.setattr("producer.book.run_rank", lambda spec: [-ord(c) for c in spec.account_id])
+    with pytest.raises(InputError) as err:
+        enqueue.enqueue_night(client, object(), book, market, ttl_s=600)  # type: ignore[arg-type]
+    assert "another place of their household's chain" in str(err.value)
+    assert "other lots or cash" not in str(err.value)
+
+
 def test_preflight_refuses_an_evicting_redis_and_names_the_policy() -> None:
     with RedisServer() as server:
         client = connect(server.url)
