@@ -614,9 +614,12 @@ class Ledger:
     # ---------------------------------------------------------------- queries
 
     def group(self, symbol: str) -> str:
-        """The substantially-identical group key of ``symbol``, in any case (itself, as
-        spelled, when undeclared)."""
-        return self._group_of.get(symbol.upper(), symbol)
+        """The substantially-identical group key of ``symbol``, in any case (itself,
+        upper-cased, when undeclared): tickers are case-insensitive (docs/ledger.md), so
+        ``bmo`` and ``BMO`` are one security whether or not a group names it (review: an
+        unrelated group naming ``bmo`` used to decide whether they were)."""
+        upper = symbol.upper()
+        return self._group_of.get(upper, upper)
 
     def members(self, symbol: str) -> set[str]:
         """Every declared member of ``symbol``'s group (at least ``symbol`` itself)."""
@@ -684,7 +687,9 @@ class Ledger:
                     f"{what} of {_qty(p.unmatched)} sh {p.symbol} in acct {p.account} on "
                     f"{p.date_sold} (IRC §1091)"
                 )
-                for sym in sorted(self._members.get(group, set()) | {p.symbol}):
+                # Every spelling a caller may look up: as declared and upper-cased.
+                named = self._members.get(group, set()) | {p.symbol}
+                for sym in sorted(named | {s.upper() for s in named}):
                     no_buy.setdefault(sym, reason)
                     if p.short:
                         no_short.setdefault(sym, reason)
