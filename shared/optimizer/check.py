@@ -72,7 +72,12 @@ def objective_value(
 
 
 def check_solution(
-    data: ProblemData, sol: Solution, *, tol: float = CHECK_TOL, eq_tol: float | None = None
+    data: ProblemData,
+    sol: Solution,
+    *,
+    tol: float = CHECK_TOL,
+    eq_tol: float | None = None,
+    risk_tol: float | None = None,
 ) -> list[str]:
     """Every constraint violated by ``sol`` beyond ``tol``, as readable strings (empty: valid).
 
@@ -84,6 +89,8 @@ def check_solution(
             ``cash_min_w == cash_max_w`` (market-neutral's net 0), factor neutrality and the
             long/short shape floors (the book's 130/30 shape, a target) — when it differs
             from ``tol`` (whole shares cannot meet these exactly); default ``tol``.
+        risk_tol: tolerance of the TE budget (annualised TE) and the tilt floors (σ of active
+            exposure) when it differs from ``tol``; default ``tol``.
 
     Returns:
         One line per violated constraint family, naming the first offending name or lot.
@@ -165,12 +172,13 @@ def check_solution(
             out.append(f"cash {cash:.6f} outside [{data.cash_min_w}, {data.cash_max_w}]")
 
     # Risk: TE budget, tilts, neutrality.
+    risk = tol if risk_tol is None else risk_tol
     te = tracking_error(data, w)
-    if data.te_max is not None and te > data.te_max + tol:
-        out.append(f"TE {te:.6f} > budget {data.te_max:.6f}")
+    if data.te_max is not None and te > data.te_max + risk:
+        out.append(f"TE {te:.8f} > budget {data.te_max:.6f}")
     active = (w - data.w_bench) @ data.loadings
     for f, t in data.tilts:
-        if active[f] < t - tol:
+        if active[f] < t - risk:
             out.append(f"tilt {data.factor_names[f]}: active {active[f]:.6f} < {t:.6f}")
     if data.factor_neutral:
         expo = w @ data.loadings
