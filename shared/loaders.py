@@ -117,6 +117,14 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix == ".csv":
             df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            if not isinstance(df.index, pd.RangeIndex):
+                # pandas reads a first data row with one cell more than the header as an index
+                # column (market audit: "date 'S00' is not a YYYY-MM-DD date"): a ragged row.
+                width = len(df.columns)
+                raise InputError(
+                    f"{path.name} row 1: {width + 1} cells, the header has {width}",
+                    field=path.name,
+                )
             # pandas renames a repeated header ("price", "price.1"): compare the file's own.
             with path.open(newline="", encoding="utf-8-sig") as fh:
                 header = next(csv.reader(fh), [])
@@ -193,13 +201,35 @@ def parse_dates(values: pd.Series, fname: str, column: str = "date") -> DateArra
 
 
 def parse_numbers(
-    values: pd.Series, fname: str, column: str, *, allow_empty: bool = False
+    values: pd.Series,
+    fname: str,
+    column: str,
+    *,
+    allow_empty: bool = False,
+    exact: bool = False,
 ) -> FloatArray:
     """A column of numbers as floats; empty cells are NaN when ``allow_empty``.
 
+    A float32 / float16 Parquet column is read as each value's shortest text in its own
+    precision (a float32 0.1 is 0.1, not 0.10000000149011612), as the book's are; with
+    ``exact`` (prices: money, to 4 decimals) it is refused instead — ~7 significant digits
+    cannot hold $1,234.5678 (market audit: 49.1044 read back as 49.104400634765625).
+
     Raises:
-        InputError: naming the first row that is not a number (or is empty, or infinite).
+        InputError: naming the first row that is not a number (or is empty, or infinite), or
+            a narrow float column where ``exact``.
     """
+    if values.dtype in (np.float32, np.float16):
+        if exact:
+            raise _err(
+                fname,
+                None,
+                column,
+                f"{column} is stored as {values.dtype}, which holds ~7 significant digits or "
+                "fewer: write prices as float64 (double), decimal or text",
+            )
+        narrow = values.to_numpy()
+        values = pd.Series([float(str(v)) for v in narrow], index=values.index, dtype=np.float64)
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         out = values.to_numpy(dtype=np.float64, na_value=np.nan)
         empty = np.isnan(out)
@@ -280,6 +310,21 @@ def read_panel(
     Raises:
         InputError: bad cells (file, row, column), duplicate (date, symbol) rows or dates.
     """
+    dates, symbols, values, _ = _read_panel(
+        path, value=value, allow_empty_wide=allow_empty_wide, sign=sign
+    )
+    return dates, symbols, values
+
+
+def _read_panel(
+    path: Path,
+    *,
+    value: str,
+    allow_empty_wide: bool = True,
+    sign: Sign = "any",
+    exact: bool = False,
+) -> tuple[DateArray, list[str], FloatArray, bool]:
+    """:func:`read_panel`, and whether the file is in the long layout."""
     fname = path.name
     df = read_table(path)
     _require(df, fname, ["date"])
@@ -288,7 +333,7 @@ def read_panel(
     dates = parse_dates(df["date"], fname)
     if _is_long(df, "symbol", value):
         syms = _symbols(df["symbol"], fname)
-        vals = parse_numbers(df[value], fname, value)
+        vals = parse_numbers(df[value], fname, value, exact=exact)
         _check_sign(vals, fname, value, value, sign)
         key = pd.DataFrame({"d": dates, "s": syms})
         dup = np.flatnonzero(key.duplicated().to_numpy())
@@ -303,7 +348,7 @@ def read_panel(
         si = pd.Index(usyms).get_indexer(pd.Index(syms))
         out = np.full((len(udates), len(usyms)), np.nan)
         out[di, si] = vals
-        return udates, usyms, out
+        return udates, usyms, out, True
     cols = [c for c in df.columns if c != "date"]
     if not cols:
         raise _err(fname, None, "date", f"needs symbol columns (wide) or date,symbol,{value}")
@@ -317,12 +362,12 @@ def read_panel(
         raise _err(fname, i + 1, "date", f"date {dates[i]} appears twice")
     columns = []
     for c in cols:
-        vals = parse_numbers(df[c], fname, c, allow_empty=allow_empty_wide)
+        vals = parse_numbers(df[c], fname, c, allow_empty=allow_empty_wide, exact=exact)
         _check_sign(vals, fname, c, f"{value} of {c}", sign)
         columns.append(vals)
     out = np.column_stack(columns)[order]
     symbols = sorted(cols)
-    return sd, symbols, out[:, [cols.index(s) for s in symbols]]
+    return sd, symbols, out[:, [cols.index(s) for s in symbols]], False
 
 
 # ------------------------------------------------------------------------------ market pieces
@@ -348,6 +393,23 @@ def _check_sessions(dates: DateArray, fname: str) -> None:
         )
 
 
+def _check_case_twins(symbols: list[str], fname: str, column: str) -> None:
+    """Tickers are case-insensitive (docs/ledger.md): ``S00`` and ``s00`` in one market file are
+    one security listed twice, refused here rather than as two (market audit: the snapshot
+    refused them later without naming the file)."""
+    seen: dict[str, str] = {}
+    for sym in symbols:
+        twin = seen.setdefault(sym.upper(), sym)
+        if twin != sym:
+            raise _err(
+                fname,
+                None,
+                column,
+                f"{twin} and {sym} are one ticker in two spellings (tickers are "
+                "case-insensitive); list it once",
+            )
+
+
 def load_prices(path: Path) -> tuple[DateArray, list[str], FloatArray]:
     """Prices (USD per share, between $0.0001 and $1e10) on every NYSE session of their range.
 
@@ -359,7 +421,8 @@ def load_prices(path: Path) -> tuple[DateArray, list[str], FloatArray]:
             non-trading dates, gaps, names with no price.
     """
     fname = path.name
-    dates, symbols, P = read_panel(path, value="price", sign="price")
+    dates, symbols, P, long_layout = _read_panel(path, value="price", sign="price", exact=True)
+    _check_case_twins(symbols, fname, "symbol" if long_layout else "date")
     _check_sessions(dates, fname)
     listed = np.isfinite(P)
     for i in np.flatnonzero(~listed.all(axis=0)):
@@ -372,7 +435,7 @@ def load_prices(path: Path) -> tuple[DateArray, list[str], FloatArray]:
             raise _err(
                 fname,
                 None,
-                "price",
+                "price" if long_layout else symbols[i],
                 f"{symbols[i]} has no price on {dates[t]} between its first ({dates[rows[0]]}) "
                 f"and last ({dates[rows[-1]]}) price; fill the gap",
             )
@@ -510,6 +573,13 @@ def load_risk_model(directory: Path, symbols: list[str]) -> RiskModel | None:
 #: reads ~1–3%, one in percent squared ~100× too large.  A median, so a few extreme names pass.
 MEDIAN_VOL_RANGE = (0.03, 2.0)
 MEDIAN_SPECIFIC_VOL_MAX = 1.5
+#: The least a median specific volatility can be (annualised): a name's own risk runs near
+#: 15–40%/y; daily variances read ~1–2.5%/y.  The total volatility alone let a daily-unit
+#: specific file through (the factors dominate it): TE read 0.57% for a book at 6.8% (audit).
+MEDIAN_SPECIFIC_VOL_MIN = 0.03
+#: The least the model's most volatile factor can move (annualised): a market or sector factor
+#: runs near 15–25%/y, style factors at 3–10%/y; in daily units the market reads ~1%/y.
+MIN_TOP_FACTOR_VOL = 0.02
 #: Most a directory's median factor may move, annualised: market factors run near 16%/y and
 #: style factors at 3–10%/y; the same returns in percent read ~100× that.
 MAX_MEDIAN_FACTOR_VOL = 2.0
@@ -545,6 +615,23 @@ def _check_units(
             f"the model's median annualised volatility of a name is {vol:.1%}, outside "
             f"{lo:.0%}..{hi:.0%} ({hint})",
         )
+    if specific_vol < MEDIAN_SPECIFIC_VOL_MIN:
+        raise _err(
+            spec,
+            None,
+            "specific_var",
+            f"the median specific volatility is {specific_vol:.2%}/y, below "
+            f"{MEDIAN_SPECIFIC_VOL_MIN:.0%}: daily units? give annualised variances (×252)",
+        )
+    top = float(np.sqrt(np.max(np.diag(F)))) if F.size else 0.0
+    if top < MIN_TOP_FACTOR_VOL:
+        raise _err(
+            cov,
+            None,
+            "factor",
+            f"the most volatile factor moves {top:.2%}/y, below {MIN_TOP_FACTOR_VOL:.0%}: daily "
+            "units? give annualised covariances (×252)",
+        )
 
 
 def _present(path: Path | None) -> Path:
@@ -559,6 +646,13 @@ def _load_covariance(path: Path) -> tuple[list[str], FloatArray]:
     _require(df, fname, ["factor"])
     rows = _symbols(df["factor"], fname, "factor")
     cols = [c for c in df.columns if c != "factor"]
+    if not cols or not rows:
+        raise _err(
+            fname,
+            None,
+            "factor",
+            "names no factor: a risk model needs at least one factor (a row and a column each)",
+        )
     if rows != cols:
         raise _err(
             fname,

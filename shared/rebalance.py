@@ -1033,11 +1033,24 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     _check_window_memory(request)
     index = market.index
     name = np.array([index.get(x.symbol, -1) for x in mine], dtype=np.int64)
-    fail(
-        name < 0,
-        "lot {lot.lot_id} holds {lot.symbol}, which is not in the market snapshot",
-        "symbol",
-    )
+    if (name < 0).any():
+        k = _first_bad(name < 0)
+        listed = market.by_upper.get(chk[k].symbol.upper())
+        # The account's own lots are matched exactly (its ledger books the ticket in their
+        # spelling); say so when the market lists the name in another case (market audit: a
+        # lower-case vendor export rejected every account of an upper-case book, no hint).
+        hint = (
+            f" (the market lists it as {listed}: an account's own lots must be spelled as the "
+            "market spells them)"
+            if listed is not None
+            else ""
+        )
+        raise InputError(
+            f"lot {chk[k].lot_id} holds {chk[k].symbol}, which is not in the market snapshot"
+            + hint,
+            account=aid,
+            field=f"ledger.lots[{check[k]}].symbol",
+        )
     account_type = request.account.account_type
     fail(
         np.array([x.account_type != account_type for x in mine], dtype=np.bool_),

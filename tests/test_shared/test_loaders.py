@@ -158,7 +158,49 @@ def test_duplicate_rows_and_gaps_in_a_listing_are_rejected(tmp_path):
     dup = "date,symbol,price\n2024-07-01,AAA,1\n2024-07-01,AAA,2"
     rejects(tiny_dir(tmp_path, prices=dup), "row 2: AAA on 2024-07-01 appears twice")
     gap = "date,AAA,BBB\n" + "\n".join(f"{d},1,{'' if d == '2024-07-03' else 2}" for d in DAYS)
-    rejects(tiny_dir(tmp_path, prices=gap), "BBB has no price on 2024-07-03")
+    rejects(tiny_dir(tmp_path, prices=gap), "BBB has no price on 2024-07-03", "prices.csv:BBB")
+
+
+def test_a_first_data_row_with_an_extra_cell_is_named_as_a_ragged_row(tmp_path):
+    # pandas took the header's first column as an index: "date 'AAA' is not a date" (audit).
+    rows = [f"{d},AAA,{100 + i}" for i, d in enumerate(DAYS)]
+    rows[0] += ",7"
+    text = "date,symbol,price\n" + "\n".join(rows)
+    rejects(tiny_dir(tmp_path, prices=text), "prices.csv row 1: 4 cells, the header has 3")
+
+
+def test_one_ticker_in_two_spellings_in_the_prices_is_refused_naming_both(tmp_path):
+    rows = ["date,symbol,price"] + [f"{d},{s},10" for d in DAYS for s in ("AAA", "aaa", "BBB")]
+    rejects(
+        tiny_dir(tmp_path, prices="\n".join(rows)),
+        "AAA and aaa are one ticker in two spellings",
+        "prices.csv:symbol",
+    )
+
+
+def test_float32_parquet_prices_are_refused_not_widened(tmp_path):
+    # 49.1044 as float32 read back as 49.104400634765625 (audit).
+    frame = pd.DataFrame(
+        {
+            "date": [d for d in DAYS for _ in (0, 1)],
+            "symbol": ["AAA", "BBB"] * len(DAYS),
+            "price": np.array([49.1044, 12.5] * len(DAYS), dtype=np.float32),
+        }
+    )
+    path = tiny_dir(tmp_path)
+    (path / "prices.csv").unlink()
+    frame.to_parquet(path / "prices.parquet")
+    rejects(path, "price is stored as float32", "prices.parquet:price")
+    frame["price"] = frame["price"].astype(np.float64).round(4)
+    frame.to_parquet(path / "prices.parquet")
+    assert load_market_dir(path).prices[0, 0] == 49.1044
+    # A narrow weight is read as its shortest text: 0.6 and 0.4, not 0.6000000238418579.
+    weights = pd.DataFrame(
+        {"date": [DAYS[0]] * 2, "symbol": ["AAA", "BBB"], "weight": np.float32([0.6, 0.4])}
+    )
+    (path / "benchmark_weights.csv").unlink()
+    weights.to_parquet(path / "benchmark_weights.parquet")
+    assert load_market_dir(path).benchmark_weights[0].tolist() == [0.6, 0.4]
 
 
 def test_names_before_listing_are_nan_and_get_no_weight(tmp_path):
@@ -253,6 +295,23 @@ def test_a_vendor_model_in_percent_squared_or_daily_units_is_refused_with_a_hint
     rejects(path, "percent squared? give fractions", "factor_covariance.csv:factor")
     write_model(path, GOOD_COV)
     load_market_dir(path)  # 20–30%/y names pass
+
+
+def test_a_daily_unit_specific_or_factor_file_beside_annual_ones_is_refused(tmp_path):
+    # The total volatility alone let a daily specific file through (the factors dominate it):
+    # the night reported TE 0.57% for a book at 6.8% (market audit).
+    path = tiny_dir(tmp_path)
+    write_model(path, GOOD_COV, spec="symbol,specific_var\nAAA,0.000159\nBBB,0.000357")
+    rejects(path, "median specific volatility is 1.61%/y", "specific_variance.csv:specific_var")
+    write_model(path, "factor,market,value\nmarket,0.0001016,0.000004\nvalue,0.000004,0.0000063")
+    rejects(path, "the most volatile factor moves 1.01%/y", "factor_covariance.csv:factor")
+
+
+def test_a_model_without_a_factor_is_refused_not_a_traceback(tmp_path):
+    path = tiny_dir(tmp_path)
+    write_model(path, "factor")
+    write_csv(path / "factor_loadings.csv", "symbol\nAAA\nBBB")
+    rejects(path, "names no factor", "factor_covariance.csv:factor")
 
 
 def test_a_bad_vendor_model_is_rejected_naming_the_file(tmp_path):

@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from shared.errors import Infeasible, SolverFailed
+from shared.errors import Infeasible, InputError, SolverFailed
 from shared.examples import example_request
 from shared.messages import FactorTilt, RebalanceRequest
 from shared.optimizer.data import ProblemData, Solution
@@ -506,3 +506,23 @@ def test_a_turnover_limit_that_cannot_hold_is_dropped_before_the_gain_budget() -
     out = rebalance(_with_account(request, gain_budget_usd=Decimal(500), turnover_limit_w=0.05))
     assert "turnover" in out.relaxations and "gain_budget" not in out.relaxations
     assert out.realized_st_usd + out.realized_lt_usd <= Decimal("501.00")
+
+
+def test_an_own_lot_spelled_in_another_case_than_the_market_is_rejected_naming_the_spelling() -> (
+    None
+):
+    # A lower-case vendor export beside an upper-case book rejected every account saying only
+    # "not in the market snapshot" (market audit).
+    request = _request(1)
+    aid = request.account.account_id
+    k = next(i for i, x in enumerate(request.ledger.lots) if x.account == aid)
+    held = request.ledger.lots[k].symbol
+    lots = list(request.ledger.lots)
+    lots[k] = msgspec.structs.replace(lots[k], symbol=held.lower())
+    bad = msgspec.structs.replace(
+        request, ledger=msgspec.structs.replace(request.ledger, lots=lots)
+    )
+    with pytest.raises(InputError, match=f"the market lists it as {held}") as info:
+        rebalance(bad)
+    assert info.value.field == f"ledger.lots[{k}].symbol"
+    assert info.value.account == aid
