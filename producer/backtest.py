@@ -257,8 +257,13 @@ def window(market: MarketData, start: dt.date, end: dt.date) -> tuple[int, int]:
     t0 = int(np.searchsorted(ordinals, start.toordinal(), side="left"))
     t1 = int(np.searchsorted(ordinals, end.toordinal(), side="right")) - 1
     if t1 - t0 < 1:
+        # A backtest needs a day to invest and a day to mark (runner audit: a one-session
+        # window read as if its data were missing).
+        what = "one NYSE session" if t1 == t0 else "no NYSE session in the data"
         raise InputError(
-            f"window {start}..{end} has fewer than two trading days of data", field="end"
+            f"window {start}..{end} has {what}; a backtest needs at least two sessions (the "
+            "first invests the capital)",
+            field="end",
         )
     # One row per NYSE session of the window: a window the data cover only in part is refused
     # (naming the span), never silently shortened.
@@ -1063,12 +1068,15 @@ def simulate(
 # --------------------------------------------------------------------------------------------
 
 
-def annualised_return(nav: FloatArray) -> float:
-    """Geometric annual return of a NAV path of trading days (252 per year)."""
+def annualised_return(nav: FloatArray, start: float | None = None) -> float:
+    """Geometric annual return of a NAV path of trading days (252 per year), from ``start``
+    (the capital invested on the first day: its commission is a cost of the investor's, and
+    the benchmark starts from it too) or else from the path's first value."""
     years = (len(nav) - 1) / DAYS_PER_YEAR
-    if years <= 0 or nav[0] <= 0 or nav[-1] <= 0:
+    base = float(nav[0]) if start is None else start
+    if years <= 0 or base <= 0 or nav[-1] <= 0:
         return 0.0
-    return float((nav[-1] / nav[0]) ** (1.0 / years) - 1.0)
+    return float((nav[-1] / base) ** (1.0 / years) - 1.0)
 
 
 def daily_returns(nav: FloatArray) -> FloatArray:
@@ -1095,14 +1103,17 @@ def _year_slices(dates: Sequence[dt.date]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def by_year(run: RunResult) -> dict[str, dict[str, float]]:
-    """Per calendar year: after-tax, pre-tax and benchmark return, tax alpha and realized TE."""
+def by_year(run: RunResult, capital: float | None = None) -> dict[str, dict[str, float]]:
+    """Per calendar year: after-tax, pre-tax and benchmark return, tax alpha and realized TE.
+    The first year's returns start from ``capital`` when given (as :func:`summarize`'s)."""
     out: dict[str, dict[str, float]] = {}
     for year, (a, b) in _year_slices(run.dates).items():
         if b <= a:
             continue
-        at = run.after_tax_nav[b] / run.after_tax_nav[a] - 1.0
-        pt = run.pre_tax_nav[b] / run.pre_tax_nav[a] - 1.0
+        at0 = capital if a == 0 and capital is not None else run.after_tax_nav[a]
+        pt0 = capital if a == 0 and capital is not None else run.pre_tax_nav[a]
+        at = run.after_tax_nav[b] / at0 - 1.0
+        pt = run.pre_tax_nav[b] / pt0 - 1.0
         bm = run.benchmark_nav[b] / run.benchmark_nav[a] - 1.0
         saved = float(run.net_tax[a] - run.net_tax[b]) if b > a else 0.0
         out[str(year)] = {
@@ -1120,10 +1131,13 @@ def by_year(run: RunResult) -> dict[str, dict[str, float]]:
 def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
     """The per-policy block of ``summary.json``."""
     book = run.book
-    after = annualised_return(run.after_tax_nav)
-    pre = annualised_return(run.pre_tax_nav)
-    bench = annualised_return(run.benchmark_nav)
-    liq = annualised_return(run.liquidation_nav)
+    # Returns run from the capital, as the benchmark's: the first day's NAV is already net of
+    # its commission (runner audit: at 50 bps the tax alpha read +8.62%/y against +4.31%/y).
+    capital = float(config.capital_usd)
+    after = annualised_return(run.after_tax_nav, capital)
+    pre = annualised_return(run.pre_tax_nav, capital)
+    bench = annualised_return(run.benchmark_nav, capital)
+    liq = annualised_return(run.liquidation_nav, capital)
     years = max((len(run.dates) - 1) / DAYS_PER_YEAR, 1e-9)
     avg_nav = float(np.mean(run.pre_tax_nav))
     # One-way turnover, annualised, excluding the first day's investment of the capital (every
@@ -1166,7 +1180,7 @@ def summarize(run: RunResult, config: BacktestConfig) -> dict[str, Any]:
             "net_tax": str(totals.net_tax),
             "trading_costs": str(book.costs_usd),
         },
-        "by_year": by_year(run),
+        "by_year": by_year(run, capital),
     }
     if book.taxes.netting == "annual":
         carry_st, carry_lt = book.taxes.carry_forward

@@ -408,8 +408,7 @@ def run(args: argparse.Namespace) -> int:
         main = simulate(market, policy, config, progress=progress)
         used = main.config or config
         opt = summarize(main, used)
-        solvers = opt.get("diagnostics", {}).get("solvers", {})
-        solver = max(solvers, key=solvers.get) if solvers else "none"
+        solver = main_solver(opt.get("diagnostics", {}).get("solvers", {}))
 
         baselines: dict[str, Any] = {}
         if harvester is not None:
@@ -468,6 +467,11 @@ def run(args: argparse.Namespace) -> int:
             "sessions": len(main.dates),
         }
         summary["settings"] = used.settings()
+        # The run's own flags too, so the settings say everything that was run (runner audit).
+        summary["settings"]["baselines"] = bool(args.baselines)
+        summary["settings"]["sweep"] = args.sweep[0] if args.sweep else None
+        if not args.baselines:  # only read with --baselines (the flag is refused without it)
+            summary["settings"].pop("harvest_threshold", None)
         summary["optimizer"] = opt
         if reference is not None:
             ref = reference[-len(main.dates) :]
@@ -504,6 +508,14 @@ def run(args: argparse.Namespace) -> int:
             risk = reports.risk_panel_figure(
                 policy.exposure_dates, names, exposures, policy.targets
             )
+        # A reused --out keeps no file of an earlier run that this one did not write (runner
+        # audit: an earlier --baselines run's tradeoff.png sat beside the new outputs).
+        for name, written in (
+            ("tradeoff.png", tradeoff is not None),
+            ("risk.png", risk is not None),
+        ):
+            if not written:
+                (out / name).unlink(missing_ok=True)
         reports.write_report_html(
             out / "report.html",
             title=title,
@@ -529,6 +541,14 @@ def run(args: argparse.Namespace) -> int:
         if comparison:
             print(comparison["verdict"])
         return 0
+
+
+def main_solver(solvers: dict[str, int]) -> str:
+    """The solver that produced most days' trades (``solvers``: days per solver); held days
+    (``none``) do not count (runner audit: nine held days and one day of clarabel's trades
+    titled the run "none"); ``none`` only when no day traded."""
+    solved = {k: v for k, v in solvers.items() if k != "none"}
+    return max(solved, key=solved.__getitem__) if solved else "none"
 
 
 #: The files a run writes into ``--out``.

@@ -107,6 +107,9 @@ def test_a_run_writes_the_contract_files(tmp_path, capsys) -> None:
         assert key in summary
     assert summary["wash_sales_created"] == 0
     assert summary["settings"]["seed"] == 3
+    assert summary["settings"]["baselines"] is True
+    assert summary["settings"]["sweep"] == "lambda_tax=0.5,2"
+    assert summary["settings"]["harvest_threshold"] > 0
     assert summary["rebalances"] == len(rows) - 1
     assert set(summary["baselines"]) == {"hold-index", "threshold-harvest"}
     assert [p["lambda_tax"] for p in summary["frontier"]] == [0.5, 2.0]
@@ -460,3 +463,26 @@ def test_a_cap_no_day_could_invest_the_book_under_is_refused_before_the_run(
     err = _refused(capsys, [*argv, "--max-weight", "0.01", "--out", str(tmp_path / "o")])
     assert "--max-weight" in err and "× 20 names" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_run_is_named_after_the_solver_of_its_trades_not_its_held_days() -> None:
+    from producer.runner_cli import main_solver
+
+    assert main_solver({"none": 9, "clarabel": 1}) == "clarabel"
+    assert main_solver({"clarabel": 3, "scs": 5, "none": 9}) == "scs"
+    assert main_solver({"none": 4}) == "none"
+    assert main_solver({}) == "none"
+
+
+@pytest.mark.slow
+def test_a_reused_out_directory_keeps_no_file_of_an_earlier_run(tmp_path) -> None:
+    out = tmp_path / "run"
+    base = ["--start", "2021-03-01", "--end", "2021-03-31", "--universe", "synthetic:15"]
+    base += ["--out", str(out), "--quiet"]
+    assert main([*base, "--baselines"]) == 0
+    assert (out / "tradeoff.png").exists()
+    assert main(base) == 0
+    assert not (out / "tradeoff.png").exists()
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["baselines"] is False and settings["sweep"] is None
+    assert "harvest_threshold" not in settings
