@@ -100,6 +100,7 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
         )
     refuse_booked_night(book, as_of)
     ours = {a.account_id for a in book.accounts}
+    ours.update(a.account_id for q in book.quarantined.values() for a in q.accounts)
     only_manifest = sorted(set(expected) - ours)
     only_book = sorted(ours - set(expected))
     changed: list[str] = []
@@ -417,4 +418,5 @@ def next_book(
         ledgers=ledgers,
         history=[*book.history, *new_history],
         declared=book.declared,
+        quarantined=book.quarantined,  # rejected tonight, carried as read
     )

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, cast, get_args
 
 import msgspec
 
@@ -101,6 +101,26 @@ HISTORY_COLUMNS: tuple[str, ...] = ("household_id", *Transaction.__struct_fields
 HOUSEHOLD_COLUMNS: tuple[str, ...] = ("household_id", "identical")
 
 
+class Quarantine(msgspec.Struct, kw_only=True):
+    """A household some of whose book rows cannot be read (a malformed cell, a lot id on two
+    purchases, a history row after the close…).  Its accounts are not solved tonight — each
+    ends ``rejected`` naming the first bad row — and its rows go to the next book exactly as
+    read, so nothing is lost and one bad household never stops the night (badinput audit: a
+    ``NaN`` basis, a ``2026-13-01`` trade date or a strategy typo in one account stopped every
+    account of the firm)."""
+
+    household_id: str
+    #: The first problem found (its message names the file, the row and the column).
+    reason: str
+    account: str | None = None
+    field: str | None = None
+    #: The household's accounts in run order: a row that was read as read; one that was not,
+    #: its id and household (its type and strategy when they could be read).
+    accounts: list[AccountSpec] = []
+    #: Table name → the household's rows as read (every column, as text), written back as is.
+    rows: dict[str, list[dict[str, str]]] = {}
+
+
 class Book(msgspec.Struct, kw_only=True):
     """A whole book: the accounts and one ledger per household, at the close of ``as_of``."""
 
@@ -114,6 +134,9 @@ class Book(msgspec.Struct, kw_only=True):
     #: files: the ledgers' groups also hold the account rows' (merged on reading), and only
     #: these are written back to ``households`` (``None``: every ledger group is declared).
     declared: dict[str, list[list[str]]] | None = None
+    #: household id → the household set aside because some of its rows cannot be read (read
+    #: from files only; :class:`Quarantine`).  Its accounts are in no other field.
+    quarantined: dict[str, Quarantine] = {}
 
     def households(self) -> dict[str, list[AccountSpec]]:
         """Accounts grouped by household, in the order they run (household id; then
@@ -159,7 +182,11 @@ def book_warnings(book: Book) -> list[str]:
     in an account id: the listed one ran as a cash-only account and the real lots, ~$440k,
     were never rebalanced, with no word — fuzz audit).  An unlisted account's lots are legal
     (a household account the firm does not manage: they only restrict wash sales)."""
-    out: list[str] = []
+    out: list[str] = [
+        f"household {household}: {len(q.accounts)} account(s) not solved tonight (rejected) and "
+        f"their rows carried unchanged to next_book: {q.reason}"
+        for household, q in sorted(book.quarantined.items())
+    ]
     for household, specs in book.households().items():
         ledger = book.ledgers.get(household)
         if ledger is None:
@@ -420,26 +447,61 @@ def read_book(directory: Path) -> Book:
         return read
 
     table = _table(directory, "accounts", ACCOUNT_COLUMNS, required=("account_id",))
+    # A household whose rows cannot all be read is set aside whole (Quarantine): its accounts
+    # end `rejected` naming the first bad row, its rows go to the next book as read, and every
+    # other household runs.  A row that names no household (an empty account_id, a lot of an
+    # unknown account without a household_id) still stops the book.
+    bad: dict[str, InputError] = {}
+    #: account id → its household, from the account rows as read (an unreadable row's too)
+    home: dict[str, str] = {}
+    for _, row in table.rows:
+        home.setdefault(row["account_id"], row.get("household_id", "") or row["account_id"])
     accounts: list[AccountSpec] = []
+    unread: dict[str, dict[str, str]] = {}  # account id → its row that could not be read
     row_of_account: dict[str, int] = {}
     for row_no, row in table.rows:
-        spec = _account(row, row_no, table.file)
-        what = f"duplicate account_id {spec.account_id!r}"
+        aid = row["account_id"]
+        problem = table.bad.get(row_no)
+        try:
+            if problem is not None:
+                raise problem
+            spec = _account(row, row_no, table.file)
+        except InputError as exc:
+            if not aid or not aid.isprintable():
+                raise
+            spec = None
+            bad.setdefault(row.get("household_id", "") or aid, exc)
         _once(
             row_of_account,
-            spec.account_id,
+            aid,
             row_no,
             file=table.file,
-            what=what,
-            account=spec.account_id,
+            what=f"duplicate account_id {aid!r}",
+            account=aid,
         )
-        accounts.append(spec)
-    if not accounts:  # a night of nothing (book audit: it failed later, on a missing manifest)
+        if spec is None:
+            unread[aid] = row
+        else:
+            accounts.append(spec)
+    if not accounts and not unread:  # a night of nothing (book audit: it failed later)
         raise InputError(f"{table.file} has no account rows", field="account_id")
     by_id = {a.account_id: a for a in accounts}
     states: dict[str, dict[str, list[Any]]] = {}
     #: account → (its type, the file and row that said so), for accounts not in ``accounts``
     seen_types: dict[str, tuple[str, str]] = {}
+
+    def owner(row: dict[str, str]) -> str | None:
+        """The household a lot, window-memory or history row belongs to (``None``: none)."""
+        account = row.get("account", "")
+        spec = by_id.get(account)
+        if spec is not None:
+            return household_of(spec)
+        return home.get(account) or row.get("household_id", "") or None
+
+    def set_aside(household: str | None, exc: InputError) -> None:
+        if household is None:
+            raise exc
+        bad.setdefault(household, exc)
 
     def place(row: dict[str, str], file: str, row_no: int) -> dict[str, list[Any]]:
         """Fill the row's household and account type from ``accounts``; its household bucket."""
@@ -452,15 +514,16 @@ def read_book(directory: Path) -> Book:
             )
         spec = by_id.get(account)
         household = row.get("household_id", "")
-        if spec is not None:
-            if household and household != household_of(spec):
+        listed = household_of(spec) if spec is not None else home.get(account)
+        if listed is not None:
+            if household and household != listed:
                 raise InputError(
                     f"{file} row {row_no}: household_id {household!r}, but account {account} is "
-                    f"in household {household_of(spec)} (accounts)",
+                    f"in household {listed} (accounts)",
                     account=account,
                     field="household_id",
                 )
-            row["household_id"] = household = household_of(spec)
+            row["household_id"] = household = listed
         elif not household:
             raise InputError(
                 f"{file} row {row_no}: no household_id and account {account!r} is not in accounts",
@@ -493,42 +556,58 @@ def read_book(directory: Path) -> Book:
     first_of_lot: dict[tuple[str, str], tuple[int, tuple[str, bool, dt.date]]] = {}
     unused_row: dict[tuple[str, str], int] = {}
     for row_no, row in lots.rows:
-        lot = _lot(row, row_no, lots.file)
-        key = (lot.account, lot.lot_id)
-        purchase = (lot.symbol, lot.short, lot.trade_date)
-        first_row, first_purchase = first_of_lot.setdefault(key, (row_no, purchase))
-        if first_purchase != purchase:
-            raise InputError(
-                f"{lots.file} rows {first_row} and {row_no}: account {lot.account} has lot "
-                f"{lot.lot_id!r} on two purchases (a lot id names one purchase per account; "
-                "only the parts of one purchase split by a wash sale share it)",
-                account=lot.account,
-                field="lot_id",
-            )
-        if not lot.replacement_used:
-            if key in unused_row:
+        try:
+            problem = lots.bad.get(row_no)
+            if problem is not None:
+                raise problem
+            lot = _lot(row, row_no, lots.file)
+            key = (lot.account, lot.lot_id)
+            purchase = (lot.symbol, lot.short, lot.trade_date)
+            first_row, first_purchase = first_of_lot.setdefault(key, (row_no, purchase))
+            if first_purchase != purchase:
                 raise InputError(
-                    f"{lots.file} rows {unused_row[key]} and {row_no}: account {lot.account} "
-                    f"has lot {lot.lot_id!r} twice with neither marked replacement_used (a "
-                    "repeated row? the parts of a purchase a wash sale splits are marked)",
+                    f"{lots.file} rows {first_row} and {row_no}: account {lot.account} has lot "
+                    f"{lot.lot_id!r} on two purchases (a lot id names one purchase per account; "
+                    "only the parts of one purchase split by a wash sale share it)",
                     account=lot.account,
                     field="lot_id",
                 )
-            unused_row[key] = row_no
-        place(row, lots.file, row_no)["lots"].append(
-            msgspec.structs.replace(lot, account_type=row["account_type"])
-        )
+            if not lot.replacement_used:
+                if key in unused_row:
+                    raise InputError(
+                        f"{lots.file} rows {unused_row[key]} and {row_no}: account "
+                        f"{lot.account} has lot {lot.lot_id!r} twice with neither marked "
+                        "replacement_used (a repeated row? the parts of a purchase a wash sale "
+                        "splits are marked)",
+                        account=lot.account,
+                        field="lot_id",
+                    )
+                unused_row[key] = row_no
+            place(row, lots.file, row_no)["lots"].append(
+                msgspec.structs.replace(lot, account_type=row["account_type"])
+            )
+        except InputError as exc:
+            set_aside(owner(row), exc)
+    extras: dict[str, _Table] = {}
     for name, part, typ, columns in (
         ("pending_losses", "pending", PendingLoss, PENDING_COLUMNS),
         ("recent_purchases", "recent", RecentPurchase, RECENT_COLUMNS),
     ):
-        extra = _table(directory, name, columns, required=_required(typ), optional_file=True)
+        extra = extras[name] = _table(
+            directory, name, columns, required=_required(typ), optional_file=True
+        )
         for row_no, row in extra.rows:
-            bucket = place(row, extra.file, row_no)
-            item = _convert(row, typ, extra.file, row_no)
-            if isinstance(item, PendingLoss):
-                _check_pending(item, extra.file, row_no)
-            bucket[part].append(item)
+            try:
+                problem = extra.bad.get(row_no)
+                if problem is not None:
+                    raise problem
+                bucket = place(row, extra.file, row_no)
+                item = _convert(row, typ, extra.file, row_no)
+                if isinstance(item, PendingLoss):
+                    _check_pending(item, extra.file, row_no)
+                bucket[part].append(item)
+            except InputError as exc:
+                set_aside(owner(row), exc)
     last_purchases: dict[str, list[LastPurchase]] = {}
     last = _table(
         directory,
@@ -538,15 +617,21 @@ def read_book(directory: Path) -> Book:
         optional_file=True,
     )
     for row_no, row in last.rows:
-        last_purchases.setdefault(row["household_id"], []).append(
-            _convert(row, LastPurchase, last.file, row_no)
-        )
+        try:
+            problem = last.bad.get(row_no)
+            if problem is not None:
+                raise problem
+            item = _convert(row, LastPurchase, last.file, row_no)
+        except InputError as exc:
+            set_aside(row["household_id"] or None, exc)
+            continue
+        last_purchases.setdefault(row["household_id"], []).append(item)
     households = _table(
         directory, "households", HOUSEHOLD_COLUMNS, required=("household_id",), optional_file=True
     )
     identical: dict[str, list[list[str]]] = {}
     row_of_household: dict[str, int] = {}
-    known = {*(household_of(a) for a in accounts), *states}
+    known = {*(household_of(a) for a in accounts), *states, *bad, *(home[a] for a in unread)}
     for row_no, row in households.rows:
         household = row["household_id"]
         # One row per household: a second one replaced the first's identical groups, which
@@ -575,11 +660,15 @@ def read_book(directory: Path) -> Book:
             if len(names) < 2:
                 # Review: `AJU` read, then rejected every account of the household each night
                 # (and was written back every night).
-                raise InputError(
-                    f"{households.file} row {row_no}: group {'='.join(group)!r} needs at least "
-                    "two distinct symbols",
-                    field="identical",
+                set_aside(
+                    household,
+                    InputError(
+                        f"{households.file} row {row_no}: group {'='.join(group)!r} needs at "
+                        "least two distinct symbols",
+                        field="identical",
+                    ),
                 )
+                continue
             groups.append(names)
         identical[household] = groups
     # Substantial identity is the securities', not one account's (IRC §1091 reads the
@@ -618,36 +707,52 @@ def read_book(directory: Path) -> Book:
     history = _table(
         directory, "history", HISTORY_COLUMNS, required=_required(Transaction), optional_file=True
     )
-    transactions = [_transaction(row, history.file, n) for n, row in history.rows]
+    transactions: list[Transaction] = []
+    history_household: list[str] = []
     row_of_id: dict[str, int] = {}
-    for (row_no, _), txn in zip(history.rows, transactions, strict=True):
-        # The history is the record of what traded: a row after the book's close, or one id
-        # twice (a repeated row), is not a trade that happened (book audit: both were carried
-        # into next_book).
-        if txn.date > as_of:
-            raise InputError(
-                f"{history.file} row {row_no}: date {txn.date} is after the book's close {as_of}",
+    for row_no, row in history.rows:
+        household = row.get("household_id", "") or owner(row) or row.get("account", "")
+        try:
+            problem = history.bad.get(row_no)
+            if problem is not None:
+                raise problem
+            txn = _transaction(row, history.file, row_no)
+            # The history is the record of what traded: a row after the book's close, or one
+            # id twice (a repeated row), is not a trade that happened (book audit: both were
+            # carried into next_book).
+            if txn.date > as_of:
+                raise InputError(
+                    f"{history.file} row {row_no}: date {txn.date} is after the book's close "
+                    f"{as_of}",
+                    account=txn.account,
+                    field="date",
+                )
+            # Per account: ids numbered per household export may repeat across accounts.
+            what = f"transaction id {txn.id!r} twice in account {txn.account} (a repeated row?)"
+            _once(
+                row_of_id,
+                f"{txn.account}\x00{txn.id}",
+                row_no,
+                file=history.file,
+                what=what,
                 account=txn.account,
-                field="date",
+                field="id",
             )
-        # Per account: ids numbered per household export may repeat across accounts (review).
-        what = f"transaction id {txn.id!r} twice in account {txn.account} (a repeated row?)"
-        id_key = f"{txn.account}\x00{txn.id}"
-        _once(
-            row_of_id, id_key, row_no, file=history.file, what=what, account=txn.account, field="id"
-        )
+        except InputError as exc:
+            set_aside(household or None, exc)
+            continue
+        transactions.append(txn)
+        history_household.append(household)
     memory_files = any(
         (directory / f"{name}.{ext}").exists()
         for name in ("pending_losses", "recent_purchases", "last_purchases")
         for ext in ("csv", "parquet")
     )
     by_household: dict[str, list[Transaction]] = {}
-    for (_, row), txn in zip(history.rows, transactions, strict=True):
-        owner = by_id.get(txn.account)
-        household = row.get("household_id", "") or (household_of(owner) if owner else txn.account)
+    for household, txn in zip(history_household, transactions, strict=True):
         by_household.setdefault(household, []).append(txn)
     for household, txns in by_household.items():
-        if household in ledgers:
+        if household in ledgers and household not in bad:
             ledgers[household] = history_memory(
                 ledgers[household], txns, derive_pending=not memory_files
             )
@@ -659,12 +764,61 @@ def read_book(directory: Path) -> Book:
                 '(drop the "tables" entry of book.json to read an edited book)',
                 field=name,
             )
+    quarantined: dict[str, Quarantine] = {}
+    if bad:
+        tables: dict[str, tuple[_Table, Callable[[dict[str, str]], str | None]]] = {
+            "accounts": (table, lambda r: r.get("household_id", "") or r["account_id"]),
+            "lots": (lots, owner),
+            "pending_losses": (extras["pending_losses"], owner),
+            "recent_purchases": (extras["recent_purchases"], owner),
+            "last_purchases": (last, lambda r: r["household_id"]),
+            "households": (households, lambda r: r["household_id"]),
+            "history": (history, lambda r: r.get("household_id", "") or owner(r)),
+        }
+        kept: dict[str, dict[str, list[dict[str, str]]]] = {h: {} for h in bad}
+        for name, (read, where) in tables.items():
+            for _, row in read.rows:
+                belongs = where(row)
+                if belongs is not None and belongs in kept:
+                    kept[belongs].setdefault(name, []).append(dict(row))
+        for household, first in bad.items():
+            specs = [a for a in accounts if household_of(a) == household]
+            specs += [_placeholder(row) for aid, row in unread.items() if home[aid] == household]
+            specs.sort(key=lambda s: (run_rank(s), s.account_id))
+            quarantined[household] = Quarantine(
+                household_id=household,
+                reason=first.reason,
+                account=first.account,
+                field=first.field,
+                accounts=specs,
+                rows=kept[household],
+            )
+            ledgers.pop(household, None)
+            own_groups.pop(household, None)
+        accounts = [a for a in accounts if household_of(a) not in bad]
+        transactions = [
+            t for t, h in zip(transactions, history_household, strict=True) if h not in bad
+        ]
     return Book(
         as_of=as_of,
         accounts=accounts,
         ledgers=ledgers,
         history=transactions,
         declared=own_groups,
+        quarantined=quarantined,
+    )
+
+
+def _placeholder(row: dict[str, str]) -> AccountSpec:
+    """An account whose row cannot be read, as the night's manifest lists it: its id and
+    household, and its type and strategy when they are words the book allows."""
+    kind = row.get("account_type", "")
+    strategy = row.get("strategy", "")
+    return AccountSpec(
+        account_id=row["account_id"],
+        household_id=row.get("household_id", ""),
+        account_type=cast(AccountType, kind if kind in _CHOICES["account_type"] else "taxable"),
+        strategy=cast(Strategy, strategy if strategy in _CHOICES["strategy"] else "direct-index"),
     )
 
 
@@ -890,6 +1044,9 @@ class _Table(NamedTuple):
 
     file: str
     rows: list[tuple[int, dict[str, str]]]
+    #: Row number → why that row cannot be read (a required cell is empty): the caller sets
+    #: the row's household aside, or stops when the row names none.
+    bad: dict[int, InputError] = {}  # noqa: RUF012 (a NamedTuple field, never mutated)
 
 
 #: Book columns that hold money or share counts: exact to the cent / share fraction.
@@ -1099,18 +1256,20 @@ def _read_table(
             field=unknown[0],
         )
     rows: list[tuple[int, dict[str, str]]] = []
+    bad: dict[int, InputError] = {}
     for row_no, cells in raw:
         row = dict.fromkeys(columns, "")
         row.update(zip(header, cells, strict=True))
         for column in required:
             if row[column] == "":
-                raise InputError(
+                bad[row_no] = InputError(
                     f"{file} row {row_no}: {column} is empty",
                     account=row.get("account_id") or row.get("account") or None,
                     field=column,
                 )
+                break
         rows.append((row_no, row))
-    return _Table(file=file, rows=rows)
+    return _Table(file=file, rows=rows, bad=bad)
 
 
 def _cell_error(
@@ -1310,7 +1469,13 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
         _write_table(directory, name, columns, table, fmt)
         rows[name] = len(table)
 
-    _write(directory, "accounts", ACCOUNT_COLUMNS, [_account_row(a) for a in book.accounts], fmt)
+    # A household set aside on reading (Quarantine) goes back exactly as it was read.
+    raw: dict[str, list[dict[str, str]]] = {}
+    for _, q in sorted(book.quarantined.items()):
+        for name, table_rows in q.rows.items():
+            raw.setdefault(name, []).extend(table_rows)
+    accounts = [_account_row(a) for a in book.accounts] + raw.get("accounts", [])
+    _write(directory, "accounts", ACCOUNT_COLUMNS, accounts, fmt)
     lots, pending, recent, last, households = [], [], [], [], []
     # An account row's groups are merged into its household's on reading (read_book): they
     # stay on the account row, so withdrawing one there withdraws it (diff review: copied into
@@ -1325,11 +1490,25 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
         own = state.identical if book.declared is None else book.declared.get(household, [])
         if own:
             households.append({"household_id": household, "identical": _fmt_groups(own)})
-    _write(directory, "lots", LOT_COLUMNS, lots, fmt)
-    _write(directory, "pending_losses", PENDING_COLUMNS, pending, fmt)
-    _write(directory, "recent_purchases", RECENT_COLUMNS, recent, fmt)
-    _write(directory, "last_purchases", LAST_PURCHASE_COLUMNS, last, fmt)
-    _write(directory, "households", HOUSEHOLD_COLUMNS, households, fmt)
+    _write(directory, "lots", LOT_COLUMNS, lots + raw.get("lots", []), fmt)
+    _write(
+        directory, "pending_losses", PENDING_COLUMNS, pending + raw.get("pending_losses", []), fmt
+    )
+    _write(
+        directory,
+        "recent_purchases",
+        RECENT_COLUMNS,
+        recent + raw.get("recent_purchases", []),
+        fmt,
+    )
+    _write(
+        directory,
+        "last_purchases",
+        LAST_PURCHASE_COLUMNS,
+        last + raw.get("last_purchases", []),
+        fmt,
+    )
+    _write(directory, "households", HOUSEHOLD_COLUMNS, households + raw.get("households", []), fmt)
     household_of_account = {spec.account_id: household_of(spec) for spec in book.accounts}
     for household, state in book.ledgers.items():  # accounts not rebalanced, e.g. an IRA
         for lot in state.lots:
@@ -1338,7 +1517,8 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
         directory,
         "history",
         HISTORY_COLUMNS,
-        [_struct_row(household_of_account.get(t.account, ""), t) for t in book.history],
+        [_struct_row(household_of_account.get(t.account, ""), t) for t in book.history]
+        + raw.get("history", []),
         fmt,
     )
     tmp = meta.with_name(meta.name + ".tmp")

@@ -27,7 +27,7 @@ from producer.broker import send_household
 from producer.results_reader import ManifestEntry, done_accounts, manifest_json
 from shared import results_keys as keys
 from shared.errors import InputError
-from shared.messages import AccountTask, LedgerState, MarketSnapshot, encode_json
+from shared.messages import AccountTask, BookError, LedgerState, MarketSnapshot, encode_json
 
 
 def plan_night(
@@ -61,6 +61,30 @@ def plan_night(
                     market_digest=digest,
                 )
                 for k, spec in enumerate(specs)
+            ]
+        )
+    # A household set aside on reading the book: one task per account all the same (the
+    # manifest expects it, the night reports it), which the worker stores as `rejected`.
+    for household, q in sorted(book.quarantined.items()):
+        where = f" (account {q.account})" if q.account else ""
+        error = BookError(
+            field=q.field or "book",
+            reason=f"the book's rows of household {household} cannot be read{where}: "
+            f"{q.reason}; its rows are carried unchanged to next_book",
+        )
+        chains.append(
+            [
+                AccountTask(
+                    as_of=as_of,
+                    market_key=market_key,
+                    account=spec,
+                    household_id=household,
+                    household_index=k,
+                    household_size=len(q.accounts),
+                    market_digest=digest,
+                    book_error=error,
+                )
+                for k, spec in enumerate(q.accounts)
             ]
         )
     return chains
@@ -120,6 +144,11 @@ def book_digests(book: Book) -> dict[str, str]:
         for spec in specs:
             mark = hashlib.blake2b(base + encode_json(spec), digest_size=16).hexdigest()
             out[spec.account_id] = f"{kind}:{mark}"
+    for q in book.quarantined.values():  # its rows as read (book.Quarantine)
+        base = hashlib.blake2b(msgspec.json.encode(q), digest_size=16).digest()
+        for spec in q.accounts:
+            mark = hashlib.blake2b(base + encode_json(spec), digest_size=16).hexdigest()
+            out[spec.account_id] = f"j:{mark}"
     return out
 
 

@@ -522,6 +522,14 @@ def encode_json(obj: Any) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+class BookError(_Wire, frozen=True, kw_only=True):
+    """Why an account's household could not be read from the book (``producer.book``'s
+    quarantine): the worker stores a ``rejected`` outcome with it and solves nothing."""
+
+    field: str = ""
+    reason: str
+
+
 class AccountTask(_Wire, frozen=True, kw_only=True):
     """One account's nightly rebalance as it travels on the broker.
 
@@ -545,3 +553,5 @@ class AccountTask(_Wire, frozen=True, kw_only=True):
     #: (empty: not checked): a worker's cached snapshot with another digest is read again, and
     #: a stored one with another digest is not solved on.
     market_digest: str = ""
+    #: The household's book rows could not be read: the account is ``rejected`` with this.
+    book_error: BookError | None = None

@@ -281,6 +281,18 @@ def handle_account(
             f"household {task.household_id}: ledger for account {task.household_index} "
             "is not stored yet"
         )
+    if task.book_error is not None:
+        # The household's book rows could not be read (producer.book.Quarantine): nothing to
+        # solve; rejected with the reason, the staged ledger handed on unchanged.
+        rejected = Rejected(
+            account_id=account_id,
+            household_id=task.household_id,
+            as_of=task.as_of,
+            field=task.book_error.field,
+            reason=task.book_error.reason,
+        )
+        _store(store, task, rejected, ledger)
+        return rejected
     attempts = start.attempts
     if attempts > max_retries + 1:
         lost = attempts - 1

@@ -363,19 +363,12 @@ def _hand_book(directory: Path, *, parquet: bool = False) -> Path:
     return directory
 
 
+# What no household can be blamed for stops the night (one bad household's cell does not:
+# test_a_bad_cell_rejects_its_household_and_the_night_runs_every_other).
 BAD_HAND_BOOKS = [
-    ("negative quantity", "lots.csv", "AAA,L1,100,", "AAA,L1,-100,", "lots.csv row 1"),
-    ("quantity not a number", "lots.csv", "AAA,L1,100,", "AAA,L1,1OO,", "lots.csv row 1"),
     ("duplicate account", "accounts.csv", "ACC-4,,", "ACC-1,,", "accounts.csv rows 1 and 4"),
-    ("bad date", "lots.csv", "2024-06-10,2024-06-10", "2024-06-31,2024-06-10", "row 2"),
-    (
-        "unknown strategy",
-        "accounts.csv",
-        ",taxable,direct-index,0,0.03,0.5,DDD",
-        ",taxable,di,0,0.03,0.5,DDD",
-        "row 4",
-    ),
     ("missing column", "lots.csv", ",quantity,", ",qty,", "missing column 'quantity'"),
+    ("short row", "lots.csv", "2021-03-01,2000,0,false,", "2021-03-01,2000,", "lots.csv row 3"),
 ]
 
 
@@ -390,6 +383,40 @@ def test_a_bad_book_stops_nightly_before_anything_runs_with_one_line(
     rc = main(["nightly", "--book", str(book), "--market", str(book / "market")])
     err = _one_line_error(capsys)
     assert rc == 2 and text in err, (case, err)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_bad_cell_rejects_its_household_and_the_night_runs_every_other(tmp_path: Path) -> None:
+    # Badinput audit: one malformed cell (a NaN basis, a 2026-13-01 date, a strategy typo)
+    # stopped the whole firm's night, while a well-formed bad value rejected one account.
+    book = _hand_book(tmp_path / "book")
+    lots = book / "lots.csv"
+    lots.write_text(lots.read_text().replace("AAA,L1,100,", "AAA,L1,1OO,", 1))
+    first = _nightly_book(tmp_path / "d1", "--book", str(book), "--market", str(book / "market"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "household HH-1: 2 account(s) not solved tonight" in first.stderr
+    out = tmp_path / "d1"
+    firm = json.loads((out / "firm_pnl.json").read_text())
+    assert firm["complete"] and firm["received"] == 4 and firm["totals"]["rejected"] == 3
+    not_ok = {r["account_id"]: r for r in csv.DictReader((out / "not_ok.csv").open())}
+    for account in ("ACC-1", "ACC-2"):  # the household, both accounts, the row named
+        row = not_ok[account]
+        assert row["status"] == "rejected" and row["field"] == "quantity", row
+        assert "household HH-1" in row["reason"] and "lots.csv row 1" in row["reason"], row
+        assert "'1OO'" in row["reason"] and "carried unchanged" in row["reason"], row
+    assert not_ok["ACC-3"]["field"] == "account.te_budget"  # its own rebalance's rejection
+    assert not_ok.get("ACC-4", {}).get("status") in (None, "relaxed")  # it ran
+    trades = list(csv.DictReader((out / "trades.csv").open()))
+    assert {t["account_id"] for t in trades} == {"ACC-4"}
+    # The household's rows go to the next book exactly as read, and the next night reads it.
+    assert "HH-1,ACC-1,AAA,L1,1OO,2023-01-03" in (out / "next_book" / "lots.csv").read_text()
+    second = _nightly_book(
+        tmp_path / "d2", "--book", str(out / "next_book"), "--market", str(book / "market")
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = {r["account_id"]: r for r in csv.DictReader((tmp_path / "d2" / "not_ok.csv").open())}
+    assert again["ACC-1"]["status"] == "rejected" and "'1OO'" in again["ACC-1"]["reason"]
 
 
 BAD_HAND_MARKETS = [
