@@ -47,6 +47,7 @@ from shared.messages import (
     TaxRates,
     Transaction,
     decode_json,
+    duplicate_key,
     encode_json,
 )
 from shared.types import AccountType, Side, Strategy
@@ -420,10 +421,12 @@ def read_book(directory: Path) -> Book:
             "so a book without it is also what an interrupted write leaves)",
             field="book",
         )
+    if not meta_path.is_file():
+        raise InputError(f"{meta_path} is not a file (a directory?)", field="book")
     try:
         meta = json.loads(meta_path.read_text())
         as_of = dt.date.fromisoformat(meta["as_of"])
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, OSError) as exc:
         raise InputError(f"{meta_path}: expected {{'as_of': 'YYYY-MM-DD'}}", field="as_of") from exc
     try:
         declared = _declared_rows(meta.get("tables"))
@@ -561,6 +564,13 @@ def read_book(directory: Path) -> Book:
             if problem is not None:
                 raise problem
             lot = _lot(row, row_no, lots.file)
+            if lot.trade_date > as_of:  # badinput audit: read with only a warning
+                raise InputError(
+                    f"{lots.file} row {row_no}: trade_date {lot.trade_date} is after the "
+                    f"book's close {as_of}",
+                    account=lot.account,
+                    field="trade_date",
+                )
             key = (lot.account, lot.lot_id)
             purchase = (lot.symbol, lot.short, lot.trade_date)
             first_row, first_purchase = first_of_lot.setdefault(key, (row_no, purchase))
@@ -920,6 +930,11 @@ def decode_market_file(raw: bytes) -> MarketSnapshot:
     Raises:
         InputError: naming the key or the value.
     """
+    twice = duplicate_key(raw)
+    if twice is not None:  # badinput audit: the last of two was kept without a word
+        raise InputError(
+            f"key {twice!r} appears twice in one object (give it once)", field="market"
+        )
     try:
         file = decode_json(raw, _FileMarket, strict=True)
     except InputError as exc:
@@ -1055,6 +1070,17 @@ _EXACT_COLUMNS = frozenset(
 )
 
 
+#: Parquet columns where a NaN is no missing value but an error: the cash an account holds
+#: (badinput audit: a NaN ``cash_usd`` read as $0 and the account ran on a fraction of its
+#: value, without a word; "no cash" is a 0).
+_NAN_IS_AN_ERROR = frozenset({"cash_usd"})
+
+
+def _exact_column(name: str) -> bool:
+    """A book column of money or share counts (exact to the cent / share fraction)."""
+    return name in _EXACT_COLUMNS or name.endswith("_usd")
+
+
 def _narrow_floats_as_text(table: Any, file: str) -> Any:
     """``table`` with its float32 / float16 columns as the text of each value's shortest repr
     *in its own precision* (a float32 of 0.1 read as a Python float is 0.10000000149011612).
@@ -1073,7 +1099,7 @@ def _narrow_floats_as_text(table: Any, file: str) -> Any:
     for idx, column in enumerate(table.schema):
         narrow = pa.types.is_float32(column.type) or pa.types.is_float16(column.type)
         name = str(column.name).strip()
-        if narrow and (name in _EXACT_COLUMNS or name.endswith("_usd")):
+        if narrow and _exact_column(name):
             raise InputError(
                 f"{file}: column {name!r} is "
                 f"{'float32' if pa.types.is_float32(column.type) else 'float16'}, which holds "
@@ -1094,14 +1120,19 @@ def _narrow_floats_as_text(table: Any, file: str) -> Any:
     return table
 
 
-def _cell(value: Any) -> str:
-    """A Parquet cell as the text a CSV would hold (typed columns welcome)."""
+def _cell(value: Any, *, keep_nan: bool = False) -> str:
+    """A Parquet cell as the text a CSV would hold (typed columns welcome).  A NaN is an empty
+    cell (pandas' missing value: an empty wash adjustment is 0, an empty TE budget the
+    default), except where ``keep_nan`` (:data:`_NAN_IS_AN_ERROR`): there it stays ``NaN`` and
+    is refused as a CSV's ``NaN`` is."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
+        if math.isnan(value):
+            return "NaN" if keep_nan else ""
+        return repr(value)
     if isinstance(value, dt.datetime):  # a timestamp column: its date (time of day dropped)
         return value.date().isoformat()
     if isinstance(value, dt.date):
@@ -1178,6 +1209,9 @@ def _read_table(
             required cell is empty.
     """
     csv_path, pq_path = directory / f"{name}.csv", directory / f"{name}.parquet"
+    for path in (csv_path, pq_path):
+        if path.exists() and not path.is_file():  # badinput audit: IsADirectoryError traceback
+            raise InputError(f"{path} is not a file (a directory?)", field=name)
     raw: list[tuple[int, list[str]]] = []
     if pq_path.exists():
         import pyarrow as pa
@@ -1199,9 +1233,12 @@ def _read_table(
                     field=column_field.name,
                 )
         data = _narrow_floats_as_text(data, file)
+        keep = [str(c).strip() in _NAN_IS_AN_ERROR for c in data.column_names]
         for i, row in enumerate(data.to_pylist()):
             try:
-                raw.append((i + 1, [_cell(v) for v in row.values()]))
+                raw.append(
+                    (i + 1, [_cell(v, keep_nan=k) for v, k in zip(row.values(), keep, strict=True)])
+                )
             except UnicodeDecodeError as exc:
                 raise InputError(
                     f"{file} row {i + 1}: a binary cell is not UTF-8 text ({exc.reason})",

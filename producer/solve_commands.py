@@ -141,6 +141,8 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
         RebalanceRequest,
         Rejected,
         decode_json,
+        duplicate_key,
+        json_error_hint,
         unknown_field,
     )
     from shared.rebalance import rebalance
@@ -150,9 +152,18 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
         doc = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         # Invalid UTF-8 and nesting deeper than the stack are not msgspec.DecodeError.
-        raise InputError(f"not valid JSON: {exc}", field="REQUEST.json") from exc
+        raise InputError(
+            f"not valid JSON: {json_error_hint(raw, exc)}", field="REQUEST.json"
+        ) from exc
     if not isinstance(doc, dict):
         raise InputError("a request is a JSON object", field="REQUEST.json")
+    twice = duplicate_key(raw)
+    if twice is not None:
+        raise InputError(
+            f"key {twice!r} appears twice in one object (JSON keeps only one of them: give it "
+            "once)",
+            field="REQUEST.json",
+        )
     acct = doc.get("account") if isinstance(doc.get("account"), dict) else {}
     account_id = str(acct.get("account_id", "")) if acct else ""
     as_of = _as_of(doc.get("as_of"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import difflib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -768,6 +769,29 @@ def load_factor_returns(path: Path, dates: DateArray) -> tuple[list[str], FloatA
 # ------------------------------------------------------------------------------ the directory
 
 
+#: Every table a market directory may hold (docs/formats.md).
+MARKET_TABLES = (PRICES, WEIGHTS, SECTORS, LOADINGS, COVARIANCE, SPECIFIC, FACTOR_RETURNS)
+
+
+def _refuse_unknown_tables(directory: Path) -> None:
+    """A CSV or Parquet file the directory may not hold is a misspelt name, never ignored
+    (badinput audit: ``factor_return.csv`` silently switched the night to the statistical risk
+    model, ``sector.csv`` ran it without sectors).  Other files (a README) are left alone.
+
+    Raises:
+        InputError: naming the file and the name it likely meant.
+    """
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in (".csv", ".parquet") and path.stem not in MARKET_TABLES:
+            close = difflib.get_close_matches(path.stem, MARKET_TABLES, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}{path.suffix}?)" if close else ""
+            raise InputError(
+                f"{directory}: unknown table {path.name}{hint}; a market directory holds "
+                f"{', '.join(MARKET_TABLES)} (.csv or .parquet; docs/formats.md)",
+                field=path.name,
+            )
+
+
 def load_market_dir(
     path: str | Path,
     *,
@@ -798,6 +822,7 @@ def load_market_dir(
     directory = Path(path)
     if not directory.is_dir():
         raise InputError(f"{directory} is not a directory", field="market_dir")
+    _refuse_unknown_tables(directory)
     dates, symbols, P = load_prices(_present(find_file(directory, PRICES, required=True)))
     W = load_benchmark_weights(
         _present(find_file(directory, WEIGHTS, required=True)), dates, symbols, P

@@ -465,6 +465,47 @@ def decode_json(
         ) from exc
 
 
+def duplicate_key(raw: bytes) -> str | None:
+    """The first key written twice in one object of the JSON document ``raw`` (``None``: none,
+    or not valid JSON — the decoder says why).  msgspec, like most decoders, keeps the last
+    silently (badinput audit: ``"exclusions": ["BEU"], "exclusions": []`` held BEU without a
+    word); a file a person writes is read strictly."""
+    import json
+
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        if not found:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    found.append(key)
+                    break
+                seen.add(key)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return found[0] if found else None
+
+
+def json_error_hint(raw: bytes, exc: Exception) -> str:
+    """msgspec's "invalid character (byte N)" as a line and column with the text there, and
+    a hint for what Python's ``json.dump`` writes that JSON has not (``NaN``, ``Infinity``)."""
+    match = re.search(r"byte (\d+)", str(exc))
+    if match is None:
+        return str(exc)
+    at = min(int(match.group(1)), len(raw))
+    line = raw.count(b"\n", 0, at) + 1
+    column = at - (raw.rfind(b"\n", 0, at) + 1) + 1
+    text = raw[at : at + 12].decode("utf-8", "replace").split("\n", 1)[0]
+    hint = ""
+    if text.lstrip("-").startswith(("NaN", "Infinity")):
+        hint = " (NaN and Infinity are not JSON numbers: write a number, or leave the key out)"
+    return f"{str(exc).split(' (byte')[0]} at line {line}, column {column}: {text!r}{hint}"
+
+
 def unknown_field(doc: Any, typ: Any) -> tuple[str, str] | None:
     """The first key of the decoded JSON ``doc`` that ``typ`` (a Struct type) has no field for:
     ``(path, message)``, e.g. ``("account.exclusion", "unknown field 'exclusion' (did you mean

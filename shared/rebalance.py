@@ -547,6 +547,11 @@ def _market_spelling(request: RebalanceRequest) -> RebalanceRequest:
 # --------------------------------------------------------------------------------------------
 
 
+#: The largest TE budget an account may ask for (annualised): a budget above it is a percent
+#: given for a fraction (2 for 2%); a whole index's own volatility is ~16%/y.
+MAX_TE_BUDGET = 1.0
+
+
 def _check_float(
     value: float,
     *,
@@ -762,6 +767,14 @@ def _validate_account(acct: AccountSpec, market: MarketArrays) -> None:
             field="account.cash_usd",
         )
     _check_float(acct.te_budget, account=aid, field="account.te_budget", lo=0.0, lo_open=True)
+    if acct.te_budget > MAX_TE_BUDGET:
+        # Badinput audit: `te_budget: 2` (meant as 2%) ran as 200%/y, TE ended 4.93%, no word.
+        raise InputError(
+            f"{acct.te_budget!r} is above {MAX_TE_BUDGET} (an annualised tracking error of "
+            f"{MAX_TE_BUDGET:.0%}): percent? give a fraction (0.02 for 2%)",
+            account=aid,
+            field="account.te_budget",
+        )
     _check_float(
         acct.max_weight, account=aid, field="account.max_weight", lo=0.0, hi=1.0, lo_open=True
     )
@@ -916,8 +929,19 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     def fail(mask: BoolArray, what: str, field: str) -> None:
         if mask.any():
             k = _first_bad(mask)
+            # Another account's lot of the last 30 days is read for the wash-sale rules: the
+            # message names whose it is (badinput audit: a sibling was rejected over "lot
+            # A007-000004-L3 …", an id only its own account's, and read as its own).
+            whose = (
+                ""
+                if k < m
+                else f" (a lot of household account {chk[k].account}, bought in the last "
+                f"{WINDOW_DAYS} days: this account's wash-sale rules read it)"
+            )
             raise InputError(
-                what.format(lot=chk[k]), account=aid, field=f"ledger.lots[{check[k]}].{field}"
+                what.format(lot=chk[k]) + whose,
+                account=aid,
+                field=f"ledger.lots[{check[k]}].{field}",
             )
 
     fail(
@@ -1515,6 +1539,18 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
     rate_st = rates.short_term + rates.niit
     rate_lt = rates.long_term + rates.niit
     excluded, notes = _exclusions(acct.exclusions, market)
+    if not scan.own and request.ledger.lots:
+        # Badinput audit: `ACC-003` for `ACC-0003` ran the real account's $1.1M of lots as a
+        # sibling's and bought $30k of cash into 39 names, without a word.
+        holders = sorted({lot.account for lot in request.ledger.lots})
+        shown = ", ".join(holders[:5]) + (
+            f" and {len(holders) - 5} more" if len(holders) > 5 else ""
+        )
+        notes = (
+            *notes,
+            f"account {aid} holds no lot of the ledger (its lots are of {shown}): solved as an "
+            "account of cash alone; a typo in account_id?",
+        )
     base = _base_problem(
         acct,
         market,

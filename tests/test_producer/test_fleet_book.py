@@ -855,3 +855,47 @@ def test_a_households_group_of_one_distinct_name_is_refused_on_reading(tmp_path:
     assert q.field == "identical" and "households.csv row 1" in q.reason
     (book_dir / "households.csv").write_text("household_id,identical\nHH-1,AJU=aju=BCX\n")
     assert read_book(book_dir).ledgers["HH-1"].identical == [["AJU", "BCX"]]
+
+
+def test_a_book_table_or_book_json_that_is_a_directory_is_one_error(tmp_path: Path) -> None:
+    # Badinput audit: IsADirectoryError tracebacks.
+    for name in ("lots.csv", "book.json"):
+        book_dir = hand_book(tmp_path / name)
+        (book_dir / name).unlink()
+        (book_dir / name).mkdir()
+        with pytest.raises(InputError, match="is not a file"):
+            read_book(book_dir)
+
+
+def test_a_lot_bought_after_the_books_close_sets_its_household_aside(tmp_path: Path) -> None:
+    # Badinput audit: a book closing 2020-01-02 over lots of 2024 read with a warning only.
+    lots = _edit(HAND_LOTS, ",ACC-3,BBB,L7,100,2024-01-02,", ",ACC-3,BBB,L7,100,2024-07-02,")
+    q = set_aside(hand_book(tmp_path, lots=lots))
+    assert q.household_id == "ACC-3" and q.field == "trade_date"
+    assert "after the book's close 2024-07-01" in q.reason
+
+
+def test_a_nan_cash_in_a_parquet_book_is_refused_not_read_as_no_cash(tmp_path: Path) -> None:
+    # Badinput audit: a NaN cash_usd read as $0 and the account ran on part of its value; a
+    # NaN elsewhere is pandas' missing value (the default), as is a null anywhere.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    book_dir = hand_book(tmp_path)
+    nan = float("nan")
+    table = pa.table(
+        {
+            "account_id": ["ACC-1", "ACC-2", "ACC-3"],
+            "household_id": ["HH-1", "HH-1", ""],
+            "account_type": ["taxable", "ira", "taxable"],
+            "cash_usd": pa.array([1000.0, 500.0, nan], type=pa.float64()),
+            "te_budget": pa.array([nan, None, 0.03], type=pa.float64()),
+            "max_weight": [0.5, 0.5, 0.5],
+        }
+    )
+    pq.write_table(table, book_dir / "accounts.parquet")
+    (book_dir / "accounts.csv").unlink()
+    q = set_aside(book_dir)
+    assert q.household_id == "ACC-3" and q.field == "cash_usd"
+    assert "'NaN' is not a finite number" in q.reason
+    book = read_book(book_dir)
+    assert [a.te_budget for a in book.accounts] == [0.02, 0.02]  # the default

@@ -261,3 +261,33 @@ def test_an_example_as_of_too_early_names_the_as_of_flag(
     assert main(["example-request", "--as-of", "1800-01-01", "--names", "20"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("taxview: error: field --as-of: ") and err.count("\n") == 1
+
+
+def test_a_key_written_twice_in_one_object_is_refused_not_the_last_kept(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Badinput audit: "exclusions": ["BEU"], "exclusions": [] held BEU without a word.
+    text = request_file.read_text()
+    assert text.count('"exclusions":') == 1
+    bad = tmp_path / "twice.json"
+    bad.write_text(text.replace('"exclusions":', '"exclusions":["BEU"],"exclusions":', 1))
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert "key 'exclusions' appears twice in one object" in err
+
+
+def test_a_nan_written_by_pythons_json_dump_is_named_by_line_and_column_with_a_hint(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(request_file.read_text())
+    doc["market"]["prices"][0] = float("nan")
+    bad = tmp_path / "nan.json"
+    bad.write_text(json.dumps(doc, indent=1))
+    line = next(n for n, row in enumerate(bad.read_text().splitlines(), 1) if "NaN" in row)
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"at line {line}, column" in err and "'NaN" in err, err
+    assert "NaN and Infinity are not JSON numbers" in err

@@ -494,3 +494,13 @@ def test_a_sub_cent_price_four_decimals_cannot_carry_is_refused_as_every_rebalan
     # An old split-adjusted price of a few cents with full digits is fine (review).
     rows = [r.replace(",0.0002", ",0.0352468").replace(",0.00015", ",0.0352468") for r in rows]
     load_market_dir(tiny_dir(tmp_path, prices="\n".join(rows)))
+
+
+def test_a_misspelt_table_name_is_refused_naming_the_table_it_likely_meant(tmp_path):
+    # Badinput audit: factor_return.csv silently switched the night to the statistical model.
+    path = tiny_dir(tmp_path)
+    write_csv(path / "factor_return.csv", "date,market\n2024-07-01,0.01")
+    rejects(path, "unknown table factor_return.csv (did you mean factor_returns.csv?)")
+    (path / "factor_return.csv").unlink()
+    (path / "README.md").write_text("notes")  # other files are left alone
+    load_market_dir(path)

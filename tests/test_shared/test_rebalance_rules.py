@@ -526,3 +526,41 @@ def test_an_own_lot_spelled_in_another_case_than_the_market_is_rejected_naming_t
         rebalance(bad)
     assert info.value.field == f"ledger.lots[{k}].symbol"
     assert info.value.account == aid
+
+
+def test_a_te_budget_in_percent_is_refused_with_the_hint() -> None:
+    # Badinput audit: `te_budget: 2` (2%) ran as 200%/y; TE ended 4.93%, no word.
+    request = _request(1)
+    with pytest.raises(InputError, match="percent\\? give a fraction") as info:
+        rebalance(_with_account(request, te_budget=2.0))
+    assert info.value.field == "account.te_budget"
+    rebalance(_with_account(request, te_budget=1.0))  # the bound itself is accepted
+
+
+def test_an_account_that_holds_none_of_its_ledgers_lots_is_solved_with_a_note() -> None:
+    # Badinput audit: `ACC-003` for `ACC-0003` ran the real lots as a sibling's, no word.
+    request = _request(1)
+    real = request.account.account_id
+    out = rebalance(_with_account(request, account_id=real + "X"))
+    assert any("holds no lot of the ledger (its lots are of" in n for n in out.notes), out.notes
+    assert real in next(n for n in out.notes if "holds no lot" in n)
+    assert not any("holds no lot" in n for n in rebalance(request).notes)
+
+
+def test_a_bad_lot_of_another_account_in_the_window_says_whose_it_is() -> None:
+    # Badinput audit: a sibling was rejected over a lot id only its own account's, unsaid.
+    request = _request(1)
+    aid = request.account.account_id
+    k, lot = next(
+        (i, x)
+        for i, x in enumerate(request.ledger.lots)
+        if x.account != aid and (request.as_of - x.trade_date).days <= 30
+    )
+    lots = list(request.ledger.lots)
+    lots[k] = msgspec.structs.replace(lot, cost_basis_usd=Decimal("-336.30"))
+    bad = msgspec.structs.replace(
+        request, ledger=msgspec.structs.replace(request.ledger, lots=lots)
+    )
+    with pytest.raises(InputError, match=f"a lot of household account {lot.account}") as info:
+        rebalance(bad)
+    assert info.value.account == aid and info.value.field == f"ledger.lots[{k}].cost_basis_usd"
