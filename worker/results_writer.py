@@ -1,14 +1,16 @@
 """The worker's only door to the results store (Redis): every key it writes goes through here.
 
-Writes are idempotent overwrites of one hash field per account (``HSET``), made in one
-``MULTI``/``EXEC`` together with the status index and, for a household, the ledger state handed to
-the next sibling, so a redelivered task rewrites the same bytes and changes nothing.  Keys follow
+Each account's outcome is one hash field (``HSET``), written in one atomic script together with
+the status index and, for a household, the ledger state handed to the next sibling — and only
+when the account has no outcome yet: the first stored stands, so a redelivered task (or a
+delivery that resumes after its copy finished) changes nothing.  Keys follow
 :mod:`shared.results_keys` and expire after the configured TTL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections import OrderedDict
 from typing import Any, NamedTuple
@@ -20,6 +22,8 @@ from redis.retry import Retry
 from shared import results_keys as keys
 from shared.messages import LedgerState, MarketSnapshot, Outcome, decode_json, encode_json
 from worker.handlers import NotReady, Start
+
+log = logging.getLogger(__name__)
 
 #: Reconnect attempts of one store operation (exponential backoff capped at 2 s: ~45 s in all),
 #: so a task rides out a Redis restart instead of failing while the broker is down too.
@@ -85,9 +89,15 @@ return 1
 #: released household's ledgers (or results), the staged ledger hash (or results), the market
 #: digest; ARGV = account, outcome JSON, status, TTL, '1' to release, the staged field ('' =
 #: none), its bytes, the task's market digest ('' = not checked).  Writes nothing and returns 0
-#: when the task names a digest and the stored one is not it.
+#: when the task names a digest and the stored one is not it; writes nothing and returns 2 when
+#: the account already has an outcome: the first one stored stands, with the sibling ledger it
+#: staged (fleet fault audit: a delivery frozen past its visibility timeout resumed after the
+#: redelivered copy had stored its outcome and its sibling had solved on that copy's ledger,
+#: and overwrote the outcome with another ticket — the night published complete with P/L no
+#: worker computed as a whole).
 PUT_SCRIPT = """
 if ARGV[8] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[8] then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 2 end
 local ttl = tonumber(ARGV[4])
 if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
 if ARGV[6] ~= '' then
@@ -310,8 +320,9 @@ class ResultsStore:
         booked_from: tuple[LedgerState, list[int]] | None = None,
         market_digest: str = "",
     ) -> None:
-        """Store one account's outcome (overwrite) and, for a household, the ledger that the
-        next account of the household starts from, atomically — only while the night's stored
+        """Store one account's outcome (unless it has one: the first stands) and, for a
+        household, the ledger that the next account of the household starts from, atomically —
+        only while the night's stored
         snapshot is still ``market_digest`` (when given; else :class:`~worker.handlers.NotReady`
         and nothing is written: a solve of an earlier run of the night, its keys deleted while
         it ran, never leaves its outcome in the new run).
@@ -334,7 +345,8 @@ class ResultsStore:
         key = keys.ledger_key(outcome.as_of, household)
         lineage, raw = self._patch(key, index, state, booked_from)
         staged = (key, str(index), raw)
-        self._write(outcome, staged=staged, release=release, market_digest=market_digest)
+        if not self._write(outcome, staged=staged, release=release, market_digest=market_digest):
+            return  # another delivery's outcome and ledger stand: this one is not cached
         self._written[key, staged[1]] = _Staged(raw, state, lineage)
         while len(self._written) > WRITTEN_LEDGERS:
             self._written.popitem(last=False)
@@ -372,11 +384,12 @@ class ResultsStore:
         staged: tuple[str, str, bytes] | None,
         release: str | None,
         market_digest: str = "",
-    ) -> None:
+    ) -> bool:
         """One atomic step (:data:`PUT_SCRIPT`): release a household's staged ledgers, stage
-        ``(key, field, stored bytes)``, and write the outcome and its status (overwrite), all
-        with the TTL; with a ``market_digest``, only while the stored snapshot's digest is that
-        one (else :class:`~worker.handlers.NotReady`, nothing written)."""
+        ``(key, field, stored bytes)``, and write the outcome and its status, all with the TTL;
+        with a ``market_digest``, only while the stored snapshot's digest is that one (else
+        :class:`~worker.handlers.NotReady`, nothing written).  Returns ``False`` (nothing
+        written) when the account already has an outcome: the first stored stands."""
         as_of = outcome.as_of
         client = self.client
         if self._put is None or self._put[0] is not client:
@@ -407,3 +420,11 @@ class ResultsStore:
                 f"account {outcome.account_id}: the night's market snapshot changed while it "
                 "was solved (the night was started over): not stored"
             )
+        if written == 2:
+            log.warning(
+                "account %s already has an outcome (another delivery stored it first): this "
+                "delivery's is not stored",
+                outcome.account_id,
+            )
+            return False
+        return True

@@ -49,11 +49,22 @@ def test_writing_the_same_outcome_twice_leaves_one_identical_field(store: Result
     assert 0 < client.ttl(keys.results_key(DAY)) <= 3600
 
 
-def test_a_later_outcome_overwrites_the_earlier_one(store: ResultsStore) -> None:
-    store.put(Failed(account_id="A1", as_of=DAY, reason="first"))
-    store.put(Rejected(account_id="A1", as_of=DAY, reason="second"))
-    assert store.client.hget(keys.status_key(DAY), "A1") == b"rejected"
-    assert store.client.hlen(keys.results_key(DAY)) == 1
+def test_the_first_stored_outcome_stands_with_the_sibling_ledger_it_staged(
+    store: ResultsStore,
+) -> None:
+    # Fleet fault audit: a delivery frozen past its visibility timeout resumed after its
+    # redelivered copy had stored an outcome (and the next sibling had solved on that copy's
+    # ledger), and overwrote it with another ticket: a night no worker computed as a whole.
+    first = Failed(account_id="A1", as_of=DAY, reason="first")
+    ledger = LedgerState(as_of=DAY, household_id="H")
+    store.put(first, next_ledger=("H", 1, ledger))
+    other = LedgerState(as_of=DAY, household_id="H", identical=[["AAA", "BBB"]])
+    store.put(Rejected(account_id="A1", as_of=DAY, reason="second"), next_ledger=("H", 1, other))
+    client = store.client
+    assert client.hget(keys.results_key(DAY), "A1") == encode_json(first)
+    assert client.hget(keys.status_key(DAY), "A1") == b"failed"
+    assert client.hlen(keys.results_key(DAY)) == 1
+    assert store.household_ledger(DAY, "H", 1) == ledger
 
 
 def test_the_next_siblings_ledger_is_written_with_the_outcome(store: ResultsStore) -> None:
