@@ -1995,6 +1995,17 @@ def _relaxed(data: ProblemData, step: str, te_budget: float) -> ProblemData | No
 CAP_BINDS_SHARE = 0.9999
 
 
+def _out_of_time() -> bool:
+    """For ``except SolverFailed`` of an optional pass: re-raise when the solve's deadline
+    (:func:`~shared.optimizer.problem.solve_deadline`, a worker's 80% of its soft time limit)
+    is spent, so the account is retried or ``failed`` rather than stored with a ticket that
+    depends on how fast the host was (fleet fault audit: a stalled worker stored an ``ok``
+    ticket of 20 trades and $0 harvested where a full solve made 66 trades, $2,121.77)."""
+    from shared.optimizer.problem import deadline_passed
+
+    return deadline_passed()
+
+
 def _try_solve(data: ProblemData, solve: SolveFn, log: _SolveLog, label: str) -> Solution | None:
     """One optimizer call; None when infeasible.  Logs attempts and times.
 
@@ -2167,6 +2178,8 @@ def _close_unopened(
     try:
         sol2 = level.attempt(data2, f"/closed {int(close.sum())} names")
     except SolverFailed:
+        if _out_of_time():
+            raise
         return sol, data  # an optional improvement: the solution in hand stands
     if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
         return sol2, data2
@@ -2369,6 +2382,8 @@ def _flip_search(level: _Level, sol: Solution, data: ProblemData) -> tuple[Solut
         try:
             sol2 = level.attempt(data2, what)
         except SolverFailed:
+            if _out_of_time():
+                raise
             continue  # an optional improvement: the solution in hand stands
         if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
             sol, data, sides = sol2, data2, new_sides
@@ -2653,6 +2668,8 @@ def _tighten(
                 if found is not None and accept is not None and not accept(candidate, found):
                     found = None
             except SolverFailed:
+                if _out_of_time():
+                    raise
                 # Optional: a limit put back only when a solve vouches for it (a sleeve's TE
                 # budget restored beside its neutral band stopped AlmostSolved, its safe
                 # attempt 0.02033 against 0.02, and the backtest ended there); ``accept``'s

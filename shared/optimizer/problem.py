@@ -147,6 +147,15 @@ def solve_deadline(seconds: float | None) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+def deadline_passed() -> bool:
+    """Whether the current :func:`solve_deadline` is spent (``False`` without one).  A caller
+    that treats a failed solve as optional (the rebalance's flip and close passes) must not
+    when this is true: the ticket would depend on how fast the host was (fleet fault audit: a
+    stalled worker stored an ``ok`` ticket of 20 trades where its copy had 66)."""
+    deadline = _DEADLINE.get()
+    return deadline is not None and time.monotonic() >= deadline
+
+
 def _time_left(limit: float) -> float:
     """``limit`` capped by what is left of the current deadline (at least 1 ms)."""
     deadline = _DEADLINE.get()

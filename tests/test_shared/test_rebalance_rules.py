@@ -564,3 +564,41 @@ def test_a_bad_lot_of_another_account_in_the_window_says_whose_it_is() -> None:
     with pytest.raises(InputError, match=f"a lot of household account {lot.account}") as info:
         rebalance(bad)
     assert info.value.account == aid and info.value.field == f"ledger.lots[{k}].cost_basis_usd"
+
+
+def test_an_optional_pass_that_fails_once_the_deadline_is_spent_fails_the_solve() -> None:
+    # Fleet fault audit: a stalled worker ran out of its deadline in the flip pass, skipped it
+    # as optional and stored an `ok` ticket of 20 trades ($0 harvested) where a full solve made
+    # 66 ($2,121.77): the ticket depended on how fast the host was.
+    import inspect
+    import time
+
+    from shared.optimizer import problem
+
+    request = _request(1)
+    flips: list[int] = []
+
+    def in_flip_pass() -> bool:
+        return any(f.function == "_flip_search" for f in inspect.stack()[2:12])
+
+    def failing_flips(data: ProblemData) -> Solution:
+        if in_flip_pass():
+            flips.append(1)
+            raise SolverFailed("a flip's solve failed")
+        return solve(data)
+
+    out = rebalance(request, solve=failing_flips)  # no deadline: an optional pass is skipped
+    assert flips and out.status in ("ok", "relaxed")
+    token = problem._DEADLINE.set(None)
+    try:
+
+        def out_of_time(data: ProblemData) -> Solution:
+            if in_flip_pass():
+                problem._DEADLINE.set(time.monotonic() - 1.0)  # spent from here on
+                raise SolverFailed("the solve's time ran out")
+            return solve(data)
+
+        with pytest.raises(SolverFailed, match="time ran out"):
+            rebalance(request, solve=out_of_time)
+    finally:
+        problem._DEADLINE.reset(token)
