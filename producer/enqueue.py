@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -28,6 +28,7 @@ from producer.results_reader import ManifestEntry, done_accounts, manifest_json
 from shared import results_keys as keys
 from shared.errors import InputError
 from shared.messages import AccountTask, BookError, LedgerState, MarketSnapshot, encode_json
+from shared.types import AccountType
 
 
 def plan_night(
@@ -305,15 +306,67 @@ def send_chains(
     sent = 0
     for chain in chains:
         first = chain[0]
+        key = keys.ledger_key(first.as_of, first.household_id)
+        field = str(first.household_index)
         if first.household_index == 0:
-            key = keys.ledger_key(first.as_of, first.household_id)
+            staged: bytes | None = _staged(ledgers, first)
+        elif not client.hexists(key, field):
+            # The chain resumes after its earlier siblings (they have outcomes), and the ledger
+            # it starts from is gone — released by the household's last account, whose outcome
+            # was then deleted (fleet fault audit: the runbook's re-sent account waited for it
+            # ten times and the night could never complete).  Rebuilt here as their workers
+            # staged it: the book's ledger with each earlier sibling's trades booked in order.
+            staged = keys.encode_ledger(_rebuilt(client, ledgers, first))
+        else:
+            staged = None
+        if staged is not None:
             pipe = client.pipeline(transaction=True)
-            pipe.hset(key, "0", _staged(ledgers, first))
+            pipe.hset(key, field, staged)
             pipe.expire(key, ttl_s)
             pipe.execute()
         send_household(app, chain)
         sent += len(chain)
     return sent
+
+
+def _rebuilt(
+    client: redis.Redis[bytes], ledgers: Mapping[str, LedgerState], first: AccountTask
+) -> LedgerState:
+    """The household ledger sibling ``first.household_index`` starts from: the book's, with the
+    stored outcomes of the siblings before it booked in chain order (the manifest's), as each
+    worker booked them (:func:`shared.household.book_outcome_carried`, the worker's own
+    booking: IRC §1091 in full, the lots in the same order).
+
+    Raises:
+        InputError: an earlier sibling has no outcome stored (the chain cannot resume there).
+    """
+    from producer.results_reader import manifest
+    from shared.household import book_outcome_carried
+    from shared.messages import Outcome, Solved
+
+    household, as_of = first.household_id, first.as_of
+    earlier = sorted(
+        (e.index, account, e.account_type)
+        for account, e in manifest(client, as_of).items()
+        if e.household == household and e.index < first.household_index
+    )
+    state = ledgers.get(household) or LedgerState(as_of=as_of, household_id=household)
+    if not earlier:
+        return state
+    raw: Any = client.hmget(keys.results_key(as_of), [account for _, account, _ in earlier])
+    for (_, account, account_type), value in zip(earlier, raw, strict=True):
+        if value is None:
+            raise InputError(
+                f"household {household}: account {account} has no outcome, so the ledger its "
+                f"sibling {first.account.account_id} starts from cannot be rebuilt",
+                account=first.account.account_id,
+                field="ledger",
+            )
+        outcome = msgspec.json.decode(value, type=Outcome)
+        if isinstance(outcome, Solved) and outcome.trades:
+            kind = cast(AccountType, account_type)
+            state = book_outcome_carried(state, outcome, account_type=kind).state
+    return state
 
 
 def _staged(ledgers: Mapping[str, LedgerState], first: AccountTask) -> bytes:

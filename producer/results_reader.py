@@ -198,8 +198,10 @@ def outcomes_with_status(
 
 
 def done_accounts(client: redis.Redis[bytes], as_of: dt.date) -> set[str]:
-    """Accounts that have an outcome."""
-    raw: Any = client.hkeys(keys.status_key(as_of))
+    """Accounts that have an outcome: a field of the results hash (not of the status index,
+    which the runbook's "delete that field" leaves behind: fleet fault audit, `taxview sweep`
+    then re-sent nothing while `aggregate` kept asking for it)."""
+    raw: Any = client.hkeys(keys.results_key(as_of))
     return {k.decode() for k in raw}
 
 

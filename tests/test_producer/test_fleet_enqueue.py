@@ -286,3 +286,51 @@ def test_a_sweep_refuses_another_book_or_market_before_it_sends_anything(
     with pytest.raises(InputError) as err:
         enqueue.check_same_book(client, book, moved, chains)
     assert err.value.field == "market"
+
+
+def test_a_resent_account_whose_starting_ledger_was_released_gets_it_rebuilt(
+    night, monkeypatch
+) -> None:
+    # Fleet fault audit: the runbook for an unreadable outcome ("delete that field and run
+    # `taxview sweep`") re-sent nothing (sweep read the status index), and a re-sent later
+    # sibling waited for a ledger its household's last account had released: the night could
+    # never complete.
+    from shared.household import book_outcome_carried
+    from shared.messages import RebalanceRequest, Solved
+    from shared.rebalance import rebalance
+
+    book, market = night
+    client = _enqueued(book, market, monkeypatch)
+    chain = next(c for c in enqueue.plan_night(book, market.as_of) if len(c) > 1)
+    household = chain[0].household_id
+    ledger = book.ledgers[household]
+    staged = ledger
+    for task in chain:  # the night as the workers ran it
+        outcome = rebalance(
+            RebalanceRequest(as_of=market.as_of, account=task.account, ledger=staged, market=market)
+        )
+        client.hset(keys.results_key(DAY), task.account.account_id, encode_json(outcome))
+        client.hset(keys.status_key(DAY), task.account.account_id, outcome.status)
+        if isinstance(outcome, Solved) and outcome.trades:
+            staged = book_outcome_carried(
+                staged, outcome, account_type=task.account.account_type
+            ).state
+        if task is chain[0]:
+            after_first = staged
+    client.delete(keys.ledger_key(DAY, household))  # the last account released the ledgers
+    second = chain[1].account.account_id
+    client.hdel(keys.results_key(DAY), second)  # "delete that field" (its status stays)
+    todo = [
+        c
+        for c in enqueue.pending_chains(client, DAY, enqueue.plan_night(book, market.as_of))
+        if c[0].household_id == household
+    ]
+    assert [[t.account.account_id for t in c] for c in todo] == [
+        [t.account.account_id for t in chain[1:]]
+    ]
+    sent: list[Any] = []
+    monkeypatch.setattr(enqueue, "send_household", lambda app, tasks: sent.append(tasks))
+    enqueue.send_chains(object(), client, todo, book.ledgers, ttl_s=600)  # type: ignore[arg-type]
+    assert sent == todo
+    raw = client.hget(keys.ledger_key(DAY, household), "1")
+    assert raw == keys.encode_ledger(after_first)
