@@ -585,7 +585,7 @@ def _out_dir(out: Path) -> Iterator[None]:
             # A failed write() names no file (a full disk): then the folder is named.
             where = exc.filename if exc.filename else f"into --out {out}"
             raise TaxviewError(f"cannot write {where}: {exc.strerror or exc}") from exc
-    except TaxviewError:
+    except (TaxviewError, KeyboardInterrupt):  # a refusal, or Ctrl-C (runner audit)
         if first_new is not None:  # every directory this run created, if left empty
             level = out
             while level.is_dir() and not any(level.iterdir()):

@@ -257,6 +257,20 @@ def test_a_run_the_solve_refuses_leaves_no_empty_out_folder(capsys, tmp_path) ->
     assert not out.exists()
 
 
+def test_a_run_interrupted_with_ctrl_c_leaves_no_empty_out_folder(monkeypatch, tmp_path) -> None:
+    # Runner audit: `timeout -s INT` left the new --out tree behind, empty.
+    import producer.backtest
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(producer.backtest, "simulate", interrupted)
+    out = tmp_path / "intr" / "deep"
+    argv = ["--start", "2024-01-02", "--end", "2024-01-31", "--universe", "synthetic:10"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 130
+    assert not (tmp_path / "intr").exists()
+
+
 def test_an_end_before_the_start_names_the_end_for_every_universe(
     no_backtest, capsys, tmp_path
 ) -> None:
