@@ -120,6 +120,12 @@ class Quarantine(msgspec.Struct, kw_only=True):
     accounts: list[AccountSpec] = []
     #: Table name → the household's rows as read (every column, as text), written back as is.
     rows: dict[str, list[dict[str, str]]] = {}
+    #: Its window memory was (and must again be) derived from its history: the book it was read
+    #: from had no window-memory files (or listed it in ``book.json``'s ``derive_memory``).
+    #: ``next_book/`` writes those files for the other households, so ``book.json`` lists it
+    #: (review: re-read without it, a fixed household lost a loss sale of 13 days earlier and
+    #: bought the name back in its taxable account and its IRA).
+    derive_memory: bool = False
 
 
 class Book(msgspec.Struct, kw_only=True):
@@ -184,8 +190,13 @@ def book_warnings(book: Book) -> list[str]:
     were never rebalanced, with no word — fuzz audit).  An unlisted account's lots are legal
     (a household account the firm does not manage: they only restrict wash sales)."""
     out: list[str] = [
-        f"household {household}: {len(q.accounts)} account(s) not solved tonight (rejected) and "
-        f"their rows carried unchanged to next_book: {q.reason}"
+        (
+            f"household {household}: {len(q.accounts)} account(s) not solved tonight (rejected) "
+            "and their rows"
+            if q.accounts
+            else f"household {household} (no account in accounts): its rows"
+        )
+        + f" carried unchanged to next_book: {q.reason}"
         for household, q in sorted(book.quarantined.items())
     ]
     for household, specs in book.households().items():
@@ -428,6 +439,11 @@ def read_book(directory: Path) -> Book:
         as_of = dt.date.fromisoformat(meta["as_of"])
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise InputError(f"{meta_path}: expected {{'as_of': 'YYYY-MM-DD'}}", field="as_of") from exc
+    derive = meta.get("derive_memory") or []
+    if not isinstance(derive, list) or not all(isinstance(h, str) for h in derive):
+        raise InputError(
+            f'{meta_path}: "derive_memory" must be a list of household ids', field="derive_memory"
+        )
     try:
         declared = _declared_rows(meta.get("tables"))
     except ValueError as exc:
@@ -501,13 +517,22 @@ def read_book(directory: Path) -> Book:
             return household_of(spec)
         return home.get(account) or row.get("household_id", "") or None
 
+    def history_home(row: dict[str, str]) -> str:
+        """The household a history row belongs to (an unknown account without one: its own)."""
+        return row.get("household_id", "") or owner(row) or row.get("account", "")
+
     def set_aside(household: str | None, exc: InputError) -> None:
         if household is None:
             raise exc
         bad.setdefault(household, exc)
 
-    def place(row: dict[str, str], file: str, row_no: int) -> dict[str, list[Any]]:
-        """Fill the row's household and account type from ``accounts``; its household bucket."""
+    def place(
+        row: dict[str, str], file: str, row_no: int
+    ) -> tuple[dict[str, list[Any]], str | None]:
+        """The row's household bucket and, for a table with an account type, the row's (its
+        own, else its account's from ``accounts``).  The row itself is left as read: a
+        household set aside is written back exactly so (review: a filled-in guess of
+        ``taxable`` for an IRA's lot set the household aside again once its typo was fixed)."""
         account = row.get("account", "")
         if not account.isprintable():  # as in accounts (review: only accounts was checked)
             raise InputError(
@@ -526,13 +551,14 @@ def read_book(directory: Path) -> Book:
                     account=account,
                     field="household_id",
                 )
-            row["household_id"] = household = listed
+            household = listed
         elif not household:
             raise InputError(
                 f"{file} row {row_no}: no household_id and account {account!r} is not in accounts",
                 account=account or None,
                 field="household_id",
             )
+        kind: str | None = None
         if "account_type" in _struct_of(file).__struct_fields__:
             given = row.get("account_type", "")
             known, where = (
@@ -545,10 +571,10 @@ def read_book(directory: Path) -> Book:
                     account=account,
                     field="account_type",
                 )
-            row["account_type"] = given or known or "taxable"
+            kind = given or known or "taxable"
             if spec is None:
-                seen_types.setdefault(account, (row["account_type"], f"{file} row {row_no}"))
-        return states.setdefault(household, {"lots": [], "pending": [], "recent": []})
+                seen_types.setdefault(account, (kind, f"{file} row {row_no}"))
+        return states.setdefault(household, {"lots": [], "pending": [], "recent": []}), kind
 
     lots = _table(directory, "lots", LOT_COLUMNS, required=_LOT_REQUIRED)
     # One id per purchase and account.  The parts of one purchase that a wash sale split keep
@@ -593,9 +619,8 @@ def read_book(directory: Path) -> Book:
                         field="lot_id",
                     )
                 unused_row[key] = row_no
-            place(row, lots.file, row_no)["lots"].append(
-                msgspec.structs.replace(lot, account_type=row["account_type"])
-            )
+            bucket, kind = place(row, lots.file, row_no)
+            bucket["lots"].append(msgspec.structs.replace(lot, account_type=kind))
         except InputError as exc:
             set_aside(owner(row), exc)
     extras: dict[str, _Table] = {}
@@ -611,8 +636,9 @@ def read_book(directory: Path) -> Book:
                 problem = extra.bad.get(row_no)
                 if problem is not None:
                     raise problem
-                bucket = place(row, extra.file, row_no)
-                item = _convert(row, typ, extra.file, row_no)
+                bucket, kind = place(row, extra.file, row_no)
+                typed = row if kind is None else {**row, "account_type": kind}
+                item = _convert(typed, typ, extra.file, row_no)
                 if isinstance(item, PendingLoss):
                     _check_pending(item, extra.file, row_no)
                 bucket[part].append(item)
@@ -721,7 +747,7 @@ def read_book(directory: Path) -> Book:
     history_household: list[str] = []
     row_of_id: dict[str, int] = {}
     for row_no, row in history.rows:
-        household = row.get("household_id", "") or owner(row) or row.get("account", "")
+        household = history_home(row)
         try:
             problem = history.bad.get(row_no)
             if problem is not None:
@@ -764,7 +790,7 @@ def read_book(directory: Path) -> Book:
     for household, txns in by_household.items():
         if household in ledgers and household not in bad:
             ledgers[household] = history_memory(
-                ledgers[household], txns, derive_pending=not memory_files
+                ledgers[household], txns, derive_pending=not memory_files or household in derive
             )
     for name, rows in sorted(declared.items()):
         if counts.get(name, 0) != rows:
@@ -783,7 +809,7 @@ def read_book(directory: Path) -> Book:
             "recent_purchases": (extras["recent_purchases"], owner),
             "last_purchases": (last, lambda r: r["household_id"]),
             "households": (households, lambda r: r["household_id"]),
-            "history": (history, lambda r: r.get("household_id", "") or owner(r)),
+            "history": (history, history_home),
         }
         kept: dict[str, dict[str, list[dict[str, str]]]] = {h: {} for h in bad}
         for name, (read, where) in tables.items():
@@ -802,6 +828,7 @@ def read_book(directory: Path) -> Book:
                 field=first.field,
                 accounts=specs,
                 rows=kept[household],
+                derive_memory=not memory_files or household in derive,
             )
             ledgers.pop(household, None)
             own_groups.pop(household, None)
@@ -1558,8 +1585,12 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
         + raw.get("history", []),
         fmt,
     )
+    doc: dict[str, Any] = {"as_of": book.as_of.isoformat(), "tables": rows}
+    derive = sorted(h for h, q in book.quarantined.items() if q.derive_memory)
+    if derive:  # households set aside whose memory is their history's (Quarantine)
+        doc["derive_memory"] = derive
     tmp = meta.with_name(meta.name + ".tmp")
-    tmp.write_text(json.dumps({"as_of": book.as_of.isoformat(), "tables": rows}) + "\n")
+    tmp.write_text(json.dumps(doc) + "\n")
     os.replace(tmp, meta)
 
 

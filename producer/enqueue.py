@@ -67,6 +67,8 @@ def plan_night(
     # A household set aside on reading the book: one task per account all the same (the
     # manifest expects it, the night reports it), which the worker stores as `rejected`.
     for household, q in sorted(book.quarantined.items()):
+        if not q.accounts:  # rows of accounts the firm does not run: carried, nothing to send
+            continue
         where = f" (account {q.account})" if q.account else ""
         error = BookError(
             field=q.field or "book",
@@ -340,9 +342,9 @@ def _rebuilt(
     Raises:
         InputError: an earlier sibling has no outcome stored (the chain cannot resume there).
     """
-    from producer.results_reader import manifest
+    from producer.results_reader import checked_outcome, manifest
     from shared.household import book_outcome_carried
-    from shared.messages import Outcome, Solved
+    from shared.messages import Solved
 
     household, as_of = first.household_id, first.as_of
     earlier = sorted(
@@ -362,7 +364,9 @@ def _rebuilt(
                 account=first.account.account_id,
                 field="ledger",
             )
-        outcome = msgspec.json.decode(value, type=Outcome)
+        # Decoded and checked as the aggregator does: one line naming an unreadable or
+        # misfiled outcome, never a traceback nor another account's trades booked here (review).
+        outcome = checked_outcome(value, account, as_of)
         if isinstance(outcome, Solved) and outcome.trades:
             kind = cast(AccountType, account_type)
             state = book_outcome_carried(state, outcome, account_type=kind).state

@@ -158,6 +158,15 @@ def outcomes(client: redis.Redis[bytes], as_of: dt.date) -> dict[str, Outcome]:
     return out
 
 
+def checked_outcome(value: bytes, account: str, as_of: dt.date) -> Outcome:
+    """One stored outcome, decoded and checked against the field and night it is filed under.
+
+    Raises:
+        InputError: as :func:`outcomes`.
+    """
+    return _checked(msgspec.json.Decoder(Outcome), value, account, as_of)
+
+
 def _checked(
     decoder: msgspec.json.Decoder[Outcome], value: bytes, account: str, as_of: dt.date
 ) -> Outcome:

@@ -394,7 +394,7 @@ def _check_sessions(dates: DateArray, fname: str) -> None:
         )
 
 
-def _check_case_twins(symbols: list[str], fname: str, column: str) -> None:
+def _check_case_twins(symbols: list[str], fname: str, long_layout: bool) -> None:
     """Tickers are case-insensitive (docs/ledger.md): ``S00`` and ``s00`` in one market file are
     one security listed twice, refused here rather than as two (market audit: the snapshot
     refused them later without naming the file)."""
@@ -405,7 +405,7 @@ def _check_case_twins(symbols: list[str], fname: str, column: str) -> None:
             raise _err(
                 fname,
                 None,
-                column,
+                "symbol" if long_layout else sym,  # a wide file's column is the symbol
                 f"{twin} and {sym} are one ticker in two spellings (tickers are "
                 "case-insensitive); list it once",
             )
@@ -423,7 +423,7 @@ def load_prices(path: Path) -> tuple[DateArray, list[str], FloatArray]:
     """
     fname = path.name
     dates, symbols, P, long_layout = _read_panel(path, value="price", sign="price", exact=True)
-    _check_case_twins(symbols, fname, "symbol" if long_layout else "date")
+    _check_case_twins(symbols, fname, long_layout)
     _check_sessions(dates, fname)
     listed = np.isfinite(P)
     for i in np.flatnonzero(~listed.all(axis=0)):

@@ -334,3 +334,12 @@ def test_a_resent_account_whose_starting_ledger_was_released_gets_it_rebuilt(
     assert sent == todo
     raw = client.hget(keys.ledger_key(DAY, household), "1")
     assert raw == keys.encode_ledger(after_first)
+
+    # An earlier sibling's outcome that cannot be read is one error naming it (review: a
+    # traceback), never another account's trades booked into this household.
+    client.delete(keys.ledger_key(DAY, household))  # released again
+    client.hset(keys.results_key(DAY), chain[0].account.account_id, b"garbage{")
+    with pytest.raises(
+        InputError, match=f"stored outcome of account {chain[0].account.account_id}"
+    ):
+        enqueue.send_chains(object(), client, todo, book.ledgers, ttl_s=600)  # type: ignore[arg-type]

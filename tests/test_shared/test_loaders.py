@@ -178,6 +178,11 @@ def test_one_ticker_in_two_spellings_in_the_prices_is_refused_naming_both(tmp_pa
     )
 
 
+def test_one_ticker_in_two_spellings_in_a_wide_file_names_its_column(tmp_path):
+    text = "date,AAA,aaa,BBB\n" + "\n".join(f"{d},1,1,2" for d in DAYS)
+    rejects(tiny_dir(tmp_path, prices=text), "AAA and aaa are one ticker", "prices.csv:aaa")
+
+
 def test_float32_parquet_prices_are_refused_not_widened(tmp_path):
     # 49.1044 as float32 read back as 49.104400634765625 (audit).
     frame = pd.DataFrame(
