@@ -419,4 +419,5 @@ def next_book(
         history=[*book.history, *new_history],
         declared=book.declared,
         quarantined=book.quarantined,  # rejected tonight, carried as read
+        history_homes=book.history_homes,
     )

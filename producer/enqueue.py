@@ -27,7 +27,14 @@ from producer.broker import send_household
 from producer.results_reader import ManifestEntry, done_accounts, manifest_json
 from shared import results_keys as keys
 from shared.errors import InputError
-from shared.messages import AccountTask, BookError, LedgerState, MarketSnapshot, encode_json
+from shared.messages import (
+    AccountSpec,
+    AccountTask,
+    BookError,
+    LedgerState,
+    MarketSnapshot,
+    encode_json,
+)
 from shared.types import AccountType
 
 
@@ -48,22 +55,25 @@ def plan_night(
     """
     market_key = keys.market_key(as_of)
     digest = "" if market is None else keys.snapshot_digest(encode_json(market))
-    chains: list[list[AccountTask]] = []
-    for household, specs in book.households().items():
-        chains.append(
-            [
-                AccountTask(
-                    as_of=as_of,
-                    market_key=market_key,
-                    account=spec,
-                    household_id=household,
-                    household_index=k,
-                    household_size=len(specs),
-                    market_digest=digest,
-                )
-                for k, spec in enumerate(specs)
-            ]
-        )
+
+    def chain(
+        household: str, specs: list[AccountSpec], error: BookError | None = None
+    ) -> list[AccountTask]:
+        return [
+            AccountTask(
+                as_of=as_of,
+                market_key=market_key,
+                account=spec,
+                household_id=household,
+                household_index=k,
+                household_size=len(specs),
+                market_digest=digest,
+                book_error=error,
+            )
+            for k, spec in enumerate(specs)
+        ]
+
+    chains = [chain(household, specs) for household, specs in book.households().items()]
     # A household set aside on reading the book: one task per account all the same (the
     # manifest expects it, the night reports it), which the worker stores as `rejected`.
     for household, q in sorted(book.quarantined.items()):
@@ -75,21 +85,7 @@ def plan_night(
             reason=f"the book's rows of household {household} cannot be read{where}: "
             f"{q.reason}; its rows are carried unchanged to next_book",
         )
-        chains.append(
-            [
-                AccountTask(
-                    as_of=as_of,
-                    market_key=market_key,
-                    account=spec,
-                    household_id=household,
-                    household_index=k,
-                    household_size=len(q.accounts),
-                    market_digest=digest,
-                    book_error=error,
-                )
-                for k, spec in enumerate(q.accounts)
-            ]
-        )
+        chains.append(chain(household, q.accounts, error))
     return chains
 
 
@@ -147,8 +143,9 @@ def book_digests(book: Book) -> dict[str, str]:
         for spec in specs:
             mark = hashlib.blake2b(base + encode_json(spec), digest_size=16).hexdigest()
             out[spec.account_id] = f"{kind}:{mark}"
-    for q in book.quarantined.values():  # its rows as read (book.Quarantine)
-        base = hashlib.blake2b(msgspec.json.encode(q), digest_size=16).digest()
+    for q in book.quarantined.values():  # its rows as read (book.Quarantine), not the
+        # reason's wording (which names the file: a book converted to Parquet is the same book)
+        base = hashlib.blake2b(msgspec.json.encode(q.rows), digest_size=16).digest()
         for spec in q.accounts:
             mark = hashlib.blake2b(base + encode_json(spec), digest_size=16).hexdigest()
             out[spec.account_id] = f"j:{mark}"
