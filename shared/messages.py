@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 import re
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -494,16 +495,28 @@ def json_error_hint(raw: bytes, exc: Exception) -> str:
     """msgspec's "invalid character (byte N)" as a line and column with the text there, and
     a hint for what Python's ``json.dump`` writes that JSON has not (``NaN``, ``Infinity``)."""
     match = re.search(r"byte (\d+)", str(exc))
-    if match is None:
+    at: int | None = None if match is None else min(int(match.group(1)), len(raw))
+    if at is None and "out of range" in str(exc):
+        # msgspec elides the path ("$[...][...][0]"): find the number no float holds (badinput
+        # audit: 1e400 named neither its field nor its place).
+        at = next(
+            (
+                m.start()
+                for m in re.finditer(rb"-?\d+(?:\.\d+)?[eE][+-]?\d+", raw)
+                if math.isinf(float(m.group()))
+            ),
+            None,
+        )
+    if at is None:
         return str(exc)
-    at = min(int(match.group(1)), len(raw))
     line = raw.count(b"\n", 0, at) + 1
     column = at - (raw.rfind(b"\n", 0, at) + 1) + 1
     text = raw[at : at + 12].decode("utf-8", "replace").split("\n", 1)[0]
     hint = ""
     if text.lstrip("-").startswith(("NaN", "Infinity")):
         hint = " (NaN and Infinity are not JSON numbers: write a number, or leave the key out)"
-    return f"{str(exc).split(' (byte')[0]} at line {line}, column {column}: {text!r}{hint}"
+    what = str(exc).split(" (byte")[0].split(" - at ")[0]
+    return f"{what} at line {line}, column {column}: {text!r}{hint}"
 
 
 def unknown_field(doc: Any, typ: Any) -> tuple[str, str] | None:

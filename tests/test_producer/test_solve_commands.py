@@ -291,3 +291,20 @@ def test_a_nan_written_by_pythons_json_dump_is_named_by_line_and_column_with_a_h
     err = capsys.readouterr().err
     assert f"at line {line}, column" in err and "'NaN" in err, err
     assert "NaN and Infinity are not JSON numbers" in err
+
+
+def test_a_number_no_float_holds_is_named_by_line_and_column(
+    request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Badinput audit: 1e400 gave "Number out of range - at `$[...][...][0]`".
+    text = request_file.read_text()
+    start = text.index('"prices":')
+    first = text.index("[", start) + 1
+    end = min(text.index(",", first), text.index("]", first))
+    bad = tmp_path / "big.json"
+    bad.write_text(text[:first] + "1e400" + text[end:])
+    line = bad.read_text()[:first].count("\n") + 1
+    capsys.readouterr()
+    assert main(["rebalance", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"Number out of range at line {line}, column" in err and "'1e400" in err, err
