@@ -510,7 +510,7 @@ def json_error_hint(raw: bytes, exc: Exception) -> str:
     if at is None:
         return str(exc)
     line = raw.count(b"\n", 0, at) + 1
-    column = at - (raw.rfind(b"\n", 0, at) + 1) + 1
+    column = len(raw[raw.rfind(b"\n", 0, at) + 1 : at].decode("utf-8", "replace")) + 1  # chars
     text = raw[at : at + 12].decode("utf-8", "replace").split("\n", 1)[0]
     hint = ""
     if text.lstrip("-").startswith(("NaN", "Infinity")):

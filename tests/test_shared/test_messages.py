@@ -48,3 +48,14 @@ def test_lots_are_not_tracked_by_the_garbage_collector_and_decode_that_way() -> 
     decoded = msgspec.json.decode(msgspec.json.encode([lot]), type=list[Lot])
     assert decoded == [lot]
     assert not gc.is_tracked(lot) and not gc.is_tracked(decoded[0])
+
+
+def test_a_json_error_names_the_line_and_the_column_in_characters() -> None:
+    from shared.messages import duplicate_key, json_error_hint
+
+    raw = '{"z": 1,\n "a": "Ä", "b": NaN}'.encode()  # Ä is two bytes, one character
+    at = raw.index(b"NaN")
+    hint = json_error_hint(raw, ValueError(f"JSON is malformed: invalid character (byte {at})"))
+    assert "at line 2, column 17: 'NaN}'" in hint and "not JSON numbers" in hint
+    assert duplicate_key(b'{"a": {"x": 1, "x": 2}}') == "x"
+    assert duplicate_key(b'{"a": {"x": 1}, "b": {"x": 2}}') is None
