@@ -12,10 +12,11 @@ import datetime as dt
 import importlib
 import math
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from shared.errors import TaxviewError
 
@@ -137,18 +138,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, ``timeout``, Kubernetes), torn down as Ctrl-C is."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``taxview`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM stops a command as Ctrl-C does: an embedded night tears its fleet down (embedded
+    # audit: it died at once, its worker orphaned and its temporary directory left behind).
+    try:
+        previous: Any = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (an embedding program's): its own handling stands
+        previous = None
     try:
         rc: int = args.func(args)
     except TaxviewError as exc:
         print(f"taxview: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("taxview: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("taxview: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return rc
 
 

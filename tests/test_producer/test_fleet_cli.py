@@ -115,6 +115,23 @@ def test_nightly_runs_on_the_embedded_default(tmp_path: Path, server: str) -> No
     assert "outputs:" in result.stdout and f"embedded {server}" in result.stderr
 
 
+@pytest.mark.integration
+def test_the_embedded_fakeredis_sends_a_reply_larger_than_a_socket_buffer_whole() -> None:
+    # Embedded audit: fakeredis wrote replies with sendall on a non-blocking socket and dropped
+    # every one past the send buffer with its connection: a 400-account night solved, then its
+    # results (one 8 MB HGETALL) could not be read and the night was lost.
+    import redis
+
+    from producer.embedded import RedisServer
+
+    with RedisServer(fake=True) as server:
+        client = redis.Redis.from_url(server.url, retry_on_error=[])  # no retry to hide it
+        payload = {f"acct{i:04d}": b"x" * 60_000 for i in range(400)}  # 24 MB
+        client.hset("h", mapping=payload)
+        assert client.hgetall("h") == {k.encode(): v for k, v in payload.items()}
+        client.close()
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err

@@ -248,3 +248,74 @@ def test_an_embedded_night_killed_with_sigkill_leaves_no_redis_server_behind() -
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child), "the redis-server outlived the process that started it"
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_sigterm_tears_an_embedded_night_down_like_ctrl_c_and_leaves_no_process() -> None:
+    # Embedded audit: SIGTERM (systemd, `timeout`) killed the night at once, no message, its
+    # worker orphaned for 30-47 s and its temporary directory left behind.
+    import os
+    import signal
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["nightly", "--synthetic-accounts", "300", "--names", "60", "--date", "2026-12-04"]
+        night = subprocess.Popen(
+            [sys.executable, "-m", "producer", *argv, f"--out={out}/night"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert night.stderr is not None
+            for line in night.stderr:  # the fleet is up once the progress starts
+                if "done (" in line:
+                    break
+            night.send_signal(signal.SIGTERM)
+            _, err = night.communicate(timeout=60)
+        finally:
+            if night.poll() is None:
+                night.kill()
+        assert night.returncode == 128 + signal.SIGTERM, err[-2000:]
+        assert "taxview: terminated" in err
+        deadline = time.monotonic() + 15
+        while _group_alive(night.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_alive(night.pid), "a process of the night outlived it"
+
+
+def test_an_embedded_worker_is_told_to_cold_shut_down_when_its_night_dies(monkeypatch) -> None:
+    # Embedded audit: with SIGTERM (a warm shutdown) a worker whose night was SIGKILLed waited
+    # for its tasks, which retried the private Redis that died with the night, for 30-47 s.
+    import signal
+
+    from producer import embedded
+
+    asked: list[object] = []
+    monkeypatch.setattr(embedded, "die_with_parent", lambda *a: asked.append(a) or None)
+    monkeypatch.setattr(embedded.subprocess, "Popen", lambda *a, **k: object())
+    worker = embedded.WorkerProcess.__new__(embedded.WorkerProcess)
+    monkeypatch.setattr(embedded.WorkerProcess, "command", lambda self: ["true"])
+    monkeypatch.setattr(embedded.WorkerProcess, "env", lambda self: {})
+    worker.log_path = None
+    worker.start()
+    assert asked == [(signal.SIGQUIT,)]
