@@ -402,6 +402,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     book, market = load_inputs(args)
     out: Path = args.out or Path("taxview-nightly") / market.as_of.isoformat()
     _make_out(out)
+    # An earlier night's summary in this folder says "complete" for other outputs than this
+    # run's: removed before anything of this run is written (embedded audit: a re-run into the
+    # same --out that was interrupted left its new book beside the old run's firm_pnl.json).
+    (out / "firm_pnl.json").unlink(missing_ok=True)
     if args.book is None:  # keep the synthetic input next to its outputs
         write_book(out / "book", book, fmt=args.format)
         write_market(out / "book" / "market.json", market)

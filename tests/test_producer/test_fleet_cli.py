@@ -663,3 +663,27 @@ def test_the_broker_check_gives_a_redis_broker_the_attempts_it_was_asked_for(mon
         with pytest.raises(InputError):
             fleet_commands.check_broker(settings, retries=retries)
     assert asked == [1, 7]
+
+
+def test_a_night_into_an_earlier_runs_out_folder_removes_its_summary_first(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Embedded audit: an interrupted re-run into the same --out left its new book beside the
+    # old run's firm_pnl.json saying "complete".
+    from producer import fleet_commands
+    from shared.errors import TaxviewError
+
+    class Refused:
+        def __init__(self, *_: object, **__: object) -> None:
+            raise TaxviewError("no fleet today")
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    monkeypatch.setattr(fleet_commands, "EmbeddedFleet", Refused)
+    out = tmp_path / "night"
+    out.mkdir()
+    (out / "firm_pnl.json").write_text('{"complete": true}\n')
+    argv = ["nightly", "--synthetic-accounts", "3", "--names", "20", "--date", "2026-12-04"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "no fleet today" in capsys.readouterr().err
+    assert not (out / "firm_pnl.json").exists()
