@@ -192,6 +192,12 @@ def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
         try:
             return command(args)
         except redis.exceptions.RedisError as exc:
+            if _settings(args).embedded:  # nothing the user set (embedded audit)
+                raise InputError(
+                    f"the embedded results store is unreachable or refused a command: {exc}; "
+                    "nothing was published: run the night again",
+                    field="embedded store",
+                ) from exc
             raise InputError(
                 f"results store is unreachable or refused a command: {exc}",
                 field="TAXVIEW_REDIS_URL",

@@ -687,3 +687,25 @@ def test_a_night_into_an_earlier_runs_out_folder_removes_its_summary_first(
     assert main([*argv, "--out", str(out)]) == 2
     assert "no fleet today" in capsys.readouterr().err
     assert not (out / "firm_pnl.json").exists()
+
+
+def test_an_embedded_store_failure_names_the_embedded_store_not_a_setting(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Embedded audit: it said "field TAXVIEW_REDIS_URL", which the user never set.
+    import redis
+
+    from producer import fleet_commands
+
+    class Lost:
+        def __init__(self, *_: object, **__: object) -> None:
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    monkeypatch.setattr(fleet_commands, "EmbeddedFleet", Lost)
+    argv = ["nightly", "--synthetic-accounts", "3", "--names", "20", "--date", "2026-12-04"]
+    assert main([*argv, "--out", str(tmp_path / "night")]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("taxview: error: field embedded store:"), err
+    assert "TAXVIEW_REDIS_URL" not in err and "run the night again" in err, err
