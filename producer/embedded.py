@@ -83,10 +83,12 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] 
 
     An embedded night killed with SIGKILL (or by the out-of-memory killer) left its private
     ``redis-server`` and Celery worker running for good, reparented to PID 1 (fleet fault
-    audit).  A worker gets SIGQUIT, Celery's cold shutdown: with SIGTERM (a warm shutdown) it
-    waited for its running tasks, which retried the private Redis that died with the night,
-    and ran on orphaned for 30–47 s (embedded audit).  The libc function is looked up here, in
-    the parent; the child only calls it.
+    audit).  A worker gets SIGKILL: its broker (the private Redis) dies with the night, so there
+    is nothing to shut down gracefully — with SIGTERM its warm shutdown waited for running tasks
+    that retried that Redis, orphaned for 30–47 s (embedded audit), and with SIGQUIT its cold
+    shutdown hung on the heartbeat's retries, orphaned for good (review).  billiard gives its
+    pool processes SIGKILL when it dies.  The libc function is looked up here, in the parent;
+    the child only calls it.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -104,6 +106,10 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] 
     return set_death_signal
 
 
+#: The fakeredis server drops a client whose socket takes nothing for this long (seconds).
+SOCKET_STALL_S = 60.0
+
+
 class _SocketWriter:
     """Writes a whole reply to a non-blocking socket, waiting while its buffer is full."""
 
@@ -112,11 +118,16 @@ class _SocketWriter:
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
+        stalled = 0.0
         while view:
             try:
                 view = view[self.sock.send(view) :]
+                stalled = 0.0
             except BlockingIOError:
-                select.select([], [self.sock], [], 1.0)
+                _, ready, _ = select.select([], [self.sock], [], 1.0)
+                stalled = 0.0 if ready else stalled + 1.0
+                if stalled >= SOCKET_STALL_S:  # a client that stopped reading is dropped
+                    raise BrokenPipeError("the client read nothing for a minute") from None
         return len(data)
 
     def flush(self) -> None:
@@ -195,6 +206,11 @@ class RedisServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 preexec_fn=die_with_parent(),  # noqa: PLW1509 (one C call, no Python locks)
+                # Its own session: a signal to the night's process group (Ctrl-C, `timeout`,
+                # systemd) reaches the night alone, which stops the workers before the server
+                # (review: the server died first and the workers' warm shutdown retried it for
+                # the 10 s of their stop timeout).
+                start_new_session=True,
             )
         else:
             self._start_fake()
@@ -352,7 +368,8 @@ class WorkerProcess:
             env=self.env(),
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(signal.SIGQUIT),  # noqa: PLW1509 (one C call, no locks)
+            preexec_fn=die_with_parent(signal.SIGKILL),  # noqa: PLW1509 (one C call, no locks)
+            start_new_session=True,  # the night tears it down itself (RedisServer.start)
         )
         return self
 

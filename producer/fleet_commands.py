@@ -406,6 +406,12 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     if args.out is not None:
         _check_out(args.out)
     book, market = load_inputs(args)
+    if not settings.embedded:
+        # A deployed fleet's store and broker are checked before anything is written, so a
+        # refused run touches nothing in --out (review: an unreachable store left a finished
+        # night's folder without its firm_pnl.json).
+        reader.check_server(settings.redis_url)
+        check_broker(settings)
     out: Path = args.out or Path("taxview-nightly") / market.as_of.isoformat()
     _make_out(out)
     # An earlier night's summary in this folder says "complete" for other outputs than this

@@ -709,3 +709,21 @@ def test_an_embedded_store_failure_names_the_embedded_store_not_a_setting(
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("taxview: error: field embedded store:"), err
     assert "TAXVIEW_REDIS_URL" not in err and "run the night again" in err, err
+
+
+def test_a_night_refused_for_an_unreachable_store_touches_nothing_in_its_out_folder(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Review: the refusal came after an earlier night's firm_pnl.json had been removed.
+    from producer.embedded import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("TAXVIEW_BROKER_URL", url)
+    monkeypatch.setenv("TAXVIEW_REDIS_URL", url)
+    out = tmp_path / "night"
+    out.mkdir()
+    (out / "firm_pnl.json").write_text('{"complete": true}\n')
+    argv = ["nightly", "--synthetic-accounts", "3", "--names", "20", "--date", "2026-12-04"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "unreachable" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["firm_pnl.json"]

@@ -59,3 +59,21 @@ def test_a_json_error_names_the_line_and_the_column_in_characters() -> None:
     assert "at line 2, column 17: 'NaN}'" in hint and "not JSON numbers" in hint
     assert duplicate_key(b'{"a": {"x": 1, "x": 2}}') == "x"
     assert duplicate_key(b'{"a": {"x": 1}, "b": {"x": 2}}') is None
+
+
+def test_a_number_out_of_range_is_found_outside_strings_with_or_without_an_exponent() -> None:
+    import msgspec
+    import pytest
+
+    from shared.messages import json_error_hint
+
+    def hint(raw: bytes) -> str:
+        with pytest.raises((msgspec.DecodeError, UnicodeDecodeError)) as info:
+            msgspec.json.decode(raw)
+        return json_error_hint(raw, info.value)
+
+    # Review: a look-alike inside an id was named, a long plain number was not located.
+    assert "line 2, column 11: '1e999}'" in hint(b'{"id": "X-1E999",\n "as_of": 1e999}')
+    assert "line 1, column 7: '1000" in hint(b'{"a": 1' + b"0" * 400 + b".5}")
+    # "can't decode byte 0xff in position 1" is not a byte offset of the file.
+    assert "line" not in hint(b'{"id": "A\xff1"}')
