@@ -326,6 +326,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        self._kids: list[int] = []  # pool processes seen when its stop was asked
 
     def command(self) -> list[str]:
         """The command line (the same one compose.yaml runs)."""
@@ -403,10 +404,16 @@ class WorkerProcess:
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def signal_stop(self) -> None:
+        """Ask for a warm shutdown (SIGTERM) without waiting; :meth:`stop` waits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._kids = self.children()
+            self.proc.terminate()
+
     def stop(self, timeout_s: float = 20.0) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL if it lingers."""
         if self.proc is not None and self.proc.poll() is None:
-            kids = self.children()
+            kids = sorted({*self.children(), *self._kids})
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=timeout_s)
@@ -535,9 +542,14 @@ class EmbeddedFleet:
             )
 
     def close(self) -> None:
-        """Stop the workers, then the server."""
+        """Stop the workers, all at once (SIGTERM to each, then one shared 10 s deadline; one
+        after the other, each unsignalled worker kept taking tasks while the one before it
+        shut down: a 3-worker night took 23 s to stop, review), then the server."""
         for w in self.workers:
-            w.stop(timeout_s=10)
+            w.signal_stop()
+        deadline = time.monotonic() + 10.0
+        for w in self.workers:
+            w.stop(timeout_s=max(deadline - time.monotonic(), 0.1))
         self.redis.stop()
 
     def __exit__(

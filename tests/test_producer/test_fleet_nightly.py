@@ -368,3 +368,32 @@ def test_an_embedded_worker_is_killed_when_its_night_dies(monkeypatch) -> None:
     worker.log_path = None
     worker.start()
     assert asked == [(signal.SIGKILL,)]
+
+
+def test_the_embedded_fleet_asks_every_worker_to_stop_before_waiting_on_any(monkeypatch) -> None:
+    # Review: stopped one after the other, each worker not yet signalled kept taking tasks
+    # while the one before it shut down (a 3-worker night: 23 s to stop instead of 7 s).
+    from producer import embedded
+
+    events: list[tuple[str, int]] = []
+
+    class Worker:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def signal_stop(self) -> None:
+            events.append(("signal", self.i))
+
+        def stop(self, timeout_s: float = 20.0) -> None:
+            assert 0 < timeout_s <= 10.0
+            events.append(("wait", self.i))
+
+    fleet = embedded.EmbeddedFleet.__new__(embedded.EmbeddedFleet)
+    fleet.workers = [Worker(0), Worker(1), Worker(2)]  # type: ignore[list-item]
+    fleet.redis = type("R", (), {"stop": lambda self: events.append(("server", -1))})()
+    fleet.close()
+    assert events == [
+        ("signal", 0), ("signal", 1), ("signal", 2),
+        ("wait", 0), ("wait", 1), ("wait", 2),
+        ("server", -1),
+    ]  # fmt: skip
