@@ -2006,6 +2006,18 @@ def _out_of_time() -> bool:
     return deadline_passed()
 
 
+def _optional_attempt(level: _Level, data: ProblemData, what: str) -> Solution | None:
+    """One solve of an optional improvement (a flip, a direction, closing names): ``None`` when
+    infeasible or when its solver fails — the solution in hand stands — unless the deadline is
+    spent (:func:`_out_of_time`: then the failure is the account's)."""
+    try:
+        return level.attempt(data, what)
+    except SolverFailed:
+        if _out_of_time():
+            raise
+        return None
+
+
 def _try_solve(data: ProblemData, solve: SolveFn, log: _SolveLog, label: str) -> Solution | None:
     """One optimizer call; None when infeasible.  Logs attempts and times.
 
@@ -2176,12 +2188,7 @@ def _close_unopened(
     data2 = dataclasses.replace(
         _to_harvest(level, data, sides, close), flip_hint=hint, flip_hint_objective=sol.objective
     )
-    try:
-        sol2 = level.attempt(data2, f"/closed {int(close.sum())} names")
-    except SolverFailed:
-        if _out_of_time():
-            raise
-        return sol, data  # an optional improvement: the solution in hand stands
+    sol2 = _optional_attempt(level, data2, f"/closed {int(close.sum())} names")
     if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
         return sol2, data2
     return sol, data
@@ -2394,12 +2401,7 @@ def _flip_search(level: _Level, sol: Solution, data: ProblemData) -> tuple[Solut
                 level.problem(new_sides), flip_hint=hint, flip_hint_objective=sol.objective
             )
             what = f"/flip {ctx.market.symbols[g]} to {'harvest' if new_sides[g] else 'buy'}"
-            try:
-                sol2 = level.attempt(data2, what)
-            except SolverFailed:
-                if _out_of_time():
-                    raise
-                continue  # an optional improvement: the solution in hand stands
+            sol2 = _optional_attempt(level, data2, what)
             if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
                 sol, data, sides = sol2, data2, new_sides
                 improved = True
@@ -2461,12 +2463,7 @@ def _direction_search(
             data, flip_hint=(hint_short, hint_long), flip_hint_objective=-math.inf
         )
         what = f"/direction {ctx.market.symbols[i]} to {'short' if to_short else 'long'}"
-        try:
-            sol2 = level.attempt(data2, what)
-        except SolverFailed:
-            if _out_of_time():
-                raise
-            continue  # an optional improvement: the solution in hand stands
+        sol2 = _optional_attempt(level, data2, what)
         if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
             sol, data = sol2, dataclasses.replace(data2, flip_hint_objective=sol2.objective)
     return sol, data
