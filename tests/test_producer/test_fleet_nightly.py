@@ -270,34 +270,55 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _night_under_way(out: str) -> tuple[subprocess.Popen[str], list[int]]:
+    """An embedded `taxview nightly` (300 accounts) once its progress started, and the
+    processes it started (in sessions of their own: producer.embedded)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
+    argv = ["nightly", "--synthetic-accounts", "300", "--names", "60", "--date", "2026-12-04"]
+    night = subprocess.Popen(
+        [sys.executable, "-m", "producer", *argv, f"--out={out}/night"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert night.stderr is not None
+    for line in night.stderr:  # the fleet is up once the progress starts
+        if "done (" in line:
+            break
+    children = _children(night.pid)
+    assert children
+    return night, children
+
+
+def _all_gone(children: list[int]) -> list[int]:
+    """Wait up to 20 s for ``children`` to exit; those still alive (killed, then returned)."""
+    import os
+    import signal
+
+    deadline = time.monotonic() + 20
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 def test_sigterm_tears_an_embedded_night_down_like_ctrl_c_and_leaves_no_process() -> None:
     # Embedded audit: SIGTERM (systemd, `timeout`) killed the night at once, no message, its
     # worker orphaned for 30-47 s and its temporary directory left behind.
-    import os
     import signal
     import tempfile
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
     with tempfile.TemporaryDirectory() as out:
-        argv = ["nightly", "--synthetic-accounts", "300", "--names", "60", "--date", "2026-12-04"]
-        night = subprocess.Popen(
-            [sys.executable, "-m", "producer", *argv, f"--out={out}/night"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        night, children = _night_under_way(out)
         try:
-            assert night.stderr is not None
-            for line in night.stderr:  # the fleet is up once the progress starts
-                if "done (" in line:
-                    break
-            children = _children(night.pid)  # in sessions of their own (embedded.py)
-            assert children
             night.send_signal(signal.SIGTERM)
             _, err = night.communicate(timeout=60)
         finally:
@@ -305,10 +326,7 @@ def test_sigterm_tears_an_embedded_night_down_like_ctrl_c_and_leaves_no_process(
                 night.kill()
         assert night.returncode == 128 + signal.SIGTERM, err[-2000:]
         assert "taxview: terminated" in err
-        deadline = time.monotonic() + 15
-        while any(map(_alive, children)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(map(_alive, children)), "a process of the night outlived it"
+        assert not _all_gone(children), "a process of the night outlived it"
 
 
 @pytest.mark.integration
@@ -317,38 +335,16 @@ def test_sigterm_tears_an_embedded_night_down_like_ctrl_c_and_leaves_no_process(
 def test_a_sigkilled_embedded_night_leaves_no_worker_or_server_behind() -> None:
     # Review: with SIGQUIT as its death signal the worker hung in its cold shutdown (its
     # heartbeat retried the dead private Redis) and stayed orphaned for good.
-    import os
     import signal
     import tempfile
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAXVIEW_")}
     with tempfile.TemporaryDirectory() as out:
-        argv = ["nightly", "--synthetic-accounts", "300", "--names", "60", "--date", "2026-12-04"]
-        night = subprocess.Popen(
-            [sys.executable, "-m", "producer", *argv, f"--out={out}/night"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert night.stderr is not None
-            for line in night.stderr:
-                if "done (" in line:
-                    break
-            time.sleep(2.0)  # mid-night
-            children = _children(night.pid)
-            assert children
-        finally:
-            night.send_signal(signal.SIGKILL)
-            night.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while any(map(_alive, children)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = [pid for pid in children if _alive(pid)]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        assert not left, "a process of the night outlived it"
+        night, children = _night_under_way(out)
+        time.sleep(2.0)  # mid-night
+        children = sorted({*children, *_children(night.pid)})
+        night.send_signal(signal.SIGKILL)
+        night.wait(timeout=10)
+        assert not _all_gone(children), "a process of the night outlived it"
 
 
 def test_an_embedded_worker_is_killed_when_its_night_dies(monkeypatch) -> None:
