@@ -284,13 +284,8 @@ def handle_account(
     if task.book_error is not None:
         # The household's book rows could not be read (producer.book.Quarantine): nothing to
         # solve; rejected with the reason, the staged ledger handed on unchanged.
-        rejected = Rejected(
-            account_id=account_id,
-            household_id=task.household_id,
-            as_of=task.as_of,
-            field=task.book_error.field,
-            reason=task.book_error.reason,
-        )
+        error = task.book_error
+        rejected = _rejected(task, InputError(error.reason, field=error.field or None))
         _store(store, task, rejected, ledger)
         return rejected
     attempts = start.attempts
