@@ -199,6 +199,8 @@ def run_night(
                     republish()
                 swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
                 last_change = now
+                if bar is not None:
+                    bar.say(_stall_note(stall_s, len(todo), prog.done))
                 if lost is not None:
                     lost.suspects.clear()
             elif (
@@ -269,6 +271,20 @@ class _LostHouseholds:
         return lost
 
 
+def _stall_note(stall_s: float, households: int, done: int) -> str:
+    """What a stall tells the operator.  With nothing finished at all, the likeliest cause is
+    the deployment: no worker running, or workers reading another results store or broker than
+    this producer (contracts audit: a producer whose store defaulted to the broker's URL while
+    the workers had their own ``TAXVIEW_REDIS_URL`` waited silently for good)."""
+    text = f"no account finished in the last {stall_s:.0f} s: sent {households} household(s) again"
+    if done == 0:
+        text += (
+            "; none has finished yet: check that workers are running and use this producer's "
+            "broker and results store (TAXVIEW_BROKER_URL, TAXVIEW_REDIS_URL)"
+        )
+    return text
+
+
 #: Seconds between progress lines when the output is not a terminal (a log file, journald).
 LOG_EVERY_S = 10.0
 
@@ -297,6 +313,12 @@ class ProgressBar:
     def note(self, text: str) -> None:
         """A passing message (the store is unreachable) in place of the progress line."""
         self._write(text)
+
+    def say(self, text: str) -> None:
+        """A message that stays: on a line of its own, the progress line redrawn below it."""
+        self.end()
+        self.out.write(text + "\n")
+        self.out.flush()
 
     def end(self) -> None:
         """End a line drawn in place (before an error message or the summary)."""

@@ -393,3 +393,35 @@ def test_the_embedded_fleet_asks_every_worker_to_stop_before_waiting_on_any(monk
         ("wait", 0), ("wait", 1), ("wait", 2),
         ("server", -1),
     ]  # fmt: skip
+
+
+def test_a_night_where_nothing_finishes_says_to_check_the_workers_store_and_broker(
+    monkeypatch,
+) -> None:
+    # Contracts audit: workers reading another results store than the producer's left the
+    # night waiting with no word; each stall now says what it re-sent and, while nothing has
+    # finished at all, what to check.
+    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(
+        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
+    )
+    out = Terminal()
+    stats = nightly.run_night(
+        client=client,
+        app=Any,
+        book=book,
+        market=market,
+        ttl_s=60,
+        poll_s=0.01,
+        stall_s=0.05,
+        timeout_s=0.5,
+        progress_out=out,
+        check_store=False,
+    )
+    assert stats.progress.done == 0
+    notes = [line for line in out.getvalue().split("\n") if "no account finished" in line]
+    assert notes, out.getvalue()
+    assert "sent" in notes[0] and "household(s) again" in notes[0]
+    assert "TAXVIEW_REDIS_URL" in notes[0] and "workers are running" in notes[0]
