@@ -73,6 +73,14 @@ def check_complete(
         InputError: no manifest for the night (the producer never ran).
     """
     if not expected:
+        from shared.calendar import CALENDAR_END, CALENDAR_START, is_trading_day
+
+        if CALENDAR_START <= as_of <= CALENDAR_END and not is_trading_day(as_of):
+            # Contracts audit: the hint sent the operator to an enqueue that refuses the date.
+            raise InputError(
+                f"no manifest for {as_of}: it is not an NYSE session, so no night runs on it",
+                field="--date",
+            )
         raise InputError(
             f"no manifest for {as_of}: run `taxview enqueue --date {as_of}` first",
             field="manifest",

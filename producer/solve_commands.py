@@ -244,9 +244,13 @@ def cmd_example_request(args: argparse.Namespace) -> int:
         if exc.field not in {"start", "end", "as_of"}:
             raise
         # The example's market history starts years before --as-of (fuzz audit: the error
-        # named `start`, a date the user never gave).
+        # named `start`, a date the user never gave); a date past the calendar's end is not
+        # "too early" (contracts audit).
+        from shared.calendar import CALENDAR_END
+
+        when = "too late" if args.as_of > CALENDAR_END else "too early"
         raise InputError(
-            f"--as-of {args.as_of} is too early for an example's market history: {exc.reason}",
+            f"--as-of {args.as_of} is {when} for an example's market history: {exc.reason}",
             field="--as-of",
         ) from exc
     data = msgspec.json.format(msgspec.json.encode(request), indent=1) + b"\n"

@@ -354,3 +354,17 @@ def test_the_next_book_books_a_household_in_the_order_its_chain_was_enqueued(mon
     enqueued = {a: k for k, a in enumerate(reversed(ran))}
     next_book(book, market.as_of, outcomes, order=enqueued)
     assert booked == list(reversed(ran))
+
+
+def test_no_manifest_on_a_weekend_says_no_night_runs_then_not_to_enqueue_it() -> None:
+    # Contracts audit: `aggregate --date <a Saturday>` said to run `taxview enqueue --date` for
+    # that Saturday, which enqueue refuses.
+    from producer.aggregate import check_complete
+
+    with pytest.raises(InputError) as saturday:
+        check_complete(dt.date(2024, 3, 2), {}, {}, allow_partial=False)
+    assert "not an NYSE session" in saturday.value.reason
+    assert "enqueue" not in saturday.value.reason
+    with pytest.raises(InputError) as monday:
+        check_complete(dt.date(2024, 3, 4), {}, {}, allow_partial=False)
+    assert "run `taxview enqueue --date 2024-03-04` first" in monday.value.reason

@@ -261,6 +261,16 @@ def test_an_example_as_of_too_early_names_the_as_of_flag(
     assert main(["example-request", "--as-of", "1800-01-01", "--names", "20"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("taxview: error: field --as-of: ") and err.count("\n") == 1
+    assert "too early" in err
+
+
+def test_an_example_as_of_past_the_calendar_is_too_late_not_too_early(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Contracts audit: 2040-01-03 was reported "too early".
+    assert main(["example-request", "--as-of", "2040-01-03", "--names", "20"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("taxview: error: field --as-of: --as-of 2040-01-03 is too late")
 
 
 def test_a_key_written_twice_in_one_object_is_refused_not_the_last_kept(
