@@ -17,7 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 RUN groupadd --system --gid 10001 taxview \
-    && useradd --system --uid 10001 --gid taxview --home-dir /app --shell /usr/sbin/nologin taxview
+    && useradd --system --uid 10001 --gid taxview --home-dir /data --shell /usr/sbin/nologin taxview
 
 COPY requirements-runtime.lock ./
 RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements-runtime.lock
@@ -27,9 +27,12 @@ COPY shared ./shared
 COPY worker ./worker
 COPY producer ./producer
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && mkdir -p /data \
-    && chown taxview:taxview /data
+    && mkdir -p /data/out \
+    && chown -R taxview:taxview /data
 
+# The user's home and working directory are writable: a command's default output directory
+# (./taxview-nightly, a runner's --out) and a tool's cache land there, not in the root-owned /app.
+WORKDIR /data
 USER 10001:10001
 
 # The default role; compose.yaml sets the command of each service.

@@ -74,6 +74,11 @@ def test_the_dockerfile_is_hadolint_clean_and_installs_from_the_lockfile() -> No
     ), "installs the hash-pinned runtime lockfile"
     assert not re.search(r"^(?:COPY|RUN)\b.*\brequirements\.lock", text, re.M)
     assert re.search(r"^USER (?!root|0\b)", text, re.M), "runs as a non-root user"
+    # Contracts audit: the user's home and working directory were the root-owned /app, so a
+    # command's default output directory could not be created in the container.
+    workdirs = re.findall(r"^WORKDIR (\S+)", text, re.M)
+    assert workdirs and workdirs[-1] == "/data", workdirs
+    assert "--home-dir /data" in text and "chown -R taxview:taxview /data" in text
     assert "OMP_NUM_THREADS=1" in text
 
 
