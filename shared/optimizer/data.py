@@ -135,6 +135,11 @@ class ProblemData:
     #: The objective of that feasible solution: when the guard's own flips end above it, the
     #: guard also solves with ``flip_hint``'s flips and keeps the better.
     flip_hint_objective: float | None = None
+    #: The short-only names among those held neither long nor short, when a book with a shape
+    #: floor gives each one direction (``shared.optimizer.problem.unheld_sides``): set, it
+    #: replaces the benchmark-median rule (the rest of them long-only); the rebalance's
+    #: direction search sets it to try other directions.
+    unheld_short: BoolArray | None = None
     #: What a related solve showed about the TE cap (the same account's problem with other
     #: sides): ``True`` — it bound there, so the first attempt keeps the TE cone and refines
     #: (``shared.optimizer.problem.solve``); ``None`` — predicted from this problem alone.

@@ -941,7 +941,9 @@ def unheld_sides(
         return none, none
     # A sleeve's alpha signal; not the pull ``exclusions_over_time`` puts on excluded names
     # held long (shared.rebalance), which says nothing about unheld names.
-    if data.factor_neutral and data.alpha is not None and np.any(data.alpha != 0):
+    if data.unheld_short is not None:  # a caller's choice (the direction search's trials)
+        short_pick = np.asarray(data.unheld_short, dtype=np.bool_)
+    elif data.factor_neutral and data.alpha is not None and np.any(data.alpha != 0):
         short_pick = np.asarray(data.alpha < 0, dtype=np.bool_)
     else:
         wb = np.asarray(data.w_bench, dtype=np.float64)
@@ -969,7 +971,9 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
 
     If step 1 is infeasible (e.g. a tilt needs shorts of names held long), the unguarded
     solution picks the names to flip (those it leaves net short while shorting them, and vice
-    versa).  ``Solution.attempts`` records each step.
+    versa); when those flips are infeasible too, or it picked none, a few other flip sets are
+    solved and the best kept (:func:`_other_flips`).  A caller's hint (``data.flip_hint``) is
+    tried either way.  ``Solution.attempts`` records each step.
     """
     tol = CHECK_TOL
     long0, short0, all_long_sellable, all_short_coverable = _per_name(data)
@@ -993,6 +997,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
             f"{int(side_long.sum())} long-only"
         )
     first: Solution | None
+    free: Solution | None = None
     try:
         first = once(d1, False)  # no infeasibility diagnosis here: the unguarded solve follows
     except Infeasible:
@@ -1011,38 +1016,39 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
         notes.append("guard: infeasible without flips; the unguarded solve picks the flips")
         to_short = block_short & all_long_sellable & (free.short > tol) & (free.w < -tol)
         to_long = block_buy & all_short_coverable & (free.buy > tol) & (free.w > tol)
-    to_short0, to_long0 = to_short, to_long
-    if not to_short.any() and not to_long.any():
-        if first is None:
+    if not to_short.any() and not to_long.any() and first is not None:
+        done = [first, *_hint_flips(data, d1, once, (to_short, to_long), best=first, notes=notes)]
+        best = min(range(len(done)), key=lambda i: (done[i].objective, -i))
+        return _merge([s for i, s in enumerate(done) if i != best] + [done[best]], notes)
+    second: Solution | None = None
+    failure: Infeasible | SolverFailed | None = None
+    if to_short.any() or to_long.any():
+        notes.append(
+            f"guard: {int(to_short.sum())} names flip to short, {int(to_long.sum())} to long"
+        )
+        try:
+            second = once(_flip(d1, to_short, to_long), first is None)
+        except (Infeasible, SolverFailed) as exc:
+            if first is not None:
+                # The first solution is feasible for the flip problem, so this is numerical
+                # trouble: keep the first (legal) solution and say so.
+                notes.append(
+                    f"guard: the flip solve failed ({type(exc).__name__}); first solve kept"
+                )
+                return _merge([first], notes)
+            failure = exc
+    if second is None:
+        assert free is not None  # first is None here: the unguarded solve ran
+        found = _other_flips(data, d1, once, free=free, chosen=(to_short, to_long), notes=notes)
+        if found is None:
+            if failure is not None:
+                raise failure
             raise Infeasible(
                 "only holding a name both long and short (a constructive sale, IRC §1259) "
                 "would satisfy the constraints",
                 account=data.account or None,
             )
-        done = [first, *_hint_flips(data, d1, once, (to_short, to_long), best=first, notes=notes)]
-        best = min(range(len(done)), key=lambda i: (done[i].objective, -i))
-        return _merge([s for i, s in enumerate(done) if i != best] + [done[best]], notes)
-    notes.append(f"guard: {int(to_short.sum())} names flip to short, {int(to_long.sum())} to long")
-    try:
-        second = once(_flip(d1, to_short, to_long), first is None)
-    except (Infeasible, SolverFailed) as exc:
-        if first is None and data.flip_hint is not None:
-            # The unguarded solve's flips fail, but a caller knows flips that a feasible
-            # solution used (the side refinement's first solve, feasible for this problem too).
-            to_short = block_short & all_long_sellable & data.flip_hint[0]
-            to_long = block_buy & all_short_coverable & data.flip_hint[1]
-            notes.append(
-                f"guard: those flips infeasible; the hint's {int(to_short.sum())} to short, "
-                f"{int(to_long.sum())} to long"
-            )
-            second = once(_flip(d1, to_short, to_long), True)
-        elif first is None:
-            raise
-        else:
-            # The first solution is feasible for the flip problem, so this is numerical
-            # trouble: keep the first (legal) solution and say so.
-            notes.append(f"guard: the flip solve failed ({type(exc).__name__}); first solve kept")
-            return _merge([first], notes)
+        (to_short, to_long), second = found
     done = [first, second] if first is not None else [second]
     # A flip forces every lot of the name sold (covered) even if the flip solve then opens
     # nothing in the new direction: a name sold out in the first solve only because it could
@@ -1052,15 +1058,112 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
     # most MAX_FLIP_RELEASES times); each solution is feasible for the next problem, so the
     # answer can only improve.
     done += _release_unused(d1, once, (to_short, to_long), second, notes)
-    if first is not None:
-        ahead = min(done, key=lambda sol: sol.objective)
-        done += _hint_flips(data, d1, once, (to_short0, to_long0), best=ahead, notes=notes)
+    # The hint is tried whether or not the guard's first solve was feasible (refsolve audit: a
+    # direction trial whose first solve was infeasible never solved the flip it named).
+    ahead = min(done, key=lambda sol: sol.objective)
+    done += _hint_flips(data, d1, once, (to_short, to_long), best=ahead, notes=notes)
     best = min(range(len(done)), key=lambda i: (done[i].objective, -i))
     if best != len(done) - 1:
         kept = "first" if best == 0 and first is not None else f"solve {best + 1}"
         notes.append(f"guard: the {kept} solution kept (the later ones did not improve)")
     order = [s for i, s in enumerate(done) if i != best] + [done[best]]
     return _merge(order, notes)
+
+
+#: Flip sets the guard solves at most when its first solve is infeasible and the unguarded
+#: solve's own flips are too (:func:`_other_flips`).
+MAX_OTHER_FLIPS = 12
+
+
+def _other_flips(
+    data: ProblemData,
+    d1: ProblemData,
+    once: Callable[[ProblemData, bool], Solution],
+    *,
+    free: Solution,
+    chosen: tuple[BoolArray, BoolArray],
+    notes: list[str],
+) -> tuple[tuple[BoolArray, BoolArray], Solution] | None:
+    """Other flips when the guard's first solve is infeasible and the flips the unguarded solve
+    picked are too (or it picked none); ``None`` when none of them is feasible.
+
+    The unguarded solve may hold a name long and short at once (a box) where the book's shape
+    floors ask for more short (long) weight than the names allowed to open it can carry, and
+    its net directions then say little: the refsolve audit found 130/30 books relaxed to no TE
+    budget (a 10-name book at 14.5% TE) although one held name going short met an 8% cap — the
+    unguarded choice had also flipped both held shorts long.  Tried in order, one solve each,
+    at most :data:`MAX_OTHER_FLIPS`: the caller's hint (flips a feasible solution used), the
+    unguarded choice's shorts alone and its longs alone, then single names: those the unguarded
+    solve opened the other direction in, most first, then the others, the cheapest to close
+    first.  The best feasible one is kept.
+
+    Raises:
+        SolverFailed: a solve failed with the solve's deadline spent (the account's failure,
+            not an infeasible flip).
+    """
+    long0, short0, all_long_sellable, all_short_coverable = _per_name(data)
+    can_short = _block(data, long0, short=True) & all_long_sellable
+    can_long = _block(data, short0, short=False) & all_short_coverable
+    none = np.zeros(data.n, dtype=np.bool_)
+    sets: list[tuple[BoolArray, BoolArray]] = []
+
+    def add(to_short: BoolArray, to_long: BoolArray) -> None:
+        to_short, to_long = to_short & can_short, to_long & can_long
+        if not (to_short.any() or to_long.any()):
+            return
+        for a, b in (chosen, *sets):
+            if np.array_equal(a, to_short) and np.array_equal(b, to_long):
+                return
+        sets.append((to_short, to_long))
+
+    if data.flip_hint is not None:
+        add(data.flip_hint[0], data.flip_hint[1])
+    add(chosen[0], none)
+    add(none, chosen[1])
+    opened_short = np.where(can_short, free.short, 0.0)
+    opened_long = np.where(can_long, free.buy, 0.0)
+    order = sorted(
+        [(-float(opened_short[i]), int(i), True) for i in np.flatnonzero(opened_short > CHECK_TOL)]
+        + [(-float(opened_long[i]), int(i), False) for i in np.flatnonzero(opened_long > CHECK_TOL)]
+    )
+    # Then every other name that may flip, the cheapest to close first (the tax its whole
+    # position would realize: the refsolve audit's 10-name book met its cap once a 0.8% long
+    # position the unguarded solve left alone went short).
+    close_long = np.bincount(data.lot_name, weights=data.lot_tax * data.lot_w, minlength=data.n)
+    close_short = np.bincount(
+        data.short_name, weights=data.short_tax * data.short_w, minlength=data.n
+    )
+    order += sorted(
+        [(float(close_long[i]), int(i), True) for i in np.flatnonzero(can_short)]
+        + [(float(close_short[i]), int(i), False) for i in np.flatnonzero(can_long)]
+    )
+    for _, i, short in order:
+        one = none.copy()
+        one[i] = True
+        if short:
+            add(one, none)
+        else:
+            add(none, one)
+    best: tuple[tuple[BoolArray, BoolArray], Solution] | None = None
+    tried = sets[:MAX_OTHER_FLIPS]
+    for to_short, to_long in tried:
+        try:
+            sol = once(_flip(d1, to_short, to_long), False)
+        except Infeasible:
+            continue
+        except SolverFailed:
+            if deadline_passed():
+                raise
+            continue
+        if best is None or sol.objective < best[1].objective:
+            best = ((to_short, to_long), sol)
+    if best is not None:
+        (to_short, to_long), _ = best
+        notes.append(
+            f"guard: those flips infeasible; of {len(tried)} other flip sets the best kept: "
+            f"{int(to_short.sum())} to short, {int(to_long.sum())} to long"
+        )
+    return best
 
 
 def _hint_flips(
