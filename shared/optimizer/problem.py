@@ -1072,7 +1072,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
 
 #: Flip sets the guard solves at most when its first solve is infeasible and the unguarded
 #: solve's own flips are too (:func:`_other_flips`).
-MAX_OTHER_FLIPS = 12
+MAX_OTHER_FLIPS = 16
 
 
 def _other_flips(
@@ -1093,9 +1093,10 @@ def _other_flips(
     budget (a 10-name book at 14.5% TE) although one held name going short met an 8% cap — the
     unguarded choice had also flipped both held shorts long.  Tried in order, one solve each,
     at most :data:`MAX_OTHER_FLIPS`: the caller's hint (flips a feasible solution used), the
-    unguarded choice's shorts alone and its longs alone, then single names: those the unguarded
-    solve opened the other direction in, most first, then the others, the cheapest to close
-    first.  The best feasible one is kept.
+    unguarded choice's shorts alone and its longs alone, then single names, each alone and added
+    to the unguarded choice (a 14-name book met twice its budget with the choice's two names
+    long and one more short): those the unguarded solve opened the other direction in, most
+    first, then the others, the cheapest to close first.  The best feasible one is kept.
 
     Raises:
         SolverFailed: a solve failed with the solve's deadline spent (the account's failure,
@@ -1142,8 +1143,10 @@ def _other_flips(
         one[i] = True
         if short:
             add(one, none)
+            add(chosen[0] | one, chosen[1])
         else:
             add(none, one)
+            add(chosen[0], chosen[1] | one)
     best: tuple[tuple[BoolArray, BoolArray], Solution] | None = None
     tried = sets[:MAX_OTHER_FLIPS]
     for to_short, to_long in tried:

@@ -632,17 +632,22 @@ def test_direction_flips_of_a_long_short_book_lower_its_objective(
 
 
 @pytest.mark.parametrize(
-    ("seed", "level"),
-    [(1, ["te_budget×1.5", "te_budget×2"]), (3, ["te_budget×1.5"])],
+    ("names", "seed", "level"),
+    [
+        (10, 1, ["te_budget×1.5", "te_budget×2"]),
+        (10, 3, ["te_budget×1.5"]),
+        (16, 5, ["te_budget×1.5"]),
+    ],
 )
 def test_a_long_short_book_tries_other_directions_before_relaxing_its_te_budget(
-    seed: int, level: list[str]
+    names: int, seed: int, level: list[str]
 ) -> None:
-    # Refsolve audit: on these 10-name 130/30 books the unguarded solve's flips (which also
-    # flipped both held shorts long) were infeasible, or it picked none, and the chain relaxed
-    # to no TE budget (14.5% TE; seed 3: twice the budget) though one held name going short
-    # met the tighter cap (an independent exact search proved the levels before infeasible).
-    request = example_request(names=10, seed=seed, strategy="long-short")
+    # Refsolve audit: on these 130/30 books the unguarded solve's flips (which also flipped
+    # both held shorts long) were infeasible, or it picked none, and the chain relaxed to no TE
+    # budget (10/1: 14.5% TE; 10/3 and 16/5: twice the budget) though one more held name going
+    # short met the tighter cap (an independent exact search proved the levels before
+    # infeasible).
+    request = example_request(names=names, seed=seed, strategy="long-short")
     out = rebalance(request)
     assert out.relaxations == level, out.solver.attempts
     factor = float(level[-1].removeprefix("te_budget×"))
