@@ -690,3 +690,29 @@ def test_other_directions_for_names_held_neither_way_lower_a_long_short_books_ob
     monkeypatch.setattr(rb, "_unheld_direction_search", lambda level, sol, data: (sol, data))
     rebalance(request)
     assert searched < seen[-1] - 5e-3, (searched, seen[-1])
+
+
+def test_a_side_swap_where_each_single_flip_is_worse_lowers_a_small_books_objective(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Refsolve audit: a 16-name direct-index book (seed 4) was 3.1e-4 of NAV from an exact
+    # search over sides, which harvested BQZ and bought ILD at once; each flip alone is worse.
+    import shared.rebalance as rb
+
+    request = example_request(names=16, seed=4, strategy="direct-index")
+    chain = rb._solve_chain
+    seen: list[float] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = chain(*args, **kwargs)  # type: ignore[arg-type]
+        if out[0] is not None:
+            seen.append(out[0].objective)
+        return out
+
+    monkeypatch.setattr(rb, "_solve_chain", spy)
+    out = rebalance(request)
+    swapped = seen[-1]
+    assert any("/swap BQZ to harvest, ILD to buy" in a for a in out.solver.attempts)
+    monkeypatch.setattr(rb, "MAX_PAIR_TRIALS", 0)
+    rebalance(request)
+    assert swapped < seen[-1] - 2e-4, (swapped, seen[-1])
