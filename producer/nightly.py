@@ -144,6 +144,7 @@ def run_night(
     )
     shown = prog  # the last full breakdown: what the progress line shows
     polls = 0
+    done_at_start: int | None = None
     lost = _LostHouseholds(as_of, chains) if held is not None else None
     bar = None if progress_out is None else ProgressBar(progress_out)
     try:
@@ -171,6 +172,8 @@ def run_night(
                 continue
             if full:
                 shown = prog
+            if done_at_start is None:
+                done_at_start = prog.done  # a resumed night's earlier outcomes count for nothing
             while position < len(queue) and sent - prog.done < window:
                 sent += send_chains(app, client, [queue[position]], book.ledgers, ttl_s=ttl_s)
                 position += 1
@@ -199,8 +202,8 @@ def run_night(
                     republish()
                 swept += send_chains(app, client, todo, book.ledgers, ttl_s=ttl_s)
                 last_change = now
-                if bar is not None:
-                    bar.say(_stall_note(stall_s, len(todo), prog.done))
+                if bar is not None and todo:
+                    bar.say(_stall_note(stall_s, len(todo), prog.done - done_at_start))
                 if lost is not None:
                     lost.suspects.clear()
             elif (
@@ -271,13 +274,13 @@ class _LostHouseholds:
         return lost
 
 
-def _stall_note(stall_s: float, households: int, done: int) -> str:
+def _stall_note(stall_s: float, households: int, finished: int) -> str:
     """What a stall tells the operator.  With nothing finished at all, the likeliest cause is
     the deployment: no worker running, or workers reading another results store or broker than
     this producer (contracts audit: a producer whose store defaulted to the broker's URL while
     the workers had their own ``TAXVIEW_REDIS_URL`` waited silently for good)."""
     text = f"no account finished in the last {stall_s:.0f} s: sent {households} household(s) again"
-    if done == 0:
+    if finished == 0:  # nothing finished since this run started
         text += (
             "; none has finished yet: check that workers are running and use this producer's "
             "broker and results store (TAXVIEW_BROKER_URL, TAXVIEW_REDIS_URL)"

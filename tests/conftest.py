@@ -14,6 +14,7 @@ fleet tests failed on fakeredis, which has no ``CONFIG GET``).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -46,6 +47,7 @@ def _redis_server_on_path() -> None:
     if binary is None:
         return
     bin_dir = Path(tempfile.mkdtemp(prefix="taxview-tests-bin-"))
+    atexit.register(shutil.rmtree, bin_dir, ignore_errors=True)
     (bin_dir / "redis-server").symlink_to(binary)
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 

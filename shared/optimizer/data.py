@@ -140,6 +140,10 @@ class ProblemData:
     #: replaces the benchmark-median rule (the rest of them long-only); the rebalance's
     #: direction search sets it to try other directions.
     unheld_short: BoolArray | None = None
+    #: When the guard's first solve and its own flips are infeasible, search other flip sets
+    #: (``shared.optimizer.problem._other_flips``): set by the rebalance for a relaxation
+    #: level's own solves, whose infeasibility moves the chain on.
+    search_flips: bool = False
     #: What a related solve showed about the TE cap (the same account's problem with other
     #: sides): ``True`` — it bound there, so the first attempt keeps the TE cone and refines
     #: (``shared.optimizer.problem.solve``); ``None`` — predicted from this problem alone.

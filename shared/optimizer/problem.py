@@ -1039,7 +1039,11 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
             failure = exc
     if second is None:
         assert free is not None  # first is None here: the unguarded solve ran
-        found = _other_flips(data, d1, once, free=free, chosen=(to_short, to_long), notes=notes)
+        found = None
+        if data.flip_hint is None and data.n <= OTHER_FLIPS_MAX_NAMES:
+            found = _other_flips(data, d1, once, free=free, chosen=(to_short, to_long), notes=notes)
+        elif data.flip_hint is not None:  # an optional trial: its hint alone, as it names
+            found = _hint_alone(data, d1, once, notes)
         if found is None:
             if failure is not None:
                 raise failure
@@ -1071,8 +1075,41 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
 
 
 #: Flip sets the guard solves at most when its first solve is infeasible and the unguarded
-#: solve's own flips are too (:func:`_other_flips`).
+#: solve's own flips are too (:func:`_other_flips`), on books of at most
+#: :data:`OTHER_FLIPS_MAX_NAMES` names (each set is one more solve; a 2000-name long/short
+#: book with a tight TE budget spent 38 s of CPU on sets that could not help and ran out of
+#: its deadline: review of the fifth session of 2026-12-07).
 MAX_OTHER_FLIPS = 16
+OTHER_FLIPS_MAX_NAMES = 300
+
+
+def _hint_alone(
+    data: ProblemData,
+    d1: ProblemData,
+    once: Callable[[ProblemData, bool], Solution],
+    notes: list[str],
+) -> tuple[tuple[BoolArray, BoolArray], Solution] | None:
+    """The caller's hint (``data.flip_hint``) as the guard's flips when its own failed: an
+    optional trial (a side flip, a direction trial) names its flips, and trying other sets for
+    each trial multiplied the solves (a 40-name sleeve: 79 → 686)."""
+    assert data.flip_hint is not None
+    long0, short0, all_long_sellable, all_short_coverable = _per_name(data)
+    to_short = _block(data, long0, short=True) & all_long_sellable & data.flip_hint[0]
+    to_long = _block(data, short0, short=False) & all_short_coverable & data.flip_hint[1]
+    if not (to_short.any() or to_long.any()):
+        return None
+    notes.append(
+        f"guard: those flips infeasible; the hint's {int(to_short.sum())} to short, "
+        f"{int(to_long.sum())} to long"
+    )
+    try:
+        return (to_short, to_long), once(_flip(d1, to_short, to_long), False)
+    except Infeasible:
+        return None
+    except SolverFailed:
+        if deadline_passed():
+            raise
+        return None
 
 
 def _other_flips(
@@ -1092,11 +1129,13 @@ def _other_flips(
     its net directions then say little: the refsolve audit found 130/30 books relaxed to no TE
     budget (a 10-name book at 14.5% TE) although one held name going short met an 8% cap — the
     unguarded choice had also flipped both held shorts long.  Tried in order, one solve each,
-    at most :data:`MAX_OTHER_FLIPS`: the caller's hint (flips a feasible solution used), the
-    unguarded choice's shorts alone and its longs alone, then single names, each alone and added
-    to the unguarded choice (a 14-name book met twice its budget with the choice's two names
-    long and one more short): those the unguarded solve opened the other direction in, most
-    first, then the others, the cheapest to close first.  The best feasible one is kept.
+    at most :data:`MAX_OTHER_FLIPS`: the unguarded choice's shorts alone and its longs alone,
+    then single names, each alone and added to the unguarded choice (a 16-name book met 1.5×
+    its budget instead of 2× with one more name short beside the choice): those the unguarded
+    solve opened the other direction in, most first, then the others, the cheapest to close
+    first.  The best feasible one is kept.  Only for a level's own solve (an optional trial
+    names its flips in ``flip_hint``: :func:`_hint_alone`), on books of at most
+    :data:`OTHER_FLIPS_MAX_NAMES` names.
 
     Raises:
         SolverFailed: a solve failed with the solve's deadline spent (the account's failure,
@@ -1117,8 +1156,6 @@ def _other_flips(
                 return
         sets.append((to_short, to_long))
 
-    if data.flip_hint is not None:
-        add(data.flip_hint[0], data.flip_hint[1])
     add(chosen[0], none)
     add(none, chosen[1])
     opened_short = np.where(can_short, free.short, 0.0)
