@@ -716,3 +716,27 @@ def test_a_side_swap_where_each_single_flip_is_worse_lowers_a_small_books_object
     monkeypatch.setattr(rb, "MAX_PAIR_TRIALS", 0)
     rebalance(request)
     assert swapped < seen[-1] - 2e-4, (swapped, seen[-1])
+
+
+def test_the_guards_other_flip_sets_are_skipped_on_books_above_their_size_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Review: each set is one more solve; a 2000-name book with a tight TE budget spent its
+    # whole deadline on them.  Above the limit the level is infeasible as before.
+    from shared.optimizer import problem
+
+    calls: list[int] = []
+    other = problem._other_flips
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return other(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(problem, "_other_flips", counting)
+    request = example_request(names=10, seed=1, strategy="long-short")
+    assert rebalance(request).relaxations == ["te_budget×1.5", "te_budget×2"] and calls
+    calls.clear()
+    monkeypatch.setattr(problem, "OTHER_FLIPS_MAX_NAMES", 9)
+    out = rebalance(request)
+    assert not calls
+    assert out.relaxations == ["te_budget×1.5", "te_budget×2", "no_te_budget"]
