@@ -2457,7 +2457,8 @@ MAX_DIRECTION_TRIALS = 12
 def _direction_search(
     level: _Level, sol: Solution, data: ProblemData
 ) -> tuple[Solution, ProblemData]:
-    """Single-name direction flips of a long/short book, each kept when it lowers the objective.
+    """Single-name direction flips of a long/short book or a market-neutral sleeve, each kept
+    when it lowers the objective.
 
     The constructive-sale guard (IRC §1259; ``shared.optimizer.problem._guarded``) fixes each
     held name's direction from its first solve — a name held long may go short only once every
@@ -2474,7 +2475,7 @@ def _direction_search(
     ctx = level.ctx
     base = ctx.base
     n = base.n
-    if ctx.request.account.strategy != "long-short":
+    if ctx.request.account.strategy not in ("long-short", "market-neutral"):
         return sol, data
     trials = min(MAX_DIRECTION_TRIALS, FLIP_WORK // max(n, 1))
     long0 = np.bincount(base.lot_name, weights=base.lot_w, minlength=n)
@@ -3168,11 +3169,39 @@ def _complete(
     return np.asarray(order, dtype=np.int64), [taken[j] for j in order]
 
 
+def _net_boxes(orders: _Orders) -> _Orders:
+    """The ticket with a name both bought and shorted in it netted to one line: buying and
+    shorting one name at once is a box, a constructive sale (IRC §1259(c)(1)(A)), and the net
+    line leaves the same weight and cash with less gross (refsolve audit: a 16-name fractional
+    sleeve bought and shorted 0.0001 FMJ, a name it did not hold — solver noise the rounding
+    kept at $0.02 a leg)."""
+    buys, shorts = orders.buy_name.tolist(), orders.short_name.tolist()
+    both = set(buys) & set(shorts)
+    if not both:
+        return orders
+    buy = dict(zip(buys, orders.buy_qty, strict=True))
+    short = dict(zip(shorts, orders.short_qty, strict=True))
+    for i in both:
+        q = min(buy[i], short[i])
+        buy[i] -= q
+        short[i] -= q
+    kept_buys = [i for i in buys if buy[i] > 0]
+    kept_shorts = [i for i in shorts if short[i] > 0]
+    return dataclasses.replace(
+        orders,
+        buy_name=np.asarray(kept_buys, dtype=np.int64),
+        buy_qty=[buy[i] for i in kept_buys],
+        short_name=np.asarray(kept_shorts, dtype=np.int64),
+        short_qty=[short[i] for i in kept_shorts],
+    )
+
+
 def _drop_dust(ctx: _Context, orders: _Orders) -> _Orders:
     """The ticket without lines worth less than half a cent (1/10,000 share of a cheap name in
     a fractional account: DI audit, buys with a $0.00 notional opened lots with a $0 basis, and
     a "harvest" sold $0.00).  A sale of a whole lot stays, whatever it is worth."""
     pd_ = ctx.market.price_dec
+    orders = _net_boxes(orders)
 
     def keep(
         index: IntArray, qty: list[Decimal], name: IntArray | None, held: FloatArray | None

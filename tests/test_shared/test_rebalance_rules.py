@@ -740,3 +740,43 @@ def test_the_guards_other_flip_sets_are_skipped_on_books_above_their_size_limit(
     out = rebalance(request)
     assert not calls
     assert out.relaxations == ["te_budget×1.5", "te_budget×2", "no_te_budget"]
+
+
+def test_a_fractional_sleeve_never_buys_and_shorts_one_name_in_a_ticket() -> None:
+    # Refsolve audit (market-neutral): a 16-name fractional sleeve bought and shorted 0.0001
+    # FMJ, a name it did not hold — a box, a constructive sale (IRC §1259(c)(1)(A)) — status ok.
+    request = example_request(names=16, seed=2, strategy="market-neutral")
+    request = msgspec.structs.replace(
+        request, account=msgspec.structs.replace(request.account, fractional_shares=True)
+    )
+    out = rebalance(request)
+    bought = {t.symbol for t in out.trades if t.side == "buy"}
+    shorted = {t.symbol for t in out.trades if t.side == "short"}
+    assert not bought & shorted
+    assert out.trades
+
+
+def test_direction_flips_lower_a_market_neutral_sleeves_objective(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Refsolve audit (market-neutral): sleeves got no direction trials; a 12-name sleeve (seed
+    # 7) kept a held name on the guard's first direction, 4.1e-3 of NAV worse than the optimum.
+    import shared.rebalance as rb
+
+    request = example_request(names=12, seed=7, strategy="market-neutral")
+    chain = rb._solve_chain
+    seen: list[float] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = chain(*args, **kwargs)  # type: ignore[arg-type]
+        if out[0] is not None:
+            seen.append(out[0].objective)
+        return out
+
+    monkeypatch.setattr(rb, "_solve_chain", spy)
+    out = rebalance(request)
+    searched = seen[-1]
+    assert any("/direction " in a for a in out.solver.attempts)
+    monkeypatch.setattr(rb, "_direction_search", lambda level, sol, data: (sol, data))
+    rebalance(request)
+    assert searched < seen[-1] - 2e-3, (searched, seen[-1])
