@@ -604,15 +604,11 @@ def test_an_optional_pass_that_fails_once_the_deadline_is_spent_fails_the_solve(
         problem._DEADLINE.reset(token)
 
 
-def test_direction_flips_of_a_long_short_book_lower_its_objective(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Reference-solve audit: a 30-name 130/30 book (seed 1) kept the guard's directions;
-    # selling BZQ's long lots and shorting it was 3.2e-3 of NAV better.  (The guard now tries
-    # a caller's flips on that book itself; seed 4 still needs the search: 3.1e-3 of NAV.)
+def _solved_objectives(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The objective of each solved chain the rebalances of the test run end with, in order
+    (the solver's continuous objective, before rounding to shares)."""
     import shared.rebalance as rb
 
-    request = example_request(names=30, seed=4, strategy="long-short")
     chain = rb._solve_chain
     seen: list[float] = []
 
@@ -623,6 +619,19 @@ def test_direction_flips_of_a_long_short_book_lower_its_objective(
         return out
 
     monkeypatch.setattr(rb, "_solve_chain", spy)
+    return seen
+
+
+def test_direction_flips_of_a_long_short_book_lower_its_objective(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reference-solve audit: a 30-name 130/30 book (seed 1) kept the guard's directions;
+    # selling BZQ's long lots and shorting it was 3.2e-3 of NAV better.  (The guard now tries
+    # a caller's flips on that book itself; seed 4 still needs the search: 3.1e-3 of NAV.)
+    import shared.rebalance as rb
+
+    request = example_request(names=30, seed=4, strategy="long-short")
+    seen = _solved_objectives(monkeypatch)
     out = rebalance(request)
     with_flips = seen[-1]
     assert any("/direction " in a for a in out.solver.attempts)
@@ -673,16 +682,7 @@ def test_other_directions_for_names_held_neither_way_lower_a_long_short_books_ob
     import shared.rebalance as rb
 
     request = example_request(names=10, seed=6, strategy="long-short")
-    chain = rb._solve_chain
-    seen: list[float] = []
-
-    def spy(*args: object, **kwargs: object) -> object:
-        out = chain(*args, **kwargs)  # type: ignore[arg-type]
-        if out[0] is not None:
-            seen.append(out[0].objective)
-        return out
-
-    monkeypatch.setattr(rb, "_solve_chain", spy)
+    seen = _solved_objectives(monkeypatch)
     out = rebalance(request)
     searched = seen[-1]
     assert any("/unheld MMS long-only" in a for a in out.solver.attempts)
@@ -700,16 +700,7 @@ def test_a_side_swap_where_each_single_flip_is_worse_lowers_a_small_books_object
     import shared.rebalance as rb
 
     request = example_request(names=16, seed=4, strategy="direct-index")
-    chain = rb._solve_chain
-    seen: list[float] = []
-
-    def spy(*args: object, **kwargs: object) -> object:
-        out = chain(*args, **kwargs)  # type: ignore[arg-type]
-        if out[0] is not None:
-            seen.append(out[0].objective)
-        return out
-
-    monkeypatch.setattr(rb, "_solve_chain", spy)
+    seen = _solved_objectives(monkeypatch)
     out = rebalance(request)
     swapped = seen[-1]
     assert any("/swap BQZ to harvest, ILD to buy" in a for a in out.solver.attempts)
@@ -764,16 +755,7 @@ def test_direction_flips_lower_a_market_neutral_sleeves_objective(
     import shared.rebalance as rb
 
     request = example_request(names=12, seed=7, strategy="market-neutral")
-    chain = rb._solve_chain
-    seen: list[float] = []
-
-    def spy(*args: object, **kwargs: object) -> object:
-        out = chain(*args, **kwargs)  # type: ignore[arg-type]
-        if out[0] is not None:
-            seen.append(out[0].objective)
-        return out
-
-    monkeypatch.setattr(rb, "_solve_chain", spy)
+    seen = _solved_objectives(monkeypatch)
     out = rebalance(request)
     searched = seen[-1]
     assert any("/direction " in a for a in out.solver.attempts)
