@@ -1040,10 +1040,10 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
     if second is None:
         assert free is not None  # first is None here: the unguarded solve ran
         found = None
-        if data.flip_hint is None and data.n <= OTHER_FLIPS_MAX_NAMES:
-            found = _other_flips(data, d1, once, free=free, chosen=(to_short, to_long), notes=notes)
-        elif data.flip_hint is not None:  # an optional trial: its hint alone, as it names
+        if data.flip_hint is not None:  # an optional trial: its hint alone, as it names
             found = _hint_alone(data, d1, once, notes)
+        elif data.search_flips and data.n <= OTHER_FLIPS_MAX_NAMES:
+            found = _other_flips(data, d1, once, free=free, chosen=(to_short, to_long), notes=notes)
         if found is None:
             if failure is not None:
                 raise failure
@@ -1133,8 +1133,9 @@ def _other_flips(
     then single names, each alone and added to the unguarded choice (a 16-name book met 1.5×
     its budget instead of 2× with one more name short beside the choice): those the unguarded
     solve opened the other direction in, most first, then the others, the cheapest to close
-    first.  The best feasible one is kept.  Only for a level's own solve (an optional trial
-    names its flips in ``flip_hint``: :func:`_hint_alone`), on books of at most
+    first.  The best feasible one is kept.  Only where the caller asks (``search_flips``: a
+    relaxation level's own solves, whose infeasibility moves the chain on) and names no flips
+    of its own (an optional trial's ``flip_hint``: :func:`_hint_alone`), on books of at most
     :data:`OTHER_FLIPS_MAX_NAMES` names.
 
     Raises:
