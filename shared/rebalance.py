@@ -2868,18 +2868,13 @@ def _refine_first(first: _First) -> tuple[Solution, ProblemData]:
     kept (a 60-name 130/30 book ended 1.0e-3 of NAV worse refined from the guessed start)."""
     level, sol, _, sides = first
     out = _refine_sides(*first)
-    if _other_flips_used(sol) and level.label.rpartition("/")[2] != "searched sides":
+    if sol.searched_flips and level.label.rpartition("/")[2] != "searched sides":
         searched = _searched_first(level, sides)
         if searched is not None:
             other = _refine_sides(*searched)
             if other[0].objective < out[0].objective - FLIP_MIN_GAIN:
                 return other
     return out
-
-
-def _other_flips_used(sol: Solution) -> bool:
-    """Whether the guard kept flips it searched for (:func:`_first_solution`)."""
-    return any("other flip sets the best kept" in a for a in sol.attempts)
 
 
 def _searched_first(level: _Level, pre: BoolArray) -> _First | None:

@@ -189,3 +189,6 @@ class Solution:
     attempts: tuple[str, ...] = ()
     #: (k,) active factor exposures ``Bᵀ(w − w_b)`` of the solution.
     active_exposure: FloatArray = field(default_factory=_empty_f)
+    #: The constructive-sale guard reached it only through flips it searched for, its own
+    #: choice infeasible (``shared.optimizer.problem._other_flips``): a guessed start.
+    searched_flips: bool = False

@@ -1021,6 +1021,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
         best = min(range(len(done)), key=lambda i: (done[i].objective, -i))
         return _merge([s for i, s in enumerate(done) if i != best] + [done[best]], notes)
     second: Solution | None = None
+    searched = False
     failure: Infeasible | SolverFailed | None = None
     if to_short.any() or to_long.any():
         notes.append(
@@ -1044,6 +1045,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
             found = _hint_alone(data, d1, once, notes)
         elif data.search_flips and data.n <= OTHER_FLIPS_MAX_NAMES:
             found = _other_flips(data, d1, once, free=free, chosen=(to_short, to_long), notes=notes)
+            searched = found is not None
         if found is None:
             if failure is not None:
                 raise failure
@@ -1071,7 +1073,7 @@ def _guarded(data: ProblemData, once: Callable[[ProblemData, bool], Solution]) -
         kept = "first" if best == 0 and first is not None else f"solve {best + 1}"
         notes.append(f"guard: the {kept} solution kept (the later ones did not improve)")
     order = [s for i, s in enumerate(done) if i != best] + [done[best]]
-    return _merge(order, notes)
+    return replace(_merge(order, notes), searched_flips=searched)
 
 
 #: Flip sets the guard solves at most when its first solve is infeasible and the unguarded

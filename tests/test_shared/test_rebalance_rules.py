@@ -649,16 +649,29 @@ def test_direction_flips_of_a_long_short_book_lower_its_objective(
     ],
 )
 def test_a_long_short_book_tries_other_directions_before_relaxing_its_te_budget(
-    names: int, seed: int, level: list[str]
+    names: int, seed: int, level: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Refsolve audit: on these 130/30 books the unguarded solve's flips (which also flipped
     # both held shorts long) were infeasible, or it picked none, and the chain relaxed to no TE
     # budget (10/1: 14.5% TE; 10/3 and 16/5: twice the budget) though one more held name going
     # short met the tighter cap (an independent exact search proved the levels before
     # infeasible).
+    import shared.rebalance as rb
+
+    refine = rb._refine_sides
+    starts: list[bool] = []
+
+    def spy(level: object, sol: Solution, data: ProblemData, sides: object) -> object:
+        starts.append(sol.searched_flips)
+        return refine(level, sol, data, sides)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rb, "_refine_sides", spy)
     request = example_request(names=names, seed=seed, strategy="long-short")
     out = rebalance(request)
     assert out.relaxations == level, out.solver.attempts
+    # A start the guard reached through searched flips is marked (and refined beside the
+    # side search's start, the better end kept).
+    assert any(starts)
     factor = float(level[-1].removeprefix("te_budget×"))
     assert out.te_ex_ante <= request.account.te_budget * factor + 1e-4
     assert any("other flip sets" in a for a in out.solver.attempts)
