@@ -12,7 +12,7 @@ import pytest
 
 from shared.errors import Infeasible, InputError, SolverFailed
 from shared.examples import example_request
-from shared.messages import FactorTilt, RebalanceRequest
+from shared.messages import FactorTilt, RebalanceRequest, Solved
 from shared.optimizer.data import ProblemData, Solution
 from shared.optimizer.problem import solve
 from shared.rebalance import rebalance
@@ -604,9 +604,12 @@ def test_an_optional_pass_that_fails_once_the_deadline_is_spent_fails_the_solve(
         problem._DEADLINE.reset(token)
 
 
-def _solved_objectives(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The objective of each solved chain the rebalances of the test run end with, in order
-    (the solver's continuous objective, before rounding to shares)."""
+def _with_and_without(
+    monkeypatch: pytest.MonkeyPatch, request: RebalanceRequest, name: str, off: object
+) -> tuple[Solved, float, float]:
+    """The outcome and the solved (continuous, before rounding) objective of ``request``, then
+    the objective again with ``shared.rebalance.<name>`` replaced by ``off`` (a pass switched
+    off)."""
     import shared.rebalance as rb
 
     chain = rb._solve_chain
@@ -619,7 +622,15 @@ def _solved_objectives(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         return out
 
     monkeypatch.setattr(rb, "_solve_chain", spy)
-    return seen
+    out = rebalance(request)
+    with_pass = seen[-1]
+    monkeypatch.setattr(rb, name, off)
+    rebalance(request)
+    return out, with_pass, seen[-1]
+
+
+def _skip(level: object, sol: Solution, data: ProblemData) -> tuple[Solution, ProblemData]:
+    return sol, data
 
 
 def test_direction_flips_of_a_long_short_book_lower_its_objective(
@@ -628,16 +639,10 @@ def test_direction_flips_of_a_long_short_book_lower_its_objective(
     # Reference-solve audit: a 30-name 130/30 book (seed 1) kept the guard's directions;
     # selling BZQ's long lots and shorting it was 3.2e-3 of NAV better.  (The guard now tries
     # a caller's flips on that book itself; seed 4 still needs the search: 3.1e-3 of NAV.)
-    import shared.rebalance as rb
-
     request = example_request(names=30, seed=4, strategy="long-short")
-    seen = _solved_objectives(monkeypatch)
-    out = rebalance(request)
-    with_flips = seen[-1]
+    out, searched, without = _with_and_without(monkeypatch, request, "_direction_search", _skip)
     assert any("/direction " in a for a in out.solver.attempts)
-    monkeypatch.setattr(rb, "_direction_search", lambda level, sol, data: (sol, data))
-    rebalance(request)
-    assert with_flips < seen[-1] - 1e-3, (with_flips, seen[-1])
+    assert searched < without - 1e-3, (searched, without)
 
 
 @pytest.mark.parametrize(
@@ -692,17 +697,13 @@ def test_other_directions_for_names_held_neither_way_lower_a_long_short_books_ob
     # Refsolve audit: a 10-name 130/30 book (seed 6) kept MMS short-only, the direction the
     # guard's benchmark-median rule gave a name it held neither way; long-only was 8.8e-3 of
     # NAV better.
-    import shared.rebalance as rb
-
     request = example_request(names=10, seed=6, strategy="long-short")
-    seen = _solved_objectives(monkeypatch)
-    out = rebalance(request)
-    searched = seen[-1]
+    out, searched, without = _with_and_without(
+        monkeypatch, request, "_unheld_direction_search", _skip
+    )
     assert any("/unheld MMS long-only" in a for a in out.solver.attempts)
     assert not any(t.symbol == "MMS" and t.side == "short" for t in out.trades)
-    monkeypatch.setattr(rb, "_unheld_direction_search", lambda level, sol, data: (sol, data))
-    rebalance(request)
-    assert searched < seen[-1] - 5e-3, (searched, seen[-1])
+    assert searched < without - 5e-3, (searched, without)
 
 
 def test_a_side_swap_where_each_single_flip_is_worse_lowers_a_small_books_objective(
@@ -710,16 +711,10 @@ def test_a_side_swap_where_each_single_flip_is_worse_lowers_a_small_books_object
 ) -> None:
     # Refsolve audit: a 16-name direct-index book (seed 4) was 3.1e-4 of NAV from an exact
     # search over sides, which harvested BQZ and bought ILD at once; each flip alone is worse.
-    import shared.rebalance as rb
-
     request = example_request(names=16, seed=4, strategy="direct-index")
-    seen = _solved_objectives(monkeypatch)
-    out = rebalance(request)
-    swapped = seen[-1]
+    out, swapped, without = _with_and_without(monkeypatch, request, "MAX_PAIR_TRIALS", 0)
     assert any("/swap BQZ to harvest, ILD to buy" in a for a in out.solver.attempts)
-    monkeypatch.setattr(rb, "MAX_PAIR_TRIALS", 0)
-    rebalance(request)
-    assert swapped < seen[-1] - 2e-4, (swapped, seen[-1])
+    assert swapped < without - 2e-4, (swapped, without)
 
 
 def test_the_guards_other_flip_sets_are_skipped_on_books_above_their_size_limit(
@@ -765,13 +760,7 @@ def test_direction_flips_lower_a_market_neutral_sleeves_objective(
 ) -> None:
     # Refsolve audit (market-neutral): sleeves got no direction trials; a 12-name sleeve (seed
     # 7) kept a held name on the guard's first direction, 4.1e-3 of NAV worse than the optimum.
-    import shared.rebalance as rb
-
     request = example_request(names=12, seed=7, strategy="market-neutral")
-    seen = _solved_objectives(monkeypatch)
-    out = rebalance(request)
-    searched = seen[-1]
+    out, searched, without = _with_and_without(monkeypatch, request, "_direction_search", _skip)
     assert any("/direction " in a for a in out.solver.attempts)
-    monkeypatch.setattr(rb, "_direction_search", lambda level, sol, data: (sol, data))
-    rebalance(request)
-    assert searched < seen[-1] - 2e-3, (searched, seen[-1])
+    assert searched < without - 2e-3, (searched, without)
