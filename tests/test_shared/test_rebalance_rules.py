@@ -764,3 +764,31 @@ def test_direction_flips_lower_a_market_neutral_sleeves_objective(
     out, searched, without = _with_and_without(monkeypatch, request, "_direction_search", _skip)
     assert any("/direction " in a for a in out.solver.attempts)
     assert searched < without - 2e-3, (searched, without)
+
+
+def test_the_guards_optional_solves_fail_the_account_once_its_deadline_is_spent() -> None:
+    # Review: the guard's release and hint solves swallowed a solver failure even with the
+    # solve's deadline spent, so the ticket depended on how fast the host was.
+    import time
+
+    import shared.rebalance as rb
+    from shared.optimizer import problem
+
+    request = example_request(names=20, seed=1)
+    req = rb._market_spelling(request)
+    market, scan = rb._validate(req)
+    data = rb._context(req, market, scan).base
+    cur = solve(data)
+    flips = (np.zeros(data.n, dtype=np.bool_), np.zeros(data.n, dtype=np.bool_))
+    flips[0][0] = True  # a name "flipped short" the solution opened nothing in: released
+
+    def failing(_: ProblemData, __: bool) -> Solution:
+        raise SolverFailed("the solve's time ran out")
+
+    assert problem._release_unused(data, failing, flips, cur, []) == []  # time left: skipped
+    token = problem._DEADLINE.set(time.monotonic() - 1.0)
+    try:
+        with pytest.raises(SolverFailed, match="time ran out"):
+            problem._release_unused(data, failing, flips, cur, [])
+    finally:
+        problem._DEADLINE.reset(token)
