@@ -633,16 +633,25 @@ def _skip(level: object, sol: Solution, data: ProblemData) -> tuple[Solution, Pr
     return sol, data
 
 
-def test_direction_flips_of_a_long_short_book_lower_its_objective(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("strategy", "names", "seed", "gain"),
+    [
+        # Reference-solve audit: a 30-name 130/30 book (seed 1) kept the guard's directions;
+        # selling BZQ's long lots and shorting it was 3.2e-3 of NAV better.  (The guard now
+        # tries a caller's flips on that book itself; seed 4 still needs the search: 3.1e-3.)
+        ("long-short", 30, 4, 1e-3),
+        # Refsolve audit (market-neutral): sleeves got no direction trials; a 12-name sleeve
+        # (seed 7) kept a held name on the guard's first direction, 4.1e-3 of NAV worse.
+        ("market-neutral", 12, 7, 2e-3),
+    ],
+)
+def test_direction_flips_lower_the_objective_of_long_short_books_and_sleeves(
+    strategy: str, names: int, seed: int, gain: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Reference-solve audit: a 30-name 130/30 book (seed 1) kept the guard's directions;
-    # selling BZQ's long lots and shorting it was 3.2e-3 of NAV better.  (The guard now tries
-    # a caller's flips on that book itself; seed 4 still needs the search: 3.1e-3 of NAV.)
-    request = example_request(names=30, seed=4, strategy="long-short")
+    request = example_request(names=names, seed=seed, strategy=strategy)  # type: ignore[arg-type]
     out, searched, without = _with_and_without(monkeypatch, request, "_direction_search", _skip)
     assert any("/direction " in a for a in out.solver.attempts)
-    assert searched < without - 1e-3, (searched, without)
+    assert searched < without - gain, (searched, without)
 
 
 @pytest.mark.parametrize(
@@ -753,17 +762,6 @@ def test_a_fractional_sleeve_never_buys_and_shorts_one_name_in_a_ticket() -> Non
     shorted = {t.symbol for t in out.trades if t.side == "short"}
     assert not bought & shorted
     assert out.trades
-
-
-def test_direction_flips_lower_a_market_neutral_sleeves_objective(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Refsolve audit (market-neutral): sleeves got no direction trials; a 12-name sleeve (seed
-    # 7) kept a held name on the guard's first direction, 4.1e-3 of NAV worse than the optimum.
-    request = example_request(names=12, seed=7, strategy="market-neutral")
-    out, searched, without = _with_and_without(monkeypatch, request, "_direction_search", _skip)
-    assert any("/direction " in a for a in out.solver.attempts)
-    assert searched < without - 2e-3, (searched, without)
 
 
 def test_the_guards_optional_solves_fail_the_account_once_its_deadline_is_spent() -> None:
