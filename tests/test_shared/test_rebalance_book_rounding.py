@@ -273,3 +273,15 @@ def test_the_repair_costs_little_of_the_objective_on_a_500_name_sleeve(
     )
     continuous = objective_value(data, sol.sell, sol.buy, sol.cover, sol.short)
     assert 0.0 <= rounded - continuous < 1e-3
+
+
+def test_a_130_30_book_pinned_to_its_floors_clears_its_rounded_te_breach() -> None:
+    # Reference audit (2026-12-07): rounding put this book 2.4e-5 above its 4% TE budget with
+    # its shape floors and cash floor binding; the repair closed it one pair of shares at a time
+    # between single moves and stopped after 400 steps at 0.04000765.  Accepted pairs are now
+    # taken again while they help, and the repair may take 1,000 steps.
+    request = _request(80, 3, "long-short", fractional=False)
+    out = _solved(request)
+    assert out.limit_breaches == []
+    assert out.te_ex_ante <= request.account.te_budget
+    assert _misses(request, out) == []
