@@ -16,13 +16,16 @@ import datetime as dt
 import itertools
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
 from shared.errors import InputError
 from shared.messages import LedgerState, Lot, PendingLoss, Solved, Transaction
 from shared.types import AccountType, LotMethod
+
+if TYPE_CHECKING:
+    from shared.ledger import Ledger
 
 
 class Booked(NamedTuple):
@@ -256,6 +259,7 @@ def history_losses(
                 unbooked.append(t)
     replayed = book.state(as_of)
     out = [msgspec.structs.replace(p, symbol=p.symbol.upper()) for p in replayed.pending_losses]
+    out = _unbooked_matches(book, out, lots, cut)
     # Where the history does not reach back to every lot, the replay's relief of a sale that
     # names no lot is a guess (FIFO took the oldest lot it knew, not the one sold): its open
     # shares of the security then differ from the book's, and the sale is judged from the lots.
@@ -319,4 +323,55 @@ def history_losses(
                 short=short,
             )
         )
+    return out
+
+
+def _unbooked_matches(
+    book: Ledger, pending: list[PendingLoss], lots: Sequence[Lot], cut: dt.date
+) -> list[PendingLoss]:
+    """The replay's pending losses with the loss shares it matched to purchases that the book's
+    ``lots`` hold unmarked put back (IRC §1091(a), (d)).
+
+    The replay washes a window loss into a later purchase the history shows; when the book lists
+    that purchase as a lot no part of which is marked ``replacement_used``, its basis does not
+    carry the loss (a client's own purchase after a harvest, entered by hand: nightly audit,
+    2026-12-07).  Returned as pending, those shares are matched by the ledger that reads the
+    book (:meth:`shared.ledger.Ledger.from_state`) with the book's own lot — its basis adjusted,
+    its holding period tacked, marked used — once: left matched in the replay alone, the loss
+    was in nobody's basis and the lot later absorbed another loss.
+    """
+    used = {(x.account, x.lot_id) for x in lots if x.replacement_used}
+    unmarked = {(x.account, x.lot_id) for x in lots if not x.replacement_used} - used
+    back: dict[tuple[str, str, str], Decimal] = {}
+    for m in book.wash_matches:
+        if m.date_sold >= cut and (m.replacement_account, m.replacement_lot_id) in unmarked:
+            key = (m.loss_account, m.loss_txn, m.loss_lot_id)
+            back[key] = back.get(key, Decimal(0)) + m.quantity
+    if not back:
+        return pending
+    out: list[PendingLoss] = []
+    for p in pending:
+        extra = back.pop((p.account, p.txn, p.lot_id), Decimal(0))
+        out.append(
+            msgspec.structs.replace(p, quantity=min(p.sold_quantity, p.quantity + extra))
+            if extra
+            else p
+        )
+    for s in book.sales:
+        extra = back.pop((s.account, s.txn, s.lot_id), Decimal(0))
+        if extra:
+            out.append(
+                PendingLoss(
+                    txn=s.txn,
+                    account=s.account,
+                    symbol=s.symbol.upper(),
+                    lot_id=s.lot_id,
+                    date_sold=s.date_sold,
+                    quantity=min(s.quantity, extra),
+                    loss_usd=s.cost_basis - s.proceeds,
+                    sold_quantity=s.quantity,
+                    acquired=s.date_acquired,
+                    short=s.short,
+                )
+            )
     return out

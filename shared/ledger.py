@@ -516,7 +516,50 @@ class Ledger:
                     slice_index=None,
                 )
             )
+        ledger._reconcile()
         return ledger
+
+    def _reconcile(self) -> None:
+        """Match a snapshot's pending losses with the unused replacement shares it holds beside
+        them (IRC §1091(a), (d); Treas. Reg. §1.1091-1(c)).
+
+        A ledger never writes such a snapshot: a purchase within 30 days before or after a loss
+        sale absorbs its unmatched shares when either is booked (:meth:`_replace_backward`,
+        :meth:`_replace_forward`).  A book edited by hand can: a client's own purchase after a
+        harvest, entered as a lot, left the loss pending and the lot unadjusted — the wash sale
+        missed, and the lot free to absorb another loss later (nightly audit, 2026-12-07).
+        Each pending loss, oldest sale first, is matched as the ledger would have matched it:
+        with the unused shares of its group in any account of the household traded within 30
+        days of the sale (a cover loss: bought or shorted; not shares of the sold lot's own
+        purchase), in acquisition order.  A snapshot a ledger wrote is left as it is.
+        """
+        window = dt.timedelta(days=WASH_WINDOW_DAYS)
+        for group in list(self._pending):
+            for pending in sorted(self._pending[group], key=lambda x: (x.date_sold, x.seq)):
+                start, end = pending.date_sold - window, pending.date_sold + window
+                candidates = [
+                    lot
+                    for key in self._keys_by_group.get(group, set())
+                    for lot in self._lots.get(key, [])
+                    if not lot.used
+                    and start <= lot.trade_date <= end
+                    and (pending.short or not lot.short)
+                    and not (
+                        lot.account == pending.account
+                        and lot.symbol == pending.symbol
+                        and lot.lot_id == pending.lot_id
+                    )
+                ]
+                candidates.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
+                for lot in candidates:
+                    if pending.unmatched <= 0:
+                        break
+                    self._match(pending, lot)
+            left = [p for p in self._pending[group] if p.unmatched > 0]
+            if left:
+                self._pending[group] = left
+            else:
+                del self._pending[group]
 
     def state(self, as_of: dt.date) -> LedgerState:
         """Snapshot: every open lot (IRA/Roth flagged by ``account_type``), the loss sales still

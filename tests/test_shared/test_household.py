@@ -241,3 +241,48 @@ def test_history_losses_read_ids_per_account_lots_of_a_gone_lot_and_washed_losse
         ("ACC-1", "DDD"): Decimal("200.00"),
         ("ACC-1", "EEE"): Decimal("0.00"),  # restricts, disallows nothing twice
     }
+
+
+def _booked_c1(lots: list[Lot], as_of: dt.date) -> tuple[list[Lot], list[Decimal]]:
+    """The household's C1 rows and pending loss shares once its history memory is read back
+    through the ledger, as a night reads a book without window-memory files."""
+    from shared.household import history_losses
+    from shared.ledger import Ledger
+
+    history = [
+        _hl_txn("B1,2023-01-03,ACC-1,BBB,buy,100,60,L1"),
+        _hl_txn("S1,2024-06-20,ACC-1,BBB,sell,66,50,L1"),  # a $660.00 loss
+        _hl_txn("B2,2024-06-21,ACC-1,BBB,buy,40,51,C1"),  # the client buys back the next day
+    ]
+    pending = history_losses(history, lots, [], as_of)
+    state = Ledger.from_state(LedgerState(as_of=as_of, lots=lots, pending_losses=pending)).state(
+        as_of
+    )
+    return [x for x in state.lots if x.lot_id == "C1"], [p.quantity for p in state.pending_losses]
+
+
+def test_a_loss_the_history_washes_into_a_lot_the_book_holds_unmarked_lands_in_that_lot_once() -> (
+    None
+):
+    # Nightly audit (2026-12-07): a client's purchase after a harvest, entered by hand as a lot
+    # at its price: the replay matched it (pending 26 of 66 shares), the lot kept $2,040.00 and
+    # stayed free, so the $400.00 was in nobody's basis and C1 later absorbed another loss.
+    as_of = dt.date(2024, 7, 1)
+    l1 = _hl_lot("ACC-1,BBB,L1,34,2040,2023-01-03")
+    c1, pending = _booked_c1([l1, _hl_lot("ACC-1,BBB,C1,40,2040,2024-06-21")], as_of)
+    # IRC §1091(a), (d): 40 of the 66 loss shares are disallowed (660 × 40/66 = 400.00) and
+    # added to C1's basis; §1223(3): C1's holding period includes L1's 534 days.
+    assert [(x.quantity, x.cost_basis_usd, x.acquired, x.replacement_used) for x in c1] == [
+        (Decimal(40), Decimal("2440.00"), dt.date(2023, 1, 4), True)
+    ]
+    assert pending == [Decimal(26)]
+    # A book whose lots already carry the wash sale (the firm's own tax lots) is read as it is.
+    marked = msgspec.structs.replace(
+        _hl_lot("ACC-1,BBB,C1,40,2440,2024-06-21"),
+        acquired=dt.date(2023, 1, 4),
+        wash_adjustment_usd=Decimal("400.00"),
+        replacement_used=True,
+    )
+    c1, pending = _booked_c1([l1, marked], as_of)
+    assert [(x.cost_basis_usd, x.replacement_used) for x in c1] == [(Decimal("2440.00"), True)]
+    assert pending == [Decimal(26)]

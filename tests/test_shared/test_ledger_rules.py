@@ -7,11 +7,12 @@ import datetime as dt
 import itertools
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from shared.errors import InputError, LedgerError
 from shared.ledger import Ledger, is_long_term, long_term_from
-from shared.messages import Transaction
+from shared.messages import Lot, Transaction
 
 D = Decimal
 _ids = itertools.count(1)
@@ -666,3 +667,50 @@ def test_a_resumed_ledger_relieves_the_parts_of_a_split_purchase_in_the_same_ord
     assert sold(True) == straight
     if method == "fifo":
         assert straight[-1] == ("R", "5", d("2023-01-10"), "long")
+
+
+# ------------------------------------------------------------------ snapshots edited by hand
+
+
+def _harvest_then_client_buy() -> tuple[Ledger, Ledger]:
+    """A harvest booked by the ledger, then a client's own purchase written into its snapshot
+    by hand (a lot row, no match): the book a firm edits between two nights."""
+    book = Ledger()
+    book.apply(tx("2023-01-03", "buy", "100", "60", lot="L1"))
+    book.apply(tx("2024-06-20", "sell", "66", "50", lot="L1"))  # a $660.00 loss, pending
+    state = book.state(d("2024-06-21"))
+    client = Lot(
+        account="A",
+        symbol="X",
+        lot_id="C1",
+        quantity=D("40"),
+        trade_date=d("2024-06-21"),
+        acquired=d("2024-06-21"),
+        cost_basis_usd=D("2040.00"),
+    )
+    edited = msgspec.structs.replace(state, lots=[*state.lots, client])
+    return Ledger.from_state(state), Ledger.from_state(edited)
+
+
+def test_a_snapshot_holding_a_pending_loss_beside_an_unused_later_purchase_is_read_washed() -> None:
+    # Nightly audit (2026-12-07): the lot kept its $2,040.00 basis and the loss stayed pending
+    # whole, so the wash sale was missed and C1 could later absorb another loss.
+    ledger_written, edited = _harvest_then_client_buy()
+    state = edited.state(d("2024-06-21"))
+    (c1,) = [x for x in state.lots if x.lot_id == "C1"]
+    # IRC §1091(a), (d): 660 × 40/66 = 400.00 disallowed into C1; §1223(3): L1's 534 days tacked.
+    assert (c1.cost_basis_usd, c1.wash_adjustment_usd, c1.acquired, c1.replacement_used) == (
+        D("2440.00"),
+        D("400.00"),
+        d("2023-01-04"),
+        True,
+    )
+    assert [p.quantity for p in state.pending_losses] == [D("26")]
+    # The match read is the ledger's (the night's reports count matches from here on) ...
+    assert [(m.replacement_lot_id, m.quantity) for m in edited.wash_matches] == [("C1", D("40"))]
+    # ... and C1, used, replaces nothing more when the rest of L1 is sold at a loss.
+    edited.apply(tx("2024-06-24", "sell", "34", "49", lot="L1"))
+    assert len(edited.wash_matches) == 1
+    # A snapshot the ledger wrote itself reads back exactly as written.
+    written = ledger_written.state(d("2024-06-21"))
+    assert Ledger.from_state(written).state(d("2024-06-21")) == written
