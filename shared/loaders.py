@@ -39,6 +39,7 @@ import pandas as pd
 from shared.calendar import CALENDAR_END, CALENDAR_START, trading_days_array
 from shared.errors import InputError
 from shared.market import (
+    MAX_ABS_ALPHA,
     MAX_PRICE_USD,
     PRICE_QUANTUM,
     EstimatedRiskSource,
@@ -73,6 +74,8 @@ LOADINGS, COVARIANCE, SPECIFIC, FACTOR_RETURNS = (
     "specific_variance",
     "factor_returns",
 )
+#: The cross-sectional alpha a market-neutral sleeve maximises (annualised, per date and name).
+ALPHA = "alpha"
 #: Sector of a name when the directory has no ``sectors`` file.
 UNKNOWN_SECTOR = "Unknown"
 
@@ -737,6 +740,51 @@ def _load_specific(path: Path, symbols: list[str]) -> FloatArray:
     return np.array([table[s] for s in symbols], dtype=np.float64)
 
 
+def load_alpha(path: Path | None, dates: DateArray, symbols: list[str]) -> FloatArray | None:
+    """The directory's ``alpha`` table on the prices' dates and symbols (NaN where it gives
+    none: no view, 0 in a sleeve's objective), or ``None`` without the file.  ``symbol,alpha``
+    gives one signal for every date; ``date,symbol,alpha`` (long) or ``date,<SYM>,…`` (wide) one
+    per date.
+
+    Raises:
+        InputError: a bad cell, an alpha beyond ±:data:`MAX_ABS_ALPHA` (annualised: 0.05 = 5%/y),
+            a date or symbol the prices do not have (file, row and column named).
+    """
+    if path is None:
+        return None
+    fname = path.name
+    head = read_table(path)
+    if sorted(head.columns) == ["alpha", "symbol"]:
+        # One signal for every date (tonight's, written by the firm's alpha model).
+        a_syms = _symbols(head["symbol"], fname)
+        _unique_map(a_syms, a_syms, fname)
+        a_dates = dates
+        values = np.tile(parse_numbers(head["alpha"], fname, "alpha"), (len(dates), 1))
+    else:
+        a_dates, a_syms, values = read_panel(path, value="alpha")
+    big = np.flatnonzero(np.abs(np.nan_to_num(values, nan=0.0)) > MAX_ABS_ALPHA)
+    if big.size:
+        t, j = divmod(int(big[0]), values.shape[1])
+        raise _err(
+            fname,
+            None,
+            "alpha",
+            f"alpha {values[t, j]} for {a_syms[j]} on {a_dates[t]} is beyond "
+            f"±{MAX_ABS_ALPHA:g} (annualised: 0.05 = 5%/y)",
+        )
+    row = {str(d): i for i, d in enumerate(dates)}
+    col = {s: j for j, s in enumerate(symbols)}
+    for d in a_dates:
+        if str(d) not in row:
+            raise _err(fname, None, "date", f"date {d} is not a date of the prices")
+    for sym in a_syms:
+        if sym not in col:
+            raise _err(fname, None, "symbol", f"symbol {sym} has no prices")
+    out = np.full((len(dates), len(symbols)), np.nan)
+    out[np.ix_([row[str(d)] for d in a_dates], [col[s] for s in a_syms])] = values
+    return out
+
+
 def load_factor_returns(path: Path, dates: DateArray) -> tuple[list[str], FloatArray]:
     """Daily factor returns (``date,<FACTOR>…``) aligned with the price dates.
 
@@ -770,7 +818,16 @@ def load_factor_returns(path: Path, dates: DateArray) -> tuple[list[str], FloatA
 
 
 #: Every table a market directory may hold (docs/formats.md).
-MARKET_TABLES = (PRICES, WEIGHTS, SECTORS, LOADINGS, COVARIANCE, SPECIFIC, FACTOR_RETURNS)
+MARKET_TABLES = (
+    PRICES,
+    WEIGHTS,
+    SECTORS,
+    LOADINGS,
+    COVARIANCE,
+    SPECIFIC,
+    FACTOR_RETURNS,
+    ALPHA,
+)
 
 
 def _refuse_unknown_tables(directory: Path) -> None:
@@ -851,9 +908,11 @@ def load_market_dir(
                 ),
             )
             factor_names = tuple(names)
+    alpha = load_alpha(find_file(directory, ALPHA, required=False), dates, symbols)
     ret = np.nan_to_num(P[1:] / P[:-1] - 1.0, nan=0.0)
     level = 100.0 * np.concatenate([[1.0], np.cumprod(1.0 + (W[:-1] * ret).sum(axis=1))])
     return MarketHistory(
+        alpha_table=alpha,
         symbols=tuple(symbols),
         sectors=sectors,
         dates=tuple(dt.date.fromisoformat(str(d)) for d in dates),

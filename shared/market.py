@@ -49,6 +49,10 @@ WEIGHT_SUM_TOL = 1e-6
 #: ledger books at most $1e10 a share (``shared.ledger.MAX_PRICE``).
 PRICE_QUANTUM = Decimal("0.0001")
 MAX_PRICE_USD = 1e10
+#: Largest |alpha| accepted (annualised return units: 10 = 1,000%/y).  Beyond it a signal is in
+#: the wrong units, and 1e20 made the solve fail with "objective unbounded below" instead of a
+#: rejected request (market-neutral audit).
+MAX_ABS_ALPHA = 10.0
 #: Most a price may move (relative) when a ticket carries it to 4 decimals.  Weights, cash and
 #: TE use the snapshot's price and the ticket fills at the 4-decimal one; a sub-cent price such
 #: as 0.00015 fills at 0.0002, 33% off, and the reported cash and weights were thousands of
@@ -113,6 +117,9 @@ class MarketHistory:
     factor_names: tuple[str, ...]
     risk_source: RiskSource | None = None
     benchmark: str = "synthetic"
+    #: T×n annualised alpha a directory's ``alpha`` table gives (NaN: no view); ``None``: the
+    #: risk source's, if any.
+    alpha_table: FloatArray | None = None
     _index: dict[dt.date, int] = field(init=False, repr=False)
     _risk_cache: dict[int, RiskModel] = field(init=False, repr=False)
     _returns: list[FloatArray] = field(init=False, repr=False)
@@ -126,6 +133,11 @@ class MarketHistory:
         for name, arr in (("prices", self.prices), ("benchmark_weights", self.benchmark_weights)):
             if arr.shape != (T, n):
                 raise InputError(f"{name} has shape {arr.shape}, expected {(T, n)}", field=name)
+        if self.alpha_table is not None and self.alpha_table.shape != (T, n):
+            raise InputError(
+                f"alpha_table has shape {self.alpha_table.shape}, expected {(T, n)}",
+                field="alpha_table",
+            )
         if self.benchmark_level.shape != (T,):
             raise InputError(
                 f"benchmark_level has shape {self.benchmark_level.shape}, expected {(T,)}",
@@ -232,6 +244,10 @@ class MarketHistory:
             InputError: unknown date.
         """
         t = self.index_of(d)
+        if self.alpha_table is not None:
+            # A name the table gives no view on scores 0: a sleeve neither buys nor shorts it
+            # for alpha.
+            return [float(x) for x in np.nan_to_num(self.alpha_table[t, self.listed(t)], nan=0.0)]
         if self.risk_source is None:
             return []
         a = self.risk_source.alpha(self, t, self.listed(t))

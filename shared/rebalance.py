@@ -61,7 +61,13 @@ from shared.ledger import FIRST_DATE, LAST_DATE, decimal_places
 from shared.ledger import MAX_QUANTITY as LEDGER_MAX_QUANTITY
 from shared.ledger import MAX_QUANTITY_PLACES as LEDGER_MAX_QUANTITY_PLACES
 from shared.ledger import cents as ledger_cents
-from shared.market import MAX_PRICE_USD, PRICE_QUANTUM, coarse_price_reason, coarse_prices
+from shared.market import (
+    MAX_ABS_ALPHA,
+    MAX_PRICE_USD,
+    PRICE_QUANTUM,
+    coarse_price_reason,
+    coarse_prices,
+)
 from shared.messages import (
     SCHEMA_VERSION,
     AccountSpec,
@@ -140,10 +146,6 @@ MAX_LOT_QUANTITY = 1e10
 #: 28 digits (a traceback).  A ticket line above the ledger's share limit (a large account and
 #: a cheap name) is rejected on its own (:func:`_check_ticket_size`).
 MAX_CASH_USD = Decimal(10) ** 13
-#: Largest |alpha| accepted (annualised return units: 10 = 1,000%/y).  Beyond it a signal is in
-#: the wrong units, and 1e20 made the solve fail with "objective unbounded below" instead of a
-#: rejected request (market-neutral audit).
-MAX_ABS_ALPHA = 10.0
 #: Largest λ_te and λ_tax accepted: a million times the default weight of 1.  Beyond it the
 #: objective's scale is numerically meaningless (Clarabel stalls or reports it unbounded).
 MAX_LAMBDA = 1e6

@@ -509,3 +509,35 @@ def test_a_misspelt_table_name_is_refused_naming_the_table_it_likely_meant(tmp_p
     (path / "factor_return.csv").unlink()
     (path / "README.md").write_text("notes")  # other files are left alone
     load_market_dir(path)
+
+
+def test_an_alpha_table_gives_the_snapshot_its_signal_one_for_all_dates_or_one_per_date(tmp_path):
+    # Nightly audit (2026-12-07): no market directory could carry an alpha, so a market-neutral
+    # sleeve run on one was rejected every night.
+    path = tiny_dir(tmp_path)
+    write_model(path, GOOD_COV)
+    assert load_market_dir(path).snapshot(dt.date(2024, 7, 3)).alpha == []
+    write_csv(path / "alpha.csv", "symbol,alpha\nAAA,0.02")
+    hist = load_market_dir(path)
+    # BBB has no view: 0, neither bought nor shorted for alpha.
+    assert [hist.snapshot(dt.date.fromisoformat(d)).alpha for d in DAYS[:2]] == [[0.02, 0.0]] * 2
+    write_csv(path / "alpha.csv", "date,symbol,alpha\n2024-07-02,AAA,0.01\n2024-07-02,BBB,-0.01")
+    hist = load_market_dir(path)
+    assert hist.snapshot(dt.date(2024, 7, 2)).alpha == [0.01, -0.01]
+    assert hist.snapshot(dt.date(2024, 7, 3)).alpha == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "match", "field"),
+    [
+        ("symbol,alpha\nAAA,12", "beyond ±10 (annualised", "alpha.csv:alpha"),
+        ("symbol,alpha\nZZZ,0.01", "symbol ZZZ has no prices", "alpha.csv:symbol"),
+        ("symbol,alpha\nAAA,0.01\nAAA,0.02", "AAA", None),
+        ("date,symbol,alpha\n2024-07-04,AAA,0.01", "2024-07-04", None),
+    ],
+)
+def test_a_bad_alpha_table_is_refused_naming_the_file_and_the_cell(tmp_path, text, match, field):
+    path = tiny_dir(tmp_path)
+    write_csv(path / "alpha.csv", text)
+    err = rejects(path, match, field)
+    assert "alpha.csv" in str(err)
