@@ -528,27 +528,25 @@ class Ledger:
         :meth:`_replace_forward`).  A book edited by hand can: a client's own purchase after a
         harvest, entered as a lot, left the loss pending and the lot unadjusted — the wash sale
         missed, and the lot free to absorb another loss later (nightly audit, 2026-12-07).
-        Each pending loss, oldest sale first, is matched as the ledger would have matched it:
-        with the unused shares of its group in any account of the household traded within 30
-        days of the sale (a cover loss: bought or shorted; not shares of the sold lot's own
-        purchase), in acquisition order.  A snapshot a ledger wrote is left as it is.
+        Each pending loss, oldest sale first, is matched as the ledger would have matched the
+        purchase when it was booked (:meth:`_replace_forward`): with the unused shares of its
+        group in any account of the household bought (a cover loss: bought or shorted) on a
+        later day within 30 days of the sale, in acquisition order.  Shares bought before the
+        sale or on its day are left as the snapshot has them: the ledger that booked the sale
+        decided on them (and whether earlier-bought shares replace a loss is a reading of
+        §1091(a), docs/ledger.md).  A snapshot a ledger wrote is left as it is.
         """
         window = dt.timedelta(days=WASH_WINDOW_DAYS)
         for group in list(self._pending):
             for pending in sorted(self._pending[group], key=lambda x: (x.date_sold, x.seq)):
-                start, end = pending.date_sold - window, pending.date_sold + window
+                start, end = pending.date_sold, pending.date_sold + window
                 candidates = [
                     lot
                     for key in self._keys_by_group.get(group, set())
                     for lot in self._lots.get(key, [])
                     if not lot.used
-                    and start <= lot.trade_date <= end
+                    and start < lot.trade_date <= end
                     and (pending.short or not lot.short)
-                    and not (
-                        lot.account == pending.account
-                        and lot.symbol == pending.symbol
-                        and lot.lot_id == pending.lot_id
-                    )
                 ]
                 candidates.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
                 for lot in candidates:
