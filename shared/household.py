@@ -332,10 +332,10 @@ def _unbooked_matches(
     """The replay's pending losses with the loss shares it matched to purchases that the book's
     ``lots`` hold unmarked put back (IRC §1091(a), (d)).
 
-    The replay washes a window loss into a later purchase the history shows; when the book lists
-    that purchase as a lot no part of which is marked ``replacement_used``, its basis does not
-    carry the loss (a client's own purchase after a harvest, entered by hand: nightly audit,
-    2026-12-07).  Returned as pending, those shares are matched by the ledger that reads the
+    The replay washes a window loss into a purchase of a later day the history shows; when the
+    book lists that purchase as a lot no part of which is marked ``replacement_used``, its basis
+    does not carry the loss (a client's own purchase after a harvest, entered by hand: nightly
+    audit, 2026-12-07).  Returned as pending, those shares are matched by the ledger that reads the
     book (:meth:`shared.ledger.Ledger.from_state`) with the book's own lot — its basis adjusted,
     its holding period tacked, marked used — once: left matched in the replay alone, the loss
     was in nobody's basis and the lot later absorbed another loss.
@@ -344,7 +344,11 @@ def _unbooked_matches(
     unmarked = {(x.account, x.lot_id) for x in lots if not x.replacement_used} - used
     back: dict[tuple[str, str, str], Decimal] = {}
     for m in book.wash_matches:
-        if m.date_sold >= cut and (m.replacement_account, m.replacement_lot_id) in unmarked:
+        if (
+            m.date_sold >= cut
+            and m.replacement_date > m.date_sold  # what reading the book matches again
+            and (m.replacement_account, m.replacement_lot_id) in unmarked
+        ):
             key = (m.loss_account, m.loss_txn, m.loss_lot_id)
             back[key] = back.get(key, Decimal(0)) + m.quantity
     if not back:
