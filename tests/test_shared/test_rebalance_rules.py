@@ -655,6 +655,31 @@ def test_direction_flips_lower_the_objective_of_long_short_books_and_sleeves(
 
 
 @pytest.mark.parametrize(
+    ("book", "off", "what", "gain"),
+    [
+        # Refmid audit (2026-12-07, exact MIQP reference): sleeves 5e-3–1.2e-2 of NAV short of
+        # the optimum.  A 50-name sleeve's best flip was a position against its alpha, never
+        # among the trials ranked by realized loss (2.1e-3 of NAV) ...
+        ((50, 5), "MAX_ALPHA_DIRECTIONS", "/direction ", 1.5e-3),
+        # ... an 80-name sleeve harvested small losses of names its alpha wanted at their cap,
+        # and could then not add to them (5.8e-3).
+        ((80, 2), "MAX_ALPHA_FLIPS", "to buy", 4e-3),
+    ],
+)
+def test_a_sleeve_tries_the_directions_and_sides_its_alpha_ranks_first(
+    book: tuple[int, int], off: str, what: str, gain: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names, seed = book
+    request = example_request(names=names, seed=seed, strategy="market-neutral")
+    out, searched, without = _with_and_without(monkeypatch, request, off, 0)
+    assert searched < without - gain, (searched, without)
+    assert any(what in a for a in out.solver.attempts)
+    assert out.status == "ok"
+    assert not out.wash_sale_issues
+    assert not out.limit_breaches
+
+
+@pytest.mark.parametrize(
     ("names", "seed", "level"),
     [
         (10, 1, ["te_budget×1.5", "te_budget×2"]),
