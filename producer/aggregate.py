@@ -14,14 +14,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 
-from producer.book import Book, Format, refuse_booked_night, write_book
+from producer.book import Book, Format, refuse_booked_night, write_aside, write_book
 from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
@@ -41,7 +40,8 @@ class IncompleteNight(InputError):
         more = f" and {len(missing) - NAMED_MISSING} more" if len(missing) > NAMED_MISSING else ""
         super().__init__(
             f"night {as_of}: {len(missing)} account(s) have no outcome: {shown}{more}; "
-            "run `taxview sweep` to re-enqueue them, or pass --allow-partial",
+            "if the workers are still solving, wait for them; once they are idle, run "
+            "`taxview sweep` to re-enqueue these, or pass --allow-partial",
             field="outcomes",
         )
 
@@ -222,9 +222,8 @@ def aggregate(
         by_strategy={k: v.row() for k, v in by_strategy.items()},
         out_dir=str(out),
     )
-    tmp = summary_path.with_name(summary_path.name + ".tmp")
-    tmp.write_text(json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, summary_path)
+    text = json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n"
+    write_aside(summary_path, lambda tmp: tmp.write_text(text))
     return summary
 
 

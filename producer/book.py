@@ -1613,9 +1613,7 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
     derive = sorted(h for h, q in book.quarantined.items() if q.derive_memory)
     if derive:  # households set aside whose memory is their history's (Quarantine)
         doc["derive_memory"] = derive
-    tmp = meta.with_name(meta.name + ".tmp")
-    tmp.write_text(json.dumps(doc) + "\n")
-    os.replace(tmp, meta)
+    write_aside(meta, lambda tmp: tmp.write_text(json.dumps(doc) + "\n"))
 
 
 def write_market(path: Path, market: MarketSnapshot) -> None:
@@ -1681,6 +1679,23 @@ def _account_row(spec: AccountSpec) -> dict[str, str]:
     return row
 
 
+def write_aside(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` whole: ``write`` fills a temporary file of this process beside it, which
+    then replaces ``path`` in one rename (removed on any error, Ctrl-C included).
+
+    The temporary name is the writer's own: two runs writing one ``--out`` at once (a cron job
+    fired twice, two ``aggregate`` runs) each rename their own file — with a fixed ``.tmp`` name
+    the second rename found the first had taken it and died with a traceback (fleet fault audit,
+    2026-12-07)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_table(
     directory: Path, name: str, columns: Sequence[str], rows: list[dict[str, str]], fmt: Format
 ) -> None:
@@ -1688,16 +1703,20 @@ def _write_table(
     # read first) or be read instead of it.
     (directory / f"{name}.{'csv' if fmt == 'parquet' else 'parquet'}").unlink(missing_ok=True)
     path = directory / f"{name}.{fmt}"
-    tmp = path.with_name(path.name + ".tmp")  # written aside, renamed whole
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        table = pa.table({c: pa.array([r.get(c, "") for r in rows], pa.string()) for c in columns})
-        pq.write_table(table, tmp)
-    else:
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table(
+                {c: pa.array([r.get(c, "") for r in rows], pa.string()) for c in columns}
+            )
+            pq.write_table(table, tmp)
+        else:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+
+    write_aside(path, write)  # written aside, renamed whole

@@ -1033,3 +1033,30 @@ def test_a_set_aside_household_digests_the_same_from_csv_and_parquet(tmp_path: P
         (pq_dir / f"{table}.csv").unlink()
     assert set_aside(pq_dir).household_id == "HH-1"
     assert book_digests(read_book(pq_dir)) == book_digests(read_book(csv_dir))
+
+
+def test_two_runs_writing_one_book_at_once_both_finish_and_leave_it_whole(
+    tmp_path: Path, book
+) -> None:
+    # Fleet fault audit (2026-12-07): two `aggregate` runs (or a cron job fired twice) writing
+    # one --out shared the temporary name next_book/lots.csv.tmp; one rename found the other had
+    # taken it and the run died with a FileNotFoundError traceback (4 of 6 trials).
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(15):
+                write_book(tmp_path, book)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert read_book(tmp_path).accounts == book.accounts
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -320,6 +320,31 @@ def test_fleet_commands_against_an_unreachable_store_fail_in_one_line(
     assert rc == 2 and "TAXVIEW_REDIS_URL" in err and "unreachable" in err
 
 
+@pytest.mark.integration
+def test_sweep_makes_the_quick_store_check_first_as_enqueue_does(capsys, monkeypatch) -> None:
+    # Fleet fault audit (2026-12-07): against a store that was not there, sweep took 41 s to
+    # say so (the store's own retries), enqueue 4 s (the quick check docs/fleet.md promises).
+    from producer import fleet_commands
+    from producer.embedded import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TAXVIEW_BROKER_URL", f"{url}/0")
+    monkeypatch.setenv("TAXVIEW_REDIS_URL", f"{url}/1")
+    monkeypatch.setattr("producer.results_reader.STORE_RETRIES", 1)
+    checked: list[str] = []
+    quick = fleet_commands.reader.check_server
+
+    def spy(store: str, **kwargs: object) -> None:
+        checked.append(store)
+        quick(store, retries=1)
+
+    monkeypatch.setattr(fleet_commands.reader, "check_server", spy)
+    rc = main(["sweep", "--synthetic-accounts", "2", "--names", "10"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "TAXVIEW_REDIS_URL" in err and "unreachable" in err
+    assert checked == [f"{url}/1"]
+
+
 # A small book and market written by hand from docs/formats.md alone.
 HAND_FILES = {
     "book.json": '{"as_of": "2024-07-01"}\n',
