@@ -608,10 +608,21 @@ def _window_memory(
     pending: list[PendingLoss] = []
     recent: list[RecentPurchase] = []
     aid, atype = members[0]
+    free: list[int] = []
+    i, ago, qty = 0, 0, Decimal(0)
     if rng.random() < 0.5:
         i = int(rng.integers(len(symbols)))
         ago = int(rng.integers(1, 25))
         qty = Decimal(int(rng.integers(10, 200)))
+        # A ledger washes a loss into the household's unused purchases of the name within 30
+        # days of the sale (IRC §1091(a)), so a loss still pending is of a name the household
+        # did not buy then: the next such name after the drawn one (nightly audit: 4 demo
+        # pending losses sat beside such purchases, 2 of them in IRAs).
+        sold = days[ago]
+        bought = {x.symbol for x in lots if abs((x.trade_date - sold).days) <= 30}
+        free = [k for k in (*range(i, len(symbols)), *range(i)) if symbols[k] not in bought]
+    if free:
+        i = free[0]
         loss = (qty * Decimal(repr(round(float(prices[i]) * 0.1, 2)))).quantize(_CENT)
         pending.append(
             PendingLoss(

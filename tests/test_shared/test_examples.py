@@ -107,3 +107,25 @@ def test_the_warm_up_request_is_deterministic_and_solves_with_both_wash_rules_bi
     assert out.status == "ok"
     assert any(t.reason == "harvest" for t in out.trades)
     assert not {t.symbol for t in out.trades if t.side == "buy"} & set(rules.no_buy)
+
+
+def test_a_synthetic_books_pending_losses_are_of_names_its_household_did_not_buy_around_them() -> (
+    None
+):
+    # Nightly audit (2026-12-07): 4 of a 40-account demo book's pending losses sat beside an
+    # unused purchase of the name within 30 days of the sale (2 in IRAs), which a ledger would
+    # have washed (IRC §1091(a)); a night then sold such a lot at -$2.85 where a full replay
+    # says -$54.67.
+    _, book = synthetic_book(accounts=200, names=60, seed=3, as_of=DEFAULT_AS_OF)
+    states = {id(state): state for _, state in book}.values()
+    pending = 0
+    for state in states:
+        for p in state.pending_losses:
+            pending += 1
+            near = [
+                x.lot_id
+                for x in state.lots
+                if x.symbol == p.symbol and abs((x.trade_date - p.date_sold).days) <= 30
+            ]
+            assert near == [], (state.household_id, p.symbol, near)
+    assert pending >= 20
