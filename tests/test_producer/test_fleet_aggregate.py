@@ -141,19 +141,13 @@ def test_taxview_aggregate_exits_2_naming_the_missing_account(night, tmp_path, c
     with RedisServer() as server:
         client = connect(f"{server.url}/1")
         write_manifest(client, market.as_of, plan_night(book, market.as_of), ttl_s=600)
-        rc = main(
-            [
-                "aggregate",
-                "--date",
-                market.as_of.isoformat(),
-                "--out",
-                str(tmp_path / "agg"),
-                "--broker-url",
-                f"{server.url}/0",
-                "--redis-url",
-                f"{server.url}/1",
-            ]
-        )
+
+        def aggregate_cli(out: str, *extra: str) -> int:
+            urls = ["--broker-url", f"{server.url}/0", "--redis-url", f"{server.url}/1"]
+            day = market.as_of.isoformat()
+            return main(["aggregate", "--date", day, "--out", str(tmp_path / out), *extra, *urls])
+
+        rc = aggregate_cli("agg")
         err = capsys.readouterr().err
         assert rc == 2 and "6 account(s) have no outcome" in err
         assert sorted(a.account_id for a in book.accounts)[0] in err
@@ -163,20 +157,7 @@ def test_taxview_aggregate_exits_2_naming_the_missing_account(night, tmp_path, c
         assert "once they are idle" in err
         # Published partial: exit 1, "complete": false, and a line saying so (fleet fault audit:
         # only the JSON said it).
-        rc = main(
-            [
-                "aggregate",
-                "--date",
-                market.as_of.isoformat(),
-                "--out",
-                str(tmp_path / "partial"),
-                "--allow-partial",
-                "--broker-url",
-                f"{server.url}/0",
-                "--redis-url",
-                f"{server.url}/1",
-            ]
-        )
+        rc = aggregate_cli("partial", "--allow-partial")
         client.close()
     out, err = capsys.readouterr()
     assert rc == 1 and json.loads(out)["complete"] is False
