@@ -380,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
     if config.strategy == "market-neutral" and not market.alpha(market.dates[t0]):
         raise InputError(
             f"the market-neutral strategy needs an alpha signal, and the universe "
-            f"{config.universe} has none (synthetic:N has one)",
+            f"{config.universe} has none (synthetic:N has one; a market directory needs an "
+            "alpha table: docs/formats.md)",
             field="--strategy",
         )
     if config.tilts:

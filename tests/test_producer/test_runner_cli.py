@@ -322,6 +322,25 @@ def test_a_market_directory_without_alpha_refuses_the_market_neutral_sleeve(
     assert "field end" in err and "2023-04-28 is not in the data" in err
 
 
+def test_a_market_directory_with_an_alpha_table_runs_the_market_neutral_sleeve(
+    market_dir, tmp_path, capsys
+) -> None:
+    # Nightly audit (2026-12-07): no market directory could carry an alpha.
+    import shutil
+
+    with_alpha = tmp_path / "with_alpha"
+    shutil.copytree(market_dir, with_alpha)
+    prices = (market_dir / "prices.csv").read_text().splitlines()[1:]
+    symbols = sorted({row.split(",")[1] for row in prices})
+    rows = [f"{sym},{0.04 if k % 2 else -0.04}" for k, sym in enumerate(symbols)]
+    (with_alpha / "alpha.csv").write_text("symbol,alpha\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    argv = ["--start", "2023-03-01", "--end", "2023-03-10", "--universe", str(with_alpha)]
+    assert main([*argv, "--strategy", "market-neutral", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rebalances"] > 0 and summary["wash_sales_created"] == 0
+
+
 def test_a_run_on_a_market_directory_has_one_row_per_session_from_the_capital(
     market_dir, tmp_path, capsys
 ) -> None:
