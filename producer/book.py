@@ -612,7 +612,7 @@ def read_book(directory: Path) -> Book:
                     account=lot.account,
                     field="lot_id",
                 )
-            if not lot.replacement_used:
+            if not lot.used_as_replacement:
                 if key in unused_row:
                     raise InputError(
                         f"{lots.file} rows {unused_row[key]} and {row_no}: account "

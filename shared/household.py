@@ -330,52 +330,80 @@ def _unbooked_matches(
     book: Ledger, pending: list[PendingLoss], lots: Sequence[Lot], cut: dt.date
 ) -> list[PendingLoss]:
     """The replay's pending losses with the loss shares it matched to purchases that the book's
-    ``lots`` hold unmarked put back (IRC §1091(a), (d)).
+    ``lots`` hold *raw* put back (IRC §1091(a), (d)).
 
     The replay washes a window loss into a purchase of a later day the history shows; when the
-    book lists that purchase as a lot no part of which is marked ``replacement_used``, its basis
-    does not carry the loss (a client's own purchase after a harvest, entered by hand: nightly
-    audit, 2026-12-07).  Returned as pending, those shares are matched by the ledger that reads the
-    book (:meth:`shared.ledger.Ledger.from_state`) with the book's own lot — its basis adjusted,
-    its holding period tacked, marked used — once: left matched in the replay alone, the loss
-    was in nobody's basis and the lot later absorbed another loss.
+    book lists that purchase as a lot whose basis does not carry it — no part marked
+    ``replacement_used``, no wash adjustment, ``acquired`` not tacked: a client's own purchase
+    after a harvest, entered by hand (nightly audit, 2026-12-07) — the shares are returned as
+    pending, and the ledger that reads the book (:meth:`shared.ledger.Ledger.from_state`)
+    matches them with the book's own lot, once: its basis adjusted, its holding period tacked,
+    marked used.  Left matched in the replay alone, the loss was in nobody's basis and the lot
+    later absorbed another loss.
+
+    A lot that shows the wash in any way (a ``LOTS.csv`` of ``taxview realized`` carries the
+    adjustment but has no ``replacement_used`` column) is read as booked, and at most the shares
+    the book still holds of a raw lot come back (the replay's replacement shares the client sold
+    since took their part of the loss with them into that sale), oldest match first; each loss
+    slice gets its own shares back (one sale relieving two parts of a split lot has two slices).
+    A match with an IRA/Roth purchase comes back too: reading disallows it for good again (no
+    basis moves) and marks the lot used.  Review audit, 2026-12-07.
     """
-    used = {(x.account, x.lot_id) for x in lots if x.replacement_used}
-    unmarked = {(x.account, x.lot_id) for x in lots if not x.replacement_used} - used
-    back: dict[tuple[str, str, str], Decimal] = {}
+    raw: dict[tuple[str, str], Decimal] = {}
+    booked: set[tuple[str, str]] = set()
+    for x in lots:
+        key = (x.account, x.lot_id)
+        if x.used_as_replacement or x.acquired != x.trade_date:
+            booked.add(key)
+        raw[key] = raw.get(key, Decimal(0)) + x.quantity
+    room = {key: qty for key, qty in raw.items() if key not in booked}
+    back: dict[int, Decimal] = {}  # loss slice → shares put back
     for m in book.wash_matches:
+        key = (m.replacement_account, m.replacement_lot_id)
         if (
-            m.date_sold >= cut
-            and m.replacement_date > m.date_sold  # what reading the book matches again
-            and (m.replacement_account, m.replacement_lot_id) in unmarked
+            m.loss_slice is None
+            or m.date_sold < cut
+            or m.replacement_date <= m.date_sold  # reading the book matches later days only
+            or room.get(key, Decimal(0)) <= 0
         ):
-            key = (m.loss_account, m.loss_txn, m.loss_lot_id)
-            back[key] = back.get(key, Decimal(0)) + m.quantity
+            continue
+        qty = min(m.quantity, room[key])
+        room[key] -= qty
+        back[m.loss_slice] = back.get(m.loss_slice, Decimal(0)) + qty
     if not back:
         return pending
-    out: list[PendingLoss] = []
-    for p in pending:
-        extra = back.pop((p.account, p.txn, p.lot_id), Decimal(0))
-        out.append(
-            msgspec.structs.replace(p, quantity=min(p.sold_quantity, p.quantity + extra))
-            if extra
-            else p
+    sales = book.sales
+    out = list(pending)
+    claimed: set[int] = set()
+    for idx, extra in sorted(back.items()):
+        s = sales[idx]
+        k = next(
+            (
+                k
+                for k, p in enumerate(out)
+                if k not in claimed
+                and (p.account, p.txn, p.lot_id, p.sold_quantity, p.acquired)
+                == (s.account, s.txn, s.lot_id, s.quantity, s.date_acquired)
+            ),
+            None,
         )
-    for s in book.sales:
-        extra = back.pop((s.account, s.txn, s.lot_id), Decimal(0))
-        if extra:
-            out.append(
-                PendingLoss(
-                    txn=s.txn,
-                    account=s.account,
-                    symbol=s.symbol.upper(),
-                    lot_id=s.lot_id,
-                    date_sold=s.date_sold,
-                    quantity=min(s.quantity, extra),
-                    loss_usd=s.cost_basis - s.proceeds,
-                    sold_quantity=s.quantity,
-                    acquired=s.date_acquired,
-                    short=s.short,
-                )
+        if k is not None:  # the slice's unmatched shares are pending already
+            claimed.add(k)
+            p = out[k]
+            out[k] = msgspec.structs.replace(p, quantity=min(p.sold_quantity, p.quantity + extra))
+            continue
+        out.append(
+            PendingLoss(
+                txn=s.txn,
+                account=s.account,
+                symbol=s.symbol.upper(),
+                lot_id=s.lot_id,
+                date_sold=s.date_sold,
+                quantity=min(s.quantity, extra),
+                loss_usd=s.cost_basis - s.proceeds,
+                sold_quantity=s.quantity,
+                acquired=s.date_acquired,
+                short=s.short,
             )
+        )
     return out

@@ -225,6 +225,10 @@ class WashMatch:
     quantity: Decimal
     disallowed_usd: Decimal
     permanent: bool
+    #: The loss's slice in :attr:`Ledger.sales` (``None``: a snapshot's pending loss, whose
+    #: slice was booked by an earlier ledger).  One sale relieving two parts of a lot has two
+    #: slices under one ``loss_txn`` and ``loss_lot_id``.
+    loss_slice: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -478,7 +482,7 @@ class Ledger:
                     basis=lot.cost_basis_usd,
                     wash_adj=lot.wash_adjustment_usd,
                     short=lot.short,
-                    used=lot.replacement_used,
+                    used=lot.used_as_replacement,
                     seq=lot_seq,
                     sub=sub,
                     txn=recent.get((lot.account, lot.symbol, lot.lot_id), lot.lot_id),
@@ -1321,6 +1325,7 @@ class Ledger:
                 quantity=qty,
                 disallowed_usd=disallowed,
                 permanent=permanent,
+                loss_slice=pending.slice_index,
             )
         )
         if pending.slice_index is not None:

@@ -83,6 +83,15 @@ class Lot(_Wire, frozen=True, kw_only=True, gc=False):
     #: share absorbs at most one loss, Treas. Reg. §1.1091-1(c)-(d)); set by the ledger.
     replacement_used: bool = False
 
+    @property
+    def used_as_replacement(self) -> bool:
+        """Whether these shares already absorbed a washed loss: ``replacement_used``, or a wash
+        adjustment in the basis (the ledger splits a lot so that only matched shares carry
+        one).  A ``LOTS.csv`` of ``taxview realized`` has the adjustment and no
+        ``replacement_used`` column: read so, its lots neither took a loss again nor were
+        two parts of one purchase a repeated row (review audit, 2026-12-07)."""
+        return self.replacement_used or self.wash_adjustment_usd != 0
+
 
 class PendingLoss(_Wire, frozen=True, kw_only=True):
     """A taxable loss sale still inside its 30-day window (IRC §1091(a)) with shares that no

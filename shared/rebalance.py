@@ -1041,7 +1041,7 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
                 x.trade_date,
             ):
                 dup[k] = True
-            if not x.replacement_used:
+            if not x.used_as_replacement:
                 twice[k] = x.lot_id in unused
                 unused.add(x.lot_id)
         fail(

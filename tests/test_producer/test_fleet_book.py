@@ -492,6 +492,17 @@ def test_a_lot_split_by_a_partial_wash_sale_reads_back_from_the_next_book(tmp_pa
     )
     write_book(tmp_path / "next", book)
     assert read_book(tmp_path / "next").ledgers["H1"].lots == state.lots
+    # A firm's book built from `taxview realized`'s LOTS.csv has no replacement_used column:
+    # the washed part shows by its adjustment, so the two parts are not a repeated row, and
+    # the ledger reading them keeps the washed part from absorbing a loss again (review audit).
+    csv_path = tmp_path / "next" / "lots.csv"
+    header, *rows = csv_path.read_text().splitlines()
+    col = header.split(",").index("replacement_used")
+    cut_row = lambda line: ",".join(c for k, c in enumerate(line.split(",")) if k != col)  # noqa: E731
+    csv_path.write_text("\n".join(cut_row(line) for line in [header, *rows]) + "\n")
+    exported = read_book(tmp_path / "next").ledgers["H1"]
+    assert [lot.replacement_used for lot in exported.lots] == [False, False]
+    assert Ledger.from_state(exported).state(exported.as_of).lots == state.lots
     other = msgspec.structs.replace(
         state.lots[1], trade_date=state.lots[1].trade_date.replace(day=1)
     )

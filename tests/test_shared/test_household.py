@@ -286,3 +286,60 @@ def test_a_loss_the_history_washes_into_a_lot_the_book_holds_unmarked_lands_in_t
     c1, pending = _booked_c1([l1, marked], as_of)
     assert [(x.cost_basis_usd, x.replacement_used) for x in c1] == [(Decimal("2440.00"), True)]
     assert pending == [Decimal(26)]
+    # A LOTS.csv of `taxview realized` carries the adjustment and the tacked start but has no
+    # replacement_used column: read as booked too (review audit: the $400.00 went in twice).
+    exported = msgspec.structs.replace(marked, replacement_used=False)
+    c1, pending = _booked_c1([l1, exported], as_of)
+    assert [(x.cost_basis_usd, x.wash_adjustment_usd) for x in c1] == [
+        (Decimal("2440.00"), Decimal("400.00"))
+    ]
+    assert pending == [Decimal(26)]
+
+
+def _read_book(history: list[Transaction], lots: list[Lot], as_of: dt.date) -> LedgerState:
+    """The book read as a night reads one without window-memory files."""
+    from shared.household import history_losses
+
+    pending = history_losses(history, lots, [], as_of)
+    return Ledger.from_state(LedgerState(as_of=as_of, lots=lots, pending_losses=pending)).state(
+        as_of
+    )
+
+
+def test_only_the_replacement_shares_the_book_still_holds_take_a_loss_back_on_reading() -> None:
+    # Review audit (2026-12-07): the client sold 40 of the 100 replacement shares since; those
+    # took $200.00 of the $500.00 into sale Q's loss, so only the 60 held take theirs back.
+    history = [
+        _hl_txn("B,2026-09-01,T1,AAA,buy,100,20,L"),
+        _hl_txn("S,2026-11-10,T1,AAA,sell,100,15,L"),  # a $500.00 loss
+        _hl_txn("P,2026-11-20,T1,AAA,buy,100,10,P"),  # replaces it (basis 1,500.00)
+        _hl_txn("Q,2026-11-25,T1,AAA,sell,40,10,P"),  # 600.00 basis, 400.00 proceeds: −200.00
+    ]
+    state = _read_book(history, [_hl_lot("T1,AAA,P,60,600,2026-11-20")], dt.date(2026, 12, 1))
+    # IRC §1091(d): 60 of S's 100 shares, 500 × 60/100 = 300.00, into the 60 held.
+    assert [(x.quantity, x.cost_basis_usd, x.replacement_used) for x in state.lots] == [
+        (Decimal(60), Decimal("900.00"), True)
+    ]
+    assert [(p.txn, p.quantity, p.loss_usd) for p in state.pending_losses] == [
+        ("Q", Decimal(40), Decimal("200.00"))
+    ]
+
+
+def test_each_slice_of_a_sale_that_relieved_two_parts_of_a_lot_takes_its_loss_back() -> None:
+    # Review audit (2026-12-07): sale SL relieved both parts of lot L (an earlier wash split
+    # it): two loss slices under one (txn, lot id), both washed into P; only the first came back.
+    history = [
+        _hl_txn("BX,2026-08-23,T1,AAA,buy,50,30,X"),
+        _hl_txn("SX,2026-10-17,T1,AAA,sell,50,20,X"),  # −500.00
+        _hl_txn("BL,2026-10-22,T1,AAA,buy,100,20,L"),  # 50 sh replace SX: 1,500.00 basis
+        _hl_txn("SL,2026-11-11,T1,AAA,sell,100,10,L"),  # slices −1,000.00 and −500.00
+        _hl_txn("P,2026-11-21,T1,AAA,buy,100,10,P"),
+    ]
+    state = _read_book(history, [_hl_lot("T1,AAA,P,100,1000,2026-11-21")], dt.date(2026, 12, 1))
+    parts = sorted((x.quantity, x.cost_basis_usd, x.replacement_used) for x in state.lots)
+    assert parts == [
+        (Decimal(50), Decimal("1000.00"), True),
+        (Decimal(50), Decimal("1500.00"), True),
+    ]
+    assert sum(x.wash_adjustment_usd for x in state.lots) == Decimal("1500.00")
+    assert state.pending_losses == []
