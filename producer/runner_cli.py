@@ -376,14 +376,26 @@ def run(args: argparse.Namespace) -> int:
             "book must invest",
             field="--max-weight",
         )
-    t0, _ = window(market, config.start, config.end)
+    t0, t1 = window(market, config.start, config.end)
     if config.strategy == "market-neutral" and not market.alpha(market.dates[t0]):
         raise InputError(
             f"the market-neutral strategy needs an alpha signal, and the universe "
-            f"{config.universe} has none (synthetic:N has one; a market directory needs an "
-            "alpha table: docs/formats.md)",
+            f"{config.universe} has none on {market.dates[t0]} (synthetic:N has one; a market "
+            "directory needs an alpha table with values for every date of the window: "
+            "docs/formats.md)",
             field="--strategy",
         )
+    if config.strategy == "market-neutral" and getattr(market, "alpha_table", None) is not None:
+        # A per-date table must cover the window: a night without a view is refused, not
+        # solved on a zero signal (review audit, 2026-12-07).
+        gap = next((d for d in market.dates[t0 : t1 + 1] if not market.alpha(d)), None)
+        if gap is not None:
+            raise InputError(
+                f"the alpha table of {config.universe} gives no value on {gap}, inside the "
+                f"window {config.start}..{config.end}: the market-neutral strategy needs a "
+                "signal every night (docs/formats.md)",
+                field="--strategy",
+            )
     if config.tilts:
         # The first day's model (cached: the run reuses it) names the universe's factors.
         factors = market.risk_model(market.dates[t0]).factor_names

@@ -762,6 +762,10 @@ def load_alpha(path: Path | None, dates: DateArray, symbols: list[str]) -> Float
         values = np.tile(parse_numbers(head["alpha"], fname, "alpha"), (len(dates), 1))
     else:
         a_dates, a_syms, values = read_panel(path, value="alpha")
+    if not np.isfinite(values).any():
+        raise _err(
+            fname, None, "alpha", "the alpha table gives no value (no rows, or every cell empty)"
+        )
     big = np.flatnonzero(np.abs(np.nan_to_num(values, nan=0.0)) > MAX_ABS_ALPHA)
     if big.size:
         t, j = divmod(int(big[0]), values.shape[1])
@@ -936,7 +940,8 @@ def write_market_dir(
     """Write a history in the directory format (e.g. a synthetic market, as an example).
 
     The risk model written is the history's model on its last date; it needs every symbol
-    listed on that date.
+    listed on that date.  An ``alpha_table`` (a directory's, read back) is written as the long
+    ``alpha`` table; a synthetic market's generated signal is not.
 
     Raises:
         InputError: ``risk_model`` requested but some symbol is not listed on the last date.
@@ -946,10 +951,10 @@ def write_market_dir(
     dates = [d.isoformat() for d in history.dates]
     syms = list(history.symbols)
 
-    def panel(values: FloatArray, name: str) -> pd.DataFrame:
+    def panel(values: FloatArray, name: str, shape: str = layout) -> pd.DataFrame:
         wide = pd.DataFrame(values, columns=syms)
         wide.insert(0, "date", dates)
-        if layout == "wide":
+        if shape == "wide":
             return wide
         long = wide.melt(id_vars="date", var_name="symbol", value_name=name)
         keep = np.isfinite(long[name].to_numpy(dtype=np.float64))
@@ -980,6 +985,10 @@ def write_market_dir(
         tables[LOADINGS] = loadings
         tables[COVARIANCE] = cov
         tables[SPECIFIC] = pd.DataFrame({"symbol": syms, "specific_var": d})
+    if history.alpha_table is not None and np.isfinite(history.alpha_table).any():
+        # A directory's alpha table read back is written back (review audit: a copy lost the
+        # sleeve's signal); long, so a name without a view stays without one.
+        tables[ALPHA] = panel(history.alpha_table, "alpha", shape="long")
     for stem, df in tables.items():
         target = out / f"{stem}.{fmt}"
         if fmt == "csv":

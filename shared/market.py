@@ -245,9 +245,15 @@ class MarketHistory:
         """
         t = self.index_of(d)
         if self.alpha_table is not None:
+            row = self.alpha_table[t, self.listed(t)]
+            if np.isnan(row).all():
+                # No view on any name that day (a per-date table not written for it): no alpha,
+                # so a sleeve is refused for want of one rather than solved on a zero signal
+                # (review audit, 2026-12-07: a stale table traded silently).
+                return []
             # A name the table gives no view on scores 0: a sleeve neither buys nor shorts it
             # for alpha.
-            return [float(x) for x in np.nan_to_num(self.alpha_table[t, self.listed(t)], nan=0.0)]
+            return [float(x) for x in np.nan_to_num(row, nan=0.0)]
         if self.risk_source is None:
             return []
         a = self.risk_source.alpha(self, t, self.listed(t))

@@ -10,6 +10,7 @@ import pytest
 
 from producer.reports import NAV_COLUMNS
 from producer.runner_cli import build_parser, main
+from shared.errors import InputError
 
 
 def test_help_documents_every_option(capsys) -> None:
@@ -339,6 +340,38 @@ def test_a_market_directory_with_an_alpha_table_runs_the_market_neutral_sleeve(
     assert main([*argv, "--strategy", "market-neutral", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rebalances"] > 0 and summary["wash_sales_created"] == 0
+
+
+def test_a_per_date_alpha_table_without_a_night_of_the_window_is_refused_not_read_as_zero(
+    market_dir, no_backtest, tmp_path, capsys
+) -> None:
+    # Review audit (2026-12-07): a table not written for a night gave an all-zero signal and
+    # the sleeve traded on it silently; a table with no value at all loaded too.
+    import shutil
+
+    from shared.loaders import load_market_dir, write_market_dir
+
+    stale = tmp_path / "stale"
+    shutil.copytree(market_dir, stale)
+    prices = (market_dir / "prices.csv").read_text().splitlines()[1:]
+    symbols = sorted({row.split(",")[1] for row in prices})
+    days = ["2023-03-01", "2023-03-02", "2023-03-06"]  # not 2023-03-03
+    rows = [f"{d},{sym},0.03" for d in days for sym in symbols[:3]]
+    (stale / "alpha.csv").write_text("date,symbol,alpha\n" + "\n".join(rows) + "\n")
+    market = load_market_dir(stale)
+    assert market.alpha(dt.date(2023, 3, 3)) == []
+    copy = write_market_dir(market, tmp_path / "copy")  # written back with its table
+    assert load_market_dir(copy).alpha(dt.date(2023, 3, 2)) == market.alpha(dt.date(2023, 3, 2))
+    assert sorted(market.alpha(dt.date(2023, 3, 2)))[-3:] == [0.03, 0.03, 0.03]
+    base = ["--strategy", "market-neutral", "--universe", str(stale), "--quiet"]
+    err = _refused(
+        capsys,
+        ["--start", "2023-03-01", "--end", "2023-03-06", *base, "--out", str(tmp_path / "o")],
+    )
+    assert "field --strategy" in err and "no value on 2023-03-03" in err
+    (stale / "alpha.csv").write_text("symbol,alpha\n")
+    with pytest.raises(InputError, match="gives no value"):
+        load_market_dir(stale)
 
 
 def test_a_run_on_a_market_directory_has_one_row_per_session_from_the_capital(

@@ -524,7 +524,8 @@ def test_an_alpha_table_gives_the_snapshot_its_signal_one_for_all_dates_or_one_p
     write_csv(path / "alpha.csv", "date,symbol,alpha\n2024-07-02,AAA,0.01\n2024-07-02,BBB,-0.01")
     hist = load_market_dir(path)
     assert hist.snapshot(dt.date(2024, 7, 2)).alpha == [0.01, -0.01]
-    assert hist.snapshot(dt.date(2024, 7, 3)).alpha == [0.0, 0.0]
+    # A night the table gives no view at all has no alpha (a sleeve is refused), not zeros.
+    assert hist.snapshot(dt.date(2024, 7, 3)).alpha == []
 
 
 @pytest.mark.parametrize(
