@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import glob
 import json
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -1686,7 +1688,9 @@ def write_aside(path: Path, write: Callable[[Path], object]) -> None:
     The temporary name is the writer's own: two runs writing one ``--out`` at once (a cron job
     fired twice, two ``aggregate`` runs) each rename their own file — with a fixed ``.tmp`` name
     the second rename found the first had taken it and died with a traceback (fleet fault audit,
-    2026-12-07)."""
+    2026-12-07).  A killed writer's file is removed by the next writer of ``path`` once it is
+    stale (:func:`_sweep_stale_tmp`)."""
+    _sweep_stale_tmp(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         write(tmp)
@@ -1694,6 +1698,37 @@ def write_aside(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: A temporary file of :func:`write_aside` older than this is a killed writer's, whatever its
+#: process id says (a writer on another host of a shared volume has a pid unknown here).
+STALE_TMP_S = 3600.0
+
+
+def _sweep_stale_tmp(path: Path) -> None:
+    """Remove temporary files a killed writer of ``path`` left (SIGKILL runs no cleanup; review
+    audit, 2026-12-07: one per kill piled up): those of a process that no longer runs here,
+    older than a minute, and any older than :data:`STALE_TMP_S`."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            age = now - tmp.stat().st_mtime
+            pid_text = tmp.name[len(path.name) + 2 :].split("-", 1)[0]
+            dead = pid_text.isdigit() and not _alive(int(pid_text))
+            if age > STALE_TMP_S or (dead and age > 60):
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            continue  # another writer swept it first, or it cannot be removed: harmless
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
 
 
 def _write_table(

@@ -1071,3 +1071,35 @@ def test_two_runs_writing_one_book_at_once_both_finish_and_leave_it_whole(
     assert errors == []
     assert read_book(tmp_path).accounts == book.accounts
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_killed_writers_temporary_file_is_swept_by_the_next_write(tmp_path: Path, book) -> None:
+    # Review audit (2026-12-07): each SIGKILLed writer left its own hidden .tmp file for good.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(gone.stdout)
+    write_book(tmp_path, book)
+    killed = tmp_path / f".lots.csv.{dead_pid}-0badc0de.tmp"
+    live = tmp_path / f".lots.csv.{os.getpid()}-0badc0de.tmp"  # a writer still at work
+    fresh_dead = tmp_path / f".accounts.csv.{dead_pid}-00000000.tmp"  # just killed: kept a while
+    for p in (killed, live, fresh_dead):
+        p.write_text("partial")
+    old = time.time() - 120
+    os.utime(killed, (old, old))
+    os.utime(live, (old, old))
+    write_book(tmp_path, book)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert left == sorted([live.name, fresh_dead.name])
+    ancient = time.time() - 7200
+    os.utime(live, (ancient, ancient))  # older than any write: swept whoever it was
+    write_book(tmp_path, book)
+    assert not live.exists()
