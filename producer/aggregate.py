@@ -6,7 +6,7 @@ accounts missing is refused — naming them — unless ``allow_partial`` is set.
 
 Outputs (``out/``): ``firm_pnl.json``, ``pnl_by_account.csv``, ``pnl_by_household.csv``,
 ``pnl_by_strategy.csv``, ``outcomes.jsonl``, ``trades.csv`` (lot level), ``realized.csv`` (lot
-slices), ``not_ok.csv`` and, when the book is given, ``next_book/``.
+slices), ``not_ok.csv`` and, when the book is given, ``wash_amendments.csv`` and ``next_book/``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from producer.book import Book, Format, refuse_booked_night, write_aside, write_
 from producer.results_reader import ManifestEntry
 from shared import pnl
 from shared.errors import InputError
-from shared.ledger import cents
+from shared.ledger import WashMatch, cents
 from shared.messages import AccountSpec, Outcome, Rejected, Solved, Transaction, encode_json
 
 #: Accounts named in full in an "incomplete night" error before it says "and N more".
@@ -57,6 +57,9 @@ class NightSummary(msgspec.Struct, kw_only=True):
     totals: dict[str, str | int]
     by_strategy: dict[str, dict[str, str | int]]
     out_dir: str
+    #: Loss sales of earlier nights that reading the book found washed by a purchase it holds
+    #: (``wash_amendments.csv``): their Form 8949 lines need code W.
+    book_washes: int = 0
 
 
 def check_complete(
@@ -207,11 +210,15 @@ def aggregate(
             fh.write(encode_json(o) + b"\n")
     _write_trades(out, as_of, present, expected)
     _write_not_ok(out / "not_ok.csv", present, missing, expected)
+    washes: list[tuple[str, WashMatch]] = []
     if book is not None:
         order = {a: e.index for a, e in expected.items()}
         write_book(
-            out / "next_book", next_book(book, as_of, outcomes, order=order), fmt=book_format
+            out / "next_book",
+            next_book(book, as_of, outcomes, order=order, washes=washes),
+            fmt=book_format,
         )
+        _write_book_washes(out / "wash_amendments.csv", washes)
     summary = NightSummary(
         as_of=as_of,
         complete=not missing,
@@ -221,10 +228,55 @@ def aggregate(
         totals=totals.row(),
         by_strategy={k: v.row() for k, v in by_strategy.items()},
         out_dir=str(out),
+        book_washes=len(washes),
     )
     text = json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n"
     write_aside(summary_path, lambda tmp: tmp.write_text(text))
     return summary
+
+
+#: Columns of ``wash_amendments.csv``.
+BOOK_WASH_COLUMNS = (
+    "household_id",
+    "loss_account",
+    "loss_txn",
+    "loss_lot_id",
+    "symbol",
+    "date_sold",
+    "replacement_account",
+    "replacement_lot_id",
+    "replacement_date",
+    "quantity",
+    "disallowed_usd",
+    "permanent",
+)
+
+
+def _write_book_washes(path: Path, washes: list[tuple[str, WashMatch]]) -> None:
+    """One row per wash sale that reading the book made (IRC §1091(a), (d)): the loss of an
+    earlier night's sale ``loss_txn`` is disallowed by ``disallowed_usd`` (added to the
+    replacement's basis, or lost for good with an IRA/Roth replacement, ``permanent``); that
+    sale's Form 8949 line, reported without it, needs code W.  Header only when there is none."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(BOOK_WASH_COLUMNS)
+        for household, m in washes:
+            writer.writerow(
+                [
+                    household,
+                    m.loss_account,
+                    m.loss_txn,
+                    m.loss_lot_id,
+                    m.symbol,
+                    m.date_sold.isoformat(),
+                    m.replacement_account,
+                    m.replacement_lot_id,
+                    m.replacement_date.isoformat(),
+                    str(m.quantity),
+                    str(m.disallowed_usd),
+                    "true" if m.permanent else "false",
+                ]
+            )
 
 
 def _write_pnl(path: Path, key: str, groups: Mapping[str, pnl.PnL]) -> None:
@@ -373,6 +425,7 @@ def next_book(
     outcomes: Mapping[str, Outcome],
     *,
     order: Mapping[str, int] | None = None,
+    washes: list[tuple[str, WashMatch]] | None = None,
 ) -> Book:
     """The book at the close of ``as_of``: every solved account's trades booked through the
     household ledger (full wash-sale rules, IRC §1091) in the order the accounts ran, cash moved
@@ -382,7 +435,12 @@ def next_book(
     ``index``); the book's own run order (:meth:`Book.households`) otherwise.  The manifest's
     wins, so a night enqueued by a taxview that ordered the chains otherwise is booked as its
     workers solved it (diff review: booked in the new order, a replacement lot's basis and
-    holding period came out otherwise than the solves' realized slices)."""
+    holding period came out otherwise than the solves' realized slices).
+
+    ``washes`` (when given) receives, per household, the wash sales that reading the book
+    itself made: a pending loss of an earlier night matched with a purchase the book holds
+    unadjusted (a client's trade entered by hand; :meth:`shared.ledger.Ledger.from_state`).
+    That earlier sale was reported without them (review audit, 2026-12-07)."""
     from shared.ledger import Ledger
     from shared.rebalance import outcome_transactions
 
@@ -401,6 +459,8 @@ def next_book(
             # stop the others' next book (book audit: the command died after the night, with
             # no firm_pnl.json and no next_book/).
             continue
+        if washes is not None:
+            washes.extend((household, m) for m in ledger.wash_matches)
         for spec in specs:
             outcome = outcomes.get(spec.account_id)
             if not isinstance(outcome, Solved) or not outcome.trades:

@@ -18,7 +18,7 @@ import kombu.exceptions
 import redis
 
 from producer import results_reader as reader
-from producer.aggregate import IncompleteNight
+from producer.aggregate import IncompleteNight, NightSummary
 from producer.bench_out import contract_keys
 from producer.book import (
     Book,
@@ -470,9 +470,22 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     )
     print(
         f"outputs: {out}/ (firm_pnl.json, pnl_by_account.csv, pnl_by_household.csv, "
-        "pnl_by_strategy.csv, outcomes.jsonl, trades.csv, realized.csv, not_ok.csv, next_book/)"
+        "pnl_by_strategy.csv, outcomes.jsonl, trades.csv, realized.csv, not_ok.csv, "
+        "wash_amendments.csv, next_book/)"
     )
+    _note_book_washes(summary)
     return 0 if summary.complete else 1
+
+
+def _note_book_washes(summary: NightSummary) -> None:
+    """Say on stderr when reading the book washed loss sales of earlier nights."""
+    if summary.book_washes:
+        print(
+            f"taxview: reading the book washed {summary.book_washes} loss sale slice(s) of "
+            "earlier nights (purchases entered into the book within 30 days after them): "
+            "listed in wash_amendments.csv; their Form 8949 lines need code W",
+            file=sys.stderr,
+        )
 
 
 def _run(
@@ -599,6 +612,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
             f"{summary.expected - summary.received} account(s) missing, listed in not_ok.csv",
             file=sys.stderr,
         )
+    _note_book_washes(summary)
     return 0 if summary.complete else 1
 
 

@@ -229,6 +229,8 @@ class WashMatch:
     #: slice was booked by an earlier ledger).  One sale relieving two parts of a lot has two
     #: slices under one ``loss_txn`` and ``loss_lot_id``.
     loss_slice: int | None = None
+    #: The security sold at a loss (the replacement may be another of its identical group).
+    symbol: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1326,6 +1328,7 @@ class Ledger:
                 disallowed_usd=disallowed,
                 permanent=permanent,
                 loss_slice=pending.slice_index,
+                symbol=pending.symbol,
             )
         )
         if pending.slice_index is not None:

@@ -371,3 +371,59 @@ def test_no_manifest_on_a_weekend_says_no_night_runs_then_not_to_enqueue_it() ->
     with pytest.raises(InputError) as monday:
         check_complete(dt.date(2024, 3, 4), {}, {}, allow_partial=False)
     assert "run `taxview enqueue --date 2024-03-04` first" in monday.value.reason
+
+
+def test_a_wash_sale_that_reading_the_book_makes_is_listed_for_the_earlier_sales_8949_line(
+    night, tmp_path, capsys
+) -> None:
+    # Review audit (2026-12-07): a client's purchase entered into the book two days after a
+    # harvest is matched with the harvest's pending loss when the book is read (its basis takes
+    # the loss), but no output of the night said that the earlier sale's loss is now disallowed.
+    from shared.messages import Lot, PendingLoss
+
+    book, market, manifest, outcomes = night
+    spec = book.accounts[0]
+    household = next(h for h, specs in book.households().items() if spec in specs)
+    sym = market.symbols[0]
+    sold, bought = DAY - dt.timedelta(days=6), DAY - dt.timedelta(days=2)
+    loss = PendingLoss(
+        txn="N-6:1",
+        account=spec.account_id,
+        symbol=sym,
+        lot_id="GONE",
+        date_sold=sold,
+        quantity=Decimal(10),
+        sold_quantity=Decimal(10),
+        loss_usd=Decimal("50.00"),
+        acquired=dt.date(2025, 1, 6),
+    )
+    hand = Lot(
+        account=spec.account_id,
+        symbol=sym,
+        lot_id="CLIENT-1",
+        quantity=Decimal(4),
+        trade_date=bought,
+        acquired=bought,
+        cost_basis_usd=Decimal("400.00"),
+    )
+    state = book.ledgers[household]
+    edited = msgspec.structs.replace(
+        state, lots=[*state.lots, hand], pending_losses=[*state.pending_losses, loss]
+    )
+    book = msgspec.structs.replace(book, ledgers={**book.ledgers, household: edited})
+    summary = aggregate(market.as_of, manifest, outcomes, tmp_path, book=book)
+    rows = list(csv.DictReader((tmp_path / "wash_amendments.csv").open()))
+    # IRC §1091(a), (d): 4 of the 10 loss shares, 50.00 × 4/10 = 20.00, into CLIENT-1's basis.
+    assert [
+        (r["loss_txn"], r["symbol"], r["replacement_lot_id"], r["quantity"], r["disallowed_usd"])
+        for r in rows
+    ] == [("N-6:1", sym, "CLIENT-1", "4", "20.00")]
+    assert rows[0]["household_id"] == household and rows[0]["permanent"] == "false"
+    assert summary.book_washes == 1
+    assert json.loads((tmp_path / "firm_pnl.json").read_text())["book_washes"] == 1
+    lots = read_book(tmp_path / "next_book").ledgers[household].lots
+    assert [x.cost_basis_usd for x in lots if x.lot_id == "CLIENT-1"] == [Decimal("420.00")]
+    # The book as taxview writes it makes none: a header only.
+    again = aggregate(market.as_of, manifest, outcomes, tmp_path / "plain", book=night[0])
+    assert again.book_washes == 0
+    assert (tmp_path / "plain" / "wash_amendments.csv").read_text().count("\n") == 1
