@@ -431,6 +431,57 @@ class WorkerProcess:
 #: times per worker slot before the night is given up.
 MAX_WORKER_RESTARTS = 3
 
+#: Solving processes an embedded fleet may run per CPU: each solve is single-threaded, so more
+#: only queue for the cores, and every process holds the night's market.
+MAX_PROCESSES_PER_CPU = 8
+#: A solving process's resident memory on a 500-name market (``bench solve``: ~240 MB at its
+#: peak), for the check of the machine's available memory.
+PROCESS_MB = 250
+
+
+def check_fleet_size(workers: int, concurrency: int, *, flag: str = "--workers") -> None:
+    """Refuse an embedded fleet this machine cannot hold before any process starts (contract
+    audit, 2026-12-07: ``--workers 100`` started 300 processes on two cores and the kernel's
+    OOM killer took them down, orphaned workers left behind).
+
+    Raises:
+        InputError: more than :data:`MAX_PROCESSES_PER_CPU` solving processes per CPU, or more
+            than the available memory holds at :data:`PROCESS_MB` each (main process included).
+    """
+    from shared.errors import InputError
+
+    cpus = os.cpu_count() or 1
+    solving = workers * concurrency
+    limit = MAX_PROCESSES_PER_CPU * cpus
+    if solving > limit:
+        raise InputError(
+            f"{workers} worker(s) × {concurrency} processes = {solving} solving processes on "
+            f"{cpus} CPU(s): at most {limit} (a solve uses one core; more only wait for the "
+            "cores and hold memory)",
+            field=flag,
+        )
+    available = _available_mb()
+    need = workers * (concurrency + 1) * PROCESS_MB
+    if available is not None and need > available:
+        raise InputError(
+            f"{workers} worker(s) × {concurrency} processes need about {need:,} MB "
+            f"({PROCESS_MB} MB each, main processes included) and {available:,} MB is "
+            "available: run fewer",
+            field=flag,
+        )
+
+
+def _available_mb() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in MB (``None`` where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
 
 class EmbeddedFleet:
     """A private Redis (broker db 0, results db 1) plus ``workers`` local worker processes.

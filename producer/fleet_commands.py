@@ -32,7 +32,7 @@ from producer.book import (
 )
 from producer.broker import broker_task_ids, client_app
 from producer.cli import iso_date, out_path, positive_float, positive_int, universe_size
-from producer.embedded import EmbeddedFleet
+from producer.embedded import EmbeddedFleet, check_fleet_size
 from producer.enqueue import (
     check_same_book,
     enqueue_night,
@@ -405,6 +405,12 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         )
     if args.out is not None:
         _check_out(args.out)
+    if settings.embedded:
+        check_fleet_size(
+            args.workers,
+            args.concurrency,
+            flag="--workers" if args.workers >= args.concurrency else "--concurrency",
+        )
     book, market = load_inputs(args)
     if not settings.embedded:
         # A deployed fleet's store and broker are checked before anything is written, so a
@@ -667,6 +673,7 @@ def cmd_bench_fleet(args: argparse.Namespace) -> int:
     """``taxview bench fleet``: one JSON line."""
     from producer.fleet_bench import bench_fleet
 
+    check_fleet_size(1, args.workers)
     result = bench_fleet(
         accounts=args.accounts,
         names=args.names,

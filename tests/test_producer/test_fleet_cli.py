@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from producer.cli import main
+from shared.errors import InputError
 
 
 def test_every_fleet_command_has_help(capsys) -> None:
@@ -150,6 +151,38 @@ def test_a_night_on_a_holiday_or_weekend_is_refused_naming_the_previous_session(
     err = _one_line_error(capsys)
     assert rc == 2 and day in err and previous in err and "--date" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["nightly", "--workers", "100"], "--workers"),
+        (["nightly", "--workers", "1", "--concurrency", "500"], "--concurrency"),
+        (["bench", "fleet", "--workers", "400", "--accounts", "10"], "--workers"),
+    ],
+)
+def test_an_embedded_fleet_too_big_for_the_machine_is_refused_before_any_process_starts(
+    tmp_path, capsys, monkeypatch, argv: list[str], field: str
+) -> None:
+    # Contract audit (2026-12-07): `--workers 100` started 300 processes on two cores; the
+    # kernel's OOM killer ended them and left orphaned workers behind.
+    from producer import embedded
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    monkeypatch.setattr(embedded.os, "cpu_count", lambda: 2)
+    started: list[object] = []
+    monkeypatch.setattr(embedded.subprocess, "Popen", lambda *a, **k: started.append(a))
+    extra = ["--out", str(tmp_path / "o")] if argv[0] == "nightly" else []
+    assert main([*argv, *extra]) == 2
+    err = _one_line_error(capsys)
+    assert f"field {field}" in err and "at most 16" in err
+    assert started == [] and not (tmp_path / "o").exists()
+    # Memory: 16 processes of 250 MB do not fit in 1 GB.
+    monkeypatch.setattr(embedded, "_available_mb", lambda: 1000)
+    with pytest.raises(InputError, match="1,000 MB is available"):
+        embedded.check_fleet_size(2, 7)
+    embedded.check_fleet_size(1, 2)  # 750 MB: fits
 
 
 def test_allow_partial_without_a_timeout_is_refused_before_anything_runs(
