@@ -522,17 +522,28 @@ def _synthetic_households(
                 cands = [f for f in TILT_FACTORS if f in snapshot.risk_model.factor_names]
                 if cands:
                     tilt = [FactorTilt(factor=cands[0], min_exposure=0.1)]
+            # An account that drew no lot (a few names, an IRA holding 30% of them) is newly
+            # funded: all cash (contract audit, 2026-12-07: a KeyError on 3-name books).
+            cash = (
+                Decimal(repr(round(float(cash_w[m]) * values[aid], 2)))
+                if aid in values
+                else NEW_ACCOUNT_CASH_USD
+            )
             spec = AccountSpec(
                 account_id=aid,
                 household_id=household,
                 account_type=atype,
-                cash_usd=Decimal(repr(round(float(cash_w[m]) * values[aid], 2))),
+                cash_usd=cash,
                 tilts=tilt,
                 exclusions=[symbols[int(rng.integers(n))]] if rng.random() < 0.2 else [],
                 max_weight=cap,
             )
             yield spec, state
         made += size
+
+
+#: The cash of a synthetic account that holds no lot: newly funded, invested by its first night.
+NEW_ACCOUNT_CASH_USD = Decimal("1000000.00")
 
 
 def _account_values(lots: list[Lot], prices: FloatArray, index: dict[str, int]) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import msgspec
+import pytest
 
 from shared.examples import DEFAULT_AS_OF, example_request, synthetic_book
 from shared.ledger import Ledger, is_long_term
@@ -129,3 +130,19 @@ def test_a_synthetic_books_pending_losses_are_of_names_its_household_did_not_buy
             ]
             assert near == [], (state.household_id, p.symbol, near)
     assert pending >= 20
+
+
+@pytest.mark.parametrize(("names", "seed"), [(3, 0), (10, 0)])
+def test_an_account_that_draws_no_lot_on_a_tiny_universe_is_a_newly_funded_cash_account(
+    names: int, seed: int
+) -> None:
+    # Contract audit (2026-12-07): `nightly --names 3 --seed 0` and `bench solve --names 10
+    # --accounts 20 --seed 0` died with a KeyError on the account that held nothing.
+    from shared.examples import NEW_ACCOUNT_CASH_USD
+
+    _, book = synthetic_book(accounts=20, names=names, seed=seed, as_of=DEFAULT_AS_OF)
+    holders = {lot.account for _, state in book for lot in state.lots}
+    empty = [spec for spec, _ in book if spec.account_id not in holders]
+    assert empty, "the case needs an account without lots"
+    assert all(spec.cash_usd == NEW_ACCOUNT_CASH_USD for spec in empty)
+    assert all(spec.cash_usd < NEW_ACCOUNT_CASH_USD for spec, _ in book if spec not in empty)
