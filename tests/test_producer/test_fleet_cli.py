@@ -185,6 +185,24 @@ def test_an_embedded_fleet_too_big_for_the_machine_is_refused_before_any_process
     embedded.check_fleet_size(1, 2)  # 750 MB: fits
 
 
+def test_asking_for_redis_server_where_none_is_installed_names_the_flag_that_exists(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Contract audit (2026-12-07): the message said "use --server fakeredis", a flag no command
+    # has.
+    from producer import embedded
+
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
+    argv = ["nightly", "--synthetic-accounts", "2", "--names", "15", "--quiet"]
+    rc = main([*argv, "--embedded-server", "redis-server", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # after the line naming the embedded fleet
+    assert rc == 2 and "--embedded-server fakeredis" in last and "--server " not in last
+
+
 def test_allow_partial_without_a_timeout_is_refused_before_anything_runs(
     tmp_path, capsys, monkeypatch
 ) -> None:
