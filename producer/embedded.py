@@ -522,7 +522,9 @@ class EmbeddedFleet:
         self.log_dir = log_dir
         self.redis = RedisServer(fake=server == "fakeredis")
         if server == "redis-server" and self.redis.binary is None:
-            raise EmbeddedError("no redis-server on PATH: install Redis or use --embedded-server fakeredis")
+            raise EmbeddedError(
+                "no redis-server on PATH: install Redis or use --embedded-server fakeredis"
+            )
         self.workers: list[WorkerProcess] = []
         self.settings = base
         self.worker_args = list(worker_args or [])

@@ -803,3 +803,30 @@ def test_a_night_refused_for_an_unreachable_store_touches_nothing_in_its_out_fol
     assert main([*argv, "--out", str(out)]) == 2
     assert "unreachable" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["firm_pnl.json"]
+
+
+def test_waiting_for_the_bench_workers_retries_a_broker_error_and_names_it_if_it_persists() -> None:
+    # Contract audit (2026-12-07): under load the embedded fakeredis server closed a ping's
+    # connection while loading a Lua script and `bench fleet` died with a traceback.
+    import redis.exceptions
+
+    from producer.fleet_bench import wait_for_workers
+    from shared.errors import TaxviewError
+
+    class Control:
+        def __init__(self, failures: int) -> None:
+            self.failures = failures
+
+        def ping(self, timeout: float) -> list[dict[str, str]]:
+            if self.failures:
+                self.failures -= 1
+                raise redis.exceptions.ConnectionError("Connection closed by server.")
+            return [{"w0@host": "pong"}]
+
+    class App:
+        def __init__(self, failures: int) -> None:
+            self.control = Control(failures)
+
+    wait_for_workers(App(failures=2), 1, timeout_s=10)
+    with pytest.raises(TaxviewError, match="Connection closed by server"):
+        wait_for_workers(App(failures=10**6), 1, timeout_s=1.2)
