@@ -17,6 +17,7 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 
+from shared.calendar import trading_day_on_or_before
 from shared.ledger import Ledger
 from shared.market import MarketHistory
 from shared.messages import (
@@ -451,7 +452,10 @@ def synthetic_book_stream(
     as_of = _session(history, as_of)
     snapshot = history.snapshot(as_of)
     rng = np.random.default_rng([seed, 7])
-    days = [as_of - dt.timedelta(days=k) for k in range(0, 3 * 366 + 1)]
+    # k days ago, as the NYSE session on or before it: lots are bought and sold on trading days
+    # (contract audit, 2026-12-07: a third of the synthetic lots were dated on weekends and
+    # holidays, e.g. Christmas Day).
+    days = [trading_day_on_or_before(as_of - dt.timedelta(days=k)) for k in range(0, 3 * 366 + 1)]
     return snapshot, _synthetic_households(
         accounts=accounts,
         rng=rng,

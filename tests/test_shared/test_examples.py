@@ -146,3 +146,15 @@ def test_an_account_that_draws_no_lot_on_a_tiny_universe_is_a_newly_funded_cash_
     assert empty, "the case needs an account without lots"
     assert all(spec.cash_usd == NEW_ACCOUNT_CASH_USD for spec in empty)
     assert all(spec.cash_usd < NEW_ACCOUNT_CASH_USD for spec, _ in book if spec not in empty)
+
+
+def test_a_synthetic_books_lots_and_loss_sales_are_dated_on_nyse_sessions() -> None:
+    # Contract audit (2026-12-07): a third of the lots were bought on weekends and holidays.
+    from shared.calendar import is_trading_day
+
+    _, book = synthetic_book(accounts=12, names=40, seed=7, as_of=DEFAULT_AS_OF)
+    lots = [lot for _, state in book for lot in state.lots]
+    sales = [p.date_sold for _, state in book for p in state.pending_losses]
+    assert len(lots) > 1000 and sales
+    assert all(is_trading_day(x.trade_date) and is_trading_day(x.acquired) for x in lots)
+    assert all(is_trading_day(d) for d in sales)
