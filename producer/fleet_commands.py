@@ -130,13 +130,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=_one_line(cmd_nightly))
 
-    p = sub.add_parser("enqueue", help="publish the market and manifest, send one task/account")
+    p = sub.add_parser(
+        "enqueue",
+        help="publish the market and manifest, send one task/account",
+        description="For a deployed fleet (TAXVIEW_BROKER_URL, TAXVIEW_REDIS_URL): publish the "
+        "night's market snapshot and manifest once, then send one rebalance task per account "
+        "without an outcome (task id DATE:ACCOUNT; a household's accounts as one chain), so a "
+        "re-run after a crash sends only what is still missing.",
+    )
     _add_inputs(p, synthetic_default=None)
     _add_urls(p)
     p.add_argument("--resend", action="store_true", help="also send accounts that have outcomes")
     p.set_defaults(func=_one_line(cmd_enqueue))
 
-    p = sub.add_parser("aggregate", help="check completeness and write the night's reports")
+    p = sub.add_parser(
+        "aggregate",
+        help="check completeness and write the night's reports",
+        description="Read the night's outcomes from the results store, refuse a night with "
+        "accounts missing (naming them) unless --allow-partial, and write the firm-wide P/L, "
+        "outcomes, trades, realized slices, the not-ok list and, with --book, the next book.",
+    )
     p.add_argument("--date", type=iso_date, required=True, help="the night")
     p.add_argument("--out", type=out_path, required=True, help="output directory")
     p.add_argument("--book", type=Path, help="the night's input book: writes out/next_book")
@@ -147,12 +160,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_urls(p)
     p.set_defaults(func=_one_line(cmd_aggregate))
 
-    p = sub.add_parser("sweep", help="re-enqueue the accounts of a night that have no outcome")
+    p = sub.add_parser(
+        "sweep",
+        help="re-enqueue the accounts of a night that have no outcome",
+        description="Once the workers are idle: send again the tasks of every account of the "
+        "night's manifest that has no stored outcome (a task lost with its broker, say).",
+    )
     _add_inputs(p, synthetic_default=None)
     _add_urls(p)
     p.set_defaults(func=_one_line(cmd_sweep))
 
-    p = sub.add_parser("preflight", help="check the results store and broker before a night")
+    p = sub.add_parser(
+        "preflight",
+        help="check the results store and broker before a night",
+        description="Check that the results store and the broker answer and that neither has "
+        "an evicting maxmemory policy (a store that evicts could lose outcomes).",
+    )
     _add_urls(p)
     p.set_defaults(func=_one_line(cmd_preflight))
 
@@ -160,7 +183,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def register_bench(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``taxview bench fleet``."""
     p = bench_sub.add_parser(
-        "fleet", help="fleet throughput vs an in-process loop; prints one JSON line"
+        "fleet",
+        help="fleet throughput vs an in-process loop; prints one JSON line",
+        description="Solve a synthetic book on an embedded fleet (one worker, --workers pool "
+        "processes) and the same accounts in a plain loop; print one JSON line: accounts, names, "
+        "workers, accounts_per_s, overhead_vs_inline, redis_peak_mb (--details adds more).",
     )
     p.add_argument("--accounts", type=positive_int, default=1000, help="accounts (default 1000)")
     p.add_argument("--names", type=universe_size, default=500, help="universe size (default 500)")
