@@ -78,6 +78,8 @@ def _whole_number(minimum: int, rule: str, maximum: int | None = None) -> Callab
 
     def parse(text: str) -> int:
         try:
+            if not text.isascii():  # int() reads "１２"; the settings from the environment do not
+                raise ValueError(text)
             value = int(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc

@@ -19,6 +19,9 @@ from producer import cli, runner_cli
         (cli.main, ["example-request", "--names", "100000000"], "--names"),
         (cli.main, ["nightly", "--synthetic-accounts", "1", "--names", "10001"], "--names"),
         (cli.main, ["bench", "fleet", "--names", "100000000"], "--names"),
+        # Contract audit (2026-12-07): full-width digits were read as a number here, refused in
+        # the environment's settings.
+        (cli.main, ["bench", "solve", "--names", "\uff11\uff12"], "--names"),
         (runner_cli.main, ["--start", "2022-13-01", "--end", "2022-02-01"], "--start"),
         (runner_cli.main, ["--start", "2022-01-03"], "--end"),
     ],
