@@ -679,6 +679,26 @@ def test_a_sleeve_tries_the_directions_and_sides_its_alpha_ranks_first(
     assert not out.limit_breaches
 
 
+def _no_revisit(
+    level: object, sol: Solution, data: ProblemData, after: float
+) -> tuple[Solution, ProblemData]:
+    return sol, data
+
+
+def test_a_long_short_book_undoes_a_flip_of_the_guard_and_revisits_its_side_flips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Refls audit (2026-12-07, exact MIQP reference): this 50-name 130/30 book sold every lot of
+    # a 2% long with 14–22% gains and shorted it, and never retried a side flip (EBG to harvest)
+    # that the direction trials had made worth 1.07e-3 of NAV: 3.3e-3 short of the optimum,
+    # which undoing the flip and revisiting the side flips reach.
+    request = example_request(names=50, seed=0, strategy="long-short")
+    out, revisited, without = _with_and_without(monkeypatch, request, "_revisit_flips", _no_revisit)
+    assert any("/undo " in a for a in out.solver.attempts)
+    assert revisited < without - 2e-3, (revisited, without)
+    assert out.status == "ok" and not out.wash_sale_issues and not out.limit_breaches
+
+
 @pytest.mark.parametrize(
     ("names", "seed", "level"),
     [
