@@ -633,25 +633,43 @@ def _skip(level: object, sol: Solution, data: ProblemData) -> tuple[Solution, Pr
     return sol, data
 
 
+def _no_revisit(
+    level: object, sol: Solution, data: ProblemData, after: float
+) -> tuple[Solution, ProblemData]:
+    return sol, data
+
+
 @pytest.mark.parametrize(
-    ("strategy", "names", "seed", "gain"),
+    ("search", "book", "gain"),
     [
         # Reference-solve audit: a 30-name 130/30 book (seed 1) kept the guard's directions;
         # selling BZQ's long lots and shorting it was 3.2e-3 of NAV better.  (The guard now
         # tries a caller's flips on that book itself; seed 4 still needs the search: 3.1e-3.)
-        ("long-short", 30, 4, 1e-3),
+        ("_direction_search", ("long-short", 30, 4), 1e-3),
         # Refsolve audit (market-neutral): sleeves got no direction trials; a 12-name sleeve
         # (seed 7) kept a held name on the guard's first direction, 4.1e-3 of NAV worse.
-        ("market-neutral", 12, 7, 2e-3),
+        ("_direction_search", ("market-neutral", 12, 7), 2e-3),
+        # Refls audit (2026-12-07, exact MIQP reference): this 50-name 130/30 book sold every
+        # lot of a 2% long with 14–22% gains and shorted it, and never retried a side flip (EBG
+        # to harvest) that the direction trials had made worth 1.07e-3 of NAV: 3.3e-3 short of
+        # the optimum, which undoing the flip and revisiting the side flips reach.
+        ("_revisit_flips", ("long-short", 50, 0), 2e-3),
+        # The same audit: this 80-name sleeve covered a short with 51–87% gains whole and went
+        # long (2.0e-3 of NAV short of the optimum; 4.5e-4 with the revisit).
+        ("_revisit_flips", ("market-neutral", 80, 0), 1e-3),
     ],
 )
-def test_direction_flips_lower_the_objective_of_long_short_books_and_sleeves(
-    strategy: str, names: int, seed: int, gain: float, monkeypatch: pytest.MonkeyPatch
+def test_the_direction_trials_and_the_revisit_lower_the_objective_of_books_with_directions(
+    search: str, book: tuple[str, int, int], gain: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    strategy, names, seed = book
     request = example_request(names=names, seed=seed, strategy=strategy)  # type: ignore[arg-type]
-    out, searched, without = _with_and_without(monkeypatch, request, "_direction_search", _skip)
-    assert any("/direction " in a for a in out.solver.attempts)
+    off = _skip if search == "_direction_search" else _no_revisit
+    out, searched, without = _with_and_without(monkeypatch, request, search, off)
+    marker = "/direction " if search == "_direction_search" else "/undo "
+    assert any(marker in a for a in out.solver.attempts)
     assert searched < without - gain, (searched, without)
+    assert not out.wash_sale_issues
 
 
 @pytest.mark.parametrize(
@@ -677,35 +695,6 @@ def test_a_sleeve_tries_the_directions_and_sides_its_alpha_ranks_first(
     assert out.status == "ok"
     assert not out.wash_sale_issues
     assert not out.limit_breaches
-
-
-def _no_revisit(
-    level: object, sol: Solution, data: ProblemData, after: float
-) -> tuple[Solution, ProblemData]:
-    return sol, data
-
-
-@pytest.mark.parametrize(
-    ("strategy", "names", "seed", "gain"),
-    [
-        # Refls audit (2026-12-07, exact MIQP reference): this 50-name 130/30 book sold every
-        # lot of a 2% long with 14–22% gains and shorted it, and never retried a side flip (EBG
-        # to harvest) that the direction trials had made worth 1.07e-3 of NAV: 3.3e-3 short of
-        # the optimum, which undoing the flip and revisiting the side flips reach.
-        ("long-short", 50, 0, 2e-3),
-        # The same audit: this 80-name sleeve covered a short with 51–87% gains whole and went
-        # long (2.0e-3 of NAV short of the optimum; 4.5e-4 with the revisit).
-        ("market-neutral", 80, 0, 1e-3),
-    ],
-)
-def test_a_book_with_directions_undoes_a_flip_of_the_guard_and_revisits_its_side_flips(
-    strategy: str, names: int, seed: int, gain: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    request = example_request(names=names, seed=seed, strategy=strategy)  # type: ignore[arg-type]
-    out, revisited, without = _with_and_without(monkeypatch, request, "_revisit_flips", _no_revisit)
-    assert any("/undo " in a for a in out.solver.attempts)
-    assert revisited < without - gain, (revisited, without)
-    assert out.status == "ok" and not out.wash_sale_issues and not out.limit_breaches
 
 
 @pytest.mark.parametrize(
