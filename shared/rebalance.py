@@ -2606,6 +2606,8 @@ def _direction_search(
         candidates = first + extra[: min(MAX_ALPHA_DIRECTIONS, trials)]
     else:
         candidates = candidates[:trials]
+    over_cap = _over_cap_to_short(level, data, held_long & ~held_short)
+    candidates += [(0.0, np.int64(i), True) for i in over_cap[: min(MAX_OVER_CAP_TRIALS, trials)]]
     for _, i, to_short in candidates:
         flipped_short = held_long & (sol.w < -WEIGHT_EPS)
         flipped_long = held_short & (sol.w > WEIGHT_EPS)
@@ -2613,14 +2615,55 @@ def _direction_search(
             continue  # already this direction
         hint_short, hint_long = flipped_short.copy(), flipped_long.copy()
         (hint_short if to_short else hint_long)[i] = True
+        start = data
+        if to_short and not data.short_allowed[i]:
+            # Over its cap, so on the harvest side (no new shorts) though it has no loss lot to
+            # sell: to the buy side, where it may be shorted once its longs are sold.
+            sides = _spread_to_groups(~data.buy_allowed, ctx.group)
+            sides[ctx.group == ctx.group[i]] = False
+            start = dataclasses.replace(level.problem(sides), unheld_short=data.unheld_short)
         data2 = dataclasses.replace(
-            data, flip_hint=(hint_short, hint_long), flip_hint_objective=-math.inf
+            start, flip_hint=(hint_short, hint_long), flip_hint_objective=-math.inf
         )
         what = f"/direction {ctx.market.symbols[i]} to {'short' if to_short else 'long'}"
         sol2 = _optional_attempt(level, data2, what)
         if sol2 is not None and sol2.objective < sol.objective - FLIP_MIN_GAIN:
             sol, data = sol2, dataclasses.replace(data2, flip_hint_objective=sol2.objective)
     return _unheld_direction_search(level, sol, data)
+
+
+#: Direction trials of names held long above their cap that the pre-pass put on the harvest
+#: side only for the cap (:func:`_over_cap_to_short`), at most.
+MAX_OVER_CAP_TRIALS = 4
+
+
+def _over_cap_to_short(level: _Level, data: ProblemData, held_long_only: BoolArray) -> list[int]:
+    """Names held long only, above their cap, that may be bought and shorted and hold no loss
+    lot, whose group is on the harvest side for the cap alone — most above the cap first.
+
+    The pre-pass puts a name above its cap on the harvest side (it must be sold), where no new
+    short is allowed: a sleeve could never turn such a name short, though selling its gain lots
+    and shorting it breaks no side rule (refls audit, 2026-12-07: a 50-name sleeve held XPK long
+    at 7.2% against a 5% cap; shorting it instead recovered a third of its 6.9e-3 of NAV gap to
+    the exact optimum).  A name with a loss lot stays: on the buy side it could not be sold."""
+    ctx = level.ctx
+    base = ctx.base
+    n = base.n
+    if not ctx.taxable:
+        return []
+    has_loss = np.zeros(n, dtype=np.bool_)
+    has_loss[base.lot_name[_tax_loss(ctx, short=False)]] = True
+    group_loss = _spread_to_groups(has_loss | level.locked | ~base.buy_allowed, ctx.group)
+    over = ctx.w0 - base.max_w
+    pick = (
+        held_long_only
+        & (over > WEIGHT_EPS)
+        & ~data.buy_allowed
+        & ~data.short_allowed
+        & base.short_allowed
+        & ~group_loss
+    )
+    return sorted(np.flatnonzero(pick).tolist(), key=lambda i: -over[i])
 
 
 #: Trials that undo one flip of the solution in hand (:func:`_undo_flip_search`), at most.

@@ -682,6 +682,10 @@ def test_the_direction_trials_and_the_revisit_lower_the_objective_of_books_with_
         # ... an 80-name sleeve harvested small losses of names its alpha wanted at their cap,
         # and could then not add to them (5.8e-3).
         ((80, 2), "MAX_ALPHA_FLIPS", "to buy", 4e-3),
+        # Refls audit (2026-12-07): a 50-name sleeve held XPK long at 7.2% against its 5% cap;
+        # the pre-pass kept it on the harvest side (no new shorts) for the cap alone, and
+        # shorting it was worth a third of the 6.9e-3 of NAV gap to the exact optimum.
+        ((50, 0), "MAX_OVER_CAP_TRIALS", "/direction XPK to short", 1.5e-3),
     ],
 )
 def test_a_sleeve_tries_the_directions_and_sides_its_alpha_ranks_first(
