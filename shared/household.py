@@ -349,14 +349,14 @@ def _unbooked_matches(
     A match with an IRA/Roth purchase comes back too: reading disallows it for good again (no
     basis moves) and marks the lot used.  Review audit, 2026-12-07.
     """
-    raw: dict[tuple[str, str], Decimal] = {}
+    held: dict[tuple[str, str], Decimal] = {}
     booked: set[tuple[str, str]] = set()
     for x in lots:
         key = (x.account, x.lot_id)
         if x.used_as_replacement or x.acquired != x.trade_date:
             booked.add(key)
-        raw[key] = raw.get(key, Decimal(0)) + x.quantity
-    room = {key: qty for key, qty in raw.items() if key not in booked}
+        held[key] = held.get(key, Decimal(0)) + x.quantity
+    room = {key: qty for key, qty in held.items() if key not in booked}  # raw lots' shares
     back: dict[int, Decimal] = {}  # loss slice → shares put back
     for m in book.wash_matches:
         key = (m.replacement_account, m.replacement_lot_id)

@@ -2682,9 +2682,7 @@ def _undo_flip_search(
     ctx = level.ctx
     base = ctx.base
     n = base.n
-    long0 = np.bincount(base.lot_name, weights=base.lot_w, minlength=n)
-    short0 = np.bincount(base.short_name, weights=base.short_w, minlength=n)
-    held_long, held_short = long0 > 0, short0 > 0
+    held_long, held_short = _held(ctx)
     tax = np.bincount(base.lot_name, weights=base.lot_tax * base.lot_w, minlength=n)
     tax_s = np.bincount(base.short_name, weights=base.short_tax * base.short_w, minlength=n)
     flipped = [(-float(tax[i]), int(i)) for i in np.flatnonzero(held_long & (sol.w < -WEIGHT_EPS))]
