@@ -106,12 +106,18 @@ def touchable_lots(
     account of the household, IRC §1091(a), Treas. Reg. §1.1091-1(c)); the trading account's
     lots of every symbol it sells or covers (the lots relieved, whatever the lot method) and of
     every lot id it names (so a buy reusing an open lot id is refused as on the whole ledger);
-    and the account's first lot (its account type is checked against the trades'). Older lots
-    of other accounts, and of untraded names, can neither wash nor be washed nor be relieved
-    today: they pass through unchanged.  The window memory (pending losses, recent purchases,
-    identical groups) always goes whole.
+    and the account's first lot (its account type is checked against the trades'); and the
+    lots of a pending loss's group bought from 30 days before its sale, which reading the
+    ledger can still match with it (:func:`shared.ledger.reconcile_reach`). Older lots of other
+    accounts, and of untraded names, can neither wash nor be washed nor be relieved today: they
+    pass through unchanged.  The window memory (pending losses, recent purchases, identical
+    groups) always goes whole.
     """
+    from shared.ledger import reconcile_reach
+
     cut = as_of - dt.timedelta(days=ADVANCE_WINDOW_DAYS)
+    reach = reconcile_reach(ledger)
+    first, reached = reach if reach is not None else (cut, frozenset[str]())
     account = txns[0].account if txns else ""
     closed = {t.symbol for t in txns if t.side in ("sell", "cover")}
     named = {t.lot_id or t.id for t in txns}
@@ -121,8 +127,10 @@ def touchable_lots(
     first_own = True
     for i, lot in enumerate(ledger.lots):
         own = lot.account == account
-        if lot.trade_date >= cut or (
-            own and (first_own or lot.symbol in closed or lot.lot_id in named)
+        if (
+            lot.trade_date >= cut
+            or (own and (first_own or lot.symbol in closed or lot.lot_id in named))
+            or (lot.trade_date >= first and lot.symbol.upper() in reached)
         ):
             key = (lot.account, lot.symbol, lot.lot_id)
             if key in seen or (own and lot.lot_id in opened):
@@ -332,10 +340,11 @@ def _unbooked_matches(
     """The replay's pending losses with the loss shares it matched to purchases that the book's
     ``lots`` hold *raw* put back (IRC §1091(a), (d)).
 
-    The replay washes a window loss into a purchase of a later day the history shows; when the
-    book lists that purchase as a lot whose basis does not carry it — no part marked
-    ``replacement_used``, no wash adjustment, ``acquired`` not tacked: a client's own purchase
-    after a harvest, entered by hand (nightly audit, 2026-12-07) — the shares are returned as
+    The replay washes a window loss into a purchase of the 30 days before or after it that the
+    history shows; when the book lists that purchase as a lot whose basis does not carry it —
+    no part marked ``replacement_used``, no wash adjustment, ``acquired`` not tacked: a client's
+    own purchase around a harvest, entered by hand (nightly audit, 2026-12-07) — the shares are
+    returned as
     pending, and the ledger that reads the book (:meth:`shared.ledger.Ledger.from_state`)
     matches them with the book's own lot, once: its basis adjusted, its holding period tacked,
     marked used.  Left matched in the replay alone, the loss was in nobody's basis and the lot
@@ -360,12 +369,7 @@ def _unbooked_matches(
     back: dict[int, Decimal] = {}  # loss slice → shares put back
     for m in book.wash_matches:
         key = (m.replacement_account, m.replacement_lot_id)
-        if (
-            m.loss_slice is None
-            or m.date_sold < cut
-            or m.replacement_date <= m.date_sold  # reading the book matches later days only
-            or room.get(key, Decimal(0)) <= 0
-        ):
+        if m.loss_slice is None or m.date_sold < cut or room.get(key, Decimal(0)) <= 0:
             continue
         qty = min(m.quantity, room[key])
         room[key] -= qty

@@ -143,6 +143,37 @@ def _amount(quantity: Decimal, price: Decimal) -> Decimal:
     return cents(Context(prec=max(digits, 28)).multiply(quantity, price))
 
 
+def reconcile_reach(
+    state: LedgerState, groups: Iterable[Iterable[str]] = ()
+) -> tuple[dt.date, frozenset[str]] | None:
+    """How far back reading ``state`` can reach for a pending loss's replacement shares.
+
+    :meth:`Ledger.from_state` matches a pending loss of the window memory with unused shares of
+    its group bought from 30 days before the sale (IRC §1091(a); IRS Pub. 550, "Wash Sales": "30
+    days before or after the sale"), so a reduced snapshot (one account's rebalance, booking
+    one ticket) reads the same as the whole household only if it keeps the lots of those groups
+    bought since the earliest pending sale's day − 30, up to 60 days before ``as_of`` — older
+    than the 30-day window such a snapshot otherwise keeps.
+
+    Args:
+        state: the household ledger snapshot.
+        groups: substantially identical groups beside ``state.identical`` (an account's own).
+
+    Returns:
+        ``(first trade date, upper-cased symbols of the pending losses' groups)``, or ``None``
+        when the snapshot has no pending loss.
+    """
+    if not state.pending_losses:
+        return None
+    member_of = _merge_groups([*state.identical, *groups])
+    keys = {member_of.get(p.symbol.upper(), p.symbol.upper()) for p in state.pending_losses}
+    symbols = {s for s, key in member_of.items() if key in keys} | {
+        p.symbol.upper() for p in state.pending_losses
+    }
+    first = min(p.date_sold for p in state.pending_losses) - dt.timedelta(days=WASH_WINDOW_DAYS)
+    return first, frozenset(symbols)
+
+
 def _share(total: Decimal, part: Decimal, whole: Decimal) -> Decimal:
     """``total × part / whole`` rounded half-up to the cent, rounded once (``whole`` > 0).
 
@@ -534,25 +565,33 @@ class Ledger:
         :meth:`_replace_forward`).  A book edited by hand can: a client's own purchase after a
         harvest, entered as a lot, left the loss pending and the lot unadjusted — the wash sale
         missed, and the lot free to absorb another loss later (nightly audit, 2026-12-07).
-        Each pending loss, oldest sale first, is matched as the ledger would have matched the
-        purchase when it was booked (:meth:`_replace_forward`): with the unused shares of its
-        group in any account of the household bought (a cover loss: bought or shorted) on a
-        later day within 30 days of the sale, in acquisition order.  Shares bought before the
-        sale or on its day are left as the snapshot has them: the ledger that booked the sale
-        decided on them (and whether earlier-bought shares replace a loss is a reading of
-        §1091(a), docs/ledger.md).  A snapshot a ledger wrote is left as it is.
+        So can one with a purchase entered late, dated in the 30 days *before* a harvest (the
+        client's own order of that week, keyed in after the night sold the loss).  Each pending
+        loss, oldest sale first, is matched as the ledger would have matched it had it known
+        the purchase (:meth:`_replace_backward` at the sale, then :meth:`_replace_forward`):
+        with the unused shares of its group in any account of the household bought (a cover
+        loss: bought or shorted) from 30 days before the sale through 30 days after it, not
+        shares of the sold lot's own purchase, in acquisition order.  A snapshot a ledger wrote
+        holds no such pair (the ledger matched them when it booked the later of the two), so it
+        is left as it is; :func:`reconcile_reach` says which lots a reduced snapshot must keep
+        for this to read the same as the whole household.
         """
         window = dt.timedelta(days=WASH_WINDOW_DAYS)
         for group in list(self._pending):
             for pending in sorted(self._pending[group], key=lambda x: (x.date_sold, x.seq)):
-                start, end = pending.date_sold, pending.date_sold + window
+                start, end = pending.date_sold - window, pending.date_sold + window
                 candidates = [
                     lot
                     for key in self._keys_by_group.get(group, set())
                     for lot in self._lots.get(key, [])
                     if not lot.used
-                    and start < lot.trade_date <= end
+                    and start <= lot.trade_date <= end
                     and (pending.short or not lot.short)
+                    and not (
+                        lot.account == pending.account
+                        and lot.symbol == pending.symbol
+                        and lot.lot_id == pending.lot_id
+                    )
                 ]
                 candidates.sort(key=lambda x: (x.trade_date, x.seq, x.sub))
                 for lot in candidates:

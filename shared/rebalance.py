@@ -57,7 +57,7 @@ import msgspec
 import numpy as np
 
 from shared.errors import Infeasible, InputError, SolverFailed
-from shared.ledger import FIRST_DATE, LAST_DATE, decimal_places
+from shared.ledger import FIRST_DATE, LAST_DATE, decimal_places, reconcile_reach
 from shared.ledger import MAX_QUANTITY as LEDGER_MAX_QUANTITY
 from shared.ledger import MAX_QUANTITY_PLACES as LEDGER_MAX_QUANTITY_PLACES
 from shared.ledger import cents as ledger_cents
@@ -887,6 +887,10 @@ class _Scan:
 
     own: list[int]  # indices into request.ledger.lots of the account's lots
     recent: list[int]  # indices of lots bought in the last WINDOW_DAYS days (any account)
+    #: indices of older lots (any account) of a pending loss's group bought from 30 days
+    #: before its sale: reading the ledger can still match them with it
+    #: (:func:`shared.ledger.reconcile_reach`), so the reduced ledgers keep them too
+    reach: list[int]
     name: IntArray  # (own) market index
     qty: FloatArray  # (own) shares
     basis: FloatArray  # (own) USD, whole lot
@@ -917,8 +921,22 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     lots = request.ledger.lots
     cut = as_of - dt.timedelta(days=WINDOW_DAYS)
     own = [i for i, lot in enumerate(lots) if lot.account == aid]
-    recent = [i for i, lot in enumerate(lots) if lot.trade_date >= cut]
-    others = sorted(set(recent).difference(own)) if recent else []
+    reach = (
+        reconcile_reach(
+            request.ledger, identical_groups(request.account.identical, request.ledger.identical)
+        )
+        if request.ledger.pending_losses
+        else None
+    )
+    if reach is None:
+        recent = [i for i, lot in enumerate(lots) if lot.trade_date >= cut]
+        older: list[int] = []
+    else:
+        since, reached = reach
+        near = [i for i, lot in enumerate(lots) if lot.trade_date >= since]
+        recent = [i for i in near if lots[i].trade_date >= cut]
+        older = [i for i in near if lots[i].trade_date < cut and lots[i].symbol.upper() in reached]
+    others = sorted(set(recent).union(older).difference(own)) if recent or older else []
     check = own + others  # the account's lots first, in ledger order
     chk = [lots[i] for i in check]
     m = len(own)
@@ -1089,6 +1107,7 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     return _Scan(
         own=own,
         recent=recent,
+        reach=older,
         name=name,
         qty=qty[:m],
         basis=basis[:m],
@@ -1303,7 +1322,7 @@ def wash_check_state(
     """
     state = request.ledger
     lots = state.lots
-    keep = set(scan.recent)
+    keep = {*scan.recent, *scan.reach}
     if sold:
         keep.update(i for i in scan.own if lots[i].lot_id in sold)
     pending, purchases = state.pending_losses, state.recent_purchases
@@ -1370,7 +1389,7 @@ def household_restrictions(
     candidates = np.flatnonzero(~scan.in_window & wanted[scan.name]) if len(gid) else gid
     _, first = np.unique(probe_key[candidates], return_index=True)
     probes = candidates[first]
-    keep = sorted({*scan.recent, *(scan.own[k] for k in probes.tolist())})
+    keep = sorted({*scan.recent, *scan.reach, *(scan.own[k] for k in probes.tolist())})
     reduced = msgspec.structs.replace(
         state, lots=[lots[i] for i in keep], identical=[sorted(g) for g in groups]
     )

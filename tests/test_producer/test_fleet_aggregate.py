@@ -373,19 +373,22 @@ def test_no_manifest_on_a_weekend_says_no_night_runs_then_not_to_enqueue_it() ->
     assert "run `taxview enqueue --date 2024-03-04` first" in monday.value.reason
 
 
+@pytest.mark.parametrize("bought_days_ago", [2, 35])
 def test_a_wash_sale_that_reading_the_book_makes_is_listed_for_the_earlier_sales_8949_line(
-    night, tmp_path, capsys
+    night, tmp_path, capsys, bought_days_ago
 ) -> None:
     # Review audit (2026-12-07): a client's purchase entered into the book two days after a
     # harvest is matched with the harvest's pending loss when the book is read (its basis takes
     # the loss), but no output of the night said that the earlier sale's loss is now disallowed.
+    # 35 days ago: a purchase 29 days *before* the harvest, keyed in late (IRC §1091(a): "within
+    # 30 days before or after"; matched on reading since the eighth session of 2026-12-07).
     from shared.messages import Lot, PendingLoss
 
     book, market, manifest, outcomes = night
     spec = book.accounts[0]
     household = next(h for h, specs in book.households().items() if spec in specs)
     sym = market.symbols[0]
-    sold, bought = DAY - dt.timedelta(days=6), DAY - dt.timedelta(days=2)
+    sold, bought = DAY - dt.timedelta(days=6), DAY - dt.timedelta(days=bought_days_ago)
     loss = PendingLoss(
         txn="N-6:1",
         account=spec.account_id,

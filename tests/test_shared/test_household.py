@@ -16,6 +16,7 @@ from shared.ledger import Ledger
 from shared.messages import (
     LedgerState,
     Lot,
+    PendingLoss,
     RebalanceRequest,
     Solved,
     Trade,
@@ -150,6 +151,41 @@ def test_a_loss_washed_by_a_siblings_recent_ira_purchase_is_booked_as_on_the_who
     b1 = next(lot for lot in got.lots if lot.lot_id == "b1")
     assert b1.replacement_used  # the IRA lot absorbed the loss (IRC §1091, Rev. Rul. 2008-5)
     assert [lot.lot_id for lot in got.lots][-1] == "new1"
+
+
+def test_a_pending_loss_read_beside_a_late_entered_earlier_purchase_is_booked_as_on_the_whole() -> (
+    None
+):
+    # A client's purchase of 2025-04-10 (53 days before the night, older than the 45 days
+    # booking otherwise keeps) keyed in after the loss sale of 2025-05-08: reading the ledger
+    # matches them (IRC §1091(a): within 30 days before the sale), the reduced ledger too.
+    sold = AS_OF - dt.timedelta(days=25)
+    ledger = msgspec.structs.replace(
+        _household(),
+        lots=[
+            *_household().lots,
+            _lot("B XYZ late 5", sold - dt.timedelta(days=28), "350.00", "ira"),
+        ],
+        pending_losses=[
+            PendingLoss(
+                txn="S1",
+                account="A",
+                symbol="XYZ",
+                lot_id="a0",
+                date_sold=sold,
+                quantity=Decimal(8),
+                loss_usd=Decimal("240.00"),
+                sold_quantity=Decimal(8),
+                acquired=sold - dt.timedelta(days=100),
+            )
+        ],
+    )
+    outcome = _solved([_trade("ABC", "buy", 2, "40.00", "new1")])
+    got = book_outcome(ledger, outcome, account_type="taxable")
+    assert encode_json(got) == encode_json(_whole(ledger, outcome, "taxable"))
+    late = next(lot for lot in got.lots if lot.lot_id == "late")
+    # 240 × 5/8 = 150.00 disallowed for good: an IRA replacement (Rev. Rul. 2008-5)
+    assert (late.cost_basis_usd, late.replacement_used) == (Decimal("350.00"), True)
 
 
 def test_a_buy_reusing_an_open_lot_id_is_refused_as_on_the_whole_ledger() -> None:
@@ -304,6 +340,40 @@ def _read_book(history: list[Transaction], lots: list[Lot], as_of: dt.date) -> L
     return Ledger.from_state(LedgerState(as_of=as_of, lots=lots, pending_losses=pending)).state(
         as_of
     )
+
+
+def test_a_loss_the_history_washes_into_an_earlier_purchase_the_book_holds_raw_lands_in_it() -> (
+    None
+):
+    # The client's purchase of 2024-06-10, ten days before the harvest, entered by hand as a
+    # raw lot: the replay matches it backward (IRC §1091(a): within 30 days before the sale)
+    # and reading the book puts that match into the lot (before 2026-12-07's eighth session
+    # only purchases after the sale were; the $400.00 was in nobody's basis).
+    from shared.household import history_losses
+    from shared.ledger import Ledger
+
+    as_of = dt.date(2024, 7, 1)
+    history = [
+        _hl_txn("B1,2023-01-03,ACC-1,BBB,buy,100,60,L1"),
+        _hl_txn("B2,2024-06-10,ACC-2,BBB,buy,40,51,C0"),
+        _hl_txn("S1,2024-06-20,ACC-1,BBB,sell,66,50,L1"),  # a $660.00 loss
+    ]
+    lots = [
+        _hl_lot("ACC-1,BBB,L1,34,2040,2023-01-03"),
+        _hl_lot("ACC-2,BBB,C0,40,2040,2024-06-10"),
+    ]
+    pending = history_losses(history, lots, [], as_of)
+    ledger = Ledger.from_state(LedgerState(as_of=as_of, lots=lots, pending_losses=pending))
+    (c0,) = [x for x in ledger.state(as_of).lots if x.lot_id == "C0"]
+    # 660 × 40/66 = 400.00 into C0's basis; §1223(3): L1's 534 days tacked onto 2024-06-10.
+    assert (c0.cost_basis_usd, c0.acquired, c0.replacement_used) == (
+        Decimal("2440.00"),
+        dt.date(2022, 12, 24),
+        True,
+    )
+    assert [(m.replacement_lot_id, m.disallowed_usd) for m in ledger.wash_matches] == [
+        ("C0", Decimal("400.00"))
+    ]
 
 
 def test_only_the_replacement_shares_the_book_still_holds_take_a_loss_back_on_reading() -> None:

@@ -714,3 +714,50 @@ def test_a_snapshot_holding_a_pending_loss_beside_an_unused_later_purchase_is_re
     # A snapshot the ledger wrote itself reads back exactly as written.
     written = ledger_written.state(d("2024-06-21"))
     assert Ledger.from_state(written).state(d("2024-06-21")) == written
+
+
+def test_a_purchase_entered_late_with_a_trade_date_before_the_harvest_is_read_washed() -> None:
+    # IRC §1091(a); IRS Pub. 550: a purchase "within 30 days before or after the sale" replaces
+    # the loss.  The client's own order of 2024-06-10 keyed into the book after the night of
+    # 2024-06-20 sold L1 at a loss: reading the book matches them (a known limit until
+    # 2026-12-07, eighth session: only purchases dated after the sale were matched).
+    book = Ledger()
+    book.apply(tx("2023-01-03", "buy", "100", "60", lot="L1"))
+    book.apply(tx("2024-06-20", "sell", "66", "50", lot="L1"))  # a $660.00 loss, pending
+    state = book.state(d("2024-06-21"))
+    client = Lot(
+        account="B",
+        symbol="X",
+        lot_id="C0",
+        quantity=D("40"),
+        trade_date=d("2024-05-21"),  # the 30th day before the sale: inside the window
+        acquired=d("2024-05-21"),
+        cost_basis_usd=D("2200.00"),
+    )
+    early = msgspec.structs.replace(client, lot_id="C9", trade_date=d("2024-05-20"))
+    edited = Ledger.from_state(msgspec.structs.replace(state, lots=[*state.lots, early, client]))
+    lots = {x.lot_id: x for x in edited.state(d("2024-06-21")).lots}
+    # 660 × 40/66 = 400.00 into C0's basis; §1223(3): L1's 534 days (2023-01-03 → 2024-06-20)
+    # tacked onto C0's own start.
+    assert (lots["C0"].cost_basis_usd, lots["C0"].acquired, lots["C0"].replacement_used) == (
+        D("2600.00"),
+        d("2022-12-04"),
+        True,
+    )
+    assert lots["C9"].cost_basis_usd == D("2200.00")  # the 31st day before: outside
+    assert [(m.replacement_lot_id, m.disallowed_usd) for m in edited.wash_matches] == [
+        ("C0", D("400.00"))
+    ]
+
+
+def test_the_rest_of_the_sold_lots_own_purchase_is_not_read_as_its_replacement() -> None:
+    # The unsold rest of the purchase the loss shares came from never replaces them (docs/
+    # ledger.md, "Replacement shares"), on reading as when the ledger booked the sale.
+    book = Ledger()
+    book.apply(tx("2024-06-05", "buy", "100", "60", lot="L2"))
+    book.apply(tx("2024-06-20", "sell", "60", "50", lot="L2"))  # $600.00 loss, 40 left of L2
+    written = book.state(d("2024-06-21"))
+    assert [p.quantity for p in written.pending_losses] == [D("60")]
+    resumed = Ledger.from_state(written)
+    assert resumed.wash_matches == []
+    assert resumed.state(d("2024-06-21")) == written

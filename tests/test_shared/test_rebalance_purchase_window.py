@@ -12,8 +12,15 @@ import msgspec
 
 from shared.examples import example_request
 from shared.ledger import Ledger
-from shared.messages import LastPurchase, Lot, RebalanceRequest, Solved, Transaction
-from shared.rebalance import rebalance
+from shared.messages import (
+    LastPurchase,
+    Lot,
+    PendingLoss,
+    RebalanceRequest,
+    Solved,
+    Transaction,
+)
+from shared.rebalance import outcome_transactions, rebalance
 
 
 @functools.cache
@@ -328,3 +335,60 @@ def test_the_history_is_judged_by_the_ledger_not_by_raw_prices() -> None:
     )
     assert lost(*reuse, last_qty=1) == {"ZZD"}
     assert lost(*reuse, last_qty=10) == set()
+
+
+def test_a_late_entered_purchase_before_a_pending_loss_sold_tonight_carries_it_in_its_basis() -> (
+    None
+):
+    # A client's purchase keyed into the book late, dated 50 days ago: 25 days before a loss
+    # sale the window memory still holds, so reading the ledger washes that loss into it (IRC
+    # §1091(a), (d): within 30 days before the sale).  Tonight the name is excluded and the lot
+    # sold: the outcome's realized slice must be the whole ledger's (its basis carries the
+    # $500.00; the reduced ledgers keep the lot though it is older than their 30-day window).
+    request = example_request(names=60, seed=3)
+    aid = request.account.account_id
+    held = {x.symbol for x in request.ledger.lots}
+    sym = next(s for s in request.market.symbols if s not in held)
+    price = Decimal(repr(request.market.prices[request.market.symbols.index(sym)]))
+    sold = request.as_of - dt.timedelta(days=25)
+    bought = sold - dt.timedelta(days=25)  # 50 days before the night
+    lot = Lot(
+        account=aid,
+        symbol=sym,
+        lot_id="HAND1",
+        quantity=Decimal(10),
+        trade_date=bought,
+        acquired=bought,
+        cost_basis_usd=(price * 8).quantize(Decimal("0.01")),
+    )
+    loss = PendingLoss(
+        txn="S-OLD",
+        account=aid,
+        symbol=sym,
+        lot_id="OLD1",
+        date_sold=sold,
+        quantity=Decimal(10),
+        loss_usd=Decimal("500.00"),
+        sold_quantity=Decimal(10),
+        acquired=sold - dt.timedelta(days=200),
+    )
+    ledger = msgspec.structs.replace(
+        request.ledger,
+        lots=[*request.ledger.lots, lot],
+        pending_losses=[*request.ledger.pending_losses, loss],
+    )
+    account = msgspec.structs.replace(request.account, exclusions=[sym])
+    out = rebalance(msgspec.structs.replace(request, ledger=ledger, account=account))
+    (got,) = [s for s in out.realized if s.lot_id == "HAND1"]
+    whole = Ledger.from_state(ledger)
+    n = len(whole.sales)
+    for txn in outcome_transactions(out, account_type="taxable"):
+        whole.apply(txn)
+    (want,) = [s for s in whole.sales[n:] if s.lot_id == "HAND1"]
+    assert (got.cost_basis_usd, got.gain_usd, got.date_acquired, got.term) == (
+        want.cost_basis,
+        want.gain,
+        want.date_acquired,
+        want.term,
+    )
+    assert got.cost_basis_usd == lot.cost_basis_usd + Decimal("500.00")

@@ -77,7 +77,9 @@ def households(draw: st.DrawFn) -> RebalanceRequest:
     lots = list(state.lots)
     recent = list(state.recent_purchases)
     for k, sym in enumerate(draw(st.lists(pick, max_size=4, unique=True))):
-        day = as_of - dt.timedelta(days=draw(st.integers(0, 35)))
+        # Up to 65 days back: a purchase of the 30 days before a pending loss's sale is matched
+        # with it when the ledger is read, and the reduced ledgers must keep it (reconcile_reach).
+        day = as_of - dt.timedelta(days=draw(st.integers(0, 65)))
         i = symbols.index(sym)
         qty = Decimal(draw(st.integers(1, 20)))
         lot = Lot(
@@ -91,6 +93,8 @@ def households(draw: st.DrawFn) -> RebalanceRequest:
             account_type="ira",
         )
         lots.append(lot)
+        if (as_of - day).days > 30:
+            continue  # a snapshot's recent purchases are of the last 30 days
         recent.append(
             RecentPurchase(
                 txn=f"R{k}",
