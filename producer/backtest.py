@@ -137,7 +137,8 @@ class BacktestConfig:
     lambda_te: float = 1.0
     tilts: tuple[FactorTilt, ...] = ()
     exclusions: tuple[str, ...] = ()
-    #: Single-name cap; ``None``: max(10%, 1.25 × the largest benchmark weight in the window).
+    #: Single-name cap; ``None``: on each day max(10%, 1.25 × the largest benchmark weight of
+    #: the run so far) — :func:`default_caps`.
     max_weight: float | None = None
     rebalance: Frequency = "daily"
     tax_netting: TaxNetting = "daily"
@@ -907,8 +908,33 @@ class RunResult:
     wash_sales_created: int
     seconds: float
     policy_obj: Any = None
-    #: The settings actually used (``max_weight`` resolved).
+    #: The run's settings.
     config: BacktestConfig | None = None
+    #: The single-name cap of the first and the last day (the default cap moves with the
+    #: benchmark, :func:`default_caps`; a given ``max_weight`` is both).
+    max_weight_used: tuple[float, float] | None = None
+
+
+def default_caps(bench_weights: FloatArray) -> FloatArray:
+    """The default single-name cap of each day of a run: max(10%, 1.25 × the largest benchmark
+    weight of the run so far), rounded to 4 decimals, at most 1.
+
+    Only what is known on the day (runner audit, 2026-12-07 eighth session: the cap was
+    resolved from the largest weight of the *whole* window, so a name the 20-name sample would
+    grow into by 2022 loosened the cap of 2000 from 17% to 69%, and the same days traded
+    otherwise depending on ``--end``).  Running maximum, so the cap never falls and never
+    forces a sale; 10% keeps a broad index's book diversified; 1.25 × lets a 20- or 50-name
+    universe whose largest weight exceeds 10% stay feasible.  A cap above 1 means none (a
+    2-name universe's largest weight × 1.25 was 1.16 and the first rebalance rejected it).
+
+    Args:
+        bench_weights: (T, n) benchmark weights of the run's days (NaN: not listed).
+
+    Returns:
+        (T,) caps.
+    """
+    largest = np.nanmax(np.where(np.isfinite(bench_weights), bench_weights, 0.0), axis=1)
+    return np.minimum(1.0, np.round(np.maximum(0.10, 1.25 * np.maximum.accumulate(largest)), 4))
 
 
 def simulate(
@@ -953,11 +979,11 @@ def simulate(
     level = np.asarray(market.benchmark_level[t0 : t1 + 1], dtype=np.float64)
     if not np.all(np.isfinite(level)) or np.any(level <= 0):
         raise InputError("benchmark level must be positive and finite", field="benchmark_level")
-    if config.max_weight is None:
-        bench_max = float(np.nanmax(market.benchmark_weights[t0 : t1 + 1]))
-        # A cap above 1 means none (a 2-name universe's largest weight ×1.25 was 1.16 and the
-        # first rebalance rejected it).
-        config = replace(config, max_weight=min(1.0, round(max(0.10, 1.25 * bench_max), 4)))
+    caps = (
+        default_caps(np.asarray(market.benchmark_weights[t0 : t1 + 1], dtype=np.float64))
+        if config.max_weight is None
+        else None
+    )
     capital = float(config.capital_usd)
     if config.strategy == "market-neutral":
         # The dollar-neutral sleeve's benchmark is cash: its active return is its return.
@@ -999,7 +1025,7 @@ def simulate(
             prices=px,
             book=book,
             market=market,
-            config=config,
+            config=config if caps is None else replace(config, max_weight=float(caps[k])),
         )
         np.copyto(last_px, raw[k], where=listed[k])
         held_unlisted = (book.shares != 0) & ~listed[k]
@@ -1060,6 +1086,13 @@ def simulate(
         seconds=time.perf_counter() - started,
         policy_obj=policy,
         config=config,
+        max_weight_used=(
+            (float(caps[0]), float(caps[-1]))
+            if caps is not None
+            else (float(config.max_weight), float(config.max_weight))
+            if config.max_weight is not None
+            else None
+        ),
     )
 
 

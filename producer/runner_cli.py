@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-weight",
         type=_fraction,
         default=None,
-        help="single-name cap as a weight in (0, 1] (default max(10%%, 1.25 × largest "
-        "benchmark weight))",
+        help="single-name cap as a weight in (0, 1] (default, each day: max(10%%, 1.25 × the "
+        "largest benchmark weight of the run so far))",
     )
     p.add_argument(
         "--rebalance",
@@ -480,6 +480,10 @@ def run(args: argparse.Namespace) -> int:
             "sessions": len(main.dates),
         }
         summary["settings"] = used.settings()
+        if main.max_weight_used is not None:
+            # The cap of the first and the last day: the default one follows the benchmark's
+            # largest weight so far (producer.backtest.default_caps); null max_weight = default.
+            summary["settings"]["max_weight_used"] = list(main.max_weight_used)
         # The run's own flags too, so the settings say everything that was run (runner audit).
         summary["settings"]["baselines"] = bool(args.baselines)
         summary["settings"]["sweep"] = args.sweep[0] if args.sweep else None

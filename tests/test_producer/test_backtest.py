@@ -600,3 +600,40 @@ def test_no_loss_sale_is_within_30_days_of_a_purchase_of_its_name_whichever_came
         if abs((d - s.date_sold).days) <= 30
     ]
     assert not near, near[:5]
+
+
+class _CapSpy:
+    """A policy that trades nothing and notes the single-name cap each day's solve would get."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.caps: list[float] = []
+
+    def decide(self, ctx) -> list:
+        self.caps.append(ctx.config.account_spec(ctx.book.cash).max_weight)
+        return []
+
+
+def test_the_default_cap_of_a_day_uses_no_benchmark_weight_after_it() -> None:
+    # Runner audit (2026-12-07, eighth session): the default cap came from the largest benchmark
+    # weight of the whole window — on the 20-name sample 68.6% in January 2000 for a run to
+    # 2022 (one name grows to 55% of the basket), 17.3% for a run to the end of 2000 — so the
+    # same days traded otherwise depending on --end.
+    from producer.datasets import load_sp500_sample
+
+    start = dt.date(2000, 1, 3)
+    caps = []
+    for end in (dt.date(2000, 3, 31), dt.date(2003, 12, 31)):
+        market = load_sp500_sample(start, end).history
+        spy = _CapSpy()
+        run = simulate(market, spy, BacktestConfig(start=start, end=end, universe="sp500-sample"))
+        caps.append(spy.caps)
+        t0 = market.dates.index(start)
+        largest = np.maximum.accumulate(market.benchmark_weights[t0:].max(axis=1))
+        expect = np.minimum(1.0, np.round(np.maximum(0.10, 1.25 * largest), 4))
+        assert spy.caps == expect.tolist()  # the largest weight so far: never falls
+        assert run.max_weight_used == (spy.caps[0], spy.caps[-1])
+    short, long = caps
+    assert long[: len(short)] == short
+    assert long[-1] > short[-1]  # the later window did grow a larger weight

@@ -462,7 +462,8 @@ def test_a_two_name_universe_runs_with_its_default_cap_held_at_one(tmp_path) -> 
     out = tmp_path / "o"
     argv = ["--start", "2020-01-02", "--end", "2020-01-10", "--universe", "synthetic:2"]
     assert main([*argv, "--out", str(out), "--quiet"]) == 0
-    assert json.loads((out / "summary.json").read_text())["settings"]["max_weight"] == 1.0
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert (settings["max_weight"], settings["max_weight_used"]) == (None, [1.0, 1.0])
 
 
 def test_a_universe_is_synthetic_only_when_named_so_and_a_directory_is_never_taken_for_one(
