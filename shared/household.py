@@ -344,11 +344,10 @@ def _unbooked_matches(
     history shows; when the book lists that purchase as a lot whose basis does not carry it —
     no part marked ``replacement_used``, no wash adjustment, ``acquired`` not tacked: a client's
     own purchase around a harvest, entered by hand (nightly audit, 2026-12-07) — the shares are
-    returned as
-    pending, and the ledger that reads the book (:meth:`shared.ledger.Ledger.from_state`)
-    matches them with the book's own lot, once: its basis adjusted, its holding period tacked,
-    marked used.  Left matched in the replay alone, the loss was in nobody's basis and the lot
-    later absorbed another loss.
+    returned as pending, and the ledger that reads the book
+    (:meth:`shared.ledger.Ledger.from_state`) matches them with the book's own lot, once: its
+    basis adjusted, its holding period tacked, marked used.  Left matched in the replay alone,
+    the loss was in nobody's basis and the lot later absorbed another loss.
 
     A lot that shows the wash in any way (a ``LOTS.csv`` of ``taxview realized`` carries the
     adjustment but has no ``replacement_used`` column) is read as booked, and at most the shares

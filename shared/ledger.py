@@ -587,9 +587,9 @@ class Ledger:
                     if not lot.used
                     and start <= lot.trade_date <= end
                     and (pending.short or not lot.short)
-                    and not (
+                    and not (  # the unsold rest of the sold lot's own purchase
                         lot.account == pending.account
-                        and lot.symbol == pending.symbol
+                        and lot.symbol.upper() == pending.symbol.upper()
                         and lot.lot_id == pending.lot_id
                     )
                 ]
