@@ -700,6 +700,15 @@ def _check_history(request: RebalanceRequest) -> None:
     """
     aid = request.account.account_id
     for i, t in enumerate(request.history):
+        if t.date > request.as_of:
+            # As a window-memory entry dated after the ledger is (fuzz audit, 2026-12-07 eighth
+            # session: a row of 2026-08-01 on a request of 2026-06-30 was read silently).
+            raise InputError(
+                f"{t.side} of {t.symbol} on {t.date}: dated after the request's as_of "
+                f"{request.as_of}",
+                account=aid,
+                field=f"history[{i}].date",
+            )
         q, p = t.quantity, t.price
         if q.is_finite() and decimal_places(q) > LEDGER_MAX_QUANTITY_PLACES:
             raise InputError(
@@ -1104,6 +1113,19 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
     short = np.array([x.short for x in mine], dtype=np.bool_)
     if request.account.strategy == "direct-index":
         fail(short, "lot {lot.lot_id} is a short lot in a long-only account", "short")
+    elif short.any() and not short.all():
+        # A name held long and short in one account is a box: a constructive sale of the long
+        # shares (IRC §1259), which the rebalance never creates (DESIGN §5a) and cannot read —
+        # its shape counts both sides (fuzz audit, 2026-12-07 eighth session: accepted, the
+        # ticket left OCZ long 701 and short 422 and both shape floors missed, no word).
+        long_names = set(name[~short].tolist())
+        boxed = short & np.isin(name, list(long_names))
+        fail(
+            boxed,
+            "lot {lot.lot_id} is short {lot.symbol}, which the account also holds long: a box "
+            "(a constructive sale, IRC §1259); close one side before the rebalance",
+            "short",
+        )
     return _Scan(
         own=own,
         recent=recent,
@@ -2939,6 +2961,7 @@ def _solve_chain(
             if len(relaxations) >= 2:
                 relaxations, first = _tighten(level, pre, relaxations, first)
             sol, data = _refine_first(first)
+            relaxations, data = _met_steps_back(ctx, relaxations, sol, data)
             return sol, data, relaxations
         # DESIGN §2: exclusions are sold "tax-aware, over time if a gain budget says so".  At
         # every infeasible level with an excluded name held and a gain or turnover budget, the
@@ -2958,6 +2981,7 @@ def _solve_chain(
                     kept = _over_time_accept(level, pre, te_budget)
                     steps, found = _tighten(over_time, pre, steps, found, accept=kept)
                 sol, data = _refine_first(found)
+                steps, data = _met_steps_back(ctx, steps, sol, data)
                 return sol, data, steps
             if found is not None:
                 log.attempts.append(
@@ -3110,6 +3134,57 @@ def _tighten(
                 steps, first = candidate, found
                 break
     return steps, first
+
+
+#: Relaxation steps :func:`_met_steps_back` never takes back: not a client limit dropped but
+#: a way of meeting one (exclusions sold over several nights).
+_NOT_LIMITS = frozenset({"exclusions_over_time", "hold"})
+
+
+def _met_steps_back(
+    ctx: _Context, relaxations: list[str], sol: Solution, data: ProblemData
+) -> tuple[list[str], ProblemData]:
+    """Take back out of the record each relaxation step whose limit the final solution meets.
+
+    The chain drops a limit when a level is infeasible *on the sides it searched*; the sides
+    refined afterwards can end on a ticket that meets it all the same (fuzz audit, 2026-12-07
+    eighth session: a gain budget recorded as dropped beside −$70,782.54 realized against
+    +$10,000; a tilt dropped, its exposure 0.1091 against a floor of 0.1).  A solution of the
+    relaxed problem that meets a limit is a solution of the problem with it, and optimal there
+    too for the same sides (the relaxed problem's feasible set contains the other's), so the
+    limit is back in force — checked independently (:func:`~shared.optimizer.check.
+    check_solution`), put back into the problem the rounding repair holds, and the outcome no
+    longer says it was dropped.  A ladder is cut from its tightest rung (a TE of 2.6% against
+    a 2% budget keeps ``te_budget×1.5``).
+    """
+    from shared.optimizer.check import check_solution
+
+    steps = [s for s in relaxations if s not in _NOT_LIMITS]
+    if not steps:
+        return relaxations, data
+    te_budget = ctx.request.account.te_budget
+    dims: list[list[str]] = []
+    for step in steps:
+        if not any(step in d for d in dims):
+            dims.append([s for s in steps if s in _ladder(step)])
+    for dim in dims:
+        for cut in (dim[k:] for k in range(len(dim))):
+            candidate = [s for s in relaxations if s not in cut]
+            limits = _chain_transform(candidate, te_budget)(ctx.base)
+            restored = dataclasses.replace(
+                data,
+                te_max=limits.te_max,
+                tilts=limits.tilts,
+                turnover_max_w=limits.turnover_max_w,
+                gain_budget_w=limits.gain_budget_w,
+                long_min_w=limits.long_min_w,
+                short_min_w=limits.short_min_w,
+                neutral_band=limits.neutral_band,
+            )
+            if not check_solution(restored, sol):
+                relaxations, data = candidate, restored
+                break
+    return relaxations, data
 
 
 def _first_solution(level: _Level, pre: BoolArray) -> _First | None:

@@ -329,3 +329,28 @@ def test_a_gross_limit_below_the_long_short_shape_floors_is_rejected_naming_it()
     rb.validate_request(
         msgspec.structs.replace(request, account=msgspec.structs.replace(account, long_short=ok))
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "dropped"),
+    [
+        ("fuzz_gain_budget_relaxed_but_met_request.json.gz", "gain_budget"),
+        ("fuzz_tilt_relaxed_but_met_request.json.gz", "tilt"),
+    ],
+)
+def test_a_limit_the_final_ticket_meets_is_not_recorded_as_relaxed(name: str, dropped: str) -> None:
+    # Fuzz audit (2026-12-07, eighth session): the chain dropped the limit on the sides it had
+    # searched, the refined sides then met it — the outcome still said it was dropped
+    # (−$70,782.54 realized against a +$10,000 budget; momentum 0.1091 against a 0.1 floor).
+    request = _stored_request(name)
+    out = rebalance(request)
+    assert dropped not in out.relaxations and not out.limit_breaches
+    acct = request.account
+    if dropped == "gain_budget":
+        assert acct.gain_budget_usd is not None
+        assert out.realized_st_usd + out.realized_lt_usd <= acct.gain_budget_usd
+    else:
+        (tilt,) = acct.tilts
+        (row,) = [x for x in out.factor_exposures if x.factor == tilt.factor]
+        assert row.active >= tilt.min_exposure
+        assert out.status == "ok" and out.relaxations == []

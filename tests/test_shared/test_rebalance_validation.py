@@ -215,3 +215,45 @@ def test_a_repeated_lot_row_is_refused_as_it_would_double_the_position() -> None
     with pytest.raises(InputError, match="neither copy marked replacement_used") as err:
         validate_request(doubled)
     assert err.value.field == f"ledger.lots[{j + 1}].lot_id"
+
+
+def test_a_history_row_dated_after_the_request_is_rejected_naming_it() -> None:
+    # Fuzz audit (2026-12-07, eighth session): a purchase of 2026-08-01 in the history of a
+    # request of 2026-06-30 was read silently (window-memory entries after the ledger's date
+    # were already refused).
+    import datetime as dt
+
+    from shared.messages import Transaction
+
+    r = _request()
+    late = Transaction(
+        id="LATE",
+        date=r.as_of + dt.timedelta(days=32),
+        account=r.account.account_id,
+        symbol=r.market.symbols[0],
+        side="buy",
+        quantity=Decimal(1),
+        price=Decimal(10),
+        lot_id="LATE1",
+    )
+    with pytest.raises(InputError) as err:
+        validate_request(msgspec.structs.replace(r, history=[late, *r.history]))
+    assert err.value.field == "history[0].date" and "after the request's as_of" in err.value.reason
+
+
+def test_a_long_short_account_holding_a_name_both_long_and_short_is_rejected_as_a_box() -> None:
+    # IRC §1259: a box is a constructive sale of the long shares; the rebalance never creates
+    # one and cannot read one (fuzz audit, 2026-12-07 eighth session: accepted silently, the
+    # ticket left the name long 701 and short 422 and both shape floors missed).
+    r = example_request(names=40, seed=3, strategy="long-short")
+    aid = r.account.account_id
+    short = next(x for x in r.ledger.lots if x.account == aid and x.short)
+    box = msgspec.structs.replace(short, short=False, lot_id="BOX-LONG")
+    with pytest.raises(InputError) as err:
+        rebalance(
+            msgspec.structs.replace(
+                r, ledger=msgspec.structs.replace(r.ledger, lots=[*r.ledger.lots, box])
+            )
+        )
+    assert err.value.account == aid and err.value.field.endswith(".short")
+    assert short.symbol in err.value.reason and "§1259" in err.value.reason
