@@ -68,6 +68,10 @@ class NightStats(msgspec.Struct, kw_only=True):
     redis_peak_mb: float
 
 
+#: A store that is restarting (refused) or stopped answering (timed out): waited for.
+_STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 def run_night(
     *,
     client: redis.Redis[bytes],
@@ -164,10 +168,14 @@ def run_night(
                     else:
                         prog = msgspec.structs.replace(prog, done=done)
                 polls += 1
-            except redis.exceptions.ConnectionError:
-                # The store is restarting: the workers retry, so do we (the night is not lost).
+            except _STORE_DOWN:
+                # The store is restarting: the workers retry, so do we (the night is not lost)
+                # — up to ``timeout_s`` (fleet fault audit, 2026-12-07 eighth session: a dead
+                # store kept `nightly --timeout 30` waiting for ever).
                 if bar is not None:
                     bar.note("results store unreachable, retrying…")
+                if timeout_s is not None and time.monotonic() - started > timeout_s:
+                    break
                 time.sleep(1.0)
                 continue
             if full:
@@ -196,7 +204,7 @@ def run_night(
                     # running, each stall used to queue every pending household once more (an
                     # operator audit saw 306 messages for 34 households; at 10,000 accounts the
                     # copies would fill a noeviction Redis).
-                    with contextlib.suppress(redis.exceptions.ConnectionError):
+                    with contextlib.suppress(*_STORE_DOWN):
                         todo = lost.not_held(todo, held())
                 if todo:
                     republish()
@@ -216,7 +224,7 @@ def run_night(
                 lost.probed = now
                 try:
                     todo = lost.confirm(pending_chains(client, as_of, chains), held())
-                except redis.exceptions.ConnectionError:
+                except _STORE_DOWN:
                     todo = []  # the broker or store is restarting: read again later
                 if todo:
                     republish()
@@ -233,7 +241,7 @@ def run_night(
         raise
     wall = time.monotonic() - started
     if shown is not prog:  # the loop ended on a cheap poll (a time-out): count once more
-        with contextlib.suppress(redis.exceptions.ConnectionError):
+        with contextlib.suppress(*_STORE_DOWN):
             shown = reader.progress(client, as_of, expected)
     if bar is not None:
         bar.draw(shown, wall, final=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 import redis
@@ -19,6 +21,8 @@ from redis.retry import Retry
 from shared import results_keys as keys
 from shared.errors import InputError
 from shared.messages import Outcome
+
+T = TypeVar("T")
 
 #: maxmemory policies under which Redis never drops our keys.
 SAFE_POLICIES = frozenset({"noeviction"})
@@ -55,6 +59,13 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
 #: Reconnect attempts of a store command (exponential backoff capped at 2 s: about half a
 #: minute in all), so the producer rides out a Redis restart.
 STORE_RETRIES = 20
+#: Wall-clock budget of those attempts: a store that accepts connections and never answers
+#: (a hung server, a half-open network path) held each attempt for the whole socket timeout,
+#: and ``aggregate`` sat silent for 665 s (fleet fault audit, 2026-12-07 eighth session).
+STORE_RETRY_BUDGET_S = 30.0
+#: Seconds a store command waits for the next bytes of its answer (per socket read: a large
+#: answer that keeps streaming never times out).
+STORE_SOCKET_TIMEOUT_S = 10.0
 
 
 #: Connection attempts of a preflight check (it answers in seconds, not half a minute).
@@ -65,19 +76,66 @@ PREFLIGHT_RETRIES = 3
 PREFLIGHT_TIMEOUT_S = 5.0
 
 
+class BudgetRetry(Retry):
+    """redis-py's :class:`~redis.retry.Retry` that also stops once ``budget_s`` seconds have
+    passed since the command's first attempt (a timed-out attempt counts its wait)."""
+
+    def __init__(self, backoff: ExponentialBackoff, retries: int, budget_s: float) -> None:
+        super().__init__(backoff, retries)
+        self.budget_s = budget_s
+        self.backoff = backoff
+        self.retries = retries
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        """redis-py's loop (``Retry.call_with_retry``), ended by the budget as well."""
+        deadline = time.monotonic() + self.budget_s
+        # The errors redis-py retries (its own attribute: a client may add to them).
+        errors: tuple[type[Exception], ...] = getattr(self, "_supported_errors")  # noqa: B009
+        self.backoff.reset()
+        failures = 0
+        while True:
+            try:
+                return do()
+            except errors as error:
+                if is_retryable is not None and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                if failures > self.retries >= 0 or time.monotonic() >= deadline:
+                    raise
+                pause = self.backoff.compute(failures)
+                if pause > 0:
+                    time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+
+
 def connect(
-    url: str, *, retries: int | None = None, socket_timeout: float = 30.0
+    url: str,
+    *,
+    retries: int | None = None,
+    socket_timeout: float = STORE_SOCKET_TIMEOUT_S,
+    budget_s: float = STORE_RETRY_BUDGET_S,
 ) -> redis.Redis[bytes]:
-    """A client of the results store (connects on first command; a dropped connection is
-    re-opened with backoff — :data:`STORE_RETRIES` times, about half a minute, unless
-    ``retries`` says otherwise — before an error surfaces)."""
+    """A client of the results store (connects on first command; a dropped connection or an
+    answer that does not come is retried with backoff — :data:`STORE_RETRIES` times unless
+    ``retries`` says otherwise, and for at most ``budget_s`` seconds — before the error
+    surfaces)."""
     return redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=5,
-        retry=Retry(
+        retry=BudgetRetry(
             ExponentialBackoff(cap=2.0, base=0.05),
             STORE_RETRIES if retries is None else retries,
+            budget_s,
         ),
     )
 

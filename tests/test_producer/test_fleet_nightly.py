@@ -144,6 +144,90 @@ def test_the_wait_stops_when_the_fleet_check_fails_even_while_the_store_is_down(
         )
 
 
+@pytest.mark.parametrize("error", [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+def test_a_timed_night_stops_waiting_on_a_store_that_went_down_or_stopped_answering(
+    monkeypatch, error: type[Exception]
+) -> None:
+    # Fleet fault audit (2026-12-07, eighth session): `nightly --timeout 30` kept waiting for
+    # ever once the store died (the error skipped the time-out check), and a store that
+    # stopped answering raised a TimeoutError the loop did not catch.
+    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
+    book = book_from_pairs(market.as_of, pairs)
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(
+        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
+    )
+    clock = [0.0]
+    monkeypatch.setattr(nightly.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(nightly.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    polls = []
+
+    def down(*args: object) -> int:
+        polls.append(1)
+        if len(polls) > 100:
+            raise AssertionError("still waiting after 100 failed reads")
+        raise error("the store is gone")
+
+    def died(_: Progress) -> None:
+        monkeypatch.setattr(nightly.reader, "done_count", down)
+        monkeypatch.setattr(nightly.reader, "progress", down)
+
+    stats = nightly.run_night(
+        client=client,
+        app=Any,
+        book=book,
+        market=market,
+        ttl_s=60,
+        poll_s=0.5,
+        progress_out=None,
+        on_poll=died,
+        timeout_s=10.0,
+        check_store=False,
+    )
+    assert stats.progress.done == 0 and 5 <= len(polls) <= 15
+
+
+def test_a_store_command_gives_up_on_a_server_that_never_answers_within_its_budget() -> None:
+    # Fleet fault audit: a SIGSTOPped redis-server (it accepts connections, never answers)
+    # held each of 21 attempts for the whole 30 s socket timeout — `aggregate` sat silent for
+    # 665 s. Now the retries end once the budget is spent.
+    import socket
+    import threading
+    import time
+
+    from producer.results_reader import connect
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])  # and never answer
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    client = connect(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3, budget_s=1.5)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises((redis.exceptions.TimeoutError, redis.exceptions.ConnectionError)):
+            client.ping()
+        assert time.monotonic() - t0 < 1.5 + 0.3 + 1.0
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("what", ["worker", "server"])
 def test_the_embedded_fleet_check_names_a_dead_server_or_a_worker_with_no_restart_left(
