@@ -5014,6 +5014,41 @@ def _exclusions_left(ctx: _Context, w: FloatArray, relaxations: list[str]) -> li
     ]
 
 
+def _literal_wash_notes(ctx: _Context, checked: _Checked) -> list[str]:
+    """A note for each name whose losses the ticket realized in full from lots inside the
+    30-day window of a household purchase the ledger does not hold as their replacement.
+
+    Only an excluded name's forced sale can be one (§3: such lots are never sold at a loss by
+    choice).  The ledger matches a loss with replacement shares still held (docs/ledger.md), so
+    a purchase sold again since, or known only from the request's ``history`` or the window
+    memory, washes nothing there and the loss stands — but a literal reading of IRC §1091(a)'s
+    "has acquired" disallows it on as many shares as were bought, so the outcome says so (fuzz
+    audit, 2026-12-07 eighth session: an excluded name sold at a $32,648.93 loss 29 days after
+    a purchase only the history showed, reported nowhere; the same purchase as a held lot is a
+    forced wash sale in ``wash_sale_issues``, and then no note).
+    """
+    inside = {
+        lot.lot_id
+        for arrays in (ctx.longs, ctx.shorts)
+        for lot, blocked in zip(arrays.lots, arrays.blocked.tolist(), strict=True)
+        if blocked
+    }
+    washed = {i.symbol for i in checked.issues}
+    lost: dict[str, list[RealizedSlice]] = {}
+    for s in checked.realized:
+        if s.gain_usd < 0 and s.lot_id in inside and s.symbol not in washed:
+            lost.setdefault(s.symbol, []).append(s)
+    return [
+        f"loss sale of {symbol} (lots {', '.join(s.lot_id for s in slices)}: "
+        f"{sum((s.gain_usd for s in slices), Decimal(0))} USD) forced by its exclusion within "
+        "30 days of a household purchase of the name that the ledger holds no replacement "
+        "shares of (sold again since, or known only from the history): no wash sale under the "
+        "ledger's reading, but a literal reading of IRC §1091(a)'s \"has acquired\" disallows "
+        "the loss on as many shares as were bought"
+        for symbol, slices in lost.items()
+    ]
+
+
 def _outcome(
     ctx: _Context,
     sol: Solution | None,
@@ -5071,7 +5106,11 @@ def _outcome(
         strategy=acct.strategy,
         status=status,
         relaxations=relaxations,
-        notes=[*ctx.notes, *_exclusions_left(ctx, w, relaxations)],
+        notes=[
+            *ctx.notes,
+            *_exclusions_left(ctx, w, relaxations),
+            *_literal_wash_notes(ctx, checked),
+        ],
         nav_usd=ctx.nav_usd,
         weights=weights,
         cash_w=cash_w,

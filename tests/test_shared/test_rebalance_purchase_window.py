@@ -392,3 +392,28 @@ def test_a_late_entered_purchase_before_a_pending_loss_sold_tonight_carries_it_i
         want.term,
     )
     assert got.cost_basis_usd == lot.cost_basis_usd + Decimal("500.00")
+
+
+def test_a_forced_loss_sale_beside_a_purchase_only_the_history_shows_is_noted_not_silent() -> None:
+    # Fuzz audit (2026-12-07, eighth session): an excluded name sold at a loss 29 days after a
+    # household purchase that only the request's history showed was reported nowhere (the
+    # ledger, which needs replacement shares still held, finds no wash sale).
+    request = _request()
+    symbol, i = _harvested_old_lot(request)
+    lot = request.ledger.lots[i]
+    bought = Transaction(
+        id="SIB-BUY",
+        date=request.as_of - dt.timedelta(days=29),
+        account="SIBLING",
+        symbol=symbol,
+        side="buy",
+        quantity=Decimal(3),
+        price=Decimal(repr(request.market.prices[request.market.symbols.index(symbol)])),
+        lot_id="SIB1",
+    )
+    account = msgspec.structs.replace(request.account, exclusions=[symbol])
+    out = rebalance(msgspec.structs.replace(request, account=account, history=[bought]))
+    assert any(s.lot_id == lot.lot_id and s.gain_usd < 0 for s in out.realized)
+    assert not out.wash_sale_issues
+    (note,) = [n for n in out.notes if "literal reading" in n]
+    assert symbol in note and lot.lot_id in note
