@@ -16,12 +16,13 @@ import pytest
 import redis
 
 from producer import nightly
-from producer.book import book_from_pairs
+from producer.book import Book, book_from_pairs
 from producer.embedded import EmbeddedError, EmbeddedFleet
 from producer.results_reader import Progress
 from shared import results_keys as keys
 from shared.config import Settings
 from shared.examples import synthetic_book
+from shared.messages import MarketSnapshot
 
 LINE = re.compile(r"(\d+)/(\d+) done \(ok (\d+), rejected (\d+), failed (\d+), retried (\d+)\)")
 
@@ -33,14 +34,21 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_every_progress_line_counts_the_same_outcomes_it_says_are_done(monkeypatch) -> None:
-    market, pairs = synthetic_book(accounts=12, names=15, seed=3, as_of=dt.date(2025, 6, 2))
-    book = book_from_pairs(market.as_of, pairs)
-    accounts = sorted(a.account_id for a in book.accounts)
-    client = fakeredis.FakeRedis()
+def _night_without_workers(
+    monkeypatch: pytest.MonkeyPatch, *, accounts: int
+) -> tuple[MarketSnapshot, Book, fakeredis.FakeRedis]:
+    """A small synthetic night on an in-memory store, its tasks counted as sent and never run
+    (the tests play the workers' part through ``on_poll``)."""
+    market, pairs = synthetic_book(accounts=accounts, names=15, seed=3, as_of=dt.date(2025, 6, 2))
     monkeypatch.setattr(
         nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
     )
+    return market, book_from_pairs(market.as_of, pairs), fakeredis.FakeRedis()
+
+
+def test_every_progress_line_counts_the_same_outcomes_it_says_are_done(monkeypatch) -> None:
+    market, book, client = _night_without_workers(monkeypatch, accounts=12)
+    accounts = sorted(a.account_id for a in book.accounts)
     statuses = ["ok", "rejected", "relaxed", "failed"]
 
     def one_more_outcome(_: Progress) -> None:
@@ -74,12 +82,7 @@ def test_every_progress_line_counts_the_same_outcomes_it_says_are_done(monkeypat
 
 
 def test_a_night_that_times_out_ends_on_a_consistent_line(monkeypatch) -> None:
-    market, pairs = synthetic_book(accounts=5, names=15, seed=3, as_of=dt.date(2025, 6, 2))
-    book = book_from_pairs(market.as_of, pairs)
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(
-        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
-    )
+    market, book, client = _night_without_workers(monkeypatch, accounts=5)
     accounts = sorted(a.account_id for a in book.accounts)
 
     def slow(_: Progress) -> None:
@@ -110,12 +113,7 @@ def test_a_night_that_times_out_ends_on_a_consistent_line(monkeypatch) -> None:
 def test_the_wait_stops_when_the_fleet_check_fails_even_while_the_store_is_down(
     monkeypatch,
 ) -> None:
-    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
-    book = book_from_pairs(market.as_of, pairs)
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(
-        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
-    )
+    market, book, client = _night_without_workers(monkeypatch, accounts=3)
     monkeypatch.setattr(nightly.time, "sleep", lambda s: None)
     polls = []
 
@@ -151,12 +149,7 @@ def test_a_timed_night_stops_waiting_on_a_store_that_went_down_or_stopped_answer
     # Fleet fault audit (2026-12-07, eighth session): `nightly --timeout 30` kept waiting for
     # ever once the store died (the error skipped the time-out check), and a store that
     # stopped answering raised a TimeoutError the loop did not catch.
-    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
-    book = book_from_pairs(market.as_of, pairs)
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(
-        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
-    )
+    market, book, client = _night_without_workers(monkeypatch, accounts=3)
     clock = [0.0]
     monkeypatch.setattr(nightly.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(nightly.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
@@ -485,12 +478,7 @@ def test_a_night_where_nothing_finishes_says_to_check_the_workers_store_and_brok
     # Contracts audit: workers reading another results store than the producer's left the
     # night waiting with no word; each stall now says what it re-sent and, while nothing has
     # finished at all, what to check.
-    market, pairs = synthetic_book(accounts=3, names=15, seed=3, as_of=dt.date(2025, 6, 2))
-    book = book_from_pairs(market.as_of, pairs)
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(
-        nightly, "send_chains", lambda app, client, chains, ledgers, ttl_s: sum(map(len, chains))
-    )
+    market, book, client = _night_without_workers(monkeypatch, accounts=3)
     out = Terminal()
     stats = nightly.run_night(
         client=client,
