@@ -1825,25 +1825,24 @@ def _base_problem(
         turnover_max_w=None if acct.turnover_limit_w is None else 2.0 * acct.turnover_limit_w,
         account=acct.account_id,
         gain_budget_w=(
-            (float(acct.gain_budget_usd) - gain_budget_margin_usd(acct, longs.size + shorts.size))
-            / nav
-            if acct.gain_budget_usd is not None
-            else None
+            float(acct.gain_budget_usd) / nav if acct.gain_budget_usd is not None else None
         ),
     )
 
 
-def gain_budget_margin_usd(acct: AccountSpec, lots: int) -> float:
-    """How far inside its realized-gain budget the solve holds an account: one cent per lot it
-    could sell (two with a commission).
+def gain_budget_margin_usd(acct: AccountSpec, lots_sold: int) -> float:
+    """How far inside its realized-gain budget the rounded ticket is held: one cent per lot it
+    sells or covers (two with a commission).
 
     The ledger books each slice's proceeds and its share of the basis rounded to the cent (and
-    each fill's commission, IRS Pub. 550), so the booked total can differ from the solve's
-    by up to that much; held this far inside, the booked gain meets the budget to the cent
-    (fuzz audit, 2026-12-07 eighth session: a sleeve booked −$4,999.98 against −$5,000.00).
-    Whatever rounding still leaves is listed in ``limit_breaches`` (:func:`_gain_breach`).
+    each fill's commission, IRS Pub. 550), so the booked total can differ from the solve's by
+    up to that much; held this far inside, the booked gain meets the budget to the cent (fuzz
+    audit, 2026-12-07 eighth session: a sleeve booked −$4,999.98 against −$5,000.00).  A
+    ticket that sells nothing books exactly 0 and needs none (a margin on the whole book's lots
+    made a $0 budget unreachable without a loss).  Whatever rounding still leaves is listed in
+    ``limit_breaches`` (:func:`_gain_breach`).
     """
-    return (0.02 if acct.commission_bps > 0 else 0.01) * lots
+    return (0.02 if acct.commission_bps > 0 else 0.01) * lots_sold
 
 
 def _gain_breach(ctx: _Context, relaxations: list[str], st: Decimal, lt: Decimal) -> list[str]:
@@ -3733,9 +3732,12 @@ class _Limits:
             g.append(float(sold_w.sum()) + bought_w + extra - d.turnover_max_w)
         if d.gain_budget_w is not None:
             gain = float(d.lot_gain @ sold_w)
-            if covered_w is not None and len(covered_w):
+            lots_sold = int(np.count_nonzero(sell_sh))
+            if covered_w is not None and cover_sh is not None and len(covered_w):
                 gain += float(d.short_gain @ covered_w)
-            g.append(gain - d.gain_budget_w)
+                lots_sold += int(np.count_nonzero(cover_sh))
+            margin = gain_budget_margin_usd(self.ctx.request.account, lots_sold) / self.ctx.nav
+            g.append(gain - d.gain_budget_w + margin)
         if not book:
             g.append(_cap_violation(w - d.max_w))
             # A pinned cash (min = max) cannot be met by whole shares: CASH_EQ_TOL.
