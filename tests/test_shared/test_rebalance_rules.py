@@ -864,3 +864,28 @@ def test_a_harvest_budget_holds_on_the_gain_the_ledger_books_to_the_cent(
     assert booked <= budget
     assert booked == out.realized_st_usd + out.realized_lt_usd
     assert not out.limit_breaches
+
+
+def test_a_zero_gain_budget_on_a_book_with_no_loss_to_harvest_is_met_without_relaxing_it() -> None:
+    # The cent margin of the gain budget is per lot the rounded ticket sells: held on every lot
+    # of the book, a $0 budget asked for a loss the book did not have and was dropped.
+    request = _request(3)
+    aid = request.account.account_id
+    price = dict(zip(request.market.symbols, request.market.prices, strict=True))
+    lots = [
+        msgspec.structs.replace(
+            x,
+            cost_basis_usd=(x.quantity * Decimal(repr(price[x.symbol])) / 2).quantize(
+                Decimal("0.01")
+            ),
+        )
+        if x.account == aid
+        else x
+        for x in request.ledger.lots
+    ]
+    request = msgspec.structs.replace(
+        request, ledger=msgspec.structs.replace(request.ledger, lots=lots, pending_losses=[])
+    )
+    out = rebalance(_with_account(request, gain_budget_usd=Decimal(0), exclusions=[]))
+    assert "gain_budget" not in out.relaxations and not out.limit_breaches
+    assert out.realized_st_usd + out.realized_lt_usd <= 0
