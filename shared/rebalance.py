@@ -5029,11 +5029,12 @@ def _literal_wash_notes(ctx: _Context, checked: _Checked) -> list[str]:
     a purchase only the history showed, reported nowhere; the same purchase as a held lot is a
     forced wash sale in ``wash_sale_issues``, and then no note).
     """
+    if not any(s.gain_usd < 0 for s in checked.realized):
+        return []
     inside = {
-        lot.lot_id
+        arrays.lots[k].lot_id
         for arrays in (ctx.longs, ctx.shorts)
-        for lot, blocked in zip(arrays.lots, arrays.blocked.tolist(), strict=True)
-        if blocked
+        for k in np.flatnonzero(arrays.blocked).tolist()
     }
     washed = {i.symbol for i in checked.issues}
     lost: dict[str, list[RealizedSlice]] = {}
