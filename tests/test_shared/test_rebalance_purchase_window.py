@@ -9,7 +9,9 @@ import functools
 from decimal import Decimal
 
 import msgspec
+import pytest
 
+from shared.errors import InputError
 from shared.examples import example_request
 from shared.ledger import Ledger
 from shared.messages import (
@@ -229,10 +231,12 @@ def test_a_purchase_in_the_requests_history_alone_still_blocks_the_loss_sale() -
         buy = _hist(request, (1, days_ago, symbol, "buy", "50", "H-L1"))
         out = rebalance(_with_history(request, buy))
         assert symbol not in _loss_sold(out)
-    # Outside the window (31 days) or after the night, a history row restricts nothing.
-    for days_ago in (31, -1):
-        buy = _hist(request, (1, days_ago, symbol, "buy", "50", "H-L1"))
-        assert symbol in _loss_sold(rebalance(_with_history(request, buy)))
+    # Outside the window (31 days), a history row restricts nothing; after the night it is
+    # refused (as a window-memory entry after the ledger's date: fuzz audit, 2026-12-07).
+    buy = _hist(request, (1, 31, symbol, "buy", "50", "H-L1"))
+    assert symbol in _loss_sold(rebalance(_with_history(request, buy)))
+    with pytest.raises(InputError, match="after the request's as_of"):
+        rebalance(_with_history(request, _hist(request, (1, -1, symbol, "buy", "50", "H-L1"))))
 
 
 def test_a_loss_sale_the_history_shows_blocks_buys_of_the_name_and_its_twins() -> None:
