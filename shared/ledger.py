@@ -591,6 +591,9 @@ class Ledger:
                         lot.account == pending.account
                         and lot.symbol.upper() == pending.symbol.upper()
                         and lot.lot_id == pending.lot_id
+                        # a lot bought after the sale under the same id is a new purchase
+                        # (review audit, 2026-12-07 eighth session: a reused id went unwashed)
+                        and lot.trade_date <= pending.date_sold
                     )
                 ]
                 candidates.sort(key=lambda x: (x.trade_date, x.seq, x.sub))

@@ -966,6 +966,10 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
                 if k < m
                 else f" (a lot of household account {chk[k].account}, bought in the last "
                 f"{WINDOW_DAYS} days: this account's wash-sale rules read it)"
+                if chk[k].trade_date >= cut
+                else f" (a lot of household account {chk[k].account}, bought within "
+                f"{WINDOW_DAYS} days before a pending loss's sale: reading the ledger can match "
+                "it with that loss, so this account's wash-sale rules read it)"
             )
             raise InputError(
                 what.format(lot=chk[k]) + whose,

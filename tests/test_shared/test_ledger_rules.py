@@ -761,3 +761,35 @@ def test_the_rest_of_the_sold_lots_own_purchase_is_not_read_as_its_replacement()
     resumed = Ledger.from_state(written)
     assert resumed.wash_matches == []
     assert resumed.state(d("2024-06-21")) == written
+
+
+def test_a_purchase_after_the_harvest_reusing_the_sold_lots_id_is_still_read_washed() -> None:
+    # Review audit (2026-12-07, eighth session): the reading's "own purchase" exclusion skipped
+    # any lot with the sold lot's id, so a client's new purchase keyed in under the same id was
+    # left unwashed, though the ledger (`taxview realized`) washes it.
+    whole = Ledger()
+    whole.apply_all(
+        [
+            tx("2024-01-02", "buy", "100", "100", lot="L1"),
+            tx("2024-03-01", "sell", "100", "80", lot="L1"),
+            tx("2024-03-06", "buy", "100", "85", lot="L1"),
+        ]
+    )
+    book = Ledger()
+    book.apply(tx("2024-01-02", "buy", "100", "100", lot="L1"))
+    book.apply(tx("2024-03-01", "sell", "100", "80", lot="L1"))
+    state = book.state(d("2024-03-01"))
+    client = Lot(
+        account="A",
+        symbol="X",
+        lot_id="L1",
+        quantity=D("100"),
+        trade_date=d("2024-03-06"),
+        acquired=d("2024-03-06"),
+        cost_basis_usd=D("8500.00"),
+    )
+    read = Ledger.from_state(msgspec.structs.replace(state, lots=[*state.lots, client]))
+    want = [(m.replacement_lot_id, m.quantity, m.disallowed_usd) for m in whole.wash_matches]
+    assert want == [("L1", D("100"), D("2000.00"))]
+    assert [(m.replacement_lot_id, m.quantity, m.disallowed_usd) for m in read.wash_matches] == want
+    assert read.state(d("2024-03-06")).pending_losses == []

@@ -257,3 +257,32 @@ def test_a_long_short_account_holding_a_name_both_long_and_short_is_rejected_as_
         )
     assert err.value.account == aid and err.value.field.endswith(".short")
     assert short.symbol in err.value.reason and "§1259" in err.value.reason
+
+
+def test_a_bad_older_sibling_lot_a_pending_loss_reaches_is_named_for_why_it_is_read() -> None:
+    # Review audit (2026-12-07, eighth session): a sibling's lot 40 days old, read because a
+    # pending loss can still be matched with it, was said to be "bought in the last 30 days".
+    import datetime as dt
+
+    from shared.messages import Lot
+
+    r = example_request(names=30, seed=3)
+    loss = min(r.ledger.pending_losses, key=lambda p: p.date_sold)
+    day = loss.date_sold - dt.timedelta(days=25)
+    assert (r.as_of - day).days > 30
+    bad = Lot(
+        account="SIBLING",
+        symbol=loss.symbol,
+        lot_id="S1",
+        quantity=Decimal(10),
+        trade_date=day,
+        acquired=day + dt.timedelta(days=1),
+        cost_basis_usd=Decimal("1000.00"),
+    )
+    with pytest.raises(InputError) as err:
+        rebalance(
+            msgspec.structs.replace(
+                r, ledger=msgspec.structs.replace(r.ledger, lots=[*r.ledger.lots, bad])
+            )
+        )
+    assert "SIBLING" in err.value.reason and "before a pending loss's sale" in err.value.reason
