@@ -175,7 +175,11 @@ def run_night(
                 if bar is not None:
                     bar.note("results store unreachable, retrying…")
                 if timeout_s is not None and time.monotonic() - started > timeout_s:
-                    break
+                    # Nothing can be aggregated from a store that is down: say so now rather
+                    # than after more reads' retry budgets (review audit: 74 s for --timeout 20).
+                    raise redis.exceptions.ConnectionError(
+                        f"still unreachable when --timeout {timeout_s:g}s ran out"
+                    ) from None
                 time.sleep(1.0)
                 continue
             if full:
