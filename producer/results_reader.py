@@ -83,8 +83,6 @@ class BudgetRetry(Retry):
     def __init__(self, backoff: ExponentialBackoff, retries: int, budget_s: float) -> None:
         super().__init__(backoff, retries)
         self.budget_s = budget_s
-        self.backoff = backoff
-        self.retries = retries
 
     def call_with_retry(
         self,
@@ -93,28 +91,15 @@ class BudgetRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> T:
-        """redis-py's loop (``Retry.call_with_retry``), ended by the budget as well."""
+        """redis-py's own loop, told an error is not worth retrying once the budget is spent."""
         deadline = time.monotonic() + self.budget_s
-        # The errors redis-py retries (its own attribute: a client may add to them).
-        errors: tuple[type[Exception], ...] = getattr(self, "_supported_errors")  # noqa: B009
-        self.backoff.reset()
-        failures = 0
-        while True:
-            try:
-                return do()
-            except errors as error:
-                if is_retryable is not None and not is_retryable(error):
-                    raise
-                failures += 1
-                if with_failure_count:
-                    fail(error, failures)
-                else:
-                    fail(error)
-                if failures > self.retries >= 0 or time.monotonic() >= deadline:
-                    raise
-                pause = self.backoff.compute(failures)
-                if pause > 0:
-                    time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+
+        def retryable(error: Exception) -> bool:
+            return (is_retryable is None or is_retryable(error)) and time.monotonic() < deadline
+
+        return super().call_with_retry(  # type: ignore[call-arg]
+            do, fail, retryable, with_failure_count
+        )
 
 
 def connect(
