@@ -26,7 +26,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar, cast, get_args
@@ -100,7 +100,9 @@ LOT_COLUMNS: tuple[str, ...] = (
 PENDING_COLUMNS: tuple[str, ...] = ("household_id", *PendingLoss.__struct_fields__)
 RECENT_COLUMNS: tuple[str, ...] = ("household_id", *RecentPurchase.__struct_fields__)
 LAST_PURCHASE_COLUMNS: tuple[str, ...] = ("household_id", *LastPurchase.__struct_fields__)
-HISTORY_COLUMNS: tuple[str, ...] = ("household_id", *Transaction.__struct_fields__)
+#: ``in_memory``: the window-memory files already hold the row's effect (taxview's writer marks
+#: every row it writes; a row added by hand after — a client's own trade — has it empty).
+HISTORY_COLUMNS: tuple[str, ...] = ("household_id", *Transaction.__struct_fields__, "in_memory")
 HOUSEHOLD_COLUMNS: tuple[str, ...] = ("household_id", "identical")
 
 
@@ -226,16 +228,32 @@ def book_warnings(book: Book) -> list[str]:
 
 
 def accounts_booked_on(book: Book, night: dt.date) -> list[str]:
-    """The book's accounts whose history already holds trades of ``night``'s rebalance (their
-    transaction ids are ``night:account:n``, ``shared.rebalance.outcome_transactions``): the book
-    is that night's ``next_book``, and running or booking the night on it would trade twice."""
+    """The book's accounts whose history, lots or window memory already hold trades of
+    ``night``'s rebalance (their transaction and new lot ids are ``night:account:n``,
+    ``shared.rebalance.outcome_transactions``): the book is that night's ``next_book``, and
+    running or booking the night on it would trade twice."""
     ours = {spec.account_id for spec in book.accounts}
     prefix = f"{night.isoformat()}:"
-    found = {
-        t.account
-        for t in book.history
-        if t.date == night and t.account in ours and t.id.startswith(f"{prefix}{t.account}:")
-    }
+
+    def named(account: str, ident: str) -> bool:
+        return account in ours and ident.startswith(f"{prefix}{account}:")
+
+    found = {t.account for t in book.history if t.date == night and named(t.account, t.id)}
+    # The history is optional (nights audit, 2026-12-08: without history.csv the night ran
+    # twice on its own next book): the lots its buys opened and the window memory of its
+    # sales carry the same ids.
+    for state in book.ledgers.values():
+        found.update(
+            x.account for x in state.lots if x.trade_date == night and named(x.account, x.lot_id)
+        )
+        found.update(
+            p.account
+            for p in state.pending_losses
+            if p.date_sold == night and named(p.account, p.txn)
+        )
+        found.update(
+            r.account for r in state.recent_purchases if r.date == night and named(r.account, r.txn)
+        )
     return sorted(found)
 
 
@@ -752,13 +770,23 @@ def read_book(directory: Path) -> Book:
     transactions: list[Transaction] = []
     history_household: list[str] = []
     row_of_id: dict[str, int] = {}
+    #: (account, id) of the rows whose effect the window-memory files already hold
+    reflected: set[tuple[str, str]] = set()
     for row_no, row in history.rows:
         household = history_home(row)
+        flag = ""
         try:
             problem = history.bad.get(row_no)
             if problem is not None:
                 raise problem
             txn = _transaction(row, history.file, row_no)
+            flag = row.get("in_memory", "").strip().lower()
+            if flag not in ("", "true", "false"):
+                raise InputError(
+                    f"{history.file} row {row_no}: in_memory {flag!r} must be true, false or empty",
+                    account=txn.account,
+                    field="in_memory",
+                )
             # The history is the record of what traded: a row after the book's close, or one
             # id twice (a repeated row), is not a trade that happened (book audit: both were
             # carried into next_book).
@@ -785,6 +813,8 @@ def read_book(directory: Path) -> Book:
             continue
         transactions.append(txn)
         history_household.append(household)
+        if flag == "true":
+            reflected.add((txn.account, txn.id))
     memory_files = any(
         (directory / f"{name}.{ext}").exists()
         for name in ("pending_losses", "recent_purchases", "last_purchases")
@@ -796,7 +826,10 @@ def read_book(directory: Path) -> Book:
     for household, txns in by_household.items():
         if household in ledgers and household not in bad:
             ledgers[household] = history_memory(
-                ledgers[household], txns, derive_pending=not memory_files or household in derive
+                ledgers[household],
+                txns,
+                derive_pending=not memory_files or household in derive,
+                reflected=reflected,
             )
     for name, rows in sorted(declared.items()):
         if counts.get(name, 0) != rows:
@@ -886,7 +919,11 @@ def _declared_rows(tables: Any) -> dict[str, int]:
 
 
 def history_memory(
-    state: LedgerState, txns: Sequence[Transaction], *, derive_pending: bool
+    state: LedgerState,
+    txns: Sequence[Transaction],
+    *,
+    derive_pending: bool,
+    reflected: Collection[tuple[str, str]] = (),
 ) -> LedgerState:
     """The household's wash-sale window memory with what its trade history shows.
 
@@ -905,7 +942,13 @@ def history_memory(
       whose purchase the history does not reach judged from the book's lots, and one whose cost
       neither shows taken as a loss of unknown size): the night buys none of those names, and
       a purchase would wash them.  A book that has the memory files keeps its own pending
-      losses (``next_book/`` writes them).
+      losses (``next_book/`` writes them) — and with them, a loss sale of the window that
+      they cannot hold is still read: a taxable sale (cover) whose row is not marked
+      ``in_memory`` (``reflected``: taxview's writer marks every row it writes), is not one of
+      taxview's own trades (id ``date:account:n``) and is no pending loss of the files is judged
+      as above (nights audit, 2026-12-08: a client's loss sale entered into a next book as its
+      lot and history rows was ignored, and the next night bought the name back — a wash sale
+      reported nowhere).
     """
     from shared.household import history_losses, history_purchases
     from shared.ledger import WASH_WINDOW_DAYS
@@ -927,7 +970,29 @@ def history_memory(
     pending = state.pending_losses
     if derive_pending:
         pending = [*pending, *history_losses(txns, state.lots, state.identical, as_of)]
+    else:
+        held = {(p.account, p.txn) for p in pending}
+        unread = {
+            (t.account, t.id)
+            for t in txns
+            if cut <= t.date
+            and t.side in ("sell", "cover")
+            and t.account_type == "taxable"
+            and (t.account, t.id) not in reflected
+            and (t.account, t.id) not in held
+            and not _own_trade(t)
+        }
+        if unread:
+            found = history_losses(txns, state.lots, state.identical, as_of)
+            pending = [*pending, *(p for p in found if (p.account, p.txn) in unread)]
     return msgspec.structs.replace(state, last_purchases=last, pending_losses=pending)
+
+
+def _own_trade(txn: Transaction) -> bool:
+    """Whether a history row is one of taxview's own night trades (id ``date:account:n``,
+    ``shared.rebalance.outcome_transactions``): the ledger that wrote the book booked it."""
+    head, _, n = txn.id.rpartition(":")
+    return n.isdigit() and head == f"{txn.date.isoformat()}:{txn.account}"
 
 
 def _transaction(row: dict[str, str], file: str, row_no: int) -> Transaction:
@@ -1607,7 +1672,11 @@ def write_book(directory: Path, book: Book, *, fmt: Format = "csv") -> None:
         directory,
         "history",
         HISTORY_COLUMNS,
-        [_struct_row(household_of_account.get(t.account, ""), t) for t in book.history]
+        # Every row's effect is in the window-memory files written beside it (history_memory).
+        [
+            {**_struct_row(household_of_account.get(t.account, ""), t), "in_memory": "true"}
+            for t in book.history
+        ]
         + raw.get("history", []),
         fmt,
     )

@@ -230,6 +230,12 @@ def test_a_book_that_already_holds_the_nights_trades_is_refused(night, tmp_path)
         aggregate(market.as_of, manifest, outcomes, tmp_path / "again", book=nxt)
     assert "already holds" in str(err.value) and err.value.field == "--book"
     assert not (tmp_path / "again" / "next_book").exists()
+    # The history is optional (nights audit, 2026-12-08: without it the night ran twice on its
+    # own next book): the lots its buys opened and its window memory carry the night's ids.
+    bare = msgspec.structs.replace(nxt, history=[])
+    with pytest.raises(InputError) as err:
+        aggregate(market.as_of, manifest, outcomes, tmp_path / "again", book=bare)
+    assert "already holds" in str(err.value) and err.value.field == "--book"
 
 
 def test_a_held_account_in_not_ok_says_what_was_relaxed_and_which_limits_its_book_misses(

@@ -717,15 +717,87 @@ def test_a_book_of_lots_and_history_alone_remembers_the_windows_loss_sales_and_p
     # DDD bought 30 days ago and sold again (its lot is gone): remembered; FFF (31 days) not.
     assert {(p.symbol, p.date) for p in state.last_purchases} == {("DDD", dt.date(2024, 6, 1))}
     assert "CCC" in Ledger.from_state(state).restrictions(state.as_of).no_buy
-    # A book with window-memory files keeps its own pending losses (next_book writes them) and
-    # only adds the history's purchases.
+    # A book with window-memory files keeps its own pending losses (next_book writes them) for
+    # the rows they hold (marked `in_memory`) and only adds the history's purchases.
     (tmp_path / "pending_losses.csv").write_text(
         "household_id,txn,account,symbol,lot_id,date_sold,quantity,loss_usd,sold_quantity,"
         "acquired,short\n"
     )
+    history = (tmp_path / "history.csv").read_text().splitlines()
+    (tmp_path / "history.csv").write_text(
+        "\n".join([history[0] + ",in_memory", *(row + ",true" for row in history[1:])]) + "\n"
+    )
     state = read_book(tmp_path).ledgers["HH-1"]
     assert state.pending_losses == []
     assert ("DDD", dt.date(2024, 6, 1)) in {(p.symbol, p.date) for p in state.last_purchases}
+
+
+def test_a_clients_loss_sale_entered_into_a_next_book_is_read_beside_its_memory(
+    tmp_path: Path,
+) -> None:
+    # Nights audit, 2026-12-08: a client's own sale entered into a next book (its lot row
+    # relieved, its history row added, as docs/formats.md says) was ignored because the book has
+    # window-memory files, and the next night bought the name back: a wash sale (IRC §1091(a))
+    # reported nowhere.  A row the files do not hold (not marked `in_memory`, not one of
+    # taxview's own `date:account:n` trades, no pending loss of its own) is judged from the
+    # history and the lots, as a book without the files is.
+    from shared.ledger import Ledger
+
+    hand_book(tmp_path)
+    (tmp_path / "pending_losses.csv").write_text(
+        "household_id,txn,account,symbol,lot_id,date_sold,quantity,loss_usd,sold_quantity,"
+        "acquired,short\n"
+        "HH-1,t2,ACC-1,CCC,L9,2024-06-21,10,100,10,2024-01-02,false\n"
+    )
+    (tmp_path / "history.csv").write_text(
+        HISTORY_HEADER.rstrip("\n")
+        + ",in_memory\n"
+        + "t1,2024-01-02,ACC-1,taxable,CCC,buy,10,50,L9,HH-1,true\n"
+        + "t2,2024-06-21,ACC-1,taxable,CCC,sell,10,40,L9,HH-1,true\n"  # held by the files
+        + "t3,2024-02-01,ACC-1,taxable,EEE,buy,10,50,L10,HH-1,true\n"
+        + "t4,2024-06-03,ACC-1,taxable,EEE,sell,4,45,L10,HH-1,true\n"  # washed whole since
+        + "2024-06-28:ACC-1:0,2024-06-28,ACC-1,taxable,HHH,sell,1,1,LX,HH-1,\n"  # a night's
+        + "c1,2024-06-28,ACC-1,taxable,EEE,sell,6,45,L10,HH-1,\n"  # the client's: $30 loss
+        + "c2,2024-06-28,ACC-1,taxable,BBB,sell,20,40,L2,HH-1,false\n"  # L2: 55/sh, $300
+    )
+    state = read_book(tmp_path).ledgers["HH-1"]
+    assert sorted((p.txn, p.symbol, p.quantity, p.loss_usd) for p in state.pending_losses) == [
+        ("c1", "EEE", Decimal(6), Decimal(30)),
+        ("c2", "BBB", Decimal(20), Decimal(300)),
+        ("t2", "CCC", Decimal(10), Decimal(100)),
+    ]
+    assert {"EEE", "BBB", "CCC"} <= set(Ledger.from_state(state).restrictions(state.as_of).no_buy)
+    # Marked as held by the files, the rows add nothing (the memory already has them, or had
+    # them washed whole: read again they would be washed twice).
+    text = (tmp_path / "history.csv").read_text()
+    (tmp_path / "history.csv").write_text(
+        text.replace("L10,HH-1,\n", "L10,HH-1,true\n").replace("L2,HH-1,false", "L2,HH-1,true")
+    )
+    state = read_book(tmp_path).ledgers["HH-1"]
+    assert [p.txn for p in state.pending_losses] == ["t2"]
+
+
+def test_a_history_rows_in_memory_flag_is_true_false_or_empty(tmp_path: Path) -> None:
+    hand_book(tmp_path)
+    (tmp_path / "history.csv").write_text(
+        HISTORY_HEADER.rstrip("\n")
+        + ",in_memory\n"
+        + "t1,2024-01-02,ACC-1,taxable,CCC,buy,10,50,L9,HH-1,yes\n"
+    )
+    q = read_book(tmp_path).quarantined["HH-1"]
+    assert q.field == "in_memory" and "history.csv row 1: in_memory 'yes'" in q.reason
+
+
+def test_the_next_book_marks_every_history_row_as_held_by_its_window_memory(
+    tmp_path: Path,
+) -> None:
+    hand_book(tmp_path / "in")
+    (tmp_path / "in" / "history.csv").write_text(
+        HISTORY_HEADER + "t1,2024-06-20,ACC-1,taxable,CCC,buy,10,50,L9,HH-1\n"
+    )
+    write_book(tmp_path / "out", read_book(tmp_path / "in"))
+    rows = (tmp_path / "out" / "history.csv").read_text().splitlines()
+    assert rows[0].endswith(",in_memory") and rows[1].endswith(",true")
 
 
 def test_a_lot_with_a_negative_basis_is_left_to_its_accounts_rebalance(tmp_path: Path) -> None:
