@@ -14,7 +14,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -152,6 +153,55 @@ def check_book(as_of: dt.date, expected: Mapping[str, ManifestEntry], book: Book
         )
 
 
+#: The files :func:`aggregate` writes into its output directory; with a book, ``next_book/``
+#: too (:data:`NEXT_BOOK`).
+OUTPUT_FILES = (
+    "firm_pnl.json",
+    "pnl_by_account.csv",
+    "pnl_by_household.csv",
+    "pnl_by_strategy.csv",
+    "outcomes.jsonl",
+    "trades.csv",
+    "realized.csv",
+    "not_ok.csv",
+    "wash_amendments.csv",
+)
+NEXT_BOOK = "next_book"
+
+
+def check_out_dir(
+    out: Path, *, extra_files: Sequence[str] = (), extra_dirs: Sequence[str] = ()
+) -> None:
+    """Refuse, before any work, an output directory a night could not be written into: a file
+    at ``out``, a directory where one of its files goes, a file where one of its directories
+    goes or a directory where one of their tables goes (contract audit, 2026-12-08: a directory
+    named ``trades.csv`` ended a whole solved night in a traceback).
+
+    Raises:
+        InputError: naming the path, ``field`` ``--out``.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"cannot create --out {out}: it is a file", field="--out")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot create --out {out}: {parent} is a file", field="--out")
+            break
+    if not out.is_dir():
+        return
+    for name in (*OUTPUT_FILES, *extra_files):
+        if (out / name).is_dir():
+            raise InputError(f"cannot write {out / name}: it is a directory", field="--out")
+    for name in (NEXT_BOOK, *extra_dirs):
+        folder = out / name
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"cannot write {folder}/: it is a file", field="--out")
+        if folder.is_dir():
+            for child in folder.iterdir():
+                if child.is_dir() and child.suffix in (".csv", ".parquet", ".json"):
+                    raise InputError(f"cannot write {child}: it is a directory", field="--out")
+
+
 def aggregate(
     as_of: dt.date,
     expected: Mapping[str, ManifestEntry],
@@ -185,12 +235,46 @@ def aggregate(
     if book is not None:
         check_book(as_of, expected, book)
     present = [outcomes[a] for a in sorted(outcomes) if a in expected]
+    check_out_dir(out)
+    try:
+        return _publish(
+            as_of,
+            expected,
+            out,
+            present=present,
+            missing=missing,
+            outcomes=outcomes,
+            book=book,
+            book_format=book_format,
+        )
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: one line
+        where = exc.filename if exc.filename else f"into {out}"
+        raise InputError(f"cannot write {where}: {exc.strerror or exc}", field="--out") from exc
+
+
+def _publish(
+    as_of: dt.date,
+    expected: Mapping[str, ManifestEntry],
+    out: Path,
+    *,
+    present: list[Outcome],
+    missing: list[str],
+    outcomes: Mapping[str, Outcome],
+    book: Book | None,
+    book_format: Format,
+) -> NightSummary:
     out.mkdir(parents=True, exist_ok=True)
     # firm_pnl.json is written last (atomically) and removed first: a run killed half-way
     # never leaves one saying "complete" next to reports and a next_book of another run or of
     # none (fleet fault audit: a killed re-run left `complete: true` beside a third of the lots).
     summary_path = out / "firm_pnl.json"
     summary_path.unlink(missing_ok=True)
+    if book is None:
+        # A reused folder keeps no output of an earlier run that this one does not write
+        # (contract audit, 2026-12-08: an earlier night's next_book/ and wash_amendments.csv
+        # stayed beside this run's trades, and the next night would start from that book).
+        shutil.rmtree(out / NEXT_BOOK, ignore_errors=True)
+        (out / "wash_amendments.csv").unlink(missing_ok=True)
 
     def household(o: Outcome) -> str:
         return expected[o.account_id].household
@@ -230,7 +314,8 @@ def aggregate(
         out_dir=str(out),
         book_washes=len(washes),
     )
-    text = json.dumps(msgspec.to_builtins(summary), indent=2, sort_keys=True) + "\n"
+    # The documented key order (docs/fleet.md: as_of, complete, expected, …), not sorted.
+    text = json.dumps(msgspec.to_builtins(summary), indent=2) + "\n"
     write_aside(summary_path, lambda tmp: tmp.write_text(text))
     return summary
 

@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ import kombu.exceptions
 import redis
 
 from producer import results_reader as reader
-from producer.aggregate import IncompleteNight, NightSummary
+from producer.aggregate import IncompleteNight, NightSummary, check_out_dir
 from producer.bench_out import contract_keys
 from producer.book import (
     Book,
@@ -431,7 +432,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             field="--redis-url" if getattr(args, "redis_url", None) else "TAXVIEW_REDIS_URL",
         )
     if args.out is not None:
-        _check_out(args.out)
+        _check_night_out(args, args.out)
     if settings.embedded:
         check_fleet_size(
             args.workers,
@@ -446,11 +447,18 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         reader.check_server(settings.redis_url)
         check_broker(settings)
     out: Path = args.out or Path("taxview-nightly") / market.as_of.isoformat()
+    _check_night_out(args, out)
     _make_out(out)
     # An earlier night's summary in this folder says "complete" for other outputs than this
     # run's: removed before anything of this run is written (embedded audit: a re-run into the
     # same --out that was interrupted left its new book beside the old run's firm_pnl.json).
     (out / "firm_pnl.json").unlink(missing_ok=True)
+    if args.book is not None and (out / "book").is_dir():
+        # An earlier synthetic night's book/ is no input of this one (contract audit,
+        # 2026-12-08: it stayed beside a --book night's outputs) — unless it is this night's.
+        given = args.book.resolve()
+        if given != (out / "book").resolve() and (out / "book").resolve() not in given.parents:
+            shutil.rmtree(out / "book")
     if args.book is None:  # keep the synthetic input next to its outputs
         write_book(out / "book", book, fmt=args.format)
         write_market(out / "book" / "market.json", market)
@@ -597,15 +605,15 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an ``--out`` that is an existing file (one line, not a traceback)."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"cannot create --out {out}: it is a file", field="--out")
+def _check_night_out(args: argparse.Namespace, out: Path) -> None:
+    """:func:`~producer.aggregate.check_out_dir` with what ``nightly`` writes besides the
+    reports: the embedded workers' logs and a synthetic night's ``book/``."""
+    logs = [f"worker{i}.log" for i in range(args.workers)]  # embedded fleets only; harmless
+    check_out_dir(out, extra_files=logs, extra_dirs=("book",) if args.book is None else ())
 
 
 def _make_out(out: Path) -> None:
     """Create ``--out`` (and its parents), or say in one line why it cannot be."""
-    _check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -616,7 +624,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     """``taxview aggregate``."""
     settings = _settings(args)
     _require_fleet(settings, "aggregate")
-    _make_out(args.out)
+    # Checked, not created: a refused run leaves no folder behind (contract audit, 2026-12-08).
+    check_out_dir(args.out)
     client = reader.connect(settings.redis_url)
     book = read_book(args.book) if args.book else None
     summary = finish_night(

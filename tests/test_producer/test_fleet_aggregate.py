@@ -222,6 +222,33 @@ def test_aggregating_with_another_nights_book_is_refused_naming_the_accounts(
     assert not (tmp_path / "x" / "firm_pnl.json").exists()
 
 
+def test_a_reused_folder_keeps_no_output_of_an_earlier_run_this_one_does_not_write(
+    night, tmp_path
+) -> None:
+    # Contract audit, 2026-12-08: aggregate without --book into an earlier run's folder left
+    # that run's next_book/ and wash_amendments.csv beside its own trades.
+    book, market, manifest, outcomes = night
+    aggregate(market.as_of, manifest, outcomes, tmp_path / "d", book=book)
+    assert (tmp_path / "d" / "next_book" / "book.json").exists()
+    aggregate(market.as_of, manifest, outcomes, tmp_path / "d")
+    assert not (tmp_path / "d" / "next_book").exists()
+    assert not (tmp_path / "d" / "wash_amendments.csv").exists()
+    summary = json.loads((tmp_path / "d" / "firm_pnl.json").read_text())
+    # the documented order (docs/fleet.md), not alphabetical (contract audit)
+    assert list(summary)[:6] == ["as_of", "complete", "expected", "received", "missing", "totals"]
+
+
+def test_a_directory_where_a_report_goes_is_refused_before_anything_is_written(
+    night, tmp_path
+) -> None:
+    book, market, manifest, outcomes = night
+    (tmp_path / "d" / "realized.csv").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"realized.csv: it is a directory") as err:
+        aggregate(market.as_of, manifest, outcomes, tmp_path / "d", book=book)
+    assert err.value.field == "--out"
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["realized.csv"]
+
+
 def test_a_book_that_already_holds_the_nights_trades_is_refused(night, tmp_path) -> None:
     book, market, manifest, outcomes = night
     aggregate(market.as_of, manifest, outcomes, tmp_path / "d1", book=book)

@@ -369,6 +369,7 @@ def test_fleet_commands_against_an_unreachable_store_fail_in_one_line(
     rc = main(["aggregate", "--date", "2025-06-02", "--out", str(tmp_path / "o")])
     err = _one_line_error(capsys)
     assert rc == 2 and "TAXVIEW_REDIS_URL" in err and "unreachable" in err
+    assert not (tmp_path / "o").exists()  # a refused run leaves no folder (contract audit)
 
 
 @pytest.mark.integration
@@ -698,6 +699,37 @@ def test_an_out_that_is_a_file_is_one_line_for_nightly_and_aggregate(
     argv += ["--broker-url", "redis://127.0.0.1:9/0", "--redis-url", "redis://127.0.0.1:9/1"]
     assert main(argv) == 2
     assert "it is a file" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("in_the_way", "named"),
+    [
+        ("trades.csv/", "trades.csv: it is a directory"),
+        ("firm_pnl.json/", "firm_pnl.json: it is a directory"),
+        ("worker0.log/", "worker0.log: it is a directory"),
+        ("next_book/lots.csv/", "lots.csv: it is a directory"),
+        ("book", "book/: it is a file"),
+    ],
+)
+def test_an_out_with_something_in_the_way_is_refused_before_the_night_runs(
+    tmp_path, capsys, monkeypatch, in_the_way: str, named: str
+) -> None:
+    # Contract audit, 2026-12-08: a directory where an output file goes (or a file where
+    # book/ goes) ended the whole solved night in a traceback, exit 1.
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    out = tmp_path / "o"
+    path = out / in_the_way.rstrip("/")
+    if in_the_way.endswith("/"):
+        path.mkdir(parents=True)
+    else:
+        path.parent.mkdir(parents=True)
+        path.write_text("")
+    argv = ["nightly", "--synthetic-accounts", "2", "--names", "15", "--out", str(out)]
+    rc = main([*argv, "--quiet"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and named in err and "--out" in err
+    assert "embedded" not in capsys.readouterr().err  # refused before any fleet started
 
 
 def test_a_bad_market_json_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch) -> None:
