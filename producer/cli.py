@@ -98,6 +98,8 @@ non_negative_int = _whole_number(0, "must be ≥ 0")
 #: synthetic:N`` takes it (contracts audit: ``--names 100000000`` was a numpy memory-error
 #: traceback or a run that never ended; ``--names 1`` named an internal field).
 universe_size = _whole_number(2, "is not between 2 and 10,000 names", maximum=10_000)
+#: An example request needs ten names at least (``shared.examples``).
+example_size = _whole_number(10, "is not between 10 and 10,000 names", maximum=10_000)
 
 
 def positive_float(text: str) -> float:

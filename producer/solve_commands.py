@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from producer.bench_out import contract_keys
-from producer.cli import iso_date, non_negative_int, out_path, positive_int, universe_size
+from producer.cli import (
+    example_size,
+    iso_date,
+    non_negative_int,
+    out_path,
+    positive_int,
+    universe_size,
+)
 
 REBALANCE_EPILOG = (
     "Prints the outcome JSON on stdout. Exit codes: 0 solved (status ok, relaxed or held); "
@@ -47,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "lots at several dates, a household IRA, recent trades so the wash-sale rules bite, the "
         "day's synthetic market and its true risk model.",
     )
-    e.add_argument("--names", type=universe_size, default=100, help="universe size (default 100)")
+    e.add_argument("--names", type=example_size, default=100, help="universe size (default 100)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     e.add_argument(
         "--strategy",
@@ -62,7 +69,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="YYYY-MM-DD; a weekend or holiday takes the NYSE session before it (default "
         "2026-06-30)",
     )
-    e.add_argument("--out", type=out_path, default=None, help="output file (default stdout)")
+    e.add_argument(
+        "--out", type=out_path, default=None, help="output file (default, or '-': stdout)"
+    )
     e.set_defaults(func=cmd_example_request)
 
     s = sub.add_parser(
@@ -254,7 +263,7 @@ def cmd_example_request(args: argparse.Namespace) -> int:
             field="--as-of",
         ) from exc
     data = msgspec.json.format(msgspec.json.encode(request), indent=1) + b"\n"
-    if args.out is None:
+    if args.out is None or str(args.out) == "-":  # '-' is stdout, as `rebalance -` reads stdin
         _write_stdout(data)
     else:
         try:

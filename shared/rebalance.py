@@ -979,8 +979,8 @@ def _scan_lots(request: RebalanceRequest, market: MarketArrays) -> _Scan:
 
     fail(
         ~np.isfinite(qty) | (qty <= 0),
-        "lot {lot.lot_id} has quantity {lot.quantity}; must be > 0 (a short lot is flagged by "
-        "`short`, not by a negative quantity)",
+        "lot {lot.lot_id} has quantity {lot.quantity}; must be a finite number > 0 (a short lot "
+        "is flagged by `short`, not by a negative quantity)",
         "quantity",
     )
     fail(

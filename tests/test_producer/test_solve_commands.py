@@ -273,6 +273,27 @@ def test_an_example_as_of_past_the_calendar_is_too_late_not_too_early(
     assert err.startswith("taxview: error: field --as-of: --as-of 2040-01-03 is too late")
 
 
+def test_an_example_of_too_few_names_says_the_examples_own_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Contract audit, 2026-12-08: "--names 1" said "not between 2 and 10,000", then 2-9 were
+    # refused with "≥ 10".
+    with pytest.raises(SystemExit) as exc:
+        main(["example-request", "--names", "5"])
+    assert exc.value.code == 2
+    assert "5 is not between 10 and 10,000 names" in capsys.readouterr().err
+
+
+def test_an_example_written_to_dash_goes_to_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Contract audit, 2026-12-08: `--out -` wrote a file named "-" (`rebalance -` reads stdin).
+    monkeypatch.chdir(tmp_path)
+    assert main(["example-request", "--names", "10", "--out", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["as_of"] == "2026-06-30"
+    assert not (tmp_path / "-").exists()
+
+
 def test_a_key_written_twice_in_one_object_is_refused_not_the_last_kept(
     request_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
