@@ -718,7 +718,12 @@ def cmd_bench_fleet(args: argparse.Namespace) -> int:
         inline_sample=args.inline_sample,
         settings=Settings.from_env(os.environ),
     )
-    print(json.dumps(contract_keys(result, BENCH_FLEET_KEYS, details=args.details)))
+    # compact, as the issue writes the line: {"accounts":…,"names":…,…}
+    print(
+        json.dumps(
+            contract_keys(result, BENCH_FLEET_KEYS, details=args.details), separators=(",", ":")
+        )
+    )
     return 0
 
 

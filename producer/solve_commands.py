@@ -404,7 +404,12 @@ def cmd_bench_solve(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         fresh=args.fresh,
     )
-    print(json.dumps(contract_keys(result, BENCH_SOLVE_KEYS, details=args.details)))
+    # compact, as the issue writes the line: {"names":N,"lots":L,…}
+    print(
+        json.dumps(
+            contract_keys(result, BENCH_SOLVE_KEYS, details=args.details), separators=(",", ":")
+        )
+    )
     return 0
 
 

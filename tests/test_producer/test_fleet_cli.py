@@ -64,6 +64,7 @@ def test_bench_fleet_prints_one_json_line_with_exactly_the_contract_keys() -> No
         assert run.returncode == 0, run.stderr[-3000:]
         lines = run.stdout.strip().splitlines()
         assert len(lines) == 1, lines
+        assert lines[0].startswith('{"accounts":12,"names":20,')  # compact, as in the issue
         doc = json.loads(lines[0])
         assert list(doc)[:6] == keys
         assert (len(doc) > 6) is detailed

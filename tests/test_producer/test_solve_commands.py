@@ -100,6 +100,7 @@ def test_bench_solve_prints_one_json_line_with_exactly_the_contract_keys(
     assert main(["bench", "solve", "--names", "30", "--accounts", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
+    assert lines[0].startswith('{"names":30,"lots":')  # compact, as the issue writes it
     doc = json.loads(lines[0])
     assert list(doc) == keys
     assert doc["names"] == 30
