@@ -417,7 +417,10 @@ def write_atomically(outputs: Sequence[tuple[Path, str]], *, source: Path | None
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             except OSError as exc:
-                raise InputError(f"cannot write {path}: {exc.strerror}", field=str(path)) from exc
+                # "File exists" for a parent that is a file says nothing (contract audit)
+                blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+                why = f"{blocked} is a file" if blocked is not None else exc.strerror
+                raise InputError(f"cannot write {path}: {why}", field=str(path)) from exc
             temps.append((path, tmp))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)

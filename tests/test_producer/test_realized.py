@@ -290,6 +290,22 @@ def test_a_column_given_twice_is_refused_not_read_from_its_last_copy(
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_an_output_under_a_file_names_that_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Contract audit, 2026-12-08: the error said only "File exists".
+    tx = tmp_path / "tx.csv"
+    tx.write_text(
+        "id,date,account,account_type,symbol,side,quantity,price,lot_id\n"
+        "1,2024-01-02,A,taxable,X,buy,1,10,L1\n"
+    )
+    (tmp_path / "af").write_text("")
+    out = [str(tmp_path / "af" / "s.csv"), "--lots-out", str(tmp_path / "l.csv")]
+    assert main(["realized", "--transactions", str(tx), "--sales-out", *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'af'} is a file" in err
+
+
 def test_a_missing_input_file_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
