@@ -523,8 +523,9 @@ def _note_book_washes(summary: NightSummary) -> None:
     if summary.book_washes:
         print(
             f"taxview: reading the book washed {summary.book_washes} loss sale slice(s) of "
-            "earlier nights (purchases entered into the book within 30 days after them): "
-            "listed in wash_amendments.csv; their Form 8949 lines need code W",
+            "earlier nights (purchases in the book within 30 days before or after them): "
+            "listed in wash_amendments.csv; their Form 8949 lines need code W (a row of 0.00 "
+            "is a sale whose loss the book cannot size: check that sale's cost)",
             file=sys.stderr,
         )
 
