@@ -515,6 +515,20 @@ def test_an_exclusion_tracking_keeps_is_sold_whole_at_a_wider_te_not_blamed_on_t
     assert out.realized_st_usd + out.realized_lt_usd <= Decimal("1001.00")
 
 
+def test_the_cash_row_counts_the_commissions_of_the_repaired_ticket() -> None:
+    # Outcome audit, 2026-12-08: the share repair counted the commissions of the ticket before
+    # it ($5,688.42) though it moved enough shares to pay $5,664.78; the cash ended $9.38 above
+    # max_cash_w with nothing in limit_breaches.
+    request = example_request(names=50, seed=1)
+    out = rebalance(
+        _with_account(
+            request, exclusions=["DNK"], gain_budget_usd=Decimal(1000), commission_bps=50.0
+        )
+    )
+    assert isinstance(out, Solved)
+    assert out.cash_w <= request.account.max_cash_w + 1e-9 or out.limit_breaches
+
+
 def test_a_turnover_limit_that_cannot_hold_is_dropped_before_the_gain_budget() -> None:
     # Exclusions audit: a 50-name long/short book (seed 3) with a $500 gain budget and a 0.05
     # turnover limit — only the turnover conflicted, but one `budgets` step dropped both and
