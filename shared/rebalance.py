@@ -1615,6 +1615,7 @@ def _context(request: RebalanceRequest, market: MarketArrays, scan: _Scan) -> _C
         no_buy=no_buy,
         no_short=no_short,
     )
+    notes = (*notes, *_wash_held_notes(acct, base))
     ctx = _Context(
         request=request,
         market=market,
@@ -1757,6 +1758,10 @@ def _base_problem(
             i = market.find(sym)
             if i is not None:
                 short_allowed[i] = False
+    if taxable:
+        max_w, min_w = _wash_held_caps(
+            market, longs=longs, shorts=shorts, nav=nav, excluded=excluded, caps=(max_w, min_w)
+        )
     w_bench = market.w_bench
     te_max: float | None = acct.te_budget
     net_w, cash_min, cash_max = 1.0, acct.min_cash_w, acct.max_cash_w
@@ -1893,6 +1898,61 @@ def harvest_sides(ctx: _Context, locked: BoolArray) -> BoolArray:
     harvest |= ctx.w0 > base.max_w + WEIGHT_EPS
     harvest |= locked
     return _spread_to_groups(harvest, ctx.group)
+
+
+def _wash_held_caps(
+    market: MarketArrays,
+    *,
+    longs: _LotArrays,
+    shorts: _LotArrays,
+    nav: float,
+    excluded: BoolArray,
+    caps: tuple[FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray]:
+    """The name caps a taxable account can meet tonight.  A name above its cap must be sold
+    down, but its loss lots may not be sold within 30 days of a purchase of it in the household
+    (IRC §1091(a); DESIGN §2), nor its loss shorts covered within 30 days of a short sale
+    (§1091(e)): it can come down only to what those lots hold, so that is its cap tonight — the
+    rest of the book still trades (outcome audit, 2026-12-08: a 50-name book with DFQ at 12.5%
+    against a 12% cap, all its lots at a loss and bought by the household four days earlier,
+    was held without a trade; a 20-name long/short example with WGJ at 35.5% against 27%,
+    bought by the IRA the day before, too).  Excluded names are sold whatever the lot."""
+    max_w, min_w = caps
+    p_long, p_short = market.prices[longs.name], market.prices[shorts.name]
+    stuck = longs.blocked & ((p_long < longs.basis_ps) | longs.ledger_loss)
+    floor = np.bincount(
+        longs.name[stuck], weights=longs.value_usd[stuck] / nav, minlength=len(max_w)
+    )
+    stuck_s = shorts.blocked & ((p_short > shorts.basis_ps) | shorts.ledger_loss)
+    floor_s = np.bincount(
+        shorts.name[stuck_s], weights=shorts.value_usd[stuck_s] / nav, minlength=len(min_w)
+    )
+    up = (floor > max_w) & ~excluded
+    down = (floor_s > -min_w) & ~excluded
+    if not (up.any() or down.any()):
+        return max_w, min_w
+    return (
+        np.where(up, floor + WEIGHT_EPS, max_w),
+        np.where(down, -floor_s - WEIGHT_EPS, min_w),
+    )
+
+
+def _wash_held_notes(acct: AccountSpec, base: ProblemData) -> list[str]:
+    """One note per name whose cap tonight is above the account's (:func:`_wash_held_caps`)."""
+    out = []
+    for i in np.flatnonzero(base.max_w > acct.max_weight + WEIGHT_EPS).tolist():
+        out.append(
+            f"cap {base.symbols[i]}: may stay at {base.max_w[i]:.4f} of NAV tonight, above its "
+            f"{acct.max_weight:g} cap: those lots are at a loss and the household bought it in "
+            "the last 30 days (IRC §1091); sold down on a later night"
+        )
+    for i in np.flatnonzero(base.min_w < -acct.max_weight - WEIGHT_EPS).tolist():
+        out.append(
+            f"cap {base.symbols[i]}: may stay short {-base.min_w[i]:.4f} of NAV tonight, above "
+            f"its {acct.max_weight:g} cap: those shorts are at a loss and the household sold it "
+            "short in the last 30 days (IRC §1091(e)); covered on a later night"
+        )
+    return out
 
 
 def _with_sides(
