@@ -3039,7 +3039,8 @@ def _solve_chain(
                 label="+".join([*relaxations[-1:], "exclusions_over_time"]),
             )
             found = _first_solution(over_time, pre)
-            if found is not None and _over_time_kept(level, pre):
+            looser = _looser_level(level, relaxations, next_step, te_budget)
+            if found is not None and _over_time_kept(level, pre, found, looser):
                 if len(steps) >= 2:  # the steps before it, put back where they still can be
                     kept = _over_time_accept(level, pre, te_budget)
                     steps, found = _tighten(over_time, pre, steps, found, accept=kept)
@@ -3073,20 +3074,64 @@ def _over_time_accept(
     stays justified at the candidate's level (:func:`_over_time_kept`)."""
 
     def kept(steps: list[str], found: _First) -> bool:
+        # The level it came from is the looser one, and no whole sale within the budgets was
+        # found there (over time was tried only because that level was infeasible).
         without = _chain_transform(steps[:-1], te_budget)
-        return _over_time_kept(dataclasses.replace(level, transform=without), pre)
+        return _over_time_kept(dataclasses.replace(level, transform=without), pre, found, None)
 
     return kept
 
 
-def _over_time_kept(level: _Level, pre: BoolArray) -> bool:
-    """Whether ``exclusions_over_time`` stays at ``level`` (the level without it): the budgets
-    are what makes ``level`` infeasible (:func:`_feasible_without_budgets`).  A budget that
-    binds at the over-time solution (``found``) is not enough (outcome audit, 2026-12-08: a
-    long/short book's first over-time solution sat at its +$1,000 gain budget, its refinement
-    realized −$2,116.78, and DNK was kept at 5.5% of NAV where, sold whole, the book needed
-    the TE budget ×1.5 and met the budget with −$134k): tracking, not a budget, kept it."""
-    return _feasible_without_budgets(level, pre)
+def _over_time_kept(level: _Level, pre: BoolArray, found: _First, looser: _Level | None) -> bool:
+    """Whether ``exclusions_over_time`` stays at ``level`` (the level without it), given the
+    level's first solution with it (``found``) and the chain's next level that relaxes no
+    budget (``looser``; ``None``: none, or one known to sell nothing whole): the budgets are
+    what makes ``level`` infeasible (:func:`_feasible_without_budgets`); or they bind at the
+    over-time solution and the looser level cannot sell the exclusions whole within them
+    either, so relaxing it would give up a limit and still sell over time (review audit,
+    2026-12-08: 7 of 84 books gave up the TE budget, once a tilt, and kept as much or more
+    of the excluded names).  When the looser level can (outcome audit, 2026-12-08: two
+    long/short books kept UQO at 7.35% and DNK at 5.5% of NAV "over time", blaming a +$1,000
+    gain budget that, sold whole at the TE budget ×1.5, they still met), the exclusions stay
+    whole and the chain goes on."""
+    if _feasible_without_budgets(level, pre):
+        return True
+    if not _budgets_bind(found[1], found[2]):
+        return False
+    return looser is None or _first_solution(looser, pre) is None
+
+
+def _looser_level(
+    level: _Level, relaxations: list[str], next_step: int, te_budget: float
+) -> _Level | None:
+    """The chain's next level after ``level`` that gives up no budget (the turnover limit and
+    the realized-gain budget are skipped), or ``None`` when there is none."""
+    probe = level.transform(level.ctx.base)
+    for step in RELAXATION_CHAIN[next_step:]:
+        if step in ("turnover", "gain_budget", "hold"):
+            continue
+        if _relaxed(probe, step, te_budget) is not None:
+            steps = [*relaxations, step]
+            return dataclasses.replace(
+                level, transform=_chain_transform(steps, te_budget), label=f"{step}/whole?"
+            )
+    return None
+
+
+def _budgets_bind(sol: Solution, data: ProblemData) -> bool:
+    """Whether the solution sits at its realized-gain budget or its turnover limit."""
+    tol = 1e-6
+    if data.gain_budget_w is not None:
+        gain = float(data.lot_gain @ sol.sell)
+        if len(sol.cover):
+            gain += float(data.short_gain @ sol.cover)
+        if gain >= data.gain_budget_w - tol:
+            return True
+    if data.turnover_max_w is not None:
+        legs = float(sol.sell.sum() + sol.buy.sum() + sol.cover.sum() + sol.short.sum())
+        if legs >= data.turnover_max_w - tol:
+            return True
+    return False
 
 
 def _feasible_without_budgets(level: _Level, pre: BoolArray) -> bool:

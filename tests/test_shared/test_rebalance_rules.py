@@ -538,6 +538,22 @@ def test_a_name_over_its_cap_that_the_wash_window_keeps_does_not_hold_the_accoun
     assert not out.limit_breaches
 
 
+def test_no_limit_is_given_up_for_an_exclusion_the_looser_level_still_sells_over_time() -> None:
+    # Review audit, 2026-12-08: with the TE budget and the gain budget both in the way of a
+    # whole sale, the chain gave up the tilt and the TE budget (TE 2.22%, momentum floor
+    # missed) and still sold MDC and JSE over time, no further.  Over time stays at the level
+    # where the next one cannot sell them whole within the budget either.
+    request = example_request(names=30, seed=36)
+    out = rebalance(
+        _with_account(
+            request, max_weight=0.1326, exclusions=["MDC", "JSE"], gain_budget_usd=Decimal(1000)
+        )
+    )
+    assert isinstance(out, Solved)
+    assert out.relaxations == ["exclusions_over_time"], out.relaxations
+    assert out.te_ex_ante <= 0.02 + 1e-7
+
+
 def test_the_cash_row_counts_the_commissions_of_the_repaired_ticket() -> None:
     # Outcome audit, 2026-12-08: the share repair counted the commissions of the ticket before
     # it ($5,688.42) though it moved enough shares to pay $5,664.78; the cash ended $9.38 above
