@@ -169,6 +169,25 @@ OUTPUT_FILES = (
 NEXT_BOOK = "next_book"
 
 
+def check_book_apart(out: Path, book_dir: Path | None) -> None:
+    """Refuse a ``--book`` that this run's ``next_book/`` would overwrite (review audit,
+    2026-12-08: ``--book OUT/next_book --out OUT`` rewrote its own input in place, and a writer
+    killed half-way left the night's input book unreadable).
+
+    Raises:
+        InputError: naming both paths, ``field`` ``--out``.
+    """
+    if book_dir is None:
+        return
+    given, target = book_dir.resolve(), (out / NEXT_BOOK).resolve()
+    if given == target or target in given.parents or given in target.parents:
+        raise InputError(
+            f"--book {book_dir} is where this run writes its {NEXT_BOOK}/ ({out / NEXT_BOOK}): "
+            "the night would overwrite the book it starts from; give another --out",
+            field="--out",
+        )
+
+
 def check_out_dir(
     out: Path, *, extra_files: Sequence[str] = (), extra_dirs: Sequence[str] = ()
 ) -> None:

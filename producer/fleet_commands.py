@@ -19,7 +19,7 @@ import kombu.exceptions
 import redis
 
 from producer import results_reader as reader
-from producer.aggregate import IncompleteNight, NightSummary, check_out_dir
+from producer.aggregate import IncompleteNight, NightSummary, check_book_apart, check_out_dir
 from producer.bench_out import contract_keys
 from producer.book import (
     Book,
@@ -611,6 +611,7 @@ def _check_night_out(args: argparse.Namespace, out: Path) -> None:
     reports: the embedded workers' logs and a synthetic night's ``book/``."""
     logs = [f"worker{i}.log" for i in range(args.workers)]  # embedded fleets only; harmless
     check_out_dir(out, extra_files=logs, extra_dirs=("book",) if args.book is None else ())
+    check_book_apart(out, args.book)
 
 
 def _make_out(out: Path) -> None:
@@ -627,6 +628,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     _require_fleet(settings, "aggregate")
     # Checked, not created: a refused run leaves no folder behind (contract audit, 2026-12-08).
     check_out_dir(args.out)
+    check_book_apart(args.out, args.book)
     client = reader.connect(settings.redis_url)
     book = read_book(args.book) if args.book else None
     summary = finish_night(

@@ -733,6 +733,21 @@ def test_an_out_with_something_in_the_way_is_refused_before_the_night_runs(
     assert "embedded" not in capsys.readouterr().err  # refused before any fleet started
 
 
+def test_a_book_that_the_nights_next_book_would_overwrite_is_refused(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    # Review audit, 2026-12-08: `--book OUT/next_book --out OUT` rewrote its own input in
+    # place (a writer killed half-way left it unreadable).
+    monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
+    monkeypatch.delenv("TAXVIEW_REDIS_URL", raising=False)
+    day = dt.date(2025, 6, 2)
+    _small_book(tmp_path / "o" / "next_book", night=day, close=day)
+    argv = ["nightly", "--book", str(tmp_path / "o" / "next_book"), "--out", str(tmp_path / "o")]
+    rc = main([*argv, "--quiet"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "would overwrite the book it starts from" in err
+
+
 def test_a_bad_market_json_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch) -> None:
     # Docs audit: a truncated market.json said only "field document: not valid JSON".
     monkeypatch.delenv("TAXVIEW_BROKER_URL", raising=False)
