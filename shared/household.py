@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -219,7 +219,8 @@ def history_losses(
     a possible loss is never missed; a sale whose cost neither shows is a loss of unknown size: a
     pending loss of $0 (acquired on the day of the sale), which keeps buys of its group out for
     30 days and disallows nothing.  So is a loss judged from the lots when the history has a
-    purchase of its group within 30 days of the sale (it may already sit in that lot's basis).
+    purchase of its group within 30 days of the sale (it may already sit in that lot's basis),
+    unless the book holds that purchase's every share as bought (:func:`_raw_in_book`).
     Transaction ids are unique per account only; symbols are matched regardless of case.
 
     Args:
@@ -280,6 +281,9 @@ def history_losses(
     for x in replayed.lots:
         key = (x.account, x.symbol.upper(), x.short)
         held[key] = held.get(key, Decimal(0)) - x.quantity
+    by_id: dict[tuple[str, str], list[Lot]] = {}
+    for x in lots:
+        by_id.setdefault((x.account, x.lot_id), []).append(x)
     pending_txns = {(p.account, p.txn) for p in out} | {(t.account, t.id) for t in unbooked}
     for t in window:
         key = (t.account, t.symbol.upper(), t.side == "cover")
@@ -311,11 +315,16 @@ def history_losses(
             r.side in ("buy", "short")
             and r.symbol.upper() in group
             and abs((r.date - t.date).days) <= WASH_WINDOW_DAYS
+            and not _raw_in_book(r, by_id)
             for r in replay
         ):
             # A purchase within 30 days of it may already have taken the loss into its basis
             # (the lots would show it): the sale still restricts, with nothing to disallow
             # twice (review: a $300 loss already in the replacement's basis was counted again).
+            # One whose lot the book holds as bought — no wash adjustment, not used, not tacked
+            # (a client's purchase entered by hand) — carries none, and reading the book
+            # washes the loss into it (review audit, 2026-12-08: a client's $1,210.19 loss sale
+            # beside the client's buy-back was kept at $0 and nothing went into its basis).
             loss, acquired = Decimal("0.00"), t.date
         out.append(
             PendingLoss(
@@ -332,6 +341,21 @@ def history_losses(
             )
         )
     return out
+
+
+def _raw_in_book(purchase: Transaction, by_id: Mapping[tuple[str, str], list[Lot]]) -> bool:
+    """Whether the book holds every share ``purchase`` opened, as bought: its lot (the id it
+    names, else its own) is there whole, with no wash adjustment, not used as a replacement and
+    not tacked — so it carries no loss yet."""
+    parts = by_id.get((purchase.account, purchase.lot_id or purchase.id), [])
+    return (
+        bool(parts)
+        and sum((x.quantity for x in parts), Decimal(0)) == purchase.quantity
+        and all(
+            not x.wash_adjustment_usd and not x.replacement_used and x.acquired == x.trade_date
+            for x in parts
+        )
+    )
 
 
 def _unbooked_matches(

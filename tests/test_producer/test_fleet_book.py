@@ -777,6 +777,55 @@ def test_a_clients_loss_sale_entered_into_a_next_book_is_read_beside_its_memory(
     assert [p.txn for p in state.pending_losses] == ["t2"]
 
 
+def test_a_clients_loss_sale_and_buy_back_entered_into_a_next_book_wash_at_the_losss_size(
+    tmp_path: Path,
+) -> None:
+    # Review audit, 2026-12-08: a client's loss sale of part of L2 (its rest in the book) and
+    # the client's buy-back the next day (its lot as bought) were read as a loss of unknown
+    # size ($0: "the purchase may already carry it"), and nothing went into the buy-back's
+    # basis.  A purchase whose lot the book holds as bought carries nothing yet: the loss keeps
+    # its size and reading the book washes it into that lot (IRC §1091(a), (d)).
+    hand_book(
+        tmp_path,
+        lots=HAND_LOTS.replace(
+            "HH-1,ACC-1,BBB,L2,200,2024-06-10,2024-06-10,11000,0,false,taxable\n",
+            "HH-1,ACC-1,BBB,L2,180,2024-06-10,2024-06-10,9900,0,false,taxable\n"
+            "HH-1,ACC-1,BBB,C2,10,2024-06-28,2024-06-28,420,0,false,taxable\n",
+        ),
+    )
+    (tmp_path / "pending_losses.csv").write_text(
+        "household_id,txn,account,symbol,lot_id,date_sold,quantity,loss_usd,sold_quantity,"
+        "acquired,short\n"
+    )
+    (tmp_path / "history.csv").write_text(
+        HISTORY_HEADER.rstrip("\n")
+        + ",in_memory\n"
+        + "c1,2024-06-27,ACC-1,taxable,BBB,sell,20,40,L2,HH-1,\n"  # L2: 55/sh, a $300 loss
+        + "c2,2024-06-28,ACC-1,taxable,BBB,buy,10,42,C2,HH-1,\n"  # the buy-back, as bought
+    )
+    from shared.ledger import Ledger
+
+    read = read_book(tmp_path).ledgers["HH-1"]
+    (c1,) = [p for p in read.pending_losses if p.txn == "c1"]
+    assert (c1.quantity, c1.loss_usd) == (Decimal(20), Decimal(300))
+    # Read by the ledger (the rebalance, the next book): half the loss shares are replaced,
+    # $150 into C2's basis, its holding period tacked; the rest stays pending.
+    state = Ledger.from_state(read).state(read.as_of)
+    (c2,) = [x for x in state.lots if x.lot_id == "C2"]
+    assert (c2.cost_basis_usd, c2.wash_adjustment_usd) == (Decimal(570), Decimal(150))
+    assert c2.replacement_used and c2.acquired == dt.date(2024, 6, 28) - dt.timedelta(days=17)
+    (c1,) = [p for p in state.pending_losses if p.txn == "c1"]
+    assert (c1.quantity, c1.loss_usd) == (Decimal(10), Decimal(300))
+    # A buy-back whose lot already carries a wash adjustment keeps the old, cautious reading.
+    lots = (tmp_path / "lots.csv").read_text()
+    (tmp_path / "lots.csv").write_text(
+        lots.replace(",C2,10,2024-06-28,2024-06-28,420,0,", ",C2,10,2024-06-28,2024-06-28,570,150,")
+    )
+    read = read_book(tmp_path).ledgers["HH-1"]
+    (c1,) = [p for p in read.pending_losses if p.txn == "c1"]
+    assert c1.loss_usd == 0
+
+
 def test_a_history_rows_in_memory_flag_is_true_false_or_empty(tmp_path: Path) -> None:
     hand_book(tmp_path)
     (tmp_path / "history.csv").write_text(
