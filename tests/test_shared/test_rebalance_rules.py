@@ -531,7 +531,9 @@ def test_a_name_over_its_cap_that_the_wash_window_keeps_does_not_hold_the_accoun
     if cap is not None:
         request = _with_account(request, max_weight=cap)
     out = rebalance(request)
-    assert isinstance(out, Solved) and out.status != "held" and out.trades
+    assert isinstance(out, Solved) and out.status == "relaxed" and out.trades
+    # not `ok`: the cap is not met tonight, and the aggregator's not-ok list shows it
+    assert out.relaxations[0] == "caps_over_time"
     note = next(n for n in out.notes if n.startswith(f"cap {name}: "))
     assert "IRC §1091" in note
     assert not any(t.symbol == name and t.side == "buy" for t in out.trades)
