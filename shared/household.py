@@ -315,7 +315,10 @@ def history_losses(
             r.side in ("buy", "short")
             and r.symbol.upper() in group
             and abs((r.date - t.date).days) <= WASH_WINDOW_DAYS
-            and not _raw_in_book(r, by_id)
+            # Only a loss sized from the rest of the lot it names keeps its size beside a
+            # buy-back held as bought: one guessed from another lot (highest basis) may be a
+            # gain (focused audit, 2026-12-08: a $5,000 gain washed into a 2-week-old lot).
+            and not (named and _raw_in_book(r, by_id))
             for r in replay
         ):
             # A purchase within 30 days of it may already have taken the loss into its basis

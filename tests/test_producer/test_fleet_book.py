@@ -826,6 +826,33 @@ def test_a_clients_loss_sale_and_buy_back_entered_into_a_next_book_wash_at_the_l
     assert c1.loss_usd == 0
 
 
+def test_a_loss_guessed_from_another_lot_is_never_washed_into_a_buy_back(tmp_path: Path) -> None:
+    # Focused audit, 2026-12-08: a sale whose own lot is gone, its loss guessed from the highest
+    # basis of another lot, kept that size beside a buy-back held as bought, and reading the
+    # book washed it (maybe a gain) into the buy-back's basis and holding period.  Only a loss
+    # sized from the rest of the lot the sale names keeps its size; a guess stays at $0.
+    from shared.ledger import Ledger
+
+    hand_book(
+        tmp_path,
+        lots=HAND_LOTS.replace(
+            "HH-1,ACC-1,BBB,L2,200,2024-06-10,2024-06-10,11000,0,false,taxable\n",
+            "HH-1,ACC-1,BBB,L2,100,2021-03-01,2021-03-01,15000,0,false,taxable\n"
+            "HH-1,ACC-1,BBB,R,100,2024-06-24,2024-06-24,10000,0,false,taxable\n",
+        ),
+    )
+    (tmp_path / "history.csv").write_text(
+        HISTORY_HEADER
+        + "s1,2024-06-20,ACC-1,taxable,BBB,sell,100,100,L1,HH-1\n"
+        + "r1,2024-06-24,ACC-1,taxable,BBB,buy,100,100,R,HH-1\n"
+    )
+    read = read_book(tmp_path).ledgers["HH-1"]
+    assert [(p.txn, p.loss_usd) for p in read.pending_losses] == [("s1", Decimal(0))]
+    state = Ledger.from_state(read).state(read.as_of)
+    (r,) = [x for x in state.lots if x.lot_id == "R"]
+    assert (r.cost_basis_usd, r.acquired) == (Decimal(10000), dt.date(2024, 6, 24))
+
+
 def test_a_history_rows_in_memory_flag_is_true_false_or_empty(tmp_path: Path) -> None:
     hand_book(tmp_path)
     (tmp_path / "history.csv").write_text(
