@@ -351,6 +351,9 @@ def _raw_in_book(purchase: Transaction, by_id: Mapping[tuple[str, str], list[Lot
     names, else its own) is there whole, with no wash adjustment, not used as a replacement and
     not tacked — so it carries no loss yet."""
     parts = by_id.get((purchase.account, purchase.lot_id or purchase.id), [])
+    # A buy naming no lot is looked up by its transaction id: a lot of another security that
+    # happens to carry that id is not its lot (focused audit, 2026-12-08).
+    parts = [x for x in parts if x.symbol.upper() == purchase.symbol.upper()]
     return (
         bool(parts)
         and sum((x.quantity for x in parts), Decimal(0)) == purchase.quantity

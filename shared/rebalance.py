@@ -3150,7 +3150,6 @@ def _feasible_without_budgets(level: _Level, pre: BoolArray) -> bool:
     even where another limit binds at the over-time solution (review: a long/short book's
     excluded short, whose cover the shape floors also slowed, was covered whole at $252,979
     of gain against a $1,000 budget)."""
-
     # With the level's sides, as the level is solved (the pre-pass's, then the side search's):
     # without side constraints a long/short book excluding UQO was "feasible without budgets"
     # at the TE budget where no legal ticket is (outcome audit, 2026-12-08: UQO kept at 7.35%

@@ -853,6 +853,22 @@ def test_a_loss_guessed_from_another_lot_is_never_washed_into_a_buy_back(tmp_pat
     assert (r.cost_basis_usd, r.acquired) == (Decimal(10000), dt.date(2024, 6, 24))
 
 
+def test_a_buy_back_naming_no_lot_is_not_read_as_another_securitys_lot(tmp_path: Path) -> None:
+    # Focused audit, 2026-12-08: a buy naming no lot is looked up by its transaction id; a lot
+    # of another security carrying that id (AAA's L1, 100 shares, as bought) made the BBB
+    # buy-back look "as bought" and the loss kept its size, though the buy-back's own shares
+    # (gone from the book) may already carry it.  It stays $0.
+    hand_book(tmp_path)
+    (tmp_path / "history.csv").write_text(
+        HISTORY_HEADER
+        + "c1,2024-06-27,ACC-1,taxable,BBB,sell,20,40,L2,HH-1\n"  # L2's rest: 55/sh, a loss
+        + "L1,2024-06-28,ACC-1,taxable,BBB,buy,100,42,,HH-1\n"
+    )
+    read = read_book(tmp_path).ledgers["HH-1"]
+    (c1,) = [p for p in read.pending_losses if p.txn == "c1"]
+    assert c1.loss_usd == 0
+
+
 def test_a_history_rows_in_memory_flag_is_true_false_or_empty(tmp_path: Path) -> None:
     hand_book(tmp_path)
     (tmp_path / "history.csv").write_text(
